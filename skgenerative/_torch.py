@@ -1,0 +1,212 @@
+"""Torch plumbing shared by every estimator.
+
+Device and dtype resolution, array <-> tensor conversion, the size of evaluation
+chunks, seeding, and *keyed* noise: Gaussian noise that is a pure function of a
+row's values and a seed, so that Monte Carlo scores do not depend on which batch a
+row arrives in.
+
+Nothing here knows about scikit-learn estimators; nothing here changes torch globals.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from sklearn import get_config
+from sklearn.utils import check_random_state
+
+__all__ = [
+    "resolve_device",
+    "resolve_dtype",
+    "to_numpy_input",
+    "chunk_rows",
+    "iter_slices",
+    "generator_from",
+    "seed_from",
+    "row_keys",
+    "keyed_normal",
+    "keyed_uniform",
+]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_CPU_CHUNK_BYTES = 4 * 2**20
+
+
+def resolve_device(device, *, fallback: bool = False) -> torch.device:
+    """Turn the ``device`` parameter into a :class:`torch.device`.
+
+    ``"auto"`` means CUDA when available, else CPU. ``"cpu"``, ``"cuda"``,
+    ``"cuda:1"`` and ``torch.device`` objects are taken as they are.
+
+    Parameters
+    ----------
+    device : str or torch.device
+    fallback : bool, default=False
+        When CUDA is asked for but absent: with ``fallback=True`` warn and use the
+        CPU (used to evaluate a model that was fitted on a GPU and unpickled
+        elsewhere); otherwise raise ``ValueError``.
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a valid device: use 'auto', 'cpu', 'cuda', "
+            "'cuda:<index>' or a torch.device."
+        ) from exc
+    if dev.type == "cuda":
+        index = dev.index or 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            if fallback:
+                warnings.warn(
+                    f"device={device!r} is not available on this machine; "
+                    "evaluating on the CPU instead.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return torch.device("cpu")
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available "
+                "on this machine; use device='auto' or device='cpu'."
+            )
+    elif dev.type != "cpu" and dev.type != "mps":
+        raise ValueError(f"device={device!r} is not supported: use 'cpu' or 'cuda'.")
+    return dev
+
+
+def resolve_dtype(dtype: str) -> torch.dtype:
+    """``"float32"`` or ``"float64"`` to the torch dtype."""
+    return _DTYPES[dtype]
+
+
+def to_numpy_input(X):
+    """Hand torch tensors (CPU or CUDA) to scikit-learn's validation as numpy.
+
+    Everything else (numpy arrays, pandas frames, lists) passes through unchanged so
+    that ``validate_data`` sees it as the user gave it (feature names included).
+    """
+    if isinstance(X, torch.Tensor):
+        return X.detach().to("cpu").numpy()
+    return X
+
+
+def chunk_rows(row_bytes: int, n_rows: int, device: torch.device | None = None) -> int:
+    """Rows per evaluation chunk for a model needing ``row_bytes`` of temporaries a row.
+
+    On a GPU a chunk may use a quarter of scikit-learn's ``working_memory`` (MiB; 256
+    MiB by default): large chunks keep the device busy. On the CPU a chunk is sized
+    to stay in the processor's cache (4 MiB of temporaries, at most that quarter),
+    which makes the memory-bound steps of EM several times faster than one large
+    batch. Either way memory stays bounded however many rows are evaluated; change
+    the budget with ``sklearn.config_context(working_memory=...)``.
+    """
+    budget = get_config()["working_memory"] * 2**20 / 4
+    if device is None or torch.device(device).type == "cpu":
+        budget = min(budget, _CPU_CHUNK_BYTES)
+    rows = int(budget // max(int(row_bytes), 1))
+    return max(1, min(rows, max(n_rows, 1)))
+
+
+def iter_slices(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def seed_from(random_state) -> int:
+    """A 31-bit integer seed drawn from an sklearn ``random_state`` argument."""
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+def generator_from(seed: int, device: torch.device) -> torch.Generator:
+    """A torch generator on ``device`` seeded with ``seed``."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(seed))
+    return generator
+
+
+# --------------------------------------------------------------------------------------
+# Keyed noise.
+#
+# sklearn checks (and users) expect score_samples(X)[i] to be the same number whether
+# row i is scored alone, in a subset or shuffled. A Monte Carlo score therefore cannot
+# draw its noise from a stream consumed batch by batch. Instead, every row gets a 32-bit
+# key that hashes its values and a seed, and every noise variate is a hash of
+# (key, counter): a counter-based generator in plain int64 tensor arithmetic, so it runs
+# unchanged on CPU and CUDA.
+# --------------------------------------------------------------------------------------
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(x * c) mod 2**32 for 0 <= x < 2**32 without overflowing int64."""
+    lo, hi = c & 0xFFFF, c >> 16
+    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & _MASK32
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer finaliser (xorshift-multiply rounds) with full avalanche."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x21F0AAAD)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0xD35A2D97)
+    x = x ^ (x >> 15)
+    return x
+
+
+def row_keys(X: torch.Tensor, seed: int) -> torch.Tensor:
+    """A 32-bit key per row, a function of the row's values and ``seed`` only.
+
+    The values are hashed through their float64 bit patterns (``-0.0`` is folded into
+    ``0.0`` and every NaN into one pattern), each position with its own salt, so that
+    permuting a row's entries changes its key.
+    """
+    values = X.detach().to(torch.float64) + 0.0  # -0.0 + 0.0 == +0.0
+    values = torch.where(torch.isnan(values), torch.zeros_like(values) + math.pi, values)
+    bits = values.contiguous().view(torch.int64)
+    lo = bits & _MASK32
+    hi = (bits >> 32) & _MASK32
+    position = torch.arange(X.shape[1], device=X.device, dtype=torch.int64)
+    salt = _mix32((position * 0x9E3779B9 + (int(seed) & _MASK32)) & _MASK32)
+    entry = _mix32(lo ^ _mix32(hi ^ salt))
+    return _mix32((entry.sum(dim=1) + ((int(seed) * 0x85EBCA6B) & _MASK32)) & _MASK32)
+
+
+def _keyed_bits(keys: torch.Tensor, n: int, stream: int) -> torch.Tensor:
+    """(len(keys), n) hashed 32-bit integers; ``stream`` separates independent uses."""
+    counter = torch.arange(n, device=keys.device, dtype=torch.int64)
+    salt = _mix32((counter * 0x9E3779B9 + stream * 0x632BE5AB + 0x5851F42D) & _MASK32)
+    return _mix32((keys.unsqueeze(1) + salt.unsqueeze(0)) & _MASK32)
+
+
+def keyed_uniform(
+    keys: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype, *, stream: int = 0
+) -> torch.Tensor:
+    """Uniform(0, 1) variates of shape ``(len(keys), *shape)``, fixed by the keys."""
+    n = math.prod(shape)
+    bits = _keyed_bits(keys, n, stream)
+    u = (bits.to(torch.float64) + 0.5) / 2.0**32
+    return u.to(dtype).reshape(len(keys), *shape)
+
+
+def keyed_normal(
+    keys: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype, *, stream: int = 0
+) -> torch.Tensor:
+    """Standard normal variates of shape ``(len(keys), *shape)``, fixed by the keys.
+
+    Box-Muller on pairs of keyed uniforms: ``r = sqrt(-2 log u1)``, the pair
+    ``(r cos 2 pi u2, r sin 2 pi u2)``. With 32-bit uniforms the largest magnitude is
+    about 6.8, beyond which a normal has probability 1e-11.
+    """
+    n = math.prod(shape)
+    half = (n + 1) // 2
+    u = keyed_uniform(keys, (2, half), torch.float64, stream=stream)
+    radius = torch.sqrt(-2.0 * torch.log(u[:, 0]))
+    angle = (2.0 * math.pi) * u[:, 1]
+    z = torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)], dim=1)
+    return z[:, :n].to(dtype).reshape(len(keys), *shape)
