@@ -1,0 +1,56 @@
+"""Shared fixtures: one quick configuration per estimator, and data it can fit.
+
+New estimators join the contract tests by adding an entry to ESTIMATORS (a quick
+configuration), to data_for (the data it expects) and, when GridSearchCV can find a
+true dimension for it, to GRID_CASES.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from skgenerative import GaussianMixtureDensity, PPCADensity  # noqa: E402
+
+CUDA = torch.cuda.is_available()
+# SKGENERATIVE_TEST_DEVICE=cuda runs the contract tests on the GPU
+DEVICE = os.environ.get("SKGENERATIVE_TEST_DEVICE", "cpu")
+
+ESTIMATORS = [
+    GaussianMixtureDensity(n_components=2, random_state=0, device=DEVICE),
+    PPCADensity(n_components=1, device=DEVICE),
+]
+
+
+def data_for(estimator, n=120, seed=0):
+    """Data an estimator can fit: a 2-cluster, low-rank Gaussian table of 5 columns."""
+    rng = np.random.RandomState(seed)
+    Z = rng.normal(size=(n, 2))
+    X = Z @ rng.normal(size=(2, 5)) + 0.3 * rng.normal(size=(n, 5))
+    X[: n // 2] += 4.0
+    return X
+
+
+def _blobs(seed=0):
+    rng = np.random.RandomState(seed)
+    centers = np.array([[0, 0, 0], [8, 0, 0], [0, 8, 0]], dtype=float)
+    X = np.vstack([c + rng.normal(size=(150, 3)) for c in centers])
+    return X[rng.permutation(len(X))]
+
+
+def _low_rank(seed=0):
+    rng = np.random.RandomState(seed)
+    Z = rng.normal(size=(600, 3))
+    return Z @ rng.normal(size=(3, 10)) * 2 + 0.3 * rng.normal(size=(600, 10))
+
+
+# (estimator, data, n_components grid, predicate on the chosen value)
+GRID_CASES = [
+    (GaussianMixtureDensity(random_state=0, device=DEVICE), _blobs(), [1, 2, 3, 4, 5], lambda k: k == 3),
+    (PPCADensity(device=DEVICE), _low_rank(), [1, 2, 3, 4, 5, 6], lambda k: k == 3),
+]

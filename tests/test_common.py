@@ -1,0 +1,247 @@
+"""The shared contract, checked over every estimator.
+
+``ESTIMATORS`` holds one quick configuration of each public estimator; everything
+here is parametrised over it. Model-specific mathematics lives in test_<module>.py.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn import config_context
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from conftest import CUDA, ESTIMATORS, data_for
+
+IDS = [type(e).__name__ for e in ESTIMATORS]
+
+
+@parametrize_with_checks(ESTIMATORS)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_no_estimator_is_non_deterministic():
+    for estimator in ESTIMATORS:
+        assert not estimator.__sklearn_tags__().non_deterministic
+
+
+@pytest.fixture(params=ESTIMATORS, ids=IDS)
+def fitted(request):
+    estimator = clone(request.param)
+    X = data_for(estimator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimator.fit(X)
+    return estimator, X
+
+
+def test_shapes_and_finite_scores(fitted):
+    est, X = fitted
+    scores = est.score_samples(X)
+    assert scores.shape == (X.shape[0],)
+    assert np.isfinite(scores).all()
+    Z = est.transform(X[:7])
+    assert Z.shape == (7, len(est.get_feature_names_out()))
+    S = est.sample(11, random_state=0)
+    assert S.shape == (11, X.shape[1])
+    assert np.isfinite(S).all()
+
+
+def test_score_is_mean_of_score_samples(fitted):
+    est, X = fitted
+    assert est.score(X) == pytest.approx(np.mean(est.score_samples(X)), rel=1e-12)
+
+
+def test_decision_function_and_outliers(fitted):
+    est, X = fitted
+    scores = est.score_samples(X)
+    np.testing.assert_allclose(est.decision_function(X), scores - est.offset_)
+    assert est.offset_ == pytest.approx(np.quantile(scores, est.contamination))
+    labels = est.predict_outlier(X)
+    assert set(np.unique(labels)) <= {-1, 1}
+    np.testing.assert_array_equal(labels == -1, scores < est.offset_)
+    # the contamination quantile of the training scores: about that share flagged
+    assert abs(np.mean(labels == -1) - est.contamination) <= 2.0 / X.shape[0] + 1e-12
+
+
+def test_far_point_is_an_outlier(fitted):
+    est, X = fitted
+    if _is_binary(X):
+        pytest.skip("binary data has no far point; the RBM tests cover its outliers")
+    far = X.max(0, keepdims=True) + 50 * (X.std(0, keepdims=True) + 1)
+    assert est.predict_outlier(far)[0] == -1
+    assert est.score_samples(far)[0] < est.score_samples(X).min()
+
+
+def _is_binary(X):
+    return np.isin(X, (0.0, 1.0)).all()
+
+
+def test_same_random_state_same_model(fitted):
+    est, X = fitted
+    again = clone(est)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again.fit(X)
+    np.testing.assert_array_equal(est.score_samples(X), again.score_samples(X))
+    np.testing.assert_array_equal(est.sample(5, random_state=3), again.sample(5, random_state=3))
+
+
+def test_scores_do_not_depend_on_the_batch(fitted):
+    est, X = fitted
+    full = est.score_samples(X)
+    perm = np.random.RandomState(0).permutation(X.shape[0])
+    np.testing.assert_allclose(est.score_samples(X[perm]), full[perm], rtol=1e-10, atol=1e-10)
+    singles = np.array([est.score_samples(X[i : i + 1])[0] for i in range(5)])
+    np.testing.assert_allclose(singles, full[:5], rtol=1e-10, atol=1e-10)
+    # tiny working memory: many chunks, same numbers
+    with config_context(working_memory=0.001):
+        np.testing.assert_allclose(est.score_samples(X), full, rtol=1e-10, atol=1e-10)
+
+
+def test_input_types_agree(fitted):
+    est, X = fitted
+    expected = est.score_samples(X)
+    df = pd.DataFrame(X)
+    np.testing.assert_allclose(est.score_samples(df.values), expected)
+    np.testing.assert_allclose(est.score_samples(X.tolist()), expected)
+    np.testing.assert_allclose(est.score_samples(torch.from_numpy(X)), expected)
+    X32 = X.astype(np.float32)
+    np.testing.assert_array_equal(est.score_samples(torch.from_numpy(X32)), est.score_samples(X32))
+
+
+def test_pickle_round_trip(fitted):
+    est, X = fitted
+    restored = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(restored.score_samples(X), est.score_samples(X))
+    np.testing.assert_array_equal(restored.transform(X), est.transform(X))
+    assert restored.offset_ == est.offset_
+
+
+def test_float32(fitted):
+    est, X = fitted
+    est32 = clone(est).set_params(dtype="float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est32.fit(X)
+    scores = est32.score_samples(X)
+    assert scores.dtype == np.float32
+    assert est32.transform(X).dtype == np.float32
+    assert np.isfinite(scores).all()
+
+
+def test_pipeline_with_scaler(fitted):
+    est, X = fitted
+    if _is_binary(X):
+        pytest.skip("scaling breaks binary inputs")
+    pipe = make_pipeline(StandardScaler(), clone(est))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe.fit(X)
+        direct = clone(est).fit(StandardScaler().fit_transform(X))
+    np.testing.assert_allclose(pipe.score_samples(X), direct.score_samples(StandardScaler().fit_transform(X)))
+    assert pipe.score(X) == pytest.approx(direct.score(StandardScaler().fit_transform(X)))
+
+
+def test_set_output_pandas(fitted):
+    est, X = fitted
+    columns = [f"f{i}" for i in range(X.shape[1])]
+    df = pd.DataFrame(X, columns=columns)
+    est = clone(est).set_output(transform="pandas")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(df)
+    out = est.transform(df)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == list(est.get_feature_names_out())
+    assert list(est.feature_names_in_) == columns
+
+
+def test_unfitted_raises(fitted):
+    est, X = fitted
+    fresh = clone(est)
+    for method in ("score_samples", "score", "transform", "decision_function", "predict_outlier"):
+        with pytest.raises(NotFittedError):
+            getattr(fresh, method)(X)
+    with pytest.raises(NotFittedError):
+        fresh.sample(2)
+
+
+def test_bad_input_messages(fitted):
+    est, X = fitted
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    if not est.__sklearn_tags__().input_tags.allow_nan:
+        with pytest.raises(ValueError, match="NaN"):
+            clone(est).fit(bad)
+    bad[0, 0] = np.inf
+    with pytest.raises(ValueError, match="infinity|inf"):
+        clone(est).fit(bad)
+    with pytest.raises(ValueError, match="features"):
+        est.score_samples(X[:, :-1])
+    with pytest.raises(ValueError, match="could not convert|string"):
+        clone(est).fit(np.array([["a"] * X.shape[1]] * 5, dtype=object))
+    with pytest.raises(ValueError, match="n_samples"):
+        est.sample(0)
+    with pytest.raises(ValueError, match="contamination"):
+        clone(est).set_params(contamination=0.9).fit(X)
+    with pytest.raises(ValueError, match="dtype"):
+        clone(est).set_params(dtype="float16").fit(X)
+
+
+def test_bad_device_is_rejected(fitted):
+    est, X = fitted
+    with pytest.raises(ValueError, match="device"):
+        clone(est).set_params(device="tpu").fit(X)
+    if not CUDA:
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            clone(est).set_params(device="cuda").fit(X)
+
+
+@pytest.mark.skipif(CUDA, reason="checks the fallback on a machine without CUDA")
+def test_gpu_model_evaluates_on_cpu_machine(fitted):
+    """A model whose device is CUDA (e.g. unpickled from a GPU machine) still scores."""
+    est, X = fitted
+    expected = est.score_samples(X)
+    moved = pickle.loads(pickle.dumps(est))
+    moved.device = "cuda"  # as if it had been fitted with device="cuda"
+    with pytest.warns(RuntimeWarning, match="not available"):
+        np.testing.assert_allclose(moved.score_samples(X), expected)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_cuda_matches_cpu(fitted):
+    est, X = fitted
+    gpu = clone(est).set_params(device="cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gpu.fit(torch.as_tensor(X, device="cuda"))
+    scores = gpu.score_samples(torch.as_tensor(X, device="cuda"))
+    assert isinstance(scores, np.ndarray) and np.isfinite(scores).all()
+    restored = pickle.loads(pickle.dumps(gpu))
+    restored.set_params(device="cpu")
+    np.testing.assert_allclose(restored.score_samples(X), scores, rtol=1e-6, atol=1e-6)
+
+
+def test_grid_search_selects_the_true_dimension(request):
+    """GridSearchCV by held-out log-likelihood (no scoring argument) finds the truth."""
+    from conftest import GRID_CASES
+
+    for estimator, X, grid, check in GRID_CASES:
+        search = GridSearchCV(clone(estimator), {"n_components": grid}, cv=3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            search.fit(X)
+        chosen = search.best_params_["n_components"]
+        assert check(chosen), f"{type(estimator).__name__} chose n_components={chosen}"
