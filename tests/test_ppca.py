@@ -1,0 +1,131 @@
+"""PPCADensity against scikit-learn's PCA density and direct matrix algebra."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from sklearn.decomposition import PCA
+
+from skgenerative import PPCADensity
+from skgenerative.ppca import minka_dimension, ppca_log_likelihood
+
+
+def _low_rank(n=500, d=8, q=3, noise=0.3, seed=0):
+    rng = np.random.RandomState(seed)
+    return rng.normal(size=(n, q)) @ rng.normal(size=(q, d)) * 2 + noise * rng.normal(size=(n, d)) + 3
+
+
+def _covariance(est):
+    W = est.components_.T * np.sqrt(est.explained_variance_ - est.noise_variance_)
+    return W @ W.T + est.noise_variance_ * np.eye(W.shape[0]), W
+
+
+@pytest.mark.parametrize("q", [1, 2, 3, 5, 7])
+def test_matches_sklearn_pca(q):
+    X = _low_rank()
+    ref = PCA(q).fit(X)
+    est = PPCADensity(q).fit(X)
+    np.testing.assert_allclose(est.score_samples(X), ref.score_samples(X), rtol=1e-8)
+    assert est.score(X) == pytest.approx(ref.score(X), rel=1e-10)
+    np.testing.assert_allclose(est.components_, ref.components_, atol=1e-10)
+    np.testing.assert_allclose(est.explained_variance_, ref.explained_variance_, rtol=1e-10)
+    assert est.noise_variance_ == pytest.approx(ref.noise_variance_, rel=1e-10)
+    np.testing.assert_allclose(est.mean_, ref.mean_, rtol=1e-12)
+
+
+def test_woodbury_equals_direct_gaussian():
+    X = _low_rank()
+    est = PPCADensity(3).fit(X)
+    C, _ = _covariance(est)
+    expected = stats.multivariate_normal(est.mean_, C).logpdf(X)
+    np.testing.assert_allclose(est.score_samples(X), expected, rtol=1e-10)
+    got = ppca_log_likelihood(
+        torch.as_tensor(X),
+        torch.as_tensor(est.mean_),
+        torch.as_tensor(est.components_),
+        torch.as_tensor(est.explained_variance_),
+        est.noise_variance_,
+    )
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-10)
+
+
+def test_transform_is_the_posterior_mean():
+    X = _low_rank()
+    est = PPCADensity(3).fit(X)
+    _, W = _covariance(est)
+    M = W.T @ W + est.noise_variance_ * np.eye(3)
+    expected = np.linalg.solve(M, W.T @ (X - est.mean_).T).T
+    np.testing.assert_allclose(est.transform(X), expected, rtol=1e-9, atol=1e-12)
+    Z = np.random.RandomState(0).normal(size=(4, 3))
+    np.testing.assert_allclose(est.inverse_transform(Z), Z @ W.T + est.mean_, rtol=1e-10)
+
+
+def test_density_integrates_to_one_in_2d():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 1)) @ [[2.0, 1.0]] + 0.5 * rng.normal(size=(300, 2))
+    est = PPCADensity(1).fit(X)
+    g = np.linspace(-12, 12, 801)
+    xx, yy = np.meshgrid(g, g)
+    density = np.exp(est.score_samples(np.column_stack([xx.ravel(), yy.ravel()])))
+    assert density.sum() * (g[1] - g[0]) ** 2 == pytest.approx(1.0, abs=1e-4)
+
+
+def test_sample_moments():
+    X = _low_rank()
+    est = PPCADensity(3).fit(X)
+    S = est.sample(300_000, random_state=0)
+    C, _ = _covariance(est)
+    scale = np.sqrt(np.diag(C))
+    np.testing.assert_allclose(S.mean(0), est.mean_, atol=0.01 * scale.max())
+    np.testing.assert_allclose(np.cov(S.T), C, atol=0.02 * np.outer(scale, scale).max())
+
+
+def test_minka_chooses_the_true_dimension_like_sklearn():
+    for q in (1, 2, 4):
+        X = _low_rank(n=800, d=10, q=q, seed=q)
+        est = PPCADensity().fit(X)
+        assert est.n_components_ == q
+        assert PCA("mle").fit(X).n_components_ == q
+    rng = np.random.RandomState(0)
+    spectrum = np.sort(rng.gamma(2, size=12))[::-1]
+    assert 1 <= minka_dimension(spectrum, 100, 12) <= 11
+
+
+def test_wide_data_uses_the_gram_matrix():
+    """n < D: the n x n eigendecomposition gives the same model as the D x D one."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(30, 3)) @ rng.normal(size=(3, 60)) + 0.1 * rng.normal(size=(30, 60))
+    est = PPCADensity(3).fit(X)
+    Xc = X - X.mean(0)
+    values, vectors = np.linalg.eigh(Xc.T @ Xc / 29)
+    values, vectors = values[::-1], vectors[:, ::-1]
+    np.testing.assert_allclose(est.explained_variance_, values[:3], rtol=1e-8)
+    np.testing.assert_allclose(np.abs(est.components_ @ vectors[:, :3]), np.eye(3), atol=1e-8)
+    assert est.noise_variance_ == pytest.approx(values[3:].clip(0).sum() / 57, rel=1e-8)
+    C, _ = _covariance(est)
+    np.testing.assert_allclose(
+        est.score_samples(X[:5]), stats.multivariate_normal(est.mean_, C).logpdf(X[:5]), rtol=1e-8
+    )
+
+
+def test_data_in_a_subspace_gets_finite_scores():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(100, 2)) @ rng.normal(size=(2, 5))  # rank 2, no noise
+    est = PPCADensity(2).fit(X)
+    assert est.noise_variance_ > 0
+    assert np.isfinite(est.score_samples(X)).all()
+    # points off the subspace are far less likely
+    off = X[:5] + 1e-3 * rng.normal(size=(5, 5))
+    assert (est.score_samples(off) < est.score_samples(X[:5])).all()
+
+
+def test_errors_name_the_problem():
+    X = _low_rank()
+    with pytest.raises(ValueError, match="n_components=8 must be strictly less than n_features=8"):
+        PPCADensity(8).fit(X)
+    with pytest.raises(ValueError, match="n_samples=1"):
+        PPCADensity(1).fit(X[:1])
+    with pytest.raises(ValueError, match="n_features=1"):
+        PPCADensity().fit(X[:, :1])
+    with pytest.raises(ValueError, match="n_components"):
+        PPCADensity(0).fit(X)
