@@ -24,6 +24,12 @@ devices and tags. A model file supplies only its mathematics through a few hooks
     Model-specific checks on validated input (binary data for Bernoulli models).
 ``_row_bytes(n_features)`` (optional)
     Temporary memory one row needs while it is evaluated; sets the chunk size.
+``_impute(X, n_draws, generator)`` (models with ``_supports_missing = True``)
+    For rows with NaN: the conditional mean of the missing entries given the observed
+    ones, shape (n, D), or ``n_draws`` draws from that conditional, shape
+    (n, n_draws, D). Observed entries are restored by the base afterwards. Such models
+    also accept NaN in ``_fit``, ``_log_prob`` (the log-density of the observed entries)
+    and ``_encode``.
 """
 
 from __future__ import annotations
@@ -137,6 +143,10 @@ class GenerativeModel(
         """Temporary bytes one row needs during evaluation (sets the chunk size)."""
         return 8 * 16 * (n_features + self._n_latent() + 1)
 
+    def _impute_row_bytes(self, n_features: int, n_draws: int | None) -> int:
+        """Temporary bytes one incomplete row needs in ``_impute``."""
+        return self._row_bytes(n_features) * (n_draws or 1)
+
     # ------------------------------------------------------------- plumbing
     @property
     def _device(self) -> torch.device:
@@ -161,8 +171,21 @@ class GenerativeModel(
             dtype=[np.float64, np.float32],
             ensure_all_finite="allow-nan" if self._supports_missing else True,
         )
+        if reset and self._supports_missing:
+            self._check_no_empty_column(X)
         self._check_values(X)
         return X
+
+    def _check_no_empty_column(self, X: np.ndarray) -> None:
+        """A column with every entry missing cannot be modelled: name it."""
+        empty = np.flatnonzero(np.isnan(X).all(axis=0))
+        if empty.size:
+            names = getattr(self, "feature_names_in_", None)
+            which = [f"{names[j]!r}" if names is not None else str(j) for j in empty[:5]]
+            raise ValueError(
+                f"Column(s) {', '.join(which)}{' ...' if empty.size > 5 else ''} of X have every "
+                "entry missing (NaN); drop them before fitting."
+            )
 
     def _to_tensor(self, X: np.ndarray, device=None) -> torch.Tensor:
         # torch.tensor copies: never aliases (possibly read-only) user memory
@@ -174,7 +197,9 @@ class GenerativeModel(
             if isinstance(value, torch.nn.Module):
                 value.to(device)
 
-    def _evaluate(self, fn, X: np.ndarray, n_features: int | None = None) -> np.ndarray:
+    def _evaluate(
+        self, fn, X: np.ndarray, n_features: int | None = None, row_bytes: int | None = None
+    ) -> np.ndarray:
         """Apply ``fn`` (tensor -> tensor) to ``X`` chunk by chunk; numpy out.
 
         At most one chunk of rows, sized from ``working_memory``, is on the device at
@@ -183,7 +208,8 @@ class GenerativeModel(
         device = self._device
         self._move_modules(device)
         n = X.shape[0]
-        size = chunk_rows(self._row_bytes(n_features or X.shape[1]), n, device)
+        row_bytes = row_bytes or self._row_bytes(n_features or X.shape[1])
+        size = chunk_rows(row_bytes, n, device)
         out = None
         with torch.inference_mode():
             for rows in iter_slices(n, size):
@@ -349,6 +375,57 @@ class GenerativeModel(
                 f"is expecting {self._n_features_out} latent features as input."
             )
         return self._evaluate(self._decode, Z, n_features=self.n_features_in_)
+
+    def _has_missing_support(self) -> bool:
+        return self._supports_missing
+
+    @available_if(_has_missing_support)
+    def impute(self, X, n_draws=None, random_state=None):
+        """Fill the missing entries (NaN) of ``X`` from the model's conditional distribution.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+            Data with NaN where entries are missing. Observed entries are returned
+            unchanged, bit for bit.
+        n_draws : int or None, default=None
+            ``None``: the conditional expectation ``E[x_missing | x_observed]``.
+            An integer: that many draws from ``p(x_missing | x_observed)`` (multiple
+            imputation).
+        random_state : int, RandomState instance or None, default=None
+            Seed of the draws (and of any Monte Carlo estimate the model needs).
+
+        Returns
+        -------
+        X_imputed : ndarray of shape (n_samples, n_features), or
+            (n_draws, n_samples, n_features) when ``n_draws`` is given.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        if n_draws is not None and (
+            not isinstance(n_draws, Integral) or isinstance(n_draws, bool) or n_draws < 1
+        ):
+            raise ValueError(f"n_draws must be None or a positive integer, got n_draws={n_draws!r}.")
+        missing = np.isnan(X)
+        if n_draws is None:
+            out = X.copy()
+        else:
+            out = np.repeat(X[None], n_draws, axis=0)
+        rows = np.flatnonzero(missing.any(axis=1))
+        if rows.size == 0:
+            return out
+        generator = generator_from(seed_from(random_state), self._device)
+        filled = self._evaluate(
+            lambda x: self._impute(x, n_draws, generator),
+            X[rows],
+            row_bytes=self._impute_row_bytes(X.shape[1], n_draws),
+        )
+        if n_draws is None:
+            out[rows] = np.where(missing[rows], filled, X[rows])
+        else:
+            filled = np.moveaxis(filled, 1, 0)  # (n_draws, rows, D)
+            out[:, rows] = np.where(missing[rows][None], filled, X[rows][None])
+        return out
 
     def sample(self, n_samples=1, random_state=None):
         """Draw samples from the fitted model.

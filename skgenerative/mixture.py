@@ -33,6 +33,8 @@ __all__ = [
     "estimate_log_gaussian_prob",
     "gaussian_statistics",
     "gaussian_parameters_from_statistics",
+    "conditional_gaussian",
+    "conditional_gaussian_diag",
 ]
 
 _COVARIANCE_ERROR = (
@@ -195,6 +197,54 @@ def _covariance_cholesky(covariances: torch.Tensor, covariance_type: str) -> tor
     return torch.sqrt(covariances)
 
 
+def conditional_gaussian(X: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor):
+    """Per row, the Gaussian ``N(mean, cov)`` split into observed (o) and missing (m) parts.
+
+    ``X`` holds NaN where entries are missing. Returns, for each row,
+
+    - ``log N(x_o; mu_o, S_oo)`` (0 for a row with nothing observed),
+    - ``x`` with the missing entries replaced by ``E[x_m | x_o] = mu_m + S_mo S_oo^{-1} (x_o - mu_o)``,
+    - ``Cov[x_m | x_o] = S_mm - S_mo S_oo^{-1} S_om`` embedded in a (D, D) matrix that is
+      zero outside the missing block.
+
+    All rows are processed at once: with ``M = diag(observed)`` the matrix
+    ``S~ = M S M + (I - M)`` is block diagonal (``S_oo`` and an identity), so one batched
+    Cholesky factorisation serves every missingness pattern, ``v = S~^{-1} r`` (with
+    ``r = M (x - mu)``) vanishes on the missing coordinates, and ``mu + S v`` equals
+    ``x_o`` on the observed ones and the conditional mean on the missing ones.
+    """
+    observed = ~torch.isnan(X)
+    m = observed.to(X.dtype)
+    r = torch.where(observed, X - mean, torch.zeros_like(X))
+    masked = cov * m.unsqueeze(2) * m.unsqueeze(1) + torch.diag_embed(1.0 - m)
+    chol, info = torch.linalg.cholesky_ex(masked)
+    if bool((info != 0).any()):
+        raise ValueError(_COVARIANCE_ERROR.format(extra=""))
+    v = torch.cholesky_solve(r.unsqueeze(2), chol).squeeze(2)
+    log_det = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(1)
+    log_marginal = -0.5 * (m.sum(1) * math.log(2 * math.pi) + log_det + (r * v).sum(1))
+    filled = torch.where(observed, X, mean + v @ cov)
+    inverse_oo = torch.cholesky_inverse(chol) - torch.diag_embed(1.0 - m)
+    missing = (1.0 - m)
+    cond_cov = (cov - cov @ inverse_oo @ cov) * missing.unsqueeze(2) * missing.unsqueeze(1)
+    return log_marginal, filled, cond_cov
+
+
+def conditional_gaussian_diag(X: torch.Tensor, mean: torch.Tensor, var: torch.Tensor):
+    """:func:`conditional_gaussian` for a diagonal covariance ``diag(var)``.
+
+    Coordinates are independent, so ``E[x_m | x_o] = mu_m`` and the conditional
+    variances are ``var_m``; the conditional covariance is returned as its diagonal.
+    """
+    observed = ~torch.isnan(X)
+    var = var.expand_as(X)
+    r2 = torch.where(observed, (X - mean).square() / var + torch.log(2 * math.pi * var), torch.zeros_like(X))
+    log_marginal = -0.5 * r2.sum(1)
+    filled = torch.where(observed, X, mean.expand_as(X))
+    cond_var = torch.where(observed, torch.zeros_like(X), var)
+    return log_marginal, filled, cond_var
+
+
 # ----------------------------------------------------------------- initialisation
 def _sq_distances(X: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     d2 = (
@@ -350,8 +400,8 @@ class GaussianMixtureDensity(GenerativeModel):
     >>> gmm = GaussianMixtureDensity(n_components=2, random_state=0).fit(X)
     >>> np.sort(gmm.means_[:, 0]).round(0)
     array([-3.,  3.])
-    >>> gmm.predict_outlier([[0.0, 0.0], [20.0, 20.0]])
-    array([ 1, -1])
+    >>> gmm.predict_outlier([[-3.0, -3.0], [0.0, 0.0], [20.0, 20.0]])
+    array([ 1, -1, -1])
     """
 
     _parameter_constraints: dict = {
@@ -367,6 +417,8 @@ class GaussianMixtureDensity(GenerativeModel):
         "precisions_init": ["array-like", None],
         "warm_start": ["boolean"],
     }
+
+    _supports_missing = True
 
     def __init__(
         self,
@@ -467,11 +519,16 @@ class GaussianMixtureDensity(GenerativeModel):
         dtype, device = X.dtype, X.device
         # EM runs on data centred at its mean (the model is translation equivariant);
         # it keeps the uncentred second moments well conditioned.
-        center = X.mean(0)
+        incomplete = torch.isnan(X).any(1)
+        has_missing = bool(incomplete.any())
+        center = torch.nanmean(X, 0) if has_missing else X.mean(0)
         Xc = X - center
         as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype, device=device)  # noqa: E731
         size = chunk_rows(self._row_bytes(d) * 2, n, device)
-        tied_sxx = (Xc.T.double() @ Xc.double()).to(dtype) if cov == "tied" else None
+        tied_sxx = None
+        if cov == "tied":  # complete rows only: incomplete rows add expected moments per pass
+            complete = Xc[~incomplete].double()
+            tied_sxx = (complete.T @ complete).to(dtype)
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
@@ -481,7 +538,9 @@ class GaussianMixtureDensity(GenerativeModel):
         for init_index in range(n_init):
             self._log(f"Initialization {init_index}")
             if do_init:
-                params = self._initial_parameters(Xc, center, generator, init, size)
+                # missing entries start at the column means (zero after centring)
+                start = torch.nan_to_num(Xc, nan=0.0) if has_missing else Xc
+                params = self._initial_parameters(start, center, generator, init, size)
             else:
                 params = (
                     as_t(self.weights_),
@@ -492,7 +551,7 @@ class GaussianMixtureDensity(GenerativeModel):
             bounds, converged, n_iter = [], False, 0
             for n_iter in range(1, self.max_iter + 1):
                 previous = bound
-                bound, stats = self._em_pass(Xc, params, size, tied_sxx)
+                bound, stats = self._em_pass(Xc, params, size, tied_sxx, has_missing)
                 nk, means, covariances = gaussian_parameters_from_statistics(
                     *stats, self.reg_covar, cov
                 )
@@ -567,15 +626,37 @@ class GaussianMixtureDensity(GenerativeModel):
             total = stats if total is None else [t + s for t, s in zip(total, stats)]
         return tuple(t.to(Xc.dtype) for t in total)
 
-    def _em_pass(self, Xc, params, size, tied_sxx):
-        """One E-step over all chunks: mean log-likelihood and M-step statistics."""
+    def _em_pass(self, Xc, params, size, tied_sxx, has_missing=False):
+        """One E-step over all chunks: mean log-likelihood and M-step statistics.
+
+        Complete rows use the fast path. Rows with missing entries contribute expected
+        sufficient statistics (Ghahramani & Jordan, 1994): per component, the missing
+        entries are replaced by their conditional mean and the conditional covariance is
+        added to the second moments.
+        """
         weights, means, prec_chol = params
         log_weights = torch.log(weights)
-        log_lik = torch.zeros((), dtype=torch.float64, device=Xc.device)
-        total = None
         cov = self.covariance_type
+        covariances = self._covariances_from_precision_cholesky(prec_chol) if has_missing else None
+        log_lik = torch.zeros((), dtype=torch.float64, device=Xc.device)
+        total, extra_tied = None, None
         for rows in iter_slices(Xc.shape[0], size):
             x = Xc[rows]
+            if has_missing:
+                incomplete = torch.isnan(x).any(1)
+                if bool(incomplete.any()):
+                    for sub in self._subchunks(int(incomplete.sum()), x.shape[1]):
+                        norm, stats = self._incomplete_statistics(
+                            x[incomplete][sub], means, covariances, log_weights
+                        )
+                        log_lik += norm.double().sum()
+                        if cov == "tied":
+                            extra_tied = stats[2] if extra_tied is None else extra_tied + stats[2]
+                            stats = stats[:2]
+                        total = stats if total is None else [t + s for t, s in zip(total, stats)]
+                    x = x[~incomplete]
+                if x.shape[0] == 0:
+                    continue
             weighted = estimate_log_gaussian_prob(x, means, prec_chol, cov) + log_weights
             norm = torch.logsumexp(weighted, dim=1)
             resp = torch.exp(weighted - norm.unsqueeze(1))
@@ -591,8 +672,50 @@ class GaussianMixtureDensity(GenerativeModel):
                 "values; scale the input or increase reg_covar."
             )
         nk, sx, *rest = (t.to(Xc.dtype) for t in total)
-        sxx = tied_sxx if cov == "tied" else rest[0]
+        if cov == "tied":
+            sxx = tied_sxx if extra_tied is None else tied_sxx + extra_tied.to(Xc.dtype)
+        else:
+            sxx = rest[0]
         return bound, (nk, sx, sxx)
+
+    def _subchunks(self, n: int, d: int):
+        """Slices of incomplete rows small enough for their (D, D) temporaries."""
+        itemsize = np.dtype(self._fit_dtype).itemsize
+        return iter_slices(n, chunk_rows(8 * d * d * itemsize, n, self._device))
+
+    def _conditionals(self, x, means, covariances):
+        """Per component: (log N(x_o), x with conditional means, conditional covariance)."""
+        cov = self.covariance_type
+        out = []
+        for k in range(self.n_components):
+            if cov == "full":
+                out.append(conditional_gaussian(x, means[k], covariances[k]))
+            elif cov == "tied":
+                out.append(conditional_gaussian(x, means[k], covariances))
+            elif cov == "diag":
+                out.append(conditional_gaussian_diag(x, means[k], covariances[k]))
+            else:
+                out.append(conditional_gaussian_diag(x, means[k], covariances[k].expand(x.shape[1])))
+        return out
+
+    def _incomplete_statistics(self, x, means, covariances, log_weights):
+        """E-step on rows with missing entries: log marginals and expected statistics."""
+        parts = self._conditionals(x, means, covariances)
+        weighted = torch.stack([p[0] for p in parts], dim=1) + log_weights
+        norm = torch.logsumexp(weighted, dim=1)
+        resp = torch.exp(weighted - norm.unsqueeze(1))
+        nk = resp.sum(0)
+        sx = torch.stack([resp[:, k] @ f for k, (_, f, _) in enumerate(parts)])
+        if self.covariance_type in ("full", "tied"):
+            sxx = torch.stack([
+                (f * resp[:, k, None]).T @ f + (resp[:, k, None, None] * c).sum(0)
+                for k, (_, f, c) in enumerate(parts)
+            ])
+            if self.covariance_type == "tied":
+                sxx = sxx.sum(0)
+        else:
+            sxx = torch.stack([resp[:, k] @ (f.square() + c) for k, (_, f, c) in enumerate(parts)])
+        return norm, [t.double() for t in (nk, sx, sxx)]
 
     def _covariances_from_precision_cholesky(self, prec_chol):
         cov = self.covariance_type
@@ -613,12 +736,55 @@ class GaussianMixtureDensity(GenerativeModel):
         return np.dtype(self.dtype).itemsize * (width + 4 * k + 2 * n_features)
 
     def _weighted_log_prob(self, X: torch.Tensor) -> torch.Tensor:
+        """``log w_k + log N(x_o; mu_k, Sigma_k)`` over the observed entries of each row."""
         means = self._tensor("means_")
         center = self._tensor("weights_") @ means
-        log_prob = estimate_log_gaussian_prob(
-            X - center, means - center, self._tensor("precisions_cholesky_"), self.covariance_type
-        )
-        return log_prob + torch.log(self._tensor("weights_"))
+        Xc, means = X - center, means - center
+        log_weights = torch.log(self._tensor("weights_"))
+        incomplete = torch.isnan(Xc).any(1)
+        if not bool(incomplete.any()):
+            prec_chol = self._tensor("precisions_cholesky_")
+            return estimate_log_gaussian_prob(Xc, means, prec_chol, self.covariance_type) + log_weights
+        out = torch.empty(X.shape[0], self.n_components, dtype=X.dtype, device=X.device)
+        if not bool(incomplete.all()):
+            out[~incomplete] = estimate_log_gaussian_prob(
+                Xc[~incomplete], means, self._tensor("precisions_cholesky_"), self.covariance_type
+            )
+        rows = torch.nonzero(incomplete).squeeze(1)
+        covariances = self._tensor("covariances_")
+        for sub in self._subchunks(rows.numel(), X.shape[1]):
+            parts = self._conditionals(Xc[rows[sub]], means, covariances)
+            out[rows[sub]] = torch.stack([p[0] for p in parts], dim=1)
+        return out + log_weights
+
+    def _impute(self, X: torch.Tensor, n_draws, generator) -> torch.Tensor:
+        """Mixture of the components' conditional Gaussians given the observed entries."""
+        means = self._tensor("means_")
+        center = self._tensor("weights_") @ means
+        Xc, means = X - center, means - center
+        parts = self._conditionals(Xc, means, self._tensor("covariances_"))
+        weighted = torch.stack([p[0] for p in parts], dim=1) + torch.log(self._tensor("weights_"))
+        resp = torch.softmax(weighted, dim=1)
+        if n_draws is None:
+            return sum(resp[:, k, None] * f for k, (_, f, _) in enumerate(parts)) + center
+        n, d = X.shape
+        choice = torch.multinomial(resp, n_draws, replacement=True, generator=generator)
+        observed = (~torch.isnan(X)).to(X.dtype)
+        out = torch.zeros(n, n_draws, d, dtype=X.dtype, device=X.device)
+        for k, (_, filled, cond) in enumerate(parts):
+            z = torch.randn(n, n_draws, d, generator=generator, dtype=X.dtype, device=X.device)
+            if self.covariance_type in ("full", "tied"):
+                # identity on the observed block keeps the factorisation defined
+                factor = torch.linalg.cholesky(cond + torch.diag_embed(observed))
+                draw = filled.unsqueeze(1) + z @ factor.transpose(1, 2)
+            else:
+                draw = filled.unsqueeze(1) + z * cond.sqrt().unsqueeze(1)
+            out = torch.where((choice == k).unsqueeze(2), draw, out)
+        return out + center
+
+    def _impute_row_bytes(self, n_features: int, n_draws) -> int:
+        itemsize = np.dtype(self.dtype).itemsize
+        return itemsize * self.n_components * (8 * n_features * n_features + 2 * (n_draws or 1) * n_features)
 
     def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(self._weighted_log_prob(X), dim=1)

@@ -19,16 +19,18 @@ at O(D q) per row, with no D x D inverse.
 from __future__ import annotations
 
 import math
-from numbers import Integral
+import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from scipy.special import gammaln
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval
 
 from .base import GenerativeModel
 
-__all__ = ["PPCADensity", "ppca_log_likelihood", "minka_dimension"]
+__all__ = ["PPCADensity", "ppca_log_likelihood", "ppca_posterior", "minka_dimension"]
 
 
 def ppca_log_likelihood(
@@ -59,6 +61,35 @@ def ppca_log_likelihood(
     maha = residual.square().sum(1) / noise_variance + (z.square() / eigenvalues).sum(1)
     log_det = torch.log(eigenvalues).sum() + (d - q) * math.log(float(noise_variance))
     return -0.5 * (d * math.log(2 * math.pi) + log_det + maha)
+
+
+def ppca_posterior(X: torch.Tensor, mean: torch.Tensor, W: torch.Tensor, noise_variance: float):
+    """Latent posterior and marginal log-likelihood given the observed entries of each row.
+
+    With ``o`` the observed coordinates of a row (NaN marks the rest),
+    ``M = sigma^2 I + W_o^T W_o``, ``E[z | x_o] = M^{-1} W_o^T (x_o - mu_o)``,
+    ``Cov[z | x_o] = sigma^2 M^{-1}`` and, by the Woodbury identity and the determinant
+    lemma, ``log N(x_o; mu_o, W_o W_o^T + sigma^2 I) = -1/2 [|o| log 2 pi +
+    (|o| - q) log sigma^2 + log det M + (||r_o||^2 - r_o^T W_o E[z | x_o]) / sigma^2]``.
+
+    Returns ``(log_likelihood (n,), posterior_mean (n, q), M^{-1} (n, q, q))``.
+    """
+    observed = ~torch.isnan(X)
+    m = observed.to(X.dtype)
+    r = torch.where(observed, X - mean, torch.zeros_like(X))
+    q = W.shape[1]
+    outer = (W.unsqueeze(2) * W.unsqueeze(1)).reshape(W.shape[0], q * q)
+    M = (m @ outer).view(-1, q, q) + noise_variance * torch.eye(q, dtype=X.dtype, device=X.device)
+    chol = torch.linalg.cholesky(M)
+    projected = r @ W
+    z = torch.cholesky_solve(projected.unsqueeze(2), chol).squeeze(2)
+    n_obs = m.sum(1)
+    log_det = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(1)
+    maha = (r.square().sum(1) - (projected * z).sum(1)) / noise_variance
+    log_lik = -0.5 * (
+        n_obs * math.log(2 * math.pi) + (n_obs - q) * math.log(noise_variance) + log_det + maha
+    )
+    return log_lik, z, torch.cholesky_inverse(chol)
 
 
 def minka_dimension(eigenvalues: np.ndarray, n_samples: int, n_features: int) -> int:
@@ -113,6 +144,12 @@ class PPCADensity(GenerativeModel):
     n_components : int or None, default=None
         Latent dimension ``q`` (``1 <= q < n_features``). ``None`` picks it by
         Minka's Laplace approximation of the evidence.
+    max_iter : int, default=1000
+        Maximum EM iterations when the training data have missing values (NaN);
+        complete data are fitted in closed form.
+    tol : float, default=1e-6
+        EM stops when the mean log-likelihood of the observed entries improves by
+        less than ``tol``.
     contamination : float, default=0.1
         Fraction of training rows below the outlier threshold ``offset_``.
     device : str or torch.device, default="auto"
@@ -132,6 +169,11 @@ class PPCADensity(GenerativeModel):
         Leading eigenvalues of the sample covariance.
     noise_variance_ : float
         ``sigma^2``, the mean of the discarded eigenvalues.
+    n_iter_ : int
+        EM iterations when the training data had missing values; 1 for the
+        closed-form fit of complete data.
+    converged_ : bool
+        Whether EM converged within ``max_iter`` (always True for complete data).
     mean_ : ndarray of shape (n_features,)
     offset_ : float
     device_ : torch.device
@@ -179,12 +221,18 @@ class PPCADensity(GenerativeModel):
     _parameter_constraints: dict = {
         **GenerativeModel._parameter_constraints,
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
     }
+
+    _supports_missing = True
 
     def __init__(
         self,
         n_components=None,
         *,
+        max_iter=1000,
+        tol=1e-6,
         contamination=0.1,
         device="auto",
         dtype="float64",
@@ -192,6 +240,8 @@ class PPCADensity(GenerativeModel):
         verbose=0,
     ):
         self.n_components = n_components
+        self.max_iter = max_iter
+        self.tol = tol
         self.contamination = contamination
         self.device = device
         self.dtype = dtype
@@ -223,6 +273,11 @@ class PPCADensity(GenerativeModel):
         if q is not None and q > n:
             raise ValueError(f"n_components={q} must be at most n_samples={n}.")
 
+        incomplete = torch.isnan(X)
+        has_missing = bool(incomplete.any())
+        if has_missing:  # closed form on mean-imputed data: the start (and the dimension)
+            X_observed = X
+            X = torch.where(incomplete, torch.nanmean(X, 0).expand_as(X), X)
         mean = X.mean(0)
         Xc = X - mean
         total_variance = float(Xc.square().sum()) / (n - 1)
@@ -238,6 +293,14 @@ class PPCADensity(GenerativeModel):
         eigenvalues = eigenvalues.clamp_min(noise)
 
         components = vectors.T.contiguous()
+        self.n_iter_, self.converged_ = 1, True  # the closed form: one exact step
+        if has_missing:
+            W = components.T * torch.sqrt(eigenvalues - noise)
+            mean, W, noise = self._em_missing(X_observed, mean, W, noise)
+            # back to orthonormal directions: W W^T = U diag(s^2) U^T
+            U, singular, _ = torch.linalg.svd(W, full_matrices=False)
+            components = U.T.contiguous()
+            eigenvalues = singular.square() + noise
         # deterministic signs: the largest-magnitude entry of each direction positive
         pivot = torch.argmax(components.abs(), dim=1)
         signs = torch.sign(components[torch.arange(q, device=X.device), pivot])
@@ -249,6 +312,54 @@ class PPCADensity(GenerativeModel):
         self.explained_variance_ = eigenvalues.double().cpu().numpy()
         self.noise_variance_ = float(noise)
         return None
+
+    def _em_missing(self, X, mean, W, noise):
+        """EM for PPCA with missing entries (Tipping & Bishop 1999; Ilin & Raiko 2010).
+
+        E-step: the latent posterior of each row given its observed entries
+        (:func:`ppca_posterior`). M-step, per column ``j`` over the rows ``i`` where it is
+        observed: ``mu_j = mean_i(x_ij - w_j^T E z_i)``, then
+        ``w_j = (sum_i E[z_i z_i^T])^{-1} sum_i E[z_i] (x_ij - mu_j)``, then
+        ``sigma^2 = mean_ij[(x_ij - mu_j - w_j^T E z_i)^2 + w_j^T Cov[z_i] w_j]``. Each
+        update maximises the expected complete-data log-likelihood given the others, so
+        the observed-data log-likelihood never decreases.
+        """
+        observed = ~torch.isnan(X)
+        m = observed.to(X.dtype)
+        Xz = torch.where(observed, X, torch.zeros_like(X))
+        n_observed = m.sum()
+        per_column = m.sum(0)
+        q = W.shape[1]
+        previous = -math.inf
+        self.converged_ = False
+        for iteration in range(1, self.max_iter + 1):
+            log_lik, z, m_inv = ppca_posterior(X, mean, W, noise)
+            bound = float(log_lik.double().mean())
+            self._log(f"  EM iteration {iteration}\t log-likelihood {bound:.6f}", 2)
+            if not math.isfinite(bound):
+                raise FloatingPointError("PPCA EM diverged: scale the input.")
+            if abs(bound - previous) < self.tol:
+                self.converged_ = True
+                break
+            previous = bound
+            zz = noise * m_inv + z.unsqueeze(2) * z.unsqueeze(1)  # E[z z^T], (n, q, q)
+            mean = (m * (Xz - z @ W.T)).sum(0) / per_column
+            r = (Xz - mean) * m
+            A = (m.T @ zz.reshape(-1, q * q)).view(-1, q, q)
+            B = r.T @ z
+            W = torch.linalg.solve(A, B.unsqueeze(2)).squeeze(2)
+            residual = (r - (z @ W.T) * m).square().sum()
+            outer = (W.unsqueeze(2) * W.unsqueeze(1)).reshape(W.shape[0], q * q)
+            spread = ((m @ outer) * (noise * m_inv).reshape(-1, q * q)).sum()
+            noise = max(float((residual + spread) / n_observed), float(torch.finfo(X.dtype).eps))
+        self.n_iter_ = iteration
+        if not self.converged_:
+            warnings.warn(
+                f"PPCA EM with missing values did not converge in max_iter={self.max_iter} "
+                "iterations; increase max_iter or tol.",
+                ConvergenceWarning,
+            )
+        return mean, W, noise
 
     @staticmethod
     def _leading_eigenpairs(Xc: torch.Tensor):
@@ -271,6 +382,8 @@ class PPCADensity(GenerativeModel):
         return values, vectors
 
     def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
+        if bool(torch.isnan(X).any()):  # the marginal of the observed entries
+            return ppca_posterior(X, self._tensor("mean_"), self._loadings().T, self.noise_variance_)[0]
         return ppca_log_likelihood(
             X,
             self._tensor("mean_"),
@@ -279,12 +392,28 @@ class PPCADensity(GenerativeModel):
             self.noise_variance_,
         )
 
+    def _impute(self, X: torch.Tensor, n_draws, generator) -> torch.Tensor:
+        """``E[x_m | x_o] = mu_m + W_m E[z | x_o]``; draws through ``z ~ p(z | x_o)``."""
+        mean, W = self._tensor("mean_"), self._loadings().T
+        _, z, m_inv = ppca_posterior(X, mean, W, self.noise_variance_)
+        if n_draws is None:
+            return mean + z @ W.T
+        n, d = X.shape
+        q = W.shape[1]
+        factor = torch.linalg.cholesky(self.noise_variance_ * m_inv)  # Cov[z | x_o]
+        eps = torch.randn(n, n_draws, q, generator=generator, dtype=X.dtype, device=X.device)
+        noise = torch.randn(n, n_draws, d, generator=generator, dtype=X.dtype, device=X.device)
+        z_draws = z.unsqueeze(1) + eps @ factor.transpose(1, 2)
+        return mean + z_draws @ W.T + math.sqrt(self.noise_variance_) * noise
+
     def _loadings(self) -> torch.Tensor:
         """``W^T = diag(sqrt(lambda - sigma^2)) U_q^T``, shape (q, D)."""
         scale = torch.sqrt((self._tensor("explained_variance_") - self.noise_variance_).clamp_min(0))
         return self._tensor("components_") * scale.unsqueeze(1)
 
     def _encode(self, X: torch.Tensor) -> torch.Tensor:
+        if bool(torch.isnan(X).any()):
+            return ppca_posterior(X, self._tensor("mean_"), self._loadings().T, self.noise_variance_)[1]
         # E[z | x] = M^{-1} W^T (x - mu) with M = diag(lambda)
         projection = (X - self._tensor("mean_")) @ self._loadings().T
         return projection / self._tensor("explained_variance_")
