@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from numbers import Integral
 
 import torch
 import torch.nn.functional as F
@@ -268,23 +269,22 @@ def _planar_identity_u(w: Tensor) -> Tensor:
 
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    # Integral, not int: numpy integers arrive from parameter grids (np.arange)
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-    return value
+    return int(value)
 
 
 def _hidden_widths(latent_dim: int, hidden_features) -> tuple[int, ...]:
     if hidden_features is None:
         width = max(32, 4 * latent_dim)
         return (width, width)
-    if isinstance(hidden_features, int) and not isinstance(hidden_features, bool):
-        _check_positive_int("hidden_features", hidden_features)
-        return (hidden_features, hidden_features)
-    widths = tuple(hidden_features)
+    if isinstance(hidden_features, Integral) and not isinstance(hidden_features, bool):
+        width = _check_positive_int("hidden_features", hidden_features)
+        return (width, width)
+    widths = tuple(_check_positive_int("every hidden_features width", w) for w in hidden_features)
     if not widths:
         raise ValueError("hidden_features must name at least one hidden layer.")
-    for width in widths:
-        _check_positive_int("every hidden_features width", width)
     return widths
 
 
@@ -504,8 +504,8 @@ class MADE(nn.Module):
     ----------
     latent_dim : int
     context_dim : int, default=0
-    hidden_features : sequence of int
-        Widths of the hidden layers (ELU activations).
+    hidden_features : int or sequence of int, default=None
+        Widths of the hidden layers (ELU activations); as in :class:`IAFStep`.
     reverse : bool, default=False
         Degrees ``d, ..., 1`` instead of ``1, ..., d``.
 
@@ -519,12 +519,13 @@ class MADE(nn.Module):
         self,
         latent_dim: int,
         context_dim: int = 0,
-        hidden_features: Sequence[int] = (32, 32),
+        hidden_features: int | Sequence[int] | None = None,
         *,
         reverse: bool = False,
     ):
         super().__init__()
-        d = latent_dim
+        d = _check_positive_int("latent_dim", latent_dim)
+        hidden_features = _hidden_widths(d, hidden_features)
         degrees = torch.arange(1, d + 1)
         if reverse:
             degrees = degrees.flip(0)
@@ -536,6 +537,7 @@ class MADE(nn.Module):
             layers.append(MaskedLinear(previous, hidden_degrees, strict=False))
             previous = hidden_degrees
         self.hidden = nn.ModuleList(layers)
+        context_dim = _check_positive_int("context_dim", context_dim, minimum=0)
         self.context = nn.Linear(context_dim, hidden_features[0], bias=False) if context_dim else None
         self.output = MaskedLinear(previous, degrees.repeat(2), strict=True)
 
@@ -706,9 +708,9 @@ class FlowChain(Compose):
     ):
         if kind not in FLOW_KINDS:
             raise ValueError(f"kind must be one of {', '.join(map(repr, FLOW_KINDS))}; got {kind!r}.")
-        _check_positive_int("n_flows", n_flows, minimum=0)
-        _check_positive_int("latent_dim", latent_dim)
-        _check_positive_int("context_dim", context_dim, minimum=0)
+        n_flows = _check_positive_int("n_flows", n_flows, minimum=0)
+        latent_dim = _check_positive_int("latent_dim", latent_dim)
+        context_dim = _check_positive_int("context_dim", context_dim, minimum=0)
         if kind == "iaf":
             steps = [
                 IAFStep(latent_dim, context_dim, hidden_features, reverse=k % 2 == 1, gate_bias=gate_bias)

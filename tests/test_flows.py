@@ -400,6 +400,16 @@ def test_chain_builds_the_steps_its_configuration_names():
         assert (chain.kind, chain.n_flows, chain.latent_dim, chain.context_dim, len(chain)) == (kind, 2, 3, H, 2)
 
 
+def test_numpy_integers_are_accepted():
+    # FlowVAE's sizes may come from a parameter grid such as np.arange(1, 5)
+    np = pytest.importorskip("numpy")
+    flow = make_flow("iaf", np.int64(2), np.int64(3), np.int64(H), hidden_features=np.int64(8))
+    assert (flow.n_flows, flow.latent_dim, flow.context_dim) == (2, 3, H)
+    assert type(flow.latent_dim) is int
+    z, context = _inputs(3, H, dtype=torch.float32)
+    assert flow(z, context)[0].shape == z.shape
+
+
 def test_empty_chain_is_the_identity():
     flow = make_flow("planar", 0, 3, H)
     z, context = _inputs(3, H, (N, S))
