@@ -1,0 +1,769 @@
+"""Normalizing-flow transforms: planar, radial and inverse autoregressive (IAF).
+
+Every transform is a small :class:`torch.nn.Module` with
+
+``forward(z, context=None) -> (z_out, ladj)``
+    the transformed sample and ``ladj = log|det df/dz|``, one value per sample;
+
+``inverse(z_out, context=None) -> z``
+    where the inverse can be computed (IAF exactly in ``d`` passes, radial in closed
+    form); planar raises :class:`NotImplementedError`.
+
+Transforms compose (:class:`Compose`, :class:`FlowChain`): the log-determinants of
+the steps add up. A posterior refined by a flow ``z_K = f_K o ... o f_1(z_0)`` has
+density ``log q_K(z_K) = log q_0(z_0) - sum_k ladj_k`` (Rezende & Mohamed, 2015).
+
+Shapes. ``z`` is ``(*batch, d)``: ``(n, d)`` for one sample per example, or
+``(n, S, d)`` for ``S`` importance samples per example. ``context`` (the encoder's
+hidden state for each example) is ``(n, H)`` and is broadcast over the sample axis;
+a context with as many axes as ``z`` is used as it is. ``ladj`` has ``z``'s shape
+without the last axis. Masks are buffers and nothing here is device specific, so
+``.to(device, dtype)`` moves a flow to CUDA or to float64.
+
+Initialisation. A fresh flow is close to the identity (planar and radial to about
+1e-2; an IAF step is ``sigma_0 z`` plus a small shift, ``sigma_0 = sigmoid(gate_bias)``)
+but not exactly at it, so that every parameter gets a gradient from the first step.
+Parameters are drawn from torch's global generator, as for any ``nn.Module``: seed
+it (or use :func:`torch.random.fork_rng`) for reproducible flows.
+
+This module is the torch layer only: no numpy, no scikit-learn.
+
+References
+----------
+.. [1] D. J. Rezende and S. Mohamed, "Variational inference with normalizing
+   flows", ICML 2015 (planar and radial flows, amortised flow parameters).
+.. [2] D. P. Kingma, T. Salimans, R. Jozefowicz, X. Chen, I. Sutskever and
+   M. Welling, "Improved variational inference with inverse autoregressive flow",
+   NeurIPS 2016.
+.. [3] M. Germain, K. Gregor, I. Murray and H. Larochelle, "MADE: masked
+   autoencoder for distribution estimation", ICML 2015.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from numbers import Integral
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "FLOW_KINDS",
+    "FlowTransform",
+    "Planar",
+    "AmortizedPlanar",
+    "Radial",
+    "AmortizedRadial",
+    "MaskedLinear",
+    "MADE",
+    "IAFStep",
+    "Compose",
+    "FlowChain",
+    "make_flow",
+    "planar_u_hat",
+    "planar_transform",
+    "radial_parameters",
+    "radial_transform",
+    "radial_inverse",
+    "iaf_transform",
+    "iaf_step_inverse",
+]
+
+FLOW_KINDS = ("planar", "radial", "iaf")
+
+# softplus(LOG_E_MINUS_1) == 1: the raw value of a softplus-constrained parameter
+# whose constrained value is 1, and the w.u at which planar's m(w.u) is 0.
+_LOG_E_MINUS_1 = math.log(math.e - 1.0)
+# scale of the weights that start a flow near the identity (relative to the default)
+_NEAR_ZERO = 1e-2
+
+
+# --------------------------------------------------------------------- mathematics
+def _softplus(x: Tensor) -> Tensor:
+    """``log(1 + e^x) = max(x, 0) + log1p(e^-|x|)``, accurate everywhere.
+
+    ``F.softplus`` returns ``x`` itself above ``x = 20``, dropping ``e^-x``: 2e-9,
+    which is more than float64 resolves and would break ``w . u_hat = m(w . u)``.
+    """
+    return x.clamp_min(0.0) + torch.log1p(torch.exp(-x.abs()))
+
+
+def planar_u_hat(u: Tensor, w: Tensor) -> Tensor:
+    """Planar flow's constrained ``u``: ``w . u_hat = m(w . u) > -1``.
+
+    ``u_hat = u + (m(w.u) - w.u) w / ||w||^2`` with ``m(a) = -1 + softplus(a)``,
+    written ``m(a) - a = softplus(-a) - 1`` to avoid cancelling for large ``a``.
+    ``u`` and ``w`` have shape ``(..., d)`` and broadcast together.
+
+    ``||w||^2`` is floored at the dtype's smallest normal number so that ``w = 0``
+    gives ``u_hat = u`` instead of NaN (then ``f`` is a shift).
+    """
+    wu = (w * u).sum(-1, keepdim=True)
+    w_sq = w.square().sum(-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
+    return u + (_softplus(-wu) - 1.0) * w / w_sq
+
+
+def planar_transform(z: Tensor, u: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Planar flow ``f(z) = z + u_hat tanh(w . z + b)`` and its ``log|det J|``.
+
+    Parameters
+    ----------
+    z : Tensor of shape (*batch, d)
+    u, w : Tensor broadcastable to (*batch, d)
+        ``u`` unconstrained; :func:`planar_u_hat` makes the map invertible.
+    b : Tensor broadcastable to batch
+
+    Returns
+    -------
+    z_out : Tensor of shape (*batch, d)
+    ladj : Tensor of shape batch
+
+    Notes
+    -----
+    ``det J = 1 + u_hat . psi(z)`` with ``psi = h'(w.z + b) w`` and ``h = tanh``, so with
+    ``t = tanh(w.z + b)`` and ``w . u_hat = -1 + softplus(w.u)``::
+
+        det J = 1 + (1 - t^2)(w . u_hat) = t^2 + (1 - t^2) softplus(w . u) > 0,
+
+    a sum of non-negative terms, evaluated as such (no cancellation near ``-1``).
+    Along ``w`` the map is ``a -> a + (w . u_hat) tanh(a)`` (``a = w.z + b``), whose
+    slope ``1 + (w . u_hat)(1 - t^2)`` is positive: the map is monotone along ``w`` and
+    the identity across it, hence invertible, but the inverse needs a scalar root
+    search (no closed form).
+    """
+    u_hat = planar_u_hat(u, w)
+    t = torch.tanh((w * z).sum(-1) + b)
+    z_out = z + u_hat * t.unsqueeze(-1)
+    t_sq = t.square()
+    ladj = torch.log(t_sq + (1.0 - t_sq) * _softplus((w * u).sum(-1)))
+    return z_out, ladj
+
+
+def radial_parameters(alpha_raw: Tensor, beta_raw: Tensor) -> tuple[Tensor, Tensor]:
+    """Radial flow's constrained ``alpha = softplus(alpha_raw) > 0`` and
+    ``beta = -alpha + softplus(beta_raw) >= -alpha``."""
+    alpha = _softplus(alpha_raw)
+    return alpha, _softplus(beta_raw) - alpha
+
+
+def radial_transform(
+    z: Tensor, z0: Tensor, alpha_raw: Tensor, beta_raw: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Radial flow ``f(z) = z + beta h(alpha, r)(z - z0)`` and its ``log|det J|``.
+
+    ``r = ||z - z0||``, ``h(alpha, r) = 1 / (alpha + r)``, with ``alpha`` and ``beta``
+    from :func:`radial_parameters`.
+
+    Parameters
+    ----------
+    z : Tensor of shape (*batch, d)
+    z0 : Tensor broadcastable to (*batch, d)
+    alpha_raw, beta_raw : Tensor broadcastable to batch
+
+    Returns
+    -------
+    z_out : Tensor of shape (*batch, d)
+    ladj : Tensor of shape batch
+
+    Notes
+    -----
+    ``log|det J| = (d - 1) log(1 + beta h) + log(1 + beta h + beta h'(r) r)`` with
+    ``h' = -h^2``. Writing ``c = alpha + beta = softplus(beta_raw) >= 0``::
+
+        1 + beta h = (c + r) / (alpha + r),
+        1 + beta h + beta h' r = (alpha c + r (2 alpha + r)) / (alpha + r)^2,
+
+    both ratios of non-negative terms, which is how they are evaluated.
+    """
+    alpha = _softplus(alpha_raw)
+    c = _softplus(beta_raw)
+    diff = z - z0
+    r = torch.linalg.vector_norm(diff, dim=-1)
+    log_ar = torch.log(alpha + r)
+    z_out = z + ((c - alpha) / (alpha + r)).unsqueeze(-1) * diff
+    d = z.shape[-1]
+    ladj = (d - 1) * (torch.log(c + r) - log_ar)
+    ladj = ladj + torch.log(alpha * c + r * (2.0 * alpha + r)) - 2.0 * log_ar
+    return z_out, ladj
+
+
+def radial_inverse(z_out: Tensor, z0: Tensor, alpha_raw: Tensor, beta_raw: Tensor) -> Tensor:
+    """Inverse of :func:`radial_transform`, in closed form.
+
+    ``z - z0`` is parallel to ``z_out - z0`` and ``rho = ||z_out - z0|| = r (c + r) /
+    (alpha + r)`` with ``c = alpha + beta``, so ``r`` is the non-negative root of
+    ``r^2 + (c - rho) r - alpha rho = 0`` (one root is >= 0, the other <= 0), and
+    ``z = z0 + (z_out - z0)(alpha + r) / (c + r)``. With ``q = rho - c`` and
+    ``D = sqrt(q^2 + 4 alpha rho)`` the root is ``(q + D) / 2`` when ``q >= 0`` and
+    ``2 alpha rho / (D - q)`` otherwise (the form without cancellation).
+    """
+    alpha = _softplus(alpha_raw)
+    c = _softplus(beta_raw)
+    diff = z_out - z0
+    rho = torch.linalg.vector_norm(diff, dim=-1)
+    q = rho - c
+    disc = torch.sqrt(q.square() + 4.0 * alpha * rho)
+    r = torch.where(q >= 0, 0.5 * (q + disc), 2.0 * alpha * rho / (disc + q.abs()))
+    return z0 + diff * ((alpha + r) / (c + r)).unsqueeze(-1)
+
+
+def iaf_transform(z: Tensor, shift: Tensor, gate_logit: Tensor) -> tuple[Tensor, Tensor]:
+    """One IAF update ``z' = sigma z + (1 - sigma) m`` and ``log|det J| = sum log sigma``.
+
+    ``sigma = sigmoid(s)`` with ``m = shift`` and ``s = gate_logit`` (shape ``(*batch,
+    d)``), computed as ``m + sigma (z - m)``. The determinant is the product of the
+    gates because ``m`` and ``s`` at coordinate ``i`` depend only on coordinates that
+    come before ``i`` in the ordering (a triangular Jacobian with diagonal ``sigma``).
+    """
+    z_out = shift + torch.sigmoid(gate_logit) * (z - shift)
+    return z_out, F.logsigmoid(gate_logit).sum(-1)
+
+
+def iaf_step_inverse(z_out: Tensor, shift: Tensor, gate_logit: Tensor) -> Tensor:
+    """``z = m + (z' - m) / sigma``, with ``1 / sigma = 1 + exp(-s)``, given ``m`` and ``s``.
+
+    ``m`` and ``s`` must be those computed from ``z`` itself, which is why
+    :meth:`IAFStep.inverse` iterates.
+    """
+    return shift + (z_out - shift) * (1.0 + torch.exp(-gate_logit))
+
+
+# ----------------------------------------------------------------------- helpers
+def _broadcast_to_batch(t: Tensor, z: Tensor) -> Tensor:
+    """View per-example values ``(n, k)`` as ``(n, 1, ..., 1, k)`` to broadcast with ``z``.
+
+    A tensor with as many axes as ``z`` (per-sample values) is returned unchanged.
+    """
+    if t.dim() == z.dim():
+        return t
+    if t.dim() == 2 and z.dim() > 2:
+        return t.reshape(t.shape[0], *([1] * (z.dim() - 2)), t.shape[1])
+    raise ValueError(
+        f"context of shape {tuple(t.shape)} does not match z of shape {tuple(z.shape)}: "
+        "expected (n, context_dim) with n = z.shape[0], or one context per sample."
+    )
+
+
+def _near_zero_(linear: nn.Linear, scale: float = _NEAR_ZERO) -> nn.Linear:
+    """Weights uniform in +-scale / sqrt(fan_in): a head whose output barely moves with
+    its input at first, so its bias sets the initial transform."""
+    bound = scale / math.sqrt(max(linear.in_features, 1))
+    nn.init.uniform_(linear.weight, -bound, bound)
+    return linear
+
+
+def _random_direction(d: int) -> Tensor:
+    """A random ``w`` with ``||w|| ~ 1``, so ``tanh(w . z + b)`` is not saturated for
+    ``z ~ N(0, I)``."""
+    return torch.randn(d) / math.sqrt(d)
+
+
+def _planar_identity_u(w: Tensor) -> Tensor:
+    """The ``u`` for which ``u_hat = 0`` (planar is the identity): ``log(e-1) w / ||w||^2``.
+
+    Then ``w . u = log(e - 1)``, ``m(w . u) = 0`` and the correction cancels ``u``.
+    """
+    return _LOG_E_MINUS_1 * w / w.square().sum()
+
+
+def _check_positive_int(name: str, value, minimum: int = 1) -> int:
+    # Integral, not int: numpy integers arrive from parameter grids (np.arange)
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def _hidden_widths(latent_dim: int, hidden_features) -> tuple[int, ...]:
+    if hidden_features is None:
+        width = max(32, 4 * latent_dim)
+        return (width, width)
+    if isinstance(hidden_features, Integral) and not isinstance(hidden_features, bool):
+        width = _check_positive_int("hidden_features", hidden_features)
+        return (width, width)
+    widths = tuple(_check_positive_int("every hidden_features width", w) for w in hidden_features)
+    if not widths:
+        raise ValueError("hidden_features must name at least one hidden layer.")
+    return widths
+
+
+# ----------------------------------------------------------------------- modules
+class FlowTransform(nn.Module):
+    """A transform ``z -> f(z; context)`` that also returns ``log|det df/dz|``.
+
+    Subclasses set ``latent_dim`` and ``context_dim`` (0: no context) and implement
+    :meth:`forward`; :meth:`inverse` where it can be computed.
+    """
+
+    latent_dim: int | None = None
+    context_dim: int = 0
+
+    def _check_z(self, z: Tensor) -> None:
+        if self.latent_dim is not None and (z.dim() == 0 or z.shape[-1] != self.latent_dim):
+            raise ValueError(
+                f"{type(self).__name__} expects z of shape (..., {self.latent_dim}); "
+                f"got {tuple(z.shape)}."
+            )
+
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(f(z), log|det J_f(z)|)``, shapes ``(*batch, d)`` and ``batch``."""
+        raise NotImplementedError
+
+    def inverse(self, z_out: Tensor, context: Tensor | None = None) -> Tensor:
+        """``f^{-1}(z_out)``."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form inverse.")
+
+    def _check_inputs(self, z: Tensor, context: Tensor | None) -> None:
+        """z must end in ``latent_dim``; a context is required when ``context_dim > 0``."""
+        self._check_z(z)
+        if self.context_dim:
+            if context is None:
+                raise ValueError(
+                    f"{type(self).__name__} is conditioned on a context of width "
+                    f"{self.context_dim}; got context=None."
+                )
+            if context.shape[-1] != self.context_dim:
+                raise ValueError(
+                    f"{type(self).__name__} expects context of shape (n, {self.context_dim}); "
+                    f"got {tuple(context.shape)}."
+                )
+
+
+class Planar(FlowTransform):
+    """Planar flow with free (not amortised) parameters ``u, w in R^d, b in R``.
+
+    ``f(z) = z + u_hat tanh(w . z + b)``; see :func:`planar_transform` for
+    ``u_hat`` and ``log|det J|``. ``context`` is accepted and ignored, so that a chain
+    can be called the same way whatever its steps. No closed-form inverse.
+
+    Parameters
+    ----------
+    latent_dim : int
+    """
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.latent_dim = _check_positive_int("latent_dim", latent_dim)
+        w = _random_direction(latent_dim)
+        u = _planar_identity_u(w) + _NEAR_ZERO * torch.randn(latent_dim) / math.sqrt(latent_dim)
+        self.u = nn.Parameter(u)
+        self.w = nn.Parameter(w)
+        self.b = nn.Parameter(torch.zeros(()))
+
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_z(z)
+        return planar_transform(z, self.u, self.w, self.b)
+
+
+class AmortizedPlanar(FlowTransform):
+    """Planar flow whose ``(u, w, b)`` are a linear function of each example's context.
+
+    ``(u, w, b) = A c + a`` for the context ``c`` (the encoder's hidden state), as in
+    Rezende & Mohamed (2015); then ``f(z) = z + u_hat tanh(w . z + b)`` per example
+    (:func:`planar_transform`). The head starts with small weights and a bias at
+    which ``u_hat = 0``, so a fresh flow is close to the identity.
+
+    Parameters
+    ----------
+    latent_dim : int
+    context_dim : int
+
+    Attributes
+    ----------
+    head : nn.Linear
+        ``context_dim -> 2 latent_dim + 1``: ``u``, then ``w``, then ``b``.
+    """
+
+    def __init__(self, latent_dim: int, context_dim: int):
+        super().__init__()
+        self.latent_dim = _check_positive_int("latent_dim", latent_dim)
+        self.context_dim = _check_positive_int("context_dim", context_dim)
+        self.head = _near_zero_(nn.Linear(context_dim, 2 * latent_dim + 1))
+        w = _random_direction(latent_dim)
+        with torch.no_grad():
+            self.head.bias.copy_(torch.cat([_planar_identity_u(w), w, torch.zeros(1)]))
+
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_inputs(z, context)
+        params = _broadcast_to_batch(self.head(context), z)
+        d = self.latent_dim
+        u, w, b = params.split([d, d, 1], dim=-1)
+        return planar_transform(z, u, w, b.squeeze(-1))
+
+
+class Radial(FlowTransform):
+    """Radial flow with free parameters ``z0 in R^d`` and raw ``alpha``, ``beta``.
+
+    ``f(z) = z + beta (z - z0) / (alpha + ||z - z0||)`` with ``alpha > 0`` and
+    ``beta >= -alpha`` (:func:`radial_parameters`); ``log|det J|`` in
+    :func:`radial_transform`. Starts at ``alpha = 1``, ``beta`` about 0.
+    ``context`` is accepted and ignored. The inverse is in closed form
+    (:func:`radial_inverse`).
+
+    Parameters
+    ----------
+    latent_dim : int
+    """
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.latent_dim = _check_positive_int("latent_dim", latent_dim)
+        self.z0 = nn.Parameter(torch.zeros(latent_dim))
+        self.alpha_raw = nn.Parameter(torch.tensor(_LOG_E_MINUS_1))
+        self.beta_raw = nn.Parameter(torch.tensor(_LOG_E_MINUS_1) + _NEAR_ZERO * torch.randn(()))
+
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_z(z)
+        return radial_transform(z, self.z0, self.alpha_raw, self.beta_raw)
+
+    def inverse(self, z_out: Tensor, context: Tensor | None = None) -> Tensor:
+        self._check_z(z_out)
+        return radial_inverse(z_out, self.z0, self.alpha_raw, self.beta_raw)
+
+
+class AmortizedRadial(FlowTransform):
+    """Radial flow whose ``(z0, alpha_raw, beta_raw)`` are linear in each example's context.
+
+    ``(z0, alpha_raw, beta_raw) = A c + a``; then :func:`radial_transform` per example.
+    The head starts with small weights and a bias giving ``z0 = 0``, ``alpha = 1``,
+    ``beta = 0``. Closed-form inverse (:func:`radial_inverse`).
+
+    Parameters
+    ----------
+    latent_dim : int
+    context_dim : int
+
+    Attributes
+    ----------
+    head : nn.Linear
+        ``context_dim -> latent_dim + 2``: ``z0``, then ``alpha_raw``, ``beta_raw``.
+    """
+
+    def __init__(self, latent_dim: int, context_dim: int):
+        super().__init__()
+        self.latent_dim = _check_positive_int("latent_dim", latent_dim)
+        self.context_dim = _check_positive_int("context_dim", context_dim)
+        self.head = _near_zero_(nn.Linear(context_dim, latent_dim + 2))
+        with torch.no_grad():
+            self.head.bias.zero_()
+            self.head.bias[latent_dim:] = _LOG_E_MINUS_1
+
+    def _parameters_for(self, z: Tensor, context: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        params = _broadcast_to_batch(self.head(context), z)
+        z0, alpha_raw, beta_raw = params.split([self.latent_dim, 1, 1], dim=-1)
+        return z0, alpha_raw.squeeze(-1), beta_raw.squeeze(-1)
+
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_inputs(z, context)
+        return radial_transform(z, *self._parameters_for(z, context))
+
+    def inverse(self, z_out: Tensor, context: Tensor | None = None) -> Tensor:
+        self._check_inputs(z_out, context)
+        return radial_inverse(z_out, *self._parameters_for(z_out, context))
+
+
+class MaskedLinear(nn.Linear):
+    """A linear layer whose weight is multiplied by a fixed 0/1 mask built from degrees.
+
+    ``mask[j, i] = out_degrees[j] >= in_degrees[i]`` (``> `` when ``strict``): unit
+    ``j`` sees input ``i`` only if its degree allows. The mask is a buffer, so it
+    follows the module's device and dtype and is saved in the ``state_dict``.
+
+    Parameters
+    ----------
+    in_degrees, out_degrees : Tensor of int, shapes (in_features,), (out_features,)
+    strict : bool
+        Use ``>`` (output layer of a MADE) instead of ``>=`` (hidden layers).
+    """
+
+    def __init__(self, in_degrees: Tensor, out_degrees: Tensor, *, strict: bool):
+        super().__init__(len(in_degrees), len(out_degrees))
+        if strict:
+            mask = out_degrees.unsqueeze(1) > in_degrees.unsqueeze(0)
+        else:
+            mask = out_degrees.unsqueeze(1) >= in_degrees.unsqueeze(0)
+        self.register_buffer("mask", mask.to(self.weight.dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class MADE(nn.Module):
+    """Masked autoencoder giving an IAF step its shift ``m`` and gate logit ``s``.
+
+    Input ``i`` has degree ``degrees[i]`` (a permutation of ``1..d``); hidden units get
+    degrees ``0..d-1`` in turn; output ``i`` (for ``m`` and for ``s``) sees hidden unit
+    ``j`` only if ``degrees[i] > deg(j)``, and hidden units see inputs of degree at most
+    their own. So ``m_i`` and ``s_i`` depend on ``z_j`` only when ``degrees[j] <
+    degrees[i]`` (Germain et al., 2015). The context enters the first hidden layer
+    through an unmasked linear map; degree-0 hidden units see only the context, which
+    is how the first coordinate in the ordering gets a context-dependent ``m, s``.
+
+    Parameters
+    ----------
+    latent_dim : int
+    context_dim : int, default=0
+    hidden_features : int or sequence of int, default=None
+        Widths of the hidden layers (ELU activations); as in :class:`IAFStep`.
+    reverse : bool, default=False
+        Degrees ``d, ..., 1`` instead of ``1, ..., d``.
+
+    Attributes
+    ----------
+    degrees : Tensor of int, shape (latent_dim,)
+        The ordering, a buffer.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        context_dim: int = 0,
+        hidden_features: int | Sequence[int] | None = None,
+        *,
+        reverse: bool = False,
+    ):
+        super().__init__()
+        d = _check_positive_int("latent_dim", latent_dim)
+        hidden_features = _hidden_widths(d, hidden_features)
+        degrees = torch.arange(1, d + 1)
+        if reverse:
+            degrees = degrees.flip(0)
+        self.register_buffer("degrees", degrees)
+        layers = []
+        previous = degrees
+        for width in hidden_features:
+            hidden_degrees = torch.arange(width) % d
+            layers.append(MaskedLinear(previous, hidden_degrees, strict=False))
+            previous = hidden_degrees
+        self.hidden = nn.ModuleList(layers)
+        context_dim = _check_positive_int("context_dim", context_dim, minimum=0)
+        self.context = nn.Linear(context_dim, hidden_features[0], bias=False) if context_dim else None
+        self.output = MaskedLinear(previous, degrees.repeat(2), strict=True)
+
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(m, s)``, each of ``z``'s shape."""
+        x = self.hidden[0](z)
+        if self.context is not None:
+            x = x + _broadcast_to_batch(self.context(context), x)
+        x = F.elu(x)
+        for layer in self.hidden[1:]:
+            x = F.elu(layer(x))
+        shift, gate_logit = self.output(x).chunk(2, dim=-1)
+        return shift, gate_logit
+
+
+class IAFStep(FlowTransform):
+    """One inverse autoregressive flow step (Kingma et al., 2016).
+
+    ``(m, s) = MADE(z, h)``, ``sigma = sigmoid(s)``, ``z' = sigma z + (1 - sigma) m``,
+    ``log|det J| = sum_i log sigma_i`` (:func:`iaf_transform`). The Jacobian is
+    triangular in the step's ordering (:attr:`degrees`); successive steps of a
+    :class:`FlowChain` alternate ``reverse`` so that every coordinate comes to depend
+    on every other (reversed degrees: a fixed permutation, log-determinant 0, with
+    no data movement).
+
+    Parameters
+    ----------
+    latent_dim : int
+    context_dim : int, default=0
+        Width of the conditioning vector ``h``; 0 for an unconditioned step.
+    hidden_features : int or sequence of int, default=None
+        MADE hidden widths; an int ``k`` means two layers of ``k``; ``None`` means two
+        layers of ``max(32, 4 latent_dim)``.
+    reverse : bool, default=False
+        Use the ordering ``d, ..., 1``.
+    gate_bias : float, default=2.0
+        Initial bias of ``s``: a fresh step is ``z' ~ sigmoid(gate_bias) z`` plus a small
+        shift (Kingma et al. suggest ``s`` starting at +1 or +2).
+
+    Notes
+    -----
+    :meth:`inverse` runs ``d`` passes of the MADE: after pass ``k`` the coordinates of
+    degree ``<= k`` are exact, because their ``m, s`` depend only on coordinates of
+    lower degree. Sampling a VAE posterior only needs :meth:`forward`.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        context_dim: int = 0,
+        hidden_features: int | Sequence[int] | None = None,
+        *,
+        reverse: bool = False,
+        gate_bias: float = 2.0,
+    ):
+        super().__init__()
+        self.latent_dim = _check_positive_int("latent_dim", latent_dim)
+        self.context_dim = _check_positive_int("context_dim", context_dim, minimum=0)
+        self.reverse = bool(reverse)
+        self.gate_bias = float(gate_bias)
+        widths = _hidden_widths(latent_dim, hidden_features)
+        self.made = MADE(latent_dim, context_dim, widths, reverse=reverse)
+        _near_zero_(self.made.output)
+        with torch.no_grad():
+            self.made.output.bias.zero_()
+            self.made.output.bias[latent_dim:] = self.gate_bias
+
+    @property
+    def degrees(self) -> Tensor:
+        """The ordering: ``z'_i`` depends on ``z_j`` (``j != i``) only if ``degrees[j] < degrees[i]``."""
+        return self.made.degrees
+
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_inputs(z, context)
+        return iaf_transform(z, *self.made(z, context))
+
+    def inverse(self, z_out: Tensor, context: Tensor | None = None) -> Tensor:
+        self._check_inputs(z_out, context)
+        z = z_out
+        for _ in range(self.latent_dim):
+            z = iaf_step_inverse(z_out, *self.made(z, context))
+        return z
+
+
+class Compose(FlowTransform):
+    """The composition ``f_K o ... o f_1`` of transforms; log-determinants add up.
+
+    ``forward`` applies the transforms in order and returns ``(z_K, sum_k ladj_k)``;
+    ``inverse`` undoes them in reverse order (if every step has an inverse). Every
+    step receives the same ``context``. An empty composition is the identity.
+
+    Parameters
+    ----------
+    transforms : iterable of FlowTransform
+    """
+
+    def __init__(self, transforms: Iterable[FlowTransform]):
+        super().__init__()
+        self.transforms = nn.ModuleList(transforms)
+
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_z(z)
+        ladj = z.new_zeros(z.shape[:-1])
+        for transform in self.transforms:
+            z, step_ladj = transform(z, context)
+            ladj = ladj + step_ladj
+        return z, ladj
+
+    def inverse(self, z_out: Tensor, context: Tensor | None = None) -> Tensor:
+        self._check_z(z_out)
+        for transform in reversed(self.transforms):
+            z_out = transform.inverse(z_out, context)
+        return z_out
+
+    def __len__(self) -> int:
+        return len(self.transforms)
+
+
+class FlowChain(Compose):
+    """``n_flows`` steps of one kind of flow, amortised over a context when it has one.
+
+    ============  =========================================  ====================
+    ``kind``      step with ``context_dim > 0``              ``context_dim = 0``
+    ============  =========================================  ====================
+    ``"planar"``  :class:`AmortizedPlanar`                   :class:`Planar`
+    ``"radial"``  :class:`AmortizedRadial`                   :class:`Radial`
+    ``"iaf"``     :class:`IAFStep` conditioned on context    :class:`IAFStep`
+    ============  =========================================  ====================
+
+    IAF steps alternate their ordering (``reverse=False, True, False, ...``).
+
+    Parameters
+    ----------
+    kind : {"planar", "radial", "iaf"}
+    n_flows : int
+        Number of steps; 0 gives the identity (``ladj = 0``).
+    latent_dim : int
+    context_dim : int, default=0
+    hidden_features : int or sequence of int, default=None
+        IAF's MADE widths (see :class:`IAFStep`); ignored by planar and radial, whose
+        amortisation heads are linear.
+    gate_bias : float, default=2.0
+        IAF's initial gate bias (see :class:`IAFStep`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skgenerative.flows import FlowChain
+    >>> flow = FlowChain("iaf", n_flows=2, latent_dim=3, context_dim=8)
+    >>> z0 = torch.randn(5, 10, 3)  # 10 importance samples for each of 5 examples
+    >>> h = torch.randn(5, 8)       # the encoder's hidden state of each example
+    >>> z, ladj = flow(z0, h)
+    >>> z.shape, ladj.shape
+    (torch.Size([5, 10, 3]), torch.Size([5, 10]))
+    >>> torch.allclose(flow.inverse(z, h), z0, atol=1e-4)
+    True
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        n_flows: int,
+        latent_dim: int,
+        context_dim: int = 0,
+        hidden_features: int | Sequence[int] | None = None,
+        *,
+        gate_bias: float = 2.0,
+    ):
+        if kind not in FLOW_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(map(repr, FLOW_KINDS))}; got {kind!r}.")
+        n_flows = _check_positive_int("n_flows", n_flows, minimum=0)
+        latent_dim = _check_positive_int("latent_dim", latent_dim)
+        context_dim = _check_positive_int("context_dim", context_dim, minimum=0)
+        if kind == "iaf":
+            steps = [
+                IAFStep(latent_dim, context_dim, hidden_features, reverse=k % 2 == 1, gate_bias=gate_bias)
+                for k in range(n_flows)
+            ]
+        elif kind == "planar":
+            steps = [
+                AmortizedPlanar(latent_dim, context_dim) if context_dim else Planar(latent_dim)
+                for _ in range(n_flows)
+            ]
+        else:
+            steps = [
+                AmortizedRadial(latent_dim, context_dim) if context_dim else Radial(latent_dim)
+                for _ in range(n_flows)
+            ]
+        super().__init__(steps)
+        self.kind = kind
+        self.n_flows = n_flows
+        self.latent_dim = latent_dim
+        self.context_dim = context_dim
+
+    def extra_repr(self) -> str:
+        return (
+            f"kind={self.kind!r}, n_flows={self.n_flows}, latent_dim={self.latent_dim}, "
+            f"context_dim={self.context_dim}"
+        )
+
+
+def make_flow(
+    kind: str,
+    n_flows: int,
+    latent_dim: int,
+    context_dim: int = 0,
+    hidden_features: int | Sequence[int] | None = None,
+) -> FlowChain:
+    """The flow a :class:`FlowVAE` refines its posterior with: a :class:`FlowChain`.
+
+    ``flow(z0, h) -> (z_K, sum_ladj)`` with ``z0`` of shape ``(n, d)`` or ``(n, S, d)``
+    and the encoder's hidden state ``h`` of shape ``(n, context_dim)``; then
+    ``log q_K(z_K | x) = log q_0(z0 | x) - sum_ladj``.
+
+    Parameters
+    ----------
+    kind : {"planar", "radial", "iaf"}
+    n_flows : int
+    latent_dim : int
+    context_dim : int, default=0
+        0 for flows with free parameters (no amortisation).
+    hidden_features : int or sequence of int, default=None
+        IAF's MADE widths.
+
+    Returns
+    -------
+    FlowChain
+    """
+    return FlowChain(kind, n_flows, latent_dim, context_dim, hidden_features)
