@@ -256,3 +256,42 @@ def test_bad_parameters_and_data():
         GaussianMixtureDensity(2, covariance_type="banana").fit(X)
     with pytest.raises(ValueError, match="init_params"):
         GaussianMixtureDensity(2, init_params="kmeans+++").fit(X)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_covariance_prior_is_the_map_shrinkage(covariance_type):
+    """Sigma_k = (n_k S_k + c Psi) / (n_k + c), S_k the ML covariance."""
+    from skgenerative.mixture import gaussian_parameters_from_statistics, gaussian_statistics
+
+    rng = np.random.RandomState(0)
+    X = torch.as_tensor(rng.randn(60, 3) * [1.0, 2.0, 0.5])
+    resp = torch.as_tensor(rng.dirichlet(np.ones(2), size=60))
+    psi = torch.as_tensor([0.7, 1.3, 2.0])
+    stats_ = gaussian_statistics(X, resp, covariance_type)
+    nk, _, ml = gaussian_parameters_from_statistics(*stats_, 0.0, covariance_type)
+    _, _, map_ = gaussian_parameters_from_statistics(*stats_, 0.0, covariance_type, 4.0, psi)
+    n = nk.numpy()
+    if covariance_type == "full":
+        expected = [(n[k] * ml[k].numpy() + 4.0 * np.diag(psi.numpy())) / (n[k] + 4.0) for k in range(2)]
+    elif covariance_type == "tied":
+        expected = (n.sum() * ml.numpy() + 4.0 * np.diag(psi.numpy())) / (n.sum() + 4.0)
+    elif covariance_type == "diag":
+        expected = [(n[k] * ml[k].numpy() + 4.0 * psi.numpy()) / (n[k] + 4.0) for k in range(2)]
+    else:
+        _, _, ml_diag = gaussian_parameters_from_statistics(*gaussian_statistics(X, resp, "diag"), 0.0, "diag")
+        expected = [((n[k] * ml_diag[k].numpy() + 4.0 * psi.numpy()) / (n[k] + 4.0)).mean() for k in range(2)]
+    np.testing.assert_allclose(map_.numpy(), np.array(expected), rtol=1e-10)
+
+
+def test_covariance_prior_stops_a_component_collapsing_on_an_outlier():
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(size=(200, 3)), [[8.0, 8.0, 8.0]]])
+    plain = GaussianMixtureDensity(2, covariance_type="diag", random_state=0).fit(X)
+    # maximum likelihood: one component sits on the outlier with variance reg_covar
+    assert plain.covariances_.min() < 1e-4
+    assert plain.score_samples(X[-1:])[0] > np.median(plain.score_samples(X))
+    shrunk = GaussianMixtureDensity(2, covariance_type="diag", covariance_prior=10, random_state=0).fit(X)
+    # with 10 pseudo-observations the component keeps about the data's spread, so the
+    # outlier's density drops from the highest of all to the bottom 2 percent
+    assert shrunk.covariances_.min() > 0.5
+    assert shrunk.score_samples(X[-1:])[0] < np.quantile(shrunk.score_samples(X), 0.02)
