@@ -1,8 +1,14 @@
 """skgenerative: scikit-learn compatible generative density estimators on PyTorch."""
 
+from .impute import GenerativeImputer
 from .mixture import GaussianMixtureDensity
 from .outlier import GenerativeOutlierDetector
 from .ppca import PPCADensity
 
-__all__ = ["GaussianMixtureDensity", "GenerativeOutlierDetector", "PPCADensity"]
+__all__ = [
+    "GaussianMixtureDensity",
+    "GenerativeImputer",
+    "GenerativeOutlierDetector",
+    "PPCADensity",
+]
 __version__ = "0.1.0"

@@ -60,7 +60,7 @@ from ._torch import (
     to_numpy_input,
 )
 
-__all__ = ["GenerativeModel"]
+__all__ = ["GenerativeModel", "check_no_empty_column"]
 
 
 class _TorchPayload:
@@ -78,6 +78,17 @@ class _TorchPayload:
 
     def load(self):
         return torch.load(io.BytesIO(self.data), map_location="cpu", weights_only=False)
+
+
+def check_no_empty_column(X: np.ndarray, feature_names=None) -> None:
+    """A column with every entry missing cannot be modelled: raise, naming it."""
+    empty = np.flatnonzero(np.isnan(X).all(axis=0))
+    if empty.size:
+        which = [f"{feature_names[j]!r}" if feature_names is not None else str(j) for j in empty[:5]]
+        raise ValueError(
+            f"Column(s) {', '.join(which)}{' ...' if empty.size > 5 else ''} of X have every "
+            "entry missing (NaN); drop them before fitting."
+        )
 
 
 def _has_decoder(estimator) -> bool:
@@ -177,15 +188,7 @@ class GenerativeModel(
         return X
 
     def _check_no_empty_column(self, X: np.ndarray) -> None:
-        """A column with every entry missing cannot be modelled: name it."""
-        empty = np.flatnonzero(np.isnan(X).all(axis=0))
-        if empty.size:
-            names = getattr(self, "feature_names_in_", None)
-            which = [f"{names[j]!r}" if names is not None else str(j) for j in empty[:5]]
-            raise ValueError(
-                f"Column(s) {', '.join(which)}{' ...' if empty.size > 5 else ''} of X have every "
-                "entry missing (NaN); drop them before fitting."
-            )
+        check_no_empty_column(X, getattr(self, "feature_names_in_", None))
 
     def _to_tensor(self, X: np.ndarray, device=None) -> torch.Tensor:
         # torch.tensor copies: never aliases (possibly read-only) user memory
