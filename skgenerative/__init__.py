@@ -2,6 +2,7 @@
 
 from .mixture import GaussianMixtureDensity
 from .ppca import PPCADensity
+from .rbm import BernoulliRBM
 
-__all__ = ["GaussianMixtureDensity", "PPCADensity"]
+__all__ = ["GaussianMixtureDensity", "PPCADensity", "BernoulliRBM"]
 __version__ = "0.1.0"
