@@ -681,8 +681,8 @@ class BernoulliRBM(GenerativeModel):
         """One minibatch update, in place; returns the persistent hidden states.
 
         The negative chains hold hidden states (as scikit-learn's RBM does), so a
-        CD-1 or PCD-1 update costs five matrix products: ``q_data``, the visible
-        draw, ``q_model`` and the two halves of the weight gradient.
+        CD-1 or PCD-1 update costs four matrix products: ``q_data``, the visible
+        draw, ``q_model`` and the weight gradient (one product over both phases).
         """
         WT = W.T
         q_data = torch.sigmoid(torch.addmm(c, v_data, WT))
@@ -695,12 +695,13 @@ class BernoulliRBM(GenerativeModel):
                 h = bernoulli(q_model, generator)
         n_data, n_model = v_data.shape[0], v_model.shape[0]
         vW, vb, vc = velocity
-        vW.mul_(momentum).addmm_(q_data.T, v_data, alpha=lr / n_data)
-        vW.addmm_(q_model.T, v_model, alpha=-lr / n_model)
+        # both halves of the weight gradient in one product: [q_data/n, -q_model/m]^T [v_data; v_model]
+        q = torch.cat([q_data * (1.0 / n_data), q_model * (-1.0 / n_model)])
+        vW.addmm_(q.T, torch.cat([v_data, v_model]), beta=momentum, alpha=lr)
         if decay:
             vW.add_(W, alpha=-lr * decay)
         vb.mul_(momentum).add_(v_data.mean(0) - v_model.mean(0), alpha=lr)
-        vc.mul_(momentum).add_(q_data.mean(0) - q_model.mean(0), alpha=lr)
+        vc.mul_(momentum).add_(q.sum(0), alpha=lr)
         W.add_(vW)
         b.add_(vb)
         c.add_(vc)
