@@ -371,7 +371,8 @@ class BernoulliRBM(GenerativeModel):
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, the minibatch order, the Gibbs chains and AIS.
     verbose : int, default=0
-        1 prints the reconstruction error and time of each epoch.
+        1 prints the reconstruction error and time of each epoch, and the AIS
+        estimate.
 
     Attributes
     ----------
@@ -421,18 +422,33 @@ class BernoulliRBM(GenerativeModel):
       over all 2**m states of that layer, and ``score_samples`` is the exact
       log-probability; ``log_partition_std_`` is 0.
     - Otherwise ``log_partition_`` is an annealed importance sampling estimate
-      (``n_ais_chains`` runs of ``n_ais_temperatures`` steps from a base-rate
-      model fitted to ``visible_marginals_``), fixed once fitted (seeded by
-      ``random_state``), and every score carries the same additive error.
-      ``log_partition_std_`` is its standard error from the spread of the
-      importance weights (delta method): scores are uncertain by about that much.
-      It does not include the bias of too few temperatures, which makes AIS
-      underestimate ``log Z`` (and so overestimate log-likelihoods) on average;
-      raise ``n_ais_temperatures`` if the estimate moves when you do.
+      (Salakhutdinov & Murray, 2008): ``n_ais_chains`` runs of
+      ``n_ais_temperatures`` annealing steps from a base-rate model (no weights,
+      visible biases the logits of ``visible_marginals_``) to the RBM. It is
+      computed once at the end of fitting, seeded by ``random_state``, so scores
+      are deterministic, and every score carries the same additive error. AIS
+      runs in float32, its log-weights summed in float64: its rounding (about
+      1e-5 nats) is far below its Monte Carlo error.
+
+      ``log_partition_std_`` is the standard error of that estimate by the delta
+      method on the mean importance weight, ``std(exp w) / (sqrt(M) mean(exp
+      w))`` over the ``M`` chains: scores are uncertain by about that much. It
+      measures the spread between chains only. It leaves out the bias of a finite
+      annealing schedule, which makes AIS underestimate ``log Z`` on average (and
+      so overestimate log-likelihoods); and it is itself estimated from the same
+      weights: values approaching 1 mean that one chain carries most of the
+      weight (about ``1 / (std**2 + 1 / M)`` effective chains), and the true error
+      can be larger. On 256-hidden-unit RBMs trained on MNIST digits the default
+      run lands within about 2 nats of a 400-chain, 10,000-temperature reference;
+      raise ``n_ais_temperatures`` when the estimate moves as you do.
 
     Differences between scores (outlier ranking, ``decision_function``) are exact
     in both cases. For inputs with fractional values the same formula is used,
     a "soft" free energy that is not a probability.
+
+    Inputs outside [0, 1] raise ``ValueError`` unless ``binarize`` is set.
+    scikit-learn's estimator checks feed values in [0, 3] and no estimator tag
+    changes that, so the project runs them with ``binarize=0.5``.
 
     Every minibatch update is ``theta += velocity`` with ``velocity = momentum *
     velocity + learning_rate * gradient``; the gradient is averaged over the
@@ -442,7 +458,9 @@ class BernoulliRBM(GenerativeModel):
 
     The initial weights are ``N(0, 0.01^2)``, the visible biases the logits of the
     smoothed data marginals, the hidden biases zero. :meth:`sample` runs
-    ``burn_in`` block Gibbs steps from vectors drawn from the data marginals.
+    ``burn_in`` block Gibbs steps from vectors drawn from the data marginals and
+    returns binary vectors (binarised ones when ``binarize`` is set).
+    ``transform`` gives ``P(h = 1 | v) = sigmoid(c + W v)``.
 
     References
     ----------
@@ -697,12 +715,16 @@ class BernoulliRBM(GenerativeModel):
         vW, vb, vc = velocity
         # both halves of the weight gradient in one product: [q_data/n, -q_model/m]^T [v_data; v_model]
         q = torch.cat([q_data * (1.0 / n_data), q_model * (-1.0 / n_model)])
-        vW.addmm_(q.T, torch.cat([v_data, v_model]), beta=momentum, alpha=lr)
-        if decay:
-            vW.add_(W, alpha=-lr * decay)
+        v = torch.cat([v_data, v_model])
+        if momentum:
+            vW.addmm_(q.T, v, beta=momentum, alpha=lr)
+            if decay:
+                vW.add_(W, alpha=-lr * decay)
+            W.add_(vW)
+        else:  # no velocity: W = (1 - lr decay) W + lr grad, one pass over W
+            W.addmm_(q.T, v, beta=1.0 - lr * decay, alpha=lr)
         vb.mul_(momentum).add_(v_data.mean(0) - v_model.mean(0), alpha=lr)
         vc.mul_(momentum).add_(q.sum(0), alpha=lr)
-        W.add_(vW)
         b.add_(vb)
         c.add_(vc)
         return bernoulli(q_model, generator) if self.persistent else None
@@ -729,9 +751,11 @@ class BernoulliRBM(GenerativeModel):
                 n_temperatures=int(self.n_ais_temperatures),
                 generator=generator,
             )
+            effective = 1.0 / (self.log_partition_std_**2 + 1.0 / self.n_ais_chains)
             self._log(
                 f"AIS log Z = {self.log_partition_:.3f} +- {self.log_partition_std_:.3f} "
-                f"({time.perf_counter() - start:.2f}s)"
+                f"(about {effective:.0f} effective chains of {self.n_ais_chains}; "
+                f"{time.perf_counter() - start:.2f}s)"
             )
         if not math.isfinite(self.log_partition_):
             raise FloatingPointError(
