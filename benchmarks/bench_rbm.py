@@ -55,7 +55,7 @@ from sklearn.neural_network import BernoulliRBM as SklearnRBM
 from threadpoolctl import threadpool_limits
 
 from skgenerative import BernoulliRBM
-from skgenerative.rbm import ais_log_partition, free_energy
+from skgenerative.rbm import ais_log_partition, base_rate_bias, free_energy
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -91,7 +91,7 @@ def pseudo_likelihood(model, X, flips) -> float:
 def ais_test_log_likelihood(model, X_test, marginals, n_seen, n_temperatures, seed=0):
     """Mean test log p(v) of any RBM's parameters, with AIS: (mean, se of log Z)."""
     W, b, c = (torch.as_tensor(a, dtype=torch.float32) for a in parameters(model))
-    base = BernoulliRBM._base_rate_bias(torch.as_tensor(marginals), n_seen)
+    base = base_rate_bias(torch.as_tensor(marginals), n_seen)
     log_z, std_error = ais_log_partition(
         W, b, c, base, n_chains=100, n_temperatures=n_temperatures,
         generator=torch.Generator().manual_seed(seed),

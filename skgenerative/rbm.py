@@ -47,6 +47,7 @@ __all__ = [
     "log_partition_exact",
     "ais_betas",
     "ais_log_partition",
+    "base_rate_bias",
     "bernoulli",
     "gibbs_step",
     "cd_gradients",
@@ -171,6 +172,17 @@ def ais_betas(n_temperatures: int) -> torch.Tensor:
         torch.linspace(0.5, 0.9, n2 + 1, dtype=torch.float64)[:-1],
         torch.linspace(0.9, 1.0, n3 + 1, dtype=torch.float64),
     ])
+
+
+def base_rate_bias(marginals: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """Visible biases of the base-rate model: logits of the smoothed marginals.
+
+    ``b_A = log(p / (1 - p))`` with ``p = (n m + 1/2) / (n + 1)`` for marginals
+    ``m`` over ``n`` rows (half a pseudo-count each way keeps the logits finite
+    for columns that are always 0 or always 1). Also the initial visible biases.
+    """
+    p = (marginals * n_samples + 0.5) / (n_samples + 1.0)
+    return torch.log(p) - torch.log1p(-p)
 
 
 def bernoulli(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -574,7 +586,17 @@ class BernoulliRBM(GenerativeModel):
         return np.dtype(self.dtype).itemsize * (3 * n_features + 4 * int(self.n_components) + 8)
 
     # ------------------------------------------------------------- fitting
+    def _check_partition_method(self, n_features: int) -> None:
+        smaller = min(int(self.n_components), n_features)
+        if self.partition_method == "exact" and smaller > _EXACT_HARD_LIMIT:
+            raise ValueError(
+                f"partition_method='exact' would enumerate 2**{smaller} states (the "
+                f"smaller layer has {smaller} units); at most 2**{_EXACT_HARD_LIMIT} "
+                "are allowed. Use partition_method='auto' or 'ais'."
+            )
+
     def _fit(self, X: torch.Tensor) -> None:
+        self._check_partition_method(X.shape[1])
         X = self._binarized(X)
         seed = seed_from(self.random_state)
         params = self._initialise(X, generator_from(seed, X.device))
@@ -593,6 +615,7 @@ class BernoulliRBM(GenerativeModel):
 
     def _partial_fit(self, X: torch.Tensor, first: bool) -> None:
         # one epoch over the rows given, continuing the chains and the velocity
+        self._check_partition_method(X.shape[1])
         X = self._binarized(X)
         seed = seed_from(self.random_state)
         if first:
@@ -612,16 +635,10 @@ class BernoulliRBM(GenerativeModel):
         W = 0.01 * torch.randn(
             (self.n_components, n_features), generator=generator, dtype=X.dtype, device=X.device
         )
-        b = self._base_rate_bias(X.mean(0, dtype=torch.float64), X.shape[0]).to(X.dtype)
+        b = base_rate_bias(X.mean(0, dtype=torch.float64), X.shape[0]).to(X.dtype)
         c = torch.zeros(self.n_components, dtype=X.dtype, device=X.device)
         velocity = [torch.zeros_like(W), torch.zeros_like(b), torch.zeros_like(c)]
         return {"W": W, "b": b, "c": c, "velocity": velocity, "h_samples": None}
-
-    @staticmethod
-    def _base_rate_bias(marginals: torch.Tensor, n_samples: int) -> torch.Tensor:
-        """Logits of the marginals smoothed by half a pseudo-count each way."""
-        p = (marginals * n_samples + 0.5) / (n_samples + 1.0)
-        return torch.log(p) - torch.log1p(-p)
 
     def _update_marginals(self, X: torch.Tensor) -> None:
         n_old, n_new = self.n_samples_seen_, X.shape[0]
@@ -739,7 +756,7 @@ class BernoulliRBM(GenerativeModel):
             self.log_partition_std_ = 0.0
         else:
             start = time.perf_counter()
-            base = self._base_rate_bias(
+            base = base_rate_bias(
                 torch.as_tensor(self.visible_marginals_, device=W.device), self.n_samples_seen_
             )
             # float32 halves the cost; its rounding (about 1e-5 nats over the run,

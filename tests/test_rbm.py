@@ -276,3 +276,20 @@ def test_float32_scores_match_float64(tiny):
     rbm32 = clone(rbm).set_params(dtype="float32").fit(X)
     V = all_states(10)
     assert np.exp(rbm32.score_samples(V).astype(np.float64)).sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_exact_partition_refuses_huge_enumerations_before_training():
+    X = np.zeros((3, 30))
+    with pytest.raises(ValueError, match=r"2\*\*30 states"):
+        BernoulliRBM(n_components=30, n_iter=1, partition_method="exact").fit(X)
+
+
+def test_ais_partition_method_is_used_when_asked(tiny):
+    rbm, X = tiny
+    ais = clone(rbm).set_params(partition_method="ais").fit(X)
+    assert ais.log_partition_method_ == "ais" and ais.log_partition_std_ > 0
+    assert abs(ais.log_partition_ - rbm.log_partition_) < 4 * ais.log_partition_std_ + 0.05
+    # scores differ from the exact model's by the constant gap in log Z only
+    np.testing.assert_allclose(
+        ais.score_samples(X) - rbm.score_samples(X), rbm.log_partition_ - ais.log_partition_, rtol=1e-9
+    )
