@@ -715,24 +715,39 @@ class BernoulliRBM(GenerativeModel):
     def _cd_update(self, v_data, W, b, c, velocity, h_samples, generator, lr, momentum, decay):
         """One minibatch update, in place; returns the persistent hidden states.
 
-        The negative chains hold hidden states (as scikit-learn's RBM does), so a
-        CD-1 or PCD-1 update costs four matrix products: ``q_data``, the visible
-        draw, ``q_model`` and the weight gradient (one product over both phases).
+        The negative chains hold hidden states (as scikit-learn's RBM does). With
+        persistent chains the model's visible draw does not depend on the
+        minibatch, so both phases' hidden means come from one product over the
+        stacked ``[v_data; v_model]``, and a PCD-1 update costs three matrix
+        products (visible draw, hidden means, weight gradient); CD-1 costs four.
         """
         WT = W.T
-        q_data = torch.sigmoid(torch.addmm(c, v_data, WT))
-        h = h_samples if self.persistent else bernoulli(q_data, generator)
+        n_data = v_data.shape[0]
         k = int(self.cd_steps)
-        for step in range(k):
-            v_model = bernoulli(torch.sigmoid(torch.addmm(b, h, W)), generator)
-            q_model = torch.sigmoid(torch.addmm(c, v_model, WT))
-            if step + 1 < k:
-                h = bernoulli(q_model, generator)
-        n_data, n_model = v_data.shape[0], v_model.shape[0]
+        if self.persistent:
+            h = h_samples
+            for step in range(k):
+                v_model = bernoulli(torch.sigmoid(torch.addmm(b, h, W)), generator)
+                if step + 1 < k:
+                    h = bernoulli(torch.sigmoid(torch.addmm(c, v_model, WT)), generator)
+            v = torch.cat([v_data, v_model])
+            q = torch.sigmoid(torch.addmm(c, v, WT))
+        else:
+            q_data = torch.sigmoid(torch.addmm(c, v_data, WT))
+            h = bernoulli(q_data, generator)
+            for step in range(k):
+                v_model = bernoulli(torch.sigmoid(torch.addmm(b, h, W)), generator)
+                q_model = torch.sigmoid(torch.addmm(c, v_model, WT))
+                if step + 1 < k:
+                    h = bernoulli(q_model, generator)
+            v = torch.cat([v_data, v_model])
+            q = torch.cat([q_data, q_model])
+        n_model = v_model.shape[0]
+        h_next = bernoulli(q[n_data:], generator) if self.persistent else None
+        # both phases of the gradient in one product: [q_data/n; -q_model/m]^T [v_data; v_model]
+        q[:n_data] *= 1.0 / n_data
+        q[n_data:] *= -1.0 / n_model
         vW, vb, vc = velocity
-        # both halves of the weight gradient in one product: [q_data/n, -q_model/m]^T [v_data; v_model]
-        q = torch.cat([q_data * (1.0 / n_data), q_model * (-1.0 / n_model)])
-        v = torch.cat([v_data, v_model])
         if momentum:
             vW.addmm_(q.T, v, beta=momentum, alpha=lr)
             if decay:
@@ -744,7 +759,7 @@ class BernoulliRBM(GenerativeModel):
         vc.mul_(momentum).add_(q.sum(0), alpha=lr)
         b.add_(vb)
         c.add_(vc)
-        return bernoulli(q_model, generator) if self.persistent else None
+        return h_next
 
     def _set_log_partition(self, W, b, c, generator) -> None:
         smaller = min(W.shape)
