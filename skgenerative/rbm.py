@@ -298,12 +298,12 @@ def ais_log_partition(
     for k in range(1, K + 1):
         beta, previous = betas[k], betas[k - 1]
         a = torch.addmm(c, v, WT)
-        step = (beta - previous) * (v @ bias_gap)
-        step += (softplus(beta * a) - softplus(previous * a)).sum(1)
-        log_w += step
+        x = a * beta
+        gain = (softplus(x) - softplus(a * previous)).sum(1)
+        log_w += gain.add_(v @ bias_gap, alpha=beta - previous)
         if k < K:
-            h = bernoulli(torch.sigmoid(beta * a), generator)
-            visible_bias = (1.0 - beta) * b_A + beta * b
+            h = bernoulli(torch.sigmoid(x), generator)
+            visible_bias = torch.add(b_A, bias_gap, alpha=beta)
             v = bernoulli(torch.sigmoid(torch.addmm(visible_bias, h, W, alpha=beta)), generator)
     shift = log_w.max()
     weights = torch.exp(log_w - shift)
