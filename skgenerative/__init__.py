@@ -4,8 +4,10 @@ from .impute import GenerativeImputer
 from .mixture import GaussianMixtureDensity
 from .outlier import GenerativeOutlierDetector
 from .ppca import PPCADensity
+from .rbm import BernoulliRBM
 
 __all__ = [
+    "BernoulliRBM",
     "GaussianMixtureDensity",
     "GenerativeImputer",
     "GenerativeOutlierDetector",

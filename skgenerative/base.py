@@ -30,6 +30,9 @@ devices and tags. A model file supplies only its mathematics through a few hooks
     (n, n_draws, D). Observed entries are restored by the base afterwards. Such models
     also accept NaN in ``_fit``, ``_log_prob`` (the log-density of the observed entries)
     and ``_encode``.
+``_partial_fit(X, first)`` (optional)
+    Continue fitting on a chunk of data (``first`` on the call that starts the
+    model); enables ``partial_fit``. Returns like ``_fit``.
 """
 
 from __future__ import annotations
@@ -95,6 +98,10 @@ def _has_decoder(estimator) -> bool:
     return getattr(type(estimator), "_decode", None) is not None
 
 
+def _has_partial_fit(estimator) -> bool:
+    return getattr(type(estimator), "_partial_fit", None) is not None
+
+
 class GenerativeModel(
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin, BaseEstimator
 ):
@@ -130,6 +137,8 @@ class GenerativeModel(
     _supports_missing = False
     #: set by subclasses that have a decoder (enables ``inverse_transform``)
     _decode = None
+    #: set by subclasses that can be trained incrementally (enables ``partial_fit``)
+    _partial_fit = None
 
     # ------------------------------------------------------------------ hooks
     def _fit(self, X: torch.Tensor) -> torch.Tensor | None:  # pragma: no cover
@@ -247,6 +256,33 @@ class GenerativeModel(
         X = self._validate_X(X, reset=True)
         self._begin_fit()
         scores = self._fit(self._to_tensor(X))
+        self._end_fit(X, scores)
+        return self
+
+    @available_if(_has_partial_fit)
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Continue fitting on ``X`` (the first call starts the model).
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+            A chunk of training data (see ``fit``).
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The updated estimator. ``offset_`` is set from the scores of ``X``.
+        """
+        first = not hasattr(self, "offset_")
+        X = self._validate_X(X, reset=first)
+        if first:
+            self._begin_fit()
+        else:
+            self._cache.clear()  # the fitted parameters are about to change
+        scores = self._partial_fit(self._to_tensor(X), first)
         self._end_fit(X, scores)
         return self
 

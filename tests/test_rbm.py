@@ -1,0 +1,295 @@
+"""BernoulliRBM against exact answers: brute-force sums over every state, autograd
+gradients, and statistics of Gibbs samples compared with exact probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import expit, logsumexp
+from scipy.stats import chi2
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+
+from skgenerative import BernoulliRBM
+from skgenerative.rbm import (
+    ais_betas,
+    ais_log_partition,
+    cd_gradients,
+    free_energy,
+    hidden_free_energy,
+    log_partition_exact,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Run this module's many tiny matrix products on one thread.
+
+    They gain nothing from threads, and on a loaded machine every multi-threaded
+    BLAS call can stall for milliseconds waiting for a descheduled thread (100x
+    the work itself). The previous setting is restored afterwards.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def all_states(n: int) -> np.ndarray:
+    return ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(np.float64)
+
+
+def random_parameters(n_hidden, n_visible, scale=1.0, seed=0):
+    rng = np.random.RandomState(seed)
+    return (
+        scale * rng.normal(size=(n_hidden, n_visible)),
+        rng.normal(size=n_visible),
+        rng.normal(size=n_hidden),
+    )
+
+
+def brute_force_log_z(W, b, c) -> float:
+    """log sum over every (v, h) of exp(h W v + b.v + c.h)."""
+    V, H = all_states(W.shape[1]), all_states(W.shape[0])
+    neg_energy = H @ W @ V.T + (V @ b)[None, :] + (H @ c)[:, None]
+    return float(logsumexp(neg_energy))
+
+
+def exact_visible_probabilities(rbm) -> tuple[np.ndarray, np.ndarray]:
+    """Every visible state and its probability, by brute force over (v, h)."""
+    W, b, c = rbm.components_, rbm.intercept_visible_, rbm.intercept_hidden_
+    V, H = all_states(W.shape[1]), all_states(W.shape[0])
+    neg_energy = H @ W @ V.T + (V @ b)[None, :] + (H @ c)[:, None]
+    log_p = logsumexp(neg_energy, axis=0) - logsumexp(neg_energy)
+    return V, np.exp(log_p)
+
+
+def prototype_data(n=400, n_features=8, flip=0.1, seed=0):
+    """Rows near three random binary prototypes (a multimodal distribution)."""
+    rng = np.random.RandomState(seed)
+    prototypes = rng.uniform(size=(3, n_features)) < 0.5
+    X = prototypes[rng.randint(3, size=n)]
+    return np.logical_xor(X, rng.uniform(size=X.shape) < flip).astype(np.float64)
+
+
+def as_tensors(*arrays):
+    return [torch.as_tensor(a, dtype=torch.float64) for a in arrays]
+
+
+# ------------------------------------------------------------------ mathematics
+@pytest.mark.parametrize("n_hidden, n_visible", [(8, 10), (7, 4), (1, 1), (5, 5)])
+def test_log_partition_exact_matches_brute_force(n_hidden, n_visible):
+    # (7, 4) enumerates the visible layer, the others the hidden one
+    W, b, c = random_parameters(n_hidden, n_visible, scale=1.5)
+    expected = brute_force_log_z(W, b, c)
+    assert log_partition_exact(*as_tensors(W, b, c)) == pytest.approx(expected, rel=1e-12, abs=1e-10)
+
+
+def test_log_partition_exact_is_stable_for_huge_parameters():
+    W, b, c = random_parameters(6, 9, scale=300.0, seed=1)
+    b, c = 300 * b, 300 * c
+    expected = brute_force_log_z(W, b, c)
+    assert expected > 1000  # exp would overflow float64
+    assert log_partition_exact(*as_tensors(W, b, c)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_free_energies_match_sums_over_the_other_layer():
+    W, b, c = random_parameters(5, 7, scale=2.0, seed=2)
+    V, H = all_states(7), all_states(5)
+    neg_energy = H @ W @ V.T + (V @ b)[None, :] + (H @ c)[:, None]
+    np.testing.assert_allclose(-free_energy(*as_tensors(V, W, b, c)).numpy(), logsumexp(neg_energy, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(
+        -hidden_free_energy(*as_tensors(H, W, b, c)).numpy(), logsumexp(neg_energy, axis=1), rtol=1e-12
+    )
+
+
+def test_cd_gradients_are_the_free_energy_gradient():
+    W, b, c = as_tensors(*random_parameters(6, 9, seed=3))
+    rng = np.random.RandomState(3)
+    v_data, v_model = as_tensors(rng.uniform(size=(13, 9)) < 0.4, rng.uniform(size=(7, 9)) < 0.6)
+    params = [p.clone().requires_grad_(True) for p in (W, b, c)]
+    objective = -free_energy(v_data, *params).mean() + free_energy(v_model, *params).mean()
+    autograd = torch.autograd.grad(objective, params)
+    for ours, reference in zip(cd_gradients(v_data, v_model, W, c), autograd):
+        np.testing.assert_allclose(ours.numpy(), reference.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_ais_betas_schedule():
+    betas = ais_betas(1000).numpy()
+    assert betas.shape == (1001,) and betas[0] == 0.0 and betas[-1] == 1.0
+    assert (np.diff(betas) > 0).all()
+    # most of the steps anneal the last tenth, as in Salakhutdinov & Murray
+    assert 0.6 < np.mean(betas >= 0.9) < 0.75
+
+
+def test_ais_is_unbiased_on_a_tiny_model():
+    W, b, c = as_tensors(*random_parameters(5, 7, scale=1.5, seed=4))
+    exact = log_partition_exact(W, b, c)
+    generator = torch.Generator().manual_seed(0)
+    base = torch.zeros(7, dtype=torch.float64)
+    estimate, std_error = ais_log_partition(W, b, c, base, n_chains=4000, n_temperatures=100, generator=generator)
+    assert 0 < std_error < 0.05
+    assert abs(estimate - exact) < 4 * std_error + 1e-3
+
+
+# ------------------------------------------------------------ the fitted model
+@pytest.fixture(scope="module")
+def tiny():
+    """A model with 10 visible and 8 hidden units fitted to multimodal data."""
+    X = prototype_data(n_features=10)
+    return BernoulliRBM(n_components=8, random_state=0).fit(X), X
+
+
+def test_fitted_log_partition_is_the_brute_force_sum(tiny):
+    rbm, _ = tiny
+    assert rbm.log_partition_method_ == "exact" and rbm.log_partition_std_ == 0.0
+    expected = brute_force_log_z(rbm.components_, rbm.intercept_visible_, rbm.intercept_hidden_)
+    assert rbm.log_partition_ == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("n_hidden", [8, 12])
+def test_probabilities_of_all_visible_states_sum_to_one(tiny, n_hidden):
+    X = tiny[1] if n_hidden == 8 else prototype_data(n_features=6)
+    rbm = tiny[0] if n_hidden == 8 else BernoulliRBM(n_components=n_hidden, n_iter=10, random_state=0).fit(X)
+    V = all_states(X.shape[1])
+    assert np.exp(rbm.score_samples(V)).sum() == pytest.approx(1.0, abs=1e-10)
+    _, p = exact_visible_probabilities(rbm)
+    np.testing.assert_allclose(rbm.score_samples(V), np.log(p), rtol=1e-10)
+
+
+def test_transform_is_the_hidden_posterior(tiny):
+    rbm, X = tiny
+    expected = expit(X @ rbm.components_.T + rbm.intercept_hidden_)
+    np.testing.assert_allclose(rbm.transform(X), expected, rtol=1e-12)
+
+
+def test_ais_agrees_with_exact_on_digits():
+    digits = load_digits().data > 7  # binarised 8x8 digits
+    rbm = BernoulliRBM(n_components=16, random_state=0).fit(digits)
+    ais = clone(rbm).set_params(partition_method="ais").fit(digits)
+    np.testing.assert_array_equal(ais.components_, rbm.components_)  # same training
+    assert rbm.log_partition_method_ == "exact" and ais.log_partition_method_ == "ais"
+    assert 0 < ais.log_partition_std_ < 0.5
+    assert abs(ais.log_partition_ - rbm.log_partition_) < 0.5
+    # deterministic given random_state
+    assert clone(ais).fit(digits).log_partition_ == ais.log_partition_
+
+
+def test_sample_reproduces_the_exact_distribution(tiny):
+    rbm, _ = tiny
+    small = BernoulliRBM(n_components=4, n_iter=30, burn_in=200, random_state=0).fit(prototype_data(n_features=6))
+    V, p = exact_visible_probabilities(small)
+    draws = small.sample(20000, random_state=1)
+    assert np.isin(draws, (0.0, 1.0)).all()
+    codes = (draws @ (1 << np.arange(6))).astype(int)
+    counts = np.bincount(codes, minlength=64)
+    expected = 20000 * p
+    keep = expected >= 5  # chi-square over states with enough expected counts, the rest pooled
+    observed = np.append(counts[keep], counts[~keep].sum())
+    expected = np.append(expected[keep], expected[~keep].sum())
+    statistic = ((observed - expected) ** 2 / expected).sum()
+    assert chi2.sf(statistic, len(observed) - 1) > 1e-4
+
+
+def test_long_gibbs_chains_reproduce_exact_marginals(tiny):
+    rbm, _ = tiny
+    V, p = exact_visible_probabilities(rbm)
+    marginals = p @ V
+    v = np.tile([[1.0] * 5 + [0.0] * 5], (2000, 1))  # every chain starts at one state
+    total = np.zeros(10)
+    for step in range(300):
+        v = rbm.gibbs(v, random_state=step)
+        if step >= 100:
+            total += v.mean(0)
+    observed = total / 200
+    # chains are correlated in time; 200 steps of 2000 chains give at least
+    # 2000 effective draws, so 5 standard errors of that is a safe bound
+    tolerance = 5 * np.sqrt(marginals * (1 - marginals) / 2000)
+    np.testing.assert_array_less(np.abs(observed - marginals), tolerance)
+
+
+@pytest.mark.parametrize("persistent, cd_steps", [(True, 1), (False, 1), (False, 3)])
+def test_cd_training_raises_the_exact_log_likelihood(persistent, cd_steps):
+    X = prototype_data(n_features=10, seed=5)
+    params = dict(n_components=8, persistent=persistent, cd_steps=cd_steps, random_state=0)
+    before = BernoulliRBM(n_iter=0, **params).fit(X).score(X)
+    after = BernoulliRBM(**params).fit(X).score(X)
+    # the data's own empirical distribution bounds any model's training likelihood
+    _, counts = np.unique(X, axis=0, return_counts=True)
+    empirical = np.sum(counts * np.log(counts / len(X))) / len(X)
+    assert before + 1.0 < after <= empirical
+
+
+def test_partial_fit_streams_minibatches():
+    X = prototype_data(n=600, n_features=10, seed=6)
+    rbm = BernoulliRBM(n_components=8, random_state=0)
+    V = all_states(10)
+    scores = []
+    for epoch in range(40):
+        for chunk in np.array_split(X, 20):
+            rbm.partial_fit(chunk)
+        # the cached parameter tensors follow every update
+        assert np.exp(rbm.score_samples(V)).sum() == pytest.approx(1.0, abs=1e-10)
+        scores.append(rbm.score(X))
+    # 30 rows a call in minibatches of 20: two updates a call
+    assert rbm.n_samples_seen_ == 40 * 600 and rbm.n_updates_ == 40 * 40 and rbm.n_iter_ == 40 * 20
+    np.testing.assert_allclose(rbm.visible_marginals_, X.mean(0))
+    assert scores[-1] > scores[0] + 1.0
+    with pytest.raises(ValueError, match="features"):
+        rbm.partial_fit(X[:, :5])
+
+
+def test_inputs_outside_unit_interval_are_rejected_unless_binarize():
+    X = prototype_data(n_features=6)
+    for bad in (X * 2, X - 0.5):
+        with pytest.raises(ValueError, match=r"values in \[0, 1\].*binarize"):
+            BernoulliRBM(n_components=3, n_iter=1).fit(bad)
+    fitted = BernoulliRBM(n_components=3, n_iter=2, random_state=0).fit(X)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fitted.score_samples(X * 3)
+    BernoulliRBM(n_components=3, n_iter=1).fit(0.3 + 0.4 * X)  # probabilities are fine
+    # binarize=t: x > t, on fit and on every evaluation
+    rng = np.random.RandomState(0)
+    continuous = rng.normal(size=X.shape) + 3 * X
+    binarized = BernoulliRBM(n_components=3, n_iter=2, binarize=1.5, random_state=0).fit(continuous)
+    reference = BernoulliRBM(n_components=3, n_iter=2, random_state=0).fit((continuous > 1.5) * 1.0)
+    np.testing.assert_array_equal(binarized.components_, reference.components_)
+    np.testing.assert_allclose(binarized.score_samples(continuous), reference.score_samples(continuous > 1.5))
+    np.testing.assert_allclose(binarized.transform(continuous), reference.transform(continuous > 1.5))
+
+
+def test_unlike_rows_are_outliers(tiny):
+    rbm, X = tiny
+    strange = 1.0 - X[:20]  # complements of typical rows
+    assert (rbm.predict_outlier(strange) == -1).mean() > 0.9
+    assert np.median(rbm.score_samples(strange)) < np.quantile(rbm.score_samples(X), 0.01)
+
+
+def test_divergence_raises_a_clear_error():
+    with pytest.raises(FloatingPointError, match="learning_rate"):
+        BernoulliRBM(n_components=3, n_iter=3, learning_rate=1e308, momentum=0.9).fit(prototype_data(n_features=6))
+
+
+def test_float32_scores_match_float64(tiny):
+    rbm, X = tiny
+    rbm32 = clone(rbm).set_params(dtype="float32").fit(X)
+    V = all_states(10)
+    assert np.exp(rbm32.score_samples(V).astype(np.float64)).sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_exact_partition_refuses_huge_enumerations_before_training():
+    X = np.zeros((3, 30))
+    with pytest.raises(ValueError, match=r"2\*\*30 states"):
+        BernoulliRBM(n_components=30, n_iter=1, partition_method="exact").fit(X)
+
+
+def test_ais_partition_method_is_used_when_asked(tiny):
+    rbm, X = tiny
+    ais = clone(rbm).set_params(partition_method="ais").fit(X)
+    assert ais.log_partition_method_ == "ais" and ais.log_partition_std_ > 0
+    assert abs(ais.log_partition_ - rbm.log_partition_) < 4 * ais.log_partition_std_ + 0.05
+    # scores differ from the exact model's by the constant gap in log Z only
+    np.testing.assert_allclose(
+        ais.score_samples(X) - rbm.score_samples(X), rbm.log_partition_ - ais.log_partition_, rtol=1e-9
+    )
