@@ -33,7 +33,7 @@ class Entry:
 
 
 def entries() -> list[Entry]:
-    from . import GaussianMixtureDensity, PPCADensity
+    from . import BernoulliRBM, GaussianMixtureDensity, PPCADensity
 
     def mixture(dev, seed):
         # the number of components is chosen by held-out log-likelihood, as users would
@@ -47,6 +47,8 @@ def entries() -> list[Entry]:
               "full covariance; GridSearchCV over n_components"),
         Entry("PPCADensity", lambda dev, seed: PPCADensity(device=dev), "continuous",
               "latent dimension by Minka's evidence"),
+        Entry("BernoulliRBM", lambda dev, seed: BernoulliRBM(n_components=100, random_state=seed, device=dev),
+              "binary", "100 hidden units, PCD; log Z by AIS"),
     ]
     return found
 
