@@ -8,9 +8,10 @@ without initialisation (``torch.nn.utils.skip_init``) and filled from an explici
 ``torch.Generator``, so that building a model neither depends on nor advances the
 user's global seed, and the same seed gives the same weights on any device.
 
-Likelihood heads turn a decoder's output ``params`` (one value per feature) into
-a distribution over ``x``. Each exposes ``log_prob(x, params)``, summed over the
-features, ``mean(params)`` and ``sample(params, generator)``. ``params`` may carry
+Likelihood heads turn a decoder's output ``params`` (``n_params`` values: one or
+two per feature) into a distribution over ``x``. Each exposes
+``log_prob(x, params)``, summed over the features, ``mean(params)`` and
+``sample(params, generator)``. ``params`` may carry
 extra leading dimensions (e.g. importance samples) that broadcast against ``x``.
 """
 
@@ -108,13 +109,18 @@ def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
 
 
 class GaussianLikelihood(nn.Module):
-    """``p(x | params) = N(x; params, diag(v))`` with a learned variance per feature.
+    """``p(x | params) = N(x; mean, diag v)`` with a learned, floored variance per feature.
 
-    The log-variance is ``log v = log v_min + softplus(r - log v_min)`` for a free
-    parameter ``r`` (initialised at 0, i.e. ``v`` about 1): smooth, trainable
-    everywhere, and never below ``v_min``. The floor keeps the likelihood bounded,
-    so that a decoder cannot collapse a variance onto a training value and the
-    log-densities stay those of a real density.
+    With ``conditional=False`` the variance ``v`` is one free parameter per feature,
+    shared by every latent value, and ``params`` is the mean (``n_params = D``).
+    With ``conditional=True`` the decoder outputs it too: ``params`` is
+    ``[mean, r]`` (``n_params = 2 D``) and the variance depends on ``z``.
+
+    Either way the log-variance is ``log v = log v_min + softplus(r - log v_min)``
+    for an unconstrained ``r`` (0 at initialisation, i.e. ``v`` about 1): smooth,
+    trainable everywhere, and never below ``v_min``. The floor keeps the likelihood
+    bounded, so that a decoder cannot collapse a variance onto a training value
+    and the log-densities stay those of a real density.
 
     Parameters
     ----------
@@ -122,31 +128,41 @@ class GaussianLikelihood(nn.Module):
     min_variance : float, default=1e-3
         The floor ``v_min``, in the units the head models (the VAE's standardised
         units: a thousandth of each feature's variance).
+    conditional : bool, default=False
+        Whether the decoder outputs the variance (heteroscedastic) or it is shared.
     """
 
-    def __init__(self, n_features: int, min_variance: float = 1e-3):
+    def __init__(self, n_features: int, min_variance: float = 1e-3, conditional: bool = False):
         super().__init__()
+        self.n_features = n_features
+        self.conditional = conditional
+        self.n_params = 2 * n_features if conditional else n_features
         self.log_min_variance = math.log(min_variance)
-        self.raw_log_variance = nn.Parameter(torch.zeros(n_features))
+        if not conditional:
+            self.raw_log_variance = nn.Parameter(torch.zeros(n_features))
 
-    def log_variance(self) -> torch.Tensor:
+    def mean_and_log_variance(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean (same shape as ``x``) and the floored log-variance."""
+        if self.conditional:
+            mean, raw = params[..., : self.n_features], params[..., self.n_features :]
+        else:
+            mean, raw = params, self.raw_log_variance
         floor = self.log_min_variance
-        return floor + F.softplus(self.raw_log_variance - floor)
+        return mean, floor + F.softplus(raw - floor)
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """``sum_d log N(x_d; params_d, v_d)``; ``params`` broadcasts against ``x``."""
-        log_var = self.log_variance()
-        maha = (x - params).square() * torch.exp(-log_var)
-        return -0.5 * (maha.sum(-1) + log_var.sum() + x.shape[-1] * _LOG_2PI)
+        """``sum_d log N(x_d; mean_d, v_d)``; ``params`` broadcasts against ``x``."""
+        mean, log_var = self.mean_and_log_variance(params)
+        terms = (x - mean).square() * torch.exp(-log_var) + log_var
+        return -0.5 * (terms.sum(-1) + self.n_features * _LOG_2PI)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
-        return params
+        return self.mean_and_log_variance(params)[0]
 
     def sample(self, params: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        noise = torch.randn(
-            params.shape, generator=generator, dtype=params.dtype, device=params.device
-        )
-        return params + torch.exp(0.5 * self.log_variance()) * noise
+        mean, log_var = self.mean_and_log_variance(params)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        return mean + torch.exp(0.5 * log_var) * noise
 
 
 class BernoulliLikelihood(nn.Module):
@@ -155,6 +171,11 @@ class BernoulliLikelihood(nn.Module):
     ``params`` are the logits ``l``. ``log_prob`` is ``-BCE(l, x)`` computed
     stably; for ``x`` in {0, 1} it is a log-probability mass.
     """
+
+    def __init__(self, n_features: int):
+        super().__init__()
+        self.n_features = n_features
+        self.n_params = n_features
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """``sum_d [x_d l_d - log(1 + exp(l_d))]``; ``params`` broadcasts against ``x``."""
@@ -168,10 +189,13 @@ class BernoulliLikelihood(nn.Module):
         return (u < torch.sigmoid(params)).to(params.dtype)
 
 
-def make_likelihood(name: str, n_features: int) -> nn.Module:
-    """The head for ``likelihood=name`` (``"gaussian"`` or ``"bernoulli"``)."""
+def make_likelihood(name: str, n_features: int, conditional_variance: bool = False) -> nn.Module:
+    """The head for ``likelihood=name`` (``"gaussian"`` or ``"bernoulli"``).
+
+    Its ``n_params`` is the width the decoder must output.
+    """
     if name == "gaussian":
-        return GaussianLikelihood(n_features)
+        return GaussianLikelihood(n_features, conditional=conditional_variance)
     if name == "bernoulli":
-        return BernoulliLikelihood()
+        return BernoulliLikelihood(n_features)
     raise ValueError(f"Unknown likelihood {name!r}: use 'gaussian' or 'bernoulli'.")
