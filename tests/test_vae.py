@@ -355,8 +355,10 @@ def test_partial_fit_continues_and_survives_pickling():
     # fit then partial_fit keeps training the same network
     c = _fit(VariationalAutoencoder(**QUICK), X)
     module = c.module_
+    assert c.best_epoch_ is not None
     c.partial_fit(X)
     assert c.module_ is module and c.n_epochs_ == len(c.history_)
+    assert c.best_epoch_ is None  # the weights are now the last epoch's
     with pytest.raises(ValueError, match="features"):
         c.partial_fit(X[:, :2])
 
