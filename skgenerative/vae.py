@@ -20,8 +20,7 @@ Training maximises the evidence lower bound with one reparameterised sample
 ``S`` grows. Both objectives are written once, in
 :meth:`VariationalAutoencoder._log_weights`, on top of
 :meth:`VariationalAutoencoder._posterior_sample` (draw ``z`` from ``q`` given the
-noise and return ``log q``): a model with another posterior (``FlowVAE``)
-overrides that one method.
+noise and return ``log q``).
 
 :class:`NeuralGenerativeModel` is the training loop (Adam, mini-batches, early
 stopping on a held-out split with the best weights restored, KL warm-up, history,
@@ -29,6 +28,22 @@ progress display, ``partial_fit``) as a chain of small overridable steps::
 
     fit -> _fit -> _fit_loop -> _run_epoch -> _train_step -> _batch_loss
     partial_fit ---^
+
+A model with another posterior (``FlowVAE``) subclasses
+:class:`VariationalAutoencoder` and overrides:
+
+``_posterior_sample(module, encoded, eps) -> (z, log_q)``
+    ``eps`` of shape (n, S, q) is standard normal noise (training draws it from the
+    epoch's generator, scoring from the rows' keys); return ``z`` (n, S, q) and
+    ``log q(z | x)`` (n, S). Call ``super()`` for the Gaussian base draw, push it
+    through the flow and subtract the log-determinants.
+``_build_module(n_features, generator) -> nn.Module``
+    Call ``super()`` and attach the extra parameters (e.g. ``module.flow``),
+    initialised from ``generator``. ``encoded.context`` (width
+    ``module.context_dim``) is the encoder's last hidden layer, for amortised flow
+    parameters.
+``_encode(X)`` and ``_row_bytes(n_features)``
+    What ``transform`` returns, and the evaluation memory per row.
 """
 
 from __future__ import annotations
