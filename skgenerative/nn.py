@@ -27,6 +27,7 @@ from torch.nn import functional as F
 __all__ = [
     "ACTIVATIONS",
     "make_mlp",
+    "make_linear",
     "init_linear",
     "GaussianLikelihood",
     "BernoulliLikelihood",
@@ -64,8 +65,12 @@ def init_linear(layer: nn.Linear, generator: torch.Generator) -> nn.Linear:
     return layer
 
 
-def _linear(n_in: int, n_out: int, generator: torch.Generator) -> nn.Linear:
-    # skip_init: no draw from the global generator; the weights come from ours
+def make_linear(n_in: int, n_out: int, generator: torch.Generator) -> nn.Linear:
+    """A ``nn.Linear`` initialised by :func:`init_linear` from ``generator`` only.
+
+    ``skip_init`` builds it without torch's default initialisation, which would
+    draw from (and advance) the global generator.
+    """
     return init_linear(nn.utils.skip_init(nn.Linear, n_in, n_out), generator)
 
 
@@ -96,10 +101,10 @@ def make_mlp(
     layers: list[nn.Module] = []
     width = n_in
     for size in hidden_layer_sizes:
-        layers += [_linear(width, int(size), generator), ACTIVATIONS[activation]()]
+        layers += [make_linear(width, int(size), generator), ACTIVATIONS[activation]()]
         width = int(size)
     if n_out is not None:
-        layers.append(_linear(width, n_out, generator))
+        layers.append(make_linear(width, n_out, generator))
     return nn.Sequential(*layers)
 
 

@@ -62,8 +62,7 @@ from torch import nn
 
 from ._torch import generator_from, iter_slices, keyed_normal, row_keys
 from .base import GenerativeModel, _TorchPayload
-from .nn import ACTIVATIONS, make_likelihood, make_mlp, standard_normal_log_prob
-from .nn import _linear as _new_linear
+from .nn import ACTIVATIONS, make_likelihood, make_linear, make_mlp, standard_normal_log_prob
 
 __all__ = [
     "NeuralGenerativeModel",
@@ -157,8 +156,8 @@ class VAEModule(nn.Module):
         self.n_latent = n_latent
         self.context_dim = hidden[-1] if hidden else n_features
         self.encoder = make_mlp(n_features, hidden, None, activation, generator)
-        self.encoder_mean = _new_linear(self.context_dim, n_latent, generator)
-        self.encoder_log_var = _new_linear(self.context_dim, n_latent, generator)
+        self.encoder_mean = make_linear(self.context_dim, n_latent, generator)
+        self.encoder_log_var = make_linear(self.context_dim, n_latent, generator)
         self.likelihood = make_likelihood(likelihood, n_features, conditional_variance)
         self.decoder = make_mlp(
             n_latent, hidden[::-1], self.likelihood.n_params, activation, generator

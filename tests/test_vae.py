@@ -21,7 +21,7 @@ from scipy.stats import multivariate_normal, norm
 from sklearn.base import clone
 
 from skgenerative import VariationalAutoencoder
-from skgenerative.nn import BernoulliLikelihood, GaussianLikelihood, init_linear, make_mlp
+from skgenerative.nn import BernoulliLikelihood, GaussianLikelihood, make_linear, make_mlp
 from skgenerative.vae import gaussian_posterior_sample, importance_weighted_bound
 
 QUICK = dict(
@@ -206,8 +206,7 @@ class AffinePosteriorVAE(VariationalAutoencoder):
     def _build_module(self, n_features, generator):
         module = super()._build_module(n_features, generator)
         for name in ("flow_log_scale", "flow_shift"):
-            layer = init_linear(torch.nn.utils.skip_init(torch.nn.Linear, module.context_dim, module.n_latent), generator)
-            setattr(module, name, layer)
+            setattr(module, name, make_linear(module.context_dim, module.n_latent, generator))
         return module
 
     def _posterior_sample(self, module, encoded, eps):
