@@ -5,6 +5,7 @@ from .mixture import GaussianMixtureDensity
 from .outlier import GenerativeOutlierDetector
 from .ppca import PPCADensity
 from .rbm import BernoulliRBM
+from .vae import VariationalAutoencoder
 
 __all__ = [
     "BernoulliRBM",
@@ -12,5 +13,6 @@ __all__ = [
     "GenerativeImputer",
     "GenerativeOutlierDetector",
     "PPCADensity",
+    "VariationalAutoencoder",
 ]
 __version__ = "0.1.0"

@@ -200,8 +200,9 @@ class GenerativeModel(
         check_no_empty_column(X, getattr(self, "feature_names_in_", None))
 
     def _to_tensor(self, X: np.ndarray, device=None) -> torch.Tensor:
-        # torch.tensor copies: never aliases (possibly read-only) user memory
-        return torch.tensor(X, dtype=self._dtype, device=device or self._device)
+        # torch.tensor copies: never aliases (possibly read-only) user memory; it
+        # rejects negative strides (X[::-1]), which ascontiguousarray removes
+        return torch.tensor(np.ascontiguousarray(X), dtype=self._dtype, device=device or self._device)
 
     def _move_modules(self, device: torch.device) -> None:
         """Put every fitted ``nn.Module`` on ``device`` (in place: no new attributes)."""

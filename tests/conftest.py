@@ -15,7 +15,12 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from skgenerative import BernoulliRBM, GaussianMixtureDensity, PPCADensity  # noqa: E402
+from skgenerative import (  # noqa: E402
+    BernoulliRBM,
+    GaussianMixtureDensity,
+    PPCADensity,
+    VariationalAutoencoder,
+)
 
 CUDA = torch.cuda.is_available()
 # SKGENERATIVE_TEST_DEVICE=cuda runs the contract tests on the GPU
@@ -26,6 +31,11 @@ ESTIMATORS = [
     PPCADensity(n_components=1, device=DEVICE),
     # binarize=0.5: sklearn's checks feed values in [0, 3]; exact log Z (4 hidden units)
     BernoulliRBM(n_components=4, n_iter=5, binarize=0.5, random_state=0, device=DEVICE),
+    VariationalAutoencoder(
+        n_components=2, hidden_layer_sizes=(16,), max_epochs=40, batch_size=32,
+        learning_rate=1e-2, n_iter_no_change=5, kl_warmup_epochs=2,
+        n_importance_samples=8, random_state=0, device=DEVICE,
+    ),
 ]
 
 
@@ -59,6 +69,14 @@ def _low_rank(seed=0):
     return Z @ rng.normal(size=(3, 10)) * 2 + 0.3 * rng.normal(size=(600, 10))
 
 
+def _curved_plane(seed=0):
+    """A 2-dimensional nonlinear manifold in 6 dimensions, with small noise."""
+    rng = np.random.RandomState(seed)
+    u, v = rng.uniform(-2, 2, size=(2, 600))
+    X = np.stack([u, v, np.sin(u) * 2, np.cos(v) * 2, u * v, np.tanh(u + v)], axis=1)
+    return X + 0.05 * rng.normal(size=X.shape)
+
+
 # (estimator, data, n_components grid, predicate on the chosen value)
 # BernoulliRBM has no entry: hidden units beyond the true number cost no held-out
 # likelihood (they stay idle), so the cross-validated curve is flat past the truth
@@ -66,4 +84,14 @@ def _low_rank(seed=0):
 GRID_CASES = [
     (GaussianMixtureDensity(random_state=0, device=DEVICE), _blobs(), [1, 2, 3, 4, 5], lambda k: k == 3),
     (PPCADensity(device=DEVICE), _low_rank(), [1, 2, 3, 4, 5, 6], lambda k: k == 3),
+    # a VAE's unused latent dimensions collapse onto the prior, so only "at least 2"
+    (
+        VariationalAutoencoder(
+            hidden_layer_sizes=(32, 32), learning_rate=5e-3, max_epochs=60,
+            kl_warmup_epochs=5, n_importance_samples=16, random_state=0, device=DEVICE,
+        ),
+        _curved_plane(),
+        [1, 2, 3],
+        lambda k: k >= 2,
+    ),
 ]

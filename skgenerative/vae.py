@@ -1,0 +1,819 @@
+"""Variational autoencoder, and the training loop every neural model shares.
+
+Model (Kingma & Welling, 2014)::
+
+    z ~ N(0, I_q)                          prior
+    x | z ~ p(x | z) = head(decoder(z))    Gaussian or Bernoulli likelihood
+    q(z | x) = N(mu(x), diag sigma^2(x))   amortised approximate posterior
+
+Training maximises the evidence lower bound with one reparameterised sample
+``z = mu(x) + sigma(x) * eps``, ``eps ~ N(0, I)``::
+
+    ELBO(x) = E_q[log p(x | z) + log p(z) - log q(z | x)] <= log p(x)
+
+``score_samples`` is the importance-weighted bound of Burda et al. (2016) with
+``S = n_importance_samples`` draws ``z_s`` from ``q(z | x)``::
+
+    L_S(x) = log (1/S) sum_s p(x | z_s) p(z_s) / q(z_s | x)
+
+``L_1`` is the ELBO, ``E[L_S] <= E[L_2S] <= log p(x)``, and ``L_S -> log p(x)`` as
+``S`` grows. Both objectives are written once, in
+:meth:`VariationalAutoencoder._log_weights`, on top of
+:meth:`VariationalAutoencoder._posterior_sample` (draw ``z`` from ``q`` given the
+noise and return ``log q``).
+
+:class:`NeuralGenerativeModel` is the training loop (Adam, mini-batches, early
+stopping on a held-out split with the best weights restored, KL warm-up, history,
+progress display, ``partial_fit``) as a chain of small overridable steps::
+
+    fit -> _fit -> _fit_loop -> _run_epoch -> _train_step -> _batch_loss
+    partial_fit ---^
+
+A model with another posterior (``FlowVAE``) subclasses
+:class:`VariationalAutoencoder` and overrides:
+
+``_posterior_sample(module, encoded, eps) -> (z, log_q)``
+    ``eps`` of shape (n, S, q) is standard normal noise (training draws it from the
+    epoch's generator, scoring from the rows' keys); return ``z`` (n, S, q) and
+    ``log q(z | x)`` (n, S). Call ``super()`` for the Gaussian base draw, push it
+    through the flow and subtract the log-determinants.
+``_build_module(n_features, generator) -> nn.Module``
+    Call ``super()`` and attach the extra parameters (e.g. ``module.flow``),
+    initialised from ``generator``. ``encoded.context`` (width
+    ``module.context_dim``) is the encoder's last hidden layer, for amortised flow
+    parameters.
+``_encode(X)`` and ``_row_bytes(n_features)``
+    What ``transform`` returns, and the evaluation memory per row.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from numbers import Integral, Real
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from torch import nn
+
+from ._torch import generator_from, iter_slices, keyed_normal, row_keys
+from .base import GenerativeModel, _TorchPayload
+from .nn import ACTIVATIONS, make_likelihood, make_linear, make_mlp, standard_normal_log_prob
+
+__all__ = [
+    "NeuralGenerativeModel",
+    "VariationalAutoencoder",
+    "VAEModule",
+    "Encoded",
+    "gaussian_posterior_sample",
+    "importance_weighted_bound",
+]
+
+_LOG_VAR_RANGE = (-20.0, 10.0)
+
+
+# --------------------------------------------------------------------- mathematics
+class Encoded(NamedTuple):
+    """What the encoder returns for a batch of ``n`` rows.
+
+    mean, log_var : tensors of shape (n, q)
+        Parameters of the Gaussian ``q0(z | x) = N(mean, diag exp(log_var))``.
+    context : tensor of shape (n, h)
+        The encoder's last hidden layer (the input itself when there is none), for
+        models that amortise more posterior parameters (e.g. flow parameters).
+    """
+
+    mean: torch.Tensor
+    log_var: torch.Tensor
+    context: torch.Tensor
+
+
+def gaussian_posterior_sample(
+    mean: torch.Tensor, log_var: torch.Tensor, eps: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reparameterised draws from ``N(mean, diag exp(log_var))`` and their log-density.
+
+    ``z = mean + exp(log_var / 2) * eps`` and
+    ``log q(z) = sum_j [log N(eps_j; 0, 1) - log_var_j / 2]``.
+
+    Parameters
+    ----------
+    mean, log_var : tensors of shape (n, q)
+    eps : tensor of shape (n, S, q)
+        Standard normal noise.
+
+    Returns
+    -------
+    z : tensor of shape (n, S, q)
+    log_q : tensor of shape (n, S)
+    """
+    z = mean.unsqueeze(1) + torch.exp(0.5 * log_var).unsqueeze(1) * eps
+    log_q = standard_normal_log_prob(eps) - 0.5 * log_var.sum(-1, keepdim=True)
+    return z, log_q
+
+
+def importance_weighted_bound(log_weights: torch.Tensor) -> torch.Tensor:
+    """``log (1/S) sum_s exp(log_weights[:, s])`` per row, computed stably."""
+    return torch.logsumexp(log_weights, dim=1) - math.log(log_weights.shape[1])
+
+
+class VAEModule(nn.Module):
+    """Encoder, decoder and likelihood head of a VAE.
+
+    The encoder is an MLP with ``hidden_layer_sizes`` followed by two linear heads
+    (posterior mean and log-variance); the decoder mirrors it (the widths reversed)
+    and outputs one likelihood parameter per feature.
+
+    Parameters
+    ----------
+    n_features, n_latent : int
+    hidden_layer_sizes : sequence of int
+    activation : str
+    likelihood : {"gaussian", "bernoulli"}
+    conditional_variance : bool
+        Gaussian likelihood only: the decoder outputs each feature's variance
+        (two outputs per feature) instead of one variance shared by all ``z``.
+    generator : torch.Generator
+        CPU generator the initial weights are drawn from.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_latent: int,
+        hidden_layer_sizes,
+        activation: str,
+        likelihood: str,
+        conditional_variance: bool,
+        generator: torch.Generator,
+    ):
+        super().__init__()
+        hidden = [int(h) for h in hidden_layer_sizes]
+        self.n_latent = n_latent
+        self.context_dim = hidden[-1] if hidden else n_features
+        self.encoder = make_mlp(n_features, hidden, None, activation, generator)
+        self.encoder_mean = make_linear(self.context_dim, n_latent, generator)
+        self.encoder_log_var = make_linear(self.context_dim, n_latent, generator)
+        self.likelihood = make_likelihood(likelihood, n_features, conditional_variance)
+        self.decoder = make_mlp(
+            n_latent, hidden[::-1], self.likelihood.n_params, activation, generator
+        )
+
+    def encode(self, x: torch.Tensor) -> Encoded:
+        context = self.encoder(x)
+        # the clamp only guards exp() against overflow early in training
+        log_var = self.encoder_log_var(context).clamp(*_LOG_VAR_RANGE)
+        return Encoded(self.encoder_mean(context), log_var, context)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Likelihood parameters for latent vectors of shape (..., q)."""
+        return self.decoder(z)
+
+
+class _EarlyStopping:
+    """Tracks the best validation loss and a copy of the weights that achieved it.
+
+    Epochs during which ``counting`` is false (the KL warm-up) may set a new best
+    but never use up patience.
+    """
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.best_loss = math.inf
+        self.best_epoch: int | None = None
+        self.best_state: dict | None = None
+        self.bad_epochs = 0
+
+    def update(self, loss: float, epoch: int, module: nn.Module, counting: bool) -> bool:
+        """Record an epoch; ``True`` when training should stop."""
+        if loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.bad_epochs = loss, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        elif counting:
+            self.bad_epochs += 1
+        return self.bad_epochs >= self.patience
+
+    def restore(self, module: nn.Module) -> None:
+        if self.best_state is not None:
+            module.load_state_dict(self.best_state)
+
+
+# ----------------------------------------------------------------- training loop
+class NeuralGenerativeModel(GenerativeModel):
+    """Base class of the neural density estimators: one training loop for all.
+
+    A subclass declares the loop's parameters in its ``__init__`` (``learning_rate``,
+    ``batch_size``, ``max_epochs``, ``early_stopping``, ``validation_fraction``,
+    ``n_iter_no_change``, plus the common ones of :class:`GenerativeModel`) and
+    supplies the model through these hooks:
+
+    ``_build_module(n_features, generator) -> nn.Module``
+        The network, initialised from the given CPU generator.
+    ``_batch_loss(module, batch, generator, kl_weight) -> Tensor``
+        The scalar loss of a batch of preprocessed rows (mean over rows), drawing
+        any noise from ``generator``.
+    ``_fit_preprocessing(X)`` / ``_preprocess(X)`` (optional)
+        Fit and apply a fixed transformation of the raw data (e.g. standardisation).
+    ``_kl_weight(epoch)`` (optional)
+        Weight of the KL term at an epoch (1 by default; the VAE's warm-up).
+
+    and the steps of the loop can be overridden one by one: ``_fit_loop`` (epochs,
+    early stopping, history), ``_run_epoch`` (shuffle and mini-batches),
+    ``_train_step`` (one gradient step), ``_validation_loss`` and
+    ``_make_optimizer`` (Adam, resumed across ``partial_fit`` calls).
+
+    Randomness: the weights, the validation split and each epoch's noise come from
+    seeds derived from ``random_state`` alone, never from torch's global generator,
+    so the same ``random_state`` gives the same model on the same device.
+    """
+
+    _parameter_constraints: dict = {
+        **GenerativeModel._parameter_constraints,
+        "learning_rate": [Interval(Real, 0.0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0.0, 1.0, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    # seed streams derived from the training seed
+    _INIT, _SPLIT, _VALIDATION, _EPOCH = range(4)
+
+    # ------------------------------------------------------------------ hooks
+    def _build_module(self, n_features: int, generator: torch.Generator) -> nn.Module:  # pragma: no cover
+        raise NotImplementedError  # abstract hook
+
+    def _batch_loss(
+        self, module: nn.Module, batch: torch.Tensor, generator: torch.Generator, kl_weight: float
+    ) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError  # abstract hook
+
+    def _fit_preprocessing(self, X: torch.Tensor) -> None:
+        """Fit the data transformation on the first training data (none by default)."""
+
+    def _preprocess(self, X: torch.Tensor) -> torch.Tensor:
+        """Raw rows -> what the module models (identity by default)."""
+        return X
+
+    def _kl_weight(self, epoch: int) -> float:
+        return 1.0
+
+    # ----------------------------------------------------------------- seeds
+    def _seed(self, stream: int, index: int = 0) -> int:
+        """A 31-bit seed for one use (``stream``, ``index``) of the training seed."""
+        sequence = np.random.SeedSequence([self._training_seed, stream, index])
+        return int(sequence.generate_state(1)[0] >> 1)
+
+    # ------------------------------------------------------------------- fit
+    def _fit(self, X: torch.Tensor):
+        self._initialize(X)
+        data = self._preprocess(X)
+        train, valid = self._split_validation(data)
+        self._fit_loop(train, valid, self.max_epochs)
+        return None
+
+    def _partial_fit(self, X: torch.Tensor, first: bool):
+        """``partial_fit``: one more epoch of training on ``X``.
+
+        Every row of ``X`` trains (no validation split, so no early stopping); the
+        optimizer's state carries over between calls, and the data standardisation
+        is the one fitted on the first call.
+        """
+        if first:
+            self._initialize(X)
+        self._fit_loop(self._preprocess(X), None, 1)
+        return None
+
+    def _initialize(self, X: torch.Tensor) -> None:
+        """Fresh state: seeds, data transformation, module, history."""
+        rng = check_random_state(self.random_state)
+        self._training_seed = int(rng.randint(0, 2**31 - 1))
+        self.noise_seed_ = int(rng.randint(0, 2**31 - 1))
+        self._fit_preprocessing(X)
+        init = torch.Generator().manual_seed(self._seed(self._INIT))
+        module = self._build_module(X.shape[1], init)
+        self.module_ = module.to(device=X.device, dtype=X.dtype)
+        self._optimizer_state = None
+        self.history_ = []
+        self.n_epochs_ = 0
+        self.best_epoch_ = None
+        self.best_validation_loss_ = None
+
+    def _split_validation(self, data: torch.Tensor):
+        """(train, validation or None): a random ``validation_fraction`` held out.
+
+        Without ``early_stopping``, or when the data are too few to leave a row on
+        each side, everything is training data and no early stopping happens.
+        """
+        n = data.shape[0]
+        n_valid = int(math.floor(self.validation_fraction * n))
+        if not self.early_stopping or n_valid < 1 or n - n_valid < 1:
+            if self.early_stopping:
+                self._log(f"{n} rows are too few for a validation split: no early stopping")
+            return data, None
+        generator = torch.Generator().manual_seed(self._seed(self._SPLIT))
+        order = torch.randperm(n, generator=generator).to(data.device)
+        return data[order[n_valid:]], data[order[:n_valid]]
+
+    def _batch_size(self, n_train: int) -> int:
+        """``batch_size``, or for ``"auto"`` ``n_train / 16`` clipped to [32, 256].
+
+        Small tables get about 16 updates an epoch; large data get batches of 256,
+        large enough to keep each step efficient, small enough to make progress.
+        """
+        if self.batch_size == "auto":
+            size = min(256, max(32, n_train // 16))
+        else:
+            size = int(self.batch_size)
+        return max(1, min(size, n_train))
+
+    def _make_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+        """Adam with ``learning_rate``, resuming the state of earlier calls.
+
+        The fused implementation (one kernel for all parameters) makes the small
+        networks of tables train about 1.5 times faster on a CPU; torch before 2.4,
+        or a device without it, gets the plain one.
+        """
+        params = list(module.parameters())
+        try:
+            optimizer = torch.optim.Adam(params, lr=self.learning_rate, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            optimizer = torch.optim.Adam(params, lr=self.learning_rate)
+        if self._optimizer_state is not None:
+            optimizer.load_state_dict(self._optimizer_state)
+            for group in optimizer.param_groups:  # a changed learning_rate wins
+                group["lr"] = self.learning_rate
+        return optimizer
+
+    def _fit_loop(self, train: torch.Tensor, valid: torch.Tensor | None, epochs: int) -> None:
+        """Up to ``epochs`` epochs; early stopping on ``valid`` when given."""
+        module = self.module_
+        self._move_modules(train.device)
+        optimizer = self._make_optimizer(module)
+        batch_size = self._batch_size(train.shape[0])
+        stopper = _EarlyStopping(self.n_iter_no_change) if valid is not None else None
+        for _ in range(epochs):
+            epoch = self.n_epochs_
+            kl_weight = float(self._kl_weight(epoch))
+            start = time.perf_counter()
+            generator = generator_from(self._seed(self._EPOCH, epoch), train.device)
+            train_loss = self._run_epoch(module, optimizer, train, batch_size, generator, kl_weight)
+            valid_loss = self._validation_loss(module, valid) if valid is not None else math.nan
+            self.n_epochs_ += 1
+            record = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "validation_loss": valid_loss,
+                "kl_weight": kl_weight,
+                "duration": time.perf_counter() - start,
+            }
+            self.history_.append(record)
+            self._log(
+                f"epoch {epoch + 1:4d}  train loss {train_loss:.4f}  "
+                f"validation loss {valid_loss:.4f}  kl weight {kl_weight:.2f}  "
+                f"{record['duration']:.2f}s"
+            )
+            if stopper is not None and stopper.update(valid_loss, epoch, module, kl_weight >= 1.0):
+                self._log(
+                    f"validation loss did not improve for {self.n_iter_no_change} epochs: "
+                    f"stopping, best epoch {stopper.best_epoch + 1}"
+                )
+                break
+        self._optimizer_state = optimizer.state_dict()
+        if stopper is not None:
+            stopper.restore(module)
+            self.best_epoch_ = stopper.best_epoch
+            self.best_validation_loss_ = stopper.best_loss
+        else:  # the weights are the last epoch's
+            self.best_epoch_ = self.best_validation_loss_ = None
+        module.eval()
+
+    def _run_epoch(
+        self,
+        module: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        train: torch.Tensor,
+        batch_size: int,
+        generator: torch.Generator,
+        kl_weight: float,
+    ) -> float:
+        """One shuffled pass over ``train``; the mean training loss per row."""
+        module.train()
+        n = train.shape[0]
+        order = torch.randperm(n, generator=generator, device=train.device)
+        total = torch.zeros((), dtype=train.dtype, device=train.device)
+        for rows in iter_slices(n, batch_size):
+            batch = train[order[rows]]
+            loss = self._train_step(module, optimizer, batch, generator, kl_weight)
+            total.add_(loss, alpha=batch.shape[0])
+        mean = float(total) / n
+        if not math.isfinite(mean):
+            self._raise_diverged(f"the training loss became {mean} at epoch {self.n_epochs_ + 1}")
+        return mean
+
+    def _train_step(
+        self,
+        module: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        batch: torch.Tensor,
+        generator: torch.Generator,
+        kl_weight: float,
+    ) -> torch.Tensor:
+        """One gradient step on ``batch``; returns the (detached) batch loss."""
+        optimizer.zero_grad(set_to_none=True)
+        loss = self._batch_loss(module, batch, generator, kl_weight)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    def _validation_loss(self, module: nn.Module, valid: torch.Tensor) -> float:
+        """Mean loss per validation row with the full KL term.
+
+        The noise is drawn from the same seed at every epoch (common random
+        numbers), so that epochs are compared on equal terms.
+        """
+        module.eval()
+        generator = generator_from(self._seed(self._VALIDATION), valid.device)
+        n = valid.shape[0]
+        total = 0.0
+        with torch.no_grad():
+            for rows in iter_slices(n, 1024):
+                batch = valid[rows]
+                total += float(self._batch_loss(module, batch, generator, 1.0)) * batch.shape[0]
+        loss = total / n
+        if not math.isfinite(loss):
+            self._raise_diverged(f"the validation loss became {loss} at epoch {self.n_epochs_ + 1}")
+        return loss
+
+    def _raise_diverged(self, what: str) -> None:
+        raise FloatingPointError(
+            f"{type(self).__name__}: {what}; training diverged. Lower learning_rate "
+            f"(now {self.learning_rate}), scale the input (e.g. StandardScaler), or use "
+            "dtype='float64'."
+        )
+
+    # ------------------------------------------------------------- pickling
+    def __getstate__(self):
+        state = super().__getstate__()
+        # the optimizer's state holds tensors on the training device: CPU bytes, as
+        # base does for modules, so that a GPU-trained model unpickles on a CPU
+        if isinstance(state.get("_optimizer_state"), dict):
+            state["_optimizer_state"] = _TorchPayload(state["_optimizer_state"])
+        return state
+
+
+# ---------------------------------------------------------------------- estimator
+class VariationalAutoencoder(NeuralGenerativeModel):
+    """Variational autoencoder density estimator (Kingma & Welling).
+
+    An MLP decoder maps a latent ``z ~ N(0, I)`` to a likelihood ``p(x | z)``; an
+    MLP encoder gives the approximate posterior ``q(z | x) = N(mu(x), diag
+    sigma^2(x))``. Both are trained jointly by maximising the evidence lower bound
+    (ELBO) with the reparameterisation trick. ``score_samples`` estimates
+    ``log p(x)`` by importance sampling.
+
+    Parameters
+    ----------
+    n_components : int, default=8
+        Latent dimension ``q``. Dimensions the data do not need collapse onto the
+        prior (their KL term goes to 0), so a generous value costs little.
+    likelihood : {"gaussian", "bernoulli"}, default="gaussian"
+        ``"gaussian"``: ``N(x; m(z), diag v)`` with a learned variance per feature,
+        floored at a thousandth of the feature's variance; the data are
+        standardised internally. ``"bernoulli"``: independent Bernoulli pixels with
+        logits ``decoder(z)``; the data must lie in [0, 1] (binary for a true
+        probability mass).
+    decoder_variance : {"conditional", "shared"}, default="conditional"
+        Gaussian likelihood only. ``"conditional"``: the decoder outputs each
+        feature's variance ``v(z)`` beside its mean, so the noise level can differ
+        across the data (a continuous mixture of diagonal Gaussians).
+        ``"shared"``: one variance per feature for every ``z``; with
+        ``hidden_layer_sizes=()`` the model is then factor analysis. On tables the
+        conditional variance gives markedly better held-out likelihoods (about 9
+        nats on scikit-learn's digits and breast-cancer data).
+    hidden_layer_sizes : tuple of int, default=(128, 128)
+        Widths of the encoder's hidden layers; the decoder uses them reversed. An
+        empty tuple gives a linear encoder and decoder.
+    activation : {"tanh", "relu", "elu", "gelu", "silu", "softplus", "leaky_relu", \
+"identity"}, default="elu"
+        Hidden-layer nonlinearity.
+    learning_rate : float, default=3e-3
+        Adam's step size.
+    batch_size : int or "auto", default="auto"
+        Rows per gradient step; ``"auto"`` is a sixteenth of the training rows,
+        clipped to [32, 256].
+    max_epochs : int, default=500
+        Maximum passes over the training data.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the rows, stop when their loss has not
+        improved for ``n_iter_no_change`` epochs (after the warm-up) and restore
+        the best weights. Data too few to split train without it.
+    validation_fraction : float, default=0.1
+        Share of the rows held out for early stopping.
+    n_iter_no_change : int, default=20
+        Patience of early stopping, in epochs.
+    kl_warmup_epochs : int, default=10
+        The KL term's weight rises linearly from ``1 / (kl_warmup_epochs + 1)`` to
+        1 over this many epochs, which keeps the posterior from collapsing onto
+        the prior early in training. 0 disables the warm-up.
+    n_importance_samples : int, default=50
+        Samples ``S`` of the importance-weighted bound in ``score_samples``; read at
+        scoring time, so it can be raised after fitting for a tighter bound.
+    contamination : float, default=0.1
+        Fraction of training rows below the outlier threshold ``offset_``.
+    device : str or torch.device, default="auto"
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``.
+    dtype : {"float64", "float32"}, default="float64"
+        Compute precision. ``float32`` trains about twice as fast on a CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initial weights, the validation split, the training noise and
+        the scoring noise.
+    verbose : int, default=0
+        1 prints a line per epoch.
+
+    Attributes
+    ----------
+    module_ : VAEModule
+        The trained encoder, decoder and likelihood head (a ``torch.nn.Module``).
+    mean_, scale_ : ndarray of shape (n_features,)
+        The internal standardisation ``(x - mean_) / scale_`` (zeros and ones for
+        ``likelihood="bernoulli"``; constant features get scale 1).
+    noise_seed_ : int
+        Seed of the keyed importance-sampling noise of ``score_samples``.
+    history_ : list of dict
+        Per epoch: ``epoch``, ``train_loss`` (mean loss per row, with the warm-up
+        weight), ``validation_loss`` (mean negative ELBO per held-out row, NaN when
+        there is none), ``kl_weight`` and ``duration`` (seconds). Losses are in nats
+        in the units of ``X``.
+    n_epochs_ : int
+        Epochs trained, over ``fit`` and ``partial_fit`` calls.
+    best_epoch_ : int or None
+        Epoch (0-based) whose weights were kept by early stopping; None when the
+        last call trained without validation (``partial_fit``, tiny data or
+        ``early_stopping=False``).
+    best_validation_loss_ : float or None
+        Its validation loss.
+    offset_ : float
+        The ``contamination`` quantile of the training log-densities.
+    device_ : torch.device
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` has string feature names.
+
+    See Also
+    --------
+    PPCADensity : the linear-Gaussian special case, with an exact density.
+    GaussianMixtureDensity : an exact density for clustered data.
+    sklearn.neural_network.MLPRegressor : the source of the naming of the
+        optimisation parameters.
+
+    Notes
+    -----
+    ``score_samples`` is the importance-weighted lower bound of Burda et al. (2016)
+    on ``log p(x)``, with ``n_importance_samples`` samples from ``q(z | x)``. It is
+    a bound, not the exact log-density: it never exceeds ``log p(x)`` on average and
+    tightens as ``n_importance_samples`` grows (``S = 1`` is the ELBO). The noise
+    of each row is a function of the row's values and ``noise_seed_`` alone, so a
+    row gets the same score in any batch, and ``score_samples`` is deterministic.
+
+    With the Gaussian likelihood the model works on standardised data and
+    ``score_samples`` adds the log-Jacobian ``-sum(log scale_)``, so densities are
+    in the units of ``X``. ``transform`` returns the posterior mean ``mu(x)``,
+    ``inverse_transform`` the decoder mean, and ``sample`` draws ``z`` from the
+    prior and ``x`` from ``p(x | z)``.
+
+    Defaults, chosen on held-out likelihoods of tables from 120 to 100,000 rows:
+    two ELU layers of 128 units, 8 latent dimensions, Adam at 3e-3, batches of a
+    sixteenth of the rows (32 to 256), and early stopping on 10% of the rows with
+    a patience of 20 epochs. A few hundred rows train in seconds, 100k rows in
+    minutes on a CPU. The learning rate is higher than the usual 1e-3 because
+    small tables get few steps an epoch; the patience is long because a small
+    validation set makes its loss noisy. The training loss is the one-sample ELBO
+    with a Monte Carlo KL term (``log q - log p``), the same estimator a flow
+    posterior needs (``FlowVAE``).
+
+    For outlier detection on contaminated training data, ``decoder_variance=
+    "shared"`` can be the more robust choice: a decoder that outputs variances may
+    explain a cluster of outliers by a large variance. On ADBench's eight
+    classical datasets both settings average the same AUCROC (89.1 and 89.3),
+    but on cardio ``"shared"`` scores 84.5 against 76.5.
+
+    References
+    ----------
+    Kingma, D. P. & Welling, M. (2014). Auto-encoding variational Bayes. ICLR.
+    Rezende, D. J., Mohamed, S. & Wierstra, D. (2014). Stochastic backpropagation
+    and approximate inference in deep generative models. ICML.
+    Burda, Y., Grosse, R. & Salakhutdinov, R. (2016). Importance weighted
+    autoencoders. ICLR.
+    Bowman, S. R. et al. (2016). Generating sentences from a continuous space.
+    CoNLL (KL warm-up).
+
+    Examples
+    --------
+    A curve in 3-D: one latent dimension, and a far better density than the best
+    linear-Gaussian model (PPCA) on held-out points.
+
+    >>> import numpy as np
+    >>> from skgenerative import PPCADensity, VariationalAutoencoder
+    >>> rng = np.random.RandomState(0)
+    >>> t = rng.uniform(-3, 3, size=(400, 1))
+    >>> X = np.hstack([t, np.sin(t), np.cos(t)]) + 0.05 * rng.normal(size=(400, 3))
+    >>> vae = VariationalAutoencoder(n_components=1, hidden_layer_sizes=(32, 32),
+    ...                              random_state=0).fit(X[:300])
+    >>> vae.transform(X[:2]).shape
+    (2, 1)
+    >>> ppca = PPCADensity(n_components=1).fit(X[:300])
+    >>> bool(vae.score(X[300:]) > ppca.score(X[300:]) + 1.0)
+    True
+    >>> vae.sample(2, random_state=0).shape
+    (2, 3)
+    """
+
+    _parameter_constraints: dict = {
+        **NeuralGenerativeModel._parameter_constraints,
+        "likelihood": [StrOptions({"gaussian", "bernoulli"})],
+        "decoder_variance": [StrOptions({"conditional", "shared"})],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "kl_warmup_epochs": [Interval(Integral, 0, None, closed="left")],
+        "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components=8,
+        *,
+        likelihood="gaussian",
+        decoder_variance="conditional",
+        hidden_layer_sizes=(128, 128),
+        activation="elu",
+        learning_rate=3e-3,
+        batch_size="auto",
+        max_epochs=500,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=20,
+        kl_warmup_epochs=10,
+        n_importance_samples=50,
+        contamination=0.1,
+        device="auto",
+        dtype="float64",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.likelihood = likelihood
+        self.decoder_variance = decoder_variance
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.kl_warmup_epochs = kl_warmup_epochs
+        self.n_importance_samples = n_importance_samples
+        self.contamination = contamination
+        self.device = device
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ---------------------------------------------------------------- checks
+    def _hidden_layer_sizes(self) -> tuple[int, ...]:
+        sizes = self.hidden_layer_sizes
+        sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
+        if any(not isinstance(s, Integral) or isinstance(s, bool) or s < 1 for s in sizes):
+            raise ValueError(
+                f"hidden_layer_sizes must contain positive integers, got {self.hidden_layer_sizes!r}."
+            )
+        return tuple(int(s) for s in sizes)
+
+    def _check_values(self, X: np.ndarray) -> None:
+        if self.likelihood == "bernoulli" and X.size and (X.min() < 0 or X.max() > 1):
+            raise ValueError(
+                "likelihood='bernoulli' needs data in [0, 1], got values in "
+                f"[{X.min():g}, {X.max():g}]. Scale the data (e.g. MinMaxScaler, or "
+                "binarise it) or use likelihood='gaussian'."
+            )
+
+    def _row_bytes(self, n_features: int) -> int:
+        itemsize = np.dtype(self.dtype).itemsize
+        hidden = sum(self._hidden_layer_sizes())
+        q, s = int(self.n_components), int(self.n_importance_samples)
+        per_sample = itemsize * (4 * n_features + 2 * hidden + 4 * q) + 8 * 6 * q
+        return s * per_sample + itemsize * (n_features + 2 * hidden + 4 * q)
+
+    # ------------------------------------------------------------ the model
+    def _build_module(self, n_features: int, generator: torch.Generator) -> nn.Module:
+        return VAEModule(
+            n_features,
+            int(self.n_components),
+            self._hidden_layer_sizes(),
+            self.activation,
+            self.likelihood,
+            self.decoder_variance == "conditional",
+            generator,
+        )
+
+    def _fit_preprocessing(self, X: torch.Tensor) -> None:
+        d = X.shape[1]
+        if self.likelihood != "gaussian":
+            self.mean_, self.scale_ = np.zeros(d), np.ones(d)
+            return
+        values = X.detach().double()
+        mean = values.mean(0)
+        scale = values.std(0, correction=0)
+        # constant features: scale 1, so that they standardise to 0 (not 0 / 0)
+        tiny = 100 * torch.finfo(X.dtype).eps * torch.clamp(mean.abs(), min=1.0)
+        scale = torch.where(scale <= tiny, torch.ones_like(scale), scale)
+        self.mean_ = mean.cpu().numpy()
+        self.scale_ = scale.cpu().numpy()
+
+    def _preprocess(self, X: torch.Tensor) -> torch.Tensor:
+        return (X - self._tensor("mean_")) / self._tensor("scale_")
+
+    def _log_jacobian(self) -> float:
+        """``log |d standardise / dx| = -sum log scale_`` (a float: no tensor op a step)."""
+        return -float(np.log(self.scale_).sum())
+
+    def _kl_weight(self, epoch: int) -> float:
+        return min(1.0, (epoch + 1) / (self.kl_warmup_epochs + 1))
+
+    def _log_prior(self, module: nn.Module, z: torch.Tensor) -> torch.Tensor:
+        """``log p(z)`` summed over the latent dimensions (standard normal)."""
+        return standard_normal_log_prob(z)
+
+    def _posterior_sample(
+        self, module: nn.Module, encoded: Encoded, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draws ``z`` from ``q(z | x)`` given standard normal noise, and ``log q(z | x)``.
+
+        The one place the approximate posterior is defined: the training ELBO and
+        the importance-weighted score both go through it.
+
+        Parameters
+        ----------
+        module : nn.Module
+            The network (holds any extra posterior parameters).
+        encoded : Encoded
+            The encoder's output for ``n`` rows.
+        eps : tensor of shape (n, S, n_components)
+            Standard normal noise.
+
+        Returns
+        -------
+        z : tensor of shape (n, S, n_components)
+        log_q : tensor of shape (n, S)
+        """
+        return gaussian_posterior_sample(encoded.mean, encoded.log_var, eps)
+
+    def _log_weights(
+        self, module: nn.Module, x: torch.Tensor, eps: torch.Tensor, kl_weight: float = 1.0
+    ) -> torch.Tensor:
+        """``log p(x | z_s) + kl_weight * (log p(z_s) - log q(z_s | x))``, shape (n, S).
+
+        ``x`` is standardised; with ``kl_weight=1`` these are the log importance
+        weights, whose mean over ``s`` is the ELBO.
+        """
+        encoded = module.encode(x)
+        z, log_q = self._posterior_sample(module, encoded, eps)
+        log_lik = module.likelihood.log_prob(x.unsqueeze(1), module.decode(z))
+        return log_lik + kl_weight * (self._log_prior(module, z) - log_q)
+
+    def _batch_loss(
+        self, module: nn.Module, batch: torch.Tensor, generator: torch.Generator, kl_weight: float
+    ) -> torch.Tensor:
+        """Mean negative (KL-weighted) one-sample ELBO, in nats in the units of X."""
+        shape = (batch.shape[0], 1, int(self.n_components))
+        eps = torch.randn(shape, generator=generator, dtype=batch.dtype, device=batch.device)
+        elbo = self._log_weights(module, batch, eps, kl_weight).mean()
+        return -(elbo + self._log_jacobian())
+
+    # ------------------------------------------------------------ evaluation
+    def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
+        # the noise is keyed on the raw rows: the same row, the same draws
+        s, q = int(self.n_importance_samples), int(self.n_components)
+        eps = keyed_normal(row_keys(X, self.noise_seed_), (s, q), X.dtype)
+        log_weights = self._log_weights(self.module_, self._preprocess(X), eps)
+        return importance_weighted_bound(log_weights) + self._log_jacobian()
+
+    def _encode(self, X: torch.Tensor) -> torch.Tensor:
+        return self.module_.encode(self._preprocess(X)).mean
+
+    def _decode(self, Z: torch.Tensor) -> torch.Tensor:
+        module = self.module_
+        mean = module.likelihood.mean(module.decode(Z.to(self._dtype)))
+        return mean * self._tensor("scale_") + self._tensor("mean_")
+
+    def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        module = self.module_
+        dtype, device = self._dtype, self._device
+        z = torch.randn(n, int(self.n_components), generator=generator, dtype=dtype, device=device)
+        x = module.likelihood.sample(module.decode(z), generator)
+        return x * self._tensor("scale_") + self._tensor("mean_")
