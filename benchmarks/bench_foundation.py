@@ -48,49 +48,62 @@ def starting_point(X, k, seed=0):
     )
 
 
-def bench_gmm(n, d, k, iters, device):
+def _median_times(runs: dict, repeats: int) -> dict:
+    """Interleave the runs ``repeats`` times; the median wall time of each (and its last result)."""
+    times = {name: [] for name in runs}
+    results = {}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            with timed() as t:
+                results[name] = run()
+            times[name].append(t.seconds)
+    return {name: (float(np.median(times[name])), results[name]) for name in runs}
+
+
+def bench_gmm(n, d, k, iters, device, repeats):
     X = mixture_data(n, d, k)
     start = starting_point(X, k)
     common = dict(covariance_type="full", max_iter=iters, tol=0, **start)
-    rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         # warm-up: first torch calls pay one-off costs
         GaussianMixtureDensity(k, device=device, **{**common, "max_iter": 1}).fit(X[:2000])
-        ref = GaussianMixture(k, **common)
-        with timed() as t_ref:
-            ref.fit(X)
-        ref_ll = ref.score(X)
-        rows.append(dict(implementation="sklearn GaussianMixture", dtype="float64", fit_s=t_ref.seconds,
-                         speedup=1.0, mean_loglik=ref_ll, loglik_diff=0.0))
-        for dtype in ("float32", "float64"):
-            ours = GaussianMixtureDensity(k, device=device, dtype=dtype, **common)
-            with timed() as t:
-                ours.fit(X)
-            ll = ours.score(X)
-            rows.append(dict(implementation=f"GaussianMixtureDensity ({device})", dtype=dtype, fit_s=t.seconds,
-                             speedup=t_ref.seconds / t.seconds, mean_loglik=ll, loglik_diff=abs(ll - ref_ll)))
+        timed_runs = _median_times({
+            "sklearn": lambda: GaussianMixture(k, **common).fit(X),
+            "float32": lambda: GaussianMixtureDensity(k, device=device, dtype="float32", **common).fit(X),
+            "float64": lambda: GaussianMixtureDensity(k, device=device, dtype="float64", **common).fit(X),
+        }, repeats)
+    ref_time, ref = timed_runs["sklearn"]
+    ref_ll = ref.score(X)
+    rows = [dict(implementation="sklearn GaussianMixture", dtype="float64", fit_s=ref_time,
+                 speedup=1.0, mean_loglik=ref_ll, loglik_diff=0.0)]
+    for dtype in ("float32", "float64"):
+        seconds, ours = timed_runs[dtype]
+        ll = ours.score(X)
+        rows.append(dict(implementation=f"GaussianMixtureDensity ({device})", dtype=dtype, fit_s=seconds,
+                         speedup=ref_time / seconds, mean_loglik=ll, loglik_diff=abs(ll - ref_ll)))
     for r in rows:
         print(f"  {r['implementation']:<34} {r['dtype']:<8} fit {r['fit_s']:8.3f} s   "
               f"x{r['speedup']:6.2f}   mean loglik {r['mean_loglik']:.6f}  |diff| {r['loglik_diff']:.2e}")
     return rows
 
 
-def bench_ppca(n, d, q, device):
+def bench_ppca(n, d, q, device, repeats):
     rng = np.random.RandomState(0)
     X = rng.normal(size=(n, q)) @ rng.normal(size=(q, d)) + 0.5 * rng.normal(size=(n, d))
     PPCADensity(q, device=device).fit(X[:1000]).score_samples(X[:1000])  # warm-up
-    with timed() as t_ref:
-        ref = PCA(q).fit(X)
-        ref_scores = ref.score_samples(X)
-    rows = [dict(implementation="sklearn PCA", dtype="float64", fit_score_s=t_ref.seconds, speedup=1.0,
+    timed_runs = _median_times({
+        "sklearn": lambda: PCA(q).fit(X).score_samples(X),
+        "float32": lambda: PPCADensity(q, device=device, dtype="float32").fit(X).score_samples(X),
+        "float64": lambda: PPCADensity(q, device=device, dtype="float64").fit(X).score_samples(X),
+    }, repeats)
+    ref_time, ref_scores = timed_runs["sklearn"]
+    rows = [dict(implementation="sklearn PCA", dtype="float64", fit_score_s=ref_time, speedup=1.0,
                  mean_loglik=ref_scores.mean(), max_abs_diff=0.0)]
     for dtype in ("float32", "float64"):
-        with timed() as t:
-            ours = PPCADensity(q, device=device, dtype=dtype).fit(X)
-            scores = ours.score_samples(X)
-        rows.append(dict(implementation=f"PPCADensity ({device})", dtype=dtype, fit_score_s=t.seconds,
-                         speedup=t_ref.seconds / t.seconds, mean_loglik=float(scores.mean()),
+        seconds, scores = timed_runs[dtype]
+        rows.append(dict(implementation=f"PPCADensity ({device})", dtype=dtype, fit_score_s=seconds,
+                         speedup=ref_time / seconds, mean_loglik=float(scores.mean()),
                          max_abs_diff=float(np.abs(scores - ref_scores).max())))
     for r in rows:
         print(f"  {r['implementation']:<24} {r['dtype']:<8} fit+score {r['fit_score_s']:7.3f} s   "
@@ -154,11 +167,11 @@ def main():
     print(f"machine: {machine()}")
     n, d, k, iters = sizes["gmm"]
     print(f"\nGaussian mixture: {n:,} x {d}, {k} components, full covariance, {iters} EM iterations, "
-          "same initialisation, tol=0")
-    gmm = bench_gmm(n, d, k, iters, args.device)
+          "same initialisation, tol=0 (median of interleaved repeats)")
+    gmm = bench_gmm(n, d, k, iters, args.device, repeats=1 if args.quick else 3)
     n, d, q = sizes["ppca"]
     print(f"\nProbabilistic PCA: {n:,} x {d}, {q} components, fit + score_samples")
-    ppca = bench_ppca(n, d, q, args.device)
+    ppca = bench_ppca(n, d, q, args.device, repeats=3 if args.quick else 7)
     print(f"\nPeak memory of score_samples ({sizes['memory']:,} rows)")
     memory = bench_memory(sizes["memory"], args.device)
 
@@ -171,7 +184,8 @@ def main():
           table(ppca, ["implementation", "dtype", "fit_score_s", "speedup", "mean_loglik", "max_abs_diff"]), "",
           f"## Peak memory of score_samples on {sizes['memory']:,} x 32 (rise of peak RSS beyond the input)", "",
           table(memory, ["which", "input_MiB", "peak_rise_MiB", "seconds"]), "",
-          "speedup = sklearn time / our time (higher is better)."]
+          "speedup = sklearn time / our time (higher is better); times are medians of interleaved repeats "
+          "(3 for the mixture, 7 for PCA)."]
     write_results("foundation" + ("_quick" if args.quick else ""), dict(gmm=gmm, ppca=ppca, memory=memory,
                   sizes=sizes, device=args.device), "\n".join(md))
 

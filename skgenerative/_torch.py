@@ -25,6 +25,7 @@ __all__ = [
     "to_numpy_input",
     "chunk_rows",
     "iter_slices",
+    "has_nan",
     "generator_from",
     "seed_from",
     "row_keys",
@@ -110,6 +111,16 @@ def chunk_rows(row_bytes: int, n_rows: int, device: torch.device | None = None) 
         budget = min(budget, _CPU_CHUNK_BYTES)
     rows = int(budget // max(int(row_bytes), 1))
     return max(1, min(rows, max(n_rows, 1)))
+
+
+def has_nan(X: torch.Tensor) -> bool:
+    """Whether ``X`` holds a NaN, from one reduction (no boolean mask of X's size).
+
+    A NaN anywhere makes the sum NaN. The sum of finite values can only become NaN
+    through ``inf - inf`` after overflow, which at worst sends complete data down the
+    missing-value path (still correct, only slower).
+    """
+    return bool(torch.isnan(X.sum()))
 
 
 def iter_slices(n: int, size: int) -> Iterator[slice]:

@@ -7,7 +7,8 @@ devices and tags. A model file supplies only its mathematics through a few hooks
 (template method):
 
 ``_fit(X)``
-    Fit on a tensor already on the device and in the compute dtype. May return the
+    Fit on a tensor already on the device and in the compute dtype. (Input tensors
+    may share memory with the caller's array: hooks never modify them in place.) May return the
     training log-densities (a tensor) when they come for free; otherwise the base
     scores the training data to set ``offset_``.
 ``_log_prob(X)``
@@ -200,9 +201,23 @@ class GenerativeModel(
         check_no_empty_column(X, getattr(self, "feature_names_in_", None))
 
     def _to_tensor(self, X: np.ndarray, device=None) -> torch.Tensor:
-        # torch.tensor copies: never aliases (possibly read-only) user memory; it
-        # rejects negative strides (X[::-1]), which ascontiguousarray removes
-        return torch.tensor(np.ascontiguousarray(X), dtype=self._dtype, device=device or self._device)
+        """``X`` as a tensor on the device in the compute dtype.
+
+        On the CPU, a writeable C-contiguous array of the compute dtype is shared,
+        not copied (hooks never modify their input in place). Otherwise it is
+        copied: torch cannot alias read-only memory, and ``ascontiguousarray``
+        removes negative strides (``X[::-1]``), which torch rejects.
+        """
+        device = device or self._device
+        dtype = self._dtype
+        if (
+            device.type == "cpu"
+            and X.dtype == np.dtype(self._fit_dtype)
+            and X.flags.writeable
+            and X.flags.c_contiguous
+        ):
+            return torch.from_numpy(X)
+        return torch.tensor(np.ascontiguousarray(X), dtype=dtype, device=device)
 
     def _move_modules(self, device: torch.device) -> None:
         """Put every fitted ``nn.Module`` on ``device`` (in place: no new attributes)."""

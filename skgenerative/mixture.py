@@ -23,7 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._torch import chunk_rows, generator_from, iter_slices, seed_from
+from ._torch import chunk_rows, generator_from, has_nan, iter_slices, seed_from
 from .base import GenerativeModel
 
 __all__ = [
@@ -568,8 +568,8 @@ class GaussianMixtureDensity(GenerativeModel):
         dtype, device = X.dtype, X.device
         # EM runs on data centred at its mean (the model is translation equivariant);
         # it keeps the uncentred second moments well conditioned.
-        incomplete = torch.isnan(X).any(1)
-        has_missing = bool(incomplete.any())
+        has_missing = has_nan(X)
+        incomplete = torch.isnan(X).any(1) if has_missing else None
         center = torch.nanmean(X, 0) if has_missing else X.mean(0)
         Xc = X - center
         as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype, device=device)  # noqa: E731
@@ -578,7 +578,7 @@ class GaussianMixtureDensity(GenerativeModel):
         prior_variance = torch.nanmean(Xc.square(), 0) if has_missing else Xc.square().mean(0)
         tied_sxx = None
         if cov == "tied":  # complete rows only: incomplete rows add expected moments per pass
-            complete = Xc[~incomplete].double()
+            complete = (Xc[~incomplete] if has_missing else Xc).double()
             tied_sxx = (complete.T @ complete).to(dtype)
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
@@ -794,10 +794,10 @@ class GaussianMixtureDensity(GenerativeModel):
         center = self._tensor("weights_") @ means
         Xc, means = X - center, means - center
         log_weights = torch.log(self._tensor("weights_"))
-        incomplete = torch.isnan(Xc).any(1)
-        if not bool(incomplete.any()):
+        if not has_nan(Xc):
             prec_chol = self._tensor("precisions_cholesky_")
             return estimate_log_gaussian_prob(Xc, means, prec_chol, self.covariance_type) + log_weights
+        incomplete = torch.isnan(Xc).any(1)
         out = torch.empty(X.shape[0], self.n_components, dtype=X.dtype, device=X.device)
         if not bool(incomplete.all()):
             out[~incomplete] = estimate_log_gaussian_prob(

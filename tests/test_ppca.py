@@ -129,3 +129,12 @@ def test_errors_name_the_problem():
         PPCADensity().fit(X[:, :1])
     with pytest.raises(ValueError, match="n_components"):
         PPCADensity(0).fit(X)
+
+
+def test_data_far_from_the_origin_keeps_its_accuracy():
+    """The fast uncentred covariance falls back to centred chunks when it would cancel."""
+    X = _low_rank(n=2000)
+    near = PPCADensity(3).fit(X)
+    far = PPCADensity(3).fit(X + 1e7)
+    np.testing.assert_allclose(far.score_samples(X + 1e7), near.score_samples(X), rtol=1e-9)
+    np.testing.assert_allclose(far.explained_variance_, near.explained_variance_, rtol=1e-9)
