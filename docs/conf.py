@@ -18,27 +18,19 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
-    "sphinx.ext.intersphinx",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
 
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": True}
+# document what skgenerative defines or inherits from its own base classes, not the
+# scikit-learn mixins' internals (whose cross-references live in sklearn's docs)
+_SKLEARN_BASES = "BaseEstimator, TransformerMixin, DensityMixin, OutlierMixin, MetaEstimatorMixin, ClassNamePrefixFeaturesOutMixin, _MetadataRequester, _SetOutputMixin"
+autodoc_default_options = {"members": True, "inherited-members": _SKLEARN_BASES}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_validation_checks = set()
 numpydoc_xref_param_type = False
-
-intersphinx_mapping = {
-    "python": ("https://docs.python.org/3", None),
-    "numpy": ("https://numpy.org/doc/stable", None),
-    "sklearn": ("https://scikit-learn.org/stable", None),
-    "torch": ("https://pytorch.org/docs/stable", None),
-}
-# the build machines are offline: intersphinx inventories are optional
-intersphinx_disabled_reftypes = ["*"]
-intersphinx_timeout = 2
 
 sphinx_gallery_conf = {
     "examples_dirs": "examples",
@@ -51,11 +43,11 @@ sphinx_gallery_conf = {
 }
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "auto_examples/*.ipynb", "**/*.md5", "**/*.py", "**/*.zip"]
+exclude_patterns = ["_build", "examples", "auto_examples/*.ipynb", "**/*.md5", "**/*.py", "**/*.zip"]
 html_theme = "pydata_sphinx_theme"
 html_title = "skgenerative"
 html_static_path = []
 html_theme_options = {"show_toc_level": 2, "navigation_with_keys": False}
-suppress_warnings = ["config.cache", "intersphinx.external"]
+suppress_warnings = ["config.cache"]
 
 warnings.filterwarnings("ignore", category=UserWarning, message="Matplotlib is currently using agg")

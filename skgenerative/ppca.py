@@ -190,10 +190,10 @@ class PPCADensity(GenerativeModel):
     ----------
     n_components_ : int
         The latent dimension used.
-    components_ : ndarray of shape (n_components_, n_features)
+    components_ : ndarray of shape (n_latent, n_features)
         Orthonormal principal directions (rows), signs fixed so that the largest
         entry of each is positive (as scikit-learn's PCA).
-    explained_variance_ : ndarray of shape (n_components_,)
+    explained_variance_ : ndarray of shape (n_latent,)
         Leading eigenvalues of the sample covariance.
     noise_variance_ : float
         ``sigma^2``, the mean of the discarded eigenvalues.
