@@ -1,6 +1,7 @@
 # The two set-up commands of the README:
 #   make demo   creates .venv, installs skgenerative, runs `python -m skgenerative`
 #   make test   creates .venv, installs skgenerative[test], runs the test suite
+# and two more: make docs (builds the documentation), make benchmarks (reruns them).
 #
 # TORCH_SPEC picks the torch requirement the install step uses. It defaults to
 # plain `torch` (whatever pip resolves for your platform). CI pins it to the CPU
@@ -10,25 +11,28 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test venv docs benchmarks
+.PHONY: demo test docs benchmarks torch
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-venv: $(PY)
-	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[test,benchmark]"
+torch: $(PY)
+	$(PIP) $(TORCH_SPEC)
 
-demo: venv
+demo: torch
+	$(PIP) -e .
 	$(PY) -m skgenerative $(ARGS)
 
-test: venv
+test: torch
+	$(PIP) -e ".[test]"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-docs: venv
-	$(PY) -m pip install --quiet -e ".[docs]"
+docs: torch
+	$(PIP) -e ".[docs]"
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
-benchmarks: venv
-	$(PY) benchmarks/run_all.py
+benchmarks: torch
+	$(PIP) -e ".[benchmark]"
+	$(PY) benchmarks/run_all.py $(ARGS)
