@@ -59,9 +59,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from ._torch import generator_from, iter_slices, keyed_normal, row_keys
+from ._torch import generator_from, has_nan, iter_slices, keyed_normal, row_keys
 from .base import GenerativeModel, _TorchPayload
-from .nn import ACTIVATIONS, make_likelihood, make_linear, make_mlp, standard_normal_log_prob
+from .nn import (
+    ACTIVATIONS,
+    fill_missing,
+    make_likelihood,
+    make_linear,
+    make_mlp,
+    standard_normal_log_prob,
+)
 
 __all__ = [
     "NeuralGenerativeModel",
@@ -127,6 +134,15 @@ class VAEModule(nn.Module):
     (posterior mean and log-variance); the decoder mirrors it (the widths reversed)
     and outputs one likelihood parameter per feature.
 
+    For rows with missing entries the encoder also sees the missingness
+    indicators ``r`` (1 where missing): its first affine map becomes
+    ``A x + U r + c``, with the missing entries of ``x`` set to 0. This is the same
+    as feeding the concatenation ``[x, r]``, but ``U`` (``encoder_missing``) starts
+    at zero, takes no random draws, and is skipped for complete rows, so complete
+    data give exactly the network they gave without it (``U`` never leaves 0 when
+    the training data are complete). Without hidden layers the first affine maps
+    are the two heads, and ``U r`` shifts both.
+
     Parameters
     ----------
     n_features, n_latent : int
@@ -161,12 +177,30 @@ class VAEModule(nn.Module):
         self.decoder = make_mlp(
             n_latent, hidden[::-1], self.likelihood.n_params, activation, generator
         )
+        first_width = hidden[0] if hidden else 2 * n_latent
+        self.encoder_missing = nn.Linear(n_features, first_width, bias=False)
+        nn.init.zeros_(self.encoder_missing.weight)  # no draw from any generator
 
-    def encode(self, x: torch.Tensor) -> Encoded:
-        context = self.encoder(x)
+    def encode(self, x: torch.Tensor, missing: torch.Tensor | None = None) -> Encoded:
+        """Posterior parameters and context for rows ``x`` (n, D).
+
+        ``missing`` (n, D), optional: 1 where an entry is missing (``x`` holds 0
+        there), 0 where observed.
+        """
+        if missing is None:
+            context = self.encoder(x)
+            mean, log_var = self.encoder_mean(context), self.encoder_log_var(context)
+        elif len(self.encoder):
+            first = self.encoder[0](x) + self.encoder_missing(missing)
+            context = self.encoder[1:](first)
+            mean, log_var = self.encoder_mean(context), self.encoder_log_var(context)
+        else:  # no hidden layer: the indicators shift the heads
+            context = x
+            shift_mean, shift_log_var = self.encoder_missing(missing).chunk(2, dim=-1)
+            mean = self.encoder_mean(context) + shift_mean
+            log_var = self.encoder_log_var(context) + shift_log_var
         # the clamp only guards exp() against overflow early in training
-        log_var = self.encoder_log_var(context).clamp(*_LOG_VAR_RANGE)
-        return Encoded(self.encoder_mean(context), log_var, context)
+        return Encoded(mean, log_var.clamp(*_LOG_VAR_RANGE), context)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters for latent vectors of shape (..., q)."""
@@ -633,6 +667,10 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     (2, 3)
     """
 
+    _supports_missing = True
+    # keyed-noise stream of the conditional means (scores use stream 0)
+    _IMPUTE_STREAM = 1
+
     _parameter_constraints: dict = {
         **NeuralGenerativeModel._parameter_constraints,
         "likelihood": [StrOptions({"gaussian", "bernoulli"})],
@@ -641,6 +679,8 @@ class VariationalAutoencoder(NeuralGenerativeModel):
         "activation": [StrOptions(set(ACTIVATIONS))],
         "kl_warmup_epochs": [Interval(Integral, 0, None, closed="left")],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
+        "n_training_samples": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "n_imputation_samples": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -659,6 +699,8 @@ class VariationalAutoencoder(NeuralGenerativeModel):
         n_iter_no_change=20,
         kl_warmup_epochs=10,
         n_importance_samples=50,
+        n_training_samples="auto",
+        n_imputation_samples=1000,
         contamination=0.1,
         device="auto",
         dtype="float64",
@@ -678,6 +720,8 @@ class VariationalAutoencoder(NeuralGenerativeModel):
         self.n_iter_no_change = n_iter_no_change
         self.kl_warmup_epochs = kl_warmup_epochs
         self.n_importance_samples = n_importance_samples
+        self.n_training_samples = n_training_samples
+        self.n_imputation_samples = n_imputation_samples
         self.contamination = contamination
         self.device = device
         self.dtype = dtype
@@ -695,10 +739,13 @@ class VariationalAutoencoder(NeuralGenerativeModel):
         return tuple(int(s) for s in sizes)
 
     def _check_values(self, X: np.ndarray) -> None:
-        if self.likelihood == "bernoulli" and X.size and (X.min() < 0 or X.max() > 1):
+        if self.likelihood != "bernoulli":
+            return
+        values = X[~np.isnan(X)] if np.isnan(X).any() else X
+        if values.size and (values.min() < 0 or values.max() > 1):
             raise ValueError(
                 "likelihood='bernoulli' needs data in [0, 1], got values in "
-                f"[{X.min():g}, {X.max():g}]. Scale the data (e.g. MinMaxScaler, or "
+                f"[{values.min():g}, {values.max():g}]. Scale the data (e.g. MinMaxScaler, or "
                 "binarise it) or use likelihood='gaussian'."
             )
 
@@ -727,8 +774,12 @@ class VariationalAutoencoder(NeuralGenerativeModel):
             self.mean_, self.scale_ = np.zeros(d), np.ones(d)
             return
         values = X.detach().double()
-        mean = values.mean(0)
-        scale = values.std(0, correction=0)
+        if has_nan(values):  # moments of each column's observed entries
+            mean = torch.nanmean(values, 0)
+            scale = torch.sqrt(torch.nanmean((values - mean).square(), 0))
+        else:
+            mean = values.mean(0)
+            scale = values.std(0, correction=0)
         # constant features: scale 1, so that they standardise to 0 (not 0 / 0)
         tiny = 100 * torch.finfo(X.dtype).eps * torch.clamp(mean.abs(), min=1.0)
         scale = torch.where(scale <= tiny, torch.ones_like(scale), scale)
@@ -738,9 +789,21 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     def _preprocess(self, X: torch.Tensor) -> torch.Tensor:
         return (X - self._tensor("mean_")) / self._tensor("scale_")
 
-    def _log_jacobian(self) -> float:
-        """``log |d standardise / dx| = -sum log scale_`` (a float: no tensor op a step)."""
-        return -float(np.log(self.scale_).sum())
+    def _log_jacobian(self, observed: torch.Tensor | None = None) -> float | torch.Tensor:
+        """``log |d standardise / dx| = -sum log scale_`` (a float: no tensor op a step).
+
+        With a mask ``observed`` (n, D), the log-Jacobian of each row's observed
+        entries, ``-sum_{j observed} log scale_j``, shape (n,).
+        """
+        if observed is None:
+            return -float(np.log(self.scale_).sum())
+        log_scale = torch.log(self._tensor("scale_")).to(observed.device)
+        return -(observed.to(log_scale.dtype) @ log_scale)
+
+    def _fit_loop(self, train: torch.Tensor, valid: torch.Tensor | None, epochs: int) -> None:
+        # decided once per call, not per batch: a NaN test needs a device sync
+        self._training_has_missing = has_nan(train) or (valid is not None and has_nan(valid))
+        super()._fit_loop(train, valid, epochs)
 
     def _kl_weight(self, epoch: int) -> float:
         return min(1.0, (epoch + 1) / (self.kl_warmup_epochs + 1))
@@ -773,38 +836,165 @@ class VariationalAutoencoder(NeuralGenerativeModel):
         """
         return gaussian_posterior_sample(encoded.mean, encoded.log_var, eps)
 
-    def _log_weights(
-        self, module: nn.Module, x: torch.Tensor, eps: torch.Tensor, kl_weight: float = 1.0
-    ) -> torch.Tensor:
-        """``log p(x | z_s) + kl_weight * (log p(z_s) - log q(z_s | x))``, shape (n, S).
+    #: whether the encoder sees the missingness indicators (see Notes)
+    _encoder_sees_mask = True
 
-        ``x`` is standardised; with ``kl_weight=1`` these are the log importance
-        weights, whose mean over ``s`` is the ELBO.
+    def _encoder_output(
+        self, module: nn.Module, x: torch.Tensor, observed: torch.Tensor | None
+    ) -> Encoded:
+        """The encoder on standardised rows, missing entries (NaN) set to 0.
+
+        0 is the column mean of the observed entries (the standardisation's centre),
+        so the encoder sees an incomplete row mean-imputed, with the missingness
+        indicators beside it.
         """
-        encoded = module.encode(x)
+        if observed is None:
+            return module.encode(x)
+        missing = (~observed).to(x.dtype) if self._encoder_sees_mask else None
+        return module.encode(fill_missing(x, observed), missing)
+
+    def _importance_sample(
+        self,
+        module: nn.Module,
+        x: torch.Tensor,
+        eps: torch.Tensor,
+        kl_weight: float = 1.0,
+        observed: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log importance weights (n, S) and the decoder's output for each ``z_s`` (n, S, P).
+
+        ``x`` is standardised. With a mask ``observed`` (n, D) the missing entries of
+        ``x`` (NaN) are ignored: the encoder sees them as 0 and the likelihood runs
+        over the observed entries only (MIWAE), so the weights are those of
+        ``p(x_o | z) p(z) / q(z | x_o)``.
+        """
+        encoded = self._encoder_output(module, x, observed)
         z, log_q = self._posterior_sample(module, encoded, eps)
-        log_lik = module.likelihood.log_prob(x.unsqueeze(1), module.decode(z))
-        return log_lik + kl_weight * (self._log_prior(module, z) - log_q)
+        params = module.decode(z)
+        mask = None if observed is None else observed.unsqueeze(1)
+        log_lik = module.likelihood.log_prob(x.unsqueeze(1), params, mask)
+        return log_lik + kl_weight * (self._log_prior(module, z) - log_q), params
+
+    def _log_weights(
+        self,
+        module: nn.Module,
+        x: torch.Tensor,
+        eps: torch.Tensor,
+        kl_weight: float = 1.0,
+        observed: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``log p(x_o | z_s) + kl_weight * (log p(z_s) - log q(z_s | x))``, shape (n, S).
+
+        ``x`` is standardised; ``observed`` masks its observed entries (``None``: all
+        of them). With ``kl_weight=1`` these are the log importance weights, whose
+        mean over ``s`` is the ELBO.
+        """
+        return self._importance_sample(module, x, eps, kl_weight, observed)[0]
+
+    def _n_training_samples(self) -> int:
+        """``K`` of the training bound: ``"auto"`` is 20 with missing values, else 1."""
+        if self.n_training_samples == "auto":
+            return 20 if getattr(self, "_training_has_missing", False) else 1
+        return int(self.n_training_samples)
 
     def _batch_loss(
         self, module: nn.Module, batch: torch.Tensor, generator: torch.Generator, kl_weight: float
     ) -> torch.Tensor:
-        """Mean negative (KL-weighted) one-sample ELBO, in nats in the units of X."""
-        shape = (batch.shape[0], 1, int(self.n_components))
+        """Mean negative (KL-weighted) ``K``-sample bound, in nats in the units of X.
+
+        ``K = 1`` is the ELBO. With missing values in the training data, the bound
+        on each row's observed entries (MIWAE), with their log-Jacobian.
+        """
+        k = self._n_training_samples()
+        shape = (batch.shape[0], k, int(self.n_components))
         eps = torch.randn(shape, generator=generator, dtype=batch.dtype, device=batch.device)
-        elbo = self._log_weights(module, batch, eps, kl_weight).mean()
-        return -(elbo + self._log_jacobian())
+        observed = ~torch.isnan(batch) if getattr(self, "_training_has_missing", False) else None
+        log_weights = self._log_weights(module, batch, eps, kl_weight, observed)
+        bound = log_weights.mean() if k == 1 else importance_weighted_bound(log_weights).mean()
+        if observed is None:
+            return -(bound + self._log_jacobian())
+        return -(bound + self._log_jacobian(observed).mean())
 
     # ------------------------------------------------------------ evaluation
+    def _score_noise(self, X: torch.Tensor, n_samples: int, stream: int = 0) -> torch.Tensor:
+        """Standard normal noise (n, n_samples, q) keyed on the raw rows of ``X``."""
+        return keyed_normal(
+            row_keys(X, self.noise_seed_), (n_samples, int(self.n_components)), X.dtype, stream=stream
+        )
+
     def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
         # the noise is keyed on the raw rows: the same row, the same draws
-        s, q = int(self.n_importance_samples), int(self.n_components)
-        eps = keyed_normal(row_keys(X, self.noise_seed_), (s, q), X.dtype)
-        log_weights = self._log_weights(self.module_, self._preprocess(X), eps)
-        return importance_weighted_bound(log_weights) + self._log_jacobian()
+        eps = self._score_noise(X, int(self.n_importance_samples))
+        x = self._preprocess(X)
+        module = self.module_
+        if not has_nan(X):
+            return importance_weighted_bound(self._log_weights(module, x, eps)) + self._log_jacobian()
+        # complete rows take the complete-data path, so they score exactly as before
+        observed = ~torch.isnan(X)
+        complete = observed.all(1)
+        out = torch.empty(X.shape[0], dtype=X.dtype, device=X.device)
+        if bool(complete.any()):
+            out[complete] = importance_weighted_bound(
+                self._log_weights(module, x[complete], eps[complete])
+            ) + self._log_jacobian()
+        rows = ~complete
+        observed = observed[rows]
+        log_weights = self._log_weights(module, x[rows], eps[rows], observed=observed)
+        scores = importance_weighted_bound(log_weights) + self._log_jacobian(observed)
+        # nothing observed: the density of no entries is exactly 1
+        out[rows] = torch.where(observed.any(1), scores, torch.zeros_like(scores))
+        return out
+
+    def _impute(self, X: torch.Tensor, n_draws: int | None, generator: torch.Generator) -> torch.Tensor:
+        """``E[x_m | x_o]`` by self-normalised importance sampling; draws by resampling.
+
+        With ``z_s ~ q(z | x_o)`` and ``w_s`` proportional to
+        ``p(x_o | z_s) p(z_s) / q(z_s | x_o)``, the conditional mean is
+        ``sum_s w_s E[x | z_s]`` (noise keyed on the rows, as for the scores); a
+        draw picks ``z_s`` with probability ``w_s`` and samples ``x ~ p(x | z_s)``
+        (noise from ``generator``). A row with nothing observed uses ``z_s ~ p(z)``
+        with equal weights: the marginal.
+        """
+        module = self.module_
+        n, q = X.shape[0], int(self.n_components)
+        s = self._n_impute_samples()
+        if n_draws is None:
+            eps = self._score_noise(X, s, stream=self._IMPUTE_STREAM)
+        else:
+            eps = torch.randn(n, s, q, generator=generator, dtype=X.dtype, device=X.device)
+        observed = ~torch.isnan(X)
+        log_weights, params = self._importance_sample(module, self._preprocess(X), eps, observed=observed)
+        empty = ~observed.any(1)
+        if bool(empty.any()):  # the exact posterior is the prior: sample it directly
+            log_weights = torch.where(empty.unsqueeze(1), torch.zeros_like(log_weights), log_weights)
+            params = torch.where(empty[:, None, None], module.decode(eps), params)
+        weights = torch.softmax(log_weights, dim=1)
+        if n_draws is None:
+            filled = torch.einsum("ns,nsd->nd", weights, module.likelihood.mean(params))
+        else:
+            index = torch.multinomial(weights, n_draws, replacement=True, generator=generator)
+            chosen = torch.gather(params, 1, index.unsqueeze(2).expand(-1, -1, params.shape[2]))
+            filled = module.likelihood.sample(chosen, generator)
+        return filled * self._tensor("scale_") + self._tensor("mean_")
+
+    def _n_impute_samples(self) -> int:
+        return int(self.n_imputation_samples)
+
+    def _impute_row_bytes(self, n_features: int, n_draws: int | None) -> int:
+        itemsize = np.dtype(self.dtype).itemsize
+        hidden = sum(self._hidden_layer_sizes())
+        q, s = int(self.n_components), self._n_impute_samples()
+        per_sample = itemsize * (6 * n_features + 2 * hidden + 4 * q) + 8 * 6 * q
+        per_draw = itemsize * 4 * n_features + 8
+        return s * per_sample + (n_draws or 0) * per_draw + itemsize * (3 * n_features + 2 * hidden)
+
+    def _encoded(self, X: torch.Tensor) -> Encoded:
+        """The encoder's output for raw rows (missing entries handled as in training)."""
+        observed = ~torch.isnan(X) if has_nan(X) else None
+        return self._encoder_output(self.module_, self._preprocess(X), observed)
 
     def _encode(self, X: torch.Tensor) -> torch.Tensor:
-        return self.module_.encode(self._preprocess(X)).mean
+        return self._encoded(X).mean
 
     def _decode(self, Z: torch.Tensor) -> torch.Tensor:
         module = self.module_
