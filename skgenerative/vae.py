@@ -22,6 +22,16 @@ Training maximises the evidence lower bound with one reparameterised sample
 :meth:`VariationalAutoencoder._posterior_sample` (draw ``z`` from ``q`` given the
 noise and return ``log q``).
 
+Missing values (MIWAE, Mattei & Frellsen 2019): with ``o`` the observed entries of
+a row, every likelihood term becomes ``log p(x_o | z)`` (the heads' ``observed``
+mask), the encoder sees the row zero-filled after standardisation together with
+its missingness indicators, and training maximises the ``K``-sample bound
+``L_K(x_o)`` (``n_training_samples``). ``impute`` estimates ``E[x_m | x_o] =
+sum_s w_s E[x_m | z_s]`` with the self-normalised weights ``w_s`` proportional to
+``p(x_o | z_s) p(z_s) / q(z_s | x_o)``, and draws by resampling ``z_s`` with
+probabilities ``w_s``. The masking lives in ``_log_weights`` and the encoder input,
+below the two hooks, so a subclass posterior inherits it.
+
 :class:`NeuralGenerativeModel` is the training loop (Adam, mini-batches, early
 stopping on a held-out split with the best weights restored, KL warm-up, history,
 progress display, ``partial_fit``) as a chain of small overridable steps::
@@ -43,7 +53,9 @@ A model with another posterior (``FlowVAE``) subclasses
     ``module.context_dim``) is the encoder's last hidden layer, for amortised flow
     parameters.
 ``_encode(X)`` and ``_row_bytes(n_features)``
-    What ``transform`` returns, and the evaluation memory per row.
+    What ``transform`` returns, and the evaluation memory per row. An override of
+    ``_encode`` gets the encoder's output for raw rows, missing entries handled,
+    from ``self._encoded(X)``.
 """
 
 from __future__ import annotations
@@ -178,8 +190,9 @@ class VAEModule(nn.Module):
             n_latent, hidden[::-1], self.likelihood.n_params, activation, generator
         )
         first_width = hidden[0] if hidden else 2 * n_latent
-        self.encoder_missing = nn.Linear(n_features, first_width, bias=False)
-        nn.init.zeros_(self.encoder_missing.weight)  # no draw from any generator
+        # skip_init, then zeros: no draw from any generator, the global one included
+        self.encoder_missing = nn.utils.skip_init(nn.Linear, n_features, first_width, bias=False)
+        nn.init.zeros_(self.encoder_missing.weight)
 
     def encode(self, x: torch.Tensor, missing: torch.Tensor | None = None) -> Encoded:
         """Posterior parameters and context for rows ``x`` (n, D).
@@ -510,6 +523,11 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     (ELBO) with the reparameterisation trick. ``score_samples`` estimates
     ``log p(x)`` by importance sampling.
 
+    ``fit`` accepts missing values (NaN) and learns from the observed entries
+    (MIWAE); ``score_samples`` then bounds the log-density of each row's observed
+    entries, and ``impute`` fills the missing ones with their conditional
+    expectation or with draws from their conditional distribution.
+
     Parameters
     ----------
     n_components : int, default=8
@@ -557,6 +575,16 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     n_importance_samples : int, default=50
         Samples ``S`` of the importance-weighted bound in ``score_samples``; read at
         scoring time, so it can be raised after fitting for a tighter bound.
+    n_training_samples : int or "auto", default="auto"
+        Importance samples ``K`` per row in the training objective, the bound
+        ``L_K`` (1 is the ELBO). ``"auto"``: 20 when the training data have
+        missing values (MIWAE), 1 otherwise (see Notes). Cost grows with ``K``
+        in the decoder only.
+    n_imputation_samples : int, default=1000
+        Importance samples per incomplete row in ``impute``: the particles of the
+        self-normalised estimate of ``E[x_missing | x_observed]`` and of the
+        resampling that draws from ``p(x_missing | x_observed)``. Read at
+        imputation time.
     contamination : float, default=0.1
         Fraction of training rows below the outlier threshold ``offset_``.
     device : str or torch.device, default="auto"
@@ -574,15 +602,17 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     module_ : VAEModule
         The trained encoder, decoder and likelihood head (a ``torch.nn.Module``).
     mean_, scale_ : ndarray of shape (n_features,)
-        The internal standardisation ``(x - mean_) / scale_`` (zeros and ones for
+        The internal standardisation ``(x - mean_) / scale_``: the mean and
+        standard deviation of each column's observed entries (zeros and ones for
         ``likelihood="bernoulli"``; constant features get scale 1).
     noise_seed_ : int
         Seed of the keyed importance-sampling noise of ``score_samples``.
     history_ : list of dict
         Per epoch: ``epoch``, ``train_loss`` (mean loss per row, with the warm-up
-        weight), ``validation_loss`` (mean negative ELBO per held-out row, NaN when
-        there is none), ``kl_weight`` and ``duration`` (seconds). Losses are in nats
-        in the units of ``X``.
+        weight), ``validation_loss`` (mean negative training bound per held-out
+        row, NaN when there is none), ``kl_weight`` and ``duration`` (seconds).
+        Losses are in nats in the units of ``X``; with missing values, of the
+        observed entries.
     n_epochs_ : int
         Epochs trained, over ``fit`` and ``partial_fit`` calls.
     best_epoch_ : int or None
@@ -626,9 +656,62 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     a patience of 20 epochs. A few hundred rows train in seconds, 100k rows in
     minutes on a CPU. The learning rate is higher than the usual 1e-3 because
     small tables get few steps an epoch; the patience is long because a small
-    validation set makes its loss noisy. The training loss is the one-sample ELBO
-    with a Monte Carlo KL term (``log q - log p``), the same estimator a flow
-    posterior needs (``FlowVAE``).
+    validation set makes its loss noisy. The training loss of complete data is
+    the one-sample ELBO with a Monte Carlo KL term (``log q - log p``), the same
+    estimator a flow posterior needs (``FlowVAE``).
+
+    **Missing values** (MIWAE, Mattei & Frellsen 2019). With ``o`` the observed
+    entries of a row and ``m`` the missing ones, the model is trained on
+    ``L_K(x_o) = log (1/K) sum_k p(x_o | z_k) p(z_k) / q(z_k | x_o)``, a lower
+    bound on ``log p(x_o)``: the likelihood factorises over features given ``z``,
+    so dropping the missing factors gives the exact likelihood of the observed
+    entries (valid when data are missing at random). ``score_samples`` of an
+    incomplete row is the same bound with ``n_importance_samples`` samples (in
+    the units of ``X``: its log-Jacobian counts the observed entries only); a row
+    with nothing observed scores exactly 0. Complete rows take the complete-data
+    code path, so data without NaN give the very model and scores they gave
+    before missing values were supported.
+
+    The encoder sees an incomplete row standardised and zero-filled (the missing
+    entries at the mean of the observed ones, as Mattei & Frellsen) and also the
+    missingness indicators: its first affine map gets a term ``U r`` for the
+    indicator vector ``r``, i.e. the encoder input is ``[x, r]``, with ``U``
+    starting at zero and skipped for complete rows so that complete data are
+    unaffected. Measured with ``n_training_samples="auto"`` on 30%-masked
+    8-feature data from a 3-factor model (2000 rows, 3 seeds, linear and
+    nonlinear, linear and one-hidden-layer networks), the indicators lowered the
+    imputation RMSE in 12 of 12 runs (by 10-20% on the linear data) and raised
+    the bound in 12 of 12; on scikit-learn's breast_cancer, wine, diabetes and
+    iris tables at 20% and 50% missing (3 seeds) they made no difference (mean
+    RMSE 0.699 against 0.700, better in 5 of 8 cells). With the ELBO
+    (``n_training_samples=1``) they helped in 13 of 16 table runs (2 seeds).
+    Without them the encoder cannot tell a missing entry from an observed one at
+    the mean, so it cannot widen its posterior for the rows that say less.
+
+    ``n_training_samples="auto"`` trains incomplete data on ``L_20``: on the
+    3-factor data a linear VAE trained on the ELBO imputed with 1.75 times the
+    Bayes-optimal RMSE, on ``L_20`` with 1.13 times (its exact observed-data
+    log-likelihood -11.5 and -9.8 nats, the true model's -9.1); on the tables
+    ``L_20`` lowered the RMSE in 7 of 8 cells (one seed; by 30% on iris at 20%).
+    An epoch costs about 1.6 times more (569 rows, one CPU thread).
+
+    ``impute`` estimates ``E[x_m | x_o]`` by self-normalised importance sampling
+    with ``n_imputation_samples`` draws ``z_s ~ q(z | x_o)`` and weights
+    ``w_s`` proportional to ``p(x_o | z_s) p(z_s) / q(z_s | x_o)``:
+    ``sum_s w_s E[x_m | z_s]``, consistent as the samples grow. Its noise is
+    keyed on the rows like the scores', so ``impute(X)`` is deterministic and
+    ignores ``random_state``; ``n_draws`` draws resample ``z_s`` with
+    probabilities ``w_s`` and sample ``x_m ~ p(x_m | z_s)`` (sampling importance
+    resampling, seeded by ``random_state``). A row with nothing observed is
+    filled from the marginal: ``z_s`` from the prior, equal weights. With the
+    Bernoulli likelihood the conditional mean is a probability. The encoder is
+    trained for the bound, not to match ``p(z | x_o)``, so the weights are
+    uneven (on the 3-factor data, effective sample sizes of about 6% of the
+    samples) and the estimate needs many more samples than the score: on the
+    tables the imputation RMSE fell by 2.5% from 50 to 200 samples and by about
+    0.5% for each further factor of 4 or 5; on the 3-factor data by 15% from 50
+    to 1000. 1000 samples take about 1.4 s for 569 rows of 30 features on one
+    CPU thread.
 
     For outlier detection on contaminated training data, ``decoder_variance=
     "shared"`` can be the more robust choice: a decoder that outputs variances may
@@ -645,6 +728,8 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     autoencoders. ICLR.
     Bowman, S. R. et al. (2016). Generating sentences from a continuous space.
     CoNLL (KL warm-up).
+    Mattei, P.-A. & Frellsen, J. (2019). MIWAE: deep generative modelling and
+    imputation of incomplete data sets. ICML.
 
     Examples
     --------
@@ -665,6 +750,21 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     True
     >>> vae.sample(2, random_state=0).shape
     (2, 3)
+
+    Missing values: fit on the incomplete rows, then fill the gaps, here with
+    half the error of the column means.
+
+    >>> X_missing = X.copy()
+    >>> X_missing[rng.uniform(size=X.shape) < 0.2] = np.nan
+    >>> vae = VariationalAutoencoder(n_components=2, hidden_layer_sizes=(32, 32),
+    ...                              random_state=0).fit(X_missing)
+    >>> filled = vae.impute(X_missing)
+    >>> bool(np.isnan(filled).any())
+    False
+    >>> missing = np.isnan(X_missing)
+    >>> error = np.sqrt(np.mean((filled - X)[missing] ** 2))
+    >>> bool(error < 0.6 * np.sqrt(np.mean((X - X.mean(0))[missing] ** 2)))
+    True
     """
 
     _supports_missing = True
