@@ -448,7 +448,9 @@ class GenerativeModel(
             An integer: that many draws from ``p(x_missing | x_observed)`` (multiple
             imputation).
         random_state : int, RandomState instance or None, default=None
-            Seed of the draws (and of any Monte Carlo estimate the model needs).
+            Seed of the draws (and of any Monte Carlo estimate the model needs,
+            unless the model keys its noise on the rows, as the variational
+            autoencoders do for the conditional mean: see the model's Notes).
 
         Returns
         -------

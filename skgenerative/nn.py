@@ -10,9 +10,11 @@ user's global seed, and the same seed gives the same weights on any device.
 
 Likelihood heads turn a decoder's output ``params`` (``n_params`` values: one or
 two per feature) into a distribution over ``x``. Each exposes
-``log_prob(x, params)``, summed over the features, ``mean(params)`` and
-``sample(params, generator)``. ``params`` may carry
-extra leading dimensions (e.g. importance samples) that broadcast against ``x``.
+``log_prob(x, params, observed=None)``, summed over the features (over the observed
+ones only when a boolean mask ``observed`` is given: the log-likelihood of the
+observed entries, for data with missing values), ``mean(params)`` and
+``sample(params, generator)``. ``params`` may carry extra leading dimensions (e.g.
+importance samples) that broadcast against ``x``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "GaussianLikelihood",
     "BernoulliLikelihood",
     "make_likelihood",
+    "fill_missing",
     "standard_normal_log_prob",
 ]
 
@@ -108,6 +111,11 @@ def make_mlp(
     return nn.Sequential(*layers)
 
 
+def fill_missing(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """``x`` with 0 where ``observed`` is false (NaN or not)."""
+    return torch.where(observed, x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     """``log N(z; 0, I)`` summed over the last dimension."""
     return -0.5 * (z.square().sum(-1) + z.shape[-1] * _LOG_2PI)
@@ -155,11 +163,23 @@ class GaussianLikelihood(nn.Module):
         floor = self.log_min_variance
         return mean, floor + F.softplus(raw - floor)
 
-    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """``sum_d log N(x_d; mean_d, v_d)``; ``params`` broadcasts against ``x``."""
+    def log_prob(
+        self, x: torch.Tensor, params: torch.Tensor, observed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``sum_d log N(x_d; mean_d, v_d)``; ``params`` broadcasts against ``x``.
+
+        With a boolean ``observed`` (broadcasting against ``x``) the sum runs over the
+        observed entries only; the others may hold anything, NaN included.
+        """
         mean, log_var = self.mean_and_log_variance(params)
-        terms = (x - mean).square() * torch.exp(-log_var) + log_var
-        return -0.5 * (terms.sum(-1) + self.n_features * _LOG_2PI)
+        if observed is None:
+            terms = (x - mean).square() * torch.exp(-log_var) + log_var
+            return -0.5 * (terms.sum(-1) + self.n_features * _LOG_2PI)
+        # zero-fill first: a NaN in the discarded branch of where() would still
+        # poison the gradient (0 * NaN)
+        x = fill_missing(x, observed)
+        terms = (x - mean).square() * torch.exp(-log_var) + (log_var + _LOG_2PI)
+        return -0.5 * torch.where(observed, terms, torch.zeros((), dtype=terms.dtype, device=terms.device)).sum(-1)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return self.mean_and_log_variance(params)[0]
@@ -182,9 +202,17 @@ class BernoulliLikelihood(nn.Module):
         self.n_features = n_features
         self.n_params = n_features
 
-    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """``sum_d [x_d l_d - log(1 + exp(l_d))]``; ``params`` broadcasts against ``x``."""
-        return (x * params - F.softplus(params)).sum(-1)
+    def log_prob(
+        self, x: torch.Tensor, params: torch.Tensor, observed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``sum_d [x_d l_d - log(1 + exp(l_d))]``; ``params`` broadcasts against ``x``.
+
+        With a boolean ``observed`` the sum runs over the observed entries only.
+        """
+        if observed is None:
+            return (x * params - F.softplus(params)).sum(-1)
+        terms = fill_missing(x, observed) * params - F.softplus(params)
+        return torch.where(observed, terms, torch.zeros((), dtype=terms.dtype, device=terms.device)).sum(-1)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params)

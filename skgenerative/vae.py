@@ -22,6 +22,16 @@ Training maximises the evidence lower bound with one reparameterised sample
 :meth:`VariationalAutoencoder._posterior_sample` (draw ``z`` from ``q`` given the
 noise and return ``log q``).
 
+Missing values (MIWAE, Mattei & Frellsen 2019): with ``o`` the observed entries of
+a row, every likelihood term becomes ``log p(x_o | z)`` (the heads' ``observed``
+mask), the encoder sees the row zero-filled after standardisation together with
+its missingness indicators, and training maximises the ``K``-sample bound
+``L_K(x_o)`` (``n_training_samples``). ``impute`` estimates ``E[x_m | x_o] =
+sum_s w_s E[x_m | z_s]`` with the self-normalised weights ``w_s`` proportional to
+``p(x_o | z_s) p(z_s) / q(z_s | x_o)``, and draws by resampling ``z_s`` with
+probabilities ``w_s``. The masking lives in ``_log_weights`` and the encoder input,
+below the two hooks, so a subclass posterior inherits it.
+
 :class:`NeuralGenerativeModel` is the training loop (Adam, mini-batches, early
 stopping on a held-out split with the best weights restored, KL warm-up, history,
 progress display, ``partial_fit``) as a chain of small overridable steps::
@@ -43,7 +53,9 @@ A model with another posterior (``FlowVAE``) subclasses
     ``module.context_dim``) is the encoder's last hidden layer, for amortised flow
     parameters.
 ``_encode(X)`` and ``_row_bytes(n_features)``
-    What ``transform`` returns, and the evaluation memory per row.
+    What ``transform`` returns, and the evaluation memory per row. An override of
+    ``_encode`` gets the encoder's output for raw rows, missing entries handled,
+    from ``self._encoded(X)``.
 """
 
 from __future__ import annotations
@@ -59,9 +71,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from ._torch import generator_from, iter_slices, keyed_normal, row_keys
+from ._torch import generator_from, has_nan, iter_slices, keyed_normal, row_keys
 from .base import GenerativeModel, _TorchPayload
-from .nn import ACTIVATIONS, make_likelihood, make_linear, make_mlp, standard_normal_log_prob
+from .nn import (
+    ACTIVATIONS,
+    fill_missing,
+    make_likelihood,
+    make_linear,
+    make_mlp,
+    standard_normal_log_prob,
+)
 
 __all__ = [
     "NeuralGenerativeModel",
@@ -127,6 +146,15 @@ class VAEModule(nn.Module):
     (posterior mean and log-variance); the decoder mirrors it (the widths reversed)
     and outputs one likelihood parameter per feature.
 
+    For rows with missing entries the encoder also sees the missingness
+    indicators ``r`` (1 where missing): its first affine map becomes
+    ``A x + U r + c``, with the missing entries of ``x`` set to 0. This is the same
+    as feeding the concatenation ``[x, r]``, but ``U`` (``encoder_missing``) starts
+    at zero, takes no random draws, and is skipped for complete rows, so complete
+    data give exactly the network they gave without it (``U`` never leaves 0 when
+    the training data are complete). Without hidden layers the first affine maps
+    are the two heads, and ``U r`` shifts both.
+
     Parameters
     ----------
     n_features, n_latent : int
@@ -161,12 +189,31 @@ class VAEModule(nn.Module):
         self.decoder = make_mlp(
             n_latent, hidden[::-1], self.likelihood.n_params, activation, generator
         )
+        first_width = hidden[0] if hidden else 2 * n_latent
+        # skip_init, then zeros: no draw from any generator, the global one included
+        self.encoder_missing = nn.utils.skip_init(nn.Linear, n_features, first_width, bias=False)
+        nn.init.zeros_(self.encoder_missing.weight)
 
-    def encode(self, x: torch.Tensor) -> Encoded:
-        context = self.encoder(x)
+    def encode(self, x: torch.Tensor, missing: torch.Tensor | None = None) -> Encoded:
+        """Posterior parameters and context for rows ``x`` (n, D).
+
+        ``missing`` (n, D), optional: 1 where an entry is missing (``x`` holds 0
+        there), 0 where observed.
+        """
+        if missing is None:
+            context = self.encoder(x)
+            mean, log_var = self.encoder_mean(context), self.encoder_log_var(context)
+        elif len(self.encoder):
+            first = self.encoder[0](x) + self.encoder_missing(missing)
+            context = self.encoder[1:](first)
+            mean, log_var = self.encoder_mean(context), self.encoder_log_var(context)
+        else:  # no hidden layer: the indicators shift the heads
+            context = x
+            shift_mean, shift_log_var = self.encoder_missing(missing).chunk(2, dim=-1)
+            mean = self.encoder_mean(context) + shift_mean
+            log_var = self.encoder_log_var(context) + shift_log_var
         # the clamp only guards exp() against overflow early in training
-        log_var = self.encoder_log_var(context).clamp(*_LOG_VAR_RANGE)
-        return Encoded(self.encoder_mean(context), log_var, context)
+        return Encoded(mean, log_var.clamp(*_LOG_VAR_RANGE), context)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters for latent vectors of shape (..., q)."""
@@ -476,6 +523,11 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     (ELBO) with the reparameterisation trick. ``score_samples`` estimates
     ``log p(x)`` by importance sampling.
 
+    ``fit`` accepts missing values (NaN) and learns from the observed entries
+    (MIWAE); ``score_samples`` then bounds the log-density of each row's observed
+    entries, and ``impute`` fills the missing ones with their conditional
+    expectation or with draws from their conditional distribution.
+
     Parameters
     ----------
     n_components : int, default=8
@@ -523,6 +575,16 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     n_importance_samples : int, default=50
         Samples ``S`` of the importance-weighted bound in ``score_samples``; read at
         scoring time, so it can be raised after fitting for a tighter bound.
+    n_training_samples : int or "auto", default="auto"
+        Importance samples ``K`` per row in the training objective, the bound
+        ``L_K`` (1 is the ELBO). ``"auto"``: 20 when the training data have
+        missing values (MIWAE), 1 otherwise (see Notes). Cost grows with ``K``
+        in the decoder only.
+    n_imputation_samples : int, default=1000
+        Importance samples per incomplete row in ``impute``: the particles of the
+        self-normalised estimate of ``E[x_missing | x_observed]`` and of the
+        resampling that draws from ``p(x_missing | x_observed)``. Read at
+        imputation time.
     contamination : float, default=0.1
         Fraction of training rows below the outlier threshold ``offset_``.
     device : str or torch.device, default="auto"
@@ -540,15 +602,17 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     module_ : VAEModule
         The trained encoder, decoder and likelihood head (a ``torch.nn.Module``).
     mean_, scale_ : ndarray of shape (n_features,)
-        The internal standardisation ``(x - mean_) / scale_`` (zeros and ones for
+        The internal standardisation ``(x - mean_) / scale_``: the mean and
+        standard deviation of each column's observed entries (zeros and ones for
         ``likelihood="bernoulli"``; constant features get scale 1).
     noise_seed_ : int
         Seed of the keyed importance-sampling noise of ``score_samples``.
     history_ : list of dict
         Per epoch: ``epoch``, ``train_loss`` (mean loss per row, with the warm-up
-        weight), ``validation_loss`` (mean negative ELBO per held-out row, NaN when
-        there is none), ``kl_weight`` and ``duration`` (seconds). Losses are in nats
-        in the units of ``X``.
+        weight), ``validation_loss`` (mean negative training bound per held-out
+        row, NaN when there is none), ``kl_weight`` and ``duration`` (seconds).
+        Losses are in nats in the units of ``X``; with missing values, of the
+        observed entries.
     n_epochs_ : int
         Epochs trained, over ``fit`` and ``partial_fit`` calls.
     best_epoch_ : int or None
@@ -592,9 +656,62 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     a patience of 20 epochs. A few hundred rows train in seconds, 100k rows in
     minutes on a CPU. The learning rate is higher than the usual 1e-3 because
     small tables get few steps an epoch; the patience is long because a small
-    validation set makes its loss noisy. The training loss is the one-sample ELBO
-    with a Monte Carlo KL term (``log q - log p``), the same estimator a flow
-    posterior needs (``FlowVAE``).
+    validation set makes its loss noisy. The training loss of complete data is
+    the one-sample ELBO with a Monte Carlo KL term (``log q - log p``), the same
+    estimator a flow posterior needs (``FlowVAE``).
+
+    **Missing values** (MIWAE, Mattei & Frellsen 2019). With ``o`` the observed
+    entries of a row and ``m`` the missing ones, the model is trained on
+    ``L_K(x_o) = log (1/K) sum_k p(x_o | z_k) p(z_k) / q(z_k | x_o)``, a lower
+    bound on ``log p(x_o)``: the likelihood factorises over features given ``z``,
+    so dropping the missing factors gives the exact likelihood of the observed
+    entries (valid when data are missing at random). ``score_samples`` of an
+    incomplete row is the same bound with ``n_importance_samples`` samples (in
+    the units of ``X``: its log-Jacobian counts the observed entries only); a row
+    with nothing observed scores exactly 0. Complete rows take the complete-data
+    code path, so data without NaN give the very model and scores they gave
+    before missing values were supported.
+
+    The encoder sees an incomplete row standardised and zero-filled (the missing
+    entries at the mean of the observed ones, as Mattei & Frellsen) and also the
+    missingness indicators: its first affine map gets a term ``U r`` for the
+    indicator vector ``r``, i.e. the encoder input is ``[x, r]``, with ``U``
+    starting at zero and skipped for complete rows so that complete data are
+    unaffected. Measured with ``n_training_samples="auto"`` on 30%-masked
+    8-feature data from a 3-factor model (2000 rows, 3 seeds, linear and
+    nonlinear, linear and one-hidden-layer networks), the indicators lowered the
+    imputation RMSE in 12 of 12 runs (by 10-20% on the linear data) and raised
+    the bound in 12 of 12; on scikit-learn's breast_cancer, wine, diabetes and
+    iris tables at 20% and 50% missing (3 seeds) they made no difference (mean
+    RMSE 0.699 against 0.700, better in 5 of 8 cells). With the ELBO
+    (``n_training_samples=1``) they helped in 13 of 16 table runs (2 seeds).
+    Without them the encoder cannot tell a missing entry from an observed one at
+    the mean, so it cannot widen its posterior for the rows that say less.
+
+    ``n_training_samples="auto"`` trains incomplete data on ``L_20``: on the
+    3-factor data a linear VAE trained on the ELBO imputed with 1.75 times the
+    Bayes-optimal RMSE, on ``L_20`` with 1.13 times (its exact observed-data
+    log-likelihood -11.5 and -9.8 nats, the true model's -9.1); on the tables
+    ``L_20`` lowered the RMSE in 7 of 8 cells (one seed; by 30% on iris at 20%).
+    An epoch costs about 1.6 times more (569 rows, one CPU thread).
+
+    ``impute`` estimates ``E[x_m | x_o]`` by self-normalised importance sampling
+    with ``n_imputation_samples`` draws ``z_s ~ q(z | x_o)`` and weights
+    ``w_s`` proportional to ``p(x_o | z_s) p(z_s) / q(z_s | x_o)``:
+    ``sum_s w_s E[x_m | z_s]``, consistent as the samples grow. Its noise is
+    keyed on the rows like the scores', so ``impute(X)`` is deterministic and
+    ignores ``random_state``; ``n_draws`` draws resample ``z_s`` with
+    probabilities ``w_s`` and sample ``x_m ~ p(x_m | z_s)`` (sampling importance
+    resampling, seeded by ``random_state``). A row with nothing observed is
+    filled from the marginal: ``z_s`` from the prior, equal weights. With the
+    Bernoulli likelihood the conditional mean is a probability. The encoder is
+    trained for the bound, not to match ``p(z | x_o)``, so the weights are
+    uneven (on the 3-factor data, effective sample sizes of about 6% of the
+    samples) and the estimate needs many more samples than the score: on the
+    tables the imputation RMSE fell by 2.5% from 50 to 200 samples and by about
+    0.5% for each further factor of 4 or 5; on the 3-factor data by 15% from 50
+    to 1000. 1000 samples take about 1.4 s for 569 rows of 30 features on one
+    CPU thread.
 
     For outlier detection on contaminated training data, ``decoder_variance=
     "shared"`` can be the more robust choice: a decoder that outputs variances may
@@ -611,6 +728,8 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     autoencoders. ICLR.
     Bowman, S. R. et al. (2016). Generating sentences from a continuous space.
     CoNLL (KL warm-up).
+    Mattei, P.-A. & Frellsen, J. (2019). MIWAE: deep generative modelling and
+    imputation of incomplete data sets. ICML.
 
     Examples
     --------
@@ -631,7 +750,26 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     True
     >>> vae.sample(2, random_state=0).shape
     (2, 3)
+
+    Missing values: fit on the incomplete rows, then fill the gaps, here with
+    half the error of the column means.
+
+    >>> X_missing = X.copy()
+    >>> X_missing[rng.uniform(size=X.shape) < 0.2] = np.nan
+    >>> vae = VariationalAutoencoder(n_components=2, hidden_layer_sizes=(32, 32),
+    ...                              random_state=0).fit(X_missing)
+    >>> filled = vae.impute(X_missing)
+    >>> bool(np.isnan(filled).any())
+    False
+    >>> missing = np.isnan(X_missing)
+    >>> error = np.sqrt(np.mean((filled - X)[missing] ** 2))
+    >>> bool(error < 0.6 * np.sqrt(np.mean((X - X.mean(0))[missing] ** 2)))
+    True
     """
+
+    _supports_missing = True
+    # keyed-noise stream of the conditional means (scores use stream 0)
+    _IMPUTE_STREAM = 1
 
     _parameter_constraints: dict = {
         **NeuralGenerativeModel._parameter_constraints,
@@ -641,6 +779,8 @@ class VariationalAutoencoder(NeuralGenerativeModel):
         "activation": [StrOptions(set(ACTIVATIONS))],
         "kl_warmup_epochs": [Interval(Integral, 0, None, closed="left")],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
+        "n_training_samples": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "n_imputation_samples": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -659,6 +799,8 @@ class VariationalAutoencoder(NeuralGenerativeModel):
         n_iter_no_change=20,
         kl_warmup_epochs=10,
         n_importance_samples=50,
+        n_training_samples="auto",
+        n_imputation_samples=1000,
         contamination=0.1,
         device="auto",
         dtype="float64",
@@ -678,6 +820,8 @@ class VariationalAutoencoder(NeuralGenerativeModel):
         self.n_iter_no_change = n_iter_no_change
         self.kl_warmup_epochs = kl_warmup_epochs
         self.n_importance_samples = n_importance_samples
+        self.n_training_samples = n_training_samples
+        self.n_imputation_samples = n_imputation_samples
         self.contamination = contamination
         self.device = device
         self.dtype = dtype
@@ -695,10 +839,13 @@ class VariationalAutoencoder(NeuralGenerativeModel):
         return tuple(int(s) for s in sizes)
 
     def _check_values(self, X: np.ndarray) -> None:
-        if self.likelihood == "bernoulli" and X.size and (X.min() < 0 or X.max() > 1):
+        if self.likelihood != "bernoulli":
+            return
+        values = X[~np.isnan(X)] if np.isnan(X).any() else X
+        if values.size and (values.min() < 0 or values.max() > 1):
             raise ValueError(
                 "likelihood='bernoulli' needs data in [0, 1], got values in "
-                f"[{X.min():g}, {X.max():g}]. Scale the data (e.g. MinMaxScaler, or "
+                f"[{values.min():g}, {values.max():g}]. Scale the data (e.g. MinMaxScaler, or "
                 "binarise it) or use likelihood='gaussian'."
             )
 
@@ -727,8 +874,12 @@ class VariationalAutoencoder(NeuralGenerativeModel):
             self.mean_, self.scale_ = np.zeros(d), np.ones(d)
             return
         values = X.detach().double()
-        mean = values.mean(0)
-        scale = values.std(0, correction=0)
+        if has_nan(values):  # moments of each column's observed entries
+            mean = torch.nanmean(values, 0)
+            scale = torch.sqrt(torch.nanmean((values - mean).square(), 0))
+        else:
+            mean = values.mean(0)
+            scale = values.std(0, correction=0)
         # constant features: scale 1, so that they standardise to 0 (not 0 / 0)
         tiny = 100 * torch.finfo(X.dtype).eps * torch.clamp(mean.abs(), min=1.0)
         scale = torch.where(scale <= tiny, torch.ones_like(scale), scale)
@@ -738,9 +889,21 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     def _preprocess(self, X: torch.Tensor) -> torch.Tensor:
         return (X - self._tensor("mean_")) / self._tensor("scale_")
 
-    def _log_jacobian(self) -> float:
-        """``log |d standardise / dx| = -sum log scale_`` (a float: no tensor op a step)."""
-        return -float(np.log(self.scale_).sum())
+    def _log_jacobian(self, observed: torch.Tensor | None = None) -> float | torch.Tensor:
+        """``log |d standardise / dx| = -sum log scale_`` (a float: no tensor op a step).
+
+        With a mask ``observed`` (n, D), the log-Jacobian of each row's observed
+        entries, ``-sum_{j observed} log scale_j``, shape (n,).
+        """
+        if observed is None:
+            return -float(np.log(self.scale_).sum())
+        log_scale = torch.log(self._tensor("scale_")).to(observed.device)
+        return -(observed.to(log_scale.dtype) @ log_scale)
+
+    def _fit_loop(self, train: torch.Tensor, valid: torch.Tensor | None, epochs: int) -> None:
+        # decided once per call, not per batch: a NaN test needs a device sync
+        self._training_has_missing = has_nan(train) or (valid is not None and has_nan(valid))
+        super()._fit_loop(train, valid, epochs)
 
     def _kl_weight(self, epoch: int) -> float:
         return min(1.0, (epoch + 1) / (self.kl_warmup_epochs + 1))
@@ -773,38 +936,165 @@ class VariationalAutoencoder(NeuralGenerativeModel):
         """
         return gaussian_posterior_sample(encoded.mean, encoded.log_var, eps)
 
-    def _log_weights(
-        self, module: nn.Module, x: torch.Tensor, eps: torch.Tensor, kl_weight: float = 1.0
-    ) -> torch.Tensor:
-        """``log p(x | z_s) + kl_weight * (log p(z_s) - log q(z_s | x))``, shape (n, S).
+    #: whether the encoder sees the missingness indicators (see Notes)
+    _encoder_sees_mask = True
 
-        ``x`` is standardised; with ``kl_weight=1`` these are the log importance
-        weights, whose mean over ``s`` is the ELBO.
+    def _encoder_output(
+        self, module: nn.Module, x: torch.Tensor, observed: torch.Tensor | None
+    ) -> Encoded:
+        """The encoder on standardised rows, missing entries (NaN) set to 0.
+
+        0 is the column mean of the observed entries (the standardisation's centre),
+        so the encoder sees an incomplete row mean-imputed, with the missingness
+        indicators beside it.
         """
-        encoded = module.encode(x)
+        if observed is None:
+            return module.encode(x)
+        missing = (~observed).to(x.dtype) if self._encoder_sees_mask else None
+        return module.encode(fill_missing(x, observed), missing)
+
+    def _importance_sample(
+        self,
+        module: nn.Module,
+        x: torch.Tensor,
+        eps: torch.Tensor,
+        kl_weight: float = 1.0,
+        observed: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log importance weights (n, S) and the decoder's output for each ``z_s`` (n, S, P).
+
+        ``x`` is standardised. With a mask ``observed`` (n, D) the missing entries of
+        ``x`` (NaN) are ignored: the encoder sees them as 0 and the likelihood runs
+        over the observed entries only (MIWAE), so the weights are those of
+        ``p(x_o | z) p(z) / q(z | x_o)``.
+        """
+        encoded = self._encoder_output(module, x, observed)
         z, log_q = self._posterior_sample(module, encoded, eps)
-        log_lik = module.likelihood.log_prob(x.unsqueeze(1), module.decode(z))
-        return log_lik + kl_weight * (self._log_prior(module, z) - log_q)
+        params = module.decode(z)
+        mask = None if observed is None else observed.unsqueeze(1)
+        log_lik = module.likelihood.log_prob(x.unsqueeze(1), params, mask)
+        return log_lik + kl_weight * (self._log_prior(module, z) - log_q), params
+
+    def _log_weights(
+        self,
+        module: nn.Module,
+        x: torch.Tensor,
+        eps: torch.Tensor,
+        kl_weight: float = 1.0,
+        observed: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``log p(x_o | z_s) + kl_weight * (log p(z_s) - log q(z_s | x))``, shape (n, S).
+
+        ``x`` is standardised; ``observed`` masks its observed entries (``None``: all
+        of them). With ``kl_weight=1`` these are the log importance weights, whose
+        mean over ``s`` is the ELBO.
+        """
+        return self._importance_sample(module, x, eps, kl_weight, observed)[0]
+
+    def _n_training_samples(self) -> int:
+        """``K`` of the training bound: ``"auto"`` is 20 with missing values, else 1."""
+        if self.n_training_samples == "auto":
+            return 20 if getattr(self, "_training_has_missing", False) else 1
+        return int(self.n_training_samples)
 
     def _batch_loss(
         self, module: nn.Module, batch: torch.Tensor, generator: torch.Generator, kl_weight: float
     ) -> torch.Tensor:
-        """Mean negative (KL-weighted) one-sample ELBO, in nats in the units of X."""
-        shape = (batch.shape[0], 1, int(self.n_components))
+        """Mean negative (KL-weighted) ``K``-sample bound, in nats in the units of X.
+
+        ``K = 1`` is the ELBO. With missing values in the training data, the bound
+        on each row's observed entries (MIWAE), with their log-Jacobian.
+        """
+        k = self._n_training_samples()
+        shape = (batch.shape[0], k, int(self.n_components))
         eps = torch.randn(shape, generator=generator, dtype=batch.dtype, device=batch.device)
-        elbo = self._log_weights(module, batch, eps, kl_weight).mean()
-        return -(elbo + self._log_jacobian())
+        observed = ~torch.isnan(batch) if getattr(self, "_training_has_missing", False) else None
+        log_weights = self._log_weights(module, batch, eps, kl_weight, observed)
+        bound = log_weights.mean() if k == 1 else importance_weighted_bound(log_weights).mean()
+        if observed is None:
+            return -(bound + self._log_jacobian())
+        return -(bound + self._log_jacobian(observed).mean())
 
     # ------------------------------------------------------------ evaluation
+    def _score_noise(self, X: torch.Tensor, n_samples: int, stream: int = 0) -> torch.Tensor:
+        """Standard normal noise (n, n_samples, q) keyed on the raw rows of ``X``."""
+        return keyed_normal(
+            row_keys(X, self.noise_seed_), (n_samples, int(self.n_components)), X.dtype, stream=stream
+        )
+
     def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
         # the noise is keyed on the raw rows: the same row, the same draws
-        s, q = int(self.n_importance_samples), int(self.n_components)
-        eps = keyed_normal(row_keys(X, self.noise_seed_), (s, q), X.dtype)
-        log_weights = self._log_weights(self.module_, self._preprocess(X), eps)
-        return importance_weighted_bound(log_weights) + self._log_jacobian()
+        eps = self._score_noise(X, int(self.n_importance_samples))
+        x = self._preprocess(X)
+        module = self.module_
+        if not has_nan(X):
+            return importance_weighted_bound(self._log_weights(module, x, eps)) + self._log_jacobian()
+        # complete rows take the complete-data path, so they score exactly as before
+        observed = ~torch.isnan(X)
+        complete = observed.all(1)
+        out = torch.empty(X.shape[0], dtype=X.dtype, device=X.device)
+        if bool(complete.any()):
+            out[complete] = importance_weighted_bound(
+                self._log_weights(module, x[complete], eps[complete])
+            ) + self._log_jacobian()
+        rows = ~complete
+        observed = observed[rows]
+        log_weights = self._log_weights(module, x[rows], eps[rows], observed=observed)
+        scores = importance_weighted_bound(log_weights) + self._log_jacobian(observed)
+        # nothing observed: the density of no entries is exactly 1
+        out[rows] = torch.where(observed.any(1), scores, torch.zeros_like(scores))
+        return out
+
+    def _impute(self, X: torch.Tensor, n_draws: int | None, generator: torch.Generator) -> torch.Tensor:
+        """``E[x_m | x_o]`` by self-normalised importance sampling; draws by resampling.
+
+        With ``z_s ~ q(z | x_o)`` and ``w_s`` proportional to
+        ``p(x_o | z_s) p(z_s) / q(z_s | x_o)``, the conditional mean is
+        ``sum_s w_s E[x | z_s]`` (noise keyed on the rows, as for the scores); a
+        draw picks ``z_s`` with probability ``w_s`` and samples ``x ~ p(x | z_s)``
+        (noise from ``generator``). A row with nothing observed uses ``z_s ~ p(z)``
+        with equal weights: the marginal.
+        """
+        module = self.module_
+        n, q = X.shape[0], int(self.n_components)
+        s = self._n_impute_samples()
+        if n_draws is None:
+            eps = self._score_noise(X, s, stream=self._IMPUTE_STREAM)
+        else:
+            eps = torch.randn(n, s, q, generator=generator, dtype=X.dtype, device=X.device)
+        observed = ~torch.isnan(X)
+        log_weights, params = self._importance_sample(module, self._preprocess(X), eps, observed=observed)
+        empty = ~observed.any(1)
+        if bool(empty.any()):  # the exact posterior is the prior: sample it directly
+            log_weights = torch.where(empty.unsqueeze(1), torch.zeros_like(log_weights), log_weights)
+            params = torch.where(empty[:, None, None], module.decode(eps), params)
+        weights = torch.softmax(log_weights, dim=1)
+        if n_draws is None:
+            filled = torch.einsum("ns,nsd->nd", weights, module.likelihood.mean(params))
+        else:
+            index = torch.multinomial(weights, n_draws, replacement=True, generator=generator)
+            chosen = torch.gather(params, 1, index.unsqueeze(2).expand(-1, -1, params.shape[2]))
+            filled = module.likelihood.sample(chosen, generator)
+        return filled * self._tensor("scale_") + self._tensor("mean_")
+
+    def _n_impute_samples(self) -> int:
+        return int(self.n_imputation_samples)
+
+    def _impute_row_bytes(self, n_features: int, n_draws: int | None) -> int:
+        itemsize = np.dtype(self.dtype).itemsize
+        hidden = sum(self._hidden_layer_sizes())
+        q, s = int(self.n_components), self._n_impute_samples()
+        per_sample = itemsize * (6 * n_features + 2 * hidden + 4 * q) + 8 * 6 * q
+        per_draw = itemsize * 4 * n_features + 8
+        return s * per_sample + (n_draws or 0) * per_draw + itemsize * (3 * n_features + 2 * hidden)
+
+    def _encoded(self, X: torch.Tensor) -> Encoded:
+        """The encoder's output for raw rows (missing entries handled as in training)."""
+        observed = ~torch.isnan(X) if has_nan(X) else None
+        return self._encoder_output(self.module_, self._preprocess(X), observed)
 
     def _encode(self, X: torch.Tensor) -> torch.Tensor:
-        return self.module_.encode(self._preprocess(X)).mean
+        return self._encoded(X).mean
 
     def _decode(self, Z: torch.Tensor) -> torch.Tensor:
         module = self.module_
