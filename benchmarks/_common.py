@@ -101,3 +101,14 @@ def table(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def merge_saved(name: str, key: str, results: dict, times: dict) -> tuple[dict, dict]:
+    """Results of this run merged over those saved in results/<name>.json (this run wins)."""
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return results, times
+    saved = json.loads(path.read_text())
+    merged = {**saved.get(key, {}), **results}
+    merged_times = {**saved.get("times", {}), **times}
+    return merged, merged_times

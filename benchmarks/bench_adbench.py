@@ -31,7 +31,7 @@ from sklearn.neighbors import LocalOutlierFactor
 from sklearn.preprocessing import MinMaxScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ADBENCH, machine, write_results  # noqa: E402
+from _common import ADBENCH, machine, merge_saved, write_results  # noqa: E402
 
 import skgenerative  # noqa: E402
 from skgenerative import GaussianMixtureDensity, GenerativeOutlierDetector, PPCADensity  # noqa: E402
@@ -126,6 +126,8 @@ def main():
     torch.set_flush_denormal(True)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="seed 1 only")
+    parser.add_argument("--update", action="store_true",
+                        help="merge these results into the saved JSON (e.g. after --only NEW_MODEL)")
     parser.add_argument("--only", nargs="*", help="detector names to run")
     parser.add_argument("--datasets", nargs="*", default=DATASETS)
     args = parser.parse_args()
@@ -134,10 +136,13 @@ def main():
         return
     seeds = [1] if args.quick else [1, 2, 3]
     table, times = run(args.datasets, seeds, args.only)
+    if args.update:
+        table, times = merge_saved("adbench" + ("_quick" if args.quick else ""), "auc", table, times)
 
     names = args.datasets
+    order = list(detectors())
     rows = []
-    for det, per in table.items():
+    for det, per in sorted(table.items(), key=lambda item: order.index(item[0]) if item[0] in order else 99):
         means = [float(np.nanmean(per[n])) for n in names]
         rows.append([det] + means + [float(np.nanmean(means)), float(np.sum(times[det]))])
     rows.append(["IsolationForest (ADBench paper)"] + [PUBLISHED_IFOREST.get(n, float("nan")) for n in names]
@@ -148,6 +153,16 @@ def main():
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         md.append("| " + " | ".join([r[0]] + [f"{v:.1f}" for v in r[1:-1]] + [f"{r[-1]:.0f}"]) + " |")
+    means = {r[0]: r[-2] for r in rows}
+    ours = [d for d, (_, kind) in detectors().items() if kind == "ours" and d in means]
+    if ours and "IsolationForest" in means:
+        best = max(ours, key=means.get)
+        md += ["", f"Our best default estimator: {best}, mean {means[best]:.1f} vs IsolationForest "
+                   f"{means['IsolationForest']:.1f} (this run) and {rows[-1][-2]:.1f} (ADBench paper)."]
+    if "VariationalAutoencoder" in table and "PyOD VAE" in table:
+        wins = [n for n in names if np.nanmean(table["VariationalAutoencoder"][n]) > np.nanmean(table["PyOD VAE"][n])]
+        md.append(f"VariationalAutoencoder above PyOD's VAE on {len(wins)} of {len(names)} datasets"
+                  + (f" (not on {', '.join(n for n in names if n not in wins)})." if len(wins) < len(names) else "."))
     print("\n".join(md))
     write_results("adbench" + ("_quick" if args.quick else ""), dict(seeds=seeds, auc=table, times=times),
                   "\n".join(md))

@@ -25,7 +25,7 @@ from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_results  # noqa: E402
+from _common import machine, merge_saved, write_results  # noqa: E402
 
 import skgenerative  # noqa: E402
 from skgenerative import GaussianMixtureDensity, GenerativeImputer, PPCADensity  # noqa: E402
@@ -66,6 +66,8 @@ def masked(X, rate, seed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="seed 0 only")
+    parser.add_argument("--update", action="store_true",
+                        help="merge these results into the saved JSON (e.g. after --only NEW_MODEL)")
     parser.add_argument("--only", nargs="*", help="imputer names to run")
     args = parser.parse_args()
     seeds = [0] if args.quick else [0, 1, 2]
@@ -93,6 +95,8 @@ def main():
             print(cell + ": " + ", ".join(f"{n} {np.mean(rmse[n][cell]):.3f}" for n in rmse if cell in rmse[n]),
                   flush=True)
 
+    if args.update:
+        rmse, times = merge_saved("impute" + ("_quick" if args.quick else ""), "rmse", rmse, times)
     cells = list(next(iter(rmse.values())).keys())
     peers = [n for n, (_, kind) in imputers().items() if kind == "peer" and n in rmse]
     ours = [n for n, (_, kind) in imputers().items() if kind == "ours" and n in rmse]
