@@ -185,9 +185,10 @@ class FlowVAE(VariationalAutoencoder):
     alone, so a row gets the same score in any batch.
 
     ``transform`` returns the mean of the flowed posterior, ``E_qK[z_K | x]``,
-    estimated from ``n_importance_samples`` keyed draws taken in antithetic pairs
-    ``(eps, -eps)``: deterministic per row like the score, exact when the flow is
-    affine, and equal to the encoder mean ``mu(x)`` when ``n_flows=0``.
+    estimated from ``n_importance_samples`` keyed draws (rounded up to an even
+    number) taken in antithetic pairs ``(eps, -eps)``: deterministic per row like
+    the score, and exact when the flow is affine. With ``n_flows=0`` it is the
+    encoder mean ``mu(x)``, as for the VAE.
     ``inverse_transform`` decodes, ``sample`` draws from the prior and the decoder,
     as for the VAE: the flow only changes the posterior.
 
@@ -311,6 +312,8 @@ class FlowVAE(VariationalAutoencoder):
         # E[z_K | x] from keyed antithetic pairs (eps, -eps): the same row, the
         # same estimate; unbiased, and exact for an affine flow
         module = self.module_
+        if int(self.n_flows) == 0:  # no steps: the posterior mean is mu(x) exactly
+            return module.encode(self._preprocess(X)).mean
         half = keyed_normal(
             row_keys(X, self.noise_seed_), (self._n_transform_pairs(), int(self.n_components)),
             X.dtype, stream=1,
