@@ -59,7 +59,9 @@ ARCHITECTURE = dict(
     validation_fraction=0.1,
     n_iter_no_change=20,
     kl_warmup_epochs=10,
-    dtype="float64",
+    # float32 trains these networks about twice as fast as float64 on a CPU; the
+    # importance-weighted bound is computed with a float32 logsumexp (1e-3 nats)
+    dtype="float32",
     device="cpu",
 )
 FLOWS = {
@@ -67,6 +69,24 @@ FLOWS = {
     "FlowVAE radial (K=16)": dict(flow="radial", n_flows=16),
     "FlowVAE iaf (K=4)": dict(flow="iaf", n_flows=4),
 }
+
+
+# What was tried before this configuration (seed 0, 200 importance samples, float64
+# unless said): the NLL of the VAE and of a FlowVAE with four IAF steps.
+EXPLORATION = [
+    ("784-200-200-50, lr 3e-3 (bench_vae.py's network)", "VAE 92.6, IAF 92.9, i.e. no gain; "
+     "train -ELBO 86 against test -ELBO 102: the 3600 training digits are overfitted, and a "
+     "posterior that fits them better does not generalise"),
+    ("784-200-200-16, lr 3e-3", "VAE 94.6, IAF 95.0, planar K=16 95.7"),
+    ("784-200-200-32, lr 1e-3", "VAE 92.4, IAF 92.5 (test -ELBO 101.7 against 100.1)"),
+    ("784-100-16, lr 3e-3", "VAE 99.7, IAF 96.6 (a weak baseline)"),
+    ("784-200-32, lr 1e-3 (the chosen network, in float64)", "VAE 92.0, IAF 89.8, planar K=16 90.5, radial K=16 91.2"),
+    ("784-400-32, lr 1e-3", "VAE 91.1, IAF 88.6: the same gain, twice the time"),
+    ("784-200-32, lr 2e-3", "VAE 92.2, IAF 89.7, planar K=8 91.9, radial K=8 91.2; planar K=16 "
+     "diverged to a poor optimum on one seed (96.2), so lr 1e-3"),
+    ("784-200-32, lr 1e-3, float32", "seed 0: VAE 91.6, planar K=16 91.5, K=32 91.5; seed 1: "
+     "VAE 92.5, planar K=16 91.4"),
+]
 
 
 def _mnist_binarised():
@@ -89,7 +109,7 @@ def negative_elbo(model, X, draws=100, seed=0):
     total = 0.0
     with torch.inference_mode():
         for start in range(0, len(X), 100):
-            x = model._preprocess(torch.as_tensor(X[start : start + 100]))
+            x = model._preprocess(torch.as_tensor(X[start : start + 100], dtype=model._dtype))
             eps = torch.randn(x.shape[0], draws, model.n_components, generator=generator, dtype=x.dtype)
             log_w = model._log_weights(module, x, eps) + model._log_jacobian()
             total += float(log_w.mean(1).sum())
@@ -152,6 +172,7 @@ def run(quick: bool) -> dict:
         "importance samples": samples, "elbo draws": 100, "architecture": params,
         "flows": FLOWS, "published (full MNIST, variational bounds)": PUBLISHED,
         "rows": rows, "targets": targets, "runs": runs,
+        "exploration (seed 0, S=200)": dict(EXPLORATION),
     }
 
 
@@ -201,6 +222,13 @@ def main():
         "a deterministic binarisation, a smaller network); the comparison is the gain.",
         "",
         f"Total time: {result['seconds']:.0f} s.",
+        "",
+        "## How this configuration was chosen",
+        "",
+        "Single runs (seed 0 unless said, held-out NLL with 200 importance samples) before the "
+        "configuration above was fixed:",
+        "",
+        *[f"- {setting}: {outcome}." for setting, outcome in EXPLORATION],
     ]
     print("\n".join(md[4:]), flush=True)
     write_results("flow_vae" + ("_quick" if args.quick else ""), result, "\n".join(md))
