@@ -1,5 +1,6 @@
 """skgenerative: scikit-learn compatible generative density estimators on PyTorch."""
 
+from .flow_vae import FlowVAE
 from .impute import GenerativeImputer
 from .mixture import GaussianMixtureDensity
 from .outlier import GenerativeOutlierDetector
@@ -9,6 +10,7 @@ from .vae import VariationalAutoencoder
 
 __all__ = [
     "BernoulliRBM",
+    "FlowVAE",
     "GaussianMixtureDensity",
     "GenerativeImputer",
     "GenerativeOutlierDetector",
