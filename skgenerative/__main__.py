@@ -33,7 +33,7 @@ class Entry:
 
 
 def entries() -> list[Entry]:
-    from . import BernoulliRBM, GaussianMixtureDensity, PPCADensity, VariationalAutoencoder
+    from . import BernoulliRBM, FlowVAE, GaussianMixtureDensity, PPCADensity, VariationalAutoencoder
 
     def mixture(dev, seed):
         # the number of components is chosen by held-out log-likelihood, as users would
@@ -49,6 +49,8 @@ def entries() -> list[Entry]:
               "latent dimension by Minka's evidence"),
         Entry("VariationalAutoencoder", lambda dev, seed: VariationalAutoencoder(random_state=seed, device=dev),
               "continuous", "defaults; importance-weighted bound"),
+        Entry("FlowVAE", lambda dev, seed: FlowVAE(random_state=seed, device=dev),
+              "continuous", "defaults (4 IAF steps); importance-weighted bound"),
         Entry("BernoulliRBM", lambda dev, seed: BernoulliRBM(n_components=100, random_state=seed, device=dev),
               "binary", "100 hidden units, PCD; log Z by AIS"),
     ]
