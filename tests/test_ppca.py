@@ -143,3 +143,19 @@ def test_data_far_from_the_origin_keeps_its_accuracy():
     mu = shifted.mean(0)
     naive = (shifted.T @ shifted - len(X) * np.outer(mu, mu)) / (len(X) - 1)
     assert np.abs(np.diag(naive) / np.var(X, axis=0, ddof=1) - 1).max() > 1e-4
+
+
+@pytest.mark.parametrize("noise", [1e-1, 1e-3, 1e-5])
+def test_score_is_accurate_when_the_noise_is_tiny(noise):
+    """float64 scores use ||r||^2 - ||z||^2 for the residual while that is accurate:
+    check against the explicit residual as the noise shrinks below the signal (the
+    variance ratio is 3e5 at 0.1, the fast form; 2e9 and 2e13 below, past the switch)."""
+    rng = np.random.RandomState(3)
+    X = rng.normal(size=(500, 3)) @ (10 * rng.normal(size=(3, 12))) + noise * rng.normal(size=(500, 12)) + 5.0
+    est = PPCADensity(3).fit(X)
+    r = torch.as_tensor(X - est.mean_)
+    U = torch.as_tensor(est.components_)
+    z = r @ U.T
+    explicit = ((r - z @ U).square().sum(1) / est.noise_variance_ + (z.square() / torch.as_tensor(est.explained_variance_)).sum(1))
+    maha = -2 * est.score_samples(X) - (12 * np.log(2 * np.pi) + np.log(est.explained_variance_).sum() + 9 * np.log(est.noise_variance_))
+    np.testing.assert_allclose(maha, explicit.numpy(), rtol=1e-10, atol=1e-9)
