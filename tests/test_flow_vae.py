@@ -26,18 +26,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skgenerative import FlowVAE, VariationalAutoencoder
 from skgenerative.flows import FLOW_KINDS, FlowChain
 from skgenerative.nn import standard_normal_log_prob
-from test_vae import _fit, _gaussian_data, _linear_vae
-
-QUICK = dict(
-    n_components=2,
-    hidden_layer_sizes=(16,),
-    learning_rate=1e-2,
-    max_epochs=30,
-    kl_warmup_epochs=2,
-    n_importance_samples=8,
-    random_state=0,
-    device="cpu",
-)
+from test_vae import QUICK, _fit, _gaussian_data, _linear_vae
 
 
 def _perturb_flow(model, scale, seed=0):
