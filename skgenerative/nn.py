@@ -143,6 +143,20 @@ class GaussianLikelihood(nn.Module):
         units: a thousandth of each feature's variance).
     conditional : bool, default=False
         Whether the decoder outputs the variance (heteroscedastic) or it is shared.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skgenerative.nn import GaussianLikelihood
+    >>> head = GaussianLikelihood(n_features=2).double()  # variance about 1 at start
+    >>> x = torch.tensor([[0.5, -1.0]], dtype=torch.float64)
+    >>> mean = torch.zeros(1, 2, dtype=torch.float64)
+    >>> exact = torch.distributions.Normal(0.0, head.mean_and_log_variance(mean)[1].exp().sqrt())
+    >>> bool(torch.isclose(head.log_prob(x, mean)[0], exact.log_prob(x).sum()))
+    True
+    >>> observed = torch.tensor([[True, False]])  # the second entry is missing
+    >>> bool(torch.isclose(head.log_prob(x, mean, observed)[0], exact.log_prob(x)[0, 0]))
+    True
     """
 
     def __init__(self, n_features: int, min_variance: float = 1e-3, conditional: bool = False):
@@ -195,6 +209,18 @@ class BernoulliLikelihood(nn.Module):
 
     ``params`` are the logits ``l``. ``log_prob`` is ``-BCE(l, x)`` computed
     stably; for ``x`` in {0, 1} it is a log-probability mass.
+
+    Examples
+    --------
+    The probabilities of the four binary vectors of two features sum to one:
+
+    >>> import torch
+    >>> from skgenerative.nn import BernoulliLikelihood
+    >>> head = BernoulliLikelihood(n_features=2)
+    >>> logits = torch.tensor([0.3, -1.2])
+    >>> x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    >>> round(float(head.log_prob(x, logits).exp().sum()), 6)
+    1.0
     """
 
     def __init__(self, n_features: int):

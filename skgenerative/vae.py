@@ -103,6 +103,15 @@ class Encoded(NamedTuple):
     context : tensor of shape (n, h)
         The encoder's last hidden layer (the input itself when there is none), for
         models that amortise more posterior parameters (e.g. flow parameters).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skgenerative.vae import VAEModule
+    >>> module = VAEModule(4, 2, (8,), "elu", "gaussian", False, torch.Generator().manual_seed(0))
+    >>> encoded = module.encode(torch.zeros(3, 4))
+    >>> encoded.mean.shape, encoded.log_var.shape, encoded.context.shape
+    (torch.Size([3, 2]), torch.Size([3, 2]), torch.Size([3, 8]))
     """
 
     mean: torch.Tensor
@@ -166,6 +175,16 @@ class VAEModule(nn.Module):
         (two outputs per feature) instead of one variance shared by all ``z``.
     generator : torch.Generator
         CPU generator the initial weights are drawn from.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skgenerative.vae import VAEModule
+    >>> module = VAEModule(n_features=5, n_latent=2, hidden_layer_sizes=(16,), activation="elu",
+    ...                    likelihood="gaussian", conditional_variance=True,
+    ...                    generator=torch.Generator().manual_seed(0))
+    >>> module.decode(torch.zeros(3, 2)).shape  # a mean and a variance per feature
+    torch.Size([3, 10])
     """
 
     def __init__(
@@ -275,6 +294,19 @@ class NeuralGenerativeModel(GenerativeModel):
     Randomness: the weights, the validation split and each epoch's noise come from
     seeds derived from ``random_state`` alone, never from torch's global generator,
     so the same ``random_state`` gives the same model on the same device.
+
+    Examples
+    --------
+    Every neural estimator here is one; the loop's record is shared:
+
+    >>> import numpy as np
+    >>> from skgenerative import VariationalAutoencoder
+    >>> from skgenerative.vae import NeuralGenerativeModel
+    >>> X = np.random.RandomState(0).normal(size=(200, 3))
+    >>> vae = VariationalAutoencoder(n_components=1, hidden_layer_sizes=(8,), max_epochs=5,
+    ...                              random_state=0).fit(X)
+    >>> isinstance(vae, NeuralGenerativeModel), vae.n_epochs_, sorted(vae.history_[0])
+    (True, 5, ['duration', 'epoch', 'kl_weight', 'train_loss', 'validation_loss'])
     """
 
     _parameter_constraints: dict = {
