@@ -41,6 +41,24 @@ PUBLISHED_IFOREST = {"cardio": 93.2, "thyroid": 98.3, "annthyroid": 82.0, "mammo
                      "satimage-2": 99.2, "shuttle": 99.6, "Pima": 72.9, "breastw": 98.3}
 
 
+# Defaults tried on these eight tables before keeping the current ones (seeds 1-3, mean
+# AUCROC; the cells a variant loses to PyOD's VAE in brackets). None beats PyOD's VAE on
+# every table, and none is above IsolationForest's mean, so the defaults that model the
+# data best (held-out likelihood) were kept; no per-dataset setting is used anywhere.
+EXPLORATION = [
+    ("VariationalAutoencoder, n_components=2", "87.3 [cardio 74.2, mammography 83.8, satimage-2 95.6]"),
+    ("VariationalAutoencoder, n_components=4", "88.8 [cardio 75.0, mammography 82.1, satimage-2 98.5]"),
+    ("VariationalAutoencoder, decoder_variance='shared'",
+     "89.3 [mammography 84.6, satimage-2 97.0, shuttle 99.1, breastw 98.0]"),
+    ("VariationalAutoencoder, n_components=2, shared variance", "87.4 [annthyroid 79.8, satimage-2 90.6, ...]"),
+    ("VariationalAutoencoder, hidden_layer_sizes=(64, 64)", "88.9 [cardio 74.3, mammography 85.5]"),
+    ("GenerativeOutlierDetector: PowerTransformer instead of StandardScaler", "86.1"),
+    ("GenerativeOutlierDetector: 1 / 3 / 4 components instead of 2", "87.1 / 88.6 / 88.7"),
+    ("GenerativeOutlierDetector: covariance_prior 10 / 200 instead of 50", "88.7 / 88.1"),
+    ("GenerativeOutlierDetector: mean of standardised scores of 1, 2, 4 components", "89.4"),
+]
+
+
 def _pyod_vae(seed):
     from pyod.models.vae import VAE
 
@@ -163,6 +181,8 @@ def main():
         wins = [n for n in names if np.nanmean(table["VariationalAutoencoder"][n]) > np.nanmean(table["PyOD VAE"][n])]
         md.append(f"VariationalAutoencoder above PyOD's VAE on {len(wins)} of {len(names)} datasets"
                   + (f" (not on {', '.join(n for n in names if n not in wins)})." if len(wins) < len(names) else "."))
+    md += ["", "## Defaults tried (seeds 1-3, mean AUCROC)", "",
+           *[f"- {setting}: {outcome}." for setting, outcome in EXPLORATION]]
     print("\n".join(md))
     write_results("adbench" + ("_quick" if args.quick else ""), dict(seeds=seeds, auc=table, times=times),
                   "\n".join(md))
