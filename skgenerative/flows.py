@@ -6,8 +6,8 @@ Every transform is a small :class:`torch.nn.Module` with
     the transformed sample and ``ladj = log|det df/dz|``, one value per sample;
 
 ``inverse(z_out, context=None) -> z``
-    where the inverse can be computed (IAF exactly in ``d`` passes, radial in closed
-    form); planar raises :class:`NotImplementedError`.
+    (IAF exactly in ``d`` passes, radial in closed form, planar by a scalar root
+    search along ``w``).
 
 Transforms compose (:class:`Compose`, :class:`FlowChain`): the log-determinants of
 the steps add up. A posterior refined by a flow ``z_K = f_K o ... o f_1(z_0)`` has
@@ -64,6 +64,7 @@ __all__ = [
     "make_flow",
     "planar_u_hat",
     "planar_transform",
+    "planar_inverse",
     "radial_parameters",
     "radial_transform",
     "radial_inverse",
@@ -130,8 +131,8 @@ def planar_transform(z: Tensor, u: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor
     a sum of non-negative terms, evaluated as such (no cancellation near ``-1``).
     Along ``w`` the map is ``a -> a + (w . u_hat) tanh(a)`` (``a = w.z + b``), whose
     slope ``1 + (w . u_hat)(1 - t^2)`` is positive: the map is monotone along ``w`` and
-    the identity across it, hence invertible, but the inverse needs a scalar root
-    search (no closed form).
+    the identity across it, hence invertible; the inverse needs a scalar root
+    search (:func:`planar_inverse`), not a closed form.
     """
     u_hat = planar_u_hat(u, w)
     t = torch.tanh((w * z).sum(-1) + b)
@@ -139,6 +140,35 @@ def planar_transform(z: Tensor, u: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor
     t_sq = t.square()
     ladj = torch.log(t_sq + (1.0 - t_sq) * _softplus((w * u).sum(-1)))
     return z_out, ladj
+
+
+def planar_inverse(z_out: Tensor, u: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """Inverse of :func:`planar_transform`, by a bracketed scalar root search.
+
+    With ``s = w . u_hat > -1`` and ``a = w . z + b`` (unknown), the output gives
+    ``c = w . z_out + b = a + s tanh(a)``, a strictly increasing function of ``a``
+    whose root lies in ``[c - |s|, c + |s|]`` (``|tanh| <= 1``). Bisection on that
+    bracket, run until it can no longer shrink in the dtype (an iteration count
+    fixed by the dtype's precision, so it is the same for every element), finds
+    ``a``; then ``z = z_out - u_hat tanh(a)``. Accurate to a few ulps of ``a``
+    however flat the map is (``s`` near -1), where Newton's method could stall.
+    """
+    u_hat = planar_u_hat(u, w)
+    slope = (w * u_hat).sum(-1)
+    c = (w * z_out).sum(-1) + b
+    c, slope = torch.broadcast_tensors(c, slope)
+    lo, hi = c - slope.abs(), c + slope.abs()
+    # each step halves the bracket: the mantissa's bits plus 24 take a bracket up
+    # to 2^24 times wider than |a| down to the dtype's resolution (further steps
+    # would leave it unchanged)
+    mantissa_bits = round(-math.log2(torch.finfo(z_out.dtype).eps))
+    for _ in range(mantissa_bits + 24):
+        mid = 0.5 * (lo + hi)
+        below = mid + slope * torch.tanh(mid) < c
+        lo = torch.where(below, mid, lo)
+        hi = torch.where(below, hi, mid)
+    a = 0.5 * (lo + hi)
+    return z_out - u_hat * torch.tanh(a).unsqueeze(-1)
 
 
 def radial_parameters(alpha_raw: Tensor, beta_raw: Tensor) -> tuple[Tensor, Tensor]:
@@ -324,11 +354,12 @@ class FlowTransform(nn.Module):
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(f(z), log|det J_f(z)|)``, shapes ``(*batch, d)`` and ``batch``."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: every transform here overrides it
 
     def inverse(self, z_out: Tensor, context: Tensor | None = None) -> Tensor:
         """``f^{-1}(z_out)``."""
-        raise NotImplementedError(f"{type(self).__name__} has no closed-form inverse.")
+        # abstract: every transform here overrides it (a user's subclass may not)
+        raise NotImplementedError(f"{type(self).__name__} does not define an inverse.")
 
     def _check_inputs(self, z: Tensor, context: Tensor | None) -> None:
         """z must end in ``latent_dim``; a context is required when ``context_dim > 0``."""
@@ -351,7 +382,8 @@ class Planar(FlowTransform):
 
     ``f(z) = z + u_hat tanh(w . z + b)``; see :func:`planar_transform` for
     ``u_hat`` and ``log|det J|``. ``context`` is accepted and ignored, so that a chain
-    can be called the same way whatever its steps. No closed-form inverse.
+    can be called the same way whatever its steps. The inverse is a scalar root
+    search (:func:`planar_inverse`).
 
     Parameters
     ----------
@@ -384,6 +416,10 @@ class Planar(FlowTransform):
     def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check_z(z)
         return planar_transform(z, self.u, self.w, self.b)
+
+    def inverse(self, z_out: Tensor, context: Tensor | None = None) -> Tensor:
+        self._check_z(z_out)
+        return planar_inverse(z_out, self.u, self.w, self.b)
 
 
 class AmortizedPlanar(FlowTransform):
@@ -425,11 +461,19 @@ class AmortizedPlanar(FlowTransform):
             self.head.bias.copy_(torch.cat([_planar_identity_u(w), w, torch.zeros(1)]))
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        u, w, b = self._parameters_for(z, context)
+        return planar_transform(z, u, w, b)
+
+    def inverse(self, z_out: Tensor, context: Tensor | None = None) -> Tensor:
+        u, w, b = self._parameters_for(z_out, context)
+        return planar_inverse(z_out, u, w, b)
+
+    def _parameters_for(self, z: Tensor, context: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         self._check_inputs(z, context)
         params = _broadcast_to_batch(self.head(context), z)
         d = self.latent_dim
         u, w, b = params.split([d, d, 1], dim=-1)
-        return planar_transform(z, u, w, b.squeeze(-1))
+        return u, w, b.squeeze(-1)
 
 
 class Radial(FlowTransform):
