@@ -18,7 +18,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import CUDA, ESTIMATORS, data_for
@@ -78,8 +78,12 @@ def test_decision_function_and_outliers(fitted):
 def test_far_point_is_an_outlier(fitted):
     est, X = fitted
     if _is_binary(X):
-        pytest.skip("binary data has no far point; the RBM tests cover its outliers")
-    far = X.max(0, keepdims=True) + 50 * (X.std(0, keepdims=True) + 1)
+        # binary rows cannot move far: take the least probable of all 2^16 vectors
+        bits = (np.arange(2 ** X.shape[1])[:, None] >> np.arange(X.shape[1])) & 1
+        every = bits.astype(X.dtype)
+        far = every[[np.argmin(est.score_samples(every))]]
+    else:
+        far = X.max(0, keepdims=True) + 50 * (X.std(0, keepdims=True) + 1)
     assert est.predict_outlier(far)[0] == -1
     assert est.score_samples(far)[0] < est.score_samples(X).min()
 
@@ -143,15 +147,16 @@ def test_float32(fitted):
 
 def test_pipeline_with_scaler(fitted):
     est, X = fitted
-    if _is_binary(X):
-        pytest.skip("scaling breaks binary inputs")
-    pipe = make_pipeline(StandardScaler(), clone(est))
+    # binary models need inputs in [0, 1]: a min-max scaler keeps them there
+    scaler = MinMaxScaler() if _is_binary(X) else StandardScaler()
+    pipe = make_pipeline(scaler, clone(est))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pipe.fit(X)
-        direct = clone(est).fit(StandardScaler().fit_transform(X))
-    np.testing.assert_allclose(pipe.score_samples(X), direct.score_samples(StandardScaler().fit_transform(X)))
-    assert pipe.score(X) == pytest.approx(direct.score(StandardScaler().fit_transform(X)))
+        scaled = clone(scaler).fit_transform(X)
+        direct = clone(est).fit(scaled)
+    np.testing.assert_allclose(pipe.score_samples(X), direct.score_samples(scaled))
+    assert pipe.score(X) == pytest.approx(direct.score(scaled))
 
 
 def test_set_output_pandas(fitted):
