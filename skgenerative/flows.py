@@ -377,7 +377,28 @@ class FlowTransform(nn.Module):
                 )
 
 
-class Planar(FlowTransform):
+class _ParametricFlow(FlowTransform):
+    """A flow given by a pair of functions of ``(z, *parameters)``: the map and its inverse.
+
+    Subclasses set ``_map`` and ``_inverse_map`` (e.g. :func:`planar_transform` and
+    :func:`planar_inverse`) and implement ``_parameters_for(z, context)``, which checks
+    the inputs and returns the parameters, free or computed from the context.
+    """
+
+    _map = None
+    _inverse_map = None
+
+    def _parameters_for(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, ...]:  # pragma: no cover
+        raise NotImplementedError  # abstract: every subclass here overrides it
+
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return type(self)._map(z, *self._parameters_for(z, context))
+
+    def inverse(self, z_out: Tensor, context: Tensor | None = None) -> Tensor:
+        return type(self)._inverse_map(z_out, *self._parameters_for(z_out, context))
+
+
+class Planar(_ParametricFlow):
     """Planar flow with free (not amortised) parameters ``u, w in R^d, b in R``.
 
     ``f(z) = z + u_hat tanh(w . z + b)``; see :func:`planar_transform` for
@@ -413,16 +434,14 @@ class Planar(FlowTransform):
         self.w = nn.Parameter(w)
         self.b = nn.Parameter(torch.zeros(()))
 
-    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    _map, _inverse_map = staticmethod(planar_transform), staticmethod(planar_inverse)
+
+    def _parameters_for(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         self._check_z(z)
-        return planar_transform(z, self.u, self.w, self.b)
-
-    def inverse(self, z_out: Tensor, context: Tensor | None = None) -> Tensor:
-        self._check_z(z_out)
-        return planar_inverse(z_out, self.u, self.w, self.b)
+        return self.u, self.w, self.b
 
 
-class AmortizedPlanar(FlowTransform):
+class AmortizedPlanar(_ParametricFlow):
     """Planar flow whose ``(u, w, b)`` are a linear function of each example's context.
 
     ``(u, w, b) = A c + a`` for the context ``c`` (the encoder's hidden state), as in
@@ -460,13 +479,7 @@ class AmortizedPlanar(FlowTransform):
         with torch.no_grad():
             self.head.bias.copy_(torch.cat([_planar_identity_u(w), w, torch.zeros(1)]))
 
-    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        u, w, b = self._parameters_for(z, context)
-        return planar_transform(z, u, w, b)
-
-    def inverse(self, z_out: Tensor, context: Tensor | None = None) -> Tensor:
-        u, w, b = self._parameters_for(z_out, context)
-        return planar_inverse(z_out, u, w, b)
+    _map, _inverse_map = staticmethod(planar_transform), staticmethod(planar_inverse)
 
     def _parameters_for(self, z: Tensor, context: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         self._check_inputs(z, context)
@@ -476,7 +489,7 @@ class AmortizedPlanar(FlowTransform):
         return u, w, b.squeeze(-1)
 
 
-class Radial(FlowTransform):
+class Radial(_ParametricFlow):
     """Radial flow with free parameters ``z0 in R^d`` and raw ``alpha``, ``beta``.
 
     ``f(z) = z + beta (z - z0) / (alpha + ||z - z0||)`` with ``alpha > 0`` and
@@ -509,16 +522,14 @@ class Radial(FlowTransform):
         self.alpha_raw = nn.Parameter(torch.tensor(_LOG_E_MINUS_1))
         self.beta_raw = nn.Parameter(torch.tensor(_LOG_E_MINUS_1) + _NEAR_ZERO * torch.randn(()))
 
-    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    _map, _inverse_map = staticmethod(radial_transform), staticmethod(radial_inverse)
+
+    def _parameters_for(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         self._check_z(z)
-        return radial_transform(z, self.z0, self.alpha_raw, self.beta_raw)
-
-    def inverse(self, z_out: Tensor, context: Tensor | None = None) -> Tensor:
-        self._check_z(z_out)
-        return radial_inverse(z_out, self.z0, self.alpha_raw, self.beta_raw)
+        return self.z0, self.alpha_raw, self.beta_raw
 
 
-class AmortizedRadial(FlowTransform):
+class AmortizedRadial(_ParametricFlow):
     """Radial flow whose ``(z0, alpha_raw, beta_raw)`` are linear in each example's context.
 
     ``(z0, alpha_raw, beta_raw) = A c + a``; then :func:`radial_transform` per example.
@@ -555,18 +566,13 @@ class AmortizedRadial(FlowTransform):
             self.head.bias.zero_()
             self.head.bias[latent_dim:] = _LOG_E_MINUS_1
 
+    _map, _inverse_map = staticmethod(radial_transform), staticmethod(radial_inverse)
+
     def _parameters_for(self, z: Tensor, context: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        self._check_inputs(z, context)
         params = _broadcast_to_batch(self.head(context), z)
         z0, alpha_raw, beta_raw = params.split([self.latent_dim, 1, 1], dim=-1)
         return z0, alpha_raw.squeeze(-1), beta_raw.squeeze(-1)
-
-    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        self._check_inputs(z, context)
-        return radial_transform(z, *self._parameters_for(z, context))
-
-    def inverse(self, z_out: Tensor, context: Tensor | None = None) -> Tensor:
-        self._check_inputs(z_out, context)
-        return radial_inverse(z_out, *self._parameters_for(z_out, context))
 
 
 class MaskedLinear(nn.Linear):
