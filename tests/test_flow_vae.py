@@ -26,7 +26,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skgenerative import FlowVAE, VariationalAutoencoder
 from skgenerative.flows import FLOW_KINDS, FlowChain
 from skgenerative.nn import standard_normal_log_prob
-from test_vae import QUICK, _fit, _gaussian_data, _linear_vae
+from test_vae import QUICK, _fit, _gaussian_data, _linear_marginal, _linear_vae
 
 
 def _perturb_flow(model, scale, seed=0):
@@ -154,12 +154,7 @@ def test_trained_bound_is_below_the_exact_marginal_and_tightens():
         ),
         X,
     )
-    m = model.module_
-    W = m.decoder[0].weight.detach().numpy()
-    b = m.decoder[0].bias.detach().numpy()
-    var = np.exp(m.likelihood.mean_and_log_variance(torch.zeros(4, dtype=torch.float64))[1].detach().numpy())
-    scale = model.scale_
-    exact = multivariate_normal(model.mean_ + scale * b, (W @ W.T + np.diag(var)) * np.outer(scale, scale)).logpdf(X)
+    exact = multivariate_normal(*_linear_marginal(model)).logpdf(X)
     means = []
     for samples in (1, 10, 100, 1000):
         gap = model.set_params(n_importance_samples=samples).score_samples(X) - exact

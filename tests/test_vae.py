@@ -150,6 +150,17 @@ def _linear_vae(encoder_shift=0.0, encoder_var_factor=1.0, seed=0, cls=Variation
     return vae, X, exact
 
 
+def _linear_marginal(vae):
+    """Mean and covariance, in the units of X, of a VAE with a linear decoder."""
+    m = vae.module_
+    W = m.decoder[0].weight.detach().numpy()
+    b = m.decoder[0].bias.detach().numpy()
+    log_var = m.likelihood.mean_and_log_variance(torch.zeros(W.shape[0], dtype=torch.float64))[1]
+    scale = vae.scale_
+    cov = (W @ W.T + np.diag(np.exp(log_var.detach().numpy()))) * np.outer(scale, scale)
+    return vae.mean_ + scale * b, cov
+
+
 @pytest.mark.parametrize("samples", [1, 7])
 def test_exact_posterior_gives_the_exact_log_likelihood(samples):
     vae, X, exact = _linear_vae()
@@ -181,13 +192,7 @@ def test_trained_linear_vae_bound_is_below_its_exact_marginal():
         ),
         X,
     )
-    m = vae.module_
-    W = m.decoder[0].weight.detach().numpy()
-    b = m.decoder[0].bias.detach().numpy()
-    var = np.exp(m.likelihood.mean_and_log_variance(torch.zeros(4, dtype=torch.float64))[1].detach().numpy())
-    scale = vae.scale_
-    cov = (W @ W.T + np.diag(var)) * np.outer(scale, scale)
-    exact = multivariate_normal(vae.mean_ + scale * b, cov).logpdf(X)
+    exact = multivariate_normal(*_linear_marginal(vae)).logpdf(X)
     gap = vae.score_samples(X) - exact
     error = gap.std() / math.sqrt(len(gap))
     assert -0.05 < gap.mean() < 3 * error  # a tight bound, not above beyond MC error

@@ -30,7 +30,7 @@ from sklearn.preprocessing import StandardScaler
 from skgenerative import GenerativeImputer, VariationalAutoencoder
 from skgenerative.nn import BernoulliLikelihood, GaussianLikelihood, standard_normal_log_prob
 from skgenerative.vae import gaussian_posterior_sample, importance_weighted_bound
-from test_vae import QUICK, AffinePosteriorVAE, _gaussian_data, _linear_vae
+from test_vae import QUICK, AffinePosteriorVAE, _gaussian_data, _linear_marginal, _linear_vae
 
 
 def _fit(est, X):
@@ -61,17 +61,6 @@ def _conditional(x, mean, cov):
         return mean[m], cov[np.ix_(m, m)]
     gain = np.linalg.solve(cov[np.ix_(o, o)], cov[np.ix_(o, m)]).T
     return mean[m] + gain @ (x[o] - mean[o]), cov[np.ix_(m, m)] - gain @ cov[np.ix_(o, m)]
-
-
-def _linear_marginal(vae):
-    """Mean and covariance, in the units of X, of a VAE with a linear decoder."""
-    m = vae.module_
-    W = m.decoder[0].weight.detach().numpy()
-    b = m.decoder[0].bias.detach().numpy()
-    log_var = m.likelihood.mean_and_log_variance(torch.zeros(W.shape[0], dtype=torch.float64))[1]
-    scale = vae.scale_
-    cov = (W @ W.T + np.diag(np.exp(log_var.detach().numpy()))) * np.outer(scale, scale)
-    return vae.mean_ + scale * b, cov
 
 
 # ---------------------------------------------------------------- building blocks
