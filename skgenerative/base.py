@@ -57,6 +57,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._torch import (
     chunk_rows,
     generator_from,
+    has_nan,
     iter_slices,
     resolve_device,
     resolve_dtype,
@@ -343,7 +344,7 @@ class GenerativeModel(
         """Set what every fitted model has: output width and the outlier threshold."""
         self._n_features_out = self._n_latent()
         if scores is None:
-            scores = self._evaluate(self._log_prob, X)
+            scores = self._evaluate(self._observed_log_prob, X)
         elif isinstance(scores, torch.Tensor):
             scores = scores.detach().to("cpu").numpy()
         self._check_scores(scores, "the training data")
@@ -374,8 +375,23 @@ class GenerativeModel(
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        scores = self._evaluate(self._log_prob, X)
+        scores = self._evaluate(self._observed_log_prob, X)
         self._check_scores(scores, "this input")
+        return scores
+
+    def _observed_log_prob(self, X: torch.Tensor) -> torch.Tensor:
+        """``_log_prob`` of a chunk, with rows that have nothing observed at exactly 0.
+
+        The marginal of no entries is the probability of the sure event, 1, under
+        every model. Models compute it through their general path (a log-sum-exp of
+        mixture weights, a determinant of an identity), which in float32 leaves a
+        rounding residue of about 1e-7 that would depend on the dtype, the thread
+        count and the library versions; the identity is imposed here, once.
+        """
+        scores = self._log_prob(X)
+        if self._supports_missing and has_nan(X):
+            empty = torch.isnan(X).all(1)
+            scores = torch.where(empty, torch.zeros_like(scores), scores)
         return scores
 
     def score(self, X, y=None):

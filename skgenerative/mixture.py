@@ -629,7 +629,10 @@ class GaussianMixtureDensity(GenerativeModel):
         (weights, means, prec_chol), covariances = best
         if covariances is None:  # max_iter == 0: covariances from the precisions
             covariances = self._covariances_from_precision_cholesky(prec_chol)
-        self.weights_ = weights.double().cpu().numpy()
+        # M-step weights are n_k / n in the compute dtype: in float32 they sum to one
+        # only to about 1e-7, so they are normalised again in float64
+        weights = weights.double()
+        self.weights_ = (weights / weights.sum()).cpu().numpy()
         self.means_ = (means + center).double().cpu().numpy()
         self.covariances_ = covariances.double().cpu().numpy()
         self.precisions_cholesky_ = prec_chol.double().cpu().numpy()
