@@ -65,7 +65,7 @@ from ._torch import (
     to_numpy_input,
 )
 
-__all__ = ["GenerativeModel", "check_no_empty_column"]
+__all__ = ["GenerativeModel", "OutlierThresholdMixin", "check_magnitude", "check_no_empty_column"]
 
 
 class _TorchPayload:
@@ -96,6 +96,32 @@ def check_no_empty_column(X: np.ndarray, feature_names=None) -> None:
         )
 
 
+def check_magnitude(X: np.ndarray, dtype, feature_names=None) -> None:
+    """Raise when entries of ``X`` are so large that their squares overflow ``dtype``.
+
+    Sums of squares over rows and columns (covariances, distances, Gaussian
+    exponents) overflow long before the values themselves: the limit is
+    ``sqrt(max) / 1e4`` of the compute dtype (about 1e150 in float64, 2e15 in
+    float32), so that ``n * D * x^2`` stays finite for up to 1e8 entries. Two
+    reductions over ``X`` (no copy); the offending column is found only on error.
+    """
+    if X.size == 0:
+        return
+    limit = float(np.sqrt(np.finfo(np.dtype(dtype)).max)) * 1e-4
+    # fmax/fmin skip NaN without nanmax's warning on an all-missing X
+    largest = max(abs(float(np.fmax.reduce(X, axis=None))), abs(float(np.fmin.reduce(X, axis=None))))
+    if not largest > limit:  # also False for an all-NaN X
+        return
+    column = int(np.argmax(np.fmax.reduce(np.abs(X), axis=0)))
+    name = f"{feature_names[column]!r}" if feature_names is not None else str(column)
+    raise ValueError(
+        f"X has entries as large as {largest:.3g} in magnitude (column {name}): "
+        f"their squares overflow {np.dtype(dtype).name} arithmetic (the limit is about "
+        f"{limit:.1g}). Scale the data first, e.g. with StandardScaler, or divide by a "
+        "power of ten."
+    )
+
+
 def _has_decoder(estimator) -> bool:
     return getattr(type(estimator), "_decode", None) is not None
 
@@ -104,8 +130,66 @@ def _has_partial_fit(estimator) -> bool:
     return getattr(type(estimator), "_partial_fit", None) is not None
 
 
+class OutlierThresholdMixin:
+    """The outlier threshold, written once for estimators and detectors alike.
+
+    A class with ``score_samples`` and a ``contamination`` parameter gets
+    ``offset_`` (the ``contamination`` quantile of the training log-densities, set
+    by :meth:`_set_offset`), ``decision_function = score_samples - offset_`` and
+    ``predict_outlier`` (-1 below the threshold, +1 otherwise, scikit-learn's
+    convention). :class:`GenerativeModel` and
+    :class:`~skgenerative.GenerativeOutlierDetector` both use it.
+    """
+
+    def _check_scores(self, scores: np.ndarray, what: str) -> None:
+        if np.isnan(scores).any():
+            raise FloatingPointError(
+                f"{type(self).__name__} produced NaN log-densities on {what}: the fit "
+                "diverged. Scale the input (e.g. StandardScaler), raise the "
+                "regularisation, or lower the learning rate."
+            )
+
+    def _set_offset(self, scores: np.ndarray) -> None:
+        """``offset_`` from the log-densities of the training rows."""
+        self._check_scores(scores, "the training data")
+        self.offset_ = float(np.quantile(scores, self.contamination))
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for outliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        decision : ndarray of shape (n_samples,)
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict_outlier(self, X):
+        """-1 for outliers, +1 for inliers (scikit-learn's outlier convention).
+
+        A row is an outlier when its log-density is below ``offset_``, the
+        ``contamination`` quantile of the training log-densities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,) of int
+        """
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+
 class GenerativeModel(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin, BaseEstimator
+    OutlierThresholdMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    DensityMixin,
+    BaseEstimator,
 ):
     """Base class of skgenerative's density estimators.
 
@@ -168,6 +252,9 @@ class GenerativeModel(
 
     #: whether ``fit`` and the evaluation methods accept NaN (missing entries)
     _supports_missing = False
+    #: whether the model's arithmetic squares its input (so huge values overflow);
+    #: a model that only thresholds its input sets it to False
+    _squares_input = True
     #: set by subclasses that have a decoder (enables ``inverse_transform``)
     _decode = None
     #: set by subclasses that can be trained incrementally (enables ``partial_fit``)
@@ -226,6 +313,9 @@ class GenerativeModel(
         )
         if reset and self._supports_missing:
             self._check_no_empty_column(X)
+        if self._squares_input:
+            dtype = self.dtype if reset else getattr(self, "_fit_dtype", self.dtype)
+            check_magnitude(X, dtype, getattr(self, "feature_names_in_", None))
         self._check_values(X)
         return X
 
@@ -347,16 +437,7 @@ class GenerativeModel(
             scores = self._evaluate(self._observed_log_prob, X)
         elif isinstance(scores, torch.Tensor):
             scores = scores.detach().to("cpu").numpy()
-        self._check_scores(scores, "the training data")
-        self.offset_ = float(np.quantile(scores, self.contamination))
-
-    def _check_scores(self, scores: np.ndarray, what: str) -> None:
-        if np.isnan(scores).any():
-            raise FloatingPointError(
-                f"{type(self).__name__} produced NaN log-densities on {what}: the fit "
-                "diverged. Scale the input (e.g. StandardScaler), raise the "
-                "regularisation, or lower the learning rate."
-            )
+        self._set_offset(scores)
 
     # ------------------------------------------------------------ evaluation
     def score_samples(self, X):
@@ -411,35 +492,6 @@ class GenerativeModel(
         score : float
         """
         return float(np.mean(self.score_samples(X)))
-
-    def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for outliers.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        decision : ndarray of shape (n_samples,)
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict_outlier(self, X):
-        """-1 for outliers, +1 for inliers (scikit-learn's outlier convention).
-
-        A row is an outlier when its log-density is below ``offset_``, the
-        ``contamination`` quantile of the training log-densities.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,) of int
-        """
-        return np.where(self.decision_function(X) < 0, -1, 1)
 
     def transform(self, X):
         """Latent representation of ``X`` (see the estimator's description).
