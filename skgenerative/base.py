@@ -56,6 +56,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._schema import COLUMN_TYPES, NUMERIC_TYPES, TableSchema, is_dataframe, point_levels
 from ._torch import (
+    adaptive_threads,
     chunk_rows,
     generator_from,
     has_nan,
@@ -464,7 +465,7 @@ class GenerativeModel(
         row_bytes = row_bytes or self._row_bytes(n_features or X.shape[1])
         size = chunk_rows(row_bytes, n, device)
         out = None
-        with torch.inference_mode():
+        with torch.inference_mode(), adaptive_threads():
             for rows in iter_slices(n, size):
                 result = fn(self._to_tensor(X[rows], device)).detach().to("cpu").numpy()
                 if out is None:
@@ -495,9 +496,10 @@ class GenerativeModel(
             The fitted estimator.
         """
         X = self._validate_X(X, reset=True)
-        self._begin_fit()
-        scores = self._fit(self._to_tensor(X))
-        self._end_fit(X, scores)
+        with adaptive_threads():
+            self._begin_fit()
+            scores = self._fit(self._to_tensor(X))
+            self._end_fit(X, scores)
         return self
 
     @available_if(_has_partial_fit)
@@ -519,12 +521,13 @@ class GenerativeModel(
         """
         first = not hasattr(self, "offset_")
         X = self._validate_X(X, reset=first)
-        if first:
-            self._begin_fit()
-        else:
-            self._cache.clear()  # the fitted parameters are about to change
-        scores = self._partial_fit(self._to_tensor(X), first)
-        self._end_fit(X, scores)
+        with adaptive_threads():
+            if first:
+                self._begin_fit()
+            else:
+                self._cache.clear()  # the fitted parameters are about to change
+            scores = self._partial_fit(self._to_tensor(X), first)
+            self._end_fit(X, scores)
         return self
 
     def _begin_fit(self) -> None:
@@ -793,7 +796,7 @@ class GenerativeModel(
         n_features = self.n_features_in_
         size = chunk_rows(self._row_bytes(n_features), n_samples, device)
         out = np.empty((n_samples, n_features), dtype=np.dtype(self._fit_dtype))
-        with torch.inference_mode():
+        with torch.inference_mode(), adaptive_threads():
             for rows in iter_slices(n_samples, size):
                 draws = self._sample(rows.stop - rows.start, generator)
                 out[rows] = draws.detach().to("cpu").numpy()
