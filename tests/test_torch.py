@@ -59,3 +59,33 @@ def test_fitting_and_scoring_leave_the_users_setting(monkeypatch):
     GaussianMixtureDensity(2, random_state=0).fit(X).score_samples(X)
     assert seen == [1]
     assert torch.get_num_threads() == before
+
+
+def test_fits_are_identical_at_one_and_two_threads(monkeypatch):
+    """The thread count follows the load, so it must not change the model.
+
+    torch's CPU reductions split work in fixed-size pieces and its matrix products
+    split the output, not the sums, so one and two threads give the same bits for
+    every estimator here; this test guards that the adaptation stays invisible.
+    """
+    import warnings
+
+    from sklearn.base import clone
+
+    from conftest import ESTIMATORS, data_for
+
+    monkeypatch.setattr(_torch, "threads_for_load", lambda cap: cap)
+    before = torch.get_num_threads()
+    try:
+        for estimator in ESTIMATORS:
+            X = data_for(estimator, n=300)
+            scores = []
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fitted = clone(estimator).fit(X)
+                scores.append(fitted.score_samples(X))
+            np.testing.assert_array_equal(scores[0], scores[1], err_msg=type(estimator).__name__)
+    finally:
+        torch.set_num_threads(before)
