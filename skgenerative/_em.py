@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterable
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from ._torch import refresh_threads
+
 __all__ = ["EMModel", "accumulate", "add_statistics", "mean_log_likelihood"]
 
 Statistics = dict
@@ -139,6 +141,7 @@ class EMModel:
             bound = -math.inf if do_init else self.lower_bound_
             bounds, converged, n_iter = [], False, 0
             for n_iter in range(1, max_iter + 1):
+                refresh_threads()  # a long fit follows the machine's load
                 previous = bound
                 bound, statistics = self._em_e_step(data, params)
                 params = self._em_m_step(data, statistics, params)

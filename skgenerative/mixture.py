@@ -46,6 +46,8 @@ __all__ = [
     "mixture_statistics",
     "initial_responsibilities",
     "check_initial_parameters",
+    "draw_conditional_mixture",
+    "sample_mixture",
 ]
 
 _COVARIANCE_ERROR = (
@@ -309,6 +311,56 @@ def component_conditionals(
     return out
 
 
+def draw_conditional_mixture(
+    X: torch.Tensor, parts: list, resp: torch.Tensor, n_draws: int, generator: torch.Generator,
+    covariance_type: str,
+) -> torch.Tensor:
+    """``n_draws`` draws per row of ``X`` (NaN where missing) from ``p(x_m | x_o)``.
+
+    ``p(x_m | x_o) = sum_k r_k N(E[x_m | x_o, k], Cov[x_m | x_o, k])`` with ``parts`` the
+    :func:`component_conditionals` of ``X`` and ``resp`` (n, K) the component
+    probabilities given the observed entries. Returns (n, n_draws, D); observed entries
+    keep their values.
+    """
+    n, d = X.shape
+    choice = torch.multinomial(resp, n_draws, replacement=True, generator=generator)
+    observed = (~torch.isnan(X)).to(X.dtype)
+    out = torch.zeros(n, n_draws, d, dtype=X.dtype, device=X.device)
+    for k, (_, filled, cond) in enumerate(parts):
+        z = torch.randn(n, n_draws, d, generator=generator, dtype=X.dtype, device=X.device)
+        if covariance_type in ("full", "tied"):
+            # identity on the observed block keeps the factorisation defined
+            factor = torch.linalg.cholesky(cond + torch.diag_embed(observed))
+            draw = filled.unsqueeze(1) + z @ factor.transpose(1, 2)
+        else:
+            draw = filled.unsqueeze(1) + z * cond.sqrt().unsqueeze(1)
+        out = torch.where((choice == k).unsqueeze(2), draw, out)
+    return out
+
+
+def sample_mixture(
+    weights: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor, covariance_type: str,
+    n: int, generator: torch.Generator,
+) -> torch.Tensor:
+    """``n`` draws ``x = mu_k + C_k z`` (``C_k C_k^T = Sigma_k``) with ``k ~ w``, in random order."""
+    factor = _covariance_cholesky(covariances, covariance_type)
+    labels = torch.multinomial(weights, n, replacement=True, generator=generator)
+    z = torch.randn(n, means.shape[1], generator=generator, dtype=means.dtype, device=means.device)
+    out = torch.empty_like(z)
+    for k in range(means.shape[0]):
+        rows = (labels == k).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            continue
+        zk = z[rows]
+        if covariance_type == "full":
+            out[rows] = means[k] + zk @ factor[k].T
+        elif covariance_type == "tied":
+            out[rows] = means[k] + zk @ factor.T
+        else:
+            out[rows] = means[k] + zk * factor[k]
+    return out
+
+
 def _incomplete_chunk_rows(n_rows: int, n_features: int, itemsize: int, device) -> int:
     """Rows of incomplete data per piece: each needs a few (D, D) temporaries."""
     return chunk_rows(8 * n_features * n_features * itemsize, n_rows, device)
@@ -325,7 +377,7 @@ class MixtureParameters(NamedTuple):
 
     weights: torch.Tensor
     means: torch.Tensor
-    covariances: torch.Tensor
+    covariances: torch.Tensor | None
     precisions_cholesky: torch.Tensor
 
 
@@ -369,7 +421,9 @@ def mixture_statistics(
 ) -> dict:
     """E-step on a chunk: expected sufficient statistics given the observed entries.
 
-    ``X`` holds NaN where entries are missing. With responsibilities
+    ``X`` holds NaN where entries are missing (rows with NaN need
+    ``params.covariances``; complete rows use ``params.precisions_cholesky``). With
+    responsibilities
     ``r_ik = p(k | x_i,o)`` (from the marginal ``N(x_o; mu_k,o, Sigma_k,oo)``) and, per
     component, ``x^_ik`` the row with its missing entries replaced by
     ``E[x_m | x_o, k]`` and ``C_ik`` the conditional covariance ``Cov[x_m | x_o, k]``
@@ -908,20 +962,7 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         resp = torch.softmax(weighted, dim=1)
         if n_draws is None:
             return sum(resp[:, k, None] * f for k, (_, f, _) in enumerate(parts)) + center
-        n, d = X.shape
-        choice = torch.multinomial(resp, n_draws, replacement=True, generator=generator)
-        observed = (~torch.isnan(X)).to(X.dtype)
-        out = torch.zeros(n, n_draws, d, dtype=X.dtype, device=X.device)
-        for k, (_, filled, cond) in enumerate(parts):
-            z = torch.randn(n, n_draws, d, generator=generator, dtype=X.dtype, device=X.device)
-            if self.covariance_type in ("full", "tied"):
-                # identity on the observed block keeps the factorisation defined
-                factor = torch.linalg.cholesky(cond + torch.diag_embed(observed))
-                draw = filled.unsqueeze(1) + z @ factor.transpose(1, 2)
-            else:
-                draw = filled.unsqueeze(1) + z * cond.sqrt().unsqueeze(1)
-            out = torch.where((choice == k).unsqueeze(2), draw, out)
-        return out + center
+        return draw_conditional_mixture(Xc, parts, resp, n_draws, generator, self.covariance_type) + center
 
     def _impute_row_bytes(self, n_features: int, n_draws) -> int:
         itemsize = np.dtype(self.dtype).itemsize
@@ -934,23 +975,10 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         return torch.softmax(self._weighted_log_prob(X), dim=1)
 
     def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        weights, means = self._tensor("weights_"), self._tensor("means_")
-        factor = _covariance_cholesky(self._tensor("covariances_"), self.covariance_type)
-        labels = torch.multinomial(weights, n, replacement=True, generator=generator)
-        z = torch.randn(n, means.shape[1], generator=generator, dtype=means.dtype, device=means.device)
-        out = torch.empty_like(z)
-        for k in range(self.n_components):
-            rows = (labels == k).nonzero().squeeze(1)
-            if rows.numel() == 0:
-                continue
-            zk = z[rows]
-            if self.covariance_type == "full":
-                out[rows] = means[k] + zk @ factor[k].T
-            elif self.covariance_type == "tied":
-                out[rows] = means[k] + zk @ factor.T
-            else:
-                out[rows] = means[k] + zk * factor[k]
-        return out
+        return sample_mixture(
+            self._tensor("weights_"), self._tensor("means_"), self._tensor("covariances_"),
+            self.covariance_type, n, generator,
+        )
 
     def predict_proba(self, X):
         """Posterior probability of each component for each sample.

@@ -38,6 +38,7 @@ __all__ = [
     "ppca_posterior",
     "ppca_statistics",
     "ppca_m_step",
+    "closed_form_log_likelihood",
     "minka_dimension",
 ]
 
