@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -107,6 +108,9 @@ def check_no_empty_column(X: np.ndarray, feature_names=None) -> None:
         )
 
 
+_NUMPY_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
+
+
 def check_magnitude(X: np.ndarray, dtype, feature_names=None) -> None:
     """Raise when entries of ``X`` are so large that their squares overflow ``dtype``.
 
@@ -129,7 +133,8 @@ def check_magnitude(X: np.ndarray, dtype, feature_names=None) -> None:
         f"X has entries as large as {largest:.3g} in magnitude (column {name}): "
         f"their squares overflow {np.dtype(dtype).name} arithmetic (the limit is about "
         f"{limit:.1g}). Scale the data first, e.g. with StandardScaler, or divide by a "
-        "power of ten."
+        "power of ten"
+        + (" (or fit with dtype='float64')." if np.dtype(dtype) == np.float32 else ".")
     )
 
 
@@ -324,13 +329,16 @@ class GenerativeModel(
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "contamination": [Interval(Real, 0.0, 0.5, closed="both")],
         "device": [str, torch.device],
-        "dtype": [StrOptions({"float32", "float64"})],
+        "dtype": [StrOptions({"auto", "float32", "float64"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
 
     #: whether ``fit`` and the evaluation methods accept NaN (missing entries)
     _supports_missing = False
+    #: the training dtype of ``dtype="auto"`` (evaluation is float64): float32 for
+    #: iterative fits, where it halves the cost; closed forms may keep float64
+    _auto_training_dtype = "float32"
     #: column types (see :mod:`._schema`) the model represents; others raise at fit
     _supported_column_types = frozenset(NUMERIC_TYPES)
     #: whether the model's arithmetic squares its input (so huge values overflow);
@@ -384,8 +392,28 @@ class GenerativeModel(
 
     @property
     def _dtype(self) -> torch.dtype:
-        """The compute dtype chosen at fit time."""
+        """The compute dtype now: the training dtype inside ``fit``, else the evaluation one.
+
+        ``dtype="auto"`` trains iterative models in float32 (``_auto_training_dtype``)
+        and evaluates in float64; ``"float32"`` and ``"float64"`` use one dtype for
+        both (see the class docstring).
+        """
+        if getattr(self, "_in_training", False):
+            return resolve_dtype(self._train_dtype)
         return resolve_dtype(self._fit_dtype)
+
+    @property
+    def _itemsize(self) -> int:
+        """Bytes per number in the compute dtype now (for memory budgets)."""
+        if not hasattr(self, "_fit_dtype"):
+            return np.dtype(self._resolved_dtypes()[0]).itemsize
+        return _NUMPY_DTYPES[self._dtype].itemsize
+
+    def _resolved_dtypes(self) -> tuple[str, str]:
+        """``(training, evaluation)`` dtype names for the ``dtype`` parameter."""
+        if self.dtype == "auto":
+            return self._auto_training_dtype, "float64"
+        return self.dtype, self.dtype
 
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         """Validated input as one float matrix (level codes for discrete columns)."""
@@ -433,7 +461,7 @@ class GenerativeModel(
             if self._continuous_likelihood():
                 warn_if_discrete(X, self.schema_, type(self).__name__)
         if self._squares_input:
-            dtype = self.dtype if reset else getattr(self, "_fit_dtype", self.dtype)
+            dtype = self._resolved_dtypes()[0] if reset else getattr(self, "_fit_dtype", "float64")
             numeric = self.schema_.numeric_columns if self.schema_.has_discrete else slice(None)
             check_magnitude(X[:, numeric], dtype, _names_at(self, numeric))
         self._check_values(X)
@@ -501,7 +529,7 @@ class GenerativeModel(
         dtype = self._dtype
         if (
             device.type == "cpu"
-            and X.dtype == np.dtype(self._fit_dtype)
+            and X.dtype == _NUMPY_DTYPES[dtype]
             and X.flags.writeable
             and X.flags.c_contiguous
         ):
@@ -509,10 +537,16 @@ class GenerativeModel(
         return torch.tensor(np.ascontiguousarray(X), dtype=dtype, device=device)
 
     def _move_modules(self, device: torch.device) -> None:
-        """Put every fitted ``nn.Module`` on ``device`` (in place: no new attributes)."""
+        """Put every fitted ``nn.Module`` on ``device`` in the compute dtype now.
+
+        In place (no new attributes). A module trained in float32 under
+        ``dtype="auto"`` is evaluated in float64 and cast back when training resumes
+        (``partial_fit``, ``warm_start``): float32 -> float64 -> float32 is exact.
+        """
+        dtype = self._dtype
         for value in vars(self).values():
             if isinstance(value, torch.nn.Module):
-                value.to(device)
+                value.to(device=device, dtype=dtype)
 
     def _evaluate(
         self, fn, X: np.ndarray, n_features: int | None = None, row_bytes: int | None = None
@@ -567,7 +601,8 @@ class GenerativeModel(
         X = self._validate_X(X, reset=True)
         with adaptive_threads():
             self._begin_fit()
-            scores = self._fit(self._to_tensor(X))
+            with self._training_phase():
+                scores = self._fit(self._to_tensor(X))
             self._end_fit(X, scores)
         return self
 
@@ -595,15 +630,25 @@ class GenerativeModel(
                 self._begin_fit()
             else:
                 self._cache.clear()  # the fitted parameters are about to change
-            scores = self._partial_fit(self._to_tensor(X), first)
+            with self._training_phase():
+                scores = self._partial_fit(self._to_tensor(X), first)
             self._end_fit(X, scores)
         return self
 
     def _begin_fit(self) -> None:
         resolve_device(self.device)  # a bad device fails before any work
-        self._fit_dtype = self.dtype
+        self._train_dtype, self._fit_dtype = self._resolved_dtypes()
         self.device_ = self._device
         self._cache = {}
+
+    @contextmanager
+    def _training_phase(self):
+        """Inside: ``_dtype`` is the training dtype (hooks fit in it)."""
+        self._in_training = True
+        try:
+            yield
+        finally:
+            self._in_training = False
 
     def _end_fit(self, X: np.ndarray, scores: torch.Tensor | None) -> None:
         """Set what every fitted model has: output width and the outlier threshold."""
@@ -877,7 +922,7 @@ class GenerativeModel(
         tags.input_tags.allow_nan = self._supports_missing
         tags.transformer_tags.preserves_dtype = (
             [self.dtype] if self.dtype in ("float32", "float64") else ["float64"]
-        )
+        )  # "auto" evaluates in float64
         return tags
 
     def __getstate__(self):

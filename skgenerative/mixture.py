@@ -925,7 +925,7 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
     def _row_bytes(self, n_features: int) -> int:
         k = self.n_components
         width = k * n_features if self.covariance_type in ("full", "tied") else k
-        return np.dtype(self.dtype).itemsize * (width + 4 * k + 2 * n_features)
+        return self._itemsize * (width + 4 * k + 2 * n_features)
 
     def _centred(self, X: torch.Tensor):
         """``X`` and the means shifted by the mixture mean (as in EM, for accuracy)."""
@@ -948,7 +948,7 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
             )
         rows = torch.nonzero(incomplete).squeeze(1)
         covariances = self._tensor("covariances_")
-        size = _incomplete_chunk_rows(rows.numel(), X.shape[1], np.dtype(self._fit_dtype).itemsize, self._device)
+        size = _incomplete_chunk_rows(rows.numel(), X.shape[1], self._itemsize, self._device)
         for sub in iter_slices(rows.numel(), size):
             parts = component_conditionals(Xc[rows[sub]], means, covariances, self.covariance_type)
             out[rows[sub]] = torch.stack([p[0] for p in parts], dim=1)
@@ -965,7 +965,7 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         return draw_conditional_mixture(Xc, parts, resp, n_draws, generator, self.covariance_type) + center
 
     def _impute_row_bytes(self, n_features: int, n_draws) -> int:
-        itemsize = np.dtype(self.dtype).itemsize
+        itemsize = self._itemsize
         return itemsize * self.n_components * (8 * n_features * n_features + 2 * (n_draws or 1) * n_features)
 
     def _log_prob(self, X: torch.Tensor) -> torch.Tensor:

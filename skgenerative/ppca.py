@@ -396,6 +396,9 @@ class PPCADensity(EMModel, GenerativeModel):
     }
 
     _supports_missing = True
+    # dtype="auto": the closed form is one pass and an eigendecomposition, so it
+    # keeps float64 (float32 would save little and cost digits)
+    _auto_training_dtype = "float64"
     _em_convergence_message = (
         "PPCA EM with missing values did not converge in max_iter={max_iter} "
         "iterations; increase max_iter or tol."
@@ -427,7 +430,7 @@ class PPCADensity(EMModel, GenerativeModel):
 
     def _row_bytes(self, n_features: int) -> int:
         q = self.n_components or n_features
-        return np.dtype(self.dtype).itemsize * (3 * n_features + 2 * q + 4)
+        return self._itemsize * (3 * n_features + 2 * q + 4)
 
     def _fit(self, X: torch.Tensor):
         n, d = X.shape
