@@ -151,7 +151,7 @@ def test_fitted_log_partition_is_the_brute_force_sum(tiny):
 @pytest.mark.parametrize("n_hidden", [8, 12])
 def test_probabilities_of_all_visible_states_sum_to_one(tiny, n_hidden):
     X = tiny[1] if n_hidden == 8 else prototype_data(n_features=6)
-    rbm = tiny[0] if n_hidden == 8 else BernoulliRBM(n_components=n_hidden, n_iter=10, random_state=0).fit(X)
+    rbm = tiny[0] if n_hidden == 8 else BernoulliRBM(n_components=n_hidden, max_iter=10, random_state=0).fit(X)
     V = all_states(X.shape[1])
     assert np.exp(rbm.score_samples(V)).sum() == pytest.approx(1.0, abs=1e-10)
     _, p = exact_visible_probabilities(rbm)
@@ -178,7 +178,7 @@ def test_ais_agrees_with_exact_on_digits():
 
 def test_sample_reproduces_the_exact_distribution(tiny):
     rbm, _ = tiny
-    small = BernoulliRBM(n_components=4, n_iter=30, burn_in=200, random_state=0).fit(prototype_data(n_features=6))
+    small = BernoulliRBM(n_components=4, max_iter=30, burn_in=200, random_state=0).fit(prototype_data(n_features=6))
     V, p = exact_visible_probabilities(small)
     draws = small.sample(20000, random_state=1)
     assert np.isin(draws, (0.0, 1.0)).all()
@@ -213,7 +213,7 @@ def test_long_gibbs_chains_reproduce_exact_marginals(tiny):
 def test_cd_training_raises_the_exact_log_likelihood(persistent, cd_steps):
     X = prototype_data(n_features=10, seed=5)
     params = dict(n_components=8, persistent=persistent, cd_steps=cd_steps, random_state=0)
-    before = BernoulliRBM(n_iter=0, **params).fit(X).score(X)
+    before = BernoulliRBM(max_iter=0, **params).fit(X).score(X)
     after = BernoulliRBM(**params).fit(X).score(X)
     # the data's own empirical distribution bounds any model's training likelihood
     _, counts = np.unique(X, axis=0, return_counts=True)
@@ -244,16 +244,16 @@ def test_inputs_outside_unit_interval_are_rejected_unless_binarize():
     X = prototype_data(n_features=6)
     for bad in (X * 2, X - 0.5):
         with pytest.raises(ValueError, match=r"values in \[0, 1\].*binarize"):
-            BernoulliRBM(n_components=3, n_iter=1).fit(bad)
-    fitted = BernoulliRBM(n_components=3, n_iter=2, random_state=0).fit(X)
+            BernoulliRBM(n_components=3, max_iter=1).fit(bad)
+    fitted = BernoulliRBM(n_components=3, max_iter=2, random_state=0).fit(X)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         fitted.score_samples(X * 3)
-    BernoulliRBM(n_components=3, n_iter=1).fit(0.3 + 0.4 * X)  # probabilities are fine
+    BernoulliRBM(n_components=3, max_iter=1).fit(0.3 + 0.4 * X)  # probabilities are fine
     # binarize=t: x > t, on fit and on every evaluation
     rng = np.random.RandomState(0)
     continuous = rng.normal(size=X.shape) + 3 * X
-    binarized = BernoulliRBM(n_components=3, n_iter=2, binarize=1.5, random_state=0).fit(continuous)
-    reference = BernoulliRBM(n_components=3, n_iter=2, random_state=0).fit((continuous > 1.5) * 1.0)
+    binarized = BernoulliRBM(n_components=3, max_iter=2, binarize=1.5, random_state=0).fit(continuous)
+    reference = BernoulliRBM(n_components=3, max_iter=2, random_state=0).fit((continuous > 1.5) * 1.0)
     np.testing.assert_array_equal(binarized.components_, reference.components_)
     np.testing.assert_allclose(binarized.score_samples(continuous), reference.score_samples(continuous > 1.5))
     np.testing.assert_allclose(binarized.transform(continuous), reference.transform(continuous > 1.5))
@@ -268,7 +268,7 @@ def test_unlike_rows_are_outliers(tiny):
 
 def test_divergence_raises_a_clear_error():
     with pytest.raises(FloatingPointError, match="learning_rate"):
-        BernoulliRBM(n_components=3, n_iter=3, learning_rate=1e308, momentum=0.9).fit(prototype_data(n_features=6))
+        BernoulliRBM(n_components=3, max_iter=3, learning_rate=1e308, momentum=0.9).fit(prototype_data(n_features=6))
 
 
 def test_float32_scores_match_float64(tiny):
@@ -281,7 +281,7 @@ def test_float32_scores_match_float64(tiny):
 def test_exact_partition_refuses_huge_enumerations_before_training():
     X = np.zeros((3, 30))
     with pytest.raises(ValueError, match=r"2\*\*30 states"):
-        BernoulliRBM(n_components=30, n_iter=1, partition_method="exact").fit(X)
+        BernoulliRBM(n_components=30, max_iter=1, partition_method="exact").fit(X)
 
 
 def test_ais_partition_method_is_used_when_asked(tiny):
