@@ -1099,7 +1099,8 @@ class BernoulliRBM(BaseRBM):
 
     Every minibatch update is ``theta += velocity`` with ``velocity = momentum *
     velocity + learning_rate * gradient`` (:func:`momentum_step_`); the gradient
-    (:func:`cd_gradient`) is averaged over the minibatch. ``partial_fit`` runs one epoch over the rows it gets, continuing
+    (:func:`cd_gradient`) is averaged over the minibatch. ``partial_fit`` runs
+    one epoch over the rows it gets, continuing
     the persistent chains and the velocity, then recomputes ``log_partition_``
     (cheap when exact; an AIS run otherwise) and ``offset_`` (on those rows).
 
