@@ -116,7 +116,21 @@ def base_rate_bias(marginals: torch.Tensor, n_samples: int) -> torch.Tensor:
     return torch.log(p) - torch.log1p(-p)
 
 
-class BernoulliVisible:
+class _DiscreteVisible:
+    """What discrete visible layers share: a width, and the counting base measure."""
+
+    def __init__(self, n_units: int):
+        self.n_units = int(n_units)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.n_units})"
+
+    def log_potential(self, v: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The units' own term of ``-E``: ``b.v`` (``log mu(v) = 0``)."""
+        return v @ b
+
+
+class BernoulliVisible(_DiscreteVisible):
     """A block of ``n_units`` binary visible units, ``v_i`` in {0, 1}.
 
     Given their input ``x``, the units are independent with ``P(v_i = 1) =
@@ -139,19 +153,9 @@ class BernoulliVisible:
     True
     """
 
-    def __init__(self, n_units: int):
-        self.n_units = int(n_units)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.n_units})"
-
     @property
     def n_states(self) -> int:
         return 2**self.n_units
-
-    def log_potential(self, v: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """The units' own term of ``-E``: ``b.v`` (the base measure is counting)."""
-        return v @ b
 
     def log_normalizer(self, x: torch.Tensor) -> torch.Tensor:
         """``A(x) = log sum_v exp(x.v) = sum_i softplus(x_i)``, over the last dimension."""
@@ -186,7 +190,7 @@ class BernoulliVisible:
             )
 
 
-class SoftmaxVisible:
+class SoftmaxVisible(_DiscreteVisible):
     """One categorical variable with ``n_levels`` levels, as one-hot (softmax) units.
 
     ``v`` is a one-hot vector of length ``K``; given the input ``x``, ``P(v = e_k) =
@@ -207,17 +211,11 @@ class SoftmaxVisible:
     """
 
     def __init__(self, n_levels: int):
-        self.n_units = int(n_levels)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.n_units})"
+        super().__init__(n_levels)
 
     @property
     def n_states(self) -> int:
         return self.n_units
-
-    def log_potential(self, v: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return v @ b
 
     def log_normalizer(self, x: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(x, dim=-1)
