@@ -1,5 +1,6 @@
 """skgenerative: scikit-learn compatible generative density estimators on PyTorch."""
 
+from .base import DiscreteDataWarning
 from .flow_vae import FlowVAE
 from .impute import GenerativeImputer
 from .mixture import GaussianMixtureDensity
@@ -10,6 +11,7 @@ from .vae import VariationalAutoencoder
 
 __all__ = [
     "BernoulliRBM",
+    "DiscreteDataWarning",
     "FlowVAE",
     "GaussianMixtureDensity",
     "GenerativeImputer",

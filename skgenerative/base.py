@@ -39,6 +39,7 @@ devices and tags. A model file supplies only its mathematics through a few hooks
 from __future__ import annotations
 
 import io
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -54,7 +55,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from ._progress import Progress
+from ._schema import COLUMN_TYPES, NUMERIC_TYPES, TableSchema, is_dataframe, point_levels
 from ._torch import (
+    adaptive_threads,
     chunk_rows,
     generator_from,
     has_nan,
@@ -65,7 +69,14 @@ from ._torch import (
     to_numpy_input,
 )
 
-__all__ = ["GenerativeModel", "check_no_empty_column"]
+__all__ = [
+    "DiscreteDataWarning",
+    "GenerativeModel",
+    "OutlierThresholdMixin",
+    "check_magnitude",
+    "check_no_empty_column",
+    "warn_if_discrete",
+]
 
 
 class _TorchPayload:
@@ -96,6 +107,100 @@ def check_no_empty_column(X: np.ndarray, feature_names=None) -> None:
         )
 
 
+def check_magnitude(X: np.ndarray, dtype, feature_names=None) -> None:
+    """Raise when entries of ``X`` are so large that their squares overflow ``dtype``.
+
+    Sums of squares over rows and columns (covariances, distances, Gaussian
+    exponents) overflow long before the values themselves: the limit is
+    ``sqrt(max) / 1e4`` of the compute dtype (about 1e150 in float64, 2e15 in
+    float32), so that ``n * D * x^2`` stays finite for up to 1e8 entries. Two
+    reductions over ``X`` (no copy); the offending column is found only on error.
+    """
+    if X.size == 0:
+        return
+    limit = float(np.sqrt(np.finfo(np.dtype(dtype)).max)) * 1e-4
+    # fmax/fmin skip NaN without nanmax's warning on an all-missing X
+    largest = max(abs(float(np.fmax.reduce(X, axis=None))), abs(float(np.fmin.reduce(X, axis=None))))
+    if not largest > limit:  # also False for an all-NaN X
+        return
+    column = int(np.argmax(np.fmax.reduce(np.abs(X), axis=0)))
+    name = f"{feature_names[column]!r}" if feature_names is not None else str(column)
+    raise ValueError(
+        f"X has entries as large as {largest:.3g} in magnitude (column {name}): "
+        f"their squares overflow {np.dtype(dtype).name} arithmetic (the limit is about "
+        f"{limit:.1g}). Scale the data first, e.g. with StandardScaler, or divide by a "
+        "power of ten."
+    )
+
+
+class DiscreteDataWarning(UserWarning):
+    """Continuous density model fitted to columns that take few distinct values."""
+
+
+#: columns with at most this many distinct values (and each repeated) look discrete
+_DISCRETE_MAX_LEVELS = 20
+#: rows read to count the distinct values of a column
+_DISCRETE_PROBE_ROWS = 5000
+
+
+def warn_if_discrete(X: np.ndarray, schema, owner: str) -> None:
+    """Warn once per fit when real-valued columns look discrete.
+
+    A column looks discrete when, over the first rows (at most 5000), it takes at
+    most 20 distinct values, each seen five times on average or more. A density
+    on such a column is unbounded: a model can concentrate on the values and its
+    log-likelihood grows without limit (a VAE on ``load_digits().data / 16``
+    reported large positive log-likelihoods after loss spikes).
+    """
+    probe = X[:_DISCRETE_PROBE_ROWS]
+    if probe.shape[0] < 5 * 2:
+        return
+    found = []
+    for j, kind in enumerate(schema.types):
+        if kind != "real":
+            continue
+        values = probe[:, j]
+        values = values[~np.isnan(values)]
+        distinct = np.unique(values).size
+        if 1 < distinct <= min(_DISCRETE_MAX_LEVELS, values.size // 5):
+            found.append((schema.names[j] if schema.from_frame else j, distinct))
+    if not found:
+        return
+    names = ", ".join(repr(name) for name, _ in found[:5])
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    most = max(distinct for _, distinct in found)
+    warnings.warn(
+        f"{owner}: column(s) {names}{more} take at most {most} distinct values in "
+        f"{probe.shape[0]} rows. A continuous density on such data grows without bound "
+        "as the model concentrates on the values, so log-likelihoods become large and "
+        "meaningless. Dequantise them (add uniform noise of one step), declare them as "
+        "count, ordinal or categorical columns (column_types, or a pandas category "
+        "dtype), or use a Bernoulli model for binary data.",
+        DiscreteDataWarning,
+        stacklevel=4,
+    )
+
+
+def _all_numeric(frame) -> bool:
+    import pandas as pd
+
+    return all(
+        pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+        for dtype in frame.dtypes
+    )
+
+
+def _names_at(estimator, columns):
+    names = getattr(estimator, "feature_names_in_", None)
+    return None if names is None else np.asarray(names)[columns]
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
 def _has_decoder(estimator) -> bool:
     return getattr(type(estimator), "_decode", None) is not None
 
@@ -104,8 +209,66 @@ def _has_partial_fit(estimator) -> bool:
     return getattr(type(estimator), "_partial_fit", None) is not None
 
 
+class OutlierThresholdMixin:
+    """The outlier threshold, written once for estimators and detectors alike.
+
+    A class with ``score_samples`` and a ``contamination`` parameter gets
+    ``offset_`` (the ``contamination`` quantile of the training log-densities, set
+    by :meth:`_set_offset`), ``decision_function = score_samples - offset_`` and
+    ``predict_outlier`` (-1 below the threshold, +1 otherwise, scikit-learn's
+    convention). :class:`GenerativeModel` and
+    :class:`~skgenerative.GenerativeOutlierDetector` both use it.
+    """
+
+    def _check_scores(self, scores: np.ndarray, what: str) -> None:
+        if np.isnan(scores).any():
+            raise FloatingPointError(
+                f"{type(self).__name__} produced NaN log-densities on {what}: the fit "
+                "diverged. Scale the input (e.g. StandardScaler), raise the "
+                "regularisation, or lower the learning rate."
+            )
+
+    def _set_offset(self, scores: np.ndarray) -> None:
+        """``offset_`` from the log-densities of the training rows."""
+        self._check_scores(scores, "the training data")
+        self.offset_ = float(np.quantile(scores, self.contamination))
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for outliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        decision : ndarray of shape (n_samples,)
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict_outlier(self, X):
+        """-1 for outliers, +1 for inliers (scikit-learn's outlier convention).
+
+        A row is an outlier when its log-density is below ``offset_``, the
+        ``contamination`` quantile of the training log-densities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,) of int
+        """
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+
 class GenerativeModel(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin, BaseEstimator
+    OutlierThresholdMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    DensityMixin,
+    BaseEstimator,
 ):
     """Base class of skgenerative's density estimators.
 
@@ -168,6 +331,11 @@ class GenerativeModel(
 
     #: whether ``fit`` and the evaluation methods accept NaN (missing entries)
     _supports_missing = False
+    #: column types (see :mod:`._schema`) the model represents; others raise at fit
+    _supported_column_types = frozenset(NUMERIC_TYPES)
+    #: whether the model's arithmetic squares its input (so huge values overflow);
+    #: a model that only thresholds its input sets it to False
+    _squares_input = True
     #: set by subclasses that have a decoder (enables ``inverse_transform``)
     _decode = None
     #: set by subclasses that can be trained incrementally (enables ``partial_fit``)
@@ -191,6 +359,10 @@ class GenerativeModel(
 
     def _check_values(self, X: np.ndarray) -> None:
         """Model-specific checks of validated input; raise ``ValueError``."""
+
+    def _continuous_likelihood(self) -> bool:
+        """Whether real columns get a density (not a probability): warn on discrete data."""
+        return True
 
     def _row_bytes(self, n_features: int) -> int:
         """Temporary bytes one row needs during evaluation (sets the chunk size)."""
@@ -216,18 +388,103 @@ class GenerativeModel(
         return resolve_dtype(self._fit_dtype)
 
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
+        """Validated input as one float matrix (level codes for discrete columns)."""
+        return self._validate_table(X, reset=reset)[0]
+
+    def _validate_table(self, X, *, reset: bool):
+        """``(X, unseen)``: the validated float matrix and the cells with unseen levels.
+
+        A DataFrame with a non-numeric column (or any DataFrame when ``column_types``
+        is given) goes through the column schema (:mod:`._schema`); so does any
+        input to a model fitted with discrete columns. Numeric arrays and frames take
+        scikit-learn's ``validate_data`` as they always did.
+        """
         X = to_numpy_input(X)
-        X = validate_data(
-            self,
-            X,
-            reset=reset,
-            dtype=[np.float64, np.float32],
-            ensure_all_finite="allow-nan" if self._supports_missing else True,
-        )
-        if reset and self._supports_missing:
-            self._check_no_empty_column(X)
+        column_types = getattr(self, "column_types", None)
+        if reset:
+            tabular = is_dataframe(X) and (
+                column_types is not None or not _all_numeric(X)
+            )
+        else:
+            tabular = self.schema_.has_discrete or (
+                self.schema_.from_frame and is_dataframe(X) and not _all_numeric(X)
+            )
+        unseen = None
+        if tabular:
+            X, unseen = self._encode_table(X, reset)
+        else:
+            frame = X if is_dataframe(X) else None
+            X = validate_data(
+                self,
+                X,
+                reset=reset,
+                dtype=[np.float64, np.float32],
+                ensure_all_finite="allow-nan" if self._supports_missing else True,
+            )
+            if reset:
+                self.schema_ = (
+                    TableSchema.infer(frame) if frame is not None
+                    else TableSchema.numeric(X.shape[1], X.shape[0])
+                )
+        if reset:
+            self._check_column_types()
+            if self._supports_missing:
+                self._check_no_empty_column(X)
+            if self._continuous_likelihood():
+                warn_if_discrete(X, self.schema_, type(self).__name__)
+        if self._squares_input:
+            dtype = self.dtype if reset else getattr(self, "_fit_dtype", self.dtype)
+            numeric = self.schema_.numeric_columns if self.schema_.has_discrete else slice(None)
+            check_magnitude(X[:, numeric], dtype, _names_at(self, numeric))
         self._check_values(X)
-        return X
+        return X, unseen
+
+    def _encode_table(self, X, reset: bool):
+        """A table (DataFrame, or rows of levels) encoded by the column schema."""
+        if is_dataframe(X):
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            if reset:
+                self.schema_ = TableSchema.infer(X, getattr(self, "column_types", None))
+            encoded, unseen = self.schema_.encode(X, warn=not reset)
+        else:
+            X = np.asarray(X, dtype=object)
+            if X.ndim != 2:
+                raise ValueError(f"Expected a 2D table, got an array of shape {X.shape}.")
+            validate_data(self, X, reset=False, skip_check_array=True)
+            encoded, unseen = self.schema_.encode_values(X)
+        # scikit-learn's own messages for empty input and infinite numbers
+        encoded = check_array(encoded, ensure_all_finite="allow-nan", estimator=self)
+        if not self._supports_missing:
+            columns = np.flatnonzero(np.isnan(encoded).any(axis=0))
+            if columns.size:
+                names = ", ".join(repr(self.schema_.names[j]) for j in columns[:5])
+                raise ValueError(
+                    f"Input X contains NaN (missing cells) in column(s) {names}; "
+                    f"{type(self).__name__} does not accept missing values. Impute them "
+                    "first (e.g. skgenerative.GenerativeImputer) or use a model that "
+                    "accepts them."
+                )
+        return encoded, unseen
+
+    def _check_column_types(self) -> None:
+        """A column type the model does not model: an error naming the columns."""
+        schema = self.schema_
+        bad = [(n, t) for n, t in zip(schema.names, schema.types)
+               if t not in self._supported_column_types]
+        if not bad:
+            return
+        others = sorted(
+            cls.__name__ for cls in _subclasses(GenerativeModel)
+            if not cls.__name__.startswith("_") and cls.__module__.startswith("skgenerative")
+            and all(t in cls._supported_column_types for _, t in bad)
+        )
+        listed = ", ".join(f"{n!r} ({t})" for n, t in bad[:8]) + (" ..." if len(bad) > 8 else "")
+        raise ValueError(
+            f"{type(self).__name__} models {', '.join(sorted(self._supported_column_types))} "
+            f"columns only; X has column(s) {listed}. "
+            + (f"Estimators that model them: {', '.join(others)}. " if others else "")
+            + "Or encode or drop those columns first."
+        )
 
     def _check_no_empty_column(self, X: np.ndarray) -> None:
         check_no_empty_column(X, getattr(self, "feature_names_in_", None))
@@ -271,12 +528,18 @@ class GenerativeModel(
         row_bytes = row_bytes or self._row_bytes(n_features or X.shape[1])
         size = chunk_rows(row_bytes, n, device)
         out = None
-        with torch.inference_mode():
+        n_chunks = -(-n // size)
+        # a bar (never a line per chunk) for inputs long enough to wait for
+        progress = Progress(type(self).__name__, "chunk", n_chunks,
+                            min(int(self.verbose or 0), 1) if n_chunks >= 50 else 0)
+        with torch.inference_mode(), adaptive_threads(), progress:
             for rows in iter_slices(n, size):
                 result = fn(self._to_tensor(X[rows], device)).detach().to("cpu").numpy()
                 if out is None:
                     out = np.empty((n,) + result.shape[1:], dtype=result.dtype)
                 out[rows] = result
+                progress.update(rows=rows.stop)
+            progress.close(f"{n} rows evaluated")
         return out
 
     def _log(self, message: str, level: int = 1) -> None:
@@ -302,9 +565,10 @@ class GenerativeModel(
             The fitted estimator.
         """
         X = self._validate_X(X, reset=True)
-        self._begin_fit()
-        scores = self._fit(self._to_tensor(X))
-        self._end_fit(X, scores)
+        with adaptive_threads():
+            self._begin_fit()
+            scores = self._fit(self._to_tensor(X))
+            self._end_fit(X, scores)
         return self
 
     @available_if(_has_partial_fit)
@@ -326,12 +590,13 @@ class GenerativeModel(
         """
         first = not hasattr(self, "offset_")
         X = self._validate_X(X, reset=first)
-        if first:
-            self._begin_fit()
-        else:
-            self._cache.clear()  # the fitted parameters are about to change
-        scores = self._partial_fit(self._to_tensor(X), first)
-        self._end_fit(X, scores)
+        with adaptive_threads():
+            if first:
+                self._begin_fit()
+            else:
+                self._cache.clear()  # the fitted parameters are about to change
+            scores = self._partial_fit(self._to_tensor(X), first)
+            self._end_fit(X, scores)
         return self
 
     def _begin_fit(self) -> None:
@@ -347,16 +612,7 @@ class GenerativeModel(
             scores = self._evaluate(self._observed_log_prob, X)
         elif isinstance(scores, torch.Tensor):
             scores = scores.detach().to("cpu").numpy()
-        self._check_scores(scores, "the training data")
-        self.offset_ = float(np.quantile(scores, self.contamination))
-
-    def _check_scores(self, scores: np.ndarray, what: str) -> None:
-        if np.isnan(scores).any():
-            raise FloatingPointError(
-                f"{type(self).__name__} produced NaN log-densities on {what}: the fit "
-                "diverged. Scale the input (e.g. StandardScaler), raise the "
-                "regularisation, or lower the learning rate."
-            )
+        self._set_offset(scores)
 
     # ------------------------------------------------------------ evaluation
     def score_samples(self, X):
@@ -371,11 +627,15 @@ class GenerativeModel(
         log_density : ndarray of shape (n_samples,)
             ``log p(x)`` for each row. Exact or an estimate depending on the model
             (see its Notes). The same row always gets the same value, whatever batch
-            it arrives in.
+            it arrives in. For a table with discrete columns, the log-density of the
+            numeric cells plus the log-probability of the levels; a level not seen
+            in fit adds ``log 1 / (n + K + 1)`` (see :mod:`skgenerative._schema`).
         """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
+        X, unseen = self._validate_table(X, reset=False)
         scores = self._evaluate(self._observed_log_prob, X)
+        if unseen is not None:
+            scores = scores + self.schema_.unseen_penalty(unseen, X.shape[0]).astype(scores.dtype)
         self._check_scores(scores, "this input")
         return scores
 
@@ -412,35 +672,6 @@ class GenerativeModel(
         """
         return float(np.mean(self.score_samples(X)))
 
-    def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for outliers.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        decision : ndarray of shape (n_samples,)
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict_outlier(self, X):
-        """-1 for outliers, +1 for inliers (scikit-learn's outlier convention).
-
-        A row is an outlier when its log-density is below ``offset_``, the
-        ``contamination`` quantile of the training log-densities.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,) of int
-        """
-        return np.where(self.decision_function(X) < 0, -1, 1)
-
     def transform(self, X):
         """Latent representation of ``X`` (see the estimator's description).
 
@@ -476,24 +707,36 @@ class GenerativeModel(
                 f"X has {Z.shape[1]} features, but {type(self).__name__}.inverse_transform "
                 f"is expecting {self._n_features_out} latent features as input."
             )
-        return self._evaluate(self._decode, Z, n_features=self.n_features_in_)
+        return self._rows(self._evaluate(self._decode, Z, n_features=self.n_features_in_))
+
+    def _rows(self, X: np.ndarray):
+        """Rows the model produced (numbers and level codes), as the user's table.
+
+        A model fitted on a DataFrame gets a DataFrame back with its column names,
+        order and dtypes; one fitted on an array gets the array.
+        """
+        if not self.schema_.from_frame:
+            return X
+        return self.schema_.to_frame(X)
 
     def _has_missing_support(self) -> bool:
         return self._supports_missing
 
     @available_if(_has_missing_support)
     def impute(self, X, n_draws=None, random_state=None):
-        """Fill the missing entries (NaN) of ``X`` from the model's conditional distribution.
+        """Fill the missing entries of ``X`` from the model's conditional distribution.
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Data with NaN where entries are missing. Observed entries are returned
-            unchanged, bit for bit.
+        X : array-like, DataFrame or torch.Tensor of shape (n_samples, n_features)
+            Data with missing cells (NaN, or ``None`` / ``pd.NA`` in a DataFrame).
+            Observed entries are returned unchanged, bit for bit.
         n_draws : int or None, default=None
-            ``None``: the conditional expectation ``E[x_missing | x_observed]``.
-            An integer: that many draws from ``p(x_missing | x_observed)`` (multiple
-            imputation).
+            ``None``: a point imputation: the conditional expectation
+            ``E[x_missing | x_observed]`` of numeric cells, and the most probable
+            level (categorical, binary) or the median level (ordinal) of discrete
+            ones. An integer: that many draws from ``p(x_missing | x_observed)``
+            (multiple imputation).
         random_state : int, RandomState instance or None, default=None
             Seed of the draws (and of any Monte Carlo estimate the model needs,
             unless the model keys its noise on the rows, as the variational
@@ -502,34 +745,100 @@ class GenerativeModel(
         Returns
         -------
         X_imputed : ndarray of shape (n_samples, n_features), or
-            (n_draws, n_samples, n_features) when ``n_draws`` is given.
+            (n_draws, n_samples, n_features) when ``n_draws`` is given. A model
+            fitted on a DataFrame returns a DataFrame with the input's columns and
+            dtypes (a list of ``n_draws`` of them when ``n_draws`` is given).
         """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
+        frame = X if is_dataframe(X) else None
+        X, unseen = self._validate_table(X, reset=False)
         if n_draws is not None and (
             not isinstance(n_draws, Integral) or isinstance(n_draws, bool) or n_draws < 1
         ):
             raise ValueError(f"n_draws must be None or a positive integer, got n_draws={n_draws!r}.")
         missing = np.isnan(X)
-        if n_draws is None:
-            out = X.copy()
-        else:
-            out = np.repeat(X[None], n_draws, axis=0)
+        if unseen is not None:  # observed, with a level the model cannot represent
+            missing &= ~unseen
+        out = X.copy() if n_draws is None else np.repeat(X[None], n_draws, axis=0)
         rows = np.flatnonzero(missing.any(axis=1))
-        if rows.size == 0:
+        if rows.size:
+            generator = generator_from(seed_from(random_state), self._device)
+            row_bytes = self._impute_row_bytes(X.shape[1], n_draws)
+            if n_draws is None:
+                filled = self._evaluate(self._point_imputation, X[rows], row_bytes=row_bytes)
+                out[rows] = np.where(missing[rows], filled, X[rows])
+            else:
+                filled = self._evaluate(
+                    lambda x: self._impute(x, n_draws, generator), X[rows], row_bytes=row_bytes
+                )
+                filled = np.moveaxis(filled, 1, 0)  # (n_draws, rows, D)
+                out[:, rows] = np.where(missing[rows][None], filled, X[rows][None])
+        if not self.schema_.from_frame:
             return out
-        generator = generator_from(seed_from(random_state), self._device)
-        filled = self._evaluate(
-            lambda x: self._impute(x, n_draws, generator),
-            X[rows],
-            row_bytes=self._impute_row_bytes(X.shape[1], n_draws),
-        )
         if n_draws is None:
-            out[rows] = np.where(missing[rows], filled, X[rows])
-        else:
-            filled = np.moveaxis(filled, 1, 0)  # (n_draws, rows, D)
-            out[:, rows] = np.where(missing[rows][None], filled, X[rows][None])
+            return self._filled_frame(out, frame)
+        return [self._filled_frame(draw, frame) for draw in out]
+
+    def _filled_frame(self, imputed: np.ndarray, frame):
+        """Imputed rows as the user's table; a given frame keeps its observed cells."""
+        filled = self.schema_.to_frame(imputed, index=None if frame is None else frame.index)
+        return filled if frame is None else self.schema_.fill_frame(frame, filled)
+
+    def _point_imputation(self, X: torch.Tensor) -> torch.Tensor:
+        """Conditional means of numeric cells; mode or median level of discrete ones."""
+        filled = self._impute(X, None, None)
+        discrete = self.schema_.discrete
+        if not discrete:
+            return filled
+        filled = filled.clone()
+        for j, probabilities in zip(discrete, self._level_probabilities(X, discrete)):
+            codes = point_levels(probabilities.detach().cpu().numpy(), self.schema_.types[j])
+            filled[:, j] = torch.as_tensor(codes, dtype=filled.dtype, device=filled.device)
+        return filled
+
+    def _has_level_support(self) -> bool:
+        return self._supports_missing and any(
+            t in self._supported_column_types for t in ("binary", "categorical", "ordinal")
+        )
+
+    @available_if(_has_level_support)
+    def impute_proba(self, X):
+        """Conditional probabilities of every level of each discrete column.
+
+        For row ``i`` and discrete column ``j``: ``p(x_ij = level | the other
+        observed entries of row i)``, whether ``x_ij`` itself is observed or not
+        (for a missing cell, the distribution :meth:`impute` takes its level from;
+        for an observed one, how expected its level was given the rest of the row).
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        probabilities : dict
+            Column name -> DataFrame of shape (n_samples, n_levels) whose columns
+            are the column's levels; rows sum to one.
+        """
+        import pandas as pd
+
+        check_is_fitted(self)
+        index = X.index if is_dataframe(X) else None
+        X, _ = self._validate_table(X, reset=False)
+        out = {}
+        for j in self.schema_.discrete:
+            without = X.copy()
+            without[:, j] = np.nan
+            probabilities = self._evaluate(lambda x: self._level_probabilities(x, [j])[0], without)
+            name = self.schema_.names[j]
+            out[name] = pd.DataFrame(
+                probabilities, columns=pd.Index(self.schema_.levels[name]), index=index
+            )
         return out
+
+    def _level_probabilities(self, X: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
+        """Hook: ``p(x_j = k | x_observed)`` (n, K_j) for each discrete column ``j`` listed."""
+        raise NotImplementedError  # abstract hook of models with discrete columns
 
     def sample(self, n_samples=1, random_state=None):
         """Draw samples from the fitted model.
@@ -556,11 +865,11 @@ class GenerativeModel(
         n_features = self.n_features_in_
         size = chunk_rows(self._row_bytes(n_features), n_samples, device)
         out = np.empty((n_samples, n_features), dtype=np.dtype(self._fit_dtype))
-        with torch.inference_mode():
+        with torch.inference_mode(), adaptive_threads():
             for rows in iter_slices(n_samples, size):
                 draws = self._sample(rows.stop - rows.start, generator)
                 out[rows] = draws.detach().to("cpu").numpy()
-        return out
+        return self._rows(out)
 
     # ----------------------------------------------------- sklearn integration
     def __sklearn_tags__(self):

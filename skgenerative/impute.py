@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from ._torch import seed_from, to_numpy_input
-from .base import check_no_empty_column
+from .base import check_magnitude, check_no_empty_column
 
 __all__ = ["GenerativeImputer"]
 
@@ -115,6 +115,7 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         """
         X = validate_data(self, to_numpy_input(X), dtype=[np.float64, np.float32], ensure_all_finite="allow-nan")
         check_no_empty_column(X, getattr(self, "feature_names_in_", None))
+        check_magnitude(X, np.float64, getattr(self, "feature_names_in_", None))
         estimator = default_imputation_estimator() if self.estimator is None else self.estimator
         self.estimator_ = clone(estimator).fit(X)
         self.indicator_ = MissingIndicator(error_on_new=False).fit(X) if self.add_indicator else None

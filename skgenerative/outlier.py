@@ -20,6 +20,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._torch import to_numpy_input
+from .base import OutlierThresholdMixin, check_magnitude
 
 __all__ = ["GenerativeOutlierDetector"]
 
@@ -39,7 +40,9 @@ def default_outlier_estimator():
     )
 
 
-class GenerativeOutlierDetector(MetaEstimatorMixin, OutlierMixin, BaseEstimator):
+class GenerativeOutlierDetector(
+    OutlierThresholdMixin, MetaEstimatorMixin, OutlierMixin, BaseEstimator
+):
     """Outlier detector from any density estimator: low log-density means outlier.
 
     Parameters
@@ -124,10 +127,10 @@ class GenerativeOutlierDetector(MetaEstimatorMixin, OutlierMixin, BaseEstimator)
         """
         X = validate_data(self, to_numpy_input(X), dtype=[np.float64, np.float32],
                           ensure_all_finite=self._allow_nan() and "allow-nan" or True)
+        check_magnitude(X, np.float64, getattr(self, "feature_names_in_", None))
         estimator = default_outlier_estimator() if self.estimator is None else self.estimator
         self.estimator_ = clone(estimator).fit(X)
-        scores = np.asarray(self.estimator_.score_samples(X), dtype=np.float64)
-        self.offset_ = float(np.quantile(scores, self.contamination))
+        self._set_offset(np.asarray(self.estimator_.score_samples(X), dtype=np.float64))
         return self
 
     def _allow_nan(self) -> bool:
@@ -155,21 +158,8 @@ class GenerativeOutlierDetector(MetaEstimatorMixin, OutlierMixin, BaseEstimator)
                           ensure_all_finite=self._allow_nan() and "allow-nan" or True)
         return np.asarray(self.estimator_.score_samples(X), dtype=np.float64)
 
-    def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for outliers.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        decision : ndarray of shape (n_samples,)
-        """
-        return self.score_samples(X) - self.offset_
-
     def predict(self, X):
-        """-1 for outliers, +1 for inliers.
+        """-1 for outliers, +1 for inliers (the same as :meth:`predict_outlier`).
 
         Parameters
         ----------
@@ -179,7 +169,7 @@ class GenerativeOutlierDetector(MetaEstimatorMixin, OutlierMixin, BaseEstimator)
         -------
         labels : ndarray of shape (n_samples,)
         """
-        return np.where(self.decision_function(X) < 0, -1, 1)
+        return self.predict_outlier(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

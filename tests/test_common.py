@@ -23,6 +23,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import CUDA, ESTIMATORS, data_for
 
+from skgenerative import GaussianMixtureDensity, GenerativeImputer, GenerativeOutlierDetector
+
 IDS = [type(e).__name__ for e in ESTIMATORS]
 
 
@@ -274,3 +276,17 @@ def test_row_with_nothing_observed_has_log_density_exactly_zero(estimator, dtype
     np.testing.assert_array_equal(scores[4:7], 0.0)
     assert est.score_samples(empty[:1])[0] == 0.0
     np.testing.assert_allclose(scores[[0, 1, 2, 3, 7, 8]], est.score_samples(X[:6]), rtol=1e-5)
+
+
+CONTINUOUS = [e for e in ESTIMATORS if not _is_binary(data_for(e))]
+
+
+@pytest.mark.parametrize("estimator", CONTINUOUS + [GenerativeOutlierDetector(), GenerativeImputer()],
+                         ids=[type(e).__name__ for e in CONTINUOUS] + ["detector", "imputer"])
+def test_values_whose_squares_overflow_get_a_named_error(estimator):
+    """|x| near 1e200: an error that names the column and says to scale, not a torch error."""
+    X = data_for(GaussianMixtureDensity()) if not hasattr(estimator, "dtype") else data_for(estimator)
+    df = pd.DataFrame(X, columns=[f"c{j}" for j in range(X.shape[1])])
+    df.iloc[3, 2] = -1e200
+    with pytest.raises(ValueError, match=r"1e\+200 in magnitude \(column 'c2'\).*Scale the data"):
+        clone(estimator).fit(df)

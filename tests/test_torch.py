@@ -1,0 +1,91 @@
+"""Torch plumbing: the thread policy (keyed noise is tested through the VAEs)."""
+
+import numpy as np
+import torch
+
+from skgenerative import GaussianMixtureDensity, _torch
+from skgenerative._torch import adaptive_threads, refresh_threads, threads_for_load
+
+
+def test_threads_follow_the_cores_other_processes_leave_free(monkeypatch):
+    monkeypatch.setattr(_torch, "_available_cores", lambda: 8)
+    for others, cap, expected in [(0, 4, 4), (0, 16, 8), (5, 8, 3), (7, 8, 1), (20, 8, 1), (3, 1, 1)]:
+        monkeypatch.setattr(_torch, "_runnable_elsewhere", lambda others=others: others)
+        assert threads_for_load(cap) == expected, (others, cap)
+    monkeypatch.setattr(_torch, "_runnable_elsewhere", lambda: None)  # unknown: the user's cap
+    assert threads_for_load(6) == 6
+
+
+def test_runnable_count_excludes_this_process():
+    others = _torch._runnable_elsewhere()
+    assert others is None or others >= 0
+
+
+def test_context_sets_and_restores_and_refresh_adapts(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(_torch, "_available_cores", lambda: 2)
+    load = {"others": 1}
+    monkeypatch.setattr(_torch, "_runnable_elsewhere", lambda: load["others"])
+    torch.set_num_threads(2)
+    try:
+        with adaptive_threads():
+            assert torch.get_num_threads() == 1  # one core is busy elsewhere
+            load["others"] = 0
+            refresh_threads()
+            assert torch.get_num_threads() == 2  # the other work left
+            load["others"] = 1
+            with adaptive_threads():  # nested: chooses again, within the outer cap
+                assert torch.get_num_threads() == 1
+            assert torch.get_num_threads() == 2  # the outer block's setting is back
+        assert torch.get_num_threads() == 2
+        refresh_threads()  # outside any block: nothing changes
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_fitting_and_scoring_leave_the_users_setting(monkeypatch):
+    monkeypatch.setattr(_torch, "_runnable_elsewhere", lambda: 10**6)  # a very busy machine
+    before = torch.get_num_threads()
+    seen = []
+    original = GaussianMixtureDensity._fit
+
+    def spy(self, X):
+        seen.append(torch.get_num_threads())
+        return original(self, X)
+
+    monkeypatch.setattr(GaussianMixtureDensity, "_fit", spy)
+    X = np.random.RandomState(0).normal(size=(200, 3))
+    GaussianMixtureDensity(2, random_state=0).fit(X).score_samples(X)
+    assert seen == [1]
+    assert torch.get_num_threads() == before
+
+
+def test_fits_are_identical_at_one_and_two_threads(monkeypatch):
+    """The thread count follows the load, so it must not change the model.
+
+    torch's CPU reductions split work in fixed-size pieces and its matrix products
+    split the output, not the sums, so one and two threads give the same bits for
+    every estimator here; this test guards that the adaptation stays invisible.
+    """
+    import warnings
+
+    from sklearn.base import clone
+
+    from conftest import ESTIMATORS, data_for
+
+    monkeypatch.setattr(_torch, "threads_for_load", lambda cap: cap)
+    before = torch.get_num_threads()
+    try:
+        for estimator in ESTIMATORS:
+            X = data_for(estimator, n=300)
+            scores = []
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fitted = clone(estimator).fit(X)
+                scores.append(fitted.score_samples(X))
+            np.testing.assert_array_equal(scores[0], scores[1], err_msg=type(estimator).__name__)
+    finally:
+        torch.set_num_threads(before)
