@@ -71,7 +71,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from torch import nn
 
-from ._torch import generator_from, iter_slices
+from ._torch import generator_from, iter_slices, refresh_threads
 from .base import GenerativeModel, _TorchPayload
 
 __all__ = [
@@ -273,6 +273,7 @@ class MinibatchModel(GenerativeModel):
         batch_size = self._batch_size(train.shape[0])
         stopper = self._early_stopping() if valid is not None else None
         for _ in range(1 if n_epochs is None else n_epochs):
+            refresh_threads()  # a long fit follows the machine's load
             epoch = self._epoch
             start = time.perf_counter()
             settings = self._epoch_settings(epoch)

@@ -1139,6 +1139,10 @@ class BernoulliRBM(BaseRBM):
     (2, 2)
     """
 
+    # binary or [0, 1] data are probabilities, not a density; binarize thresholds
+    # the input and the [0, 1] check bounds it, so no value overflows
+    _squares_input = False
+
     _parameter_constraints: dict = {
         **BaseRBM._parameter_constraints,
         "binarize": [Interval(Real, None, None, closed="neither"), None],
@@ -1193,6 +1197,9 @@ class BernoulliRBM(BaseRBM):
         self.n_iter = n_iter
 
     # ------------------------------------------------------------- input
+    def _continuous_likelihood(self) -> bool:
+        return False
+
     def _visible_layer(self) -> BernoulliVisible:
         return BernoulliVisible(self.n_features_in_)
 

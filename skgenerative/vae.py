@@ -267,6 +267,9 @@ class BaseVAE(NeuralGenerativeModel):
     }
 
     # ------------------------------------------------------------ the data
+    def _continuous_likelihood(self) -> bool:
+        return self.likelihood == "gaussian"
+
     def _check_values(self, X: np.ndarray) -> None:
         if self.likelihood != "bernoulli":
             return
