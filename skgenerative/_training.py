@@ -11,9 +11,10 @@ for one, and runs up to ``_n_epochs`` epochs; ``_partial_fit`` runs one epoch ov
 the rows it is given and continues the model. Each epoch draws its randomness (the
 shuffle and the model's own noise) from a generator seeded by the training seed and
 the epoch's index alone, so that the same ``random_state`` gives the same model and
-no ``partial_fit`` epoch replays another's noise.
+no ``partial_fit`` epoch replays another's noise (a model may instead draw a call's
+epochs from one stream: the RBM keeps the stream it had before this loop).
 
-Hooks of a model (the first four are required):
+Hooks of a model (those of the first three entries are required):
 
 ``_initialize_parameters(X, random_state)``
     A fresh model for the raw rows ``X`` (numpy ``RandomState`` for any seeds it
@@ -44,6 +45,8 @@ Hooks of a model (the first four are required):
     step takes it as an argument.
 ``_epoch_metrics(valid)``
     What is recorded after the epoch's training (the validation loss).
+``_progress(train)``
+    Extra figures for the ``verbose`` line only, computed only when it prints.
 ``_parameters_finite()`` and ``_divergence_advice()``
     Divergence: the loop raises ``FloatingPointError`` naming what to change when a
     loss or (per this hook) a parameter stops being finite.

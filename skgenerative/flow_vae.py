@@ -27,8 +27,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from ._torch import keyed_normal, row_keys
-from .flows import FLOW_KINDS, _hidden_widths, make_flow
 from ._training import DEPRECATED
+from .flows import FLOW_KINDS, _hidden_widths, make_flow
 from .vae import Encoded, VariationalAutoencoder
 
 __all__ = ["FlowVAE", "flowed_posterior_sample"]

@@ -503,7 +503,7 @@ def cd_gradient(
     W: torch.Tensor,
     c: torch.Tensor,
     *,
-    hidden_means_stacked: torch.Tensor | None = None,
+    stacked: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> CDGradient:
     """Contrastive-divergence estimate of the mean log-likelihood gradient.
 
@@ -521,20 +521,22 @@ def cd_gradient(
     ----------
     v_data, v_model : tensors of shape (n, D) and (m, D)
     W, c : tensors of shape (H, D) and (H,)
-    hidden_means_stacked : tensor of shape (n + m, H), optional
-        ``q`` of ``[v_data; v_model]`` when the caller has it already (training
-        computes it in one product over both phases); otherwise computed so.
+    stacked : (tensor of shape (n + m, D), tensor of shape (n + m, H)), optional
+        ``[v_data; v_model]`` and its hidden means ``q`` when the caller has them
+        already (training computes ``q`` in one product over both phases);
+        otherwise computed so.
 
     Returns
     -------
     CDGradient
     """
     n_data, n_model = v_data.shape[0], v_model.shape[0]
-    visible = torch.cat([v_data, v_model])
-    q = hidden_means_stacked if hidden_means_stacked is not None else hidden_means(visible, W, c)
-    scale = torch.full((n_data + n_model, 1), 1.0 / n_data, dtype=q.dtype, device=q.device)
-    scale[n_data:] = -1.0 / n_model
-    hidden = q * scale
+    if stacked is None:
+        visible = torch.cat([v_data, v_model])
+        q = hidden_means(visible, W, c)
+    else:
+        visible, q = stacked
+    hidden = torch.cat([q[:n_data] * (1.0 / n_data), q[n_data:] * (-1.0 / n_model)])
     return CDGradient(hidden, visible, v_data.mean(0) - v_model.mean(0), hidden.sum(0))
 
 
@@ -818,13 +820,14 @@ class BaseRBM(MinibatchModel):
         (W, b, c), visible, k, n = state.params, state.visible, int(self.cd_steps), batch.shape[0]
         if self.persistent:
             v_model = gibbs_from_hidden(state.chains, W, b, c, generator, k, visible)
-            q = hidden_means(torch.cat([batch, v_model]), W, c)
+            v = torch.cat([batch, v_model])
+            q = hidden_means(v, W, c)
             state.chains = bernoulli(q[n:], generator)
         else:
             q_data = hidden_means(batch, W, c)
             v_model = gibbs_from_hidden(bernoulli(q_data, generator), W, b, c, generator, k, visible)
-            q = torch.cat([q_data, hidden_means(v_model, W, c)])
-        gradient = cd_gradient(batch, v_model, W, c, hidden_means_stacked=q)
+            v, q = torch.cat([batch, v_model]), torch.cat([q_data, hidden_means(v_model, W, c)])
+        gradient = cd_gradient(batch, v_model, W, c, stacked=(v, q))
         momentum_step_(
             state.params, state.velocity, gradient, self._step_size(),
             float(self.momentum), float(self.weight_decay),

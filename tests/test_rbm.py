@@ -408,9 +408,9 @@ def test_cd_gradient_on_a_mixed_layer_is_the_free_energy_gradient():
     ours = cd_gradient(v_data, v_model, W, c)
     for mine, reference in zip((ours.weights, ours.visible_bias, ours.hidden_bias), autograd):
         np.testing.assert_allclose(mine.numpy(), reference.numpy(), rtol=1e-12, atol=1e-14)
-    # the stacked hidden means training passes in give the very same gradient
-    q = hidden_means(torch.cat([v_data, v_model]), W, c)
-    given = cd_gradient(v_data, v_model, W, c, hidden_means_stacked=q)
+    # the stacked rows and hidden means training passes in give the very same gradient
+    v = torch.cat([v_data, v_model])
+    given = cd_gradient(v_data, v_model, W, c, stacked=(v, hidden_means(v, W, c)))
     for mine, reference in zip(given, ours):
         assert torch.equal(mine, reference)
 
@@ -453,13 +453,10 @@ def test_training_steps_are_the_tested_functions(persistent, cd_steps):
     rbm._train_step(batch, state.generator)
     if persistent:
         v_model = gibbs_from_hidden(chains, W, b, c, replay, cd_steps)
-        q = hidden_means(torch.cat([batch, v_model]), W, c)
-        chains = bernoulli(q[20:], replay)
+        chains = bernoulli(hidden_means(torch.cat([batch, v_model]), W, c)[20:], replay)
     else:
-        q_data = hidden_means(batch, W, c)
-        v_model = gibbs_from_hidden(bernoulli(q_data, replay), W, b, c, replay, cd_steps)
-        q = torch.cat([q_data, hidden_means(v_model, W, c)])
-    momentum_step_((W, b, c), velocity, cd_gradient(batch, v_model, W, c, hidden_means_stacked=q), lr, 0.5, 1e-4)
+        v_model = gibbs_from_hidden(bernoulli(hidden_means(batch, W, c), replay), W, b, c, replay, cd_steps)
+    momentum_step_((W, b, c), velocity, cd_gradient(batch, v_model, W, c), lr, 0.5, 1e-4)
     for ours, replayed in zip(state.params, (W, b, c)):
         assert torch.equal(ours, replayed)
     if persistent:

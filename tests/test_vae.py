@@ -21,7 +21,7 @@ from scipy.stats import multivariate_normal, norm
 from sklearn.base import clone
 
 from skgenerative import VariationalAutoencoder
-from skgenerative.nn import BernoulliLikelihood, GaussianLikelihood, make_linear, make_mlp
+from skgenerative.nn import BernoulliLikelihood, GaussianLikelihood, make_linear, make_mlp, softplus
 from skgenerative.vae import gaussian_posterior_sample, importance_weighted_bound
 
 QUICK = dict(
@@ -98,6 +98,15 @@ def test_posterior_sample_and_bound_formulas():
     w = rng.normal(size=(4, 7)) * 30
     expected = np.log(np.mean(np.exp(w - w.max(1, keepdims=True)), 1)) + w.max(1)
     np.testing.assert_allclose(importance_weighted_bound(torch.from_numpy(w)).numpy(), expected)
+
+
+def test_softplus_is_exact_where_torchs_cuts_off():
+    x = torch.tensor([-800.0, -50.0, -1.0, 0.0, 1e-8, 3.0, 25.0, 30.0, 50.0, 800.0], dtype=torch.float64)
+    reference = torch.logaddexp(x, torch.zeros_like(x))  # log(e^x + e^0), exact to rounding
+    np.testing.assert_allclose(softplus(x).numpy(), reference.numpy(), rtol=2e-16, atol=0)
+    # torch's drops e^-x above 20; the exact value keeps it (e^-30 > one float64 step at 30)
+    assert float(torch.nn.functional.softplus(x[7:8])) == 30.0 < float(softplus(x[7:8]))
+    assert float(softplus(torch.tensor([-800.0], dtype=torch.float64))) == 0.0
 
 
 def test_mlp_initialisation_uses_only_the_given_generator():
