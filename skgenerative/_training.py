@@ -63,12 +63,15 @@ contrastive-divergence update.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 import warnings
 from numbers import Integral, Real
 from typing import NoReturn
 
 import numpy as np
+import sklearn
 import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
@@ -86,6 +89,19 @@ __all__ = [
 
 #: the value a renamed parameter's former name holds when the user did not set it
 DEPRECATED = "deprecated"
+
+
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(os.path.abspath(module.__file__)) + os.sep for module in (sys.modules[__package__], sklearn)
+)
+
+
+def _caller_stacklevel() -> int:
+    """``stacklevel`` of the first frame outside this package and scikit-learn: the user's."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def renamed_parameter(estimator, new: str, old: str):
@@ -116,7 +132,7 @@ def renamed_parameter(estimator, new: str, old: str):
         f"version 0.2; '{old}' will be removed in 0.3. Use {new}={value!r} instead "
         f"(its value is used now, and '{new}' is ignored).",
         FutureWarning,
-        stacklevel=4,
+        stacklevel=_caller_stacklevel(),
     )
     return value
 

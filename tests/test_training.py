@@ -211,8 +211,9 @@ VAE_QUICK = dict(n_components=1, hidden_layer_sizes=(8,), random_state=0, device
 def test_old_names_of_max_iter_warn_and_still_work(cls, quick, old, data):
     assert cls().get_params()[old] == "deprecated"
     new = _quiet_fit(cls(**quick, max_iter=3), data)
-    with pytest.warns(FutureWarning, match=f"'{old}' of {cls.__name__} was renamed 'max_iter'"):
+    with pytest.warns(FutureWarning, match=f"'{old}' of {cls.__name__} was renamed 'max_iter'") as record:
         former = cls(**quick, **{old: 3}).fit(data)
+    assert record[0].filename == __file__  # the warning points at the user's call
     assert former.n_iter_ == new.n_iter_ == 3
     np.testing.assert_array_equal(former.score_samples(data), new.score_samples(data))
     # the old name, when given, wins over max_iter (sklearn's rule)
