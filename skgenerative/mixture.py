@@ -4,7 +4,10 @@ The model is ``p(x) = sum_k w_k N(x; mu_k, Sigma_k)`` with one of four covarianc
 structures (full, tied, diag, spherical). The EM iterations follow scikit-learn's
 ``GaussianMixture`` step for step, so that started from the same parameters both give
 the same model; the work is chunked so that memory stays bounded and, on the CPU, each
-chunk stays in cache.
+chunk stays in cache. The loop itself (restarts, convergence, ``warm_start``) is
+:class:`skgenerative._em.EMModel`; this module supplies the E-step
+(:func:`mixture_statistics`), the M-step (:func:`gaussian_parameters_from_statistics`)
+and the initialisation.
 
 Precision Cholesky factors ``P_k`` (``P_k P_k^T = Sigma_k^{-1}``) parametrise the
 Gaussians, as in scikit-learn: ``log N(x; mu, Sigma) = -D/2 log 2 pi + log|det P|
@@ -13,16 +16,18 @@ Gaussians, as in scikit-learn: ``log N(x; mu, Sigma) = -D/2 log 2 pi + log|det P
 
 from __future__ import annotations
 
+import functools
 import math
-import warnings
+from dataclasses import dataclass
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from ._em import EMModel, accumulate, add_statistics
 from ._torch import chunk_rows, generator_from, has_nan, iter_slices, seed_from
 from .base import GenerativeModel
 
@@ -35,6 +40,14 @@ __all__ = [
     "gaussian_parameters_from_statistics",
     "conditional_gaussian",
     "conditional_gaussian_diag",
+    "covariances_from_precision_cholesky",
+    "component_conditionals",
+    "MixtureParameters",
+    "mixture_statistics",
+    "initial_responsibilities",
+    "check_initial_parameters",
+    "draw_conditional_mixture",
+    "sample_mixture",
 ]
 
 _COVARIANCE_ERROR = (
@@ -267,6 +280,180 @@ def conditional_gaussian_diag(X: torch.Tensor, mean: torch.Tensor, var: torch.Te
     return log_marginal, filled, cond_var
 
 
+def covariances_from_precision_cholesky(precisions_chol: torch.Tensor, covariance_type: str) -> torch.Tensor:
+    """``Sigma = (P P^T)^{-1}`` from precision Cholesky factors (``1 / P^2`` for diag, spherical)."""
+    if covariance_type in ("full", "tied"):
+        inv = torch.linalg.inv(precisions_chol)
+        return inv.transpose(-1, -2) @ inv
+    return 1.0 / precisions_chol.square()
+
+
+def _precisions_from_cholesky(precisions_chol: np.ndarray, covariance_type: str) -> np.ndarray:
+    if covariance_type in ("full", "tied"):
+        return precisions_chol @ np.swapaxes(precisions_chol, -1, -2)
+    return precisions_chol**2
+
+
+def component_conditionals(
+    X: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor, covariance_type: str
+) -> list:
+    """:func:`conditional_gaussian` (or its diagonal form) of each component, in order."""
+    out = []
+    for k in range(means.shape[0]):
+        if covariance_type == "full":
+            out.append(conditional_gaussian(X, means[k], covariances[k]))
+        elif covariance_type == "tied":
+            out.append(conditional_gaussian(X, means[k], covariances))
+        elif covariance_type == "diag":
+            out.append(conditional_gaussian_diag(X, means[k], covariances[k]))
+        else:
+            out.append(conditional_gaussian_diag(X, means[k], covariances[k].expand(X.shape[1])))
+    return out
+
+
+def draw_conditional_mixture(
+    X: torch.Tensor, parts: list, resp: torch.Tensor, n_draws: int, generator: torch.Generator,
+    covariance_type: str,
+) -> torch.Tensor:
+    """``n_draws`` draws per row of ``X`` (NaN where missing) from ``p(x_m | x_o)``.
+
+    ``p(x_m | x_o) = sum_k r_k N(E[x_m | x_o, k], Cov[x_m | x_o, k])`` with ``parts`` the
+    :func:`component_conditionals` of ``X`` and ``resp`` (n, K) the component
+    probabilities given the observed entries. Returns (n, n_draws, D); observed entries
+    keep their values.
+    """
+    n, d = X.shape
+    choice = torch.multinomial(resp, n_draws, replacement=True, generator=generator)
+    observed = (~torch.isnan(X)).to(X.dtype)
+    out = torch.zeros(n, n_draws, d, dtype=X.dtype, device=X.device)
+    for k, (_, filled, cond) in enumerate(parts):
+        z = torch.randn(n, n_draws, d, generator=generator, dtype=X.dtype, device=X.device)
+        if covariance_type in ("full", "tied"):
+            # identity on the observed block keeps the factorisation defined
+            factor = torch.linalg.cholesky(cond + torch.diag_embed(observed))
+            draw = filled.unsqueeze(1) + z @ factor.transpose(1, 2)
+        else:
+            draw = filled.unsqueeze(1) + z * cond.sqrt().unsqueeze(1)
+        out = torch.where((choice == k).unsqueeze(2), draw, out)
+    return out
+
+
+def sample_mixture(
+    weights: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor, covariance_type: str,
+    n: int, generator: torch.Generator,
+) -> torch.Tensor:
+    """``n`` draws ``x = mu_k + C_k z`` (``C_k C_k^T = Sigma_k``) with ``k ~ w``, in random order."""
+    factor = _covariance_cholesky(covariances, covariance_type)
+    labels = torch.multinomial(weights, n, replacement=True, generator=generator)
+    z = torch.randn(n, means.shape[1], generator=generator, dtype=means.dtype, device=means.device)
+    out = torch.empty_like(z)
+    for k in range(means.shape[0]):
+        rows = (labels == k).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            continue
+        zk = z[rows]
+        if covariance_type == "full":
+            out[rows] = means[k] + zk @ factor[k].T
+        elif covariance_type == "tied":
+            out[rows] = means[k] + zk @ factor.T
+        else:
+            out[rows] = means[k] + zk * factor[k]
+    return out
+
+
+def _incomplete_chunk_rows(n_rows: int, n_features: int, itemsize: int, device) -> int:
+    """Rows of incomplete data per piece: each needs a few (D, D) temporaries."""
+    return chunk_rows(8 * n_features * n_features * itemsize, n_rows, device)
+
+
+# -------------------------------------------------------------------------- E-step
+class MixtureParameters(NamedTuple):
+    """What EM carries from one step to the next (tensors in the compute dtype).
+
+    ``precisions_cholesky`` (``P P^T = Sigma^{-1}``) scores complete rows and
+    ``covariances`` the rows with missing entries; shapes by covariance type.
+    ``covariances`` is ``None`` before the first M-step.
+    """
+
+    weights: torch.Tensor
+    means: torch.Tensor
+    covariances: torch.Tensor | None
+    precisions_cholesky: torch.Tensor
+
+
+def _complete_statistics(X, log_weights, params, covariance_type, second_moments):
+    weighted = estimate_log_gaussian_prob(X, params.means, params.precisions_cholesky, covariance_type)
+    weighted = weighted + log_weights
+    norm = torch.logsumexp(weighted, dim=1)
+    resp = torch.exp(weighted - norm.unsqueeze(1))
+    nk, sx, sxx = gaussian_statistics(X, resp, covariance_type, second_moments=second_moments)
+    if sxx is None:  # tied, left to the caller
+        sxx = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64, device=X.device)
+    return {"log_likelihood": norm.double().sum(), "n_samples": X.shape[0],
+            "nk": nk.double(), "sx": sx.double(), "sxx": sxx.double()}
+
+
+def _incomplete_statistics(X, log_weights, params, covariance_type):
+    parts = component_conditionals(X, params.means, params.covariances, covariance_type)
+    weighted = torch.stack([p[0] for p in parts], dim=1) + log_weights
+    norm = torch.logsumexp(weighted, dim=1)
+    resp = torch.exp(weighted - norm.unsqueeze(1))
+    nk = resp.sum(0)
+    sx = torch.stack([resp[:, k] @ f for k, (_, f, _) in enumerate(parts)])
+    if covariance_type in ("full", "tied"):
+        sxx = torch.stack([
+            (f * resp[:, k, None]).T @ f + (resp[:, k, None, None] * c).sum(0)
+            for k, (_, f, c) in enumerate(parts)
+        ])
+        if covariance_type == "tied":
+            sxx = sxx.sum(0)
+    else:
+        sxx = torch.stack([resp[:, k] @ (f.square() + c) for k, (_, f, c) in enumerate(parts)])
+    return {"log_likelihood": norm.double().sum(), "n_samples": X.shape[0],
+            "nk": nk.double(), "sx": sx.double(), "sxx": sxx.double()}
+
+
+def mixture_statistics(
+    X: torch.Tensor,
+    params: MixtureParameters,
+    covariance_type: str,
+    complete_second_moments: bool = True,
+) -> dict:
+    """E-step on a chunk: expected sufficient statistics given the observed entries.
+
+    ``X`` holds NaN where entries are missing (rows with NaN need
+    ``params.covariances``; complete rows use ``params.precisions_cholesky``). With
+    responsibilities
+    ``r_ik = p(k | x_i,o)`` (from the marginal ``N(x_o; mu_k,o, Sigma_k,oo)``) and, per
+    component, ``x^_ik`` the row with its missing entries replaced by
+    ``E[x_m | x_o, k]`` and ``C_ik`` the conditional covariance ``Cov[x_m | x_o, k]``
+    (zero outside the missing block; Ghahramani & Jordan, 1994):
+
+    - ``log_likelihood = sum_i log sum_k w_k N(x_i,o; mu_k,o, Sigma_k,oo)`` (float64),
+    - ``n_samples``, the number of rows,
+    - ``nk = sum_i r_ik``, ``sx = sum_i r_ik x^_ik``,
+    - ``sxx = sum_i r_ik (x^_ik x^_ik^T + C_ik)`` per component (full), summed over
+      components (tied) or its diagonal (diag, spherical).
+
+    A complete row has ``x^_ik = x_i`` and ``C_ik = 0``: the plain statistics of
+    :func:`gaussian_statistics`. Every entry is a sum over rows (in float64), so the
+    statistics of a partition of the rows add up to those of the whole. With
+    ``complete_second_moments=False`` a tied model's ``sxx`` leaves out the complete rows'
+    ``sum_i x_i x_i^T``, which does not depend on the parameters (EM forms it once).
+    """
+    log_weights = torch.log(params.weights)
+    parts = []
+    if has_nan(X):
+        incomplete = torch.isnan(X).any(1)
+        if bool(incomplete.any()):
+            parts.append(_incomplete_statistics(X[incomplete], log_weights, params, covariance_type))
+            X = X[~incomplete]
+    if X.shape[0] > 0 or not parts:
+        second_moments = complete_second_moments or covariance_type != "tied"
+        parts.append(_complete_statistics(X, log_weights, params, covariance_type, second_moments))
+    return functools.reduce(add_statistics, parts)
+
+
 # ----------------------------------------------------------------- initialisation
 def _sq_distances(X: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     d2 = (
@@ -326,13 +513,117 @@ def _kmeans_labels(
     return labels
 
 
+
+def initial_responsibilities(
+    X: torch.Tensor, n_components: int, init_params: str, generator: torch.Generator
+) -> torch.Tensor:
+    """Starting responsibilities (n, K) by scikit-learn's ``init_params`` rules.
+
+    ``"kmeans"``: one-hot labels of Lloyd's k-means from k-means++ seeds;
+    ``"k-means++"``: the seeds alone (one row per component); ``"random"``: uniform
+    draws normalised per row; ``"random_from_data"``: ``K`` distinct random rows.
+    """
+    n, k = X.shape[0], n_components
+    dtype, device = X.dtype, X.device
+    if init_params == "kmeans":
+        labels = _kmeans_labels(X, k, generator)
+        return torch.nn.functional.one_hot(labels, k).to(dtype)
+    if init_params == "random":
+        resp = torch.rand(n, k, generator=generator, dtype=dtype, device=device)
+        return resp / resp.sum(1, keepdim=True)
+    if init_params == "k-means++":
+        indices = _kmeans_plusplus(X, k, generator)
+    else:
+        indices = torch.randperm(n, generator=generator, device=device)[:k]
+    resp = torch.zeros(n, k, dtype=dtype, device=device)
+    resp[indices, torch.arange(k, device=device)] = 1.0
+    return resp
+
+
+def check_initial_parameters(
+    weights_init, means_init, precisions_init, n_components: int, n_features: int, covariance_type: str
+) -> dict:
+    """Validate user-given starting parameters (scikit-learn's checks and messages).
+
+    Returns a dict with the keys ``"weights"``, ``"means"``, ``"precisions"`` of those
+    given, as numpy arrays.
+    """
+    k, cov = n_components, covariance_type
+    out = {}
+    if weights_init is not None:
+        w = check_array(weights_init, dtype=[np.float64, np.float32], ensure_2d=False)
+        if w.shape != (k,):
+            raise ValueError(f"The parameter 'weights' should have the shape of ({k},), but got {w.shape}")
+        if w.min() < 0 or w.max() > 1:
+            raise ValueError(
+                "The parameter 'weights' should be in the range [0, 1], but got "
+                f"max value {w.max():.5f}, min value {w.min():.5f}"
+            )
+        if not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
+            raise ValueError(
+                f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f}"
+            )
+        out["weights"] = w
+    if means_init is not None:
+        m = check_array(means_init, dtype=[np.float64, np.float32])
+        if m.shape != (k, n_features):
+            raise ValueError(
+                f"The parameter 'means' should have the shape of {(k, n_features)}, but got {m.shape}"
+            )
+        out["means"] = m
+    if precisions_init is not None:
+        p = check_array(precisions_init, dtype=[np.float64, np.float32], ensure_2d=False, allow_nd=True)
+        shape = {
+            "full": (k, n_features, n_features),
+            "tied": (n_features, n_features),
+            "diag": (k, n_features),
+            "spherical": (k,),
+        }[cov]
+        if p.shape != shape:
+            raise ValueError(
+                f"The parameter '{cov} precision' should have the shape of {shape}, but got {p.shape}"
+            )
+        if cov in ("full", "tied"):
+            if not np.allclose(p, np.swapaxes(p, -1, -2)):
+                raise ValueError(f"'{cov} precision' should be symmetric, positive-definite")
+        elif (p <= 0).any():
+            raise ValueError(f"'{cov} precision' should be positive")
+        out["precisions"] = p
+    return out
+
+
+def n_mixture_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
+    """Free parameters of the mixture (for BIC and AIC)."""
+    k, d = n_components, n_features
+    cov_params = {
+        "full": k * d * (d + 1) / 2.0,
+        "diag": k * d,
+        "tied": d * (d + 1) / 2.0,
+        "spherical": k,
+    }[covariance_type]
+    return int(cov_params + k * d + k - 1)
+
+
+@dataclass
+class _MixtureFitData:
+    """What one fit prepares once for its EM runs."""
+
+    X: torch.Tensor  # the training data centred at ``center`` (NaN where missing)
+    center: torch.Tensor
+    chunk_size: int
+    has_missing: bool
+    prior_variance: torch.Tensor  # the covariance prior's centre
+    tied_second_moments: torch.Tensor | None  # sum x x^T over complete rows (tied)
+    init: dict  # validated *_init arrays
+
+
 # ---------------------------------------------------------------------- estimator
-class GaussianMixtureDensity(GenerativeModel):
+class GaussianMixtureDensity(EMModel, GenerativeModel):
     """Gaussian mixture density fitted by expectation-maximisation in torch.
 
-    A drop-in, faster counterpart of :class:`sklearn.mixture.GaussianMixture` with
-    the skgenerative contract: exact ``score_samples``, ``sample``, outlier
-    thresholds, CPU or GPU.
+    A drop-in counterpart of :class:`sklearn.mixture.GaussianMixture` with the
+    skgenerative contract: exact ``score_samples``, ``sample``, outlier thresholds,
+    CPU or GPU.
 
     Parameters
     ----------
@@ -371,7 +662,7 @@ class GaussianMixtureDensity(GenerativeModel):
     device : str or torch.device, default="auto"
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``.
     dtype : {"float64", "float32"}, default="float64"
-        Compute precision. ``float32`` is about twice as fast.
+        Compute precision; ``float32`` moves half the bytes (see Notes on accuracy).
     random_state : int, RandomState instance or None, default=None
         Seed of the initialisation.
     verbose : int, default=0
@@ -416,15 +707,16 @@ class GaussianMixtureDensity(GenerativeModel):
     ``predict`` the most probable component. ``sample`` returns rows in random order
     (not grouped by component).
 
-    Started from the same ``weights_init``, ``means_init`` and ``precisions_init``,
-    a ``dtype="float64"`` fit reproduces scikit-learn's log-likelihoods to about 1e-10.
-    The sufficient statistics are accumulated in float64 across chunks; in float32
-    the second moments are formed around the data mean, so components far from it
-    (relative to their spread) lose a few digits: prefer float64 for such data.
+    The EM iterations follow scikit-learn's step for step: started from the same
+    ``weights_init``, ``means_init`` and ``precisions_init``, a ``dtype="float64"`` fit
+    gives scikit-learn's model up to rounding. The sufficient statistics are accumulated
+    in float64 across chunks; in float32 the second moments are formed around the data
+    mean, so components far from it (relative to their spread) lose a few digits:
+    prefer float64 for such data.
 
     ``fit`` accepts missing values (NaN): EM then uses, per row and component, the
     conditional Gaussian of the missing entries given the observed ones
-    (Ghahramani & Jordan, 1994); ``score_samples`` of a row with NaN is the exact
+    (:func:`mixture_statistics`); ``score_samples`` of a row with NaN is the exact
     log-density of its observed entries, and :meth:`impute` fills the gaps with the
     conditional expectation (or draws from the conditional mixture).
 
@@ -466,6 +758,7 @@ class GaussianMixtureDensity(GenerativeModel):
     }
 
     _supports_missing = True
+    _em_divergence_hint = "scale the input or increase reg_covar"
 
     def __init__(
         self,
@@ -506,284 +799,127 @@ class GaussianMixtureDensity(GenerativeModel):
         self.random_state = random_state
         self.verbose = verbose
 
-    # ------------------------------------------------------------ validation
-    def _check_initial_parameters(self, n_features: int) -> dict:
-        """Validate the ``*_init`` arrays; numpy arrays (or None) out."""
-        k, cov = self.n_components, self.covariance_type
-        out = {}
-        if self.weights_init is not None:
-            w = check_array(self.weights_init, dtype=[np.float64, np.float32], ensure_2d=False)
-            if w.shape != (k,):
-                raise ValueError(
-                    f"The parameter 'weights' should have the shape of ({k},), but got {w.shape}"
-                )
-            if w.min() < 0 or w.max() > 1:
-                raise ValueError(
-                    "The parameter 'weights' should be in the range [0, 1], but got "
-                    f"max value {w.max():.5f}, min value {w.min():.5f}"
-                )
-            if not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
-                raise ValueError(
-                    f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f}"
-                )
-            out["weights"] = w
-        if self.means_init is not None:
-            m = check_array(self.means_init, dtype=[np.float64, np.float32])
-            if m.shape != (k, n_features):
-                raise ValueError(
-                    f"The parameter 'means' should have the shape of {(k, n_features)}, but got {m.shape}"
-                )
-            out["means"] = m
-        if self.precisions_init is not None:
-            p = check_array(
-                self.precisions_init, dtype=[np.float64, np.float32], ensure_2d=False, allow_nd=True
-            )
-            shape = {
-                "full": (k, n_features, n_features),
-                "tied": (n_features, n_features),
-                "diag": (k, n_features),
-                "spherical": (k,),
-            }[cov]
-            if p.shape != shape:
-                raise ValueError(
-                    f"The parameter '{cov} precision' should have the shape of {shape}, but got {p.shape}"
-                )
-            if cov in ("full", "tied"):
-                if not np.allclose(p, np.swapaxes(p, -1, -2)):
-                    raise ValueError(f"'{cov} precision' should be symmetric, positive-definite")
-            elif (p <= 0).any():
-                raise ValueError(f"'{cov} precision' should be positive")
-            out["precisions"] = p
-        return out
-
     # ------------------------------------------------------------------ EM
     def _fit(self, X: torch.Tensor):
         n, d = X.shape
-        k, cov = self.n_components, self.covariance_type
+        k = self.n_components
         if n < k:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}"
             )
-        init = self._check_initial_parameters(d)
-        dtype, device = X.dtype, X.device
+        init = check_initial_parameters(
+            self.weights_init, self.means_init, self.precisions_init, k, d, self.covariance_type
+        )
         # EM runs on data centred at its mean (the model is translation equivariant);
         # it keeps the uncentred second moments well conditioned.
         has_missing = has_nan(X)
-        incomplete = torch.isnan(X).any(1) if has_missing else None
         center = torch.nanmean(X, 0) if has_missing else X.mean(0)
         Xc = X - center
-        as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype, device=device)  # noqa: E731
-        size = chunk_rows(self._row_bytes(d) * 2, n, device)
-        # the prior's centre: the data's per-feature variance (observed entries)
-        prior_variance = torch.nanmean(Xc.square(), 0) if has_missing else Xc.square().mean(0)
-        tied_sxx = None
-        if cov == "tied":  # complete rows only: incomplete rows add expected moments per pass
-            complete = (Xc[~incomplete] if has_missing else Xc).double()
-            tied_sxx = (complete.T @ complete).to(dtype)
-
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
-        n_init = self.n_init if do_init else 1
-        generator = generator_from(seed_from(self.random_state), device)
-
-        best, best_bound, best_bounds, best_iter, converged_best = None, -math.inf, [], 0, False
-        for init_index in range(n_init):
-            self._log(f"Initialization {init_index}")
-            if do_init:
-                # missing entries start at the column means (zero after centring)
-                start = torch.nan_to_num(Xc, nan=0.0) if has_missing else Xc
-                params = self._initial_parameters(start, center, generator, init, size, prior_variance)
-            else:
-                params = (
-                    as_t(self.weights_),
-                    as_t(self.means_) - center,
-                    as_t(self.precisions_cholesky_),
-                )
-            bound = -math.inf if do_init else self.lower_bound_
-            bounds, converged, n_iter = [], False, 0
-            for n_iter in range(1, self.max_iter + 1):
-                previous = bound
-                bound, stats = self._em_pass(Xc, params, size, tied_sxx, has_missing)
-                nk, means, covariances = gaussian_parameters_from_statistics(
-                    *stats, self.reg_covar, cov, self.covariance_prior, prior_variance
-                )
-                params = (nk / nk.sum(), means, compute_precision_cholesky(covariances, cov))
-                bounds.append(bound)
-                change = bound - previous
-                self._log(f"  Iteration {n_iter}\t lower bound {bound:.6f}\t change {change:.3e}", 2)
-                if abs(change) < self.tol:
-                    converged = True
-                    break
-            if self.max_iter == 0:
-                covariances = None
-            if bound > best_bound or best_bound == -math.inf:
-                best_bound, best_bounds, best_iter, converged_best = bound, bounds, n_iter, converged
-                best = (params, covariances)
-            self._log(f"Initialization {'converged' if converged else 'did not converge'}: lower bound {bound:.6f}")
-
-        if not converged_best and self.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. Try different init "
-                "parameters, or increase max_iter, tol, or check for degenerate data.",
-                ConvergenceWarning,
-            )
-        (weights, means, prec_chol), covariances = best
-        if covariances is None:  # max_iter == 0: covariances from the precisions
-            covariances = self._covariances_from_precision_cholesky(prec_chol)
-        # M-step weights are n_k / n in the compute dtype: in float32 they sum to one
-        # only to about 1e-7, so they are normalised again in float64
-        weights = weights.double()
-        self.weights_ = (weights / weights.sum()).cpu().numpy()
-        self.means_ = (means + center).double().cpu().numpy()
-        self.covariances_ = covariances.double().cpu().numpy()
-        self.precisions_cholesky_ = prec_chol.double().cpu().numpy()
-        self.precisions_ = self._precisions_from_cholesky(self.precisions_cholesky_)
-        self.converged_ = converged_best
-        self.n_iter_ = best_iter
-        self.lower_bound_ = best_bound
-        self.lower_bounds_ = best_bounds
-        return None
-
-    def _initial_parameters(self, Xc, center, generator, init, size, prior_variance):
-        """Responsibilities by ``init_params``, then parameters (scikit-learn's rules)."""
-        n, d = Xc.shape
-        k, cov = self.n_components, self.covariance_type
-        dtype, device = Xc.dtype, Xc.device
-        if self.init_params == "kmeans":
-            labels = _kmeans_labels(Xc, k, generator)
-            resp = torch.nn.functional.one_hot(labels, k).to(dtype)
-        elif self.init_params == "random":
-            resp = torch.rand(n, k, generator=generator, dtype=dtype, device=device)
-            resp = resp / resp.sum(1, keepdim=True)
-        else:
-            if self.init_params == "k-means++":
-                indices = _kmeans_plusplus(Xc, k, generator)
-            else:
-                indices = torch.randperm(n, generator=generator, device=device)[:k]
-            resp = torch.zeros(n, k, dtype=dtype, device=device)
-            resp[indices, torch.arange(k, device=device)] = 1.0
-        stats = self._accumulate(Xc, size, resp)
-        nk, means, covariances = gaussian_parameters_from_statistics(
-            *stats, self.reg_covar, cov, self.covariance_prior, prior_variance
+        tied_second_moments = None
+        if self.covariance_type == "tied":  # incomplete rows add expected moments per pass
+            complete = (Xc[~torch.isnan(X).any(1)] if has_missing else Xc).double()
+            tied_second_moments = (complete.T @ complete).to(X.dtype)
+        data = _MixtureFitData(
+            X=Xc,
+            center=center,
+            chunk_size=chunk_rows(self._row_bytes(d) * 2, n, X.device),
+            has_missing=has_missing,
+            prior_variance=torch.nanmean(Xc.square(), 0) if has_missing else Xc.square().mean(0),
+            tied_second_moments=tied_second_moments,
+            init=init,
         )
-        as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+        self._em_fit(
+            data,
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            warm_start=self.warm_start,
+            generator=generator_from(seed_from(self.random_state), X.device),
+        )
+
+    def _em_initialize(self, data: _MixtureFitData, generator) -> MixtureParameters:
+        """Responsibilities by ``init_params``, one M-step, then the ``*_init`` arrays."""
+        # missing entries start at the column means (zero after centring)
+        X = torch.nan_to_num(data.X, nan=0.0) if data.has_missing else data.X
+        n, cov = X.shape[0], self.covariance_type
+        resp = initial_responsibilities(X, self.n_components, self.init_params, generator)
+        total = accumulate(
+            iter_slices(n, data.chunk_size),
+            lambda rows: dict(zip(("nk", "sx", "sxx"), (
+                s.double() for s in gaussian_statistics(X[rows], resp[rows], cov)
+            ))),
+        )
+        nk, means, covariances = gaussian_parameters_from_statistics(
+            *(total[key].to(X.dtype) for key in ("nk", "sx", "sxx")),
+            self.reg_covar, cov, self.covariance_prior, data.prior_variance,
+        )
+        as_t = lambda a: torch.as_tensor(a, dtype=X.dtype, device=X.device)  # noqa: E731
+        init = data.init
         weights = as_t(init["weights"]) if "weights" in init else nk / n
-        means = as_t(init["means"]) - center if "means" in init else means
+        means = as_t(init["means"]) - data.center if "means" in init else means
         if "precisions" in init:
             prec_chol = _precision_cholesky_from_precisions(as_t(init["precisions"]), cov)
         else:
             prec_chol = compute_precision_cholesky(covariances, cov)
-        return weights, means, prec_chol
+        return MixtureParameters(weights, means, None, prec_chol)
 
-    def _accumulate(self, Xc, size, resp):
-        """Sufficient statistics of fixed responsibilities, summed over chunks in float64."""
-        total = None
-        for rows in iter_slices(Xc.shape[0], size):
-            stats = [s.double() for s in gaussian_statistics(Xc[rows], resp[rows], self.covariance_type)]
-            total = stats if total is None else [t + s for t, s in zip(total, stats)]
-        return tuple(t.to(Xc.dtype) for t in total)
+    def _em_resume(self, data: _MixtureFitData) -> MixtureParameters:
+        as_t = lambda a: torch.as_tensor(a, dtype=data.X.dtype, device=data.X.device)  # noqa: E731
+        means = as_t(self.means_) - data.center
+        return MixtureParameters(as_t(self.weights_), means, None, as_t(self.precisions_cholesky_))
 
-    def _em_pass(self, Xc, params, size, tied_sxx, has_missing=False):
-        """One E-step over all chunks: mean log-likelihood and M-step statistics.
+    def _em_expectation_parameters(self, data: _MixtureFitData, params) -> MixtureParameters:
+        # rows with missing entries see the covariances of the very precision factors
+        # that score the complete rows: one Gaussian per component, to the last bit
+        if not data.has_missing:
+            return params
+        covariances = covariances_from_precision_cholesky(params.precisions_cholesky, self.covariance_type)
+        return params._replace(covariances=covariances)
 
-        Complete rows use the fast path. Rows with missing entries contribute expected
-        sufficient statistics (Ghahramani & Jordan, 1994): per component, the missing
-        entries are replaced by their conditional mean and the conditional covariance is
-        added to the second moments.
-        """
-        weights, means, prec_chol = params
-        log_weights = torch.log(weights)
-        cov = self.covariance_type
-        covariances = self._covariances_from_precision_cholesky(prec_chol) if has_missing else None
-        log_lik = torch.zeros((), dtype=torch.float64, device=Xc.device)
-        total, extra_tied = None, None
-        for rows in iter_slices(Xc.shape[0], size):
-            x = Xc[rows]
-            if has_missing:
+    def _em_chunks(self, data: _MixtureFitData):
+        """Row chunks; with missing values, their incomplete rows in smaller pieces first."""
+        X = data.X
+        n, d = X.shape
+        for rows in iter_slices(n, data.chunk_size):
+            x = X[rows]
+            if data.has_missing:
                 incomplete = torch.isnan(x).any(1)
-                if bool(incomplete.any()):
-                    for sub in self._subchunks(int(incomplete.sum()), x.shape[1]):
-                        norm, stats = self._incomplete_statistics(
-                            x[incomplete][sub], means, covariances, log_weights
-                        )
-                        log_lik += norm.double().sum()
-                        if cov == "tied":
-                            extra_tied = stats[2] if extra_tied is None else extra_tied + stats[2]
-                            stats = stats[:2]
-                        total = stats if total is None else [t + s for t, s in zip(total, stats)]
+                n_incomplete = int(incomplete.sum())
+                if n_incomplete:
+                    size = _incomplete_chunk_rows(n_incomplete, d, X.element_size(), X.device)
+                    for sub in iter_slices(n_incomplete, size):
+                        yield x[incomplete][sub]
                     x = x[~incomplete]
                 if x.shape[0] == 0:
                     continue
-            weighted = estimate_log_gaussian_prob(x, means, prec_chol, cov) + log_weights
-            norm = torch.logsumexp(weighted, dim=1)
-            resp = torch.exp(weighted - norm.unsqueeze(1))
-            log_lik += norm.double().sum()
-            # tied: sum_i x_i x_i^T does not depend on the responsibilities
-            stats = gaussian_statistics(x, resp, cov, second_moments=cov != "tied")
-            stats = [s.double() for s in stats if s is not None]
-            total = stats if total is None else [t + s for t, s in zip(total, stats)]
-        bound = float(log_lik) / Xc.shape[0]
-        if not math.isfinite(bound):
-            raise FloatingPointError(
-                "EM produced a non-finite log-likelihood: the data may contain extreme "
-                "values; scale the input or increase reg_covar."
-            )
-        nk, sx, *rest = (t.to(Xc.dtype) for t in total)
+            yield x
+
+    def _em_statistics(self, chunk: torch.Tensor, params: MixtureParameters) -> dict:
+        # tied: the complete rows' sum x x^T is formed once, in _fit
+        return mixture_statistics(chunk, params, self.covariance_type, complete_second_moments=False)
+
+    def _em_m_step(self, data: _MixtureFitData, statistics: dict, params) -> MixtureParameters:
+        cov = self.covariance_type
+        nk, sx, sxx = (statistics[key].to(data.X.dtype) for key in ("nk", "sx", "sxx"))
         if cov == "tied":
-            sxx = tied_sxx if extra_tied is None else tied_sxx + extra_tied.to(Xc.dtype)
-        else:
-            sxx = rest[0]
-        return bound, (nk, sx, sxx)
+            sxx = data.tied_second_moments + sxx
+        nk, means, covariances = gaussian_parameters_from_statistics(
+            nk, sx, sxx, self.reg_covar, cov, self.covariance_prior, data.prior_variance
+        )
+        return MixtureParameters(nk / nk.sum(), means, covariances, compute_precision_cholesky(covariances, cov))
 
-    def _subchunks(self, n: int, d: int):
-        """Slices of incomplete rows small enough for their (D, D) temporaries."""
-        itemsize = np.dtype(self._fit_dtype).itemsize
-        return iter_slices(n, chunk_rows(8 * d * d * itemsize, n, self._device))
-
-    def _conditionals(self, x, means, covariances):
-        """Per component: (log N(x_o), x with conditional means, conditional covariance)."""
-        cov = self.covariance_type
-        out = []
-        for k in range(self.n_components):
-            if cov == "full":
-                out.append(conditional_gaussian(x, means[k], covariances[k]))
-            elif cov == "tied":
-                out.append(conditional_gaussian(x, means[k], covariances))
-            elif cov == "diag":
-                out.append(conditional_gaussian_diag(x, means[k], covariances[k]))
-            else:
-                out.append(conditional_gaussian_diag(x, means[k], covariances[k].expand(x.shape[1])))
-        return out
-
-    def _incomplete_statistics(self, x, means, covariances, log_weights):
-        """E-step on rows with missing entries: log marginals and expected statistics."""
-        parts = self._conditionals(x, means, covariances)
-        weighted = torch.stack([p[0] for p in parts], dim=1) + log_weights
-        norm = torch.logsumexp(weighted, dim=1)
-        resp = torch.exp(weighted - norm.unsqueeze(1))
-        nk = resp.sum(0)
-        sx = torch.stack([resp[:, k] @ f for k, (_, f, _) in enumerate(parts)])
-        if self.covariance_type in ("full", "tied"):
-            sxx = torch.stack([
-                (f * resp[:, k, None]).T @ f + (resp[:, k, None, None] * c).sum(0)
-                for k, (_, f, c) in enumerate(parts)
-            ])
-            if self.covariance_type == "tied":
-                sxx = sxx.sum(0)
-        else:
-            sxx = torch.stack([resp[:, k] @ (f.square() + c) for k, (_, f, c) in enumerate(parts)])
-        return norm, [t.double() for t in (nk, sx, sxx)]
-
-    def _covariances_from_precision_cholesky(self, prec_chol):
-        cov = self.covariance_type
-        if cov in ("full", "tied"):
-            inv = torch.linalg.inv(prec_chol)
-            return inv.transpose(-1, -2) @ inv
-        return 1.0 / prec_chol.square()
-
-    def _precisions_from_cholesky(self, prec_chol: np.ndarray) -> np.ndarray:
-        if self.covariance_type in ("full", "tied"):
-            return prec_chol @ np.swapaxes(prec_chol, -1, -2)
-        return prec_chol**2
+    def _em_set_parameters(self, data: _MixtureFitData, params: MixtureParameters) -> None:
+        # M-step weights are n_k / n in the compute dtype: in float32 they sum to one
+        # only to about 1e-7, so they are normalised again in float64
+        weights = params.weights.double()
+        self.weights_ = (weights / weights.sum()).cpu().numpy()
+        self.means_ = (params.means + data.center).double().cpu().numpy()
+        covariances = params.covariances
+        if covariances is None:  # max_iter == 0: from the starting precisions
+            covariances = covariances_from_precision_cholesky(params.precisions_cholesky, self.covariance_type)
+        self.covariances_ = covariances.double().cpu().numpy()
+        self.precisions_cholesky_ = params.precisions_cholesky.double().cpu().numpy()
+        self.precisions_ = _precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
 
     # ----------------------------------------------------------- evaluation
     def _row_bytes(self, n_features: int) -> int:
@@ -791,11 +927,15 @@ class GaussianMixtureDensity(GenerativeModel):
         width = k * n_features if self.covariance_type in ("full", "tied") else k
         return np.dtype(self.dtype).itemsize * (width + 4 * k + 2 * n_features)
 
-    def _weighted_log_prob(self, X: torch.Tensor) -> torch.Tensor:
-        """``log w_k + log N(x_o; mu_k, Sigma_k)`` over the observed entries of each row."""
+    def _centred(self, X: torch.Tensor):
+        """``X`` and the means shifted by the mixture mean (as in EM, for accuracy)."""
         means = self._tensor("means_")
         center = self._tensor("weights_") @ means
-        Xc, means = X - center, means - center
+        return X - center, means - center, center
+
+    def _weighted_log_prob(self, X: torch.Tensor) -> torch.Tensor:
+        """``log w_k + log N(x_o; mu_k, Sigma_k)`` over the observed entries of each row."""
+        Xc, means, _ = self._centred(X)
         log_weights = torch.log(self._tensor("weights_"))
         if not has_nan(Xc):
             prec_chol = self._tensor("precisions_cholesky_")
@@ -808,35 +948,21 @@ class GaussianMixtureDensity(GenerativeModel):
             )
         rows = torch.nonzero(incomplete).squeeze(1)
         covariances = self._tensor("covariances_")
-        for sub in self._subchunks(rows.numel(), X.shape[1]):
-            parts = self._conditionals(Xc[rows[sub]], means, covariances)
+        size = _incomplete_chunk_rows(rows.numel(), X.shape[1], np.dtype(self._fit_dtype).itemsize, self._device)
+        for sub in iter_slices(rows.numel(), size):
+            parts = component_conditionals(Xc[rows[sub]], means, covariances, self.covariance_type)
             out[rows[sub]] = torch.stack([p[0] for p in parts], dim=1)
         return out + log_weights
 
     def _impute(self, X: torch.Tensor, n_draws, generator) -> torch.Tensor:
         """Mixture of the components' conditional Gaussians given the observed entries."""
-        means = self._tensor("means_")
-        center = self._tensor("weights_") @ means
-        Xc, means = X - center, means - center
-        parts = self._conditionals(Xc, means, self._tensor("covariances_"))
+        Xc, means, center = self._centred(X)
+        parts = component_conditionals(Xc, means, self._tensor("covariances_"), self.covariance_type)
         weighted = torch.stack([p[0] for p in parts], dim=1) + torch.log(self._tensor("weights_"))
         resp = torch.softmax(weighted, dim=1)
         if n_draws is None:
             return sum(resp[:, k, None] * f for k, (_, f, _) in enumerate(parts)) + center
-        n, d = X.shape
-        choice = torch.multinomial(resp, n_draws, replacement=True, generator=generator)
-        observed = (~torch.isnan(X)).to(X.dtype)
-        out = torch.zeros(n, n_draws, d, dtype=X.dtype, device=X.device)
-        for k, (_, filled, cond) in enumerate(parts):
-            z = torch.randn(n, n_draws, d, generator=generator, dtype=X.dtype, device=X.device)
-            if self.covariance_type in ("full", "tied"):
-                # identity on the observed block keeps the factorisation defined
-                factor = torch.linalg.cholesky(cond + torch.diag_embed(observed))
-                draw = filled.unsqueeze(1) + z @ factor.transpose(1, 2)
-            else:
-                draw = filled.unsqueeze(1) + z * cond.sqrt().unsqueeze(1)
-            out = torch.where((choice == k).unsqueeze(2), draw, out)
-        return out + center
+        return draw_conditional_mixture(Xc, parts, resp, n_draws, generator, self.covariance_type) + center
 
     def _impute_row_bytes(self, n_features: int, n_draws) -> int:
         itemsize = np.dtype(self.dtype).itemsize
@@ -849,23 +975,10 @@ class GaussianMixtureDensity(GenerativeModel):
         return torch.softmax(self._weighted_log_prob(X), dim=1)
 
     def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        weights, means = self._tensor("weights_"), self._tensor("means_")
-        factor = _covariance_cholesky(self._tensor("covariances_"), self.covariance_type)
-        labels = torch.multinomial(weights, n, replacement=True, generator=generator)
-        z = torch.randn(n, means.shape[1], generator=generator, dtype=means.dtype, device=means.device)
-        out = torch.empty_like(z)
-        for k in range(self.n_components):
-            rows = (labels == k).nonzero().squeeze(1)
-            if rows.numel() == 0:
-                continue
-            zk = z[rows]
-            if self.covariance_type == "full":
-                out[rows] = means[k] + zk @ factor[k].T
-            elif self.covariance_type == "tied":
-                out[rows] = means[k] + zk @ factor.T
-            else:
-                out[rows] = means[k] + zk * factor[k]
-        return out
+        return sample_mixture(
+            self._tensor("weights_"), self._tensor("means_"), self._tensor("covariances_"),
+            self.covariance_type, n, generator,
+        )
 
     def predict_proba(self, X):
         """Posterior probability of each component for each sample.
@@ -900,14 +1013,7 @@ class GaussianMixtureDensity(GenerativeModel):
         return self.fit(X).predict(X)
 
     def _n_parameters(self) -> int:
-        k, d = self.means_.shape
-        cov_params = {
-            "full": k * d * (d + 1) / 2.0,
-            "diag": k * d,
-            "tied": d * (d + 1) / 2.0,
-            "spherical": k,
-        }[self.covariance_type]
-        return int(cov_params + k * d + k - 1)
+        return n_mixture_parameters(*self.means_.shape, self.covariance_type)
 
     def bic(self, X):
         """Bayesian information criterion on ``X`` (lower is better)."""

@@ -19,19 +19,28 @@ at O(D q) per row, with no D x D inverse.
 from __future__ import annotations
 
 import math
-import warnings
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from scipy.special import gammaln
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval
 
+from ._em import EMModel
 from ._torch import chunk_rows, has_nan, iter_slices
 from .base import GenerativeModel
 
-__all__ = ["PPCADensity", "ppca_log_likelihood", "ppca_posterior", "minka_dimension"]
+__all__ = [
+    "PPCADensity",
+    "PPCAParameters",
+    "ppca_log_likelihood",
+    "ppca_posterior",
+    "ppca_statistics",
+    "ppca_m_step",
+    "closed_form_log_likelihood",
+    "minka_dimension",
+]
 
 
 def ppca_log_likelihood(
@@ -102,16 +111,132 @@ def ppca_posterior(X: torch.Tensor, mean: torch.Tensor, W: torch.Tensor, noise_v
     return log_lik, z, torch.cholesky_inverse(chol)
 
 
+class PPCAParameters(NamedTuple):
+    """What EM carries between steps: ``mean`` (D,), ``loadings`` ``W`` (D, q), ``noise_variance``."""
+
+    mean: torch.Tensor
+    loadings: torch.Tensor
+    noise_variance: float
+
+
+def ppca_statistics(X: torch.Tensor, params: PPCAParameters) -> dict:
+    """E-step on a chunk: expected sufficient statistics given the observed entries.
+
+    ``X`` holds NaN where entries are missing; ``m_ij = 1`` where ``x_ij`` is observed.
+    With the latent posterior of each row given its observed entries,
+    ``E z_i = M_i^{-1} W_o^T (x_i,o - mu_o)`` and ``Cov z_i = sigma^2 M_i^{-1}``
+    (:func:`ppca_posterior`), and the residuals at the current parameters
+    ``e_ij = x_ij - mu_j - w_j^T E z_i`` on observed entries, returns the float64 sums
+
+    - ``log_likelihood = sum_i log N(x_i,o; mu_o, W_o W_o^T + sigma^2 I)``, ``n_samples``,
+    - ``count_j = sum_i m_ij``, ``residual_j = sum_i m_ij e_ij``,
+      ``squared_residual = sum_ij m_ij e_ij^2``,
+    - ``latent_j = sum_i m_ij E z_i``, ``residual_latent_j = sum_i m_ij e_ij E z_i``,
+    - ``latent_moments_j = sum_i m_ij E z_i E z_i^T``,
+      ``latent_covariance_j = sum_i m_ij Cov z_i``.
+
+    Taken about the current parameters, the M-step (:func:`ppca_m_step`) needs no second
+    pass over the data and its noise variance is formed from residuals, not from
+    differences of the data's second moments. Every entry is a sum over rows, so the
+    statistics of a partition of the rows add up to those of the whole.
+    """
+    mean, W, noise = params
+    observed = ~torch.isnan(X)
+    m = observed.to(X.dtype)
+    log_lik, z, m_inv = ppca_posterior(X, mean, W, noise)
+    e = torch.where(observed, X - mean - z @ W.T, torch.zeros_like(X))
+    n, q = z.shape
+    zz = (z.unsqueeze(2) * z.unsqueeze(1)).reshape(n, q * q)
+    stats = {
+        "log_likelihood": log_lik.double().sum(),
+        "n_samples": n,
+        "count": m.sum(0),
+        "residual": e.sum(0),
+        "squared_residual": e.square().sum(),
+        "latent": m.T @ z,
+        "residual_latent": e.T @ z,
+        "latent_moments": (m.T @ zz).view(-1, q, q),
+        "latent_covariance": (m.T @ (noise * m_inv).reshape(n, q * q)).view(-1, q, q),
+    }
+    return {key: value if key == "n_samples" else value.double() for key, value in stats.items()}
+
+
+def ppca_m_step(statistics: dict, params: PPCAParameters, min_noise: float = 0.0) -> PPCAParameters:
+    """New parameters from summed :func:`ppca_statistics` (Tipping & Bishop, 1999).
+
+    Per column ``j`` over the rows where it is observed, each update maximises the
+    expected complete-data log-likelihood given those before it:
+    ``mu_j' = mean_i(x_ij - w_j^T E z_i)``, then
+    ``w_j' = (sum_i m_ij E[z_i z_i^T])^{-1} sum_i m_ij E z_i (x_ij - mu_j')``, then
+    ``sigma^2' = mean_ij[(x_ij - mu_j' - w_j'^T E z_i)^2 + w_j'^T Cov z_i w_j']``, so the
+    observed-data log-likelihood never decreases. In terms of the statistics, with
+    ``d_j = mu_j' - mu_j = residual_j / count_j`` and ``D_j = w_j' - w_j``, the squared
+    residual at the new parameters is ``sum_ij m_ij (e_ij - d_j - D_j^T E z_i)^2``,
+    expanded. Computed in float64; returned in the dtype of ``params``; the noise
+    variance is at least ``min_noise``.
+    """
+    s = statistics
+    mean, W = params.mean.double(), params.loadings.double()
+    count = s["count"]
+    shift = s["residual"] / count
+    moments = s["latent_moments"]
+    rhs = s["residual_latent"] + (moments @ W.unsqueeze(2)).squeeze(2) - shift.unsqueeze(1) * s["latent"]
+    W_new = torch.linalg.solve(moments + s["latent_covariance"], rhs.unsqueeze(2)).squeeze(2)
+    step = W_new - W
+    residual = (
+        s["squared_residual"]
+        - 2.0 * (shift * s["residual"]).sum()
+        - 2.0 * (step * s["residual_latent"]).sum()
+        + (count * shift.square()).sum()
+        + 2.0 * (shift.unsqueeze(1) * step * s["latent"]).sum()
+        + _quadratic_forms(moments, step)
+    )
+    spread = _quadratic_forms(s["latent_covariance"], W_new)
+    noise = max(float((residual + spread) / count.sum()), min_noise)
+    dtype = params.mean.dtype
+    return PPCAParameters((mean + shift).to(dtype), W_new.to(dtype), noise)
+
+
+def _quadratic_forms(A: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``sum_j v_j^T A_j v_j`` for ``A`` (D, q, q) and ``v`` (D, q)."""
+    return ((A @ v.unsqueeze(2)).squeeze(2) * v).sum()
+
+
+def _em_row_bytes(n_features: int, n_latent: int, itemsize: int) -> int:
+    """Temporaries of one row in :func:`ppca_statistics` (residuals, q x q moments)."""
+    return itemsize * (6 * n_features + 8 * n_latent * n_latent + 4 * n_latent)
+
+
+class _PPCAFitData(NamedTuple):
+    X: torch.Tensor  # the training data, NaN where missing
+    start: PPCAParameters  # the closed form on mean-imputed data
+
+
+def closed_form_log_likelihood(
+    leading: torch.Tensor, eigenvalues: torch.Tensor, noise: float, trace: float, n: int, d: int
+) -> float:
+    """Mean training log-likelihood of the closed-form fit, from the spectrum alone.
+
+    ``C = U_q diag(lambda') U_q^T + sigma^2 (I - U_q U_q^T)`` shares its eigenvectors with
+    the sample covariance ``S`` (divisor ``n - 1``, leading eigenvalues ``l_j``, trace
+    ``tr S``), so ``mean_i log N(x_i; x_bar, C) = -1/2 [D log 2 pi + log det C +
+    (n - 1)/n tr(C^{-1} S)]`` with ``tr(C^{-1} S) = sum_{j<=q} l_j / lambda'_j +
+    (tr S - sum_{j<=q} l_j) / sigma^2``.
+    """
+    q = eigenvalues.shape[0]
+    leading, eigenvalues = leading.double(), eigenvalues.double()
+    fit = float((leading / eigenvalues).sum()) + (trace - float(leading.sum())) / noise
+    log_det = float(torch.log(eigenvalues).sum()) + (d - q) * math.log(noise)
+    return -0.5 * (d * math.log(2 * math.pi) + log_det + (n - 1) / n * fit)
+
+
 def _covariance(X: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     """Sample covariance (divided by ``n - 1``), as fast as the numerics allow.
 
-    First ``(X^T X - n mu mu^T) / (n - 1)``, a product in torch. (numpy's
-    ``A.T @ A`` is a symmetric rank-k update with half the flops, but numpy's BLAS
-    threads keep spinning after it and slowed torch's next steps on a 2-core CPU
-    more than the update saved: fit + score_samples on 200,000 x 100 took 0.22 s
-    against 0.17 s all in torch.) Its relative error on feature ``j`` is about ``eps (1 + mu_j^2 / var_j)``; when that
-    could exceed 1e-10 (data far from the origin relative to its spread, or float32)
-    the covariance is accumulated from centred chunks instead.
+    First ``(X^T X - n mu mu^T) / (n - 1)``, one product in torch. Its relative error
+    on feature ``j`` is about ``eps (1 + mu_j^2 / var_j)``; when that could exceed
+    1e-10 (data far from the origin relative to its spread, or float32) the covariance
+    is accumulated from centred chunks instead.
     """
     n, d = X.shape
     gram = X.T @ X
@@ -168,7 +293,7 @@ def minka_dimension(eigenvalues: np.ndarray, n_samples: int, n_features: int) ->
     return best_k
 
 
-class PPCADensity(GenerativeModel):
+class PPCADensity(EMModel, GenerativeModel):
     """Probabilistic PCA density (Tipping & Bishop), maximum likelihood in closed form.
 
     A Gaussian whose covariance is low rank plus isotropic noise,
@@ -209,6 +334,11 @@ class PPCADensity(GenerativeModel):
         closed-form fit of complete data.
     converged_ : bool
         Whether EM converged within ``max_iter`` (always True for complete data).
+    lower_bound_ : float
+        Mean log-likelihood of the observed training entries at the last E-step; for
+        complete data, that of the closed-form fit.
+    lower_bounds_ : list of float
+        The same, per EM iteration (one entry for complete data).
     mean_ : ndarray of shape (n_features,)
     offset_ : float
     device_ : torch.device
@@ -232,6 +362,11 @@ class PPCADensity(GenerativeModel):
     ``n_samples < n_features`` (scikit-learn averages only the first
     ``min(n, D) - q``). It is floored at ``eps * lambda_1`` so that data lying exactly
     in a subspace still gets a finite density.
+
+    With missing values (NaN) in the training data, EM (:func:`ppca_statistics`,
+    :func:`ppca_m_step`) starts from the closed form on mean-imputed data and maximises
+    the likelihood of the observed entries; ``score_samples`` of a row with NaN is the
+    exact log-density of its observed entries.
 
     References
     ----------
@@ -261,6 +396,10 @@ class PPCADensity(GenerativeModel):
     }
 
     _supports_missing = True
+    _em_convergence_message = (
+        "PPCA EM with missing values did not converge in max_iter={max_iter} "
+        "iterations; increase max_iter or tol."
+    )
 
     def __init__(
         self,
@@ -325,76 +464,51 @@ class PPCADensity(GenerativeModel):
         noise = (total_variance - float(eigenvalues.sum())) / (d - q)
         floor = float(torch.finfo(X.dtype).eps) * max(float(eigenvalues[0]), 1e-300)
         noise = max(noise, floor)
+        leading = eigenvalues
         eigenvalues = eigenvalues.clamp_min(noise)
 
         components = vectors.T.contiguous()
-        self.n_iter_, self.converged_ = 1, True  # the closed form: one exact step
         if has_missing:
-            W = components.T * torch.sqrt(eigenvalues - noise)
-            mean, W, noise = self._em_missing(X_observed, mean, W, noise)
-            # back to orthonormal directions: W W^T = U diag(s^2) U^T
-            U, singular, _ = torch.linalg.svd(W, full_matrices=False)
-            components = U.T.contiguous()
-            eigenvalues = singular.square() + noise
-        # deterministic signs: the largest-magnitude entry of each direction positive
-        pivot = torch.argmax(components.abs(), dim=1)
-        signs = torch.sign(components[torch.arange(q, device=X.device), pivot])
-        components = components * signs.unsqueeze(1)
-
-        self.n_components_ = int(q)
-        self.mean_ = mean.double().cpu().numpy()
-        self.components_ = components.double().cpu().numpy()
-        self.explained_variance_ = eigenvalues.double().cpu().numpy()
-        self.noise_variance_ = float(noise)
+            start = PPCAParameters(mean, components.T * torch.sqrt(eigenvalues - noise), noise)
+            self._em_fit(_PPCAFitData(X_observed, start), n_init=1, max_iter=self.max_iter, tol=self.tol)
+            return None
+        self._set_parameters(mean, components, eigenvalues, noise)
+        self.n_iter_, self.converged_ = 1, True  # the closed form: one exact step
+        self.lower_bound_ = closed_form_log_likelihood(leading, eigenvalues, noise, total_variance, n, d)
+        self.lower_bounds_ = [self.lower_bound_]
         return None
 
-    def _em_missing(self, X, mean, W, noise):
-        """EM for PPCA with missing entries (Tipping & Bishop 1999; Ilin & Raiko 2010).
+    def _set_parameters(self, mean, components, eigenvalues, noise) -> None:
+        # deterministic signs: the largest-magnitude entry of each direction positive
+        pivot = torch.argmax(components.abs(), dim=1)
+        signs = torch.sign(components[torch.arange(components.shape[0], device=components.device), pivot])
+        self.n_components_ = int(components.shape[0])
+        self.mean_ = mean.double().cpu().numpy()
+        self.components_ = (components * signs.unsqueeze(1)).double().cpu().numpy()
+        self.explained_variance_ = eigenvalues.double().cpu().numpy()
+        self.noise_variance_ = float(noise)
 
-        E-step: the latent posterior of each row given its observed entries
-        (:func:`ppca_posterior`). M-step, per column ``j`` over the rows ``i`` where it is
-        observed: ``mu_j = mean_i(x_ij - w_j^T E z_i)``, then
-        ``w_j = (sum_i E[z_i z_i^T])^{-1} sum_i E[z_i] (x_ij - mu_j)``, then
-        ``sigma^2 = mean_ij[(x_ij - mu_j - w_j^T E z_i)^2 + w_j^T Cov[z_i] w_j]``. Each
-        update maximises the expected complete-data log-likelihood given the others, so
-        the observed-data log-likelihood never decreases.
-        """
-        observed = ~torch.isnan(X)
-        m = observed.to(X.dtype)
-        Xz = torch.where(observed, X, torch.zeros_like(X))
-        n_observed = m.sum()
-        per_column = m.sum(0)
-        q = W.shape[1]
-        previous = -math.inf
-        self.converged_ = False
-        for iteration in range(1, self.max_iter + 1):
-            log_lik, z, m_inv = ppca_posterior(X, mean, W, noise)
-            bound = float(log_lik.double().mean())
-            self._log(f"  EM iteration {iteration}\t log-likelihood {bound:.6f}", 2)
-            if not math.isfinite(bound):
-                raise FloatingPointError("PPCA EM diverged: scale the input.")
-            if abs(bound - previous) < self.tol:
-                self.converged_ = True
-                break
-            previous = bound
-            zz = noise * m_inv + z.unsqueeze(2) * z.unsqueeze(1)  # E[z z^T], (n, q, q)
-            mean = (m * (Xz - z @ W.T)).sum(0) / per_column
-            r = (Xz - mean) * m
-            A = (m.T @ zz.reshape(-1, q * q)).view(-1, q, q)
-            B = r.T @ z
-            W = torch.linalg.solve(A, B.unsqueeze(2)).squeeze(2)
-            residual = (r - (z @ W.T) * m).square().sum()
-            outer = (W.unsqueeze(2) * W.unsqueeze(1)).reshape(W.shape[0], q * q)
-            spread = ((m @ outer) * (noise * m_inv).reshape(-1, q * q)).sum()
-            noise = max(float((residual + spread) / n_observed), float(torch.finfo(X.dtype).eps))
-        self.n_iter_ = iteration
-        if not self.converged_:
-            warnings.warn(
-                f"PPCA EM with missing values did not converge in max_iter={self.max_iter} "
-                "iterations; increase max_iter or tol.",
-                ConvergenceWarning,
-            )
-        return mean, W, noise
+    # ---------------------------------------------------- EM with missing values
+    def _em_initialize(self, data, generator) -> PPCAParameters:
+        return data.start
+
+    def _em_chunks(self, data):
+        (n, d), q = data.X.shape, data.start.loadings.shape[1]
+        size = chunk_rows(_em_row_bytes(d, q, data.X.element_size()), n, data.X.device)
+        for rows in iter_slices(n, size):
+            yield data.X[rows]
+
+    def _em_statistics(self, chunk, params) -> dict:
+        return ppca_statistics(chunk, params)
+
+    def _em_m_step(self, data, statistics, params) -> PPCAParameters:
+        return ppca_m_step(statistics, params, min_noise=float(torch.finfo(data.X.dtype).eps))
+
+    def _em_set_parameters(self, data, params) -> None:
+        mean, W, noise = params
+        # back to orthonormal directions: W W^T = U diag(s^2) U^T
+        U, singular, _ = torch.linalg.svd(W, full_matrices=False)
+        self._set_parameters(mean, U.T.contiguous(), singular.square() + noise, noise)
 
     @staticmethod
     def _leading_eigenpairs(X: torch.Tensor, mean: torch.Tensor):

@@ -1,0 +1,164 @@
+"""The expectation-maximisation driver, written once for every model fitted by EM.
+
+:class:`EMModel` owns the loop of scikit-learn's ``BaseMixture.fit_predict``:
+``n_init`` restarts, convergence when the per-sample log-likelihood (the lower bound)
+changes by less than ``tol``, ``warm_start``, the best initialisation by final bound,
+a ``ConvergenceWarning`` when that one did not converge, verbose output, and the
+attributes ``n_iter_``, ``converged_``, ``lower_bound_`` and ``lower_bounds_``. A model
+supplies its mathematics through hooks:
+
+``_em_initialize(data, generator)``
+    Starting parameters of one initialisation.
+``_em_resume(data)`` (models that offer ``warm_start``)
+    The parameters of the previous fit, to continue from.
+``_em_chunks(data)``
+    The pieces of the training data, each small enough for its temporaries.
+``_em_expectation_parameters(data, params)`` (optional)
+    The form of the parameters the E-step reads, derived once per iteration (by
+    default the parameters themselves).
+``_em_statistics(chunk, params)``
+    Additive sufficient statistics of one piece (the E-step on it): a dict holding at
+    least ``"log_likelihood"`` (the sum over its rows) and ``"n_samples"``.
+``_em_m_step(data, statistics, params)``
+    New parameters from the statistics summed over all pieces.
+``_em_set_parameters(data, params)``
+    Store the best parameters as fitted attributes.
+
+``data`` is whatever the model prepared for the fit (the tensor, constants derived from
+it); the driver only passes it on. The E-step is a fold, ``combine`` of
+``statistics(chunk)`` over the chunks (:func:`accumulate`); statistics that add up can be
+computed on any partition of the rows and reduced in any tree, so a distributed E-step
+maps the same ``_em_statistics`` over blocks and reduces with ``_em_combine``.
+
+Reference: Dempster, Laird & Rubin (1977), https://doi.org/10.1111/j.2517-6161.1977.tb01600.x
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable
+
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from ._torch import refresh_threads
+
+__all__ = ["EMModel", "accumulate", "add_statistics", "mean_log_likelihood"]
+
+Statistics = dict
+
+
+def add_statistics(a: Statistics, b: Statistics) -> Statistics:
+    """Entry-wise sum of two dicts of additive statistics (tensors or numbers)."""
+    return {key: a[key] + b[key] for key in a}
+
+
+def accumulate(
+    chunks: Iterable,
+    statistics: Callable[[object], Statistics],
+    combine: Callable[[Statistics, Statistics], Statistics] = add_statistics,
+) -> Statistics:
+    """``combine`` of ``statistics(chunk)`` over ``chunks``, left to right."""
+    total = None
+    for chunk in chunks:
+        stats = statistics(chunk)
+        total = stats if total is None else combine(total, stats)
+    if total is None:
+        raise ValueError("EM needs at least one chunk of data.")
+    return total
+
+
+def mean_log_likelihood(statistics: Statistics) -> float:
+    """The per-sample log-likelihood of summed statistics (EM's convergence criterion)."""
+    return float(statistics["log_likelihood"]) / float(statistics["n_samples"])
+
+
+class EMModel:
+    """Mixin for estimators fitted by EM; see the module docstring for the hooks."""
+
+    #: warning when the best initialisation did not converge (formatted with max_iter)
+    _em_convergence_message = (
+        "Best performing initialization did not converge. Try different init "
+        "parameters, or increase max_iter, tol, or check for degenerate data."
+    )
+    #: what to change when an E-step gives a non-finite log-likelihood
+    _em_divergence_hint = "scale the input"
+
+    def _em_initialize(self, data, generator):  # pragma: no cover
+        raise NotImplementedError  # abstract hook
+
+    def _em_resume(self, data):  # pragma: no cover
+        raise NotImplementedError  # abstract hook (models with warm_start)
+
+    def _em_chunks(self, data) -> Iterable:  # pragma: no cover
+        raise NotImplementedError  # abstract hook
+
+    def _em_statistics(self, chunk, params) -> Statistics:  # pragma: no cover
+        raise NotImplementedError  # abstract hook
+
+    def _em_m_step(self, data, statistics: Statistics, params):  # pragma: no cover
+        raise NotImplementedError  # abstract hook
+
+    def _em_set_parameters(self, data, params) -> None:  # pragma: no cover
+        raise NotImplementedError  # abstract hook
+
+    def _em_combine(self, a: Statistics, b: Statistics) -> Statistics:
+        return add_statistics(a, b)
+
+    def _em_expectation_parameters(self, data, params):
+        return params
+
+    def _em_e_step(self, data, params) -> tuple[float, Statistics]:
+        """The mean log-likelihood at ``params`` and the statistics of all the data."""
+        params = self._em_expectation_parameters(data, params)
+        statistics = accumulate(
+            self._em_chunks(data), lambda chunk: self._em_statistics(chunk, params), self._em_combine
+        )
+        bound = mean_log_likelihood(statistics)
+        if not math.isfinite(bound):
+            raise FloatingPointError(
+                f"{type(self).__name__}: EM produced a non-finite log-likelihood: the data "
+                f"may contain extreme values; {self._em_divergence_hint}."
+            )
+        return bound, statistics
+
+    def _em_fit(self, data, *, n_init: int, max_iter: int, tol: float, warm_start: bool = False,
+                generator: torch.Generator | None = None) -> None:
+        """Run EM from ``n_init`` starts (one when warm starting); keep the best.
+
+        Each iteration is an E-step (the bound at the current parameters) followed by an
+        M-step; a run stops after the M-step of the iteration whose bound changed by less
+        than ``tol``. The run with the highest final bound is stored (the last run when
+        ``max_iter == 0``, whose bound stays ``-inf``).
+        """
+        do_init = not (warm_start and hasattr(self, "converged_"))
+        n_init = n_init if do_init else 1
+        best, best_bound, best_bounds, best_iter, best_converged = None, -math.inf, [], 0, False
+        for init in range(n_init):
+            self._log(f"Initialization {init}")
+            params = self._em_initialize(data, generator) if do_init else self._em_resume(data)
+            bound = -math.inf if do_init else self.lower_bound_
+            bounds, converged, n_iter = [], False, 0
+            for n_iter in range(1, max_iter + 1):
+                refresh_threads()  # a long fit follows the machine's load
+                previous = bound
+                bound, statistics = self._em_e_step(data, params)
+                params = self._em_m_step(data, statistics, params)
+                bounds.append(bound)
+                change = bound - previous
+                self._log(f"  Iteration {n_iter}\t lower bound {bound:.6f}\t change {change:.3e}", 2)
+                if abs(change) < tol:
+                    converged = True
+                    break
+            self._log(f"Initialization {'converged' if converged else 'did not converge'}: lower bound {bound:.6f}")
+            if bound > best_bound or best_bound == -math.inf:
+                best, best_bound, best_bounds, best_iter, best_converged = params, bound, bounds, n_iter, converged
+
+        if not best_converged and max_iter > 0:
+            warnings.warn(self._em_convergence_message.format(max_iter=max_iter), ConvergenceWarning)
+        self._em_set_parameters(data, best)
+        self.converged_ = best_converged
+        self.n_iter_ = best_iter
+        self.lower_bound_ = best_bound
+        self.lower_bounds_ = best_bounds
