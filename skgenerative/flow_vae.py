@@ -27,6 +27,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from ._torch import keyed_normal, row_keys
+from ._training import DEPRECATED
 from .flows import FLOW_KINDS, _hidden_widths, make_flow
 from .vae import Encoded, VariationalAutoencoder
 
@@ -105,8 +106,8 @@ class FlowVAE(VariationalAutoencoder):
     batch_size : int or "auto", default="auto"
         Rows per gradient step; ``"auto"`` is a sixteenth of the training rows,
         clipped to [32, 256].
-    max_epochs : int, default=500
-        Maximum passes over the training data.
+    max_iter : int, default=500
+        Maximum number of epochs (passes over the training data).
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the rows, stop when their loss (the
         negative ELBO) has not improved for ``n_iter_no_change`` epochs and restore
@@ -142,6 +143,9 @@ class FlowVAE(VariationalAutoencoder):
         training noise and the evaluation noise.
     verbose : int, default=0
         1 prints a line per epoch.
+    max_epochs : int
+        Deprecated former name of ``max_iter``; setting it warns
+        (``FutureWarning``) and takes precedence. Removed in 0.3.
 
     Attributes
     ----------
@@ -155,8 +159,9 @@ class FlowVAE(VariationalAutoencoder):
     history_ : list of dict
         Per epoch: ``epoch``, ``train_loss``, ``validation_loss`` (mean negative
         ELBO per held-out row), ``kl_weight`` and ``duration`` (seconds).
-    n_epochs_ : int
-        Epochs trained, over ``fit`` and ``partial_fit`` calls.
+    n_iter_ : int
+        Epochs trained, over ``fit`` and ``partial_fit`` calls (``n_epochs_`` is its
+        deprecated former name).
     best_epoch_ : int or None
         Epoch (0-based) whose weights were kept by early stopping.
     best_validation_loss_ : float or None
@@ -229,7 +234,7 @@ class FlowVAE(VariationalAutoencoder):
     >>> t = rng.uniform(-3, 3, size=(300, 1))
     >>> X = np.hstack([t, np.sin(t), np.cos(t)]) + 0.05 * rng.normal(size=(300, 3))
     >>> model = FlowVAE(n_components=2, flow="iaf", n_flows=2, hidden_layer_sizes=(32, 32),
-    ...                 max_epochs=40, random_state=0).fit(X)
+    ...                 max_iter=40, random_state=0).fit(X)
     >>> model.transform(X[:2]).shape
     (2, 2)
     >>> elbo = model.set_params(n_importance_samples=1).score(X)
@@ -258,7 +263,7 @@ class FlowVAE(VariationalAutoencoder):
         activation="elu",
         learning_rate=3e-3,
         batch_size="auto",
-        max_epochs=500,
+        max_iter=500,
         early_stopping=True,
         validation_fraction=0.1,
         n_iter_no_change=20,
@@ -271,6 +276,7 @@ class FlowVAE(VariationalAutoencoder):
         dtype="float64",
         random_state=None,
         verbose=0,
+        max_epochs=DEPRECATED,
     ):
         super().__init__(
             n_components,
@@ -280,7 +286,7 @@ class FlowVAE(VariationalAutoencoder):
             activation=activation,
             learning_rate=learning_rate,
             batch_size=batch_size,
-            max_epochs=max_epochs,
+            max_iter=max_iter,
             early_stopping=early_stopping,
             validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change,
@@ -293,6 +299,7 @@ class FlowVAE(VariationalAutoencoder):
             dtype=dtype,
             random_state=random_state,
             verbose=verbose,
+            max_epochs=max_epochs,
         )
         self.flow = flow
         self.n_flows = n_flows
@@ -325,7 +332,7 @@ class FlowVAE(VariationalAutoencoder):
         # E[z_K | x] from keyed antithetic pairs (eps, -eps): the same row, the
         # same estimate; unbiased, and exact for an affine flow
         module = self.module_
-        encoded = self._encoded(X)  # missing entries handled as in training
+        encoded = self._posterior_parameters(X)  # missing entries handled as in training
         if int(self.n_flows) == 0:  # no steps: the posterior mean is mu(x) exactly
             return encoded.mean
         half = keyed_normal(

@@ -49,6 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .nn import softplus
+
 __all__ = [
     "FLOW_KINDS",
     "FlowTransform",
@@ -82,15 +84,6 @@ _NEAR_ZERO = 1e-2
 
 
 # --------------------------------------------------------------------- mathematics
-def _softplus(x: Tensor) -> Tensor:
-    """``log(1 + e^x) = max(x, 0) + log1p(e^-|x|)``, accurate everywhere.
-
-    ``F.softplus`` returns ``x`` itself above ``x = 20``, dropping ``e^-x``: 2e-9,
-    which is more than float64 resolves and would break ``w . u_hat = m(w . u)``.
-    """
-    return x.clamp_min(0.0) + torch.log1p(torch.exp(-x.abs()))
-
-
 def planar_u_hat(u: Tensor, w: Tensor) -> Tensor:
     """Planar flow's constrained ``u``: ``w . u_hat = m(w . u) > -1``.
 
@@ -103,7 +96,7 @@ def planar_u_hat(u: Tensor, w: Tensor) -> Tensor:
     """
     wu = (w * u).sum(-1, keepdim=True)
     w_sq = w.square().sum(-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
-    return u + (_softplus(-wu) - 1.0) * w / w_sq
+    return u + (softplus(-wu) - 1.0) * w / w_sq
 
 
 def planar_transform(z: Tensor, u: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
@@ -138,7 +131,7 @@ def planar_transform(z: Tensor, u: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor
     t = torch.tanh((w * z).sum(-1) + b)
     z_out = z + u_hat * t.unsqueeze(-1)
     t_sq = t.square()
-    ladj = torch.log(t_sq + (1.0 - t_sq) * _softplus((w * u).sum(-1)))
+    ladj = torch.log(t_sq + (1.0 - t_sq) * softplus((w * u).sum(-1)))
     return z_out, ladj
 
 
@@ -174,8 +167,8 @@ def planar_inverse(z_out: Tensor, u: Tensor, w: Tensor, b: Tensor) -> Tensor:
 def radial_parameters(alpha_raw: Tensor, beta_raw: Tensor) -> tuple[Tensor, Tensor]:
     """Radial flow's constrained ``alpha = softplus(alpha_raw) > 0`` and
     ``beta = -alpha + softplus(beta_raw) >= -alpha``."""
-    alpha = _softplus(alpha_raw)
-    return alpha, _softplus(beta_raw) - alpha
+    alpha = softplus(alpha_raw)
+    return alpha, softplus(beta_raw) - alpha
 
 
 def radial_transform(
@@ -207,8 +200,8 @@ def radial_transform(
 
     both ratios of non-negative terms, which is how they are evaluated.
     """
-    alpha = _softplus(alpha_raw)
-    c = _softplus(beta_raw)
+    alpha = softplus(alpha_raw)
+    c = softplus(beta_raw)
     diff = z - z0
     r = torch.linalg.vector_norm(diff, dim=-1)
     log_ar = torch.log(alpha + r)
@@ -229,8 +222,8 @@ def radial_inverse(z_out: Tensor, z0: Tensor, alpha_raw: Tensor, beta_raw: Tenso
     ``D = sqrt(q^2 + 4 alpha rho)`` the root is ``(q + D) / 2`` when ``q >= 0`` and
     ``2 alpha rho / (D - q)`` otherwise (the form without cancellation).
     """
-    alpha = _softplus(alpha_raw)
-    c = _softplus(beta_raw)
+    alpha = softplus(alpha_raw)
+    c = softplus(beta_raw)
     diff = z_out - z0
     rho = torch.linalg.vector_norm(diff, dim=-1)
     q = rho - c

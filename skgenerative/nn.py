@@ -35,6 +35,7 @@ __all__ = [
     "BernoulliLikelihood",
     "make_likelihood",
     "fill_missing",
+    "softplus",
     "standard_normal_log_prob",
 ]
 
@@ -109,6 +110,18 @@ def make_mlp(
     if n_out is not None:
         layers.append(make_linear(width, n_out, generator))
     return nn.Sequential(*layers)
+
+
+def softplus(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 + e^x)`` computed as ``max(x, 0) + log1p(e^-|x|)``, exact to rounding for every ``x``.
+
+    ``torch.nn.functional.softplus`` returns ``x`` itself above ``x = 20``, dropping
+    ``e^-x`` (2e-9): more than float64 resolves, an error that an RBM's exact
+    partition function would accumulate over its units and that would break a
+    planar flow's constraint ``w . u_hat = -1 + softplus(w . u)``. The likelihood
+    heads below keep torch's version, whose cut-off costs nothing in a training loss.
+    """
+    return x.clamp_min(0.0) + torch.log1p(torch.exp(-x.abs()))
 
 
 def fill_missing(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:

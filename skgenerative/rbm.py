@@ -1,24 +1,42 @@
-"""Bernoulli restricted Boltzmann machine with a true log-likelihood, in torch.
+"""Restricted Boltzmann machine with a true log-likelihood, in torch.
 
-Binary visible units ``v`` (``D`` of them) and hidden units ``h`` (``H``), energy
+Visible units ``v`` (``D`` of them) and binary hidden units ``h`` (``H``), energy
 
-    E(v, h) = -h W v - b.v - c.h,     p(v, h) = exp(-E(v, h)) / Z,
+    E(v, h) = -h W v - b.v - c.h - log mu(v),     p(v, h) = exp(-E(v, h)) / Z,
 
 with ``W`` of shape (H, D) (``components_``), visible biases ``b``
-(``intercept_visible_``) and hidden biases ``c`` (``intercept_hidden_``). Summing
-out ``h`` gives the free energy in closed form,
+(``intercept_visible_``), hidden biases ``c`` (``intercept_hidden_``) and the base
+measure ``mu`` of the visible units (counting measure for binary and one-hot units).
+Summing out ``h`` gives the free energy in closed form,
 
-    F(v) = -b.v - sum_j softplus(c_j + W_j.v),    log p(v) = -F(v) - log Z,
+    F(v) = -b.v - log mu(v) - sum_j softplus(c_j + W_j.v),    log p(v) = -F(v) - log Z,
 
-and, symmetrically, summing out ``v`` gives ``F(h) = -c.h - sum_i softplus(b_i +
-(h W)_i)`` with ``Z = sum_v exp(-F(v)) = sum_h exp(-F(h))``. ``log Z`` is computed
-exactly by enumerating the smaller layer when it has at most 20 units, otherwise
-estimated by annealed importance sampling (Salakhutdinov & Murray, 2008).
+and summing out ``v`` gives ``F(h) = -c.h - A(b + h W)`` with ``A`` the visible
+layer's log-normaliser, ``Z = sum_v exp(-F(v)) = sum_h exp(-F(h))``. ``log Z`` is
+computed exactly by enumerating the layer with fewer states when it has at most
+2**20 of them, otherwise estimated by annealed importance sampling (Salakhutdinov &
+Murray, 2008).
+
+**Visible layers.** Everything the model needs from its visible units is one object:
+given the units' input ``x = b + h W`` they are an exponential family,
+``p(v | x) = exp(x.v - A(x)) mu(v)``, with conditional mean ``grad A(x)``. A layer
+gives ``log_potential(v, b) = b.v + log mu(v)``, ``log_normalizer(x) = A(x)``,
+``mean(x)``, ``sample(mean, generator)``, the base-rate model of AIS
+(``base_rate_bias``: the layer's biases that reproduce the data marginals, whose
+log-partition is ``A(b_A)`` and which ``sample`` draws exactly), the enumeration of
+its states for the exact ``log Z`` (``n_states``, ``states(codes)``) and its
+``check_values``. :class:`BernoulliVisible` is a block of binary units,
+:class:`SoftmaxVisible` one categorical variable as ``K`` one-hot units, and
+:class:`VisibleBlocks` lays blocks side by side (e.g. binary columns next to
+categorical ones); the functions below take a ``visible`` layer (binary units of
+``W``'s width by default), so another kind of unit is one new class.
 
 Training is minibatch contrastive divergence: the log-likelihood gradient
 ``<v h^T>_data - <v h^T>_model`` with the model expectation replaced by ``k`` block
 Gibbs steps started at the data (CD-k) or continued from persistent chains (PCD,
-Tieleman 2008).
+Tieleman 2008). The updates are :func:`gibbs_from_hidden`, :func:`hidden_means`,
+:func:`cd_gradient` and :func:`momentum_step_`, the same functions the tests check
+against brute force, run by the shared minibatch loop (:mod:`._training`).
 
 Bernoulli draws compare float32 uniforms ``u`` with the probabilities (``u < p``):
 float32 uniforms cost about half as much as float64 ones, and their 2**-24 grid
@@ -30,17 +48,23 @@ from __future__ import annotations
 import math
 import time
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._torch import chunk_rows, generator_from, iter_slices, seed_from
-from .base import GenerativeModel
+from ._training import DEPRECATED, MinibatchModel, renamed_parameter
+from .nn import softplus
 
 __all__ = [
     "BernoulliRBM",
+    "BaseRBM",
+    "BernoulliVisible",
+    "SoftmaxVisible",
+    "VisibleBlocks",
     "softplus",
     "free_energy",
     "hidden_free_energy",
@@ -49,34 +73,254 @@ __all__ = [
     "ais_log_partition",
     "base_rate_bias",
     "bernoulli",
+    "hidden_means",
+    "sample_hidden",
+    "sample_visible",
     "gibbs_step",
+    "gibbs_from_hidden",
+    "CDGradient",
+    "cd_gradient",
     "cd_gradients",
+    "momentum_step_",
 ]
 
-#: largest layer enumerated by ``partition_method="auto"`` (2**20 states)
+#: most states ``partition_method="auto"`` enumerates (2**20)
 EXACT_MAX_UNITS = 20
-#: largest layer ``partition_method="exact"`` agrees to enumerate
+#: most states ``partition_method="exact"`` agrees to enumerate (2**26)
 _EXACT_HARD_LIMIT = 26
-#: n_iter="auto": at least this many updates, and this many epochs
+#: max_iter="auto": at least this many updates, and this many epochs
 _AUTO_MIN_UPDATES = 5000
 _AUTO_MIN_EPOCHS = 10
 
 
-# --------------------------------------------------------------------- mathematics
-def softplus(x: torch.Tensor) -> torch.Tensor:
-    """``log(1 + exp(x))`` computed as ``max(x, 0) + log1p(exp(-|x|))``.
+def _count(n_states: int) -> str:
+    """``2**m`` when the count is a power of two (binary layers), else the number."""
+    return f"2**{n_states.bit_length() - 1}" if n_states & (n_states - 1) == 0 else str(n_states)
 
-    Exact to rounding for every ``x`` (``torch.nn.functional.softplus`` switches to
-    ``x`` above 20, an error of 2e-9 per unit that the exact partition function
-    would accumulate).
+
+# ------------------------------------------------------------------ visible layers
+def bernoulli(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Binary draws with probabilities ``p``: ``(u < p)`` for float32 uniforms ``u``."""
+    u = torch.rand(p.shape, generator=generator, dtype=torch.float32, device=p.device)
+    return torch.lt(u, p).to(p.dtype)
+
+
+def base_rate_bias(marginals: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """Visible biases of the base-rate model: logits of the smoothed marginals.
+
+    ``b_A = log(p / (1 - p))`` with ``p = (n m + 1/2) / (n + 1)`` for marginals
+    ``m`` over ``n`` rows (half a pseudo-count each way keeps the logits finite
+    for columns that are always 0 or always 1). Also the initial visible biases.
     """
-    return x.clamp_min(0.0) + torch.log1p(torch.exp(-x.abs()))
+    p = (marginals * n_samples + 0.5) / (n_samples + 1.0)
+    return torch.log(p) - torch.log1p(-p)
 
 
+class _DiscreteVisible:
+    """What discrete visible layers share: a width, and the counting base measure."""
+
+    def __init__(self, n_units: int):
+        self.n_units = int(n_units)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.n_units})"
+
+    def log_potential(self, v: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The units' own term of ``-E``: ``b.v`` (``log mu(v) = 0``)."""
+        return v @ b
+
+
+class BernoulliVisible(_DiscreteVisible):
+    """A block of ``n_units`` binary visible units, ``v_i`` in {0, 1}.
+
+    Given their input ``x``, the units are independent with ``P(v_i = 1) =
+    sigmoid(x_i)``: ``A(x) = sum_i softplus(x_i)``, counting base measure.
+
+    Parameters
+    ----------
+    n_units : int
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skgenerative.rbm import BernoulliVisible
+    >>> layer = BernoulliVisible(2)
+    >>> layer.n_states, layer.states(torch.arange(4), torch.float64).tolist()
+    (4, [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> x = torch.tensor([0.3, -1.0], dtype=torch.float64)
+    >>> states = layer.states(torch.arange(4), torch.float64)
+    >>> bool(torch.isclose(torch.logsumexp(states @ x, 0), layer.log_normalizer(x)))
+    True
+    """
+
+    @property
+    def n_states(self) -> int:
+        return 2**self.n_units
+
+    def log_normalizer(self, x: torch.Tensor) -> torch.Tensor:
+        """``A(x) = log sum_v exp(x.v) = sum_i softplus(x_i)``, over the last dimension."""
+        return softplus(x).sum(-1)
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        """``E[v | x] = sigmoid(x)``."""
+        return torch.sigmoid(x)
+
+    def sample(self, mean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Draws with conditional mean ``mean``."""
+        return bernoulli(mean, generator)
+
+    def base_rate_bias(self, marginals: torch.Tensor, n_samples: int) -> torch.Tensor:
+        """Biases whose model (no weights) has the smoothed data marginals: :func:`base_rate_bias`."""
+        return base_rate_bias(marginals, n_samples)
+
+    def states(self, codes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The states with integer codes ``codes`` (bit ``i`` of the code is ``v_i``)."""
+        bits = torch.arange(self.n_units, device=codes.device, dtype=torch.int64)
+        return ((codes.unsqueeze(1) >> bits) & 1).to(dtype)
+
+    def check_values(self, X: np.ndarray, advice: str = "") -> None:
+        """Values must lie in [0, 1] (binary, or probabilities of being 1)."""
+        if X.size == 0:
+            return
+        low, high = float(np.min(X)), float(np.max(X))
+        if low < 0.0 or high > 1.0:
+            raise ValueError(
+                "Binary visible units expect values in [0, 1] (binary data, or "
+                f"probabilities of being 1); got values in [{low:g}, {high:g}]. {advice}".rstrip()
+            )
+
+
+class SoftmaxVisible(_DiscreteVisible):
+    """One categorical variable with ``n_levels`` levels, as one-hot (softmax) units.
+
+    ``v`` is a one-hot vector of length ``K``; given the input ``x``, ``P(v = e_k) =
+    softmax(x)_k``: ``A(x) = logsumexp(x)``. The base-rate biases are the logs of
+    the level frequencies, smoothed by half a pseudo-count per level.
+
+    Parameters
+    ----------
+    n_levels : int
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skgenerative.rbm import SoftmaxVisible
+    >>> layer = SoftmaxVisible(3)
+    >>> layer.states(torch.arange(3), torch.float64).tolist()
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+
+    def __init__(self, n_levels: int):
+        super().__init__(n_levels)
+
+    @property
+    def n_states(self) -> int:
+        return self.n_units
+
+    def log_normalizer(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(x, dim=-1)
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(x, dim=-1)
+
+    def sample(self, mean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One-hot draws with level probabilities ``mean`` (inverse CDF of a float32 uniform)."""
+        u = torch.rand(mean.shape[:-1] + (1,), generator=generator, dtype=torch.float32, device=mean.device)
+        level = torch.lt(mean.cumsum(-1), u).sum(-1).clamp_max(self.n_units - 1)
+        return torch.nn.functional.one_hot(level, self.n_units).to(mean.dtype)
+
+    def base_rate_bias(self, marginals: torch.Tensor, n_samples: int) -> torch.Tensor:
+        """``log p_k`` with ``p_k = (n m_k + 1/2) / (n + K/2)`` for level frequencies ``m``."""
+        return torch.log((marginals * n_samples + 0.5) / (n_samples + 0.5 * self.n_units))
+
+    def states(self, codes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return torch.nn.functional.one_hot(codes, self.n_units).to(dtype)
+
+    def check_values(self, X: np.ndarray, advice: str = "") -> None:
+        """Rows must be probability vectors over the levels (one-hot for observed levels)."""
+        if X.size == 0:
+            return
+        sums = X.sum(1)
+        if X.min() < 0.0 or X.max() > 1.0 or np.abs(sums - 1.0).max() > 1e-6 * self.n_units:
+            raise ValueError(
+                f"Softmax visible units expect one-hot rows over {self.n_units} levels "
+                f"(values in [0, 1] summing to 1); got row sums in [{sums.min():g}, "
+                f"{sums.max():g}]. {advice}".rstrip()
+            )
+
+
+class VisibleBlocks:
+    """Visible blocks side by side: the units of ``blocks[0]``, then ``blocks[1]``, ...
+
+    The blocks are independent given the hidden units, so every quantity is the
+    blocks' own, on their slices of ``v`` and ``x``: ``A(x) = sum_k A_k(x_k)``, the
+    means and draws are concatenated, and the states are every combination of the
+    blocks' states (a mixed-radix code, ``blocks[0]`` the fastest digit).
+
+    Parameters
+    ----------
+    blocks : sequence of visible layers
+
+    Examples
+    --------
+    Two binary columns and a categorical one with three levels: 4 * 3 states.
+
+    >>> from skgenerative.rbm import BernoulliVisible, SoftmaxVisible, VisibleBlocks
+    >>> layer = VisibleBlocks([BernoulliVisible(2), SoftmaxVisible(3)])
+    >>> layer.n_units, layer.n_states
+    (5, 12)
+    """
+
+    def __init__(self, blocks):
+        self.blocks = list(blocks)
+        widths = [block.n_units for block in self.blocks]
+        ends = np.cumsum([0] + widths).tolist()
+        self.slices = [slice(a, b) for a, b in zip(ends[:-1], ends[1:])]
+        self.n_units = ends[-1]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.blocks!r})"
+
+    @property
+    def n_states(self) -> int:
+        return math.prod(block.n_states for block in self.blocks)
+
+    def log_potential(self, v: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return sum(k.log_potential(v[..., s], b[s]) for k, s in zip(self.blocks, self.slices))
+
+    def log_normalizer(self, x: torch.Tensor) -> torch.Tensor:
+        return sum(k.log_normalizer(x[..., s]) for k, s in zip(self.blocks, self.slices))
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([k.mean(x[..., s]) for k, s in zip(self.blocks, self.slices)], dim=-1)
+
+    def sample(self, mean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return torch.cat([k.sample(mean[..., s], generator) for k, s in zip(self.blocks, self.slices)], dim=-1)
+
+    def base_rate_bias(self, marginals: torch.Tensor, n_samples: int) -> torch.Tensor:
+        return torch.cat([k.base_rate_bias(marginals[s], n_samples) for k, s in zip(self.blocks, self.slices)])
+
+    def states(self, codes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        parts = []
+        for block in self.blocks:
+            parts.append(block.states(codes % block.n_states, dtype))
+            codes = codes // block.n_states
+        return torch.cat(parts, dim=1)
+
+    def check_values(self, X: np.ndarray, advice: str = "") -> None:
+        for block, s in zip(self.blocks, self.slices):
+            block.check_values(X[:, s], advice)
+
+
+def _default_visible(visible, n_visible: int):
+    return BernoulliVisible(n_visible) if visible is None else visible
+
+
+# --------------------------------------------------------------------- mathematics
 def free_energy(
-    v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor
+    v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, visible=None
 ) -> torch.Tensor:
-    """Free energy of visible vectors, ``F(v) = -b.v - sum_j softplus(c_j + W_j.v)``.
+    """Free energy of visible vectors, ``F(v) = -b.v - log mu(v) - sum_j softplus(c_j + W_j.v)``.
 
     ``exp(-F(v)) = sum_h exp(-E(v, h))``, so ``log p(v) = -F(v) - log Z``.
 
@@ -86,48 +330,47 @@ def free_energy(
     W : tensor of shape (H, D)
     b : tensor of shape (D,)
     c : tensor of shape (H,)
+    visible : visible layer, default=None
+        ``None``: ``D`` binary units (:class:`BernoulliVisible`).
 
     Returns
     -------
     tensor of shape (n,)
     """
-    return -(v @ b) - softplus(torch.addmm(c, v, W.T)).sum(1)
+    visible = _default_visible(visible, W.shape[1])
+    return -visible.log_potential(v, b) - softplus(torch.addmm(c, v, W.T)).sum(1)
 
 
 def hidden_free_energy(
-    h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor
+    h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, visible=None
 ) -> torch.Tensor:
-    """Free energy of hidden vectors, ``F(h) = -c.h - sum_i softplus(b_i + (h W)_i)``.
+    """Free energy of hidden vectors, ``F(h) = -c.h - A(b + h W)``.
 
-    ``exp(-F(h)) = sum_v exp(-E(v, h))``.
+    ``exp(-F(h)) = sum_v exp(-E(v, h))``; for binary units ``A(x) = sum_i softplus(x_i)``.
     """
-    return -(h @ c) - softplus(torch.addmm(b, h, W)).sum(1)
+    visible = _default_visible(visible, W.shape[1])
+    return -(h @ c) - visible.log_normalizer(torch.addmm(b, h, W))
 
 
-def _states(start: int, stop: int, n_units: int, dtype, device) -> torch.Tensor:
-    """Binary vectors whose integer codes run from ``start`` to ``stop - 1``."""
-    codes = torch.arange(start, stop, device=device, dtype=torch.int64)
-    bits = torch.arange(n_units, device=device, dtype=torch.int64)
-    return ((codes.unsqueeze(1) >> bits) & 1).to(dtype)
+def log_partition_exact(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, visible=None) -> float:
+    """``log Z`` by enumerating every state of the layer with fewer states, in float64.
 
+    With ``2**H`` hidden states and ``N`` visible ones,
 
-def log_partition_exact(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> float:
-    """``log Z`` by enumerating every state of the smaller layer, in float64.
-
-    With ``m = min(H, D)`` units in the smaller layer,
-
-        log Z = logsumexp over h in {0,1}^H of -F(h)   (H <= D), or
-        log Z = logsumexp over v in {0,1}^D of -F(v)   (D < H),
+        log Z = logsumexp over h in {0,1}^H of -F(h)   (2**H <= N), or
+        log Z = logsumexp over the visible states of -F(v)   (otherwise),
 
     evaluated over chunks of states (memory stays bounded) and combined by a
     log-sum-exp of the chunks' log-sum-exps, which is stable for any magnitude.
-    Cost ``O(2**m * max(H, D) * m)``.
+    Cost ``O(min(2**H, N) * H * D)``.
 
     Parameters
     ----------
     W : tensor of shape (H, D)
     b : tensor of shape (D,)
     c : tensor of shape (H,)
+    visible : visible layer, default=None
+        ``None``: ``D`` binary units.
 
     Returns
     -------
@@ -135,21 +378,25 @@ def log_partition_exact(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> fl
     """
     W, b, c = W.double(), b.double(), c.double()
     n_hidden, n_visible = W.shape
-    if n_hidden <= n_visible:
-        m, other = n_hidden, n_visible
-        fn = lambda s: -hidden_free_energy(s, W, b, c)  # noqa: E731
+    visible = _default_visible(visible, n_visible)
+    if 2**n_hidden <= visible.n_states:
+        layer, other = BernoulliVisible(n_hidden), n_visible
+        fn = lambda s: -hidden_free_energy(s, W, b, c, visible)  # noqa: E731
     else:
-        m, other = n_visible, n_hidden
-        fn = lambda s: -free_energy(s, W, b, c)  # noqa: E731
-    if m > _EXACT_HARD_LIMIT:
+        layer, other = visible, n_hidden
+        fn = lambda s: -free_energy(s, W, b, c, visible)  # noqa: E731
+    total = layer.n_states
+    if total > 2**_EXACT_HARD_LIMIT:
         raise ValueError(
-            f"The exact partition function enumerates 2**{m} states of the smaller "
-            f"layer; at most 2**{_EXACT_HARD_LIMIT} are allowed. Use AIS instead."
+            f"The exact partition function enumerates {_count(total)} states of the "
+            f"smaller layer; at most 2**{_EXACT_HARD_LIMIT} are allowed. Use AIS instead."
         )
-    total = 2**m
+    m = layer.n_units
     size = max(chunk_rows(8 * (3 * other + 2 * m + 4), total, W.device), min(total, 1024))
-    parts = [torch.logsumexp(fn(_states(s.start, s.stop, m, W.dtype, W.device)), 0)
-             for s in iter_slices(total, size)]
+    parts = []
+    for s in iter_slices(total, size):
+        codes = torch.arange(s.start, s.stop, device=W.device, dtype=torch.int64)
+        parts.append(torch.logsumexp(fn(layer.states(codes, W.dtype)), 0))
     return float(torch.logsumexp(torch.stack(parts), 0))
 
 
@@ -174,21 +421,22 @@ def ais_betas(n_temperatures: int) -> torch.Tensor:
     ])
 
 
-def base_rate_bias(marginals: torch.Tensor, n_samples: int) -> torch.Tensor:
-    """Visible biases of the base-rate model: logits of the smoothed marginals.
-
-    ``b_A = log(p / (1 - p))`` with ``p = (n m + 1/2) / (n + 1)`` for marginals
-    ``m`` over ``n`` rows (half a pseudo-count each way keeps the logits finite
-    for columns that are always 0 or always 1). Also the initial visible biases.
-    """
-    p = (marginals * n_samples + 0.5) / (n_samples + 1.0)
-    return torch.log(p) - torch.log1p(-p)
+def hidden_means(v: torch.Tensor, W: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``P(h_j = 1 | v) = sigmoid(c_j + W_j.v)``, shape (n, H)."""
+    return torch.sigmoid(torch.addmm(c, v, W.T))
 
 
-def bernoulli(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Binary draws with probabilities ``p``: ``(u < p)`` for float32 uniforms ``u``."""
-    u = torch.rand(p.shape, generator=generator, dtype=torch.float32, device=p.device)
-    return torch.lt(u, p).to(p.dtype)
+def sample_hidden(v: torch.Tensor, W: torch.Tensor, c: torch.Tensor, generator) -> torch.Tensor:
+    """``h ~ p(h | v)``: ``h_j ~ Bernoulli(sigmoid(c_j + W_j.v))``."""
+    return bernoulli(hidden_means(v, W, c), generator)
+
+
+def sample_visible(
+    h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, generator, visible=None
+) -> torch.Tensor:
+    """``v ~ p(v | h)``: the visible layer at input ``b + h W``."""
+    visible = _default_visible(visible, W.shape[1])
+    return visible.sample(visible.mean(torch.addmm(b, h, W)), generator)
 
 
 def gibbs_step(
@@ -197,22 +445,66 @@ def gibbs_step(
     b: torch.Tensor,
     c: torch.Tensor,
     generator: torch.Generator,
+    visible=None,
 ) -> torch.Tensor:
     """One block Gibbs step ``v -> h -> v'``.
 
-    ``h_j ~ Bernoulli(sigmoid(c_j + W_j.v))``, then
-    ``v'_i ~ Bernoulli(sigmoid(b_i + (h W)_i))``. Leaves ``p(v)`` invariant.
+    ``h_j ~ Bernoulli(sigmoid(c_j + W_j.v))``, then ``v' ~ p(v | h)`` (for binary
+    units ``v'_i ~ Bernoulli(sigmoid(b_i + (h W)_i))``). Leaves ``p(v)`` invariant.
     """
-    h = bernoulli(torch.sigmoid(torch.addmm(c, v, W.T)), generator)
-    return bernoulli(torch.sigmoid(torch.addmm(b, h, W)), generator)
+    return sample_visible(sample_hidden(v, W, c, generator), W, b, generator, visible)
 
 
-def cd_gradients(
+def gibbs_from_hidden(
+    h: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor,
+    c: torch.Tensor,
+    generator: torch.Generator,
+    n_steps: int = 1,
+    visible=None,
+) -> torch.Tensor:
+    """``n_steps`` block Gibbs steps from hidden states, ending at a visible state.
+
+    ``v_1 ~ p(v | h)``, then ``h ~ p(h | v_t)``, ``v_{t+1} ~ p(v | h)`` until
+    ``v_{n_steps}``, which is returned: the negative phase of CD-k started from
+    ``h ~ p(h | v_data)``, or of PCD from the persistent chains. The last hidden
+    draw is left to the caller, which computes the hidden means of the model's
+    visible states anyway (for the gradient, in one product with the data's).
+    """
+    for step in range(n_steps):
+        v = sample_visible(h, W, b, generator, visible)
+        if step + 1 < n_steps:
+            h = sample_hidden(v, W, c, generator)
+    return v
+
+
+class CDGradient(NamedTuple):
+    """Contrastive-divergence gradient, the weights' part as a product of two factors.
+
+    ``weights = hidden.T @ visible`` with ``hidden = [q_data / n; -q_model / m]``
+    (n + m, H) and ``visible = [v_data; v_model]`` (n + m, D): one matrix product
+    for both phases, which an update can fuse into its step (:func:`momentum_step_`).
+    """
+
+    hidden: torch.Tensor
+    visible: torch.Tensor
+    visible_bias: torch.Tensor
+    hidden_bias: torch.Tensor
+
+    @property
+    def weights(self) -> torch.Tensor:
+        return self.hidden.T @ self.visible
+
+
+def cd_gradient(
     v_data: torch.Tensor,
     v_model: torch.Tensor,
     W: torch.Tensor,
     c: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    *,
+    stacked: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> CDGradient:
     """Contrastive-divergence estimate of the mean log-likelihood gradient.
 
     With ``q(v) = sigmoid(c + W v)`` (the hidden units' conditional means),
@@ -221,15 +513,74 @@ def cd_gradients(
         db = mean_data v - mean_model v,
         dc = mean_data q(v) - mean_model q(v),
 
-    which is the gradient of ``mean_data(-F(v)) - mean_model(-F(v))``: the exact
-    log-likelihood gradient when ``v_model`` are exact samples of the model.
-    Returns ``(dW, db, dc)`` with the shapes of ``(W, b, c)``.
+    the gradient of ``mean_data(-F(v)) - mean_model(-F(v))``: the exact
+    log-likelihood gradient when ``v_model`` are exact samples of the model (for
+    any visible layer: ``v`` is the sufficient statistic of ``b``).
+
+    Parameters
+    ----------
+    v_data, v_model : tensors of shape (n, D) and (m, D)
+    W, c : tensors of shape (H, D) and (H,)
+    stacked : (tensor of shape (n + m, D), tensor of shape (n + m, H)), optional
+        ``[v_data; v_model]`` and its hidden means ``q`` when the caller has them
+        already (training computes ``q`` in one product over both phases);
+        otherwise computed so.
+
+    Returns
+    -------
+    CDGradient
     """
-    q_data = torch.sigmoid(torch.addmm(c, v_data, W.T))
-    q_model = torch.sigmoid(torch.addmm(c, v_model, W.T))
     n_data, n_model = v_data.shape[0], v_model.shape[0]
-    dW = q_data.T @ v_data / n_data - q_model.T @ v_model / n_model
-    return dW, v_data.mean(0) - v_model.mean(0), q_data.mean(0) - q_model.mean(0)
+    if stacked is None:
+        visible = torch.cat([v_data, v_model])
+        q = hidden_means(visible, W, c)
+    else:
+        visible, q = stacked
+    hidden = torch.cat([q[:n_data] * (1.0 / n_data), q[n_data:] * (-1.0 / n_model)])
+    return CDGradient(hidden, visible, v_data.mean(0) - v_model.mean(0), hidden.sum(0))
+
+
+def cd_gradients(
+    v_data: torch.Tensor,
+    v_model: torch.Tensor,
+    W: torch.Tensor,
+    c: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(dW, db, dc)`` of :func:`cd_gradient`, with the shapes of ``(W, b, c)``."""
+    gradient = cd_gradient(v_data, v_model, W, c)
+    return gradient.weights, gradient.visible_bias, gradient.hidden_bias
+
+
+def momentum_step_(
+    params: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    velocity: list[torch.Tensor],
+    gradient: CDGradient,
+    learning_rate: float,
+    momentum: float,
+    weight_decay: float,
+) -> None:
+    """One ascent step with momentum, in place on ``params = (W, b, c)`` and ``velocity``.
+
+    ``u <- momentum u + learning_rate (g - weight_decay W)`` (the decay for the
+    weights only), then ``theta <- theta + u``. The weights' gradient enters as its
+    two factors (one ``addmm``, no (H, D) temporary); without momentum the velocity
+    of the weights is not kept: ``W <- (1 - learning_rate weight_decay) W +
+    learning_rate dW``.
+    """
+    W, b, c = params
+    vW, vb, vc = velocity
+    lr = learning_rate
+    if momentum:
+        vW.addmm_(gradient.hidden.T, gradient.visible, beta=momentum, alpha=lr)
+        if weight_decay:
+            vW.add_(W, alpha=-lr * weight_decay)
+        W.add_(vW)
+    else:
+        W.addmm_(gradient.hidden.T, gradient.visible, beta=1.0 - lr * weight_decay, alpha=lr)
+    vb.mul_(momentum).add_(gradient.visible_bias, alpha=lr)
+    vc.mul_(momentum).add_(gradient.hidden_bias, alpha=lr)
+    b.add_(vb)
+    c.add_(vc)
 
 
 def ais_log_partition(
@@ -241,23 +592,25 @@ def ais_log_partition(
     n_chains: int = 100,
     n_temperatures: int = 1000,
     generator: torch.Generator,
+    visible=None,
 ) -> tuple[float, float]:
     """Annealed importance sampling estimate of ``log Z`` and its standard error.
 
     The base model ``A`` has visible biases ``b_A`` (``base_visible_bias``, e.g. the
-    logits of the data marginals) and no weights, so ``Z_A = 2**H prod_i (1 +
-    exp(b_A_i))`` and it is sampled exactly. The intermediate distributions, for
-    ``beta_0 = 0 < ... < beta_K = 1`` (:func:`ais_betas`), are
+    layer's base-rate biases of the data marginals) and no weights, so ``log Z_A =
+    H log 2 + A(b_A)`` (for binary units ``A(b_A) = sum_i softplus(b_A_i)``) and it
+    is sampled exactly. The intermediate distributions, for ``beta_0 = 0 < ... <
+    beta_K = 1`` (:func:`ais_betas`), are
 
-        log p*_k(v) = (1 - beta_k) b_A.v + beta_k b.v
+        log p*_k(v) = (1 - beta_k) b_A.v + beta_k b.v + log mu(v)
                       + sum_j softplus(beta_k (c_j + W_j.v)),
 
     equal to ``log p*_A`` at ``beta = 0`` and to ``-F(v)`` at ``beta = 1``. Each
     chain starts at ``v_1 ~ p_A``, adds ``log p*_k(v_k) - log p*_{k-1}(v_k)`` to its
     log-weight and moves ``v_k -> v_{k+1}`` by one block Gibbs step that leaves
-    ``p_k`` invariant (``h_j ~ sigmoid(beta_k (c_j + W_j.v))``, ``v_i ~
-    sigmoid((1 - beta_k) b_A_i + beta_k (b_i + (h W)_i))``). With log-weights
-    ``w_1..w_M``,
+    ``p_k`` invariant (``h_j ~ sigmoid(beta_k (c_j + W_j.v))``, then ``v`` from the
+    visible layer at input ``(1 - beta_k) b_A + beta_k (b + h W)``). With
+    log-weights ``w_1..w_M``,
 
         log Z_hat = log Z_A + log mean_m exp(w_m),
 
@@ -278,6 +631,8 @@ def ais_log_partition(
         ``K``, the number of annealing steps.
     generator : torch.Generator
         Source of randomness (on ``W``'s device); fixes the result.
+    visible : visible layer, default=None
+        ``None``: ``D`` binary units.
 
     Returns
     -------
@@ -286,13 +641,14 @@ def ais_log_partition(
     if n_chains < 2:
         raise ValueError(f"AIS needs at least 2 chains for an error estimate, got {n_chains}.")
     n_hidden, n_visible = W.shape
+    visible = _default_visible(visible, n_visible)
     dtype, device = W.dtype, W.device
     b_A = base_visible_bias.to(dtype)
     betas = ais_betas(n_temperatures).tolist()
-    log_z_base = float(softplus(b_A.double()).sum()) + n_hidden * math.log(2.0)
+    log_z_base = float(visible.log_normalizer(b_A.double())) + n_hidden * math.log(2.0)
     WT = W.T
     bias_gap = b - b_A
-    v = bernoulli(torch.sigmoid(b_A).expand(n_chains, n_visible), generator)
+    v = visible.sample(visible.mean(b_A).expand(n_chains, n_visible), generator)
     log_w = torch.zeros(n_chains, dtype=torch.float64, device=device)
     K = len(betas) - 1
     for k in range(1, K + 1):
@@ -304,7 +660,7 @@ def ais_log_partition(
         if k < K:
             h = bernoulli(torch.sigmoid(x), generator)
             visible_bias = torch.add(b_A, bias_gap, alpha=beta)
-            v = bernoulli(torch.sigmoid(torch.addmm(visible_bias, h, W, alpha=beta)), generator)
+            v = visible.sample(visible.mean(torch.addmm(visible_bias, h, W, alpha=beta)), generator)
     shift = log_w.max()
     weights = torch.exp(log_w - shift)
     mean = weights.mean()
@@ -313,8 +669,283 @@ def ais_log_partition(
     return log_z, std_error
 
 
-# ---------------------------------------------------------------------- estimator
-class BernoulliRBM(GenerativeModel):
+# ---------------------------------------------------------------------- estimators
+class BaseRBM(MinibatchModel):
+    """An RBM with binary hidden units, trained by contrastive divergence in the shared loop.
+
+    Everything that does not depend on the kind of visible unit: the training
+    hooks of :class:`~skgenerative._training.MinibatchModel` (persistent chains,
+    ``fit``'s step-size schedule, the CD update, divergence checks), ``log Z``
+    (exact or AIS), scoring, ``transform``, sampling and Gibbs steps. A subclass
+    declares the parameters in ``__init__`` (those of ``_parameter_constraints``
+    and the common ones) and supplies
+
+    ``_visible_layer()``
+        Its visible layer (a :class:`BernoulliVisible`, :class:`VisibleBlocks`, ...).
+    ``_visible_units(X)`` (optional)
+        Raw rows -> the values of the visible units (identity by default).
+    ``_max_iter()`` (optional)
+        The number of epochs of ``fit``, or ``"auto"`` (``max_iter`` by default).
+
+    The parameters are numpy attributes (``components_``, ``intercept_visible_``,
+    ``intercept_hidden_``); a training call works on tensor copies and writes them
+    back at its end.
+    """
+
+    _parameter_constraints: dict = {
+        **MinibatchModel._parameter_constraints,
+        "learning_rate": [Interval(Real, 0.0, None, closed="neither")],
+        "learning_rate_schedule": [StrOptions({"linear", "constant"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
+        "cd_steps": [Interval(Integral, 1, None, closed="left")],
+        "persistent": ["boolean"],
+        "momentum": [Interval(Real, 0.0, 1.0, closed="left")],
+        "weight_decay": [Interval(Real, 0.0, None, closed="left")],
+        "burn_in": [Interval(Integral, 0, None, closed="left")],
+        "partition_method": [StrOptions({"auto", "exact", "ais"})],
+        "n_ais_chains": [Interval(Integral, 2, None, closed="left")],
+        "n_ais_temperatures": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def _visible_layer(self):  # pragma: no cover
+        raise NotImplementedError  # abstract hook
+
+    def _visible_units(self, X: torch.Tensor) -> torch.Tensor:
+        return X
+
+    def _max_iter(self):
+        return self.max_iter
+
+    def _row_bytes(self, n_features: int) -> int:
+        return np.dtype(self.dtype).itemsize * (3 * n_features + 4 * int(self.n_components) + 8)
+
+    # --------------------------------------------------- the loop's steps
+    def _training_data(self, X: torch.Tensor) -> torch.Tensor:
+        return self._visible_units(X)
+
+    def _initialize_parameters(self, X: torch.Tensor, random_state) -> None:
+        """``W ~ N(0, 0.01^2)``, ``b`` the base-rate biases of the data (:meth:`base_rate_bias`), ``c = 0``."""
+        X = self._visible_units(X)
+        generator = generator_from(self._training_seed, X.device)
+        shape = (int(self.n_components), X.shape[1])
+        W = 0.01 * torch.randn(shape, generator=generator, dtype=X.dtype, device=X.device)
+        marginals = X.mean(0, dtype=torch.float64)
+        b = self._visible_layer().base_rate_bias(marginals, X.shape[0]).to(X.dtype)
+        c = torch.zeros(shape[0], dtype=X.dtype, device=X.device)
+        self._store(W, b, c, [torch.zeros_like(W), torch.zeros_like(b), torch.zeros_like(c)], None)
+        self.n_samples_seen_ = 0
+        self.n_updates_ = 0
+
+    def _n_epochs(self, n_train: int) -> int:
+        max_iter = self._max_iter()
+        if max_iter != "auto":
+            return int(max_iter)
+        per_epoch = math.ceil(n_train / self._batch_size(n_train))
+        return max(_AUTO_MIN_EPOCHS, math.ceil(_AUTO_MIN_UPDATES / per_epoch))
+
+    def _batch_size(self, n_train: int) -> int:
+        return min(int(self.batch_size), n_train)
+
+    def _prepare_training(self, train: torch.Tensor, valid: torch.Tensor | None) -> None:
+        """Refuse a hopeless exact ``log Z`` before training; update the running marginals."""
+        n_states = min(2 ** int(self.n_components), self._visible_layer().n_states)
+        if self.partition_method == "exact" and n_states > 2**_EXACT_HARD_LIMIT:
+            raise ValueError(
+                f"partition_method='exact' would enumerate {_count(n_states)} states of the "
+                f"smaller layer; at most 2**{_EXACT_HARD_LIMIT} are allowed. Use "
+                "partition_method='auto' or 'ais'."
+            )
+        n_old, n_new = self.n_samples_seen_, train.shape[0]
+        batch_mean = train.mean(0, dtype=torch.float64).cpu().numpy()
+        if n_old == 0:
+            self.visible_marginals_ = batch_mean
+        else:
+            self.visible_marginals_ = (n_old * self.visible_marginals_ + n_new * batch_mean) / (n_old + n_new)
+        self.n_samples_seen_ = n_old + n_new
+
+    def _start_training(self, train: torch.Tensor, n_epochs: int | None) -> None:
+        """The parameters as tensors, the call's random stream, the chains, the schedule.
+
+        A training call draws everything from one stream: the training seed for
+        ``fit``, shifted by the number of updates so far for a ``partial_fit`` call
+        (no call replays another's noise). The chains start (or restart, when
+        ``batch_size`` changed) at hidden states driven by random training rows.
+        ``fit`` decays the step linearly over its ``n_epochs`` epochs, ending at
+        ``learning_rate / total`` so that the last update counts; ``partial_fit``
+        (``n_epochs=None``) steps at ``learning_rate``.
+        """
+        seed = self._training_seed
+        if n_epochs is None:
+            seed = (seed + 7919 * self.n_updates_) % (2**31 - 1)
+        generator = generator_from(seed, train.device)
+        as_t = lambda a: torch.tensor(a, dtype=train.dtype, device=train.device)  # noqa: E731
+        W, b, c = as_t(self.components_), as_t(self.intercept_visible_), as_t(self.intercept_hidden_)
+        chains, n_chains = None, int(self.batch_size)
+        if self.persistent:
+            if self.h_samples_ is not None and self.h_samples_.shape[0] == n_chains:
+                chains = as_t(self.h_samples_)
+            else:
+                rows = torch.randint(train.shape[0], (n_chains,), generator=generator, device=train.device)
+                chains = sample_hidden(train[rows], W, c, generator)
+        schedule = None
+        if self.learning_rate_schedule == "linear" and n_epochs is not None:
+            n_batches = math.ceil(train.shape[0] / self._batch_size(train.shape[0]))
+            schedule = (self.n_updates_, n_epochs * n_batches)
+        velocity = [as_t(v) for v in self._velocity]
+        self._cd = _CDState((W, b, c), velocity, chains, self._visible_layer(), schedule, seed, generator)
+
+    def _epoch_generator(self, epoch: int, device: torch.device) -> torch.Generator:
+        return self._cd.generator  # the call's stream continues across its epochs
+
+    def _step_size(self) -> float:
+        """The step of the next update: ``learning_rate``, decayed linearly in ``fit``."""
+        if self._cd.schedule is None:
+            return float(self.learning_rate)
+        first, total = self._cd.schedule
+        return float(self.learning_rate) * (1.0 - (self.n_updates_ - first) / total)
+
+    def _epoch_settings(self, epoch: int) -> dict:
+        return {"learning_rate": self._step_size()}
+
+    def _train_step(self, batch: torch.Tensor, generator: torch.Generator) -> None:
+        """One CD-k or PCD-k update of the parameters, in place.
+
+        With persistent chains the model's visible draw does not depend on the
+        minibatch, so both phases' hidden means come from one product over the
+        stacked ``[v_data; v_model]``: a PCD-1 update costs three matrix products
+        (visible draw, hidden means, weight gradient), CD-1 four.
+        """
+        state = self._cd
+        (W, b, c), visible, k, n = state.params, state.visible, int(self.cd_steps), batch.shape[0]
+        if self.persistent:
+            v_model = gibbs_from_hidden(state.chains, W, b, c, generator, k, visible)
+            v = torch.cat([batch, v_model])
+            q = hidden_means(v, W, c)
+            state.chains = bernoulli(q[n:], generator)
+        else:
+            q_data = hidden_means(batch, W, c)
+            v_model = gibbs_from_hidden(bernoulli(q_data, generator), W, b, c, generator, k, visible)
+            v, q = torch.cat([batch, v_model]), torch.cat([q_data, hidden_means(v_model, W, c)])
+        gradient = cd_gradient(batch, v_model, W, c, stacked=(v, q))
+        momentum_step_(
+            state.params, state.velocity, gradient, self._step_size(),
+            float(self.momentum), float(self.weight_decay),
+        )
+        self.n_updates_ += 1
+        return None
+
+    def _parameters_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self._cd.params)
+
+    def _divergence_advice(self) -> str:
+        return (
+            f"Lower learning_rate (now {self.learning_rate}) or momentum (now "
+            f"{self.momentum}), or raise weight_decay."
+        )
+
+    def _progress(self, train: torch.Tensor) -> dict:
+        return {"reconstruction_error": _reconstruction_error(train, *self._cd.params, self._cd.visible)}
+
+    def _end_training(self, stopper) -> None:
+        """Write the parameters back as numpy arrays, then compute ``log Z``."""
+        state = self.__dict__.pop("_cd")
+        self._store(*state.params, state.velocity, state.chains)
+        generator = generator_from((state.seed + 1) % (2**31 - 1), state.params[0].device)
+        self._set_log_partition(*state.params, state.visible, generator)
+
+    def _store(self, W, b, c, velocity, chains) -> None:
+        to_np = lambda t: t.detach().double().cpu().numpy()  # noqa: E731
+        self.components_, self.intercept_visible_, self.intercept_hidden_ = to_np(W), to_np(b), to_np(c)
+        self._velocity = [to_np(v) for v in velocity]
+        self.h_samples_ = None if chains is None else to_np(chains)
+
+    def _set_log_partition(self, W, b, c, visible, generator) -> None:
+        method = self.partition_method
+        if method == "auto":
+            few = min(2 ** W.shape[0], visible.n_states) <= 2**EXACT_MAX_UNITS
+            method = "exact" if few else "ais"
+        if method == "exact":
+            self.log_partition_ = log_partition_exact(W, b, c, visible)
+            self.log_partition_std_ = 0.0
+        else:
+            start = time.perf_counter()
+            marginals = torch.as_tensor(self.visible_marginals_, device=W.device)
+            base = visible.base_rate_bias(marginals, self.n_samples_seen_)
+            # float32 halves the cost; its rounding, the log-weights being summed
+            # in float64, is far below the Monte Carlo error
+            self.log_partition_, self.log_partition_std_ = ais_log_partition(
+                W.float(), b.float(), c.float(), base,
+                n_chains=int(self.n_ais_chains),
+                n_temperatures=int(self.n_ais_temperatures),
+                generator=generator,
+                visible=visible,
+            )
+            effective = 1.0 / (self.log_partition_std_**2 + 1.0 / self.n_ais_chains)
+            self._log(
+                f"AIS log Z = {self.log_partition_:.3f} +- {self.log_partition_std_:.3f} "
+                f"(about {effective:.0f} effective chains of {self.n_ais_chains}; "
+                f"{time.perf_counter() - start:.2f}s)"
+            )
+        if not math.isfinite(self.log_partition_):
+            raise FloatingPointError(
+                f"{type(self).__name__}'s log partition function is not finite: the weights are "
+                "too large. Lower learning_rate or raise weight_decay."
+            )
+        self.log_partition_method_ = method
+
+    # ----------------------------------------------------------- evaluation
+    def _params(self):
+        return (
+            self._tensor("components_"),
+            self._tensor("intercept_visible_"),
+            self._tensor("intercept_hidden_"),
+        )
+
+    def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
+        W, b, c = self._params()
+        return -free_energy(self._visible_units(X), W, b, c, self._visible_layer()) - self.log_partition_
+
+    def _encode(self, X: torch.Tensor) -> torch.Tensor:
+        W, _, c = self._params()
+        return hidden_means(self._visible_units(X), W, c)
+
+    def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        W, b, c = self._params()
+        visible = self._visible_layer()
+        marginals = self._tensor("visible_marginals_")
+        v = visible.sample(marginals.expand(n, marginals.shape[0]), generator)
+        for _ in range(int(self.burn_in)):
+            v = gibbs_step(v, W, b, c, generator, visible)
+        return v
+
+    def gibbs(self, v, random_state=None):
+        """One block Gibbs step from ``v``: ``h ~ p(h | v)``, then ``v' ~ p(v | h)``.
+
+        Parameters
+        ----------
+        v : array-like of shape (n_samples, n_features)
+            Visible states to start from.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the draws; ``None`` draws fresh randomness each call.
+
+        Returns
+        -------
+        v_new : ndarray of shape (n_samples, n_features)
+            Binary visible states after one step.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(v, reset=False)
+        generator = generator_from(seed_from(random_state), self._device)
+
+        def step(x):
+            W, b, c = self._params()
+            return gibbs_step(self._visible_units(x), W, b, c, generator, self._visible_layer())
+
+        return self._evaluate(step, X)
+
+
+class BernoulliRBM(BaseRBM):
     r"""Bernoulli restricted Boltzmann machine with an exact or AIS log-likelihood.
 
     Binary visible and hidden units, energy ``E(v, h) = -h W v - b.v - c.h``,
@@ -339,8 +970,8 @@ class BernoulliRBM(GenerativeModel):
         ``learning_rate``.
     batch_size : int, default=20
         Rows per minibatch, and number of persistent chains.
-    n_iter : int or "auto", default="auto"
-        Number of epochs (passes over the training data). ``"auto"``: enough
+    max_iter : int or "auto", default="auto"
+        Number of epochs (passes over the training data) of ``fit``. ``"auto"``: enough
         epochs for at least 5000 minibatch updates, and at least 10 (25 epochs
         for 4000 rows in minibatches of 20; 250 for 400 rows). Small data sets
         need many epochs to get past the slow start from tiny random weights.
@@ -383,8 +1014,11 @@ class BernoulliRBM(GenerativeModel):
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, the minibatch order, the Gibbs chains and AIS.
     verbose : int, default=0
-        1 prints the reconstruction error and time of each epoch, and the AIS
-        estimate.
+        1 prints a line per epoch (with the mean-field reconstruction error,
+        computed only then) and the AIS estimate.
+    n_iter : int or "auto"
+        Deprecated former name of ``max_iter``; setting it warns
+        (``FutureWarning``) and takes precedence. Removed in 0.3.
 
     Attributes
     ----------
@@ -404,14 +1038,18 @@ class BernoulliRBM(GenerativeModel):
     visible_marginals_ : ndarray of shape (n_features,)
         Mean of each (binarised) input column over all data seen. Starts the
         chains of :meth:`sample` and defines the AIS base model.
-    h_samples_ : ndarray of shape (batch_size, n_components)
-        Hidden states of the persistent chains (only when ``persistent=True``).
+    h_samples_ : ndarray of shape (batch_size, n_components) or None
+        Hidden states of the persistent chains (None when ``persistent=False``).
     n_samples_seen_ : int
         Rows seen by ``fit`` or by all ``partial_fit`` calls.
     n_updates_ : int
         Parameter updates (minibatches) so far.
     n_iter_ : int
-        Epochs run.
+        Epochs run, over ``fit`` and ``partial_fit`` calls.
+    history_ : list of dict
+        Per epoch: ``epoch``, ``learning_rate`` (the step size of its first
+        update) and ``duration`` (seconds). There is no training loss: CD does
+        not compute the likelihood it follows.
     offset_ : float
         The ``contamination`` quantile of the training log-densities.
     device_ : torch.device
@@ -427,7 +1065,8 @@ class BernoulliRBM(GenerativeModel):
     Notes
     -----
     ``score_samples(v) = -F(v) - log_partition_`` with the free energy
-    ``F(v) = -b.v - sum_j softplus(c_j + W_j.v)`` in closed form.
+    ``F(v) = -b.v - sum_j softplus(c_j + W_j.v)`` in closed form (the visible
+    layer is a :class:`BernoulliVisible`).
 
     - When the smaller layer has at most 20 units (``n_components <= 20`` or
       ``n_features <= 20``), ``log_partition_`` is exact: a float64 log-sum-exp
@@ -439,8 +1078,8 @@ class BernoulliRBM(GenerativeModel):
       visible biases the logits of ``visible_marginals_``) to the RBM. It is
       computed once at the end of fitting, seeded by ``random_state``, so scores
       are deterministic, and every score carries the same additive error. AIS
-      runs in float32, its log-weights summed in float64: its rounding (about
-      1e-5 nats) is far below its Monte Carlo error.
+      runs in float32, its log-weights summed in float64: its rounding is far
+      below its Monte Carlo error.
 
       ``log_partition_std_`` is the standard error of that estimate by the delta
       method on the mean importance weight, ``std(exp w) / (sqrt(M) mean(exp
@@ -450,21 +1089,19 @@ class BernoulliRBM(GenerativeModel):
       so overestimate log-likelihoods); and it is itself estimated from the same
       weights: values approaching 1 mean that one chain carries most of the
       weight (about ``1 / (std**2 + 1 / M)`` effective chains), and the true error
-      can be larger. On 256-hidden-unit RBMs trained on MNIST digits the default
-      run lands within about 2 nats of a 400-chain, 10,000-temperature reference;
-      raise ``n_ais_temperatures`` when the estimate moves as you do.
+      can be larger: raise ``n_ais_temperatures`` when the estimate moves as you
+      do.
 
     Differences between scores (outlier ranking, ``decision_function``) are exact
     in both cases. For inputs with fractional values the same formula is used,
     a "soft" free energy that is not a probability.
 
     Inputs outside [0, 1] raise ``ValueError`` unless ``binarize`` is set.
-    scikit-learn's estimator checks feed values in [0, 3] and no estimator tag
-    changes that, so the project runs them with ``binarize=0.5``.
 
     Every minibatch update is ``theta += velocity`` with ``velocity = momentum *
-    velocity + learning_rate * gradient``; the gradient is averaged over the
-    minibatch. ``partial_fit`` runs one epoch over the rows it gets, continuing
+    velocity + learning_rate * gradient`` (:func:`momentum_step_`); the gradient
+    (:func:`cd_gradient`) is averaged over the minibatch. ``partial_fit`` runs
+    one epoch over the rows it gets, continuing
     the persistent chains and the velocity, then recomputes ``log_partition_``
     (cheap when exact; an AIS run otherwise) and ``offset_`` (on those rows).
 
@@ -493,7 +1130,7 @@ class BernoulliRBM(GenerativeModel):
     >>> prototypes = np.array([[1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]])
     >>> X = prototypes[rng.randint(2, size=300)]
     >>> X = np.abs(X - (rng.uniform(size=X.shape) < 0.05))   # 5% of bits flipped
-    >>> rbm = BernoulliRBM(n_components=2, n_iter=50, batch_size=10, random_state=0).fit(X)
+    >>> rbm = BernoulliRBM(n_components=2, max_iter=50, batch_size=10, random_state=0).fit(X)
     >>> rbm.log_partition_method_, rbm.log_partition_std_
     ('exact', 0.0)
     >>> all_states = (np.arange(64)[:, None] >> np.arange(6)) & 1
@@ -505,21 +1142,16 @@ class BernoulliRBM(GenerativeModel):
     (2, 2)
     """
 
+    # binary or [0, 1] data are probabilities, not a density; binarize thresholds
+    # the input and the [0, 1] check bounds it, so no value overflows
+    _squares_input = False
+
     _parameter_constraints: dict = {
-        **GenerativeModel._parameter_constraints,
-        "learning_rate": [Interval(Real, 0.0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "n_iter": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
-        "cd_steps": [Interval(Integral, 1, None, closed="left")],
-        "persistent": ["boolean"],
-        "learning_rate_schedule": [StrOptions({"linear", "constant"})],
-        "momentum": [Interval(Real, 0.0, 1.0, closed="left")],
-        "weight_decay": [Interval(Real, 0.0, None, closed="left")],
+        **BaseRBM._parameter_constraints,
         "binarize": [Interval(Real, None, None, closed="neither"), None],
-        "burn_in": [Interval(Integral, 0, None, closed="left")],
-        "partition_method": [StrOptions({"auto", "exact", "ais"})],
-        "n_ais_chains": [Interval(Integral, 2, None, closed="left")],
-        "n_ais_temperatures": [Interval(Integral, 1, None, closed="left")],
+        "n_iter": [
+            Interval(Integral, 0, None, closed="left"), StrOptions({"auto"}), Hidden(StrOptions({DEPRECATED}))
+        ],
     }
 
     def __init__(
@@ -529,7 +1161,7 @@ class BernoulliRBM(GenerativeModel):
         learning_rate=0.05,
         learning_rate_schedule="linear",
         batch_size=20,
-        n_iter="auto",
+        max_iter="auto",
         cd_steps=1,
         persistent=True,
         momentum=0.5,
@@ -544,12 +1176,13 @@ class BernoulliRBM(GenerativeModel):
         dtype="float64",
         random_state=None,
         verbose=0,
+        n_iter=DEPRECATED,
     ):
         self.n_components = n_components
         self.learning_rate = learning_rate
         self.learning_rate_schedule = learning_rate_schedule
         self.batch_size = batch_size
-        self.n_iter = n_iter
+        self.max_iter = max_iter
         self.cd_steps = cd_steps
         self.persistent = persistent
         self.momentum = momentum
@@ -564,294 +1197,52 @@ class BernoulliRBM(GenerativeModel):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.n_iter = n_iter
 
     # ------------------------------------------------------------- input
+    def _continuous_likelihood(self) -> bool:
+        return False
+
+    def _visible_layer(self) -> BernoulliVisible:
+        return BernoulliVisible(self.n_features_in_)
+
     def _check_values(self, X: np.ndarray) -> None:
-        if self.binarize is not None or X.size == 0:
-            return
-        low, high = float(np.min(X)), float(np.max(X))
-        if low < 0.0 or high > 1.0:
-            raise ValueError(
-                "BernoulliRBM expects values in [0, 1] (binary data, or probabilities "
-                f"of being 1); got values in [{low:g}, {high:g}]. Scale the data to "
-                "[0, 1], or set binarize=<threshold> to binarise it as X > threshold."
+        if self.binarize is None:
+            BernoulliVisible(X.shape[1]).check_values(
+                X, "Scale the data to [0, 1], or set binarize=<threshold> to binarise it as X > threshold."
             )
 
-    def _binarized(self, X: torch.Tensor) -> torch.Tensor:
+    def _visible_units(self, X: torch.Tensor) -> torch.Tensor:
+        """The input, or ``X > binarize`` when ``binarize`` is set."""
         if self.binarize is None:
             return X
         return torch.gt(X, float(self.binarize)).to(X.dtype)
 
-    def _row_bytes(self, n_features: int) -> int:
-        return np.dtype(self.dtype).itemsize * (3 * n_features + 4 * int(self.n_components) + 8)
-
-    # ------------------------------------------------------------- fitting
-    def _check_partition_method(self, n_features: int) -> None:
-        smaller = min(int(self.n_components), n_features)
-        if self.partition_method == "exact" and smaller > _EXACT_HARD_LIMIT:
-            raise ValueError(
-                f"partition_method='exact' would enumerate 2**{smaller} states (the "
-                f"smaller layer has {smaller} units); at most 2**{_EXACT_HARD_LIMIT} "
-                "are allowed. Use partition_method='auto' or 'ais'."
-            )
-
-    def _fit(self, X: torch.Tensor) -> None:
-        self._check_partition_method(X.shape[1])
-        X = self._binarized(X)
-        seed = seed_from(self.random_state)
-        params = self._initialise(X, generator_from(seed, X.device))
-        self.n_samples_seen_ = 0
-        self.n_updates_ = 0
-        self.n_iter_ = 0
-        self._update_marginals(X)
-        self._train(X, params, self._n_epochs(X.shape[0]), seed)
-        return None
-
-    def _n_epochs(self, n_samples: int) -> int:
-        if self.n_iter != "auto":
-            return int(self.n_iter)
-        per_epoch = math.ceil(n_samples / min(int(self.batch_size), n_samples))
-        return max(_AUTO_MIN_EPOCHS, math.ceil(_AUTO_MIN_UPDATES / per_epoch))
-
-    def _partial_fit(self, X: torch.Tensor, first: bool) -> None:
-        # one epoch over the rows given, continuing the chains and the velocity
-        self._check_partition_method(X.shape[1])
-        X = self._binarized(X)
-        seed = seed_from(self.random_state)
-        if first:
-            params = self._initialise(X, generator_from(seed, X.device))
-            self.n_samples_seen_ = 0
-            self.n_updates_ = 0
-            self.n_iter_ = 0
-        else:
-            params = self._parameters_as_tensors()
-        self._update_marginals(X)
-        # a fresh stream per call: an int random_state must not replay the same noise
-        self._train(X, params, 1, (seed + 7919 * self.n_updates_) % (2**31 - 1), schedule=False)
-        return None
-
-    def _initialise(self, X: torch.Tensor, generator: torch.Generator):
-        n_features = X.shape[1]
-        W = 0.01 * torch.randn(
-            (self.n_components, n_features), generator=generator, dtype=X.dtype, device=X.device
-        )
-        b = base_rate_bias(X.mean(0, dtype=torch.float64), X.shape[0]).to(X.dtype)
-        c = torch.zeros(self.n_components, dtype=X.dtype, device=X.device)
-        velocity = [torch.zeros_like(W), torch.zeros_like(b), torch.zeros_like(c)]
-        return {"W": W, "b": b, "c": c, "velocity": velocity, "h_samples": None}
-
-    def _update_marginals(self, X: torch.Tensor) -> None:
-        n_old, n_new = self.n_samples_seen_, X.shape[0]
-        batch_mean = X.mean(0, dtype=torch.float64).cpu().numpy()
-        if n_old == 0:
-            self.visible_marginals_ = batch_mean
-        else:
-            self.visible_marginals_ = (n_old * self.visible_marginals_ + n_new * batch_mean) / (
-                n_old + n_new
-            )
-        self.n_samples_seen_ = n_old + n_new
-
-    def _parameters_as_tensors(self):
-        as_t = lambda a: torch.tensor(a, dtype=self._dtype, device=self._device)  # noqa: E731
-        h = getattr(self, "h_samples_", None)
-        return {
-            "W": as_t(self.components_),
-            "b": as_t(self.intercept_visible_),
-            "c": as_t(self.intercept_hidden_),
-            "velocity": [as_t(v) for v in self._velocity],
-            "h_samples": None if h is None or not self.persistent else as_t(h),
-        }
-
-    def _train(
-        self, X: torch.Tensor, params: dict, n_epochs: int, seed: int, schedule: bool = True
-    ) -> None:
-        """``n_epochs`` passes of minibatch CD over ``X``, then ``log Z`` and the attributes."""
-        generator = generator_from(seed, X.device)
-        n = X.shape[0]
-        batch = min(int(self.batch_size), n)
-        W, b, c = params["W"], params["b"], params["c"]
-        velocity = params["velocity"]
-        h_samples = params["h_samples"]
-        if self.persistent and (h_samples is None or h_samples.shape[0] != self.batch_size):
-            # start the persistent chains at hidden states driven by training rows
-            rows = torch.randint(n, (int(self.batch_size),), generator=generator, device=X.device)
-            h_samples = bernoulli(torch.sigmoid(torch.addmm(c, X[rows], W.T)), generator)
-        lr, momentum, decay = float(self.learning_rate), float(self.momentum), float(self.weight_decay)
-        n_batches = math.ceil(n / batch)
-        total = n_epochs * n_batches
-        # fit's linear schedule ends at lr / total, not 0, so the last update counts
-        linear = self.learning_rate_schedule == "linear" and schedule
-        for epoch in range(n_epochs):
-            start = time.perf_counter()
-            order = torch.randperm(n, generator=generator, device=X.device)
-            shuffled = X[order]
-            for i, rows in enumerate(iter_slices(n, batch)):
-                step = lr * (1.0 - (epoch * n_batches + i) / total) if linear else lr
-                h_samples = self._cd_update(
-                    shuffled[rows], W, b, c, velocity, h_samples, generator, step, momentum, decay
-                )
-            self.n_updates_ += math.ceil(n / batch)
-            self.n_iter_ += 1
-            if not (torch.isfinite(W).all() and torch.isfinite(b).all() and torch.isfinite(c).all()):
-                raise FloatingPointError(
-                    "BernoulliRBM training diverged (non-finite weights) at epoch "
-                    f"{self.n_iter_}: lower learning_rate or momentum."
-                )
-            if self.verbose:
-                error = _reconstruction_error(X, W, b, c)
-                self._log(
-                    f"Epoch {self.n_iter_}, reconstruction error = {error:.4f}, "
-                    f"time = {time.perf_counter() - start:.2f}s"
-                )
-        to_np = lambda t: t.detach().double().cpu().numpy()  # noqa: E731
-        self.components_ = to_np(W)
-        self.intercept_visible_ = to_np(b)
-        self.intercept_hidden_ = to_np(c)
-        self._velocity = [to_np(v) for v in velocity]
-        if self.persistent:
-            self.h_samples_ = to_np(h_samples)
-        self._set_log_partition(W, b, c, generator_from((seed + 1) % (2**31 - 1), X.device))
-
-    def _cd_update(self, v_data, W, b, c, velocity, h_samples, generator, lr, momentum, decay):
-        """One minibatch update, in place; returns the persistent hidden states.
-
-        The negative chains hold hidden states (as scikit-learn's RBM does). With
-        persistent chains the model's visible draw does not depend on the
-        minibatch, so both phases' hidden means come from one product over the
-        stacked ``[v_data; v_model]``, and a PCD-1 update costs three matrix
-        products (visible draw, hidden means, weight gradient); CD-1 costs four.
-        """
-        WT = W.T
-        n_data = v_data.shape[0]
-        k = int(self.cd_steps)
-        if self.persistent:
-            h = h_samples
-            for step in range(k):
-                v_model = bernoulli(torch.sigmoid(torch.addmm(b, h, W)), generator)
-                if step + 1 < k:
-                    h = bernoulli(torch.sigmoid(torch.addmm(c, v_model, WT)), generator)
-            v = torch.cat([v_data, v_model])
-            q = torch.sigmoid(torch.addmm(c, v, WT))
-        else:
-            q_data = torch.sigmoid(torch.addmm(c, v_data, WT))
-            h = bernoulli(q_data, generator)
-            for step in range(k):
-                v_model = bernoulli(torch.sigmoid(torch.addmm(b, h, W)), generator)
-                q_model = torch.sigmoid(torch.addmm(c, v_model, WT))
-                if step + 1 < k:
-                    h = bernoulli(q_model, generator)
-            v = torch.cat([v_data, v_model])
-            q = torch.cat([q_data, q_model])
-        n_model = v_model.shape[0]
-        h_next = bernoulli(q[n_data:], generator) if self.persistent else None
-        # both phases of the gradient in one product: [q_data/n; -q_model/m]^T [v_data; v_model]
-        q[:n_data] *= 1.0 / n_data
-        q[n_data:] *= -1.0 / n_model
-        vW, vb, vc = velocity
-        if momentum:
-            vW.addmm_(q.T, v, beta=momentum, alpha=lr)
-            if decay:
-                vW.add_(W, alpha=-lr * decay)
-            W.add_(vW)
-        else:  # no velocity: W = (1 - lr decay) W + lr grad, one pass over W
-            W.addmm_(q.T, v, beta=1.0 - lr * decay, alpha=lr)
-        vb.mul_(momentum).add_(v_data.mean(0) - v_model.mean(0), alpha=lr)
-        vc.mul_(momentum).add_(q.sum(0), alpha=lr)
-        b.add_(vb)
-        c.add_(vc)
-        return h_next
-
-    def _set_log_partition(self, W, b, c, generator) -> None:
-        smaller = min(W.shape)
-        method = self.partition_method
-        if method == "auto":
-            method = "exact" if smaller <= EXACT_MAX_UNITS else "ais"
-        if method == "exact":
-            self.log_partition_ = log_partition_exact(W, b, c)
-            self.log_partition_std_ = 0.0
-        else:
-            start = time.perf_counter()
-            base = base_rate_bias(
-                torch.as_tensor(self.visible_marginals_, device=W.device), self.n_samples_seen_
-            )
-            # float32 halves the cost; its rounding (about 1e-5 nats over the run,
-            # the log-weights being summed in float64) is far below the Monte Carlo error
-            W, b, c = W.float(), b.float(), c.float()
-            self.log_partition_, self.log_partition_std_ = ais_log_partition(
-                W, b, c, base,
-                n_chains=int(self.n_ais_chains),
-                n_temperatures=int(self.n_ais_temperatures),
-                generator=generator,
-            )
-            effective = 1.0 / (self.log_partition_std_**2 + 1.0 / self.n_ais_chains)
-            self._log(
-                f"AIS log Z = {self.log_partition_:.3f} +- {self.log_partition_std_:.3f} "
-                f"(about {effective:.0f} effective chains of {self.n_ais_chains}; "
-                f"{time.perf_counter() - start:.2f}s)"
-            )
-        if not math.isfinite(self.log_partition_):
-            raise FloatingPointError(
-                "BernoulliRBM's log partition function is not finite: the weights are "
-                "too large. Lower learning_rate or raise weight_decay."
-            )
-        self.log_partition_method_ = method
-
-    # ----------------------------------------------------------- evaluation
-    def _params(self):
-        return (
-            self._tensor("components_"),
-            self._tensor("intercept_visible_"),
-            self._tensor("intercept_hidden_"),
-        )
-
-    def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
-        W, b, c = self._params()
-        return -free_energy(self._binarized(X), W, b, c) - self.log_partition_
-
-    def _encode(self, X: torch.Tensor) -> torch.Tensor:
-        W, _, c = self._params()
-        return torch.sigmoid(torch.addmm(c, self._binarized(X), W.T))
-
-    def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        W, b, c = self._params()
-        marginals = self._tensor("visible_marginals_")
-        v = bernoulli(marginals.expand(n, marginals.shape[0]), generator)
-        for _ in range(int(self.burn_in)):
-            v = gibbs_step(v, W, b, c, generator)
-        return v
-
-    def gibbs(self, v, random_state=None):
-        """One block Gibbs step from ``v``: ``h ~ p(h | v)``, then ``v' ~ p(v | h)``.
-
-        Parameters
-        ----------
-        v : array-like of shape (n_samples, n_features)
-            Visible states to start from.
-        random_state : int, RandomState instance or None, default=None
-            Seed of the draws; ``None`` draws fresh randomness each call.
-
-        Returns
-        -------
-        v_new : ndarray of shape (n_samples, n_features)
-            Binary visible states after one step.
-        """
-        check_is_fitted(self)
-        X = self._validate_X(v, reset=False)
-        generator = generator_from(seed_from(random_state), self._device)
-
-        def step(x):
-            W, b, c = self._params()
-            return gibbs_step(self._binarized(x), W, b, c, generator)
-
-        return self._evaluate(step, X)
+    def _max_iter(self):
+        return renamed_parameter(self, "max_iter", "n_iter")
 
 
-def _reconstruction_error(X, W, b, c) -> float:
-    """Mean squared error of the mean-field reconstruction ``sigmoid(b + q(v) W)``."""
+class _CDState:
+    """What the updates of one training call work on (tensors changed in place).
+
+    ``params`` is ``(W, b, c)``, ``velocity`` their momentum, ``chains`` the
+    persistent hidden states (or None), ``schedule`` ``(first update, number of
+    updates)`` of ``fit``'s linear decay (or None), ``seed`` and ``generator`` the
+    call's random stream.
+    """
+
+    def __init__(self, params, velocity, chains, visible, schedule, seed, generator):
+        self.params, self.velocity, self.chains = params, velocity, chains
+        self.visible, self.schedule = visible, schedule
+        self.seed, self.generator = seed, generator
+
+
+def _reconstruction_error(X, W, b, c, visible) -> float:
+    """Mean squared error of the mean-field reconstruction ``E[v | h = q(v)]``."""
     total = 0.0
     size = chunk_rows(X.element_size() * (2 * X.shape[1] + W.shape[0]), X.shape[0], X.device)
     for rows in iter_slices(X.shape[0], size):
         v = X[rows]
-        q = torch.sigmoid(torch.addmm(c, v, W.T))
-        total += float((torch.sigmoid(torch.addmm(b, q, W)) - v).square().sum())
+        q = hidden_means(v, W, c)
+        total += float((visible.mean(torch.addmm(b, q, W)) - v).square().sum())
     return total / X.numel()

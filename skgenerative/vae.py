@@ -1,4 +1,4 @@
-"""Variational autoencoder, and the training loop every neural model shares.
+"""Variational autoencoder: the model, its bounds and the MIWAE treatment of missing values.
 
 Model (Kingma & Welling, 2014)::
 
@@ -17,10 +17,9 @@ Training maximises the evidence lower bound with one reparameterised sample
     L_S(x) = log (1/S) sum_s p(x | z_s) p(z_s) / q(z_s | x)
 
 ``L_1`` is the ELBO, ``E[L_S] <= E[L_2S] <= log p(x)``, and ``L_S -> log p(x)`` as
-``S`` grows. Both objectives are written once, in
-:meth:`VariationalAutoencoder._log_weights`, on top of
-:meth:`VariationalAutoencoder._posterior_sample` (draw ``z`` from ``q`` given the
-noise and return ``log q``).
+``S`` grows. Both objectives are written once, in :meth:`BaseVAE._log_weights`, on
+top of :meth:`BaseVAE._posterior_sample` (draw ``z`` from ``q`` given the noise and
+return ``log q``).
 
 Missing values (MIWAE, Mattei & Frellsen 2019): with ``o`` the observed entries of
 a row, every likelihood term becomes ``log p(x_o | z)`` (the heads' ``observed``
@@ -32,12 +31,13 @@ sum_s w_s E[x_m | z_s]`` with the self-normalised weights ``w_s`` proportional t
 probabilities ``w_s``. The masking lives in ``_log_weights`` and the encoder input,
 below the two hooks, so a subclass posterior inherits it.
 
-:class:`NeuralGenerativeModel` is the training loop (Adam, mini-batches, early
-stopping on a held-out split with the best weights restored, KL warm-up, history,
-progress display, ``partial_fit``) as a chain of small overridable steps::
-
-    fit -> _fit -> _fit_loop -> _run_epoch -> _train_step -> _batch_loss
-    partial_fit ---^
+Training runs in the loop every minibatch model shares
+(:class:`~skgenerative._training.NeuralGenerativeModel`: Adam, early stopping with
+the best weights restored, history, ``partial_fit``); the VAE supplies the loss of a
+batch, the KL weight of an epoch (warm-up) and its look at the data of a call
+(whether they have missing values, hence the training bound). :class:`BaseVAE`
+holds all of this over the network; :class:`VariationalAutoencoder` is the
+estimator, its parameters and its MLP encoder and decoder (:class:`VAEModule`).
 
 A model with another posterior (``FlowVAE``) subclasses
 :class:`VariationalAutoencoder` and overrides:
@@ -54,25 +54,23 @@ A model with another posterior (``FlowVAE``) subclasses
     parameters.
 ``_encode(X)`` and ``_row_bytes(n_features)``
     What ``transform`` returns, and the evaluation memory per row. An override of
-    ``_encode`` gets the encoder's output for raw rows, missing entries handled,
-    from ``self._encoded(X)``.
+    ``_encode`` gets ``q_0``'s parameters for raw rows, missing entries handled,
+    from ``self._posterior_parameters(X)``.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from numbers import Integral, Real
+from numbers import Integral
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from ._torch import generator_from, has_nan, iter_slices, keyed_normal, row_keys
-from .base import GenerativeModel, _TorchPayload
+from ._torch import has_nan, keyed_normal, row_keys
+from ._training import DEPRECATED, NeuralGenerativeModel
 from .nn import (
     ACTIVATIONS,
     fill_missing,
@@ -84,6 +82,7 @@ from .nn import (
 
 __all__ = [
     "NeuralGenerativeModel",
+    "BaseVAE",
     "VariationalAutoencoder",
     "VAEModule",
     "Encoded",
@@ -239,564 +238,19 @@ class VAEModule(nn.Module):
         return self.decoder(z)
 
 
-class _EarlyStopping:
-    """Tracks the best validation loss and a copy of the weights that achieved it.
+# -------------------------------------------------------------------- estimators
+class BaseVAE(NeuralGenerativeModel):
+    """A VAE once its network is built: the bounds, the training loss, scores, imputation.
 
-    Epochs during which ``counting`` is false (the KL warm-up) may set a new best
-    but never use up patience.
-    """
-
-    def __init__(self, patience: int):
-        self.patience = patience
-        self.best_loss = math.inf
-        self.best_epoch: int | None = None
-        self.best_state: dict | None = None
-        self.bad_epochs = 0
-
-    def update(self, loss: float, epoch: int, module: nn.Module, counting: bool) -> bool:
-        """Record an epoch; ``True`` when training should stop."""
-        if loss < self.best_loss:
-            self.best_loss, self.best_epoch, self.bad_epochs = loss, epoch, 0
-            self.best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-        elif counting:
-            self.bad_epochs += 1
-        return self.bad_epochs >= self.patience
-
-    def restore(self, module: nn.Module) -> None:
-        if self.best_state is not None:
-            module.load_state_dict(self.best_state)
-
-
-# ----------------------------------------------------------------- training loop
-class NeuralGenerativeModel(GenerativeModel):
-    """Base class of the neural density estimators: one training loop for all.
-
-    A subclass declares the loop's parameters in its ``__init__`` (``learning_rate``,
-    ``batch_size``, ``max_epochs``, ``early_stopping``, ``validation_fraction``,
-    ``n_iter_no_change``, plus the common ones of :class:`GenerativeModel`) and
-    supplies the model through these hooks:
-
-    ``_build_module(n_features, generator) -> nn.Module``
-        The network, initialised from the given CPU generator.
-    ``_batch_loss(module, batch, generator, kl_weight) -> Tensor``
-        The scalar loss of a batch of preprocessed rows (mean over rows), drawing
-        any noise from ``generator``.
-    ``_fit_preprocessing(X)`` / ``_preprocess(X)`` (optional)
-        Fit and apply a fixed transformation of the raw data (e.g. standardisation).
-    ``_kl_weight(epoch)`` (optional)
-        Weight of the KL term at an epoch (1 by default; the VAE's warm-up).
-
-    and the steps of the loop can be overridden one by one: ``_fit_loop`` (epochs,
-    early stopping, history), ``_run_epoch`` (shuffle and mini-batches),
-    ``_train_step`` (one gradient step), ``_validation_loss`` and
-    ``_make_optimizer`` (Adam, resumed across ``partial_fit`` calls).
-
-    Randomness: the weights, the validation split and each epoch's noise come from
-    seeds derived from ``random_state`` alone, never from torch's global generator,
-    so the same ``random_state`` gives the same model on the same device.
-
-    Examples
-    --------
-    Every neural estimator here is one; the loop's record is shared:
-
-    >>> import numpy as np
-    >>> from skgenerative import VariationalAutoencoder
-    >>> from skgenerative.vae import NeuralGenerativeModel
-    >>> X = np.random.RandomState(0).normal(size=(200, 3))
-    >>> vae = VariationalAutoencoder(n_components=1, hidden_layer_sizes=(8,), max_epochs=5,
-    ...                              random_state=0).fit(X)
-    >>> isinstance(vae, NeuralGenerativeModel), vae.n_epochs_, sorted(vae.history_[0])
-    (True, 5, ['duration', 'epoch', 'kl_weight', 'train_loss', 'validation_loss'])
-    """
-
-    _parameter_constraints: dict = {
-        **GenerativeModel._parameter_constraints,
-        "learning_rate": [Interval(Real, 0.0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0.0, 1.0, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-    }
-
-    # seed streams derived from the training seed
-    _INIT, _SPLIT, _VALIDATION, _EPOCH = range(4)
-
-    # ------------------------------------------------------------------ hooks
-    def _build_module(self, n_features: int, generator: torch.Generator) -> nn.Module:  # pragma: no cover
-        raise NotImplementedError  # abstract hook
-
-    def _batch_loss(
-        self, module: nn.Module, batch: torch.Tensor, generator: torch.Generator, kl_weight: float
-    ) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError  # abstract hook
-
-    def _fit_preprocessing(self, X: torch.Tensor) -> None:
-        """Fit the data transformation on the first training data (none by default)."""
-
-    def _preprocess(self, X: torch.Tensor) -> torch.Tensor:
-        """Raw rows -> what the module models (identity by default)."""
-        return X
-
-    def _kl_weight(self, epoch: int) -> float:
-        return 1.0
-
-    # ----------------------------------------------------------------- seeds
-    def _seed(self, stream: int, index: int = 0) -> int:
-        """A 31-bit seed for one use (``stream``, ``index``) of the training seed."""
-        sequence = np.random.SeedSequence([self._training_seed, stream, index])
-        return int(sequence.generate_state(1)[0] >> 1)
-
-    # ------------------------------------------------------------------- fit
-    def _fit(self, X: torch.Tensor):
-        self._initialize(X)
-        data = self._preprocess(X)
-        train, valid = self._split_validation(data)
-        self._fit_loop(train, valid, self.max_epochs)
-        return None
-
-    def _partial_fit(self, X: torch.Tensor, first: bool):
-        """``partial_fit``: one more epoch of training on ``X``.
-
-        Every row of ``X`` trains (no validation split, so no early stopping); the
-        optimizer's state carries over between calls, and the data standardisation
-        is the one fitted on the first call.
-        """
-        if first:
-            self._initialize(X)
-        self._fit_loop(self._preprocess(X), None, 1)
-        return None
-
-    def _initialize(self, X: torch.Tensor) -> None:
-        """Fresh state: seeds, data transformation, module, history."""
-        rng = check_random_state(self.random_state)
-        self._training_seed = int(rng.randint(0, 2**31 - 1))
-        self.noise_seed_ = int(rng.randint(0, 2**31 - 1))
-        self._fit_preprocessing(X)
-        init = torch.Generator().manual_seed(self._seed(self._INIT))
-        module = self._build_module(X.shape[1], init)
-        self.module_ = module.to(device=X.device, dtype=X.dtype)
-        self._optimizer_state = None
-        self.history_ = []
-        self.n_epochs_ = 0
-        self.best_epoch_ = None
-        self.best_validation_loss_ = None
-
-    def _split_validation(self, data: torch.Tensor):
-        """(train, validation or None): a random ``validation_fraction`` held out.
-
-        Without ``early_stopping``, or when the data are too few to leave a row on
-        each side, everything is training data and no early stopping happens.
-        """
-        n = data.shape[0]
-        n_valid = int(math.floor(self.validation_fraction * n))
-        if not self.early_stopping or n_valid < 1 or n - n_valid < 1:
-            if self.early_stopping:
-                self._log(f"{n} rows are too few for a validation split: no early stopping")
-            return data, None
-        generator = torch.Generator().manual_seed(self._seed(self._SPLIT))
-        order = torch.randperm(n, generator=generator).to(data.device)
-        return data[order[n_valid:]], data[order[:n_valid]]
-
-    def _batch_size(self, n_train: int) -> int:
-        """``batch_size``, or for ``"auto"`` ``n_train / 16`` clipped to [32, 256].
-
-        Small tables get about 16 updates an epoch; large data get batches of 256,
-        large enough to keep each step efficient, small enough to make progress.
-        """
-        if self.batch_size == "auto":
-            size = min(256, max(32, n_train // 16))
-        else:
-            size = int(self.batch_size)
-        return max(1, min(size, n_train))
-
-    def _make_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
-        """Adam with ``learning_rate``, resuming the state of earlier calls.
-
-        The fused implementation (one kernel for all parameters) makes the small
-        networks of tables train about 1.5 times faster on a CPU; torch before 2.4,
-        or a device without it, gets the plain one.
-        """
-        params = list(module.parameters())
-        try:
-            optimizer = torch.optim.Adam(params, lr=self.learning_rate, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            optimizer = torch.optim.Adam(params, lr=self.learning_rate)
-        if self._optimizer_state is not None:
-            optimizer.load_state_dict(self._optimizer_state)
-            for group in optimizer.param_groups:  # a changed learning_rate wins
-                group["lr"] = self.learning_rate
-        return optimizer
-
-    def _fit_loop(self, train: torch.Tensor, valid: torch.Tensor | None, epochs: int) -> None:
-        """Up to ``epochs`` epochs; early stopping on ``valid`` when given."""
-        module = self.module_
-        self._move_modules(train.device)
-        optimizer = self._make_optimizer(module)
-        batch_size = self._batch_size(train.shape[0])
-        stopper = _EarlyStopping(self.n_iter_no_change) if valid is not None else None
-        for _ in range(epochs):
-            epoch = self.n_epochs_
-            kl_weight = float(self._kl_weight(epoch))
-            start = time.perf_counter()
-            generator = generator_from(self._seed(self._EPOCH, epoch), train.device)
-            train_loss = self._run_epoch(module, optimizer, train, batch_size, generator, kl_weight)
-            valid_loss = self._validation_loss(module, valid) if valid is not None else math.nan
-            self.n_epochs_ += 1
-            record = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "validation_loss": valid_loss,
-                "kl_weight": kl_weight,
-                "duration": time.perf_counter() - start,
-            }
-            self.history_.append(record)
-            self._log(
-                f"epoch {epoch + 1:4d}  train loss {train_loss:.4f}  "
-                f"validation loss {valid_loss:.4f}  kl weight {kl_weight:.2f}  "
-                f"{record['duration']:.2f}s"
-            )
-            if stopper is not None and stopper.update(valid_loss, epoch, module, kl_weight >= 1.0):
-                self._log(
-                    f"validation loss did not improve for {self.n_iter_no_change} epochs: "
-                    f"stopping, best epoch {stopper.best_epoch + 1}"
-                )
-                break
-        self._optimizer_state = optimizer.state_dict()
-        if stopper is not None:
-            stopper.restore(module)
-            self.best_epoch_ = stopper.best_epoch
-            self.best_validation_loss_ = stopper.best_loss
-        else:  # the weights are the last epoch's
-            self.best_epoch_ = self.best_validation_loss_ = None
-        module.eval()
-
-    def _run_epoch(
-        self,
-        module: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        train: torch.Tensor,
-        batch_size: int,
-        generator: torch.Generator,
-        kl_weight: float,
-    ) -> float:
-        """One shuffled pass over ``train``; the mean training loss per row."""
-        module.train()
-        n = train.shape[0]
-        order = torch.randperm(n, generator=generator, device=train.device)
-        total = torch.zeros((), dtype=train.dtype, device=train.device)
-        for rows in iter_slices(n, batch_size):
-            batch = train[order[rows]]
-            loss = self._train_step(module, optimizer, batch, generator, kl_weight)
-            total.add_(loss, alpha=batch.shape[0])
-        mean = float(total) / n
-        if not math.isfinite(mean):
-            self._raise_diverged(f"the training loss became {mean} at epoch {self.n_epochs_ + 1}")
-        return mean
-
-    def _train_step(
-        self,
-        module: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        batch: torch.Tensor,
-        generator: torch.Generator,
-        kl_weight: float,
-    ) -> torch.Tensor:
-        """One gradient step on ``batch``; returns the (detached) batch loss."""
-        optimizer.zero_grad(set_to_none=True)
-        loss = self._batch_loss(module, batch, generator, kl_weight)
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
-
-    def _validation_loss(self, module: nn.Module, valid: torch.Tensor) -> float:
-        """Mean loss per validation row with the full KL term.
-
-        The noise is drawn from the same seed at every epoch (common random
-        numbers), so that epochs are compared on equal terms.
-        """
-        module.eval()
-        generator = generator_from(self._seed(self._VALIDATION), valid.device)
-        n = valid.shape[0]
-        total = 0.0
-        with torch.no_grad():
-            for rows in iter_slices(n, 1024):
-                batch = valid[rows]
-                total += float(self._batch_loss(module, batch, generator, 1.0)) * batch.shape[0]
-        loss = total / n
-        if not math.isfinite(loss):
-            self._raise_diverged(f"the validation loss became {loss} at epoch {self.n_epochs_ + 1}")
-        return loss
-
-    def _raise_diverged(self, what: str) -> None:
-        raise FloatingPointError(
-            f"{type(self).__name__}: {what}; training diverged. Lower learning_rate "
-            f"(now {self.learning_rate}), scale the input (e.g. StandardScaler), or use "
-            "dtype='float64'."
-        )
-
-    # ------------------------------------------------------------- pickling
-    def __getstate__(self):
-        state = super().__getstate__()
-        # the optimizer's state holds tensors on the training device: CPU bytes, as
-        # base does for modules, so that a GPU-trained model unpickles on a CPU
-        if isinstance(state.get("_optimizer_state"), dict):
-            state["_optimizer_state"] = _TorchPayload(state["_optimizer_state"])
-        return state
-
-
-# ---------------------------------------------------------------------- estimator
-class VariationalAutoencoder(NeuralGenerativeModel):
-    """Variational autoencoder density estimator (Kingma & Welling).
-
-    An MLP decoder maps a latent ``z ~ N(0, I)`` to a likelihood ``p(x | z)``; an
-    MLP encoder gives the approximate posterior ``q(z | x) = N(mu(x), diag
-    sigma^2(x))``. Both are trained jointly by maximising the evidence lower bound
-    (ELBO) with the reparameterisation trick. ``score_samples`` estimates
-    ``log p(x)`` by importance sampling.
-
-    ``fit`` accepts missing values (NaN) and learns from the observed entries
-    (MIWAE); ``score_samples`` then bounds the log-density of each row's observed
-    entries, and ``impute`` fills the missing ones with their conditional
-    expectation or with draws from their conditional distribution.
-
-    Parameters
-    ----------
-    n_components : int, default=8
-        Latent dimension ``q``. Dimensions the data do not need collapse onto the
-        prior (their KL term goes to 0), so a generous value costs little.
-    likelihood : {"gaussian", "bernoulli"}, default="gaussian"
-        ``"gaussian"``: ``N(x; m(z), diag v)`` with a learned variance per feature,
-        floored at a thousandth of the feature's variance; the data are
-        standardised internally. ``"bernoulli"``: independent Bernoulli pixels with
-        logits ``decoder(z)``; the data must lie in [0, 1] (binary for a true
-        probability mass).
-    decoder_variance : {"conditional", "shared"}, default="conditional"
-        Gaussian likelihood only. ``"conditional"``: the decoder outputs each
-        feature's variance ``v(z)`` beside its mean, so the noise level can differ
-        across the data (a continuous mixture of diagonal Gaussians).
-        ``"shared"``: one variance per feature for every ``z``; with
-        ``hidden_layer_sizes=()`` the model is then factor analysis. On tables the
-        conditional variance gives markedly better held-out likelihoods (about 9
-        nats on scikit-learn's digits and breast-cancer data).
-    hidden_layer_sizes : tuple of int, default=(128, 128)
-        Widths of the encoder's hidden layers; the decoder uses them reversed. An
-        empty tuple gives a linear encoder and decoder.
-    activation : {"tanh", "relu", "elu", "gelu", "silu", "softplus", "leaky_relu", \
-"identity"}, default="elu"
-        Hidden-layer nonlinearity.
-    learning_rate : float, default=3e-3
-        Adam's step size.
-    batch_size : int or "auto", default="auto"
-        Rows per gradient step; ``"auto"`` is a sixteenth of the training rows,
-        clipped to [32, 256].
-    max_epochs : int, default=500
-        Maximum passes over the training data.
-    early_stopping : bool, default=True
-        Hold out ``validation_fraction`` of the rows, stop when their loss has not
-        improved for ``n_iter_no_change`` epochs (after the warm-up) and restore
-        the best weights. Data too few to split train without it.
-    validation_fraction : float, default=0.1
-        Share of the rows held out for early stopping.
-    n_iter_no_change : int, default=20
-        Patience of early stopping, in epochs.
-    kl_warmup_epochs : int, default=10
-        The KL term's weight rises linearly from ``1 / (kl_warmup_epochs + 1)`` to
-        1 over this many epochs, which keeps the posterior from collapsing onto
-        the prior early in training. 0 disables the warm-up.
-    n_importance_samples : int, default=50
-        Samples ``S`` of the importance-weighted bound in ``score_samples``; read at
-        scoring time, so it can be raised after fitting for a tighter bound.
-    n_training_samples : int or "auto", default="auto"
-        Importance samples ``K`` per row in the training objective, the bound
-        ``L_K`` (1 is the ELBO). ``"auto"``: 20 when the training data have
-        missing values (MIWAE), 1 otherwise (see Notes). Cost grows with ``K``
-        in the decoder only.
-    n_imputation_samples : int, default=1000
-        Importance samples per incomplete row in ``impute``: the particles of the
-        self-normalised estimate of ``E[x_missing | x_observed]`` and of the
-        resampling that draws from ``p(x_missing | x_observed)``. Read at
-        imputation time.
-    contamination : float, default=0.1
-        Fraction of training rows below the outlier threshold ``offset_``.
-    device : str or torch.device, default="auto"
-        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``.
-    dtype : {"float64", "float32"}, default="float64"
-        Compute precision. ``float32`` trains about twice as fast on a CPU.
-    random_state : int, RandomState instance or None, default=None
-        Seed of the initial weights, the validation split, the training noise and
-        the scoring noise.
-    verbose : int, default=0
-        1 prints a line per epoch.
-
-    Attributes
-    ----------
-    module_ : VAEModule
-        The trained encoder, decoder and likelihood head (a ``torch.nn.Module``).
-    mean_, scale_ : ndarray of shape (n_features,)
-        The internal standardisation ``(x - mean_) / scale_``: the mean and
-        standard deviation of each column's observed entries (zeros and ones for
-        ``likelihood="bernoulli"``; constant features get scale 1).
-    noise_seed_ : int
-        Seed of the keyed importance-sampling noise of ``score_samples``.
-    history_ : list of dict
-        Per epoch: ``epoch``, ``train_loss`` (mean loss per row, with the warm-up
-        weight), ``validation_loss`` (mean negative training bound per held-out
-        row, NaN when there is none), ``kl_weight`` and ``duration`` (seconds).
-        Losses are in nats in the units of ``X``; with missing values, of the
-        observed entries.
-    n_epochs_ : int
-        Epochs trained, over ``fit`` and ``partial_fit`` calls.
-    best_epoch_ : int or None
-        Epoch (0-based) whose weights were kept by early stopping; None when the
-        last call trained without validation (``partial_fit``, tiny data or
-        ``early_stopping=False``).
-    best_validation_loss_ : float or None
-        Its validation loss.
-    offset_ : float
-        The ``contamination`` quantile of the training log-densities.
-    device_ : torch.device
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        Only when ``X`` has string feature names.
-
-    See Also
-    --------
-    PPCADensity : the linear-Gaussian special case, with an exact density.
-    GaussianMixtureDensity : an exact density for clustered data.
-    sklearn.neural_network.MLPRegressor : the source of the naming of the
-        optimisation parameters.
-
-    Notes
-    -----
-    ``score_samples`` is the importance-weighted lower bound of Burda et al. (2016)
-    on ``log p(x)``, with ``n_importance_samples`` samples from ``q(z | x)``. It is
-    a bound, not the exact log-density: it never exceeds ``log p(x)`` on average and
-    tightens as ``n_importance_samples`` grows (``S = 1`` is the ELBO). The noise
-    of each row is a function of the row's values and ``noise_seed_`` alone, so a
-    row gets the same score in any batch, and ``score_samples`` is deterministic.
-
-    With the Gaussian likelihood the model works on standardised data and
-    ``score_samples`` adds the log-Jacobian ``-sum(log scale_)``, so densities are
-    in the units of ``X``. ``transform`` returns the posterior mean ``mu(x)``,
-    ``inverse_transform`` the decoder mean, and ``sample`` draws ``z`` from the
-    prior and ``x`` from ``p(x | z)``.
-
-    Defaults, chosen on held-out likelihoods of tables from 120 to 100,000 rows:
-    two ELU layers of 128 units, 8 latent dimensions, Adam at 3e-3, batches of a
-    sixteenth of the rows (32 to 256), and early stopping on 10% of the rows with
-    a patience of 20 epochs. A few hundred rows train in seconds, 100k rows in
-    minutes on a CPU. The learning rate is higher than the usual 1e-3 because
-    small tables get few steps an epoch; the patience is long because a small
-    validation set makes its loss noisy. The training loss of complete data is
-    the one-sample ELBO with a Monte Carlo KL term (``log q - log p``), the same
-    estimator a flow posterior needs (``FlowVAE``).
-
-    **Missing values** (MIWAE, Mattei & Frellsen 2019). With ``o`` the observed
-    entries of a row and ``m`` the missing ones, the model is trained on
-    ``L_K(x_o) = log (1/K) sum_k p(x_o | z_k) p(z_k) / q(z_k | x_o)``, a lower
-    bound on ``log p(x_o)``: the likelihood factorises over features given ``z``,
-    so dropping the missing factors gives the exact likelihood of the observed
-    entries (valid when data are missing at random). ``score_samples`` of an
-    incomplete row is the same bound with ``n_importance_samples`` samples (in
-    the units of ``X``: its log-Jacobian counts the observed entries only); a row
-    with nothing observed scores exactly 0. Complete rows take the complete-data
-    code path, so data without NaN give the very model and scores they gave
-    before missing values were supported.
-
-    The encoder sees an incomplete row standardised and zero-filled (the missing
-    entries at the mean of the observed ones, as Mattei & Frellsen) and also the
-    missingness indicators: its first affine map gets a term ``U r`` for the
-    indicator vector ``r``, i.e. the encoder input is ``[x, r]``, with ``U``
-    starting at zero and skipped for complete rows so that complete data are
-    unaffected. Measured with ``n_training_samples="auto"`` on 30%-masked
-    8-feature data from a 3-factor model (2000 rows, 3 seeds, linear and
-    nonlinear, linear and one-hidden-layer networks), the indicators lowered the
-    imputation RMSE in 12 of 12 runs (by 10-20% on the linear data) and raised
-    the bound in 12 of 12; on scikit-learn's breast_cancer, wine, diabetes and
-    iris tables at 20% and 50% missing (3 seeds) they made no difference (mean
-    RMSE 0.699 against 0.700, better in 5 of 8 cells). With the ELBO
-    (``n_training_samples=1``) they helped in 13 of 16 table runs (2 seeds).
-    Without them the encoder cannot tell a missing entry from an observed one at
-    the mean, so it cannot widen its posterior for the rows that say less.
-
-    ``n_training_samples="auto"`` trains incomplete data on ``L_20``: on the
-    3-factor data a linear VAE trained on the ELBO imputed with 1.75 times the
-    Bayes-optimal RMSE, on ``L_20`` with 1.13 times (its exact observed-data
-    log-likelihood -11.5 and -9.8 nats, the true model's -9.1); on the tables
-    ``L_20`` lowered the RMSE in 7 of 8 cells (one seed; by 30% on iris at 20%).
-    An epoch costs about 1.6 times more (569 rows, one CPU thread).
-
-    ``impute`` estimates ``E[x_m | x_o]`` by self-normalised importance sampling
-    with ``n_imputation_samples`` draws ``z_s ~ q(z | x_o)`` and weights
-    ``w_s`` proportional to ``p(x_o | z_s) p(z_s) / q(z_s | x_o)``:
-    ``sum_s w_s E[x_m | z_s]``, consistent as the samples grow. Its noise is
-    keyed on the rows like the scores', so ``impute(X)`` is deterministic and
-    ignores ``random_state``; ``n_draws`` draws resample ``z_s`` with
-    probabilities ``w_s`` and sample ``x_m ~ p(x_m | z_s)`` (sampling importance
-    resampling, seeded by ``random_state``). A row with nothing observed is
-    filled from the marginal: ``z_s`` from the prior, equal weights. With the
-    Bernoulli likelihood the conditional mean is a probability. The encoder is
-    trained for the bound, not to match ``p(z | x_o)``, so the weights are
-    uneven (on the 3-factor data, effective sample sizes of about 6% of the
-    samples) and the estimate needs many more samples than the score: on the
-    tables the imputation RMSE fell by 2.5% from 50 to 200 samples and by about
-    0.5% for each further factor of 4 or 5; on the 3-factor data by 15% from 50
-    to 1000. 1000 samples take about 1.4 s for 569 rows of 30 features on one
-    CPU thread.
-
-    For outlier detection on contaminated training data, ``decoder_variance=
-    "shared"`` can be the more robust choice: a decoder that outputs variances may
-    explain a cluster of outliers by a large variance. On ADBench's eight
-    classical datasets both settings average the same AUCROC (89.1 and 89.3),
-    but on cardio ``"shared"`` scores 84.5 against 76.5.
-
-    References
-    ----------
-    Kingma, D. P. & Welling, M. (2014). Auto-encoding variational Bayes. ICLR.
-    Rezende, D. J., Mohamed, S. & Wierstra, D. (2014). Stochastic backpropagation
-    and approximate inference in deep generative models. ICML.
-    Burda, Y., Grosse, R. & Salakhutdinov, R. (2016). Importance weighted
-    autoencoders. ICLR.
-    Bowman, S. R. et al. (2016). Generating sentences from a continuous space.
-    CoNLL (KL warm-up).
-    Mattei, P.-A. & Frellsen, J. (2019). MIWAE: deep generative modelling and
-    imputation of incomplete data sets. ICML.
-
-    Examples
-    --------
-    A curve in 3-D: one latent dimension, and a far better density than the best
-    linear-Gaussian model (PPCA) on held-out points.
-
-    >>> import numpy as np
-    >>> from skgenerative import PPCADensity, VariationalAutoencoder
-    >>> rng = np.random.RandomState(0)
-    >>> t = rng.uniform(-3, 3, size=(400, 1))
-    >>> X = np.hstack([t, np.sin(t), np.cos(t)]) + 0.05 * rng.normal(size=(400, 3))
-    >>> vae = VariationalAutoencoder(n_components=1, hidden_layer_sizes=(32, 32),
-    ...                              random_state=0).fit(X[:300])
-    >>> vae.transform(X[:2]).shape
-    (2, 1)
-    >>> ppca = PPCADensity(n_components=1).fit(X[:300])
-    >>> bool(vae.score(X[300:]) > ppca.score(X[300:]) + 1.0)
-    True
-    >>> vae.sample(2, random_state=0).shape
-    (2, 3)
-
-    Missing values: fit on the incomplete rows, then fill the gaps, here with
-    half the error of the column means.
-
-    >>> X_missing = X.copy()
-    >>> X_missing[rng.uniform(size=X.shape) < 0.2] = np.nan
-    >>> vae = VariationalAutoencoder(n_components=2, hidden_layer_sizes=(32, 32),
-    ...                              random_state=0).fit(X_missing)
-    >>> filled = vae.impute(X_missing)
-    >>> bool(np.isnan(filled).any())
-    False
-    >>> missing = np.isnan(X_missing)
-    >>> error = np.sqrt(np.mean((filled - X)[missing] ** 2))
-    >>> bool(error < 0.6 * np.sqrt(np.mean((X - X.mean(0))[missing] ** 2)))
-    True
+    Written over the hooks ``_build_module`` (the network, a :class:`VAEModule` or
+    one with the same ``encode``, ``decode`` and ``likelihood``) and
+    ``_posterior_sample`` (the approximate posterior): the KL-weighted ``K``-sample
+    training bound with its warm-up, the standardisation and its log-Jacobian,
+    the importance-weighted scores, the MIWAE treatment of missing values,
+    imputation by self-normalised importance sampling, ``transform``,
+    ``inverse_transform`` and ``sample``. A subclass declares the parameters in
+    ``__init__`` (those of ``_parameter_constraints`` and the network's own) and
+    supplies the network; see :class:`VariationalAutoencoder`.
     """
 
     _supports_missing = True
@@ -806,69 +260,15 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     _parameter_constraints: dict = {
         **NeuralGenerativeModel._parameter_constraints,
         "likelihood": [StrOptions({"gaussian", "bernoulli"})],
-        "decoder_variance": [StrOptions({"conditional", "shared"})],
-        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(ACTIVATIONS))],
         "kl_warmup_epochs": [Interval(Integral, 0, None, closed="left")],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
         "n_training_samples": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "n_imputation_samples": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def __init__(
-        self,
-        n_components=8,
-        *,
-        likelihood="gaussian",
-        decoder_variance="conditional",
-        hidden_layer_sizes=(128, 128),
-        activation="elu",
-        learning_rate=3e-3,
-        batch_size="auto",
-        max_epochs=500,
-        early_stopping=True,
-        validation_fraction=0.1,
-        n_iter_no_change=20,
-        kl_warmup_epochs=10,
-        n_importance_samples=50,
-        n_training_samples="auto",
-        n_imputation_samples=1000,
-        contamination=0.1,
-        device="auto",
-        dtype="float64",
-        random_state=None,
-        verbose=0,
-    ):
-        self.n_components = n_components
-        self.likelihood = likelihood
-        self.decoder_variance = decoder_variance
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.kl_warmup_epochs = kl_warmup_epochs
-        self.n_importance_samples = n_importance_samples
-        self.n_training_samples = n_training_samples
-        self.n_imputation_samples = n_imputation_samples
-        self.contamination = contamination
-        self.device = device
-        self.dtype = dtype
-        self.random_state = random_state
-        self.verbose = verbose
-
-    # ---------------------------------------------------------------- checks
-    def _hidden_layer_sizes(self) -> tuple[int, ...]:
-        sizes = self.hidden_layer_sizes
-        sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
-        if any(not isinstance(s, Integral) or isinstance(s, bool) or s < 1 for s in sizes):
-            raise ValueError(
-                f"hidden_layer_sizes must contain positive integers, got {self.hidden_layer_sizes!r}."
-            )
-        return tuple(int(s) for s in sizes)
+    # ------------------------------------------------------------ the data
+    def _continuous_likelihood(self) -> bool:
+        return self.likelihood == "gaussian"
 
     def _check_values(self, X: np.ndarray) -> None:
         if self.likelihood != "bernoulli":
@@ -880,25 +280,6 @@ class VariationalAutoencoder(NeuralGenerativeModel):
                 f"[{values.min():g}, {values.max():g}]. Scale the data (e.g. MinMaxScaler, or "
                 "binarise it) or use likelihood='gaussian'."
             )
-
-    def _row_bytes(self, n_features: int) -> int:
-        itemsize = np.dtype(self.dtype).itemsize
-        hidden = sum(self._hidden_layer_sizes())
-        q, s = int(self.n_components), int(self.n_importance_samples)
-        per_sample = itemsize * (4 * n_features + 2 * hidden + 4 * q) + 8 * 6 * q
-        return s * per_sample + itemsize * (n_features + 2 * hidden + 4 * q)
-
-    # ------------------------------------------------------------ the model
-    def _build_module(self, n_features: int, generator: torch.Generator) -> nn.Module:
-        return VAEModule(
-            n_features,
-            int(self.n_components),
-            self._hidden_layer_sizes(),
-            self.activation,
-            self.likelihood,
-            self.decoder_variance == "conditional",
-            generator,
-        )
 
     def _fit_preprocessing(self, X: torch.Tensor) -> None:
         d = X.shape[1]
@@ -932,13 +313,61 @@ class VariationalAutoencoder(NeuralGenerativeModel):
         log_scale = torch.log(self._tensor("scale_")).to(observed.device)
         return -(observed.to(log_scale.dtype) @ log_scale)
 
-    def _fit_loop(self, train: torch.Tensor, valid: torch.Tensor | None, epochs: int) -> None:
-        # decided once per call, not per batch: a NaN test needs a device sync
-        self._training_has_missing = has_nan(train) or (valid is not None and has_nan(valid))
-        super()._fit_loop(train, valid, epochs)
+    # ------------------------------------------------------------- training
+    def _prepare_training(self, train: torch.Tensor, valid: torch.Tensor | None) -> None:
+        """Whether this call's data have missing values: they set the training bound.
+
+        Decided once per call, not per batch: a NaN test needs a device sync.
+        """
+        self._missing_in_training = has_nan(train) or (valid is not None and has_nan(valid))
 
     def _kl_weight(self, epoch: int) -> float:
+        """Weight of ``log p(z) - log q(z | x)`` at ``epoch``: the linear warm-up."""
         return min(1.0, (epoch + 1) / (self.kl_warmup_epochs + 1))
+
+    def _epoch_settings(self, epoch: int) -> dict:
+        return {"kl_weight": float(self._kl_weight(epoch))}
+
+    def _counts_toward_patience(self, epoch: int) -> bool:
+        return self._kl_weight(epoch) >= 1.0
+
+    def _n_training_samples(self) -> int:
+        """``K`` of the training bound: ``"auto"`` is 20 with missing values, else 1."""
+        if self.n_training_samples == "auto":
+            return 20 if self._missing_in_training else 1
+        return int(self.n_training_samples)
+
+    def _batch_loss(
+        self, module: nn.Module, batch: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """The loss at the running epoch: its KL weight (:meth:`_kl_weight`)."""
+        return self._negative_bound(module, batch, generator, float(self._kl_weight(self._epoch)))
+
+    def _validation_batch_loss(
+        self, module: nn.Module, batch: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """The loss with the full KL term, comparable across the warm-up."""
+        return self._negative_bound(module, batch, generator, 1.0)
+
+    def _negative_bound(
+        self, module: nn.Module, batch: torch.Tensor, generator: torch.Generator, kl_weight: float
+    ) -> torch.Tensor:
+        """Mean negative (KL-weighted) ``K``-sample bound, in nats in the units of X.
+
+        ``K = 1`` is the ELBO. With missing values in the training data, the bound
+        on each row's observed entries (MIWAE), with their log-Jacobian.
+        """
+        k = self._n_training_samples()
+        shape = (batch.shape[0], k, int(self.n_components))
+        eps = torch.randn(shape, generator=generator, dtype=batch.dtype, device=batch.device)
+        observed = ~torch.isnan(batch) if self._missing_in_training else None
+        log_weights = self._log_weights(module, batch, eps, kl_weight, observed)
+        bound = log_weights.mean() if k == 1 else importance_weighted_bound(log_weights).mean()
+        if observed is None:
+            return -(bound + self._log_jacobian())
+        return -(bound + self._log_jacobian(observed).mean())
+
+    # ------------------------------------------------------------ inference
 
     def _log_prior(self, module: nn.Module, z: torch.Tensor) -> torch.Tensor:
         """``log p(z)`` summed over the latent dimensions (standard normal)."""
@@ -968,10 +397,7 @@ class VariationalAutoencoder(NeuralGenerativeModel):
         """
         return gaussian_posterior_sample(encoded.mean, encoded.log_var, eps)
 
-    #: whether the encoder sees the missingness indicators (see Notes)
-    _encoder_sees_mask = True
-
-    def _encoder_output(
+    def _run_encoder(
         self, module: nn.Module, x: torch.Tensor, observed: torch.Tensor | None
     ) -> Encoded:
         """The encoder on standardised rows, missing entries (NaN) set to 0.
@@ -982,8 +408,7 @@ class VariationalAutoencoder(NeuralGenerativeModel):
         """
         if observed is None:
             return module.encode(x)
-        missing = (~observed).to(x.dtype) if self._encoder_sees_mask else None
-        return module.encode(fill_missing(x, observed), missing)
+        return module.encode(fill_missing(x, observed), (~observed).to(x.dtype))
 
     def _importance_sample(
         self,
@@ -1000,7 +425,7 @@ class VariationalAutoencoder(NeuralGenerativeModel):
         over the observed entries only (MIWAE), so the weights are those of
         ``p(x_o | z) p(z) / q(z | x_o)``.
         """
-        encoded = self._encoder_output(module, x, observed)
+        encoded = self._run_encoder(module, x, observed)
         z, log_q = self._posterior_sample(module, encoded, eps)
         params = module.decode(z)
         mask = None if observed is None else observed.unsqueeze(1)
@@ -1022,30 +447,6 @@ class VariationalAutoencoder(NeuralGenerativeModel):
         mean over ``s`` is the ELBO.
         """
         return self._importance_sample(module, x, eps, kl_weight, observed)[0]
-
-    def _n_training_samples(self) -> int:
-        """``K`` of the training bound: ``"auto"`` is 20 with missing values, else 1."""
-        if self.n_training_samples == "auto":
-            return 20 if getattr(self, "_training_has_missing", False) else 1
-        return int(self.n_training_samples)
-
-    def _batch_loss(
-        self, module: nn.Module, batch: torch.Tensor, generator: torch.Generator, kl_weight: float
-    ) -> torch.Tensor:
-        """Mean negative (KL-weighted) ``K``-sample bound, in nats in the units of X.
-
-        ``K = 1`` is the ELBO. With missing values in the training data, the bound
-        on each row's observed entries (MIWAE), with their log-Jacobian.
-        """
-        k = self._n_training_samples()
-        shape = (batch.shape[0], k, int(self.n_components))
-        eps = torch.randn(shape, generator=generator, dtype=batch.dtype, device=batch.device)
-        observed = ~torch.isnan(batch) if getattr(self, "_training_has_missing", False) else None
-        log_weights = self._log_weights(module, batch, eps, kl_weight, observed)
-        bound = log_weights.mean() if k == 1 else importance_weighted_bound(log_weights).mean()
-        if observed is None:
-            return -(bound + self._log_jacobian())
-        return -(bound + self._log_jacobian(observed).mean())
 
     # ------------------------------------------------------------ evaluation
     def _score_noise(self, X: torch.Tensor, n_samples: int, stream: int = 0) -> torch.Tensor:
@@ -1112,21 +513,13 @@ class VariationalAutoencoder(NeuralGenerativeModel):
     def _n_impute_samples(self) -> int:
         return int(self.n_imputation_samples)
 
-    def _impute_row_bytes(self, n_features: int, n_draws: int | None) -> int:
-        itemsize = np.dtype(self.dtype).itemsize
-        hidden = sum(self._hidden_layer_sizes())
-        q, s = int(self.n_components), self._n_impute_samples()
-        per_sample = itemsize * (6 * n_features + 2 * hidden + 4 * q) + 8 * 6 * q
-        per_draw = itemsize * 4 * n_features + 8
-        return s * per_sample + (n_draws or 0) * per_draw + itemsize * (3 * n_features + 2 * hidden)
-
-    def _encoded(self, X: torch.Tensor) -> Encoded:
-        """The encoder's output for raw rows (missing entries handled as in training)."""
+    def _posterior_parameters(self, X: torch.Tensor) -> Encoded:
+        """``q_0(z | x)``'s parameters and context for raw rows (missing entries as in training)."""
         observed = ~torch.isnan(X) if has_nan(X) else None
-        return self._encoder_output(self.module_, self._preprocess(X), observed)
+        return self._run_encoder(self.module_, self._preprocess(X), observed)
 
     def _encode(self, X: torch.Tensor) -> torch.Tensor:
-        return self._encoded(X).mean
+        return self._posterior_parameters(X).mean
 
     def _decode(self, Z: torch.Tensor) -> torch.Tensor:
         module = self.module_
@@ -1139,3 +532,323 @@ class VariationalAutoencoder(NeuralGenerativeModel):
         z = torch.randn(n, int(self.n_components), generator=generator, dtype=dtype, device=device)
         x = module.likelihood.sample(module.decode(z), generator)
         return x * self._tensor("scale_") + self._tensor("mean_")
+
+
+class VariationalAutoencoder(BaseVAE):
+    """Variational autoencoder density estimator (Kingma & Welling).
+
+    An MLP decoder maps a latent ``z ~ N(0, I)`` to a likelihood ``p(x | z)``; an
+    MLP encoder gives the approximate posterior ``q(z | x) = N(mu(x), diag
+    sigma^2(x))``. Both are trained jointly by maximising the evidence lower bound
+    (ELBO) with the reparameterisation trick. ``score_samples`` estimates
+    ``log p(x)`` by importance sampling.
+
+    ``fit`` accepts missing values (NaN) and learns from the observed entries
+    (MIWAE); ``score_samples`` then bounds the log-density of each row's observed
+    entries, and ``impute`` fills the missing ones with their conditional
+    expectation or with draws from their conditional distribution.
+
+    Parameters
+    ----------
+    n_components : int, default=8
+        Latent dimension ``q``. Dimensions the data do not need collapse onto the
+        prior (their KL term goes to 0), so a generous value costs little.
+    likelihood : {"gaussian", "bernoulli"}, default="gaussian"
+        ``"gaussian"``: ``N(x; m(z), diag v)`` with a learned variance per feature,
+        floored at a thousandth of the feature's variance; the data are
+        standardised internally. ``"bernoulli"``: independent Bernoulli pixels with
+        logits ``decoder(z)``; the data must lie in [0, 1] (binary for a true
+        probability mass).
+    decoder_variance : {"conditional", "shared"}, default="conditional"
+        Gaussian likelihood only. ``"conditional"``: the decoder outputs each
+        feature's variance ``v(z)`` beside its mean, so the noise level can differ
+        across the data (a continuous mixture of diagonal Gaussians).
+        ``"shared"``: one variance per feature for every ``z``; with
+        ``hidden_layer_sizes=()`` the model is then factor analysis.
+    hidden_layer_sizes : tuple of int, default=(128, 128)
+        Widths of the encoder's hidden layers; the decoder uses them reversed. An
+        empty tuple gives a linear encoder and decoder.
+    activation : {"tanh", "relu", "elu", "gelu", "silu", "softplus", "leaky_relu", \
+"identity"}, default="elu"
+        Hidden-layer nonlinearity.
+    learning_rate : float, default=3e-3
+        Adam's step size.
+    batch_size : int or "auto", default="auto"
+        Rows per gradient step; ``"auto"`` is a sixteenth of the training rows,
+        clipped to [32, 256].
+    max_iter : int, default=500
+        Maximum number of epochs (passes over the training data).
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the rows, stop when their loss has not
+        improved for ``n_iter_no_change`` epochs (after the warm-up) and restore
+        the best weights. Data too few to split train without it.
+    validation_fraction : float, default=0.1
+        Share of the rows held out for early stopping.
+    n_iter_no_change : int, default=20
+        Patience of early stopping, in epochs.
+    kl_warmup_epochs : int, default=10
+        The KL term's weight rises linearly from ``1 / (kl_warmup_epochs + 1)`` to
+        1 over this many epochs, which keeps the posterior from collapsing onto
+        the prior early in training. 0 disables the warm-up.
+    n_importance_samples : int, default=50
+        Samples ``S`` of the importance-weighted bound in ``score_samples``; read at
+        scoring time, so it can be raised after fitting for a tighter bound.
+    n_training_samples : int or "auto", default="auto"
+        Importance samples ``K`` per row in the training objective, the bound
+        ``L_K`` (1 is the ELBO). ``"auto"``: 20 when the training data have
+        missing values (MIWAE), 1 otherwise (see Notes). Cost grows with ``K``
+        in the decoder only.
+    n_imputation_samples : int, default=1000
+        Importance samples per incomplete row in ``impute``: the particles of the
+        self-normalised estimate of ``E[x_missing | x_observed]`` and of the
+        resampling that draws from ``p(x_missing | x_observed)``. Read at
+        imputation time.
+    contamination : float, default=0.1
+        Fraction of training rows below the outlier threshold ``offset_``.
+    device : str or torch.device, default="auto"
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``.
+    dtype : {"float64", "float32"}, default="float64"
+        Compute precision. ``float32`` trains about twice as fast on a CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initial weights, the validation split, the training noise and
+        the scoring noise.
+    verbose : int, default=0
+        1 prints a line per epoch.
+    max_epochs : int
+        Deprecated former name of ``max_iter``; setting it warns
+        (``FutureWarning``) and takes precedence. Removed in 0.3.
+
+    Attributes
+    ----------
+    module_ : VAEModule
+        The trained encoder, decoder and likelihood head (a ``torch.nn.Module``).
+    mean_, scale_ : ndarray of shape (n_features,)
+        The internal standardisation ``(x - mean_) / scale_``: the mean and
+        standard deviation of each column's observed entries (zeros and ones for
+        ``likelihood="bernoulli"``; constant features get scale 1).
+    noise_seed_ : int
+        Seed of the keyed importance-sampling noise of ``score_samples``.
+    history_ : list of dict
+        Per epoch: ``epoch``, ``train_loss`` (mean loss per row, with the warm-up
+        weight), ``validation_loss`` (mean negative training bound per held-out
+        row, NaN when there is none), ``kl_weight`` and ``duration`` (seconds).
+        Losses are in nats in the units of ``X``; with missing values, of the
+        observed entries.
+    n_iter_ : int
+        Epochs trained, over ``fit`` and ``partial_fit`` calls (``n_epochs_`` is its
+        deprecated former name).
+    best_epoch_ : int or None
+        Epoch (0-based) whose weights were kept by early stopping; None when the
+        last call trained without validation (``partial_fit``, tiny data or
+        ``early_stopping=False``).
+    best_validation_loss_ : float or None
+        Its validation loss.
+    offset_ : float
+        The ``contamination`` quantile of the training log-densities.
+    device_ : torch.device
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` has string feature names.
+
+    See Also
+    --------
+    PPCADensity : the linear-Gaussian special case, with an exact density.
+    GaussianMixtureDensity : an exact density for clustered data.
+    sklearn.neural_network.MLPRegressor : the source of the naming of the
+        optimisation parameters.
+
+    Notes
+    -----
+    ``score_samples`` is the importance-weighted lower bound of Burda et al. (2016)
+    on ``log p(x)``, with ``n_importance_samples`` samples from ``q(z | x)``. It is
+    a bound, not the exact log-density: it never exceeds ``log p(x)`` on average and
+    tightens as ``n_importance_samples`` grows (``S = 1`` is the ELBO). The noise
+    of each row is a function of the row's values and ``noise_seed_`` alone, so a
+    row gets the same score in any batch, and ``score_samples`` is deterministic.
+
+    With the Gaussian likelihood the model works on standardised data and
+    ``score_samples`` adds the log-Jacobian ``-sum(log scale_)``, so densities are
+    in the units of ``X``. ``transform`` returns the posterior mean ``mu(x)``,
+    ``inverse_transform`` the decoder mean, and ``sample`` draws ``z`` from the
+    prior and ``x`` from ``p(x | z)``. The training loss of complete data is the
+    one-sample ELBO with a Monte Carlo KL term (``log q - log p``), the estimator a
+    flow posterior needs too (``FlowVAE``).
+
+    **Missing values** (MIWAE, Mattei & Frellsen 2019). With ``o`` the observed
+    entries of a row and ``m`` the missing ones, the model is trained on
+    ``L_K(x_o) = log (1/K) sum_k p(x_o | z_k) p(z_k) / q(z_k | x_o)``, a lower
+    bound on ``log p(x_o)``: the likelihood factorises over features given ``z``,
+    so dropping the missing factors gives the exact likelihood of the observed
+    entries (valid when data are missing at random). ``score_samples`` of an
+    incomplete row is the same bound with ``n_importance_samples`` samples (in
+    the units of ``X``: its log-Jacobian counts the observed entries only); a row
+    with nothing observed scores exactly 0. Complete rows take the complete-data
+    code path, so data without NaN give the very model and scores they gave
+    before missing values were supported.
+
+    The encoder sees an incomplete row standardised and zero-filled (the missing
+    entries at the mean of the observed ones, as Mattei & Frellsen) and also the
+    missingness indicators: its first affine map gets a term ``U r`` for the
+    indicator vector ``r``, i.e. the encoder input is ``[x, r]``, with ``U``
+    starting at zero and skipped for complete rows so that complete data are
+    unaffected. Without them the encoder cannot tell a missing entry from an
+    observed one at the mean, so it cannot widen its posterior for the rows that
+    say less. ``n_training_samples="auto"`` trains incomplete data on ``L_20``.
+
+    ``impute`` estimates ``E[x_m | x_o]`` by self-normalised importance sampling
+    with ``n_imputation_samples`` draws ``z_s ~ q(z | x_o)`` and weights
+    ``w_s`` proportional to ``p(x_o | z_s) p(z_s) / q(z_s | x_o)``:
+    ``sum_s w_s E[x_m | z_s]``, consistent as the samples grow. Its noise is
+    keyed on the rows like the scores', so ``impute(X)`` is deterministic and
+    ignores ``random_state``; ``n_draws`` draws resample ``z_s`` with
+    probabilities ``w_s`` and sample ``x_m ~ p(x_m | z_s)`` (sampling importance
+    resampling, seeded by ``random_state``). A row with nothing observed is
+    filled from the marginal: ``z_s`` from the prior, equal weights. With the
+    Bernoulli likelihood the conditional mean is a probability. The encoder is
+    trained for the bound, not to match ``p(z | x_o)``, so the weights are
+    uneven and the estimate needs many more samples than the score.
+
+    For outlier detection on contaminated training data, ``decoder_variance=
+    "shared"`` can be the more robust choice: a decoder that outputs variances may
+    explain a cluster of outliers by a large variance. The user guide
+    (``docs/user_guide/vae.rst``) has the derivations and the measurements behind
+    the defaults.
+
+    References
+    ----------
+    Kingma, D. P. & Welling, M. (2014). Auto-encoding variational Bayes. ICLR.
+    Rezende, D. J., Mohamed, S. & Wierstra, D. (2014). Stochastic backpropagation
+    and approximate inference in deep generative models. ICML.
+    Burda, Y., Grosse, R. & Salakhutdinov, R. (2016). Importance weighted
+    autoencoders. ICLR.
+    Bowman, S. R. et al. (2016). Generating sentences from a continuous space.
+    CoNLL (KL warm-up).
+    Mattei, P.-A. & Frellsen, J. (2019). MIWAE: deep generative modelling and
+    imputation of incomplete data sets. ICML.
+
+    Examples
+    --------
+    A curve in 3-D: one latent dimension, and a far better density than the best
+    linear-Gaussian model (PPCA) on held-out points.
+
+    >>> import numpy as np
+    >>> from skgenerative import PPCADensity, VariationalAutoencoder
+    >>> rng = np.random.RandomState(0)
+    >>> t = rng.uniform(-3, 3, size=(400, 1))
+    >>> X = np.hstack([t, np.sin(t), np.cos(t)]) + 0.05 * rng.normal(size=(400, 3))
+    >>> vae = VariationalAutoencoder(n_components=1, hidden_layer_sizes=(32, 32),
+    ...                              random_state=0).fit(X[:300])
+    >>> vae.transform(X[:2]).shape
+    (2, 1)
+    >>> ppca = PPCADensity(n_components=1).fit(X[:300])
+    >>> bool(vae.score(X[300:]) > ppca.score(X[300:]) + 1.0)
+    True
+    >>> vae.sample(2, random_state=0).shape
+    (2, 3)
+
+    Missing values: fit on the incomplete rows, then fill the gaps, here with
+    half the error of the column means.
+
+    >>> X_missing = X.copy()
+    >>> X_missing[rng.uniform(size=X.shape) < 0.2] = np.nan
+    >>> vae = VariationalAutoencoder(n_components=2, hidden_layer_sizes=(32, 32),
+    ...                              random_state=0).fit(X_missing)
+    >>> filled = vae.impute(X_missing)
+    >>> bool(np.isnan(filled).any())
+    False
+    >>> missing = np.isnan(X_missing)
+    >>> error = np.sqrt(np.mean((filled - X)[missing] ** 2))
+    >>> bool(error < 0.6 * np.sqrt(np.mean((X - X.mean(0))[missing] ** 2)))
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **BaseVAE._parameter_constraints,
+        "decoder_variance": [StrOptions({"conditional", "shared"})],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+    }
+
+    def __init__(
+        self,
+        n_components=8,
+        *,
+        likelihood="gaussian",
+        decoder_variance="conditional",
+        hidden_layer_sizes=(128, 128),
+        activation="elu",
+        learning_rate=3e-3,
+        batch_size="auto",
+        max_iter=500,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=20,
+        kl_warmup_epochs=10,
+        n_importance_samples=50,
+        n_training_samples="auto",
+        n_imputation_samples=1000,
+        contamination=0.1,
+        device="auto",
+        dtype="float64",
+        random_state=None,
+        verbose=0,
+        max_epochs=DEPRECATED,
+    ):
+        self.n_components = n_components
+        self.likelihood = likelihood
+        self.decoder_variance = decoder_variance
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.kl_warmup_epochs = kl_warmup_epochs
+        self.n_importance_samples = n_importance_samples
+        self.n_training_samples = n_training_samples
+        self.n_imputation_samples = n_imputation_samples
+        self.contamination = contamination
+        self.device = device
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+        self.max_epochs = max_epochs
+
+    # ---------------------------------------------------------------- checks
+    def _hidden_layer_sizes(self) -> tuple[int, ...]:
+        sizes = self.hidden_layer_sizes
+        sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
+        if any(not isinstance(s, Integral) or isinstance(s, bool) or s < 1 for s in sizes):
+            raise ValueError(
+                f"hidden_layer_sizes must contain positive integers, got {self.hidden_layer_sizes!r}."
+            )
+        return tuple(int(s) for s in sizes)
+
+    def _row_bytes(self, n_features: int) -> int:
+        itemsize = np.dtype(self.dtype).itemsize
+        hidden = sum(self._hidden_layer_sizes())
+        q, s = int(self.n_components), int(self.n_importance_samples)
+        per_sample = itemsize * (4 * n_features + 2 * hidden + 4 * q) + 8 * 6 * q
+        return s * per_sample + itemsize * (n_features + 2 * hidden + 4 * q)
+
+    # ------------------------------------------------------------ the model
+    def _build_module(self, n_features: int, generator: torch.Generator) -> nn.Module:
+        return VAEModule(
+            n_features,
+            int(self.n_components),
+            self._hidden_layer_sizes(),
+            self.activation,
+            self.likelihood,
+            self.decoder_variance == "conditional",
+            generator,
+        )
+
+    def _impute_row_bytes(self, n_features: int, n_draws: int | None) -> int:
+        itemsize = np.dtype(self.dtype).itemsize
+        hidden = sum(self._hidden_layer_sizes())
+        q, s = int(self.n_components), self._n_impute_samples()
+        per_sample = itemsize * (6 * n_features + 2 * hidden + 4 * q) + 8 * 6 * q
+        per_draw = itemsize * 4 * n_features + 8
+        return s * per_sample + (n_draws or 0) * per_draw + itemsize * (3 * n_features + 2 * hidden)

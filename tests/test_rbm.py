@@ -1,7 +1,11 @@
 """BernoulliRBM against exact answers: brute-force sums over every state, autograd
-gradients, and statistics of Gibbs samples compared with exact probabilities."""
+gradients, and statistics of Gibbs samples compared with exact probabilities; the
+visible layers (binary, softmax, blocks of both) by the same brute force, and the
+training update replayed with the pure functions those tests check."""
 
 from __future__ import annotations
+
+from itertools import product
 
 import numpy as np
 import pytest
@@ -13,12 +17,20 @@ from sklearn.datasets import load_digits
 
 from skgenerative import BernoulliRBM
 from skgenerative.rbm import (
+    BernoulliVisible,
+    SoftmaxVisible,
+    VisibleBlocks,
     ais_betas,
     ais_log_partition,
+    bernoulli,
+    cd_gradient,
     cd_gradients,
     free_energy,
+    gibbs_from_hidden,
     hidden_free_energy,
+    hidden_means,
     log_partition_exact,
+    momentum_step_,
 )
 
 
@@ -151,7 +163,7 @@ def test_fitted_log_partition_is_the_brute_force_sum(tiny):
 @pytest.mark.parametrize("n_hidden", [8, 12])
 def test_probabilities_of_all_visible_states_sum_to_one(tiny, n_hidden):
     X = tiny[1] if n_hidden == 8 else prototype_data(n_features=6)
-    rbm = tiny[0] if n_hidden == 8 else BernoulliRBM(n_components=n_hidden, n_iter=10, random_state=0).fit(X)
+    rbm = tiny[0] if n_hidden == 8 else BernoulliRBM(n_components=n_hidden, max_iter=10, random_state=0).fit(X)
     V = all_states(X.shape[1])
     assert np.exp(rbm.score_samples(V)).sum() == pytest.approx(1.0, abs=1e-10)
     _, p = exact_visible_probabilities(rbm)
@@ -178,7 +190,7 @@ def test_ais_agrees_with_exact_on_digits():
 
 def test_sample_reproduces_the_exact_distribution(tiny):
     rbm, _ = tiny
-    small = BernoulliRBM(n_components=4, n_iter=30, burn_in=200, random_state=0).fit(prototype_data(n_features=6))
+    small = BernoulliRBM(n_components=4, max_iter=30, burn_in=200, random_state=0).fit(prototype_data(n_features=6))
     V, p = exact_visible_probabilities(small)
     draws = small.sample(20000, random_state=1)
     assert np.isin(draws, (0.0, 1.0)).all()
@@ -213,7 +225,7 @@ def test_long_gibbs_chains_reproduce_exact_marginals(tiny):
 def test_cd_training_raises_the_exact_log_likelihood(persistent, cd_steps):
     X = prototype_data(n_features=10, seed=5)
     params = dict(n_components=8, persistent=persistent, cd_steps=cd_steps, random_state=0)
-    before = BernoulliRBM(n_iter=0, **params).fit(X).score(X)
+    before = BernoulliRBM(max_iter=0, **params).fit(X).score(X)
     after = BernoulliRBM(**params).fit(X).score(X)
     # the data's own empirical distribution bounds any model's training likelihood
     _, counts = np.unique(X, axis=0, return_counts=True)
@@ -244,16 +256,16 @@ def test_inputs_outside_unit_interval_are_rejected_unless_binarize():
     X = prototype_data(n_features=6)
     for bad in (X * 2, X - 0.5):
         with pytest.raises(ValueError, match=r"values in \[0, 1\].*binarize"):
-            BernoulliRBM(n_components=3, n_iter=1).fit(bad)
-    fitted = BernoulliRBM(n_components=3, n_iter=2, random_state=0).fit(X)
+            BernoulliRBM(n_components=3, max_iter=1).fit(bad)
+    fitted = BernoulliRBM(n_components=3, max_iter=2, random_state=0).fit(X)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         fitted.score_samples(X * 3)
-    BernoulliRBM(n_components=3, n_iter=1).fit(0.3 + 0.4 * X)  # probabilities are fine
+    BernoulliRBM(n_components=3, max_iter=1).fit(0.3 + 0.4 * X)  # probabilities are fine
     # binarize=t: x > t, on fit and on every evaluation
     rng = np.random.RandomState(0)
     continuous = rng.normal(size=X.shape) + 3 * X
-    binarized = BernoulliRBM(n_components=3, n_iter=2, binarize=1.5, random_state=0).fit(continuous)
-    reference = BernoulliRBM(n_components=3, n_iter=2, random_state=0).fit((continuous > 1.5) * 1.0)
+    binarized = BernoulliRBM(n_components=3, max_iter=2, binarize=1.5, random_state=0).fit(continuous)
+    reference = BernoulliRBM(n_components=3, max_iter=2, random_state=0).fit((continuous > 1.5) * 1.0)
     np.testing.assert_array_equal(binarized.components_, reference.components_)
     np.testing.assert_allclose(binarized.score_samples(continuous), reference.score_samples(continuous > 1.5))
     np.testing.assert_allclose(binarized.transform(continuous), reference.transform(continuous > 1.5))
@@ -268,7 +280,7 @@ def test_unlike_rows_are_outliers(tiny):
 
 def test_divergence_raises_a_clear_error():
     with pytest.raises(FloatingPointError, match="learning_rate"):
-        BernoulliRBM(n_components=3, n_iter=3, learning_rate=1e308, momentum=0.9).fit(prototype_data(n_features=6))
+        BernoulliRBM(n_components=3, max_iter=3, learning_rate=1e308, momentum=0.9).fit(prototype_data(n_features=6))
 
 
 def test_float32_scores_match_float64(tiny):
@@ -281,7 +293,7 @@ def test_float32_scores_match_float64(tiny):
 def test_exact_partition_refuses_huge_enumerations_before_training():
     X = np.zeros((3, 30))
     with pytest.raises(ValueError, match=r"2\*\*30 states"):
-        BernoulliRBM(n_components=30, n_iter=1, partition_method="exact").fit(X)
+        BernoulliRBM(n_components=30, max_iter=1, partition_method="exact").fit(X)
 
 
 def test_ais_partition_method_is_used_when_asked(tiny):
@@ -293,3 +305,186 @@ def test_ais_partition_method_is_used_when_asked(tiny):
     np.testing.assert_allclose(
         ais.score_samples(X) - rbm.score_samples(X), rbm.log_partition_ - ais.log_partition_, rtol=1e-9
     )
+
+
+# ------------------------------------------------------- visible layers, by brute force
+MIXED = VisibleBlocks([BernoulliVisible(2), SoftmaxVisible(3), SoftmaxVisible(2)])  # 4 * 3 * 2 states
+
+
+def mixed_states() -> np.ndarray:
+    """Every visible state of MIXED, listed by hand: two bits, a one-hot of 3, a one-hot of 2."""
+    eye3, eye2 = np.eye(3), np.eye(2)
+    return np.array(
+        [[*bits, *eye3[i], *eye2[j]] for j in range(2) for i in range(3) for bits in product([0, 1], repeat=2)]
+    )
+
+
+def brute_force(W, b, c, V):
+    """log Z and every visible state's log-probability over the listed states V."""
+    neg_energy = all_states(W.shape[0]) @ W @ V.T + (V @ b)[None, :] + (all_states(W.shape[0]) @ c)[:, None]
+    return float(logsumexp(neg_energy)), logsumexp(neg_energy, axis=0) - logsumexp(neg_energy)
+
+
+def test_mixed_layer_enumerates_every_valid_state_once():
+    states = MIXED.states(torch.arange(MIXED.n_states), torch.float64).numpy()
+    assert MIXED.n_units == 7 and MIXED.n_states == 24
+    assert {tuple(s) for s in states} == {tuple(s) for s in mixed_states()} and len(states) == 24
+    # the log-normaliser is the log-sum over those states
+    x = torch.as_tensor(np.random.RandomState(0).normal(size=(5, 7)) * 3)
+    expected = logsumexp(x.numpy() @ states.T, axis=1)
+    np.testing.assert_allclose(MIXED.log_normalizer(x).numpy(), expected, rtol=1e-12)
+    # and the conditional mean is the gradient of the log-normaliser
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(MIXED.log_normalizer(x).sum(), x)
+    np.testing.assert_allclose(MIXED.mean(x.detach()).numpy(), grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_hidden", [3, 6])
+def test_mixed_layer_free_energies_and_exact_log_partition(n_hidden):
+    # 2**3 = 8 <= 24 states: the hidden layer is enumerated; 2**6 = 64 > 24: the visible one
+    W, b, c = random_parameters(n_hidden, 7, scale=1.5, seed=7)
+    V, H = mixed_states(), all_states(n_hidden)
+    log_z, _ = brute_force(W, b, c, V)
+    assert log_partition_exact(*as_tensors(W, b, c), MIXED) == pytest.approx(log_z, rel=1e-12)
+    neg_energy = H @ W @ V.T + (V @ b)[None, :] + (H @ c)[:, None]
+    Wt, bt, ct = as_tensors(W, b, c)
+    np.testing.assert_allclose(
+        -free_energy(torch.as_tensor(V), Wt, bt, ct, MIXED).numpy(), logsumexp(neg_energy, axis=0), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        -hidden_free_energy(torch.as_tensor(H), Wt, bt, ct, MIXED).numpy(), logsumexp(neg_energy, axis=1), rtol=1e-12
+    )
+
+
+def test_ais_is_unbiased_on_a_mixed_layer():
+    W, b, c = as_tensors(*random_parameters(5, 7, scale=1.5, seed=8))
+    exact = log_partition_exact(W, b, c, MIXED)
+    data = torch.as_tensor(mixed_states()[np.random.RandomState(0).randint(24, size=200)])
+    base = MIXED.base_rate_bias(data.mean(0), 200)
+    estimate, std_error = ais_log_partition(
+        W, b, c, base, n_chains=4000, n_temperatures=100, generator=torch.Generator().manual_seed(0), visible=MIXED
+    )
+    assert 0 < std_error < 0.05
+    assert abs(estimate - exact) < 4 * std_error + 1e-3
+
+
+def test_base_rate_models_reproduce_the_smoothed_marginals():
+    n = 50
+    marginals = torch.tensor([0.0, 1.0, 0.3, 0.2, 0.8, 0.0, 0.5, 0.5], dtype=torch.float64)
+    layer = VisibleBlocks([BernoulliVisible(3), SoftmaxVisible(3), SoftmaxVisible(2)])
+    b_A = layer.base_rate_bias(marginals, n)
+    assert torch.isfinite(b_A).all()  # columns always 0 or always 1 included
+    # half a pseudo-count per value: n + 1 for a bit, n + K/2 for K levels
+    smoothed = torch.cat([
+        (n * marginals[:3] + 0.5) / (n + 1), (n * marginals[3:6] + 0.5) / (n + 1.5), (n * marginals[6:] + 0.5) / (n + 1)
+    ])
+    np.testing.assert_allclose(layer.mean(b_A).numpy(), smoothed.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("visible", [None, MIXED], ids=["bernoulli", "mixed"])
+def test_gibbs_chains_from_hidden_states_reach_the_exact_distribution(visible):
+    n_visible = 6 if visible is None else 7
+    W, b, c = as_tensors(*random_parameters(4, n_visible, scale=0.8, seed=9))
+    layer = BernoulliVisible(6) if visible is None else visible
+    V = layer.states(torch.arange(layer.n_states), torch.float64).numpy()
+    _, log_p = brute_force(*(t.numpy() for t in (W, b, c)), V)
+    generator = torch.Generator().manual_seed(0)
+    h = torch.zeros(20000, 4, dtype=torch.float64)  # every chain starts at h = 0
+    v = gibbs_from_hidden(h, W, b, c, generator, 30, visible)
+    codes = {tuple(s): k for k, s in enumerate(V)}
+    counts = np.bincount([codes[tuple(row)] for row in v.numpy()], minlength=len(V))
+    expected = 20000 * np.exp(log_p)
+    statistic = ((counts - expected) ** 2 / expected).sum()
+    assert chi2.sf(statistic, len(V) - 1) > 1e-4
+
+
+def test_cd_gradient_on_a_mixed_layer_is_the_free_energy_gradient():
+    W, b, c = as_tensors(*random_parameters(5, 7, seed=10))
+    rng = np.random.RandomState(10)
+    v_data, v_model = (torch.as_tensor(mixed_states()[rng.randint(24, size=m)]) for m in (11, 6))
+    params = [p.clone().requires_grad_(True) for p in (W, b, c)]
+    objective = -free_energy(v_data, *params, MIXED).mean() + free_energy(v_model, *params, MIXED).mean()
+    autograd = torch.autograd.grad(objective, params)
+    ours = cd_gradient(v_data, v_model, W, c)
+    for mine, reference in zip((ours.weights, ours.visible_bias, ours.hidden_bias), autograd):
+        np.testing.assert_allclose(mine.numpy(), reference.numpy(), rtol=1e-12, atol=1e-14)
+    # the stacked rows and hidden means training passes in give the very same gradient
+    v = torch.cat([v_data, v_model])
+    given = cd_gradient(v_data, v_model, W, c, stacked=(v, hidden_means(v, W, c)))
+    for mine, reference in zip(given, ours):
+        assert torch.equal(mine, reference)
+
+
+@pytest.mark.parametrize("momentum, decay", [(0.5, 1e-2), (0.0, 1e-2), (0.5, 0.0)])
+def test_momentum_step_is_the_documented_update(momentum, decay):
+    W, b, c = as_tensors(*random_parameters(5, 6, seed=11))
+    rng = np.random.RandomState(11)
+    v_data, v_model = as_tensors(rng.uniform(size=(8, 6)) < 0.5, rng.uniform(size=(4, 6)) < 0.5)
+    gradient = cd_gradient(v_data, v_model, W, c)
+    velocity = [torch.as_tensor(rng.normal(size=p.shape)) for p in (W, b, c)]
+    params = [W.clone(), b.clone(), c.clone()]
+    new_velocity = [v.clone() for v in velocity]
+    momentum_step_(params, new_velocity, gradient, 0.1, momentum, decay)
+    gradients = (gradient.weights, gradient.visible_bias, gradient.hidden_bias)
+    for p, p0, u, u0, g, is_weight in zip(params, (W, b, c), new_velocity, velocity, gradients, (1, 0, 0)):
+        if momentum == 0.0 and is_weight:  # no velocity kept for the weights
+            expected = (1 - 0.1 * decay) * p0 + 0.1 * g
+            np.testing.assert_array_equal(u.numpy(), u0.numpy())
+        else:
+            step = momentum * u0 + 0.1 * (g - decay * p0 * is_weight)
+            np.testing.assert_allclose(u.numpy(), step.numpy(), rtol=1e-12, atol=1e-15)
+            expected = p0 + step
+        np.testing.assert_allclose(p.numpy(), expected.numpy(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("persistent, cd_steps", [(True, 1), (True, 2), (False, 2)])
+def test_training_steps_are_the_tested_functions(persistent, cd_steps):
+    """One update of the estimator, replayed with the pure functions on a copy of its stream."""
+    X = torch.as_tensor(prototype_data(n=40, n_features=6, seed=12))
+    params = dict(n_components=4, max_iter=0, persistent=persistent, cd_steps=cd_steps, random_state=0)
+    rbm = BernoulliRBM(**params).fit(X.numpy())
+    rbm._start_training(X, 1)
+    state = rbm._cd
+    (W, b, c), velocity = (p.clone() for p in state.params), [v.clone() for v in state.velocity]
+    chains = None if state.chains is None else state.chains.clone()
+    replay = torch.Generator().set_state(state.generator.get_state())
+    batch = X[:20]
+    lr = rbm._step_size()
+    rbm._train_step(batch, state.generator)
+    if persistent:
+        v_model = gibbs_from_hidden(chains, W, b, c, replay, cd_steps)
+        chains = bernoulli(hidden_means(torch.cat([batch, v_model]), W, c)[20:], replay)
+    else:
+        v_model = gibbs_from_hidden(bernoulli(hidden_means(batch, W, c), replay), W, b, c, replay, cd_steps)
+    momentum_step_((W, b, c), velocity, cd_gradient(batch, v_model, W, c), lr, 0.5, 1e-4)
+    for ours, replayed in zip(state.params, (W, b, c)):
+        assert torch.equal(ours, replayed)
+    if persistent:
+        assert torch.equal(state.chains, chains)
+    assert rbm.n_updates_ == 1
+
+
+def test_layers_check_their_values():
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        BernoulliVisible(2).check_values(np.array([[0.0, 1.5]]))
+    SoftmaxVisible(3).check_values(np.array([[0.0, 1.0, 0.0], [0.2, 0.3, 0.5]]))
+    with pytest.raises(ValueError, match="one-hot"):
+        SoftmaxVisible(3).check_values(np.array([[1.0, 1.0, 0.0]]))
+    with pytest.raises(ValueError, match="one-hot"):
+        MIXED.check_values(np.array([[0, 1, 1, 0, 0, 0, 1.0], [1, 1, 0, 1, 0, 1, 1.0]]))
+
+
+def test_history_and_the_linear_step_size_schedule():
+    X = prototype_data(n=100, n_features=6, seed=13)
+    rbm = BernoulliRBM(n_components=3, max_iter=4, batch_size=20, random_state=0).fit(X)
+    # 5 updates an epoch, 20 in all: the step at each epoch's first update
+    assert [h["learning_rate"] for h in rbm.history_] == [0.05 * (1 - 5 * e / 20) for e in range(4)]
+    assert [h["epoch"] for h in rbm.history_] == [0, 1, 2, 3] and rbm.n_iter_ == 4
+    rbm.partial_fit(X)
+    assert rbm.history_[-1]["learning_rate"] == 0.05 and rbm.history_[-1]["epoch"] == 4
+
+
+def test_verbose_prints_the_reconstruction_error(capsys):
+    BernoulliRBM(n_components=3, max_iter=2, verbose=1, random_state=0).fit(prototype_data(n=60, n_features=6))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "epoch" in line]
+    assert len(lines) == 2 and "reconstruction error" in lines[0]

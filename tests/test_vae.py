@@ -21,14 +21,14 @@ from scipy.stats import multivariate_normal, norm
 from sklearn.base import clone
 
 from skgenerative import VariationalAutoencoder
-from skgenerative.nn import BernoulliLikelihood, GaussianLikelihood, make_linear, make_mlp
+from skgenerative.nn import BernoulliLikelihood, GaussianLikelihood, make_linear, make_mlp, softplus
 from skgenerative.vae import gaussian_posterior_sample, importance_weighted_bound
 
 QUICK = dict(
     n_components=2,
     hidden_layer_sizes=(16,),
     learning_rate=1e-2,
-    max_epochs=30,
+    max_iter=30,
     kl_warmup_epochs=2,
     n_importance_samples=8,
     random_state=0,
@@ -100,6 +100,15 @@ def test_posterior_sample_and_bound_formulas():
     np.testing.assert_allclose(importance_weighted_bound(torch.from_numpy(w)).numpy(), expected)
 
 
+def test_softplus_is_exact_where_torchs_cuts_off():
+    x = torch.tensor([-800.0, -50.0, -1.0, 0.0, 1e-8, 3.0, 25.0, 30.0, 50.0, 800.0], dtype=torch.float64)
+    reference = torch.logaddexp(x, torch.zeros_like(x))  # log(e^x + e^0), exact to rounding
+    np.testing.assert_allclose(softplus(x).numpy(), reference.numpy(), rtol=2e-16, atol=0)
+    # torch's drops e^-x above 20; the exact value keeps it (e^-30 > one float64 step at 30)
+    assert float(torch.nn.functional.softplus(x[7:8])) == 30.0 < float(softplus(x[7:8]))
+    assert float(softplus(torch.tensor([-800.0], dtype=torch.float64))) == 0.0
+
+
 def test_mlp_initialisation_uses_only_the_given_generator():
     state = torch.get_rng_state()
     a = make_mlp(3, [5, 4], 2, "elu", torch.Generator().manual_seed(1))
@@ -124,7 +133,7 @@ def _linear_vae(encoder_shift=0.0, encoder_var_factor=1.0, seed=0, cls=Variation
     vae = _fit(
         cls(
             n_components=q, hidden_layer_sizes=(), decoder_variance="shared",
-            max_epochs=1, early_stopping=False, random_state=seed, device="cpu",
+            max_iter=1, early_stopping=False, random_state=seed, device="cpu",
         ),
         X,
     )
@@ -187,7 +196,7 @@ def test_trained_linear_vae_bound_is_below_its_exact_marginal():
     vae = _fit(
         VariationalAutoencoder(
             n_components=2, hidden_layer_sizes=(), decoder_variance="shared",
-            learning_rate=1e-2, max_epochs=150, n_importance_samples=2000,
+            learning_rate=1e-2, max_iter=150, n_importance_samples=2000,
             random_state=0, device="cpu",
         ),
         X,
@@ -253,7 +262,7 @@ def curve_vae():
     X = np.hstack([t, np.sin(t), np.cos(t)]) + 0.05 * rng.normal(size=(400, 3))
     vae = VariationalAutoencoder(
         n_components=1, hidden_layer_sizes=(32, 32), learning_rate=3e-3,
-        max_epochs=120, random_state=0, device="cpu",
+        max_iter=120, random_state=0, device="cpu",
     )
     return _fit(vae, X[:300]), X
 
@@ -274,7 +283,7 @@ def test_training_lowers_the_validation_loss_and_keeps_the_best(curve_vae):
     # the weights kept are the best epoch's: recomputing its validation loss agrees
     data = vae._preprocess(torch.as_tensor(X[:300]))
     _, held_out = vae._split_validation(data)
-    assert vae._validation_loss(vae.module_, held_out) == pytest.approx(vae.best_validation_loss_, rel=1e-12)
+    assert vae._validation_loss(held_out) == pytest.approx(vae.best_validation_loss_, rel=1e-12)
     # and it beats a single Gaussian by a wide margin on this curve
     gauss = multivariate_normal(X[:300].mean(0), np.cov(X[:300].T)).logpdf(X[300:]).mean()
     assert vae.score(X[300:]) > gauss + 2.0
@@ -283,7 +292,7 @@ def test_training_lowers_the_validation_loss_and_keeps_the_best(curve_vae):
 def test_gaussian_density_integrates_to_at_most_one():
     rng = np.random.RandomState(0)
     X = np.concatenate([rng.normal(-2, 0.5, 150), rng.normal(1.5, 1.0, 150)])[:, None] * 3
-    vae = _fit(VariationalAutoencoder(**{**QUICK, "n_components": 1, "max_epochs": 60}), X)
+    vae = _fit(VariationalAutoencoder(**{**QUICK, "n_components": 1, "max_iter": 60}), X)
     grid = np.linspace(-25, 25, 4001)[:, None]
     density = np.exp(vae.set_params(n_importance_samples=200).score_samples(grid))
     mass = np.trapezoid(density[:, 0] if density.ndim > 1 else density, grid[:, 0])
@@ -334,8 +343,8 @@ def test_constant_feature_and_tiny_data():
     assert vae.scale_[1] == 1.0 and vae.mean_[1] == 7.0
     assert np.isfinite(vae.score_samples(X)).all()
     # too few rows for a validation split: trains every epoch, no early stopping
-    tiny = _fit(VariationalAutoencoder(**{**QUICK, "max_epochs": 4}), X[:5])
-    assert tiny.n_epochs_ == 4 and tiny.best_epoch_ is None
+    tiny = _fit(VariationalAutoencoder(**{**QUICK, "max_iter": 4}), X[:5])
+    assert tiny.n_iter_ == 4 and tiny.best_epoch_ is None
     assert all(math.isnan(h["validation_loss"]) for h in tiny.history_)
 
 
@@ -356,12 +365,12 @@ def test_score_noise_is_keyed_on_rows_and_samples_read_at_scoring_time():
 def test_kl_warmup_and_history():
     X = _gaussian_data()
     vae = _fit(
-        VariationalAutoencoder(**{**QUICK, "kl_warmup_epochs": 3, "max_epochs": 6, "early_stopping": False}),
+        VariationalAutoencoder(**{**QUICK, "kl_warmup_epochs": 3, "max_iter": 6, "early_stopping": False}),
         X,
     )
     assert [h["kl_weight"] for h in vae.history_] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert [h["epoch"] for h in vae.history_] == list(range(6))
-    assert vae.n_epochs_ == 6 and vae.best_epoch_ is None
+    assert vae.n_iter_ == 6 and vae.best_epoch_ is None
 
 
 def test_early_stopping_patience_counts_after_the_warmup():
@@ -369,12 +378,12 @@ def test_early_stopping_patience_counts_after_the_warmup():
     vae = _fit(
         VariationalAutoencoder(
             **{**QUICK, "hidden_layer_sizes": (128, 128), "learning_rate": 3e-2,
-               "max_epochs": 300, "n_iter_no_change": 4, "kl_warmup_epochs": 5}
+               "max_iter": 300, "n_iter_no_change": 4, "kl_warmup_epochs": 5}
         ),
         X,
     )
-    assert vae.n_epochs_ < 300
-    assert vae.n_epochs_ - 1 - max(vae.best_epoch_, 5) == 4
+    assert vae.n_iter_ < 300
+    assert vae.n_iter_ - 1 - max(vae.best_epoch_, 5) == 4
 
 
 def test_same_seed_same_model_and_global_rng_untouched():
@@ -394,7 +403,7 @@ def test_partial_fit_continues_and_survives_pickling():
     a = VariationalAutoencoder(**QUICK)
     for _ in range(3):
         a.partial_fit(X)
-    assert a.n_epochs_ == 3 and len(a.history_) == 3
+    assert a.n_iter_ == 3 and len(a.history_) == 3
     losses = [h["train_loss"] for h in a.history_]
     assert losses[-1] < losses[0]
     b = pickle.loads(pickle.dumps(a))  # optimizer state travels with the model
@@ -406,7 +415,7 @@ def test_partial_fit_continues_and_survives_pickling():
     module = c.module_
     assert c.best_epoch_ is not None
     c.partial_fit(X)
-    assert c.module_ is module and c.n_epochs_ == len(c.history_)
+    assert c.module_ is module and c.n_iter_ == len(c.history_)
     assert c.best_epoch_ is None  # the weights are now the last epoch's
     with pytest.raises(ValueError, match="features"):
         c.partial_fit(X[:, :2])
@@ -414,16 +423,16 @@ def test_partial_fit_continues_and_survives_pickling():
 
 def test_non_finite_loss_stops_training_with_advice():
     class Diverging(VariationalAutoencoder):
-        def _batch_loss(self, module, batch, generator, kl_weight):
-            loss = super()._batch_loss(module, batch, generator, kl_weight)
-            return loss * float("nan") if self.n_epochs_ >= 2 else loss
+        def _batch_loss(self, module, batch, generator):
+            loss = super()._batch_loss(module, batch, generator)
+            return loss * float("nan") if self.n_iter_ >= 2 else loss
 
     with pytest.raises(FloatingPointError, match="learning_rate"):
         Diverging(**QUICK).fit(_gaussian_data())
 
 
 def test_verbose_prints_one_line_per_epoch(capsys):
-    _fit(VariationalAutoencoder(**{**QUICK, "max_epochs": 3, "verbose": 1}), _gaussian_data(60))
+    _fit(VariationalAutoencoder(**{**QUICK, "max_iter": 3, "verbose": 1}), _gaussian_data(60))
     lines = [line for line in capsys.readouterr().out.splitlines() if "epoch" in line]
     assert len(lines) == 3 and "validation loss" in lines[0]
 
@@ -440,7 +449,7 @@ def test_transform_decode_and_sample_statistics():
     vae = _fit(
         VariationalAutoencoder(
             n_components=2, hidden_layer_sizes=(32,), learning_rate=3e-3,
-            max_epochs=100, random_state=0, device="cpu",
+            max_iter=100, random_state=0, device="cpu",
         ),
         X,
     )

@@ -304,7 +304,7 @@ class _BeforeMissingValues(VariationalAutoencoder):
         log_lik = module.likelihood.log_prob(x.unsqueeze(1), module.decode(z))
         return log_lik + kl_weight * (standard_normal_log_prob(z) - log_q)
 
-    def _batch_loss(self, module, batch, generator, kl_weight):
+    def _negative_bound(self, module, batch, generator, kl_weight):
         shape = (batch.shape[0], 1, int(self.n_components))
         eps = torch.randn(shape, generator=generator, dtype=batch.dtype, device=batch.device)
         elbo = self._old_log_weights(module, batch, eps, kl_weight).mean()
@@ -322,7 +322,7 @@ class _BeforeMissingValues(VariationalAutoencoder):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_complete_data_give_the_same_model_and_scores_as_before(dtype):
     X = _gaussian_data(200, 5)
-    params = {**QUICK, "dtype": dtype, "max_epochs": 15}
+    params = {**QUICK, "dtype": dtype, "max_iter": 15}
     new = _fit(VariationalAutoencoder(**params), X)
     old = _fit(_BeforeMissingValues(**params), X)
     assert [h["train_loss"] for h in new.history_] == [h["train_loss"] for h in old.history_]
@@ -356,7 +356,7 @@ def test_bernoulli_likelihood_with_missing_values():
     X = (rng.uniform(size=(600, 4)) < np.array([0.2, 0.5, 0.7, 0.3])).astype(float)
     X[:, 3] = X[:, 0]  # a dependency the latent must carry
     Xm = _mask(X, 0.2)
-    vae = _fit(VariationalAutoencoder(**{**QUICK, "likelihood": "bernoulli", "max_epochs": 60}), Xm)
+    vae = _fit(VariationalAutoencoder(**{**QUICK, "likelihood": "bernoulli", "max_iter": 60}), Xm)
     vae.set_params(n_importance_samples=20_000, n_imputation_samples=20_000)
     assert vae.mean_.tolist() == [0.0] * 4 and vae.scale_.tolist() == [1.0] * 4
     # the mass of the observed entries sums to 1 over their values (exp of the
