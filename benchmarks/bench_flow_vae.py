@@ -54,7 +54,7 @@ ARCHITECTURE = dict(
     activation="elu",
     learning_rate=1e-3,
     batch_size="auto",  # 225 rows: a sixteenth of the 3600 training rows
-    max_epochs=400,
+    max_iter=400,
     early_stopping=True,
     validation_fraction=0.1,
     n_iter_no_change=20,
@@ -120,7 +120,7 @@ def run(quick: bool) -> dict:
     X_train, X_test = _mnist_binarised()
     seeds = [0] if quick else [0, 1, 2]
     samples = 100 if quick else 1000
-    params = dict(ARCHITECTURE, max_epochs=15 if quick else ARCHITECTURE["max_epochs"])
+    params = dict(ARCHITECTURE, max_iter=15 if quick else ARCHITECTURE["max_iter"])
     sides = {"VariationalAutoencoder": (VariationalAutoencoder, {})}
     sides.update({name: (FlowVAE, flow) for name, flow in FLOWS.items()})
     runs = {name: [] for name in sides}
@@ -133,12 +133,12 @@ def run(quick: bool) -> dict:
                 nll = -model.set_params(n_importance_samples=samples).score(X_test)
             record = {
                 "seed": seed, "test NLL": nll, "test -ELBO": negative_elbo(model, X_test, seed=seed),
-                "epochs": model.n_epochs_, "best epoch": model.best_epoch_,
+                "epochs": model.n_iter_, "best epoch": model.best_epoch_,
                 "fit s": fit.seconds, "score s": score.seconds,
             }
             runs[name].append(record)
             print(f"  {name:28s} seed {seed}: NLL {nll:.3f}  -ELBO {record['test -ELBO']:.3f}  "
-                  f"epochs {model.n_epochs_}  fit {fit.seconds:.0f}s  score {score.seconds:.0f}s", flush=True)
+                  f"epochs {model.n_iter_}  fit {fit.seconds:.0f}s  score {score.seconds:.0f}s", flush=True)
 
     def spread(values):
         return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
@@ -204,7 +204,7 @@ def main():
         f"test; seeds {result['seeds']}. Same architecture for every model: 784-"
         f"{'-'.join(map(str, arch['hidden_layer_sizes']))}-{arch['n_components']} encoder and its mirror "
         f"as decoder, {arch['activation']}, Adam at {arch['learning_rate']:g}, batches of a sixteenth "
-        f"of the training rows, at most {arch['max_epochs']} epochs with early stopping (patience "
+        f"of the training rows, at most {arch['max_iter']} epochs with early stopping (patience "
         f"{arch['n_iter_no_change']}, 10% validation), KL warm-up {arch['kl_warmup_epochs']} epochs. "
         f"NLL: `-score` with {result['importance samples']} importance samples; -ELBO: "
         f"{result['elbo draws']} posterior draws per digit. Gains are paired by seed "

@@ -129,7 +129,7 @@ def main(argv=None):
 
     X_train, X_test = load_mnist(n_train, n_test)
     flips = np.random.RandomState(1).randint(0, X_test.shape[1], X_test.shape[0])
-    common = dict(n_components=256, batch_size=args.batch_size, learning_rate=args.learning_rate, n_iter=epochs)
+    common = dict(n_components=256, batch_size=args.batch_size, learning_rate=args.learning_rate, max_iter=epochs)
     print(f"MNIST {n_train} train / {n_test} test, {common}, threads={args.threads or 'default'}", flush=True)
 
     with limits:

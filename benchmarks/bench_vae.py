@@ -75,7 +75,7 @@ def _pyod_fit(X, epochs, layers):
 def _ours_fit(X, epochs, layers, dtype, decoder_variance):
     """Our VAE with the same layers: (fit seconds, training-loop seconds)."""
     model = VariationalAutoencoder(
-        n_components=2, hidden_layer_sizes=layers, batch_size=32, max_epochs=epochs,
+        n_components=2, hidden_layer_sizes=layers, batch_size=32, max_iter=epochs,
         early_stopping=False, kl_warmup_epochs=0, dtype=dtype, device="cpu", random_state=0,
         decoder_variance=decoder_variance,
     )
@@ -189,7 +189,7 @@ def bench_mnist_nll(quick: bool) -> dict:
     samples = 100 if quick else 1000
     vae = VariationalAutoencoder(
         n_components=50, likelihood="bernoulli", hidden_layer_sizes=(200, 200),
-        max_epochs=30 if quick else 500, random_state=0,
+        max_iter=30 if quick else 500, random_state=0,
     )
     with timed() as t:
         vae.fit(X_train)
@@ -202,7 +202,7 @@ def bench_mnist_nll(quick: bool) -> dict:
                 "60000 stochastically binarised digits, which is harder: a loose comparison",
         "rows": [{
             "model": "VariationalAutoencoder (Bernoulli, 784-200-200-50)",
-            "test NLL (nats)": nll, "test -ELBO (nats)": elbo, "epochs": vae.n_epochs_,
+            "test NLL (nats)": nll, "test -ELBO (nats)": elbo, "epochs": vae.n_iter_,
             "fit s": t.seconds, "score s": s.seconds,
             "published (Burda et al., full MNIST)": BURDA_VAE_NLL,
             "gap to published": nll - BURDA_VAE_NLL,

@@ -348,7 +348,7 @@ class FlowVAE(VariationalAutoencoder):
         n_flows = int(self.n_flows)
         if n_flows == 0:
             return base
-        itemsize = np.dtype(self.dtype).itemsize
+        itemsize = self._itemsize
         q = int(self.n_components)
         samples = max(int(self.n_importance_samples), 2 * self._n_transform_pairs())
         # per step and sample: the new z, its ladj and the step's temporaries

@@ -718,7 +718,7 @@ class BaseRBM(MinibatchModel):
         return self.max_iter
 
     def _row_bytes(self, n_features: int) -> int:
-        return np.dtype(self.dtype).itemsize * (3 * n_features + 4 * int(self.n_components) + 8)
+        return self._itemsize * (3 * n_features + 4 * int(self.n_components) + 8)
 
     # --------------------------------------------------- the loop's steps
     def _training_data(self, X: torch.Tensor) -> torch.Tensor:

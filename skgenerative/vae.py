@@ -827,7 +827,7 @@ class VariationalAutoencoder(BaseVAE):
         return tuple(int(s) for s in sizes)
 
     def _row_bytes(self, n_features: int) -> int:
-        itemsize = np.dtype(self.dtype).itemsize
+        itemsize = self._itemsize
         hidden = sum(self._hidden_layer_sizes())
         q, s = int(self.n_components), int(self.n_importance_samples)
         per_sample = itemsize * (4 * n_features + 2 * hidden + 4 * q) + 8 * 6 * q
@@ -846,7 +846,7 @@ class VariationalAutoencoder(BaseVAE):
         )
 
     def _impute_row_bytes(self, n_features: int, n_draws: int | None) -> int:
-        itemsize = np.dtype(self.dtype).itemsize
+        itemsize = self._itemsize
         hidden = sum(self._hidden_layer_sizes())
         q, s = int(self.n_components), self._n_impute_samples()
         per_sample = itemsize * (6 * n_features + 2 * hidden + 4 * q) + 8 * 6 * q

@@ -49,14 +49,14 @@ ESTIMATORS = [
     GaussianMixtureDensity(n_components=2, random_state=0, device=DEVICE),
     PPCADensity(n_components=1, device=DEVICE),
     # binarize=0.5: sklearn's checks feed values in [0, 3]; exact log Z (4 hidden units)
-    BernoulliRBM(n_components=4, n_iter=5, binarize=0.5, random_state=0, device=DEVICE),
+    BernoulliRBM(n_components=4, max_iter=5, binarize=0.5, random_state=0, device=DEVICE),
     VariationalAutoencoder(
-        n_components=2, hidden_layer_sizes=(16,), max_epochs=40, batch_size=32,
+        n_components=2, hidden_layer_sizes=(16,), max_iter=40, batch_size=32,
         learning_rate=1e-2, n_iter_no_change=5, kl_warmup_epochs=2,
         n_importance_samples=8, random_state=0, device=DEVICE,
     ),
     FlowVAE(
-        n_components=2, flow="iaf", n_flows=2, hidden_layer_sizes=(16,), max_epochs=40,
+        n_components=2, flow="iaf", n_flows=2, hidden_layer_sizes=(16,), max_iter=40,
         batch_size=32, learning_rate=1e-2, n_iter_no_change=5, kl_warmup_epochs=2,
         n_importance_samples=8, random_state=0, device=DEVICE,
     ),
@@ -111,7 +111,7 @@ GRID_CASES = [
     # a VAE's unused latent dimensions collapse onto the prior, so only "at least 2"
     (
         VariationalAutoencoder(
-            hidden_layer_sizes=(32, 32), learning_rate=5e-3, max_epochs=60,
+            hidden_layer_sizes=(32, 32), learning_rate=5e-3, max_iter=60,
             kl_warmup_epochs=5, n_importance_samples=16, random_state=0, device=DEVICE,
         ),
         _curved_plane(),
@@ -122,7 +122,7 @@ GRID_CASES = [
     (
         FlowVAE(
             flow="iaf", n_flows=2, hidden_layer_sizes=(32, 32), learning_rate=5e-3,
-            max_epochs=60, kl_warmup_epochs=5, n_importance_samples=16, random_state=0,
+            max_iter=60, kl_warmup_epochs=5, n_importance_samples=16, random_state=0,
             device=DEVICE,
         ),
         _curved_plane(),
