@@ -27,34 +27,42 @@ from ._torch import resolve_device
 @dataclass
 class Entry:
     name: str
-    make: Callable[[str, int], object]  # (device, seed) -> estimator
+    make: Callable[[str, int, int], object]  # (device, seed, verbose) -> estimator
     space: str  # "continuous": dequantised pixels in [0, 1]; "binary": pixels > 0.5
     note: str = ""
 
 
-def entries() -> list[Entry]:
+def entries(quick: bool = False) -> list[Entry]:
+    """The five estimators; ``quick`` trades quality for seconds (the tests' demo)."""
     from . import BernoulliRBM, FlowVAE, GaussianMixtureDensity, PPCADensity, VariationalAutoencoder
 
-    def mixture(dev, seed):
+    neural = dict(max_iter=15, hidden_layer_sizes=(64,)) if quick else {}
+    rbm = dict(n_components=32, max_iter=10, n_ais_temperatures=500) if quick else dict(n_components=100)
+    grid = [1, 3] if quick else [1, 3, 5, 10]
+
+    def mixture(dev, seed, verbose):
         # the number of components is chosen by held-out log-likelihood, as users would
         return GridSearchCV(
             GaussianMixtureDensity(reg_covar=1e-3, random_state=seed, device=dev),
-            {"n_components": [1, 3, 5, 10]}, cv=3,
+            {"n_components": grid}, cv=3,
         )
 
-    found = [
+    return [
         Entry("GaussianMixtureDensity", mixture, "continuous",
               "full covariance; GridSearchCV over n_components"),
-        Entry("PPCADensity", lambda dev, seed: PPCADensity(device=dev), "continuous",
+        Entry("PPCADensity", lambda dev, seed, verbose: PPCADensity(device=dev), "continuous",
               "latent dimension by Minka's evidence"),
-        Entry("VariationalAutoencoder", lambda dev, seed: VariationalAutoencoder(random_state=seed, device=dev),
+        Entry("VariationalAutoencoder",
+              lambda dev, seed, verbose: VariationalAutoencoder(
+                  random_state=seed, device=dev, verbose=verbose, **neural),
               "continuous", "defaults; importance-weighted bound"),
-        Entry("FlowVAE", lambda dev, seed: FlowVAE(random_state=seed, device=dev),
+        Entry("FlowVAE",
+              lambda dev, seed, verbose: FlowVAE(random_state=seed, device=dev, verbose=verbose, **neural),
               "continuous", "defaults (4 IAF steps); importance-weighted bound"),
-        Entry("BernoulliRBM", lambda dev, seed: BernoulliRBM(n_components=100, random_state=seed, device=dev),
-              "binary", "100 hidden units, PCD; log Z by AIS"),
+        Entry("BernoulliRBM",
+              lambda dev, seed, verbose: BernoulliRBM(random_state=seed, device=dev, verbose=verbose, **rbm),
+              "binary", f"{rbm['n_components']} hidden units, PCD; log Z by AIS"),
     ]
-    return found
 
 
 def digits(seed: int):
@@ -74,25 +82,33 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto", help="'auto' (default), 'cpu', 'cuda' or 'cuda:N'")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--png", default="demo_samples.png", help="where to write the sample grid")
+    parser.add_argument("--quick", action="store_true",
+                        help="a few seconds: 600 training images, small networks, few epochs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or training summaries")
     args = parser.parse_args(argv)
     device = str(resolve_device(args.device))
+    verbose = 0 if args.quiet else 1
 
     continuous, binary, target = digits(args.seed)
     index = np.arange(len(target))
     train, test = train_test_split(index, test_size=0.3, random_state=args.seed, stratify=target)
-    print(f"skgenerative demo: scikit-learn digits, {len(train)} training / {len(test)} test images, "
-          f"64 pixels, device={device}\n")
-    print("Continuous models see pixels dequantised to [0, 1] (log-likelihoods are densities on "
-          "[0, 1]^64);\nbinary models see pixels > 0.5 (log-likelihoods are log-probabilities). "
-          "Higher is better.\n")
+    if args.quick:
+        train = train[:600]
+    print(f"skgenerative demo{' (quick)' if args.quick else ''}: scikit-learn digits, {len(train)} "
+          f"training / {len(test)} test images, 64 pixels, device={device}\n")
+    print("Pixels take 17 values (0 to 16). A continuous density on such values is unbounded: a "
+          "model can\nconcentrate on them and report ever larger log-likelihoods (skgenerative "
+          "warns: DiscreteDataWarning).\nSo continuous models see pixels dequantised, (value + "
+          "uniform noise) / 17, a density on [0, 1]^64;\nbinary models see pixels > 0.5 "
+          "(log-likelihoods are log-probabilities). Higher is better.\n")
 
     header = f"{'estimator':<24} {'data':<10} {'held-out loglik':>16} {'fit time':>9}  {'device':<7} notes"
     print(header)
     print("-" * len(header))
     fitted = {}
-    for entry in entries():
+    for entry in entries(args.quick):
         X = continuous if entry.space == "continuous" else binary
-        estimator = entry.make(device, args.seed)
+        estimator = entry.make(device, args.seed, verbose)
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from ._progress import Progress
 from ._torch import refresh_threads
 
 __all__ = ["EMModel", "accumulate", "add_statistics", "mean_log_likelihood"]
@@ -135,25 +136,37 @@ class EMModel:
         do_init = not (warm_start and hasattr(self, "converged_"))
         n_init = n_init if do_init else 1
         best, best_bound, best_bounds, best_iter, best_converged = None, -math.inf, [], 0, False
-        for init in range(n_init):
-            self._log(f"Initialization {init}")
-            params = self._em_initialize(data, generator) if do_init else self._em_resume(data)
-            bound = -math.inf if do_init else self.lower_bound_
-            bounds, converged, n_iter = [], False, 0
-            for n_iter in range(1, max_iter + 1):
-                refresh_threads()  # a long fit follows the machine's load
-                previous = bound
-                bound, statistics = self._em_e_step(data, params)
-                params = self._em_m_step(data, statistics, params)
-                bounds.append(bound)
-                change = bound - previous
-                self._log(f"  Iteration {n_iter}\t lower bound {bound:.6f}\t change {change:.3e}", 2)
-                if abs(change) < tol:
-                    converged = True
-                    break
-            self._log(f"Initialization {'converged' if converged else 'did not converge'}: lower bound {bound:.6f}")
-            if bound > best_bound or best_bound == -math.inf:
-                best, best_bound, best_bounds, best_iter, best_converged = params, bound, bounds, n_iter, converged
+        # a bar over all iterations where someone watches; a line each at verbose >= 2
+        progress = Progress(type(self).__name__, "EM iteration", n_init * max_iter or None,
+                            self.verbose, line_level=2, log=lambda line: self._log(line, 1))
+        with progress:
+            for init in range(n_init):
+                self._log(f"Initialization {init}")
+                params = self._em_initialize(data, generator) if do_init else self._em_resume(data)
+                bound = -math.inf if do_init else self.lower_bound_
+                bounds, converged, n_iter = [], False, 0
+                for n_iter in range(1, max_iter + 1):
+                    refresh_threads()  # a long fit follows the machine's load
+                    previous = bound
+                    bound, statistics = self._em_e_step(data, params)
+                    params = self._em_m_step(data, statistics, params)
+                    bounds.append(bound)
+                    change = bound - previous
+                    progress.update(
+                        f"  Iteration {n_iter}\t lower bound {bound:.6f}\t change {change:.3e}",
+                        init=init, bound=bound, change=change,
+                    )
+                    if abs(change) < tol:
+                        converged = True
+                        break
+                self._log(f"Initialization {'converged' if converged else 'did not converge'}: lower bound {bound:.6f}")
+                if bound > best_bound or best_bound == -math.inf:
+                    best, best_bound, best_bounds, best_iter, best_converged = params, bound, bounds, n_iter, converged
+            progress.close(
+                f"{n_init} initialization{'s' if n_init != 1 else ''}, best lower bound "
+                f"{best_bound:.6f} ({'converged' if best_converged else 'not converged'} "
+                f"after {best_iter} iteration{'s' if best_iter != 1 else ''})"
+            )
 
         if not best_converged and max_iter > 0:
             warnings.warn(self._em_convergence_message.format(max_iter=max_iter), ConvergenceWarning)

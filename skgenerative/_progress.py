@@ -1,18 +1,20 @@
-"""Progress of long operations: a bar in terminals and notebooks, a summary at the end.
+"""Progress of long operations: a bar where someone watches, lines in logs, a summary.
 
 Every loop a user waits on (EM iterations, epochs, AIS temperatures, the chunks of a
 large evaluation) reports through :class:`Progress`. What it shows follows the
 estimator's ``verbose``, as in scikit-learn:
 
 - ``0``: nothing;
-- ``1``: a progress bar with the current loss or bound, and a one-line summary at the
-  end (iterations, best iteration, time);
-- ``2`` and more: also one line per iteration (the bar is not drawn then).
+- ``1``: where someone watches (a terminal, or a Jupyter notebook) a progress bar
+  with the current loss or bound; elsewhere (a log file, a captured stream) one line
+  per step for loops whose steps are worth a line (epochs), none for fine-grained
+  ones (chunks, temperatures); then a one-line summary (steps, time, and what the
+  loop reports: best epoch, final bound);
+- ``2`` and more: one line per step everywhere, and the summary.
 
 The bar is tqdm's (``tqdm.auto``: a widget in Jupyter, text in a terminal) when tqdm
-is installed, which most scientific Python environments are; otherwise a single line
-redrawn in place on a terminal, and nothing but the summary where stderr is not one
-(log files stay clean). tqdm is optional: nothing else here needs it.
+is installed, as it is in most scientific Python environments; without it the lines
+are shown instead. tqdm is optional: nothing else needs it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,13 @@ def _tqdm():
     return tqdm
 
 
+def _watched() -> bool:
+    """Whether output goes to a person: a terminal, or a notebook kernel."""
+    if "ipykernel" in sys.modules:
+        return True
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
 class Progress:
     """Progress of one loop of ``total`` steps (``None`` when unknown).
 
@@ -39,66 +48,65 @@ class Progress:
     owner : str
         Who works (the estimator's class name), prefixed to every line.
     what : str
-        What the steps are ("epoch", "EM iteration", "chunk").
+        What a step is ("epoch", "EM iteration", "chunk"), for the summary.
     total : int or None
     verbose : int
+    line_level : int or None, default=1
+        The ``verbose`` level from which a step prints a line where no bar is drawn
+        (``None``: never, for fine-grained steps); at ``verbose >= 2`` lines replace
+        the bar wherever ``line_level`` allows them.
+    log : callable or None, default=None
+        Prints a line (the estimator's ``_log``, which prefixes its name); ``None``
+        prints ``[owner] line``.
     """
 
-    def __init__(self, owner: str, what: str, total: int | None, verbose: int):
+    def __init__(self, owner: str, what: str, total: int | None, verbose: int,
+                 line_level: int | None = 1, log=None):
         self.owner, self.what, self.total = owner, what, total
+        self._print = log or (lambda line: print(f"[{owner}] {line}", flush=True))
         self.verbose = int(verbose or 0)
         self.start = time.perf_counter()
         self.steps = 0
         self._bar = None
-        self._inline = False
-        if self.verbose == 1:
+        lines_wanted = line_level is not None and self.verbose >= max(line_level, 2)
+        if self.verbose >= 1 and not lines_wanted and _watched():
             tqdm = _tqdm()
             if tqdm is not None:
-                self._bar = tqdm(total=total, desc=f"[{owner}] {what}", unit=what.split()[-1],
-                                 leave=False, dynamic_ncols=True)
-            else:
-                self._inline = bool(getattr(sys.stderr, "isatty", lambda: False)())
+                self._bar = tqdm(total=total, desc=f"[{owner}]", unit=what.split()[-1],
+                                 leave=False, dynamic_ncols=True, file=sys.stderr)
+        self._lines = (
+            line_level is not None and self._bar is None and self.verbose >= line_level
+        )
 
-    def update(self, message: str = "", **values) -> None:
-        """One step done; ``values`` (e.g. ``loss=...``) are shown beside the bar."""
+    def update(self, line: str = "", **values) -> None:
+        """One step done: ``line`` is its log line, ``values`` are shown beside the bar."""
         self.steps += 1
-        if self.verbose <= 0:
-            return
-        text = message or "  ".join(f"{k} {_format(v)}" for k, v in values.items())
-        if self.verbose >= 2:
-            total = f"/{self.total}" if self.total else ""
-            print(f"[{self.owner}] {self.what} {self.steps}{total}  {text}", flush=True)
-        elif self._bar is not None:
-            self._bar.set_postfix_str(text, refresh=False)
+        if self._bar is not None:
+            self._bar.set_postfix_str("  ".join(f"{k} {_format(v)}" for k, v in values.items()),
+                                      refresh=False)
             self._bar.update(1)
-        elif self._inline:
-            total = f"/{self.total}" if self.total else ""
-            sys.stderr.write(f"\r[{self.owner}] {self.what} {self.steps}{total}  {text}\033[K")
-            sys.stderr.flush()
+        elif self._lines:
+            self._print(line)
 
     def close(self, summary: str = "") -> None:
-        """End the loop; print ``summary`` with the step count and the time taken."""
+        """End the loop: drop the bar; at ``verbose >= 1`` print the summary line."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        if self._inline:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-            self._inline = False
-        if self.verbose > 0:
+        if self.verbose >= 1:
             seconds = time.perf_counter() - self.start
             plural = "" if self.steps == 1 else "s"
-            line = f"[{self.owner}] {self.steps} {self.what}{plural} in {seconds:.2f}s"
-            print(line + (f"; {summary}" if summary else ""), flush=True)
+            line = f"done: {self.steps} {self.what}{plural} in {seconds:.2f}s"
+            self._print(line + (f"; {summary}" if summary else ""))
+            self.verbose = 0  # once
 
     def __enter__(self) -> "Progress":
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._bar is not None:  # an exception: drop the bar, no summary
+        if self._bar is not None:  # left early (an exception): drop the bar, no summary
             self._bar.close()
-        if self._inline:
-            sys.stderr.write("\r\033[K")
+            self._bar = None
 
 
 def _format(value) -> str:

@@ -77,6 +77,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from torch import nn
 
+from ._progress import Progress
 from ._torch import generator_from, iter_slices, refresh_threads
 from .base import GenerativeModel, _TorchPayload
 
@@ -291,7 +292,18 @@ class MinibatchModel(GenerativeModel):
         self._start_training(train, n_epochs)
         batch_size = self._batch_size(train.shape[0])
         stopper = self._early_stopping() if valid is not None else None
-        for _ in range(1 if n_epochs is None else n_epochs):
+        total = 1 if n_epochs is None else n_epochs
+        progress = Progress(type(self).__name__, "epoch", total, self.verbose, log=self._log)
+        with progress:
+            stopped_early = self._epochs(train, valid, total, batch_size, stopper, progress)
+            progress.close(self._training_summary(stopper, stopped_early))
+        if stopper is not None:
+            stopper.restore(self._restore)
+        self._end_training(stopper)
+
+    def _epochs(self, train, valid, n_epochs, batch_size, stopper, progress) -> bool:
+        """Up to ``n_epochs`` epochs, each reported; ``True`` when ``stopper`` ended them."""
+        for _ in range(n_epochs):
             refresh_threads()  # a long fit follows the machine's load
             epoch = self._epoch
             start = time.perf_counter()
@@ -306,18 +318,24 @@ class MinibatchModel(GenerativeModel):
             self.n_iter_ += 1
             self.history_.append(record)
             if self.verbose:
-                self._log_epoch(record, self._progress(train))
+                extra = self._progress(train)
+                figures = {k: v for k, v in {**record, **extra}.items() if k.endswith("loss")}
+                progress.update(self._epoch_line(record, extra), **figures)
             if stopper is not None and stopper.update(
                 record["validation_loss"], epoch, self._counts_toward_patience(epoch), self._snapshot
             ):
-                self._log(
-                    f"validation loss did not improve for {stopper.patience} epochs: "
-                    f"stopping, best epoch {stopper.best_epoch + 1}"
-                )
-                break
-        if stopper is not None:
-            stopper.restore(self._restore)
-        self._end_training(stopper)
+                return True
+        return False
+
+    def _training_summary(self, stopper, stopped_early: bool) -> str:
+        """The end-of-training line: best epoch and why training stopped."""
+        if stopper is None or stopper.best_epoch is None:
+            last = self.history_[-1] if self.history_ else {}
+            return f"final train loss {last['train_loss']:.4f}" if "train_loss" in last else ""
+        why = (f"stopped: no improvement for {stopper.patience} epochs"
+               if stopped_early else "reached max_iter")
+        return (f"best epoch {stopper.best_epoch + 1} (validation loss {stopper.best_loss:.4f}), "
+                f"weights restored; {why}")
 
     def _run_single_epoch(
         self, train: torch.Tensor, batch_size: int, generator: torch.Generator
@@ -346,14 +364,14 @@ class MinibatchModel(GenerativeModel):
             f"{self._divergence_advice()}"
         )
 
-    def _log_epoch(self, record: dict, extra: dict) -> None:
+    def _epoch_line(self, record: dict, extra: dict) -> str:
         figures = {**record, **extra}
         parts = [f"epoch {record['epoch'] + 1:4d}"] + [
             f"{name.replace('_', ' ')} {value:.4f}"
             for name, value in figures.items()
             if name not in ("epoch", "duration")
         ]
-        self._log("  ".join(parts + [f"{record['duration']:.2f}s"]))
+        return "  ".join(parts + [f"{record['duration']:.2f}s"])
 
 
 class NeuralGenerativeModel(MinibatchModel):

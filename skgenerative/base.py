@@ -289,9 +289,12 @@ class GenerativeModel(
     - ``device`` : ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``,
       ``"cuda:1"`` or a ``torch.device``. Read at fit and again at every evaluation,
       so a fitted model can be moved with ``set_params(device=...)``.
-    - ``dtype`` : ``"float64"`` (default; scores agree across batches to about
-      1e-12) or ``"float32"`` (about twice as fast, half the memory; scores then
-      agree across batches only to float32 rounding, about 1e-6 relative).
+    - ``dtype`` : ``"auto"`` (default): fit in the model's training dtype
+      (``_auto_training_dtype``: float32 for iterative fits) and evaluate in
+      float64, so scores agree across batches to about 1e-12 while training costs
+      float32; ``"float64"``: float64 throughout; ``"float32"``: float32
+      throughout (half the memory; scores then agree across batches only to
+      float32 rounding, about 1e-6 relative).
 
     Examples
     --------

@@ -136,8 +136,11 @@ class FlowVAE(VariationalAutoencoder):
         Fraction of training rows below the outlier threshold ``offset_``.
     device : str or torch.device, default="auto"
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``.
-    dtype : {"float64", "float32"}, default="float64"
-        Compute precision.
+    dtype : {"auto", "float32", "float64"}, default="auto"
+        ``"auto"``: fit in float32 and evaluate (``score_samples``, ``transform``,
+        ``impute``, ``sample``) in float64, so that training costs float32 and
+        scores stay exact and batch-invariant. ``"float32"`` or ``"float64"``: that
+        precision for both.
     random_state : int, RandomState instance or None, default=None
         Seed of the initial weights (flows included), the validation split, the
         training noise and the evaluation noise.
@@ -273,7 +276,7 @@ class FlowVAE(VariationalAutoencoder):
         n_imputation_samples=1000,
         contamination=0.1,
         device="auto",
-        dtype="float64",
+        dtype="auto",
         random_state=None,
         verbose=0,
         max_epochs=DEPRECATED,

@@ -661,8 +661,11 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         Fraction of training rows below the outlier threshold ``offset_``.
     device : str or torch.device, default="auto"
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``.
-    dtype : {"float64", "float32"}, default="float64"
-        Compute precision; ``float32`` moves half the bytes (see Notes on accuracy).
+    dtype : {"auto", "float32", "float64"}, default="auto"
+        ``"auto"``: fit in float32 and evaluate (``score_samples``, ``transform``,
+        ``impute``, ``sample``) in float64, so that EM costs float32 (statistics still summed in float64; see Notes on accuracy) and
+        scores stay exact and batch-invariant. ``"float32"`` or ``"float64"``: that
+        precision for both.
     random_state : int, RandomState instance or None, default=None
         Seed of the initialisation.
     verbose : int, default=0
@@ -777,7 +780,7 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         warm_start=False,
         contamination=0.1,
         device="auto",
-        dtype="float64",
+        dtype="auto",
         random_state=None,
         verbose=0,
     ):

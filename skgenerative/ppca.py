@@ -313,7 +313,10 @@ class PPCADensity(EMModel, GenerativeModel):
     contamination : float, default=0.1
         Fraction of training rows below the outlier threshold ``offset_``.
     device : str or torch.device, default="auto"
-    dtype : {"float64", "float32"}, default="float64"
+    dtype : {"auto", "float32", "float64"}, default="auto"
+        ``"auto"`` and ``"float64"``: float64 throughout (the closed form is one
+        pass over the data; float32 would save little and cost digits).
+        ``"float32"``: float32 throughout.
     random_state : int, RandomState instance or None, default=None
         Unused by the fit (it is deterministic); kept for the common contract.
     verbose : int, default=0
@@ -412,7 +415,7 @@ class PPCADensity(EMModel, GenerativeModel):
         tol=1e-6,
         contamination=0.1,
         device="auto",
-        dtype="float64",
+        dtype="auto",
         random_state=None,
         verbose=0,
     ):

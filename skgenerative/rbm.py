@@ -1008,9 +1008,12 @@ class BernoulliRBM(BaseRBM):
         Fraction of training rows below the outlier threshold ``offset_``.
     device : str or torch.device, default="auto"
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``.
-    dtype : {"float64", "float32"}, default="float64"
-        Compute precision. ``float32`` is about twice as fast; the exact partition
-        function is always summed in float64.
+    dtype : {"auto", "float32", "float64"}, default="auto"
+        ``"auto"``: fit in float32 and evaluate (``score_samples``, ``transform``,
+        ``impute``, ``sample``) in float64, so that training costs float32 and
+        scores stay exact and batch-invariant. ``"float32"`` or ``"float64"``: that
+        precision for both. The exact partition function is always summed in
+        float64.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, the minibatch order, the Gibbs chains and AIS.
     verbose : int, default=0
@@ -1173,7 +1176,7 @@ class BernoulliRBM(BaseRBM):
         n_ais_temperatures=3000,
         contamination=0.1,
         device="auto",
-        dtype="float64",
+        dtype="auto",
         random_state=None,
         verbose=0,
         n_iter=DEPRECATED,

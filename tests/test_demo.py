@@ -16,12 +16,13 @@ def test_help_lists_the_options(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "--device" in out and "--seed" in out and "--png" in out
+    assert "--device" in out and "--seed" in out and "--png" in out and "--quick" in out
 
 
 def test_demo_fits_every_estimator_and_writes_the_sample_grid(tmp_path, capsys):
     png = tmp_path / "grid.png"
-    assert main(["--device", "cpu", "--png", str(png)]) == 0
+    # --quick: the same demo with small models (the full one is the README's first command)
+    assert main(["--device", "cpu", "--png", str(png), "--quick"]) == 0
     out = capsys.readouterr().out
     for name in ("GaussianMixtureDensity", "PPCADensity", "BernoulliRBM", "VariationalAutoencoder", "FlowVAE"):
         assert name in skgenerative.__all__

@@ -121,10 +121,15 @@ def test_verbose_levels(capsys):
     bounds = [[-2.0, -1.0, -1.0]]
     ScriptedEM(bounds, verbose=1)._em_fit(DATA, n_init=1, max_iter=5, tol=1e-3)
     out = capsys.readouterr().out
-    assert out.splitlines() == ["Initialization 0", "Initialization converged: lower bound -1.000000"]
+    lines = out.splitlines()
+    assert lines[:2] == ["Initialization 0", "Initialization converged: lower bound -1.000000"]
+    # and a one-line summary (#18)
+    assert len(lines) == 3 and re.fullmatch(
+        r"done: 3 EM iterations in \d+\.\d\ds; 1 initialization, best lower bound -1\.000000 "
+        r"\(converged after 3 iterations\)", lines[2])
     ScriptedEM(bounds, verbose=2)._em_fit(DATA, n_init=1, max_iter=5, tol=1e-3)
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 5
+    assert len(lines) == 6 and lines[-1].startswith("done: 3 EM iterations")
     assert re.fullmatch(r"  Iteration 2\t lower bound -1\.000000\t change 1\.000e\+00", lines[2])
 
 

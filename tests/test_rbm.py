@@ -486,5 +486,7 @@ def test_history_and_the_linear_step_size_schedule():
 
 def test_verbose_prints_the_reconstruction_error(capsys):
     BernoulliRBM(n_components=3, max_iter=2, verbose=1, random_state=0).fit(prototype_data(n=60, n_features=6))
-    lines = [line for line in capsys.readouterr().out.splitlines() if "epoch" in line]
+    out = capsys.readouterr().out.splitlines()
+    lines = [line for line in out if "] epoch " in line]
     assert len(lines) == 2 and "reconstruction error" in lines[0]
+    assert any(line.startswith("[BernoulliRBM] done: 2 epochs in ") for line in out)

@@ -11,6 +11,7 @@ use the loop are checked at the end.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -186,8 +187,10 @@ def test_a_diverging_run_names_the_epoch_and_what_to_change():
 def test_verbose_prints_the_record_of_each_epoch(capsys):
     MeanModel(max_iter=2, verbose=1).fit(_rows())
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and lines[0].startswith("[MeanModel] epoch    1  train loss ")
+    assert len(lines) == 3 and lines[0].startswith("[MeanModel] epoch    1  train loss ")
     assert "warm up 0.0000" in lines[0] and lines[0].endswith("s")
+    # the one-line summary at the end (#18)
+    assert re.fullmatch(r"\[MeanModel\] done: 2 epochs in \d+\.\d\ds; .*", lines[2])
 
 
 # ------------------------------------------------------------ renamed parameters

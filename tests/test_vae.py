@@ -433,8 +433,11 @@ def test_non_finite_loss_stops_training_with_advice():
 
 def test_verbose_prints_one_line_per_epoch(capsys):
     _fit(VariationalAutoencoder(**{**QUICK, "max_iter": 3, "verbose": 1}), _gaussian_data(60))
-    lines = [line for line in capsys.readouterr().out.splitlines() if "epoch" in line]
+    out = capsys.readouterr().out.splitlines()
+    lines = [line for line in out if "] epoch " in line]
     assert len(lines) == 3 and "validation loss" in lines[0]
+    summary = [line for line in out if " done: 3 epochs in " in line]
+    assert len(summary) == 1 and "best epoch" in summary[0] and "reached max_iter" in summary[0]
 
 
 def test_bad_hidden_layer_sizes():
