@@ -604,10 +604,65 @@ class GenerativeModel(
         X = self._validate_X(X, reset=True)
         with adaptive_threads():
             self._begin_fit()
-            with self._training_phase():
-                scores = self._fit(self._to_tensor(X))
+            self._check_float32_resolution(X)
+            try:
+                with self._training_phase():
+                    scores = self._fit(self._to_tensor(X))
+            except (FloatingPointError, ValueError, torch.linalg.LinAlgError) as error:
+                if not self._retry_in_float64(error):
+                    raise
+                self._train_dtype = "float64"
+                with self._training_phase():
+                    scores = self._fit(self._to_tensor(X))
             self._end_fit(X, scores)
         return self
+
+    def _check_float32_resolution(self, X: np.ndarray) -> None:
+        """Under ``dtype="auto"``, train in float64 when float32 would blur the data.
+
+        Converting to float32 rounds a value ``m`` to a step of about ``1.2e-7 m``.
+        For a column whose mean is large against its spread (prices in cents around
+        a million, timestamps) that step is a visible share of the spread before any
+        centring can help: when it exceeds ``1e-4`` of the standard deviation
+        (``|mean| > 840 std``) in any numeric column, the fit runs in float64. Read
+        from the first 10,000 rows.
+        """
+        if self.dtype != "auto" or self._train_dtype != "float32" or X.shape[0] < 2:
+            return
+        numeric = self.schema_.numeric_columns if self.schema_.has_discrete else slice(None)
+        probe = np.asarray(X[:10_000, numeric], dtype=np.float64)
+        if probe.size == 0:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+            mean = np.nanmean(probe, axis=0)
+            std = np.nanstd(probe, axis=0)
+        step = np.finfo(np.float32).eps * np.abs(mean)
+        blurred = np.flatnonzero((std > 0) & (step > 1e-4 * std))
+        if blurred.size:
+            self._train_dtype = "float64"
+            self._log(
+                f"{blurred.size} column(s) have a mean over 840 times their spread: float32 "
+                "would blur them, so dtype='auto' fits in float64"
+            )
+
+    def _retry_in_float64(self, error: Exception) -> bool:
+        """Whether a failed ``dtype="auto"`` fit in float32 is refitted in float64.
+
+        float32 buys speed, not a different model: when its rounding breaks the fit
+        (a covariance that is no longer positive definite, a loss that overflows),
+        ``"auto"`` fits again in float64 rather than failing. Errors about the
+        input itself (a ``ValueError`` that does not point at the precision) are
+        raised as they are.
+        """
+        if self.dtype != "auto" or self._train_dtype != "float32":
+            return False
+        numerical = isinstance(error, (FloatingPointError, torch.linalg.LinAlgError)) or (
+            "float64" in str(error)
+        )
+        if numerical:
+            self._log(f"float32 training failed ({error}); fitting again in float64")
+        return numerical
 
     @available_if(_has_partial_fit)
     @_fit_context(prefer_skip_nested_validation=True)

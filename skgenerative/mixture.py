@@ -663,8 +663,9 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``.
     dtype : {"auto", "float32", "float64"}, default="auto"
         ``"auto"``: fit in float32 and evaluate (``score_samples``, ``transform``,
-        ``impute``, ``sample``) in float64, so that EM costs float32 (statistics still summed in float64; see Notes on accuracy) and
-        scores stay exact and batch-invariant. ``"float32"`` or ``"float64"``: that
+        ``impute``, ``sample``) in float64, so that EM costs float32 (statistics
+        still summed in float64; see Notes on accuracy) and scores stay exact and
+        batch-invariant. ``"float32"`` or ``"float64"``: that
         precision for both.
     random_state : int, RandomState instance or None, default=None
         Seed of the initialisation.
