@@ -414,6 +414,10 @@ class NeuralGenerativeModel(MinibatchModel):
     (True, 5, ['duration', 'epoch', 'kl_weight', 'train_loss', 'validation_loss'])
     """
 
+    # scoring the training rows (importance sampling) costs several epochs: offset_
+    # waits for its first use (base.GenerativeModel._end_fit)
+    _defer_offset = True
+
     _parameter_constraints: dict = {
         **GenerativeModel._parameter_constraints,
         "learning_rate": [Interval(Real, 0.0, None, closed="neither")],

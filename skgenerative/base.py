@@ -109,6 +109,15 @@ def check_no_empty_column(X: np.ndarray, feature_names=None) -> None:
 
 
 _NUMPY_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
+#: training rows up to this size are copied while offset_ waits for its first use
+_DEFER_COPY_BYTES = 64 * 2**20
+
+
+def _fingerprint(X: np.ndarray) -> tuple:
+    """Shape, column sums and a hash of up to 256 evenly spaced rows (one pass, no copy)."""
+    sums = np.add.reduce(X, axis=0, dtype=np.float64)
+    step = max(1, X.shape[0] // 256)
+    return X.shape, sums.tobytes(), hash(np.ascontiguousarray(X[::step]).tobytes())
 
 
 def check_magnitude(X: np.ndarray, dtype, feature_names=None) -> None:
@@ -238,6 +247,27 @@ class OutlierThresholdMixin:
         self._check_scores(scores, "the training data")
         self.offset_ = float(np.quantile(scores, self.contamination))
 
+    # offset_ lives in a dict created at fit (``_threshold``): a model whose training
+    # scores are costly fills it on first use (see GenerativeModel._defer_offset),
+    # and filling a dict in place leaves the estimator's attributes as they were,
+    # as scikit-learn's checks require of prediction methods
+    @property
+    def offset_(self) -> float:
+        """The ``contamination`` quantile of the training log-densities."""
+        threshold = self.__dict__.get("_threshold")
+        if threshold is None:
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute 'offset_'")
+        if "offset" not in threshold:
+            self._set_deferred_offset(threshold)
+        return threshold["offset"]
+
+    @offset_.setter
+    def offset_(self, value: float) -> None:
+        self.__dict__["_threshold"] = {"offset": float(value)}
+
+    def _set_deferred_offset(self, threshold: dict) -> None:  # pragma: no cover
+        raise AttributeError("offset_")  # only GenerativeModel defers it
+
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers.
 
@@ -339,6 +369,8 @@ class GenerativeModel(
 
     #: whether ``fit`` and the evaluation methods accept NaN (missing entries)
     _supports_missing = False
+    #: whether ``offset_`` waits for its first use (models whose scores are costly)
+    _defer_offset = False
     #: the training dtype of ``dtype="auto"`` (evaluation is float64): float32 for
     #: iterative fits, where it halves the cost; closed forms may keep float64
     _auto_training_dtype = "float32"
@@ -681,7 +713,7 @@ class GenerativeModel(
         self : object
             The updated estimator. ``offset_`` is set from the scores of ``X``.
         """
-        first = not hasattr(self, "offset_")
+        first = not hasattr(self, "device_")
         X = self._validate_X(X, reset=first)
         with adaptive_threads():
             if first:
@@ -709,13 +741,38 @@ class GenerativeModel(
             self._in_training = False
 
     def _end_fit(self, X: np.ndarray, scores: torch.Tensor | None) -> None:
-        """Set what every fitted model has: output width and the outlier threshold."""
+        """Set what every fitted model has: output width and the outlier threshold.
+
+        A model whose training scores cost much (``_defer_offset``: the neural
+        models' importance sampling) computes ``offset_`` when it is first used:
+        a ``GridSearchCV`` never pays for it, and fit only fits. The rows are kept
+        until then (a copy below 64 MiB, else a reference with a fingerprint that
+        catches data modified in place) and dropped after, or when pickling.
+        """
         self._n_features_out = self._n_latent()
+        if scores is None and self._defer_offset:
+            rows = X.copy() if X.nbytes <= _DEFER_COPY_BYTES else X
+            self.__dict__["_threshold"] = {"rows": rows, "fingerprint": _fingerprint(rows)}
+            return
         if scores is None:
             scores = self._evaluate(self._observed_log_prob, X)
         elif isinstance(scores, torch.Tensor):
             scores = scores.detach().to("cpu").numpy()
         self._set_offset(scores)
+
+    def _set_deferred_offset(self, threshold: dict) -> None:
+        """Score the kept training rows once; keep the quantile, drop the rows."""
+        rows = threshold["rows"]
+        if _fingerprint(rows) != threshold["fingerprint"]:
+            raise RuntimeError(
+                f"The training data of this {type(self).__name__} were modified in place "
+                "after fit, so offset_ (computed on first use from the training rows) "
+                "cannot be computed. Fit again, or fit on a copy (fit(X.copy()))."
+            )
+        scores = self._evaluate(self._observed_log_prob, rows)
+        self._check_scores(scores, "the training data")
+        threshold["offset"] = float(np.quantile(scores, self.contamination))
+        del threshold["rows"], threshold["fingerprint"]
 
     # ------------------------------------------------------------ evaluation
     def score_samples(self, X):
@@ -984,6 +1041,8 @@ class GenerativeModel(
         return tags
 
     def __getstate__(self):
+        if "_threshold" in self.__dict__:
+            self.offset_  # noqa: B018 - a deferred offset is computed, its rows dropped
         state = dict(super().__getstate__())
         if "_cache" in state:
             state["_cache"] = {}

@@ -290,3 +290,41 @@ def test_values_whose_squares_overflow_get_a_named_error(estimator):
     df.iloc[3, 2] = -1e200
     with pytest.raises(ValueError, match=r"1e\+200 in magnitude \(column 'c2'\).*Scale the data"):
         clone(estimator).fit(df)
+
+
+def test_deferred_offset_is_the_training_quantile_and_survives_pickling():
+    """Neural models compute offset_ on first use; it is the same number as eagerly."""
+    from skgenerative import VariationalAutoencoder
+
+    est = clone(ESTIMATORS[3])
+    assert isinstance(est, VariationalAutoencoder) and est._defer_offset
+    X = data_for(est)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X)
+    assert "offset" not in est._threshold  # fit only fitted
+    restored = pickle.loads(pickle.dumps(est))  # pickling computes it, rows dropped
+    assert set(restored._threshold) == {"offset"} and set(est._threshold) == {"offset"}
+    assert restored.offset_ == est.offset_ == pytest.approx(np.quantile(est.score_samples(X), 0.1), rel=1e-12)
+    # computing it on first use leaves the attributes (not the dict's contents) as they were
+    again = clone(est)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again.fit(X)
+    before = dict(vars(again))
+    labels = again.predict_outlier(X)
+    assert vars(again) == before and np.mean(labels == -1) == pytest.approx(0.1, abs=0.02)
+
+
+def test_deferred_offset_refuses_training_data_modified_in_place(monkeypatch):
+    import skgenerative.base as base
+
+    monkeypatch.setattr(base, "_DEFER_COPY_BYTES", 0)  # keep a reference, not a copy
+    est = clone(ESTIMATORS[3])
+    X = data_for(est)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X)
+    X[0, 0] += 1.0
+    with pytest.raises(RuntimeError, match="modified in place after fit"):
+        est.decision_function(X)
