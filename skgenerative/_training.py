@@ -264,8 +264,8 @@ class MinibatchModel(GenerativeModel):
 
     # ----------------------------------------------------------------- steps
     def _fit(self, X: torch.Tensor) -> None:
-        self._initialize(X)
-        train, valid = self._split_validation(self._training_data(X))
+        self._initialize(X)  # data statistics from the values as given
+        train, valid = self._split_validation(self._training_data(X).to(self._dtype))
         self._fit_loop(train, valid, self._n_epochs(train.shape[0]))
         return None
 
@@ -273,7 +273,7 @@ class MinibatchModel(GenerativeModel):
         """One more epoch on ``X``, every row training (no validation split)."""
         if first:
             self._initialize(X)
-        self._fit_loop(self._training_data(X), None, None)
+        self._fit_loop(self._training_data(X).to(self._dtype), None, None)
         return None
 
     def _initialize(self, X: torch.Tensor) -> None:
@@ -457,7 +457,7 @@ class NeuralGenerativeModel(MinibatchModel):
         self._fit_preprocessing(X)
         init = torch.Generator().manual_seed(self._seed(self._INIT))
         module = self._build_module(X.shape[1], init)
-        self.module_ = module.to(device=X.device, dtype=X.dtype)
+        self.module_ = module.to(device=X.device, dtype=self._dtype)
         self._optimizer_state = None
         self.best_epoch_ = None
         self.best_validation_loss_ = None

@@ -552,8 +552,8 @@ class GenerativeModel(
     def _check_no_empty_column(self, X: np.ndarray) -> None:
         check_no_empty_column(X, getattr(self, "feature_names_in_", None))
 
-    def _to_tensor(self, X: np.ndarray, device=None) -> torch.Tensor:
-        """``X`` as a tensor on the device in the compute dtype.
+    def _to_tensor(self, X: np.ndarray, device=None, dtype=None) -> torch.Tensor:
+        """``X`` as a tensor on the device in the compute dtype (or ``dtype``).
 
         On the CPU, a writeable C-contiguous array of the compute dtype is shared,
         not copied (hooks never modify their input in place). Otherwise it is
@@ -561,7 +561,7 @@ class GenerativeModel(
         removes negative strides (``X[::-1]``), which torch rejects.
         """
         device = device or self._device
-        dtype = self._dtype
+        dtype = dtype or self._dtype
         if (
             device.type == "cpu"
             and X.dtype == _NUMPY_DTYPES[dtype]
@@ -570,6 +570,16 @@ class GenerativeModel(
         ):
             return torch.from_numpy(X)
         return torch.tensor(np.ascontiguousarray(X), dtype=dtype, device=device)
+
+    def _input_tensor(self, X: np.ndarray) -> torch.Tensor:
+        """Training data as a tensor in its own float dtype (shared, not copied, on the CPU).
+
+        ``_fit`` computes the data's statistics (centre, scale) from the values as
+        given and casts to the training dtype ``self._dtype`` after centring, so
+        float32 training never rounds raw values far from the origin.
+        """
+        dtype = torch.float32 if X.dtype == np.float32 else torch.float64
+        return self._to_tensor(X, dtype=dtype)
 
     def _move_modules(self, device: torch.device) -> None:
         """Put every fitted ``nn.Module`` on ``device`` in the compute dtype now.
@@ -636,47 +646,17 @@ class GenerativeModel(
         X = self._validate_X(X, reset=True)
         with adaptive_threads():
             self._begin_fit()
-            self._check_float32_resolution(X)
             try:
                 with self._training_phase():
-                    scores = self._fit(self._to_tensor(X))
-            except (FloatingPointError, ValueError, torch.linalg.LinAlgError) as error:
+                    scores = self._fit(self._input_tensor(X))
+            except (FloatingPointError, ValueError, RuntimeError) as error:
                 if not self._retry_in_float64(error):
                     raise
                 self._train_dtype = "float64"
                 with self._training_phase():
-                    scores = self._fit(self._to_tensor(X))
+                    scores = self._fit(self._input_tensor(X))
             self._end_fit(X, scores)
         return self
-
-    def _check_float32_resolution(self, X: np.ndarray) -> None:
-        """Under ``dtype="auto"``, train in float64 when float32 would blur the data.
-
-        Converting to float32 rounds a value ``m`` to a step of about ``1.2e-7 m``.
-        For a column whose mean is large against its spread (prices in cents around
-        a million, timestamps) that step is a visible share of the spread before any
-        centring can help: when it exceeds ``1e-4`` of the standard deviation
-        (``|mean| > 840 std``) in any numeric column, the fit runs in float64. Read
-        from the first 10,000 rows.
-        """
-        if self.dtype != "auto" or self._train_dtype != "float32" or X.shape[0] < 2:
-            return
-        numeric = self.schema_.numeric_columns if self.schema_.has_discrete else slice(None)
-        probe = np.asarray(X[:10_000, numeric], dtype=np.float64)
-        if probe.size == 0:
-            return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-            mean = np.nanmean(probe, axis=0)
-            std = np.nanstd(probe, axis=0)
-        step = np.finfo(np.float32).eps * np.abs(mean)
-        blurred = np.flatnonzero((std > 0) & (step > 1e-4 * std))
-        if blurred.size:
-            self._train_dtype = "float64"
-            self._log(
-                f"{blurred.size} column(s) have a mean over 840 times their spread: float32 "
-                "would blur them, so dtype='auto' fits in float64"
-            )
 
     def _retry_in_float64(self, error: Exception) -> bool:
         """Whether a failed ``dtype="auto"`` fit in float32 is refitted in float64.
@@ -690,7 +670,7 @@ class GenerativeModel(
         if self.dtype != "auto" or self._train_dtype != "float32":
             return False
         numerical = isinstance(error, (FloatingPointError, torch.linalg.LinAlgError)) or (
-            "float64" in str(error)
+            "float64" in str(error) or "overflow" in str(error)
         )
         if numerical:
             self._log(f"float32 training failed ({error}); fitting again in float64")
@@ -721,7 +701,7 @@ class GenerativeModel(
             else:
                 self._cache.clear()  # the fitted parameters are about to change
             with self._training_phase():
-                scores = self._partial_fit(self._to_tensor(X), first)
+                scores = self._partial_fit(self._input_tensor(X), first)
             self._end_fit(X, scores)
         return self
 
@@ -750,6 +730,7 @@ class GenerativeModel(
         catches data modified in place) and dropped after, or when pickling.
         """
         self._n_features_out = self._n_latent()
+        self._move_modules(self._device)  # a fitted module is in the evaluation dtype
         if scores is None and self._defer_offset:
             rows = X.copy() if X.nbytes <= _DEFER_COPY_BYTES else X
             self.__dict__["_threshold"] = {"rows": rows, "fingerprint": _fingerprint(rows)}
@@ -1058,13 +1039,13 @@ class GenerativeModel(
         }
         super().__setstate__(state)
 
-    def _tensor(self, name: str) -> torch.Tensor:
+    def _tensor(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
         """Fitted numpy attribute ``name`` as a tensor on the evaluation device.
 
-        Cached per (name, device, dtype) in a dict created at fit, so evaluation does
-        not add attributes to the estimator.
+        In the compute dtype now, or ``dtype``. Cached per (name, device, dtype) in a
+        dict created at fit, so evaluation does not add attributes to the estimator.
         """
-        device, dtype = self._device, self._dtype
+        device, dtype = self._device, dtype or self._dtype
         key = (name, str(device), dtype)
         cache = self._cache
         if key not in cache:

@@ -818,11 +818,12 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         # it keeps the uncentred second moments well conditioned.
         has_missing = has_nan(X)
         center = torch.nanmean(X, 0) if has_missing else X.mean(0)
-        Xc = X - center
+        # centred in the data's own precision, then cast to the training dtype
+        Xc = (X - center).to(self._dtype)
         tied_second_moments = None
         if self.covariance_type == "tied":  # incomplete rows add expected moments per pass
             complete = (Xc[~torch.isnan(X).any(1)] if has_missing else Xc).double()
-            tied_second_moments = (complete.T @ complete).to(X.dtype)
+            tied_second_moments = (complete.T @ complete).to(Xc.dtype)
         data = _MixtureFitData(
             X=Xc,
             center=center,
@@ -860,7 +861,9 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         as_t = lambda a: torch.as_tensor(a, dtype=X.dtype, device=X.device)  # noqa: E731
         init = data.init
         weights = as_t(init["weights"]) if "weights" in init else nk / n
-        means = as_t(init["means"]) - data.center if "means" in init else means
+        # shifted in the centre's precision, then cast to the training dtype
+        means = as_t(torch.as_tensor(init["means"], dtype=data.center.dtype) - data.center.cpu()) \
+            if "means" in init else means
         if "precisions" in init:
             prec_chol = _precision_cholesky_from_precisions(as_t(init["precisions"]), cov)
         else:
@@ -869,7 +872,7 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
 
     def _em_resume(self, data: _MixtureFitData) -> MixtureParameters:
         as_t = lambda a: torch.as_tensor(a, dtype=data.X.dtype, device=data.X.device)  # noqa: E731
-        means = as_t(self.means_) - data.center
+        means = as_t(torch.as_tensor(self.means_, dtype=data.center.dtype) - data.center.cpu())
         return MixtureParameters(as_t(self.weights_), means, None, as_t(self.precisions_cholesky_))
 
     def _em_expectation_parameters(self, data: _MixtureFitData, params) -> MixtureParameters:
@@ -922,7 +925,13 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         if covariances is None:  # max_iter == 0: from the starting precisions
             covariances = covariances_from_precision_cholesky(params.precisions_cholesky, self.covariance_type)
         self.covariances_ = covariances.double().cpu().numpy()
-        self.precisions_cholesky_ = params.precisions_cholesky.double().cpu().numpy()
+        prec_chol = params.precisions_cholesky
+        if prec_chol.dtype != torch.float64:
+            # fitted in float32: the model is the float64 covariances, so its
+            # precision factors are computed from them in float64 (the factors of the
+            # float32 M-step agree with them only to float32 rounding)
+            prec_chol = compute_precision_cholesky(covariances.double(), self.covariance_type)
+        self.precisions_cholesky_ = prec_chol.double().cpu().numpy()
         self.precisions_ = _precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
 
     # ----------------------------------------------------------- evaluation

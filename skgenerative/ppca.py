@@ -436,6 +436,7 @@ class PPCADensity(EMModel, GenerativeModel):
         return self._itemsize * (3 * n_features + 2 * q + 4)
 
     def _fit(self, X: torch.Tensor):
+        X = X.to(self._dtype)  # the closed form in the training dtype
         n, d = X.shape
         if n < 2:
             raise ValueError(f"PPCADensity needs at least 2 samples, got n_samples={n}.")

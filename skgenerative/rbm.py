@@ -729,10 +729,11 @@ class BaseRBM(MinibatchModel):
         X = self._visible_units(X)
         generator = generator_from(self._training_seed, X.device)
         shape = (int(self.n_components), X.shape[1])
-        W = 0.01 * torch.randn(shape, generator=generator, dtype=X.dtype, device=X.device)
+        dtype = self._dtype  # the training dtype
+        W = 0.01 * torch.randn(shape, generator=generator, dtype=dtype, device=X.device)
         marginals = X.mean(0, dtype=torch.float64)
-        b = self._visible_layer().base_rate_bias(marginals, X.shape[0]).to(X.dtype)
-        c = torch.zeros(shape[0], dtype=X.dtype, device=X.device)
+        b = self._visible_layer().base_rate_bias(marginals, X.shape[0]).to(dtype)
+        c = torch.zeros(shape[0], dtype=dtype, device=X.device)
         self._store(W, b, c, [torch.zeros_like(W), torch.zeros_like(b), torch.zeros_like(c)], None)
         self.n_samples_seen_ = 0
         self.n_updates_ = 0

@@ -300,7 +300,9 @@ class BaseVAE(NeuralGenerativeModel):
         self.scale_ = scale.cpu().numpy()
 
     def _preprocess(self, X: torch.Tensor) -> torch.Tensor:
-        return (X - self._tensor("mean_")) / self._tensor("scale_")
+        # in the rows' own precision: training data are standardised before the cast
+        # to the training dtype, so float32 never rounds values far from the origin
+        return (X - self._tensor("mean_", X.dtype)) / self._tensor("scale_", X.dtype)
 
     def _log_jacobian(self, observed: torch.Tensor | None = None) -> float | torch.Tensor:
         """``log |d standardise / dx| = -sum log scale_`` (a float: no tensor op a step).
