@@ -328,3 +328,53 @@ def test_deferred_offset_refuses_training_data_modified_in_place(monkeypatch):
     X[0, 0] += 1.0
     with pytest.raises(RuntimeError, match="modified in place after fit"):
         est.decision_function(X)
+
+
+# ------------------------------------------------------- the missing-value contract
+def _with_holes(X, rate=0.3, seed=0):
+    Xm = X.copy()
+    Xm[np.random.RandomState(seed).uniform(size=X.shape) < rate] = np.nan
+    return Xm
+
+
+@pytest.mark.parametrize("dtype", ["auto", "float64", "float32"])
+@pytest.mark.parametrize("estimator", MISSING, ids=[type(e).__name__ for e in MISSING])
+def test_impute_returns_observed_entries_bit_for_bit(estimator, dtype):
+    """Once for every model that accepts NaN (moved from the per-family test files)."""
+    X = data_for(estimator)
+    Xm = _with_holes(X)
+    est = clone(estimator).set_params(dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(Xm)
+    for data in (Xm, Xm.astype(np.float32)):
+        observed = ~np.isnan(data)
+        imputed = est.impute(data)
+        assert imputed.dtype == data.dtype
+        assert np.array_equal(imputed[observed], data[observed])
+        assert np.isfinite(imputed).all()
+        draws = est.impute(data, n_draws=4, random_state=0)
+        assert draws.shape == (4,) + data.shape
+        assert np.array_equal(draws[:, observed], np.broadcast_to(data[observed], (4, observed.sum())))
+        assert np.isfinite(draws).all()
+    assert np.isfinite(est.score_samples(Xm)).all()
+    # a row with every entry missing is filled (from the marginal), never NaN
+    assert np.isfinite(est.impute(np.full((1, X.shape[1]), np.nan))).all()
+    np.testing.assert_array_equal(est.impute(X), X)  # nothing missing: the identity
+    with pytest.raises(ValueError, match="n_draws"):
+        est.impute(X, n_draws=0)
+
+
+@pytest.mark.parametrize("estimator", MISSING, ids=[type(e).__name__ for e in MISSING])
+def test_a_column_with_every_entry_missing_is_named(estimator):
+    X = data_for(estimator)
+    df = pd.DataFrame(X, columns=[f"c{i}" for i in range(X.shape[1])])
+    df["c3"] = np.nan
+    with pytest.raises(ValueError, match="'c3'"):
+        clone(estimator).fit(df)
+    with pytest.raises(ValueError, match="'c3'"):
+        GenerativeImputer(clone(estimator)).fit(df)
+    Xm = X.copy()
+    Xm[:, 2] = np.nan
+    with pytest.raises(ValueError, match="Column\\(s\\) 2 "):
+        clone(estimator).fit(Xm)
