@@ -55,7 +55,8 @@ import torch
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._torch import chunk_rows, generator_from, iter_slices, seed_from
+from ._progress import Progress
+from ._torch import adaptive_threads, chunk_rows, generator_from, iter_slices, seed_from
 from ._training import DEPRECATED, MinibatchModel, renamed_parameter
 from .nn import softplus
 
@@ -593,6 +594,7 @@ def ais_log_partition(
     n_temperatures: int = 1000,
     generator: torch.Generator,
     visible=None,
+    progress=None,
 ) -> tuple[float, float]:
     """Annealed importance sampling estimate of ``log Z`` and its standard error.
 
@@ -633,6 +635,8 @@ def ais_log_partition(
         Source of randomness (on ``W``'s device); fixes the result.
     visible : visible layer, default=None
         ``None``: ``D`` binary units.
+    progress : :class:`~skgenerative._progress.Progress` or None, default=None
+        Told of each annealing step.
 
     Returns
     -------
@@ -661,6 +665,8 @@ def ais_log_partition(
             h = bernoulli(torch.sigmoid(x), generator)
             visible_bias = torch.add(b_A, bias_gap, alpha=beta)
             v = visible.sample(visible.mean(torch.addmm(visible_bias, h, W, alpha=beta)), generator)
+        if progress is not None:
+            progress.update()
     shift = log_w.max()
     weights = torch.exp(log_w - shift)
     mean = weights.mean()
@@ -690,7 +696,15 @@ class BaseRBM(MinibatchModel):
     The parameters are numpy attributes (``components_``, ``intercept_visible_``,
     ``intercept_hidden_``); a training call works on tensor copies and writes them
     back at its end.
+
+    ``fit`` only fits: ``log Z`` and ``offset_`` (which needs the training rows'
+    scores, so ``log Z``) are computed when first used (see
+    :meth:`_set_log_partition`).
     """
+
+    # the training rows' scores need log Z (an AIS run for a large model): offset_
+    # is computed on first use, like the neural models' (GenerativeModel._end_fit)
+    _defer_offset = True
 
     _parameter_constraints: dict = {
         **MinibatchModel._parameter_constraints,
@@ -852,8 +866,7 @@ class BaseRBM(MinibatchModel):
         """Write the parameters back as numpy arrays, then compute ``log Z``."""
         state = self.__dict__.pop("_cd")
         self._store(*state.params, state.velocity, state.chains)
-        generator = generator_from((state.seed + 1) % (2**31 - 1), state.params[0].device)
-        self._set_log_partition(*state.params, state.visible, generator)
+        self._set_log_partition(state.params[0].shape[0], state.visible, (state.seed + 1) % (2**31 - 1))
 
     def _store(self, W, b, c, velocity, chains) -> None:
         to_np = lambda t: t.detach().double().cpu().numpy()  # noqa: E731
@@ -861,39 +874,79 @@ class BaseRBM(MinibatchModel):
         self._velocity = [to_np(v) for v in velocity]
         self.h_samples_ = None if chains is None else to_np(chains)
 
-    def _set_log_partition(self, W, b, c, visible, generator) -> None:
+    def _set_log_partition(self, n_hidden: int, visible, seed: int) -> None:
+        """Choose how ``log Z`` is computed; compute it when first needed.
+
+        ``fit`` only fits: ``log Z`` (an AIS run of ``n_ais_temperatures`` steps
+        when the model is large) is only needed to score, so it is computed on the
+        first ``score_samples``, ``offset_``, access to ``log_partition_`` or
+        pickling, from a seed drawn at fit (deterministic under ``random_state``),
+        and cached in a dict created here (prediction leaves the attributes as
+        they were, as scikit-learn's checks require).
+        """
         method = self.partition_method
         if method == "auto":
-            few = min(2 ** W.shape[0], visible.n_states) <= 2**EXACT_MAX_UNITS
+            few = min(2**n_hidden, visible.n_states) <= 2**EXACT_MAX_UNITS
             method = "exact" if few else "ais"
-        if method == "exact":
-            self.log_partition_ = log_partition_exact(W, b, c, visible)
-            self.log_partition_std_ = 0.0
+        self.log_partition_method_ = method
+        self.__dict__["_partition"] = {"seed": int(seed)}
+
+    @property
+    def log_partition_(self) -> float:
+        """``log Z``: exact, or the AIS estimate (computed on first use)."""
+        return self._log_partition()[0]
+
+    @property
+    def log_partition_std_(self) -> float:
+        """Standard error of ``log_partition_`` (0.0 when exact)."""
+        return self._log_partition()[1]
+
+    def _log_partition(self) -> tuple[float, float]:
+        partition = self.__dict__.get("_partition")
+        if partition is None:
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute 'log_partition_'")
+        if "value" not in partition:
+            partition["value"] = self._compute_log_partition(partition["seed"])
+        return partition["value"]
+
+    def _compute_log_partition(self, seed: int) -> tuple[float, float]:
+        W = self._tensor("components_", torch.float64)
+        b = self._tensor("intercept_visible_", torch.float64)
+        c = self._tensor("intercept_hidden_", torch.float64)
+        visible = self._visible_layer()
+        if self.log_partition_method_ == "exact":
+            value, std = log_partition_exact(W, b, c, visible), 0.0
         else:
-            start = time.perf_counter()
-            marginals = torch.as_tensor(self.visible_marginals_, device=W.device)
+            generator = generator_from(seed, W.device)
+            marginals = self._tensor("visible_marginals_", torch.float64)
             base = visible.base_rate_bias(marginals, self.n_samples_seen_)
+            progress = Progress(type(self).__name__, "AIS step", int(self.n_ais_temperatures),
+                                self.verbose, line_level=None, log=self._log)
             # float32 halves the cost; its rounding, the log-weights being summed
             # in float64, is far below the Monte Carlo error
-            self.log_partition_, self.log_partition_std_ = ais_log_partition(
-                W.float(), b.float(), c.float(), base,
-                n_chains=int(self.n_ais_chains),
-                n_temperatures=int(self.n_ais_temperatures),
-                generator=generator,
-                visible=visible,
-            )
-            effective = 1.0 / (self.log_partition_std_**2 + 1.0 / self.n_ais_chains)
-            self._log(
-                f"AIS log Z = {self.log_partition_:.3f} +- {self.log_partition_std_:.3f} "
-                f"(about {effective:.0f} effective chains of {self.n_ais_chains}; "
-                f"{time.perf_counter() - start:.2f}s)"
-            )
-        if not math.isfinite(self.log_partition_):
+            with adaptive_threads(), progress:
+                value, std = ais_log_partition(
+                    W.float(), b.float(), c.float(), base,
+                    n_chains=int(self.n_ais_chains),
+                    n_temperatures=int(self.n_ais_temperatures),
+                    generator=generator,
+                    visible=visible,
+                    progress=progress,
+                )
+                effective = 1.0 / (std**2 + 1.0 / self.n_ais_chains)
+                progress.close(f"AIS log Z = {value:.3f} +- {std:.3f} (about {effective:.0f} "
+                               f"effective chains of {self.n_ais_chains})")
+        if not math.isfinite(value):
             raise FloatingPointError(
                 f"{type(self).__name__}'s log partition function is not finite: the weights are "
-                "too large. Lower learning_rate or raise weight_decay."
+                "too large. Lower learning_rate or raise weight_decay, and fit again."
             )
-        self.log_partition_method_ = method
+        return float(value), float(std)
+
+    def __getstate__(self):
+        if "_partition" in self.__dict__:
+            self._log_partition()  # a pickle carries log Z, so it never changes on load
+        return super().__getstate__()
 
     # ----------------------------------------------------------- evaluation
     def _params(self):
@@ -996,7 +1049,8 @@ class BernoulliRBM(BaseRBM):
         Block Gibbs steps each chain of :meth:`sample` runs before its state is
         returned.
     partition_method : {"auto", "exact", "ais"}, default="auto"
-        How ``log_partition_`` is computed at the end of fitting. ``"auto"``:
+        How ``log_partition_`` is computed (when first needed: the first
+        ``score_samples``, ``offset_``, or pickling; not in ``fit``). ``"auto"``:
         exactly when ``min(n_components, n_features) <= 20``, otherwise by AIS.
         ``"exact"`` enumerates up to 2**26 states of the smaller layer;
         ``"ais"`` always estimates.
@@ -1106,8 +1160,10 @@ class BernoulliRBM(BaseRBM):
     velocity + learning_rate * gradient`` (:func:`momentum_step_`); the gradient
     (:func:`cd_gradient`) is averaged over the minibatch. ``partial_fit`` runs
     one epoch over the rows it gets, continuing
-    the persistent chains and the velocity, then recomputes ``log_partition_``
-    (cheap when exact; an AIS run otherwise) and ``offset_`` (on those rows).
+    the persistent chains and the velocity; ``log_partition_`` (exact, or an AIS
+    run) and ``offset_`` (on the rows of the last call) are then computed again
+    when first used: ``fit`` and ``partial_fit`` only fit, and a model that is
+    never scored never pays for AIS.
 
     The initial weights are ``N(0, 0.01^2)``, the visible biases the logits of the
     smoothed data marginals, the hidden biases zero. :meth:`sample` runs
