@@ -1054,9 +1054,9 @@ class BernoulliRBM(BaseRBM):
         exactly when ``min(n_components, n_features) <= 20``, otherwise by AIS.
         ``"exact"`` enumerates up to 2**26 states of the smaller layer;
         ``"ais"`` always estimates.
-    n_ais_chains : int, default=100
+    n_ais_chains : int, default=50
         Independent AIS runs.
-    n_ais_temperatures : int, default=3000
+    n_ais_temperatures : int, default=1000
         Intermediate distributions of each AIS run. More reduces the estimate's
         bias (see Notes); the cost grows linearly.
     contamination : float, default=0.1
@@ -1134,8 +1134,11 @@ class BernoulliRBM(BaseRBM):
       (Salakhutdinov & Murray, 2008): ``n_ais_chains`` runs of
       ``n_ais_temperatures`` annealing steps from a base-rate model (no weights,
       visible biases the logits of ``visible_marginals_``) to the RBM. It is
-      computed once at the end of fitting, seeded by ``random_state``, so scores
-      are deterministic, and every score carries the same additive error. AIS
+      computed once, when first needed, from a seed drawn at fit (so under
+      ``random_state`` scores are deterministic), and every score carries the
+      same additive error. The defaults (50 chains, 1000 steps) cost about as
+      much as a few epochs of training; the user guide measures their bias
+      against longer runs. AIS
       runs in float32, its log-weights summed in float64: its rounding is far
       below its Monte Carlo error.
 
@@ -1229,8 +1232,8 @@ class BernoulliRBM(BaseRBM):
         binarize=None,
         burn_in=1000,
         partition_method="auto",
-        n_ais_chains=100,
-        n_ais_temperatures=3000,
+        n_ais_chains=50,
+        n_ais_temperatures=1000,
         contamination=0.1,
         device="auto",
         dtype="auto",
