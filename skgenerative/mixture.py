@@ -381,11 +381,23 @@ class MixtureParameters(NamedTuple):
     precisions_cholesky: torch.Tensor
 
 
+def normalised_responsibilities(weighted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log sum_k exp w_ik, r_ik = exp(w_ik) / sum_k exp w_ik)`` from ``w`` of shape (n, K).
+
+    One exponential per entry, where ``logsumexp`` then ``exp(w - norm)`` take two:
+    the exponentials were a quarter of a full-covariance EM iteration on the CPU.
+    """
+    top = weighted.amax(1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    resp = torch.exp(weighted - top)
+    total = resp.sum(1, keepdim=True)
+    resp /= total
+    return (top + total.log()).squeeze(1), resp
+
+
 def _complete_statistics(X, log_weights, params, covariance_type, second_moments):
     weighted = estimate_log_gaussian_prob(X, params.means, params.precisions_cholesky, covariance_type)
-    weighted = weighted + log_weights
-    norm = torch.logsumexp(weighted, dim=1)
-    resp = torch.exp(weighted - norm.unsqueeze(1))
+    norm, resp = normalised_responsibilities(weighted + log_weights)
     nk, sx, sxx = gaussian_statistics(X, resp, covariance_type, second_moments=second_moments)
     if sxx is None:  # tied, left to the caller
         sxx = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64, device=X.device)
@@ -395,9 +407,7 @@ def _complete_statistics(X, log_weights, params, covariance_type, second_moments
 
 def _incomplete_statistics(X, log_weights, params, covariance_type):
     parts = component_conditionals(X, params.means, params.covariances, covariance_type)
-    weighted = torch.stack([p[0] for p in parts], dim=1) + log_weights
-    norm = torch.logsumexp(weighted, dim=1)
-    resp = torch.exp(weighted - norm.unsqueeze(1))
+    norm, resp = normalised_responsibilities(torch.stack([p[0] for p in parts], dim=1) + log_weights)
     nk = resp.sum(0)
     sx = torch.stack([resp[:, k] @ f for k, (_, f, _) in enumerate(parts)])
     if covariance_type in ("full", "tied"):
