@@ -34,6 +34,12 @@ __all__ = [
     "GaussianLikelihood",
     "BernoulliLikelihood",
     "make_likelihood",
+    "MixedLikelihood",
+    "MIXED_KINDS",
+    "ORDINAL_MIN_GAP",
+    "ordinal_log_probs",
+    "ordinal_thresholds",
+    "poisson_log_prob",
     "fill_missing",
     "softplus",
     "standard_normal_log_prob",
@@ -285,15 +291,24 @@ def poisson_log_prob(x: torch.Tensor, log_rate: torch.Tensor) -> torch.Tensor:
     return x * log_rate - torch.exp(log_rate) - torch.lgamma(x + 1.0)
 
 
+#: least gap between consecutive ordinal thresholds (logit scale)
+ORDINAL_MIN_GAP = 1e-3
+
+
 def ordinal_thresholds(raw: torch.Tensor) -> torch.Tensor:
     """Strictly increasing thresholds ``theta_1 < ... < theta_{K-1}`` from unconstrained ``raw``.
 
-    ``theta_1 = raw_1`` and ``theta_k = theta_{k-1} + softplus(raw_k)``: a cumulative
-    sum of positive increments, so the order holds for any ``raw`` (last dimension).
+    ``theta_1 = raw_1`` and ``theta_k = theta_{k-1} + softplus(raw_k) + delta`` with
+    ``delta = 1e-3`` (:data:`ORDINAL_MIN_GAP`): a cumulative sum of positive
+    increments, so the order holds for any ``raw`` (last dimension), and it
+    survives rounding (an increment ``softplus(raw_k)`` alone underflows for very
+    negative ``raw_k``, and two equal thresholds would give a level probability
+    exactly 0, a log-likelihood of ``-inf``).
     """
     if raw.shape[-1] <= 1:
         return raw
-    return torch.cat([raw[..., :1], raw[..., :1] + F.softplus(raw[..., 1:]).cumsum(-1)], dim=-1)
+    steps = F.softplus(raw[..., 1:]) + ORDINAL_MIN_GAP
+    return torch.cat([raw[..., :1], raw[..., :1] + steps.cumsum(-1)], dim=-1)
 
 
 def ordinal_log_probs(location: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
@@ -419,8 +434,8 @@ class MixedLikelihood(nn.Module):
             self._level_slices.append(slice(start, start + layout[j][1]))
             start += layout[j][1]
         self.n_params = start
-        offsets = torch.zeros(c) if count_offsets is None else torch.as_tensor(
-            [float(o) for o in count_offsets], dtype=torch.float32)
+        offsets = torch.zeros(c, dtype=torch.float64) if count_offsets is None else torch.as_tensor(
+            [float(o) for o in count_offsets], dtype=torch.float64)
         self.register_buffer("count_offsets", offsets)
         # indices as buffers move with the module; integer buffers keep their dtype
         for name in ("gaussian", "count", "binary", "levels"):

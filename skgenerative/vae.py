@@ -413,11 +413,14 @@ class BaseVAE(NeuralGenerativeModel):
         log_scale = torch.log(self._tensor("scale_", x.dtype)).to(x.device)
         if observed is None:
             observed = torch.ones(x.shape, dtype=torch.bool, device=x.device)
-        out = -(observed.to(x.dtype) @ log_scale)
+        # a reduction per row, not a matrix-vector product: BLAS may round a row
+        # differently by its position in the batch
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        out = -torch.where(observed, log_scale, zero).sum(1)
         positive = self._columns("positive")
         if positive:
             log_x = x[:, positive] * self._tensor("scale_", x.dtype)[positive] + self._tensor("mean_", x.dtype)[positive]
-            out = out - torch.where(observed[:, positive], log_x, torch.zeros((), dtype=x.dtype, device=x.device)).sum(1)
+            out = out - torch.where(observed[:, positive], log_x, zero).sum(1)
         return out
 
     def _log_jacobian(self, observed: torch.Tensor | None = None) -> float | torch.Tensor:
