@@ -1022,6 +1022,11 @@ class BernoulliRBM(BaseRBM):
     n_ais_temperatures : int, default=3000
         Intermediate distributions of each AIS run. More reduces the estimate's
         bias (see Notes); the cost grows linearly.
+    column_types : dict, list, tuple or None, default=None
+        Types of a DataFrame's columns where the dtypes do not say them (see
+        :mod:`skgenerative._schema`). Real columns (values in [0, 1]) and binary
+        ones are bits; categorical and ordinal columns (the order unused) are
+        softmax blocks of one-hot units; positive and count columns are refused.
     contamination : float, default=0.1
         Fraction of training rows below the outlier threshold ``offset_``.
     device : str or torch.device, default="auto"
@@ -1118,6 +1123,16 @@ class BernoulliRBM(BaseRBM):
     a "soft" free energy that is not a probability.
 
     Inputs outside [0, 1] raise ``ValueError`` unless ``binarize`` is set.
+
+    **Tables.** Fitted on a DataFrame with categorical (or ordinal) columns, each
+    such column of ``K`` levels is a :class:`SoftmaxVisible` block of ``K`` one-hot
+    units beside the bits (:class:`VisibleBlocks`; ``components_`` has one column
+    per unit). The free energy keeps its form, the exact ``log Z`` enumerates every
+    level combination (or the hidden states), Gibbs steps draw each block from its
+    softmax and AIS starts from each block's base-rate model. ``sample`` and
+    ``gibbs`` return the user's DataFrame. A level not seen in fit is summed out
+    exactly (its row scores the marginal of its other cells, plus the unseen-level
+    penalty); ``gibbs`` refuses such rows.
 
     Every minibatch update is ``theta += velocity`` with ``velocity = momentum *
     velocity + learning_rate * gradient`` (:func:`momentum_step_`); the gradient

@@ -239,7 +239,7 @@ class VAEModule(nn.Module):
         there), 0 where observed. A table's rows (``layout``) are read through the
         head's ``encoder_features`` first.
         """
-        if self.mixed:
+        if getattr(self, "mixed", False):  # modules pickled before tables had no flag
             x = self.likelihood.encoder_features(x, missing)
         if missing is None:
             context = self.encoder(x)
@@ -946,6 +946,20 @@ class VariationalAutoencoder(BaseVAE):
     trained for the bound, not to match ``p(z | x_o)``, so the weights are
     uneven and the estimate needs many more samples than the score.
 
+    **Tables** (a DataFrame with typed columns, HI-VAE, Nazabal et al. 2020): one
+    head per column given ``z``: Gaussian on the standardised value (real),
+    log-normal (positive: a Gaussian on the standardised ``log x``, with the
+    log-Jacobian ``-log s - log x``), Poisson (count; its marginal over ``z`` is
+    over-dispersed already), Bernoulli (binary), softmax (categorical) and an
+    ordered logit with increasing thresholds (ordinal). Each column adds one
+    unweighted log-likelihood term, so ``score_samples`` is the log-density of the
+    numeric cells plus the log-probability of the levels; standardisation keeps
+    the numeric terms of order 1 beside the categorical ones in ``[-log K, 0]``.
+    The encoder reads one-hot vectors for levels, ``log(1 + x)`` for counts.
+    ``impute`` fills numbers with their conditional mean and levels with the mode
+    (median for ordinal) of ``sum_s w_s p(x_j = k | z_s)``, the same particles'
+    probabilities that ``impute_proba`` returns.
+
     For outlier detection on contaminated training data, ``decoder_variance=
     "shared"`` can be the more robust choice: a decoder that outputs variances may
     explain a cluster of outliers by a large variance. The user guide
@@ -963,6 +977,8 @@ class VariationalAutoencoder(BaseVAE):
     CoNLL (KL warm-up).
     Mattei, P.-A. & Frellsen, J. (2019). MIWAE: deep generative modelling and
     imputation of incomplete data sets. ICML.
+    Nazabal, A., Olmos, P. M., Ghahramani, Z. & Valera, I. (2020). Handling
+    incomplete heterogeneous data using VAEs. Pattern Recognition.
 
     Examples
     --------
