@@ -68,17 +68,23 @@ def _random_params(head, shape=(7,), seed=0):
     return 1.5 * torch.randn(shape + (head.n_params,), generator=g, dtype=torch.float64)
 
 
-def test_each_head_is_scipys_density_or_mass():
+@pytest.mark.parametrize("conditional", [True, False], ids=["conditional", "shared"])
+def test_each_head_is_scipys_density_or_mass(conditional):
     layout = [("real", 0), ("positive", 0), ("count", 0), ("binary", 2), ("categorical", 3), ("ordinal", 4)]
-    head = MixedLikelihood(layout, conditional=True, count_offsets=[0.7]).double()
+    head = MixedLikelihood(layout, conditional=conditional, count_offsets=[0.7]).double()
+    if not conditional:
+        with torch.no_grad():
+            head.raw_log_variance.copy_(torch.tensor([0.4, -1.3], dtype=torch.float64))
     params = _random_params(head)
     rng = np.random.RandomState(1)
     x = np.column_stack([
         rng.normal(size=7), rng.normal(size=7), rng.poisson(3, 7), rng.randint(2, size=7),
         rng.randint(3, size=7), rng.randint(4, size=7),
     ]).astype(float)
-    got = head.column_log_probs(torch.as_tensor(x), params).numpy()
+    got = head.column_log_probs(torch.as_tensor(x), params).detach().numpy()
     p = params.numpy()
+    if not conditional:  # the same layout without the two raw log-variances
+        p = np.column_stack([p[:, :2], np.tile([0.4, -1.3], (7, 1)), p[:, 2:]])
     floor = math.log(1e-3)
     mean, raw = p[:, 0:2], p[:, 2:4]
     var = np.exp(floor + np.logaddexp(0.0, raw - floor))
