@@ -681,9 +681,13 @@ class BaseVAE(NeuralGenerativeModel):
     def _table_point(self, module: nn.Module, params: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Point values of a table's cells under the particle mixture ``sum_s w_s p(x | z_s)``.
 
-        Numbers: the mixture's mean in the user's units (``E[x]`` of a log-normal is
-        ``exp(mu + sigma^2 / 2)``; a Poisson's is its rate). Levels: the mode, or
-        the median of an ordinal column (see :func:`skgenerative._schema.point_levels`).
+        Numbers: the mixture's mean in the user's units (a Poisson's is its rate),
+        except positive columns, which get ``exp(E[log x])``, the conditional
+        geometric mean: a log-normal's mean ``exp(mu + sigma^2 / 2)`` grows
+        exponentially with its variance, so one particle with a wide decoder
+        variance would dominate (or overflow) the weighted sum. Levels: the mode,
+        or the median of an ordinal column (see
+        :func:`skgenerative._schema.point_levels`).
         """
         head = module.likelihood
         n = params.shape[0]
@@ -693,11 +697,9 @@ class BaseVAE(NeuralGenerativeModel):
             columns = head.gaussian
             scale = self._tensor("scale_", params.dtype)[columns]
             centre = self._tensor("mean_", params.dtype)[columns]
-            values = mean * scale + centre
+            values = torch.einsum("ns,nsg->ng", weights, mean * scale + centre)
             positive = torch.tensor([j in head.positive for j in columns], device=params.device)
-            lognormal = torch.exp(values + 0.5 * torch.exp(log_var) * scale.square())
-            values = torch.where(positive, lognormal, values)
-            out[:, columns] = torch.einsum("ns,nsg->ng", weights, values)
+            out[:, columns] = torch.where(positive, torch.exp(values), values)
         if head.count:
             out[:, head.count] = torch.einsum("ns,nsc->nc", weights, rate)
         for j, probabilities in zip(head.discrete, self._level_mixture(module, params, weights)):
@@ -956,9 +958,11 @@ class VariationalAutoencoder(BaseVAE):
     numeric cells plus the log-probability of the levels; standardisation keeps
     the numeric terms of order 1 beside the categorical ones in ``[-log K, 0]``.
     The encoder reads one-hot vectors for levels, ``log(1 + x)`` for counts.
-    ``impute`` fills numbers with their conditional mean and levels with the mode
-    (median for ordinal) of ``sum_s w_s p(x_j = k | z_s)``, the same particles'
-    probabilities that ``impute_proba`` returns.
+    ``impute`` fills numbers with their conditional mean (positive columns: the
+    conditional geometric mean ``exp(E[log x | x_o])``, robust where a log-normal
+    mean is not) and levels with the mode (median for ordinal) of ``sum_s w_s
+    p(x_j = k | z_s)``, the same particles' probabilities that ``impute_proba``
+    returns.
 
     For outlier detection on contaminated training data, ``decoder_variance=
     "shared"`` can be the more robust choice: a decoder that outputs variances may
