@@ -937,7 +937,9 @@ class BaseRBM(MinibatchModel):
         Returns
         -------
         v_new : ndarray of shape (n_samples, n_features)
-            Binary visible states after one step.
+            Binary visible states after one step; for a model fitted on a table, a
+            DataFrame of the fitted dtypes (levels for the softmax blocks). A row with
+            a level not seen in fit raises ``ValueError``.
         """
         check_is_fitted(self)
         X = self._validate_X(v, reset=False)

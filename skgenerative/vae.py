@@ -277,7 +277,6 @@ class BaseVAE(NeuralGenerativeModel):
     """
 
     _supports_missing = True
-    _supported_column_types = frozenset(COLUMN_TYPES)
     # keyed-noise stream of the conditional means (scores use stream 0)
     _IMPUTE_STREAM = 1
 
@@ -1019,6 +1018,9 @@ class VariationalAutoencoder(BaseVAE):
     >>> bool(error < 0.6 * np.sqrt(np.mean((X - X.mean(0))[missing] ** 2)))
     True
     """
+
+    # every column type has a head (the base class stays numeric: it is no estimator)
+    _supported_column_types = frozenset(COLUMN_TYPES)
 
     _parameter_constraints: dict = {
         **BaseVAE._parameter_constraints,
