@@ -518,7 +518,10 @@ class GenerativeModel(
         # scikit-learn's own messages for empty input and infinite numbers
         encoded = check_array(encoded, ensure_all_finite="allow-nan", estimator=self)
         if not self._supports_missing:
-            columns = np.flatnonzero(np.isnan(encoded).any(axis=0))
+            # a level not seen in fit is encoded as NaN too, but it is not a missing
+            # cell: the model must marginalise it (the unseen-level policy)
+            missing = np.isnan(encoded) if unseen is None else np.isnan(encoded) & ~unseen
+            columns = np.flatnonzero(missing.any(axis=0))
             if columns.size:
                 names = ", ".join(repr(self.schema_.names[j]) for j in columns[:5])
                 raise ValueError(

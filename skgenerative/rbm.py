@@ -728,6 +728,10 @@ class BaseRBM(MinibatchModel):
     def _visible_units(self, X: torch.Tensor) -> torch.Tensor:
         return X
 
+    def _visible_values(self, v: torch.Tensor) -> torch.Tensor:
+        """Visible states -> rows in the model's columns (the identity by default)."""
+        return v
+
     def _max_iter(self):
         return self.max_iter
 
@@ -971,7 +975,7 @@ class BaseRBM(MinibatchModel):
         v = visible.sample(marginals.expand(n, marginals.shape[0]), generator)
         for _ in range(int(self.burn_in)):
             v = gibbs_step(v, W, b, c, generator, visible)
-        return v
+        return self._visible_values(v)
 
     def gibbs(self, v, random_state=None):
         """One block Gibbs step from ``v``: ``h ~ p(h | v)``, then ``v' ~ p(v | h)``.
@@ -986,7 +990,9 @@ class BaseRBM(MinibatchModel):
         Returns
         -------
         v_new : ndarray of shape (n_samples, n_features)
-            Binary visible states after one step.
+            Binary visible states after one step; for a model fitted on a table, a
+            DataFrame of the fitted dtypes (levels for the softmax blocks). A row with
+            a level not seen in fit raises ``ValueError``.
         """
         check_is_fitted(self)
         X = self._validate_X(v, reset=False)
@@ -994,9 +1000,22 @@ class BaseRBM(MinibatchModel):
 
         def step(x):
             W, b, c = self._params()
-            return gibbs_step(self._visible_units(x), W, b, c, generator, self._visible_layer())
+            v = gibbs_step(self._visible_units(x), W, b, c, generator, self._visible_layer())
+            return self._visible_values(v)
 
-        return self._evaluate(step, X)
+        self._check_complete(X, "gibbs")
+        out = self._evaluate(step, X)
+        return self._rows(out) if self.schema_.has_discrete else out
+
+    def _check_complete(self, X: np.ndarray, what: str) -> None:
+        """A visible state is needed whole: a level not seen in fit names its column."""
+        columns = np.flatnonzero(np.isnan(X).any(axis=0))
+        if columns.size:
+            names = ", ".join(repr(self.schema_.names[j]) for j in columns[:5])
+            raise ValueError(
+                f"{what} needs every visible unit's state, but column(s) {names} hold "
+                "levels not seen in fit. Replace them by seen levels first."
+            )
 
 
 class BernoulliRBM(BaseRBM):
@@ -1059,6 +1078,11 @@ class BernoulliRBM(BaseRBM):
     n_ais_temperatures : int, default=1000
         Intermediate distributions of each AIS run. More reduces the estimate's
         bias (see Notes); the cost grows linearly.
+    column_types : dict, list, tuple or None, default=None
+        Types of a DataFrame's columns where the dtypes do not say them (see
+        :mod:`skgenerative._schema`). Real columns (values in [0, 1]) and binary
+        ones are bits; categorical and ordinal columns (the order unused) are
+        softmax blocks of one-hot units; positive and count columns are refused.
     contamination : float, default=0.1
         Fraction of training rows below the outlier threshold ``offset_``.
     device : str or torch.device, default="auto"
@@ -1159,6 +1183,16 @@ class BernoulliRBM(BaseRBM):
 
     Inputs outside [0, 1] raise ``ValueError`` unless ``binarize`` is set.
 
+    **Tables.** Fitted on a DataFrame with categorical (or ordinal) columns, each
+    such column of ``K`` levels is a :class:`SoftmaxVisible` block of ``K`` one-hot
+    units beside the bits (:class:`VisibleBlocks`; ``components_`` has one column
+    per unit). The free energy keeps its form, the exact ``log Z`` enumerates every
+    level combination (or the hidden states), Gibbs steps draw each block from its
+    softmax and AIS starts from each block's base-rate model. ``sample`` and
+    ``gibbs`` return the user's DataFrame. A level not seen in fit is summed out
+    exactly (its row scores the marginal of its other cells, plus the unseen-level
+    penalty); ``gibbs`` refuses such rows.
+
     Every minibatch update is ``theta += velocity`` with ``velocity = momentum *
     velocity + learning_rate * gradient`` (:func:`momentum_step_`); the gradient
     (:func:`cd_gradient`) is averaged over the minibatch. ``partial_fit`` runs
@@ -1208,10 +1242,14 @@ class BernoulliRBM(BaseRBM):
     # binary or [0, 1] data are probabilities, not a density; binarize thresholds
     # the input and the [0, 1] check bounds it, so no value overflows
     _squares_input = False
+    # bits (real columns in [0, 1], binary ones) and one-hot blocks (categorical;
+    # ordinal columns too, their order unused); positive and count columns have no unit
+    _supported_column_types = frozenset({"real", "binary", "categorical", "ordinal"})
 
     _parameter_constraints: dict = {
         **BaseRBM._parameter_constraints,
         "binarize": [Interval(Real, None, None, closed="neither"), None],
+        "column_types": [dict, list, tuple, None],
         "n_iter": [
             Interval(Integral, 0, None, closed="left"), StrOptions({"auto"}), Hidden(StrOptions({DEPRECATED}))
         ],
@@ -1234,6 +1272,7 @@ class BernoulliRBM(BaseRBM):
         partition_method="auto",
         n_ais_chains=50,
         n_ais_temperatures=1000,
+        column_types=None,
         contamination=0.1,
         device="auto",
         dtype="auto",
@@ -1255,6 +1294,7 @@ class BernoulliRBM(BaseRBM):
         self.partition_method = partition_method
         self.n_ais_chains = n_ais_chains
         self.n_ais_temperatures = n_ais_temperatures
+        self.column_types = column_types
         self.contamination = contamination
         self.device = device
         self.dtype = dtype
@@ -1266,20 +1306,131 @@ class BernoulliRBM(BaseRBM):
     def _continuous_likelihood(self) -> bool:
         return False
 
-    def _visible_layer(self) -> BernoulliVisible:
-        return BernoulliVisible(self.n_features_in_)
+    @property
+    def _table(self) -> bool:
+        """Whether the columns are a table's (binary or categorical ones beside the bits)."""
+        return self.schema_.has_discrete
+
+    def _blocks(self) -> list[tuple[str, list[int]]]:
+        """The columns as visible blocks: runs of bit columns, one softmax block per level column.
+
+        ``("bits", columns)`` for consecutive real (values in [0, 1]) and binary
+        columns, ``("levels", [j])`` for each categorical or ordinal column.
+        """
+        blocks: list[tuple[str, list[int]]] = []
+        for j, kind in enumerate(self.schema_.types):
+            if kind in ("categorical", "ordinal"):
+                blocks.append(("levels", [j]))
+            elif blocks and blocks[-1][0] == "bits":
+                blocks[-1][1].append(j)
+            else:
+                blocks.append(("bits", [j]))
+        return blocks
+
+    def _visible_layer(self):
+        if not self._table:
+            return BernoulliVisible(self.n_features_in_)
+        schema = self.schema_
+        return VisibleBlocks([
+            BernoulliVisible(len(columns)) if kind == "bits" else SoftmaxVisible(schema.n_levels(columns[0]))
+            for kind, columns in self._blocks()
+        ])
 
     def _check_values(self, X: np.ndarray) -> None:
         if self.binarize is None:
+            real = self.schema_.numeric_columns if self._table else slice(None)
             BernoulliVisible(X.shape[1]).check_values(
-                X, "Scale the data to [0, 1], or set binarize=<threshold> to binarise it as X > threshold."
+                X[:, real], "Scale the data to [0, 1], or set binarize=<threshold> to binarise it as X > threshold."
             )
 
     def _visible_units(self, X: torch.Tensor) -> torch.Tensor:
-        """The input, or ``X > binarize`` when ``binarize`` is set."""
-        if self.binarize is None:
-            return X
-        return torch.gt(X, float(self.binarize)).to(X.dtype)
+        """The input, or ``X > binarize`` when ``binarize`` is set.
+
+        A table: its bit columns so (binary codes as they are), each categorical
+        column as one-hot units; a level not seen in fit (NaN) gives NaN units.
+        """
+        if not self._table:
+            if self.binarize is None:
+                return X
+            return torch.gt(X, float(self.binarize)).to(X.dtype)
+        parts = []
+        types = self.schema_.types
+        for kind, columns in self._blocks():
+            if kind == "bits":
+                bits = X[:, columns]
+                if self.binarize is not None:
+                    real = torch.tensor([types[j] == "real" for j in columns], device=X.device)
+                    bits = torch.where(real, torch.gt(bits, float(self.binarize)).to(X.dtype), bits)
+                parts.append(bits)
+            else:
+                (j,) = columns
+                code = X[:, j]
+                unseen = torch.isnan(code)
+                n_levels = self.schema_.n_levels(j)
+                one_hot = torch.nn.functional.one_hot(
+                    torch.where(unseen, torch.zeros_like(code), code).long(), n_levels
+                ).to(X.dtype)
+                parts.append(torch.where(unseen.unsqueeze(1), torch.full_like(one_hot, math.nan), one_hot))
+        return torch.cat(parts, dim=1)
+
+    def _visible_values(self, v: torch.Tensor) -> torch.Tensor:
+        """Visible states -> rows: bits as they are, each one-hot block as its level code."""
+        if not self._table:
+            return v
+        out = torch.empty(v.shape[0], self.n_features_in_, dtype=v.dtype, device=v.device)
+        start = 0
+        for kind, columns in self._blocks():
+            width = len(columns) if kind == "bits" else self.schema_.n_levels(columns[0])
+            block = v[:, start : start + width]
+            if kind == "bits":
+                out[:, columns] = block
+            else:
+                out[:, columns[0]] = block.argmax(1).to(v.dtype)
+            start += width
+        return out
+
+    def _n_units(self, n_features: int) -> int:
+        if getattr(self, "schema_", None) is None or not self._table:
+            return n_features
+        return self._visible_layer().n_units
+
+    def _row_bytes(self, n_features: int) -> int:
+        return super()._row_bytes(self._n_units(n_features))
+
+    # ------------------------------------------- levels not seen in fit
+    def _completions(self, x: torch.Tensor) -> torch.Tensor:
+        """Every completion of a row ``x`` (D,) whose NaN cells (unseen levels) take each level."""
+        columns = torch.nonzero(torch.isnan(x)).flatten().tolist()
+        grids = [torch.arange(self.schema_.n_levels(j), dtype=x.dtype, device=x.device) for j in columns]
+        combos = torch.cartesian_prod(*grids).reshape(-1, len(columns))
+        rows = x.repeat(combos.shape[0], 1)
+        rows[:, columns] = combos
+        return rows
+
+    def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
+        """``-F(v) - log Z``; a row with unseen levels: ``log sum`` over their levels (exact).
+
+        The marginal probability of the row's other cells: the unseen cells are
+        summed out by enumerating their levels (``score_samples`` then adds the
+        unseen-level penalty of :mod:`skgenerative._schema`).
+        """
+        scores = super()._log_prob(X)
+        if not self._table:
+            return scores
+        for i in torch.nonzero(torch.isnan(X).any(1)).flatten().tolist():
+            scores[i] = torch.logsumexp(super()._log_prob(self._completions(X[i])), 0)
+        return scores
+
+    def _encode(self, X: torch.Tensor) -> torch.Tensor:
+        """``P(h = 1 | v)``; a row with unseen levels: ``E[P(h = 1 | v)]`` over their levels given the rest."""
+        means = super()._encode(X)
+        if not self._table:
+            return means
+        for i in torch.nonzero(torch.isnan(X).any(1)).flatten().tolist():
+            rows = self._completions(X[i])
+            weights = torch.softmax(super()._log_prob(rows), 0)
+            means[i] = weights @ super()._encode(rows)
+        return means
 
     def _max_iter(self):
         return renamed_parameter(self, "max_iter", "n_iter")
