@@ -10,16 +10,20 @@ predicts outliers.
 
 from __future__ import annotations
 
-from numbers import Real
+import warnings
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, OutlierMixin, _fit_context, clone
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._torch import to_numpy_input
+from ._schema import is_dataframe
 from .base import OutlierThresholdMixin, check_magnitude
 
 __all__ = ["GenerativeOutlierDetector"]
@@ -38,6 +42,19 @@ def default_outlier_estimator():
         StandardScaler(),
         GaussianMixtureDensity(n_components=2, covariance_prior=50.0, random_state=0),
     )
+
+
+def _density_step(estimator):
+    """The density model itself: the last step of a pipeline, or the estimator."""
+    return estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+
+
+def _can_explain(detector) -> bool:
+    fitted = getattr(detector, "estimator_", None)
+    if fitted is not None:
+        return hasattr(_density_step(fitted), "explain")
+    estimator = detector.estimator
+    return estimator is None or hasattr(_density_step(estimator), "explain")
 
 
 class GenerativeOutlierDetector(
@@ -105,11 +122,18 @@ class GenerativeOutlierDetector(
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit", "score_samples"]), None],
         "contamination": [Interval(Real, 0.0, 0.5, closed="right")],
+        "calibration": [Interval(Real, 0.0, 1.0, closed="neither"), None],
+        "robust": ["boolean", Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
     }
 
-    def __init__(self, estimator=None, *, contamination=0.1):
+    def __init__(self, estimator=None, *, contamination=0.1, calibration=None, robust=False,
+                 random_state=None):
         self.estimator = estimator
         self.contamination = contamination
+        self.calibration = calibration
+        self.robust = robust
+        self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
@@ -129,9 +153,66 @@ class GenerativeOutlierDetector(
                           ensure_all_finite=self._allow_nan() and "allow-nan" or True)
         check_magnitude(X, np.float64, getattr(self, "feature_names_in_", None))
         estimator = default_outlier_estimator() if self.estimator is None else self.estimator
-        self.estimator_ = clone(estimator).fit(X)
-        self._set_offset(np.asarray(self.estimator_.score_samples(X), dtype=np.float64))
+        if self.calibration is None:
+            self.estimator_ = self._fit_density(estimator, X)
+            self._set_offset(self._scores(X))
+            return self
+        train, held_out = self._calibration_split(X.shape[0])
+        self.estimator_ = self._fit_density(estimator, X[train])
+        scores = self._scores(X[held_out])
+        self._check_scores(scores, "the calibration rows")
+        self.calibration_scores_ = np.sort(scores)
+        rank = int(np.floor(self.contamination * (scores.size + 1) + 1e-9))
+        if rank < 1:
+            warnings.warn(
+                f"calibration={self.calibration} holds out {scores.size} rows: too few for a "
+                f"false-alarm rate of contamination={self.contamination} (conformal p-values "
+                f"are multiples of 1 / {scores.size + 1}), so no row will be flagged. Hold "
+                "out more rows or raise contamination.",
+                UserWarning,
+                stacklevel=2,
+            )
+            self.offset_ = -np.inf
+        else:
+            self.offset_ = float(self.calibration_scores_[rank - 1])
         return self
+
+    def _calibration_split(self, n: int):
+        n_held = int(round(self.calibration * n))
+        if n_held < 1 or n - n_held < 2:
+            raise ValueError(
+                f"calibration={self.calibration} of {n} rows leaves {n_held} rows to "
+                f"calibrate on and {n - n_held} to fit on; at least 1 and 2 are needed."
+            )
+        order = check_random_state(self.random_state).permutation(n)
+        return np.sort(order[n_held:]), np.sort(order[:n_held])
+
+    def _fit_density(self, estimator, X):
+        """Fit a clone; with ``robust``, refit on the rows it finds likely (trimmed likelihood).
+
+        Each round drops the ``contamination`` fraction of training rows with the
+        lowest log-density under the current fit and refits the clone on the rest,
+        until the kept rows stop changing or ``robust`` rounds have run
+        (``True`` means 2).
+        """
+        model = clone(estimator).fit(X)
+        rounds = 2 if self.robust is True else int(self.robust)
+        n_trim = int(np.floor(self.contamination * X.shape[0]))
+        if rounds == 0 or n_trim == 0 or X.shape[0] - n_trim < 2:
+            return model
+        kept = None
+        for _ in range(rounds):
+            scores = np.asarray(model.score_samples(X), dtype=np.float64)
+            self._check_scores(scores, "the training data")
+            keep = np.sort(np.argsort(scores, kind="stable")[n_trim:])
+            if kept is not None and np.array_equal(keep, kept):
+                break
+            kept = keep
+            model = clone(estimator).fit(X[keep])
+        return model
+
+    def _scores(self, X) -> np.ndarray:
+        return np.asarray(self.estimator_.score_samples(X), dtype=np.float64)
 
     def _allow_nan(self) -> bool:
         estimator = self.estimator
@@ -141,6 +222,11 @@ class GenerativeOutlierDetector(
             return bool(estimator.__sklearn_tags__().input_tags.allow_nan)
         except AttributeError:  # pragma: no cover - very old estimators
             return False
+
+    def _validate(self, X):
+        check_is_fitted(self)
+        return validate_data(self, to_numpy_input(X), reset=False, dtype=[np.float64, np.float32],
+                             ensure_all_finite=self._allow_nan() and "allow-nan" or True)
 
     def score_samples(self, X):
         """Log-density of each sample under the fitted model (higher = more normal).
@@ -153,10 +239,75 @@ class GenerativeOutlierDetector(
         -------
         scores : ndarray of shape (n_samples,)
         """
+        return self._scores(self._validate(X))
+
+    def p_values(self, X):
+        """Conformal p-values: how often a normal row scores as low as each row.
+
+        ``p(x) = (1 + #{calibration scores <= s(x)}) / (n_cal + 1)`` with ``s`` the
+        log-density and the calibration scores those of the rows held out at fit
+        (``calibration``). When the held-out rows and a new normal row are
+        exchangeable, ``P(p(x) <= a) <= a`` for every level ``a``, and
+        ``predict`` flags exactly the rows with ``p(x) <= contamination``.
+        Small is suspicious. Needs ``calibration`` (a fraction) at fit.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        p : ndarray of shape (n_samples,)
+            In ``[1 / (n_cal + 1), 1]``.
+        """
         check_is_fitted(self)
-        X = validate_data(self, to_numpy_input(X), reset=False, dtype=[np.float64, np.float32],
-                          ensure_all_finite=self._allow_nan() and "allow-nan" or True)
-        return np.asarray(self.estimator_.score_samples(X), dtype=np.float64)
+        if not hasattr(self, "calibration_scores_"):
+            raise AttributeError(
+                "p_values needs rows held out at fit: set calibration (e.g. "
+                "GenerativeOutlierDetector(calibration=0.2)) and fit again."
+            )
+        scores = self.score_samples(X)
+        below = np.searchsorted(self.calibration_scores_, scores, side="right")
+        return (1.0 + below) / (self.calibration_scores_.size + 1.0)
+
+    @available_if(_can_explain)
+    def explain(self, X):
+        """Per row and column, ``log p(x_j | x_-j)`` under the density model (lower = more surprising).
+
+        The wrapped model's :meth:`~skgenerative.base.GenerativeModel.explain`. When
+        it is a pipeline, the rows go through its transformers first and the values
+        are in the units the density model sees (standardised ones for the default
+        estimator): a column's conditional log-density then does not depend on the
+        unit it was measured in, so columns can be ranked against each other. (In
+        the units of ``X`` each value would shift by ``-log`` of its column's scale.)
+        The transformers must keep the columns (scalers do); ``PCA`` does not.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_conditional : ndarray or DataFrame of shape (n_samples, n_features)
+            A DataFrame with the input's index and column names when ``X`` is one.
+        """
+        frame = X if is_dataframe(X) else None
+        X = self._validate(X)
+        model = self.estimator_
+        if isinstance(model, Pipeline):
+            Xt = model[:-1].transform(X) if len(model.steps) > 1 else X
+            if Xt.shape[1] != X.shape[1]:
+                raise ValueError(
+                    f"explain needs the pipeline's transformers to keep the columns; they turn "
+                    f"{X.shape[1]} columns into {Xt.shape[1]}, which cannot be mapped back."
+                )
+            model, X = _density_step(model), Xt
+        out = np.asarray(model.explain(X), dtype=np.float64)
+        if frame is None:
+            return out
+        import pandas as pd
+
+        return pd.DataFrame(out, index=frame.index, columns=frame.columns)
 
     def predict(self, X):
         """-1 for outliers, +1 for inliers (the same as :meth:`predict_outlier`).
