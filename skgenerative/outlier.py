@@ -71,7 +71,25 @@ class GenerativeOutlierDetector(
         ending in one of them, works.
     contamination : float in (0, 0.5], default=0.1
         Expected fraction of outliers in the training data: ``offset_`` is this
-        quantile of the training log-densities.
+        quantile of the training log-densities. With ``calibration``, the
+        false-alarm rate asked for on new normal rows instead.
+    calibration : float in (0, 1) or None, default=None
+        Fraction of the training rows held out (drawn with ``random_state``) to
+        calibrate the threshold: the model is fitted on the others, and the
+        held-out scores give conformal p-values (:meth:`p_values`) and an
+        ``offset_`` that flags a new normal row with probability at most
+        ``contamination`` (split conformal prediction). ``None`` fits on every row
+        and thresholds at the training quantile, which a model that fits its
+        training rows closely places too high (more false alarms than asked).
+    robust : bool or int, default=False
+        Trimmed-likelihood refits: fit, drop the ``contamination`` fraction of
+        training rows with the lowest log-density, refit on the rest; ``True``
+        means 2 rounds, an integer that many (stops early when the kept rows no
+        longer change). Resists anomalies in the training data at the cost of a
+        refit per round; on ADBench it helps some tables and hurts others (see
+        Notes), so it is off by default.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the calibration split.
 
     Attributes
     ----------
@@ -80,6 +98,8 @@ class GenerativeOutlierDetector(
     offset_ : float
         Training log-densities below it are outliers;
         ``decision_function = score_samples - offset_``.
+    calibration_scores_ : ndarray of shape (n_calibration,)
+        Sorted log-densities of the held-out rows (only with ``calibration``).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when ``X`` has string feature names.
@@ -107,6 +127,13 @@ class GenerativeOutlierDetector(
       likelihood, fit the training contamination and detect worse.
 
     Pass any ``estimator`` to change it.
+
+    ``explain(X)`` gives, per row and column, ``log p(x_j | x_-j)`` under the
+    density model (lower = more surprising), in the standardised units the default
+    model sees, so columns in different units rank fairly. ``calibration`` makes the
+    false-alarm rate on new normal data the one asked for; ``robust`` refits without
+    the least likely rows. Measured on ADBench (``benchmarks/results/adbench.md``)
+    and explained in the user guide, "Anomaly detection".
 
     Examples
     --------
