@@ -201,3 +201,31 @@ def test_detector_explain_needs_a_model_that_explains():
     det = GenerativeOutlierDetector(make_pipeline(PCA(2), GaussianMixtureDensity(1))).fit(X)
     with pytest.raises(ValueError, match="keep the columns"):
         det.explain(X[:3])
+
+
+def test_mixed_table_levels_and_unseen_levels():
+    """Through the column schema: discrete cells get log-probabilities of their levels,
+    an unseen level its Laplace penalty, in the toy model whose every number is known."""
+    from test_schema import IndependentColumns, _table
+
+    df = _table(40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # few distinct values in the count columns
+        model = IndependentColumns().fit(df)
+    new = _table(6, seed=1)
+    new["country"] = new["country"].astype(object)
+    new.loc[2, "country"] = "IT"  # a level not seen in fit
+    new.loc[3, "amount"] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        E = model.explain(new)
+        X, unseen = model.schema_.encode(new, warn=False)
+    import torch
+
+    cells = model._cell_log_prob(torch.as_tensor(X))  # independent columns: conditional = marginal
+    expected = np.where(np.isnan(X), np.nan, cells)
+    j = list(df.columns).index("country")
+    expected[2, j] = model.schema_.unseen_log_probability(j)
+    assert list(E.columns) == list(df.columns)
+    np.testing.assert_allclose(E.to_numpy(), expected, rtol=0, atol=1e-12)
+    assert np.isnan(E.loc[3, "amount"])
