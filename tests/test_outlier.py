@@ -21,6 +21,7 @@ WRAPPED = [
     GenerativeOutlierDetector(),
     GenerativeOutlierDetector(GaussianMixture(2, random_state=0)),
     GenerativeOutlierDetector(KernelDensity(bandwidth=0.5)),
+    GenerativeOutlierDetector(feature_bagging=3, robust=1, random_state=0),
 ] + [GenerativeOutlierDetector(clone(e)) for e in ESTIMATORS if not np.isin(data_for(e), (0, 1)).all()]
 
 
@@ -257,3 +258,34 @@ def test_robust_fit_refits_without_the_least_likely_rows():
     refit = clone(model).fit(X[keep])
     np.testing.assert_allclose(det.score_samples(X), refit.score_samples(X))
     assert det.offset_ == pytest.approx(np.quantile(refit.score_samples(X), 0.1))
+
+
+# ---------------------------------------------------------------- feature bagging
+def test_feature_bagging_averages_standardised_member_scores():
+    X, y = _contaminated(d=6)
+    det = GenerativeOutlierDetector(feature_bagging=4, random_state=0).fit(X)
+    rng = np.random.RandomState(0)
+    total = np.zeros(len(X))
+    for b in range(4):
+        columns = np.sort(rng.choice(6, 3, replace=False))
+        np.testing.assert_array_equal(det.subspaces_[b], columns)
+        member = GenerativeOutlierDetector().fit(X[:, columns])
+        s = member.score_samples(X[:, columns])
+        q1, median, q3 = np.percentile(s, [25, 50, 75])
+        total += (s - median) / (q3 - q1)
+    np.testing.assert_allclose(det.score_samples(X), total / 4)
+    assert det.offset_ == pytest.approx(np.quantile(total / 4, 0.1))
+    assert _auc(det, X, y) > 0.95
+    assert not hasattr(det, "explain")  # an ensemble's score is not one density
+    # a refit without bagging leaves nothing of the ensemble behind
+    det.set_params(feature_bagging=None).fit(X)
+    assert not hasattr(det, "estimators_") and hasattr(det, "explain")
+    np.testing.assert_allclose(det.score_samples(X), GenerativeOutlierDetector().fit(X).score_samples(X))
+
+
+def test_refit_without_calibration_drops_the_calibration_scores():
+    X, _ = _contaminated()
+    det = GenerativeOutlierDetector(calibration=0.3, random_state=0).fit(X)
+    det.set_params(calibration=None).fit(X)
+    with pytest.raises(AttributeError, match="calibration"):
+        det.p_values(X)
