@@ -95,7 +95,8 @@ class GenerativeOutlierDetector(
         (feature bagging, Lazarevic & Kumar 2005) and score by the mean of their
         log-densities, each standardised by its training median and interquartile
         range. Not a log-density, so ``explain`` is not available. On ADBench, 20
-        members with ``robust=1`` average IsolationForest's AUCROC (see Notes).
+        members with ``robust=1`` average 90.6 AUCROC, level with IsolationForest
+        and above the default on every table (user guide, "Anomaly detection").
     random_state : int, RandomState instance or None, default=None
         Seed of the calibration split and of the feature subsets.
 
