@@ -28,6 +28,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._em import EMModel, accumulate, add_statistics
+from ._explain import gaussian_mixture_conditionals
 from ._torch import chunk_rows, generator_from, has_nan, iter_slices, seed_from
 from .base import GenerativeModel
 
@@ -993,6 +994,16 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
 
     def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(self._weighted_log_prob(X), dim=1)
+
+    def _explain(self, X: torch.Tensor) -> torch.Tensor:
+        """Complete numeric rows: the precision-matrix closed form (:mod:`._explain`)."""
+        if has_nan(X) or self.schema_.has_discrete:
+            return super()._explain(X)  # through the marginal of the observed entries
+        Xc, means, _ = self._centred(X)
+        return gaussian_mixture_conditionals(
+            Xc, means, self._tensor("precisions_cholesky_"), self.covariance_type,
+            self._weighted_log_prob(X),
+        )
 
     def _encode(self, X: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self._weighted_log_prob(X), dim=1)

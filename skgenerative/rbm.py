@@ -67,6 +67,7 @@ __all__ = [
     "SoftmaxVisible",
     "VisibleBlocks",
     "softplus",
+    "bernoulli_conditional_log_prob",
     "free_energy",
     "hidden_free_energy",
     "log_partition_exact",
@@ -340,6 +341,27 @@ def free_energy(
     """
     visible = _default_visible(visible, W.shape[1])
     return -visible.log_potential(v, b) - softplus(torch.addmm(c, v, W.T)).sum(1)
+
+
+def bernoulli_conditional_log_prob(
+    v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor
+) -> torch.Tensor:
+    """``log p(v_j | v_-j)`` of every binary unit, shape (n, D), exactly.
+
+    ``log Z`` cancels: ``log p(v_j | v_-j) = -F(v) - logsumexp(-F(v^(j=0)), -F(v^(j=1)))``
+    with ``v^(j=a)`` the row with unit ``j`` set to ``a``; for binary ``v`` the
+    denominator holds ``v`` itself and ``v`` with bit ``j`` flipped. One pass per
+    unit over the whole chunk, ``O(n H)`` each.
+    """
+    pre = torch.addmm(c, v, W.T)  # (n, H)
+    neg_free = v @ b + softplus(pre).sum(1)
+    out = torch.empty_like(v)
+    for j in range(v.shape[1]):
+        off = pre - v[:, j : j + 1] * W[:, j]  # pre-activations with v_j = 0
+        rest = v @ b - v[:, j] * b[j]
+        both = torch.stack([rest + softplus(off).sum(1), rest + b[j] + softplus(off + W[:, j]).sum(1)])
+        out[:, j] = neg_free - torch.logsumexp(both, 0)
+    return out
 
 
 def hidden_free_energy(
@@ -1434,6 +1456,10 @@ class BernoulliRBM(BaseRBM):
 
     def _max_iter(self):
         return renamed_parameter(self, "max_iter", "n_iter")
+
+    def _explain(self, X: torch.Tensor) -> torch.Tensor:
+        W, b, c = self._params()
+        return bernoulli_conditional_log_prob(self._visible_units(X), W, b, c)
 
 
 class _CDState:
