@@ -36,6 +36,7 @@ Writes ``results/defaults.json`` and ``results/defaults.md`` (``defaults_quick.*
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -48,11 +49,12 @@ import torch
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, peak_rss, reset_peak_rss, table, timed, write_results  # noqa: E402
+from _common import RESULTS, machine, peak_rss, reset_peak_rss, table, timed, write_results  # noqa: E402
 
 from skgenerative import BernoulliRBM, FlowVAE, GaussianMixtureDensity, VariationalAutoencoder  # noqa: E402
 
 DEFAULT_THREADS = torch.get_num_threads()
+CASES = ("vae", "rbm", "gmm", "scoring")
 
 
 @contextmanager
@@ -244,6 +246,13 @@ def main(argv=None):
     results = {"machine": machine(), "load average at start": load, "default torch threads": DEFAULT_THREADS,
                "device": args.device, "repeats": repeats}
     cases = {"vae": bench_vae, "rbm": bench_rbm, "gmm": bench_gmm}
+    name = "defaults_quick" if args.quick else "defaults"
+    saved = RESULTS / f"{name}.json"
+    if saved.exists():  # a run of some cases keeps the others' saved results
+        previous = json.loads(saved.read_text())
+        results = {**{c: previous[c] for c in CASES if c in previous}, **results}
+        results["runs"] = previous.get("runs", {})
+    results.setdefault("runs", {})
     for case in args.only:
         rows = []
         for setting in args.threads:
@@ -257,30 +266,37 @@ def main(argv=None):
                 print("   ", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
                              if k != "runs s"}, flush=True)
         results[case] = rows
-    results["seconds"] = time.perf_counter() - started
-    results["load average at end"] = os.getloadavg()
+        results["runs"][case] = {"load average at start": load, "load average at end": os.getloadavg(),
+                                 "repeats": repeats, "seconds": time.perf_counter() - started}
+        write_results(name, results, markdown(results, args))  # after every case: nothing is lost
+    print(markdown(results, args))
 
-    def section(title, rows):
+
+TITLES = {
+    "vae": "1. VAE fit at the issue's settings vs PyOD's VAE (MNIST 4000 x 784 dequantised, 5 epochs, batch 64)",
+    "rbm": "2. BernoulliRBM fit (256 hidden, 10 epochs, lr 0.05) vs scikit-learn's (binarised MNIST 5000)",
+    "gmm": "3. GaussianMixtureDensity vs GaussianMixture, same start (50000 x 16, 8 full, 50 iterations)",
+    "scoring": "4. Scoring throughput, 20-column table",
+}
+
+
+def markdown(results, args) -> str:
+    def section(case):
+        rows = results[case]
         columns = [c for c in rows[0] if c != "runs s"]
-        return f"## {title}\n\n{table(rows, columns)}\n"
+        run = results["runs"].get(case, {})
+        load = run.get("load average at start", ["?"])[0], run.get("load average at end", ["?"])[0]
+        return (f"## {TITLES[case]}\n\nMedian of {run.get('repeats', '?')} interleaved runs; load average "
+                f"{load[0]} at start, {load[1]} at end.\n\n{table(rows, columns)}\n")
 
-    titles = {
-        "vae": "1. VAE fit at the issue's settings vs PyOD's VAE (MNIST 4000 x 784, 5 epochs, batch 64)",
-        "rbm": "2. BernoulliRBM fit (256 hidden, 10 epochs, lr 0.05) vs scikit-learn's (binarised MNIST 5000)",
-        "gmm": "3. GaussianMixtureDensity vs GaussianMixture, same start (50000 x 16, 8 full, 50 iterations)",
-        "scoring": f"4. Scoring throughput, {args.score_rows} x 20 rows",
-    }
-    markdown = (
+    return (
         "# At the defaults: fit and scoring against the peers\n\n"
-        f"Machine: {results['machine']}; device {args.device}; default torch threads {DEFAULT_THREADS}; "
-        f"load average {load[0]:.2f} at start, {results['load average at end'][0]:.2f} at end "
-        "(other work ran on this 2-core machine: ratios interleave both sides, absolute times are noisy). "
-        f"Median of {repeats} interleaved runs; `threads` = `default` (libraries' own, ours adapted "
-        "to the load) or `1` (both sides limited to one thread).\n\n"
-        + "\n".join(section(titles[c], results[c]) for c in args.only)
+        f"Machine: {results['machine']}; device {results['device']}; default torch threads "
+        f"{results['default torch threads']}. Other work ran on this 2-core machine: ratios interleave "
+        "both sides, absolute times are noisy. `threads` = `default` (libraries' own threading, ours "
+        "adapted to the load) or `1` (both sides limited to one thread).\n\n"
+        + "\n".join(section(c) for c in CASES if c in results)
     )
-    write_results("defaults_quick" if args.quick else "defaults", results, markdown)
-    print(markdown)
 
 
 if __name__ == "__main__":
