@@ -3,7 +3,12 @@
 :class:`GenerativeModel` owns the scikit-learn side: parameter and data validation,
 conversion of numpy / pandas / list / torch input, device and dtype, evaluation in
 bounded chunks, the outlier threshold, sampling, feature names, pickling across
-devices and tags. A model file supplies only its mathematics through a few hooks
+devices and tags. Its parts are mixins in this module, each one idea:
+:class:`TorchBackendMixin` (device, dtypes, tensors, chunked evaluation),
+:class:`TableColumnsMixin` (the column schema: tables in and back),
+:class:`ImputationMixin` (impute, impute_proba, explain) and
+:class:`OutlierThresholdMixin` (offset_, decision_function, predict_outlier, shared
+with :class:`~skgenerative.GenerativeOutlierDetector`). A model file supplies only its mathematics through a few hooks
 (template method):
 
 ``_fit(X)``
@@ -62,7 +67,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._progress import Progress
-from ._schema import COLUMN_TYPES, NUMERIC_TYPES, TableSchema, is_dataframe, point_levels
+from ._schema import NUMERIC_TYPES, TableSchema, is_dataframe, point_levels
 from ._torch import (
     adaptive_threads,
     chunk_rows,
@@ -307,7 +312,463 @@ class OutlierThresholdMixin:
         return np.where(self.decision_function(X) < 0, -1, 1)
 
 
+class TableColumnsMixin:
+    """The column schema side of the contract: tables in, tables back.
+
+    Fitted on a DataFrame, an estimator records ``schema_`` (:class:`._schema.TableSchema`:
+    a type per column, the levels of each discrete one), encodes every table it is
+    given to numbers (discrete columns as level codes, unseen levels as missing with
+    the schema's smoothed penalty), refuses column types the model does not represent
+    (naming the columns and the estimators that do), and returns rows as a DataFrame
+    with the user's names, order and dtypes. Mixed into :class:`GenerativeModel`.
+    """
+
+    def _validate_table(self, X, *, reset: bool):
+        """``(X, unseen)``: the validated float matrix and the cells with unseen levels.
+
+        A DataFrame with a non-numeric column (or any DataFrame when ``column_types``
+        is given) goes through the column schema (:mod:`._schema`); so does any
+        input to a model fitted with discrete columns. Numeric arrays and frames take
+        scikit-learn's ``validate_data`` as they always did.
+        """
+        X = to_numpy_input(X)
+        column_types = getattr(self, "column_types", None)
+        if reset:
+            tabular = is_dataframe(X) and (
+                column_types is not None or not _all_numeric(X)
+            )
+        else:
+            tabular = self.schema_.has_discrete or (
+                self.schema_.from_frame and is_dataframe(X) and not _all_numeric(X)
+            )
+        unseen = None
+        if tabular:
+            X, unseen = self._encode_table(X, reset)
+        else:
+            frame = X if is_dataframe(X) else None
+            X = validate_data(
+                self,
+                X,
+                reset=reset,
+                dtype=[np.float64, np.float32],
+                ensure_all_finite="allow-nan" if self._supports_missing else True,
+            )
+            if reset:
+                self.schema_ = (
+                    TableSchema.infer(frame) if frame is not None
+                    else TableSchema.numeric(X.shape[1], X.shape[0])
+                )
+        if reset:
+            self._check_column_types()
+            if self._supports_missing:
+                self._check_no_empty_column(X)
+            if self._continuous_likelihood():
+                warn_if_discrete(X, self.schema_, type(self).__name__)
+        if self._squares_input:
+            dtype = self._resolved_dtypes()[0] if reset else getattr(self, "_fit_dtype", "float64")
+            numeric = self.schema_.numeric_columns if self.schema_.has_discrete else slice(None)
+            check_magnitude(X[:, numeric], dtype, _names_at(self, numeric))
+        self._check_values(X)
+        return X, unseen
+
+    def _encode_table(self, X, reset: bool):
+        """A table (DataFrame, or rows of levels) encoded by the column schema."""
+        if is_dataframe(X):
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            if reset:
+                self.schema_ = TableSchema.infer(X, getattr(self, "column_types", None))
+            encoded, unseen = self.schema_.encode(X, warn=not reset)
+        else:
+            X = np.asarray(X, dtype=object)
+            if X.ndim != 2:
+                raise ValueError(f"Expected a 2D table, got an array of shape {X.shape}.")
+            validate_data(self, X, reset=False, skip_check_array=True)
+            encoded, unseen = self.schema_.encode_values(X)
+        # scikit-learn's own messages for empty input and infinite numbers
+        encoded = check_array(encoded, ensure_all_finite="allow-nan", estimator=self)
+        if not self._supports_missing:
+            # a level not seen in fit is encoded as NaN too, but it is not a missing
+            # cell: the model must marginalise it (the unseen-level policy)
+            missing = np.isnan(encoded) if unseen is None else np.isnan(encoded) & ~unseen
+            columns = np.flatnonzero(missing.any(axis=0))
+            if columns.size:
+                names = ", ".join(repr(self.schema_.names[j]) for j in columns[:5])
+                raise ValueError(
+                    f"Input X contains NaN (missing cells) in column(s) {names}; "
+                    f"{type(self).__name__} does not accept missing values. Impute them "
+                    "first (e.g. skgenerative.GenerativeImputer) or use a model that "
+                    "accepts them."
+                )
+        return encoded, unseen
+
+    def _check_column_types(self) -> None:
+        """A column type the model does not model: an error naming the columns."""
+        schema = self.schema_
+        bad = [(n, t) for n, t in zip(schema.names, schema.types)
+               if t not in self._supported_column_types]
+        if not bad:
+            return
+        others = sorted(
+            cls.__name__ for cls in _subclasses(GenerativeModel)
+            if not cls.__name__.startswith("_") and cls.__module__.startswith("skgenerative")
+            and all(t in cls._supported_column_types for _, t in bad)
+        )
+        listed = ", ".join(f"{n!r} ({t})" for n, t in bad[:8]) + (" ..." if len(bad) > 8 else "")
+        raise ValueError(
+            f"{type(self).__name__} models {', '.join(sorted(self._supported_column_types))} "
+            f"columns only; X has column(s) {listed}. "
+            + (f"Estimators that model them: {', '.join(others)}. " if others else "")
+            + "Or encode or drop those columns first."
+        )
+
+    def _rows(self, X: np.ndarray):
+        """Rows the model produced (numbers and level codes), as the user's table.
+
+        A model fitted on a DataFrame gets a DataFrame back with its column names,
+        order and dtypes; one fitted on an array gets the array.
+        """
+        if not self.schema_.from_frame:
+            return X
+        return self.schema_.to_frame(X)
+
+    def _filled_frame(self, imputed: np.ndarray, frame):
+        """Imputed rows as the user's table; a given frame keeps its observed cells."""
+        filled = self.schema_.to_frame(imputed, index=None if frame is None else frame.index)
+        return filled if frame is None else self.schema_.fill_frame(frame, filled)
+
+
+class ImputationMixin:
+    """What the marginal of the observed entries gives: imputation and explanations.
+
+    ``impute`` (conditional means, most probable levels, or draws), ``impute_proba``
+    (conditional level probabilities) and ``explain`` (``log p(x_j | x_-j)`` per
+    cell) all come from the model's hooks for rows with missing entries
+    (``_observed_log_prob``, ``_point_imputation``, ``_level_probabilities``).
+    Mixed into :class:`GenerativeModel`.
+    """
+
+    def _impute_row_bytes(self, n_features: int, n_draws: int | None) -> int:
+        """Temporary bytes one incomplete row needs in ``_impute``."""
+        return self._row_bytes(n_features) * (n_draws or 1)
+
+    @available_if(_has_explain)
+    def explain(self, X):
+        """How surprising each cell is given the rest of its row: ``log p(x_j | x_-j)``.
+
+        For row ``i`` and column ``j``::
+
+            log p(x_ij | x_i,-j) = log p(x_i) - log p(x_i,-j)
+
+        where ``log p(x_i,-j)`` is the log-density of the row with column ``j``
+        marginalised out: the same marginal that scores rows with missing values
+        (see :meth:`score_samples`), so the value is exact wherever the scores are
+        (mixtures, PPCA; the RBM uses its closed form through free energies) and an
+        estimate where they are (the difference of two importance-weighted bounds
+        for the variational autoencoders, deterministic per row like the scores).
+        Lower means more surprising; the column with the lowest value is the one
+        that explains a low score best. Numbers are in nats, in the units of ``X``
+        (a density for numeric cells, a log-probability for discrete ones), so
+        comparing numeric columns in different units compares their units too:
+        standardise first (``GenerativeOutlierDetector`` does) to rank them.
+        See the user guide, "Outlier detection", for the maths.
+
+        Parameters
+        ----------
+        X : array-like, DataFrame or torch.Tensor of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_conditional : ndarray or DataFrame of shape (n_samples, n_features)
+            A DataFrame with the input's index and column names when ``X`` is one.
+            A missing cell has nothing to explain: NaN. A level unseen in fit gets
+            its log-probability ``log 1 / (n + K + 1)``.
+        """
+        check_is_fitted(self)
+        frame = X if is_dataframe(X) else None
+        X, unseen = self._validate_table(X, reset=False)
+        missing = np.isnan(X)
+        n_features = X.shape[1]
+        out = self._evaluate(
+            self._explain, X, row_bytes=self._row_bytes(n_features) + 2 * 8 * n_features
+        )
+        if unseen is not None:
+            log_p = self.schema_.unseen_penalty(np.eye(n_features, dtype=bool), n_features)
+            out = np.where(unseen, log_p[None, :], out)
+            missing &= ~unseen
+        out[missing] = np.nan
+        self._check_scores(out[~missing], "this input")
+        if frame is None:
+            return out
+        import pandas as pd
+
+        return pd.DataFrame(out, index=frame.index, columns=frame.columns)
+
+    def _explain(self, X: torch.Tensor) -> torch.Tensor:
+        """``log p(x) - log p(x with column j missing)`` for each ``j``: (n, D)."""
+        full = self._observed_log_prob(X)
+        masked = X.clone()
+        out = torch.empty(X.shape, dtype=full.dtype, device=full.device)
+        for j in range(X.shape[1]):
+            masked[:, j] = float("nan")
+            out[:, j] = full - self._observed_log_prob(masked)
+            masked[:, j] = X[:, j]
+        return out
+
+    def _has_missing_support(self) -> bool:
+        return self._supports_missing
+
+    @available_if(_has_missing_support)
+    def impute(self, X, n_draws=None, random_state=None):
+        """Fill the missing entries of ``X`` from the model's conditional distribution.
+
+        Parameters
+        ----------
+        X : array-like, DataFrame or torch.Tensor of shape (n_samples, n_features)
+            Data with missing cells (NaN, or ``None`` / ``pd.NA`` in a DataFrame).
+            Observed entries are returned unchanged, bit for bit.
+        n_draws : int or None, default=None
+            ``None``: a point imputation: the conditional expectation
+            ``E[x_missing | x_observed]`` of numeric cells, and the most probable
+            level (categorical, binary) or the median level (ordinal) of discrete
+            ones. An integer: that many draws from ``p(x_missing | x_observed)``
+            (multiple imputation).
+        random_state : int, RandomState instance or None, default=None
+            Seed of the draws (and of any Monte Carlo estimate the model needs,
+            unless the model keys its noise on the rows, as the variational
+            autoencoders do for the conditional mean: see the model's Notes).
+
+        Returns
+        -------
+        X_imputed : ndarray of shape (n_samples, n_features), or
+            (n_draws, n_samples, n_features) when ``n_draws`` is given. A model
+            fitted on a DataFrame returns a DataFrame with the input's columns and
+            dtypes (a list of ``n_draws`` of them when ``n_draws`` is given).
+        """
+        check_is_fitted(self)
+        frame = X if is_dataframe(X) else None
+        X, unseen = self._validate_table(X, reset=False)
+        if n_draws is not None and (
+            not isinstance(n_draws, Integral) or isinstance(n_draws, bool) or n_draws < 1
+        ):
+            raise ValueError(f"n_draws must be None or a positive integer, got n_draws={n_draws!r}.")
+        missing = np.isnan(X)
+        if unseen is not None:  # observed, with a level the model cannot represent
+            missing &= ~unseen
+        out = X.copy() if n_draws is None else np.repeat(X[None], n_draws, axis=0)
+        rows = np.flatnonzero(missing.any(axis=1))
+        if rows.size:
+            generator = generator_from(seed_from(random_state), self._device)
+            row_bytes = self._impute_row_bytes(X.shape[1], n_draws)
+            if n_draws is None:
+                filled = self._evaluate(self._point_imputation, X[rows], row_bytes=row_bytes)
+                out[rows] = np.where(missing[rows], filled, X[rows])
+            else:
+                filled = self._evaluate(
+                    lambda x: self._impute(x, n_draws, generator), X[rows], row_bytes=row_bytes
+                )
+                filled = np.moveaxis(filled, 1, 0)  # (n_draws, rows, D)
+                out[:, rows] = np.where(missing[rows][None], filled, X[rows][None])
+        if not self.schema_.from_frame:
+            return out
+        if n_draws is None:
+            return self._filled_frame(out, frame)
+        return [self._filled_frame(draw, frame) for draw in out]
+
+    def _point_imputation(self, X: torch.Tensor) -> torch.Tensor:
+        """Conditional means of numeric cells; mode or median level of discrete ones."""
+        filled = self._impute(X, None, None)
+        discrete = self.schema_.discrete
+        if not discrete:
+            return filled
+        filled = filled.clone()
+        for j, probabilities in zip(discrete, self._level_probabilities(X, discrete)):
+            codes = point_levels(probabilities.detach().cpu().numpy(), self.schema_.types[j])
+            filled[:, j] = torch.as_tensor(codes, dtype=filled.dtype, device=filled.device)
+        return filled
+
+    def _has_level_support(self) -> bool:
+        return self._supports_missing and any(
+            t in self._supported_column_types for t in ("binary", "categorical", "ordinal")
+        )
+
+    @available_if(_has_level_support)
+    def impute_proba(self, X):
+        """Conditional probabilities of every level of each discrete column.
+
+        For row ``i`` and discrete column ``j``: ``p(x_ij = level | the other
+        observed entries of row i)``, whether ``x_ij`` itself is observed or not
+        (for a missing cell, the distribution :meth:`impute` takes its level from;
+        for an observed one, how expected its level was given the rest of the row).
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        probabilities : dict
+            Column name -> DataFrame of shape (n_samples, n_levels) whose columns
+            are the column's levels; rows sum to one.
+        """
+        import pandas as pd
+
+        check_is_fitted(self)
+        index = X.index if is_dataframe(X) else None
+        X, _ = self._validate_table(X, reset=False)
+        out = {}
+        for j in self.schema_.discrete:
+            without = X.copy()
+            without[:, j] = np.nan
+            probabilities = self._evaluate(lambda x: self._level_probabilities(x, [j])[0], without)
+            name = self.schema_.names[j]
+            out[name] = pd.DataFrame(
+                probabilities, columns=pd.Index(self.schema_.levels[name]), index=index
+            )
+        return out
+
+    def _level_probabilities(self, X: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
+        """Hook: ``p(x_j = k | x_observed)`` (n, K_j) for each discrete column ``j`` listed."""
+        raise NotImplementedError  # abstract hook of models with discrete columns
+
+
+class TorchBackendMixin:
+    """The torch side of the contract: device, dtypes, tensors, chunked evaluation.
+
+    Resolves ``device`` and ``dtype`` (training and evaluation dtypes of
+    ``dtype="auto"``), converts validated arrays to tensors, moves modules, caches
+    fitted numpy attributes as tensors (``_tensor``) and evaluates functions of rows
+    in memory-bounded chunks with the thread count following the load. Mixed into
+    :class:`GenerativeModel`.
+    """
+
+    # ------------------------------------------------------------- plumbing
+    @property
+    def _device(self) -> torch.device:
+        """Where evaluation runs: the ``device`` parameter, resolved now.
+
+        A model fitted on a GPU and unpickled on a machine without one falls back to
+        the CPU with a warning rather than failing.
+        """
+        return resolve_device(self.device, fallback=True)
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        """The compute dtype now: the training dtype inside ``fit``, else the evaluation one.
+
+        ``dtype="auto"`` trains iterative models in float32 (``_auto_training_dtype``)
+        and evaluates in float64; ``"float32"`` and ``"float64"`` use one dtype for
+        both (see the class docstring).
+        """
+        if getattr(self, "_in_training", False):
+            return resolve_dtype(self._train_dtype)
+        return resolve_dtype(self._fit_dtype)
+
+    @property
+    def _itemsize(self) -> int:
+        """Bytes per number in the compute dtype now (for memory budgets)."""
+        if not hasattr(self, "_fit_dtype"):
+            return np.dtype(self._resolved_dtypes()[0]).itemsize
+        return _NUMPY_DTYPES[self._dtype].itemsize
+
+    def _resolved_dtypes(self) -> tuple[str, str]:
+        """``(training, evaluation)`` dtype names for the ``dtype`` parameter."""
+        if self.dtype == "auto":
+            return self._auto_training_dtype, "float64"
+        return self.dtype, self.dtype
+
+    def _to_tensor(self, X: np.ndarray, device=None, dtype=None) -> torch.Tensor:
+        """``X`` as a tensor on the device in the compute dtype (or ``dtype``).
+
+        On the CPU, a writeable C-contiguous array of the compute dtype is shared,
+        not copied (hooks never modify their input in place). Otherwise it is
+        copied: torch cannot alias read-only memory, and ``ascontiguousarray``
+        removes negative strides (``X[::-1]``), which torch rejects.
+        """
+        device = device or self._device
+        dtype = dtype or self._dtype
+        if (
+            device.type == "cpu"
+            and X.dtype == _NUMPY_DTYPES[dtype]
+            and X.flags.writeable
+            and X.flags.c_contiguous
+        ):
+            return torch.from_numpy(X)
+        return torch.tensor(np.ascontiguousarray(X), dtype=dtype, device=device)
+
+    def _input_tensor(self, X: np.ndarray) -> torch.Tensor:
+        """Training data as a tensor in its own float dtype (shared, not copied, on the CPU).
+
+        ``_fit`` computes the data's statistics (centre, scale) from the values as
+        given and casts to the training dtype ``self._dtype`` after centring, so
+        float32 training never rounds raw values far from the origin.
+        """
+        dtype = torch.float32 if X.dtype == np.float32 else torch.float64
+        return self._to_tensor(X, dtype=dtype)
+
+    def _move_modules(self, device: torch.device) -> None:
+        """Put every fitted ``nn.Module`` on ``device`` in the compute dtype now.
+
+        In place (no new attributes). A module trained in float32 under
+        ``dtype="auto"`` is evaluated in float64 and cast back when training resumes
+        (``partial_fit``, ``warm_start``): float32 -> float64 -> float32 is exact.
+        """
+        dtype = self._dtype
+        for value in vars(self).values():
+            if isinstance(value, torch.nn.Module):
+                value.to(device=device, dtype=dtype)
+
+    def _evaluate(
+        self, fn, X: np.ndarray, n_features: int | None = None, row_bytes: int | None = None
+    ) -> np.ndarray:
+        """Apply ``fn`` (tensor -> tensor) to ``X`` chunk by chunk; numpy out.
+
+        At most one chunk of rows, sized from ``working_memory``, is on the device at
+        a time, so memory stays bounded however many rows are evaluated.
+        """
+        device = self._device
+        self._move_modules(device)
+        n = X.shape[0]
+        row_bytes = row_bytes or self._row_bytes(n_features or X.shape[1])
+        size = chunk_rows(row_bytes, n, device)
+        out = None
+        n_chunks = -(-n // size)
+        # a bar (never a line per chunk) for inputs long enough to wait for
+        progress = Progress(type(self).__name__, "chunk", n_chunks,
+                            min(int(self.verbose or 0), 1) if n_chunks >= 50 else 0)
+        with torch.inference_mode(), adaptive_threads(), progress:
+            for rows in iter_slices(n, size):
+                result = fn(self._to_tensor(X[rows], device)).detach().to("cpu").numpy()
+                if out is None:
+                    out = np.empty((n,) + result.shape[1:], dtype=result.dtype)
+                out[rows] = result
+                progress.update(rows=rows.stop)
+            progress.close(f"{n} rows evaluated")
+        return out
+
+    def _log(self, message: str, level: int = 1) -> None:
+        if self.verbose >= level:
+            print(f"[{type(self).__name__}] {message}", flush=True)
+
+    def _tensor(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Fitted numpy attribute ``name`` as a tensor on the evaluation device.
+
+        In the compute dtype now, or ``dtype``. Cached per (name, device, dtype) in a
+        dict created at fit, so evaluation does not add attributes to the estimator.
+        """
+        device, dtype = self._device, dtype or self._dtype
+        key = (name, str(device), dtype)
+        cache = self._cache
+        if key not in cache:
+            cache[key] = torch.as_tensor(
+                np.asarray(getattr(self, name)), dtype=dtype, device=device
+            )
+        return cache[key]
+
+
 class GenerativeModel(
+    ImputationMixin,
+    TorchBackendMixin,
+    TableColumnsMixin,
     OutlierThresholdMixin,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
@@ -420,222 +881,12 @@ class GenerativeModel(
         """Temporary bytes one row needs during evaluation (sets the chunk size)."""
         return 8 * 16 * (n_features + self._n_latent() + 1)
 
-    def _impute_row_bytes(self, n_features: int, n_draws: int | None) -> int:
-        """Temporary bytes one incomplete row needs in ``_impute``."""
-        return self._row_bytes(n_features) * (n_draws or 1)
-
-    # ------------------------------------------------------------- plumbing
-    @property
-    def _device(self) -> torch.device:
-        """Where evaluation runs: the ``device`` parameter, resolved now.
-
-        A model fitted on a GPU and unpickled on a machine without one falls back to
-        the CPU with a warning rather than failing.
-        """
-        return resolve_device(self.device, fallback=True)
-
-    @property
-    def _dtype(self) -> torch.dtype:
-        """The compute dtype now: the training dtype inside ``fit``, else the evaluation one.
-
-        ``dtype="auto"`` trains iterative models in float32 (``_auto_training_dtype``)
-        and evaluates in float64; ``"float32"`` and ``"float64"`` use one dtype for
-        both (see the class docstring).
-        """
-        if getattr(self, "_in_training", False):
-            return resolve_dtype(self._train_dtype)
-        return resolve_dtype(self._fit_dtype)
-
-    @property
-    def _itemsize(self) -> int:
-        """Bytes per number in the compute dtype now (for memory budgets)."""
-        if not hasattr(self, "_fit_dtype"):
-            return np.dtype(self._resolved_dtypes()[0]).itemsize
-        return _NUMPY_DTYPES[self._dtype].itemsize
-
-    def _resolved_dtypes(self) -> tuple[str, str]:
-        """``(training, evaluation)`` dtype names for the ``dtype`` parameter."""
-        if self.dtype == "auto":
-            return self._auto_training_dtype, "float64"
-        return self.dtype, self.dtype
-
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         """Validated input as one float matrix (level codes for discrete columns)."""
         return self._validate_table(X, reset=reset)[0]
 
-    def _validate_table(self, X, *, reset: bool):
-        """``(X, unseen)``: the validated float matrix and the cells with unseen levels.
-
-        A DataFrame with a non-numeric column (or any DataFrame when ``column_types``
-        is given) goes through the column schema (:mod:`._schema`); so does any
-        input to a model fitted with discrete columns. Numeric arrays and frames take
-        scikit-learn's ``validate_data`` as they always did.
-        """
-        X = to_numpy_input(X)
-        column_types = getattr(self, "column_types", None)
-        if reset:
-            tabular = is_dataframe(X) and (
-                column_types is not None or not _all_numeric(X)
-            )
-        else:
-            tabular = self.schema_.has_discrete or (
-                self.schema_.from_frame and is_dataframe(X) and not _all_numeric(X)
-            )
-        unseen = None
-        if tabular:
-            X, unseen = self._encode_table(X, reset)
-        else:
-            frame = X if is_dataframe(X) else None
-            X = validate_data(
-                self,
-                X,
-                reset=reset,
-                dtype=[np.float64, np.float32],
-                ensure_all_finite="allow-nan" if self._supports_missing else True,
-            )
-            if reset:
-                self.schema_ = (
-                    TableSchema.infer(frame) if frame is not None
-                    else TableSchema.numeric(X.shape[1], X.shape[0])
-                )
-        if reset:
-            self._check_column_types()
-            if self._supports_missing:
-                self._check_no_empty_column(X)
-            if self._continuous_likelihood():
-                warn_if_discrete(X, self.schema_, type(self).__name__)
-        if self._squares_input:
-            dtype = self._resolved_dtypes()[0] if reset else getattr(self, "_fit_dtype", "float64")
-            numeric = self.schema_.numeric_columns if self.schema_.has_discrete else slice(None)
-            check_magnitude(X[:, numeric], dtype, _names_at(self, numeric))
-        self._check_values(X)
-        return X, unseen
-
-    def _encode_table(self, X, reset: bool):
-        """A table (DataFrame, or rows of levels) encoded by the column schema."""
-        if is_dataframe(X):
-            validate_data(self, X, reset=reset, skip_check_array=True)
-            if reset:
-                self.schema_ = TableSchema.infer(X, getattr(self, "column_types", None))
-            encoded, unseen = self.schema_.encode(X, warn=not reset)
-        else:
-            X = np.asarray(X, dtype=object)
-            if X.ndim != 2:
-                raise ValueError(f"Expected a 2D table, got an array of shape {X.shape}.")
-            validate_data(self, X, reset=False, skip_check_array=True)
-            encoded, unseen = self.schema_.encode_values(X)
-        # scikit-learn's own messages for empty input and infinite numbers
-        encoded = check_array(encoded, ensure_all_finite="allow-nan", estimator=self)
-        if not self._supports_missing:
-            # a level not seen in fit is encoded as NaN too, but it is not a missing
-            # cell: the model must marginalise it (the unseen-level policy)
-            missing = np.isnan(encoded) if unseen is None else np.isnan(encoded) & ~unseen
-            columns = np.flatnonzero(missing.any(axis=0))
-            if columns.size:
-                names = ", ".join(repr(self.schema_.names[j]) for j in columns[:5])
-                raise ValueError(
-                    f"Input X contains NaN (missing cells) in column(s) {names}; "
-                    f"{type(self).__name__} does not accept missing values. Impute them "
-                    "first (e.g. skgenerative.GenerativeImputer) or use a model that "
-                    "accepts them."
-                )
-        return encoded, unseen
-
-    def _check_column_types(self) -> None:
-        """A column type the model does not model: an error naming the columns."""
-        schema = self.schema_
-        bad = [(n, t) for n, t in zip(schema.names, schema.types)
-               if t not in self._supported_column_types]
-        if not bad:
-            return
-        others = sorted(
-            cls.__name__ for cls in _subclasses(GenerativeModel)
-            if not cls.__name__.startswith("_") and cls.__module__.startswith("skgenerative")
-            and all(t in cls._supported_column_types for _, t in bad)
-        )
-        listed = ", ".join(f"{n!r} ({t})" for n, t in bad[:8]) + (" ..." if len(bad) > 8 else "")
-        raise ValueError(
-            f"{type(self).__name__} models {', '.join(sorted(self._supported_column_types))} "
-            f"columns only; X has column(s) {listed}. "
-            + (f"Estimators that model them: {', '.join(others)}. " if others else "")
-            + "Or encode or drop those columns first."
-        )
-
     def _check_no_empty_column(self, X: np.ndarray) -> None:
         check_no_empty_column(X, getattr(self, "feature_names_in_", None))
-
-    def _to_tensor(self, X: np.ndarray, device=None, dtype=None) -> torch.Tensor:
-        """``X`` as a tensor on the device in the compute dtype (or ``dtype``).
-
-        On the CPU, a writeable C-contiguous array of the compute dtype is shared,
-        not copied (hooks never modify their input in place). Otherwise it is
-        copied: torch cannot alias read-only memory, and ``ascontiguousarray``
-        removes negative strides (``X[::-1]``), which torch rejects.
-        """
-        device = device or self._device
-        dtype = dtype or self._dtype
-        if (
-            device.type == "cpu"
-            and X.dtype == _NUMPY_DTYPES[dtype]
-            and X.flags.writeable
-            and X.flags.c_contiguous
-        ):
-            return torch.from_numpy(X)
-        return torch.tensor(np.ascontiguousarray(X), dtype=dtype, device=device)
-
-    def _input_tensor(self, X: np.ndarray) -> torch.Tensor:
-        """Training data as a tensor in its own float dtype (shared, not copied, on the CPU).
-
-        ``_fit`` computes the data's statistics (centre, scale) from the values as
-        given and casts to the training dtype ``self._dtype`` after centring, so
-        float32 training never rounds raw values far from the origin.
-        """
-        dtype = torch.float32 if X.dtype == np.float32 else torch.float64
-        return self._to_tensor(X, dtype=dtype)
-
-    def _move_modules(self, device: torch.device) -> None:
-        """Put every fitted ``nn.Module`` on ``device`` in the compute dtype now.
-
-        In place (no new attributes). A module trained in float32 under
-        ``dtype="auto"`` is evaluated in float64 and cast back when training resumes
-        (``partial_fit``, ``warm_start``): float32 -> float64 -> float32 is exact.
-        """
-        dtype = self._dtype
-        for value in vars(self).values():
-            if isinstance(value, torch.nn.Module):
-                value.to(device=device, dtype=dtype)
-
-    def _evaluate(
-        self, fn, X: np.ndarray, n_features: int | None = None, row_bytes: int | None = None
-    ) -> np.ndarray:
-        """Apply ``fn`` (tensor -> tensor) to ``X`` chunk by chunk; numpy out.
-
-        At most one chunk of rows, sized from ``working_memory``, is on the device at
-        a time, so memory stays bounded however many rows are evaluated.
-        """
-        device = self._device
-        self._move_modules(device)
-        n = X.shape[0]
-        row_bytes = row_bytes or self._row_bytes(n_features or X.shape[1])
-        size = chunk_rows(row_bytes, n, device)
-        out = None
-        n_chunks = -(-n // size)
-        # a bar (never a line per chunk) for inputs long enough to wait for
-        progress = Progress(type(self).__name__, "chunk", n_chunks,
-                            min(int(self.verbose or 0), 1) if n_chunks >= 50 else 0)
-        with torch.inference_mode(), adaptive_threads(), progress:
-            for rows in iter_slices(n, size):
-                result = fn(self._to_tensor(X[rows], device)).detach().to("cpu").numpy()
-                if out is None:
-                    out = np.empty((n,) + result.shape[1:], dtype=result.dtype)
-                out[rows] = result
-                progress.update(rows=rows.stop)
-            progress.close(f"{n} rows evaluated")
-        return out
-
-    def _log(self, message: str, level: int = 1) -> None:
-        if self.verbose >= level:
-            print(f"[{type(self).__name__}] {message}", flush=True)
 
     # ------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -807,69 +1058,6 @@ class GenerativeModel(
             scores = torch.where(empty, torch.zeros_like(scores), scores)
         return scores
 
-    @available_if(_has_explain)
-    def explain(self, X):
-        """How surprising each cell is given the rest of its row: ``log p(x_j | x_-j)``.
-
-        For row ``i`` and column ``j``::
-
-            log p(x_ij | x_i,-j) = log p(x_i) - log p(x_i,-j)
-
-        where ``log p(x_i,-j)`` is the log-density of the row with column ``j``
-        marginalised out: the same marginal that scores rows with missing values
-        (see :meth:`score_samples`), so the value is exact wherever the scores are
-        (mixtures, PPCA; the RBM uses its closed form through free energies) and an
-        estimate where they are (the difference of two importance-weighted bounds
-        for the variational autoencoders, deterministic per row like the scores).
-        Lower means more surprising; the column with the lowest value is the one
-        that explains a low score best. Numbers are in nats, in the units of ``X``
-        (a density for numeric cells, a log-probability for discrete ones), so
-        comparing numeric columns in different units compares their units too:
-        standardise first (``GenerativeOutlierDetector`` does) to rank them.
-        See the user guide, "Outlier detection", for the maths.
-
-        Parameters
-        ----------
-        X : array-like, DataFrame or torch.Tensor of shape (n_samples, n_features)
-
-        Returns
-        -------
-        log_conditional : ndarray or DataFrame of shape (n_samples, n_features)
-            A DataFrame with the input's index and column names when ``X`` is one.
-            A missing cell has nothing to explain: NaN. A level unseen in fit gets
-            its log-probability ``log 1 / (n + K + 1)``.
-        """
-        check_is_fitted(self)
-        frame = X if is_dataframe(X) else None
-        X, unseen = self._validate_table(X, reset=False)
-        missing = np.isnan(X)
-        n_features = X.shape[1]
-        out = self._evaluate(
-            self._explain, X, row_bytes=self._row_bytes(n_features) + 2 * 8 * n_features
-        )
-        if unseen is not None:
-            log_p = self.schema_.unseen_penalty(np.eye(n_features, dtype=bool), n_features)
-            out = np.where(unseen, log_p[None, :], out)
-            missing &= ~unseen
-        out[missing] = np.nan
-        self._check_scores(out[~missing], "this input")
-        if frame is None:
-            return out
-        import pandas as pd
-
-        return pd.DataFrame(out, index=frame.index, columns=frame.columns)
-
-    def _explain(self, X: torch.Tensor) -> torch.Tensor:
-        """``log p(x) - log p(x with column j missing)`` for each ``j``: (n, D)."""
-        full = self._observed_log_prob(X)
-        masked = X.clone()
-        out = torch.empty(X.shape, dtype=full.dtype, device=full.device)
-        for j in range(X.shape[1]):
-            masked[:, j] = float("nan")
-            out[:, j] = full - self._observed_log_prob(masked)
-            masked[:, j] = X[:, j]
-        return out
-
     def score(self, X, y=None):
         """Mean log-density of the samples (higher is better).
 
@@ -924,137 +1112,6 @@ class GenerativeModel(
                 f"is expecting {self._n_features_out} latent features as input."
             )
         return self._rows(self._evaluate(self._decode, Z, n_features=self.n_features_in_))
-
-    def _rows(self, X: np.ndarray):
-        """Rows the model produced (numbers and level codes), as the user's table.
-
-        A model fitted on a DataFrame gets a DataFrame back with its column names,
-        order and dtypes; one fitted on an array gets the array.
-        """
-        if not self.schema_.from_frame:
-            return X
-        return self.schema_.to_frame(X)
-
-    def _has_missing_support(self) -> bool:
-        return self._supports_missing
-
-    @available_if(_has_missing_support)
-    def impute(self, X, n_draws=None, random_state=None):
-        """Fill the missing entries of ``X`` from the model's conditional distribution.
-
-        Parameters
-        ----------
-        X : array-like, DataFrame or torch.Tensor of shape (n_samples, n_features)
-            Data with missing cells (NaN, or ``None`` / ``pd.NA`` in a DataFrame).
-            Observed entries are returned unchanged, bit for bit.
-        n_draws : int or None, default=None
-            ``None``: a point imputation: the conditional expectation
-            ``E[x_missing | x_observed]`` of numeric cells, and the most probable
-            level (categorical, binary) or the median level (ordinal) of discrete
-            ones. An integer: that many draws from ``p(x_missing | x_observed)``
-            (multiple imputation).
-        random_state : int, RandomState instance or None, default=None
-            Seed of the draws (and of any Monte Carlo estimate the model needs,
-            unless the model keys its noise on the rows, as the variational
-            autoencoders do for the conditional mean: see the model's Notes).
-
-        Returns
-        -------
-        X_imputed : ndarray of shape (n_samples, n_features), or
-            (n_draws, n_samples, n_features) when ``n_draws`` is given. A model
-            fitted on a DataFrame returns a DataFrame with the input's columns and
-            dtypes (a list of ``n_draws`` of them when ``n_draws`` is given).
-        """
-        check_is_fitted(self)
-        frame = X if is_dataframe(X) else None
-        X, unseen = self._validate_table(X, reset=False)
-        if n_draws is not None and (
-            not isinstance(n_draws, Integral) or isinstance(n_draws, bool) or n_draws < 1
-        ):
-            raise ValueError(f"n_draws must be None or a positive integer, got n_draws={n_draws!r}.")
-        missing = np.isnan(X)
-        if unseen is not None:  # observed, with a level the model cannot represent
-            missing &= ~unseen
-        out = X.copy() if n_draws is None else np.repeat(X[None], n_draws, axis=0)
-        rows = np.flatnonzero(missing.any(axis=1))
-        if rows.size:
-            generator = generator_from(seed_from(random_state), self._device)
-            row_bytes = self._impute_row_bytes(X.shape[1], n_draws)
-            if n_draws is None:
-                filled = self._evaluate(self._point_imputation, X[rows], row_bytes=row_bytes)
-                out[rows] = np.where(missing[rows], filled, X[rows])
-            else:
-                filled = self._evaluate(
-                    lambda x: self._impute(x, n_draws, generator), X[rows], row_bytes=row_bytes
-                )
-                filled = np.moveaxis(filled, 1, 0)  # (n_draws, rows, D)
-                out[:, rows] = np.where(missing[rows][None], filled, X[rows][None])
-        if not self.schema_.from_frame:
-            return out
-        if n_draws is None:
-            return self._filled_frame(out, frame)
-        return [self._filled_frame(draw, frame) for draw in out]
-
-    def _filled_frame(self, imputed: np.ndarray, frame):
-        """Imputed rows as the user's table; a given frame keeps its observed cells."""
-        filled = self.schema_.to_frame(imputed, index=None if frame is None else frame.index)
-        return filled if frame is None else self.schema_.fill_frame(frame, filled)
-
-    def _point_imputation(self, X: torch.Tensor) -> torch.Tensor:
-        """Conditional means of numeric cells; mode or median level of discrete ones."""
-        filled = self._impute(X, None, None)
-        discrete = self.schema_.discrete
-        if not discrete:
-            return filled
-        filled = filled.clone()
-        for j, probabilities in zip(discrete, self._level_probabilities(X, discrete)):
-            codes = point_levels(probabilities.detach().cpu().numpy(), self.schema_.types[j])
-            filled[:, j] = torch.as_tensor(codes, dtype=filled.dtype, device=filled.device)
-        return filled
-
-    def _has_level_support(self) -> bool:
-        return self._supports_missing and any(
-            t in self._supported_column_types for t in ("binary", "categorical", "ordinal")
-        )
-
-    @available_if(_has_level_support)
-    def impute_proba(self, X):
-        """Conditional probabilities of every level of each discrete column.
-
-        For row ``i`` and discrete column ``j``: ``p(x_ij = level | the other
-        observed entries of row i)``, whether ``x_ij`` itself is observed or not
-        (for a missing cell, the distribution :meth:`impute` takes its level from;
-        for an observed one, how expected its level was given the rest of the row).
-
-        Parameters
-        ----------
-        X : DataFrame or array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        probabilities : dict
-            Column name -> DataFrame of shape (n_samples, n_levels) whose columns
-            are the column's levels; rows sum to one.
-        """
-        import pandas as pd
-
-        check_is_fitted(self)
-        index = X.index if is_dataframe(X) else None
-        X, _ = self._validate_table(X, reset=False)
-        out = {}
-        for j in self.schema_.discrete:
-            without = X.copy()
-            without[:, j] = np.nan
-            probabilities = self._evaluate(lambda x: self._level_probabilities(x, [j])[0], without)
-            name = self.schema_.names[j]
-            out[name] = pd.DataFrame(
-                probabilities, columns=pd.Index(self.schema_.levels[name]), index=index
-            )
-        return out
-
-    def _level_probabilities(self, X: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
-        """Hook: ``p(x_j = k | x_observed)`` (n, K_j) for each discrete column ``j`` listed."""
-        raise NotImplementedError  # abstract hook of models with discrete columns
 
     def sample(self, n_samples=1, random_state=None):
         """Draw samples from the fitted model.
@@ -1113,18 +1170,3 @@ class GenerativeModel(
             for key, value in state.items()
         }
         super().__setstate__(state)
-
-    def _tensor(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """Fitted numpy attribute ``name`` as a tensor on the evaluation device.
-
-        In the compute dtype now, or ``dtype``. Cached per (name, device, dtype) in a
-        dict created at fit, so evaluation does not add attributes to the estimator.
-        """
-        device, dtype = self._device, dtype or self._dtype
-        key = (name, str(device), dtype)
-        cache = self._cache
-        if key not in cache:
-            cache[key] = torch.as_tensor(
-                np.asarray(getattr(self, name)), dtype=dtype, device=device
-            )
-        return cache[key]
