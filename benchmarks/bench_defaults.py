@@ -285,7 +285,8 @@ def markdown(results, args) -> str:
         rows = results[case]
         columns = [c for c in rows[0] if c != "runs s"]
         run = results["runs"].get(case, {})
-        load = run.get("load average at start", ["?"])[0], run.get("load average at end", ["?"])[0]
+        load = [f"{run[key][0]:.2f}" if key in run else "?"
+                for key in ("load average at start", "load average at end")]
         return (f"## {TITLES[case]}\n\nMedian of {run.get('repeats', '?')} interleaved runs; load average "
                 f"{load[0]} at start, {load[1]} at end.\n\n{table(rows, columns)}\n")
 
