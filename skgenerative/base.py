@@ -61,6 +61,7 @@ from sklearn.base import (
     DensityMixin,
     TransformerMixin,
     _fit_context,
+    clone,
 )
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
@@ -212,6 +213,30 @@ def _all_numeric(frame) -> bool:
         pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
         for dtype in frame.dtypes
     )
+
+
+def clone_with_verbose(estimator, verbose):
+    """A clone of ``estimator`` that reports progress at ``verbose`` (the wrappers' pass-down).
+
+    ``verbose=0`` leaves the estimator's own setting alone; otherwise every
+    ``verbose`` parameter it has, its own or a pipeline step's (``step__verbose``),
+    gets the wrapper's value, so that one switch on ``GenerativeImputer`` or
+    ``GenerativeOutlierDetector`` shows the wrapped model's epochs or EM iterations.
+    """
+    from sklearn.pipeline import Pipeline
+
+    model = clone(estimator)
+    if verbose:
+        params = model.get_params(deep=True)
+        wanted = {key: verbose for key in params if key.endswith("__verbose")}
+        # a pipeline's own ``verbose`` is a bool that times its steps: not progress
+        if "verbose" in params and not isinstance(model, Pipeline):
+            wanted["verbose"] = verbose
+        wanted = {key: value for key, value in wanted.items()
+                  if not (key.endswith("__verbose") and isinstance(params[key[:-9]], Pipeline))}
+        if wanted:
+            model.set_params(**wanted)
+    return model
 
 
 def _names_at(estimator, columns):

@@ -14,7 +14,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, MetaEstimatorMixin, OutlierMixin, _fit_context, clone
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, OutlierMixin, _fit_context
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._torch import to_numpy_input
 from ._schema import is_dataframe
-from .base import OutlierThresholdMixin, check_magnitude
+from .base import OutlierThresholdMixin, check_magnitude, clone_with_verbose
 
 __all__ = ["GenerativeOutlierDetector"]
 
@@ -99,6 +99,10 @@ class GenerativeOutlierDetector(
         and above the default on every table (user guide, "Anomaly detection").
     random_state : int, RandomState instance or None, default=None
         Seed of the calibration split and of the feature subsets.
+    verbose : int, default=0
+        Passed down to the density model (its ``verbose``, or its pipeline steps'):
+        ``1`` shows a progress bar of its epochs or EM iterations and a summary line,
+        ``2`` a line per step. ``0`` leaves the model's own setting.
 
     Attributes
     ----------
@@ -166,11 +170,13 @@ class GenerativeOutlierDetector(
         "robust": ["boolean", Interval(Integral, 0, None, closed="left")],
         "feature_bagging": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
+        "verbose": ["verbose"],
     }
 
     def __init__(self, estimator=None, *, contamination=0.1, calibration=None, robust=False,
-                 feature_bagging=None, random_state=None):
+                 feature_bagging=None, random_state=None, verbose=0):
         self.estimator = estimator
+        self.verbose = verbose
         self.contamination = contamination
         self.calibration = calibration
         self.robust = robust
@@ -260,7 +266,7 @@ class GenerativeOutlierDetector(
         until the kept rows stop changing or ``robust`` rounds have run
         (``True`` means 2).
         """
-        model = clone(estimator).fit(X)
+        model = clone_with_verbose(estimator, self.verbose).fit(X)
         rounds = 2 if self.robust is True else int(self.robust)
         n_trim = int(np.floor(self.contamination * X.shape[0]))
         if rounds == 0 or n_trim == 0 or X.shape[0] - n_trim < 2:
@@ -273,7 +279,7 @@ class GenerativeOutlierDetector(
             if kept is not None and np.array_equal(keep, kept):
                 break
             kept = keep
-            model = clone(estimator).fit(X[keep])
+            model = clone_with_verbose(estimator, self.verbose).fit(X[keep])
         return model
 
     def _scores(self, X) -> np.ndarray:

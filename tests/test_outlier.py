@@ -290,3 +290,18 @@ def test_refit_without_calibration_drops_the_calibration_scores():
     det.set_params(calibration=None).fit(X)
     with pytest.raises(AttributeError, match="calibration"):
         det.p_values(X)
+
+
+def test_verbose_is_passed_down_to_the_density_model(capsys):
+    """One switch on the wrapper shows the wrapped model's progress (its summary line)."""
+    X = np.random.RandomState(0).normal(size=(200, 3))
+    GenerativeOutlierDetector(random_state=0).fit(X)
+    assert capsys.readouterr().out == ""  # verbose=0: silent, as sklearn users expect
+    detector = GenerativeOutlierDetector(random_state=0, verbose=1).fit(X)
+    out = capsys.readouterr().out
+    assert "[GaussianMixtureDensity] done:" in out and "EM iteration" in out
+    # the fitted pipeline step got the value; the user's estimator is left as given
+    assert detector.estimator_[-1].verbose == 1
+    model = GaussianMixtureDensity(2, random_state=0)
+    GenerativeOutlierDetector(model, verbose=2).fit(X)
+    assert model.verbose == 0 and "iteration" in capsys.readouterr().out
