@@ -189,12 +189,23 @@ def score(estimator, X) -> float:
 
 
 # ------------------------------------------------------------- block reductions
+#: parts merged by one task of the reduction tree (fewer levels: fewer round trips)
+_FAN_IN = 8
+
+
+def _fold(combine, *parts):
+    total = parts[0]
+    for part in parts[1:]:
+        total = combine(total, part)
+    return total
+
+
 def _tree_reduce(dask, parts: list, combine):
-    """Combine delayed ``parts`` pairwise, level by level (a balanced tree), then compute."""
-    combine = dask.delayed(combine, pure=True)
+    """Merge delayed ``parts`` as a tree (each task folds up to 8 pairwise), then compute."""
+    fold = dask.delayed(_fold, pure=True)
     while len(parts) > 1:
-        parts = [combine(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
-                 for i in range(0, len(parts), 2)]
+        parts = [fold(combine, *parts[i:i + _FAN_IN]) if len(parts[i:i + _FAN_IN]) > 1 else parts[i]
+                 for i in range(0, len(parts), _FAN_IN)]
     return dask.compute(parts[0])[0]
 
 
@@ -334,7 +345,7 @@ def fit(estimator, X):
     """``estimator.fit`` of a dask collection (the model's ``_fit_blocks`` hook)."""
     from ._torch import adaptive_threads
 
-    fit_blocks = getattr(estimator, "_fit_blocks", None)
+    fit_blocks = fit_blocks_of(estimator)
     if fit_blocks is None:
         raise TypeError(
             f"{type(estimator).__name__} cannot be fitted on a dask collection; fit it on "
@@ -358,6 +369,40 @@ def fit(estimator, X):
     # offset_: the exact quantile of the training scores (8 bytes a row on the client)
     estimator._set_offset(np.asarray(map_rows(estimator, "score_samples", X).compute()))
     return estimator
+
+
+def fit_meta(meta, X, default):
+    """``fit`` of GenerativeOutlierDetector / GenerativeImputer on a dask collection.
+
+    The wrapped estimator (an skgenerative model: sklearn's own steps do not take dask
+    collections) is fitted on the blocks; the detector's ``offset_`` is the exact
+    ``contamination`` quantile of its training scores.
+    """
+    from sklearn.base import clone
+
+    if getattr(meta, "add_indicator", False):
+        raise ValueError("GenerativeImputer(add_indicator=True) cannot be fitted on a dask collection.")
+    estimator = default() if meta.estimator is None else meta.estimator
+    if fit_blocks_of(estimator) is None:
+        raise TypeError(
+            f"{type(meta).__name__}.fit of a dask collection needs an skgenerative estimator "
+            f"that fits dask collections (GaussianMixtureDensity, PPCADensity), got "
+            f"{type(estimator).__name__}."
+        )
+    meta.estimator_ = clone(estimator).fit(X)
+    meta.n_features_in_ = meta.estimator_.n_features_in_
+    if hasattr(meta.estimator_, "feature_names_in_"):
+        meta.feature_names_in_ = meta.estimator_.feature_names_in_
+    if hasattr(meta, "contamination"):
+        scores = map_rows(meta.estimator_, "score_samples", X).compute()
+        meta._set_offset(np.asarray(scores, dtype=np.float64))
+    else:
+        meta.indicator_ = None
+    return meta
+
+
+def fit_blocks_of(estimator):
+    return getattr(estimator, "_fit_blocks", None)
 
 
 def _empty_columns(estimator, columns: dict) -> None:

@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _dask
 from ._torch import to_numpy_input
 from .base import OutlierThresholdMixin, check_magnitude
 
@@ -125,6 +126,8 @@ class GenerativeOutlierDetector(
         -------
         self : object
         """
+        if _dask.is_dask_collection(X):  # the estimator fits the blocks (see _dask)
+            return _dask.fit_meta(self, X, default_outlier_estimator)
         X = validate_data(self, to_numpy_input(X), dtype=[np.float64, np.float32],
                           ensure_all_finite=self._allow_nan() and "allow-nan" or True)
         check_magnitude(X, np.float64, getattr(self, "feature_names_in_", None))
@@ -153,6 +156,8 @@ class GenerativeOutlierDetector(
         -------
         scores : ndarray of shape (n_samples,)
         """
+        if _dask.is_dask_collection(X):
+            return _dask.map_rows(self, "score_samples", X)
         check_is_fitted(self)
         X = validate_data(self, to_numpy_input(X), reset=False, dtype=[np.float64, np.float32],
                           ensure_all_finite=self._allow_nan() and "allow-nan" or True)
