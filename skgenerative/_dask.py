@@ -33,6 +33,7 @@ computing sample variances", https://doi.org/10.1007/978-3-642-51461-6_3
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import torch
@@ -366,9 +367,69 @@ def fit(estimator, X):
                 fit_blocks(X)
     estimator._n_features_out = estimator._n_latent()
     estimator._move_modules(estimator._device)
-    # offset_: the exact quantile of the training scores (8 bytes a row on the client)
-    estimator._set_offset(np.asarray(map_rows(estimator, "score_samples", X).compute()))
+    _set_offset(estimator, map_rows(estimator, "score_samples", X))
     return estimator
+
+
+#: values kept per block by the first pass of :func:`quantile`
+_SKETCH = 1025
+
+
+def _sketch(scores):
+    values = np.sort(np.asarray(scores, dtype=np.float64))
+    m = values.size
+    ranks = np.unique(np.round(np.linspace(0, m - 1, min(m, _SKETCH))).astype(np.int64)) if m else np.zeros(0, np.int64)
+    return {"n": m, "nan": bool(np.isnan(values).any()), "values": values[ranks], "ranks": ranks}
+
+
+def _between(scores, lo, hi):
+    values = np.asarray(scores, dtype=np.float64)
+    return int((values < lo).sum()), np.sort(values[(values >= lo) & (values <= hi)])
+
+
+def quantile(scores, q: float):
+    """The exact ``np.quantile(scores, q)`` (linear interpolation) of a 1-D dask array.
+
+    Two passes, no gathering: each block first sends a sorted sketch (1025 of its values
+    with their ranks), which brackets the two order statistics the quantile needs between
+    sketch values ``lo`` and ``hi``; the second pass counts the values below ``lo`` and
+    sends those in ``[lo, hi]`` (about two in a thousand of the rows).
+    """
+    dask, _ = _dask()
+    sketches = dask.compute(*[dask.delayed(_sketch, pure=True)(b) for b in scores.to_delayed().ravel()])
+    if any(s["nan"] for s in sketches):
+        return math.nan
+    sketches = [s for s in sketches if s["n"]]
+    n = sum(s["n"] for s in sketches)
+    h = (n - 1) * q
+    r0 = int(math.floor(h))
+    r1 = min(r0 + 1, n - 1)
+    candidates = np.unique(np.concatenate([s["values"] for s in sketches]))
+    upper = np.zeros(candidates.size, dtype=np.int64)  # at least count(< c)
+    lower = np.zeros(candidates.size, dtype=np.int64)  # at most count(<= c)
+    for s in sketches:
+        ranks = np.append(s["ranks"], s["n"])
+        upper += ranks[np.searchsorted(s["values"], candidates, side="left")]
+        j = np.searchsorted(s["values"], candidates, side="right") - 1
+        lower += np.where(j >= 0, s["ranks"][np.maximum(j, 0)] + 1, 0)
+    ok_lo = np.flatnonzero(upper <= r0)
+    lo = candidates[ok_lo[-1]] if ok_lo.size else -np.inf
+    ok_hi = np.flatnonzero(lower >= r1 + 1)
+    hi = candidates[ok_hi[0]] if ok_hi.size else np.inf
+    parts = dask.compute(*[dask.delayed(_between, pure=True)(b, lo, hi) for b in scores.to_delayed().ravel()])
+    below = sum(p[0] for p in parts)
+    values = np.sort(np.concatenate([p[1] for p in parts]))
+    a, b = values[r0 - below], values[r1 - below]
+    t = h - r0
+    return float(a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t))  # numpy's lerp
+
+
+def _set_offset(estimator, scores) -> None:
+    """``offset_`` of an estimator from lazy training scores (exact, bounded memory)."""
+    offset = quantile(scores, estimator.contamination)
+    if math.isnan(offset):
+        estimator._check_scores(np.array([np.nan]), "the training data")
+    estimator.offset_ = offset
 
 
 def fit_meta(meta, X, default):
@@ -394,8 +455,7 @@ def fit_meta(meta, X, default):
     if hasattr(meta.estimator_, "feature_names_in_"):
         meta.feature_names_in_ = meta.estimator_.feature_names_in_
     if hasattr(meta, "contamination"):
-        scores = map_rows(meta.estimator_, "score_samples", X).compute()
-        meta._set_offset(np.asarray(scores, dtype=np.float64))
+        _set_offset(meta, map_rows(meta.estimator_, "score_samples", X))
     else:
         meta.indicator_ = None
     return meta
@@ -428,6 +488,7 @@ def _mixture_block(block, center, params, covariance_type, dtype, chunk, incompl
     training dtype) and shifted again by its own column mean ``s``; the model is
     translation equivariant, so the means move by ``s`` and the precisions stay.
     """
+    from ._em import add_statistics
     from ._torch import adaptive_threads, iter_slices
     from .mixture import mixture_statistics
 
@@ -447,21 +508,15 @@ def _mixture_block(block, center, params, covariance_type, dtype, chunk, incompl
     pieces += [xs[sl] for sl in iter_slices(xs.shape[0], chunk)] if xs.shape[0] else []
     total = None
     with torch.inference_mode(), adaptive_threads():
-        for piece in pieces:
+        for piece in pieces:  # sums about the block's own mean s (float64)
             st = mixture_statistics(piece, shifted, covariance_type)
-            nk, sx, sxx = st["nk"], st["sx"], st["sxx"]
-            safe = torch.where(nk > 0, nk, torch.ones_like(nk))
-            mean_shift = sx / safe.unsqueeze(1)
-            if covariance_type == "full":
-                m2 = sxx - _outer_full(mean_shift, nk)
-            elif covariance_type == "tied":
-                m2 = sxx - _outer_tied(mean_shift, nk)
-            else:
-                m2 = sxx - _outer_diag(mean_shift, nk)
-            record = {"log_likelihood": st["log_likelihood"], "n_samples": st["n_samples"],
-                      "count": nk, "mean": mean_shift + s.double(), "m2": m2}
-            total = record if total is None else _chan(total, record, _OUTER[covariance_type])
-    return total
+            total = st if total is None else add_statistics(total, st)
+    nk, sx, sxx = total["nk"], total["sx"], total["sxx"]
+    safe = torch.where(nk > 0, nk, torch.ones_like(nk))
+    mean_shift = sx / safe.unsqueeze(1)
+    m2 = sxx - _OUTER[covariance_type](mean_shift, nk)  # centred at the block's component means
+    return {"log_likelihood": total["log_likelihood"], "n_samples": total["n_samples"],
+            "count": nk, "mean": mean_shift + s.double(), "m2": m2}
 
 
 def _merge_mixture(covariance_type):
@@ -588,3 +643,102 @@ def fit_ppca(estimator, X) -> None:
             return DistributedData(_PPCAFitData(torch.empty(0, d, dtype=dtype), start), reduce)
     est._fit_from_covariance(mean, cov, n, d, make_data)
 
+
+
+# ------------------------------------------------------------ minibatch training
+class BlockStream:
+    """The training rows of a dask array, read block by block (one at a time, on the client).
+
+    Stands for the training tensor in :class:`skgenerative._training.MinibatchModel`'s
+    loop: ``shape`` (the training rows, validation rows left out), ``device``,
+    ``has_missing`` (from the first pass) and ``epoch_batches``, which visits the blocks in
+    an order drawn from the epoch's generator and shuffles the rows within each block
+    (the next block is computed while the current one trains).
+    """
+
+    def __init__(self, estimator, X, holdout: list, has_missing: bool):
+        self.estimator, self.X, self.holdout = estimator, X, holdout
+        self.blocks = _blocks(X)
+        n_train = X.shape[0] - sum(len(h) for h in holdout)
+        self.shape = (n_train, X.shape[1])
+        self.device = torch.device("cpu")
+        self.dtype = estimator._dtype
+        self.has_missing = has_missing
+
+    def block(self, index: int) -> torch.Tensor:
+        """Block ``index``'s training rows, as the model trains on them."""
+        x = _block_tensor(self.blocks[index].compute())
+        keep = self.holdout[index]
+        if len(keep):
+            mask = torch.ones(x.shape[0], dtype=torch.bool)
+            mask[keep] = False
+            x = x[mask]
+        return self.estimator._training_data(x).to(self.dtype)
+
+    def epoch_batches(self, batch_size: int, generator: torch.Generator):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ._torch import iter_slices
+
+        order = torch.randperm(len(self.blocks), generator=generator).tolist()
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(self.block, order[0])
+            for position in range(len(order)):
+                data = pending.result()
+                if position + 1 < len(order):
+                    pending = pool.submit(self.block, order[position + 1])
+                rows = torch.randperm(data.shape[0], generator=generator)
+                for sl in iter_slices(data.shape[0], batch_size):
+                    yield data[rows[sl]]
+
+
+def _holdout(estimator, X) -> list:
+    """Per block, the row indices held out for validation (seeded by the block's index)."""
+    fraction = estimator.validation_fraction
+    n = X.shape[0]
+    if not estimator.early_stopping or int(math.floor(fraction * n)) < 1 or n - int(math.floor(fraction * n)) < 1:
+        return [[] for _ in X.chunks[0]]
+    out = []
+    for index, m in enumerate(X.chunks[0]):
+        generator = torch.Generator().manual_seed(estimator._seed(estimator._SPLIT, index))
+        out.append(torch.randperm(m, generator=generator)[: int(math.floor(fraction * m))].tolist())
+    return out
+
+
+def _validation_rows(estimator, X, holdout) -> torch.Tensor | None:
+    if not any(len(h) for h in holdout):
+        return None
+    dask, _ = _dask()
+    take = dask.delayed(lambda block, rows: np.asarray(block)[rows], pure=True)
+    parts = dask.compute(*[take(b, h) for b, h in zip(_blocks(X), holdout) if len(h)])
+    rows = _block_tensor(np.concatenate(parts))
+    return estimator._training_data(rows).to(estimator._dtype)
+
+
+def fit_minibatch(estimator, X) -> None:
+    """A neural model trained by streaming over the blocks of ``X``.
+
+    The first pass validates every block and gives the columns' moments, from which the
+    standardisation is set (statistics of all the data, not of the first block). Each
+    block holds out ``validation_fraction`` of its rows (seeded by its index) when
+    ``early_stopping`` is on; they are gathered on the client and early stopping runs as
+    in memory. The loop is the in-memory one (:mod:`._training`), given a
+    :class:`BlockStream` for its training tensor.
+    """
+    est = estimator
+    n, d = X.shape
+    moments = _moments(est, X)
+    columns = moments["columns"]
+    if est._supports_missing:
+        _empty_columns(est, columns)
+    input_dtype = torch.float32 if X.dtype == np.float32 else torch.float64
+    head = _block_tensor(X[: min(n, 1000)].compute()).to(input_dtype)
+    est._initialize(head)  # the seeds and the module (its shapes)
+    if getattr(est, "likelihood", None) == "gaussian" and hasattr(est, "_set_standardisation"):
+        scale = torch.sqrt(columns["m2"] / columns["count"].clamp_min(1))
+        est._set_standardisation(columns["mean"], scale, input_dtype)
+        est._cache.clear()
+    holdout = _holdout(est, X)
+    valid = _validation_rows(est, X, holdout)
+    train = BlockStream(est, X, holdout, has_missing=not moments["complete"])
+    est._fit_loop(train, valid, est._n_epochs(train.shape[0]))

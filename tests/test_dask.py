@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.exceptions import ConvergenceWarning
 
 da = pytest.importorskip("dask.array")
@@ -22,6 +23,7 @@ distributed = pytest.importorskip("distributed")
 
 from skgenerative import (  # noqa: E402
     BernoulliRBM,
+    FlowVAE,
     GaussianMixtureDensity,
     GenerativeImputer,
     GenerativeOutlierDetector,
@@ -227,8 +229,32 @@ def test_incremental_partial_fit(client):
 
 
 def test_unsupported_fit_is_a_clear_error(client):
+    X = (np.random.RandomState(0).rand(300, 6) > 0.5).astype(float)
     with pytest.raises(TypeError, match="partial_fit"):
-        VariationalAutoencoder(n_components=2).fit(da.from_array(_data(), chunks=300))
+        BernoulliRBM(n_components=2).fit(da.from_array(X, chunks=100))
+
+
+@pytest.mark.parametrize("cls", [VariationalAutoencoder, FlowVAE])
+def test_neural_training_streams_over_blocks(client, cls):
+    X = _data(n=400, missing=0.05) * 3 + 10
+    kw = dict(n_components=2, hidden_layer_sizes=(8,), random_state=0)
+    # one block, no validation: the very loop of the in-memory fit, step for step
+    one = cls(max_iter=3, early_stopping=False, batch_size=50, **kw).fit(da.from_array(X, chunks=400))
+    memory = cls(max_iter=3, early_stopping=False, batch_size=50, **kw).fit(X)
+    assert [h["train_loss"] for h in one.history_] == [h["train_loss"] for h in memory.history_]
+    np.testing.assert_allclose(one.score_samples(X), memory.score_samples(X), rtol=1e-12)
+    # four blocks, early stopping on held-out rows of every block
+    dX = da.from_array(X, chunks=(100, 4))
+    blocks = cls(max_iter=4, **kw).fit(dX)
+    np.testing.assert_allclose(blocks.mean_, memory.mean_, rtol=1e-12)  # standardised by all rows
+    np.testing.assert_allclose(blocks.scale_, memory.scale_, rtol=1e-12)
+    assert blocks.n_iter_ == 4 and all(np.isfinite(h["validation_loss"]) for h in blocks.history_)
+    assert np.isfinite(blocks.offset_)
+    if cls is VariationalAutoencoder:  # seeded block order and shuffles: reproducible
+        again = cls(max_iter=4, **kw).fit(dX)
+        assert [h["train_loss"] for h in again.history_] == [h["train_loss"] for h in blocks.history_]
+        for key, value in blocks.module_.state_dict().items():
+            assert torch.equal(value, again.module_.state_dict()[key]), key
 
 
 def test_gridsearch_on_the_cluster(client):
@@ -254,3 +280,14 @@ def test_import_without_dask():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("sketch", [1025, 3])
+def test_offset_quantile_is_exact(client, monkeypatch, sketch):
+    """offset_'s two-pass quantile equals np.quantile, ties and tiny sketches included."""
+    monkeypatch.setattr(_dask, "_SKETCH", sketch)
+    rng = np.random.RandomState(0)
+    x = rng.normal(size=3000)
+    x[rng.rand(3000) < 0.3] = 0.5
+    for q in (0.0, 0.05, 0.1, 0.37, 1.0):
+        assert _dask.quantile(da.from_array(x, chunks=700), q) == np.quantile(x, q)
