@@ -99,9 +99,7 @@ def _output_dtype(estimator, method: str, X) -> np.dtype:
 def _width(estimator, method: str, n_features: int) -> int:
     if method == "impute":
         return n_features
-    if method == "predict_proba":
-        return int(len(estimator.weights_))
-    return int(len(estimator.get_feature_names_out()))
+    return int(len(estimator.get_feature_names_out()))  # transform (predict_proba is one)
 
 
 def _apply(block, estimator, method, kwargs):
@@ -157,8 +155,7 @@ def map_rows(estimator, method: str, X, **kwargs):
             meta = pd.Series(np.empty(0, dtype=dtype), name=method)
         else:
             names = list(X.columns) if method == "impute" else [
-                str(n) for n in (estimator.get_feature_names_out() if method == "transform"
-                                 else range(_width(estimator, method, len(X.columns))))
+                str(name) for name in estimator.get_feature_names_out()
             ]
             meta = X._meta if method == "impute" else pd.DataFrame(
                 {name: np.empty(0, dtype=dtype) for name in names}
@@ -444,11 +441,12 @@ def fit_meta(meta, X, default):
     if getattr(meta, "add_indicator", False):
         raise ValueError("GenerativeImputer(add_indicator=True) cannot be fitted on a dask collection.")
     estimator = default() if meta.estimator is None else meta.estimator
-    if fit_blocks_of(estimator) is None:
+    if not _fits_dask(estimator):
         raise TypeError(
             f"{type(meta).__name__}.fit of a dask collection needs an skgenerative estimator "
-            f"that fits dask collections (GaussianMixtureDensity, PPCADensity), got "
-            f"{type(estimator).__name__}."
+            "that fits dask collections (GaussianMixtureDensity, PPCADensity, the VAEs), or a "
+            "Pipeline of steps that take dask collections (dask-ml's scalers) ending in one; "
+            f"got {type(estimator).__name__} (scikit-learn's own steps would gather the data)."
         )
     meta.estimator_ = clone(estimator).fit(X)
     meta.n_features_in_ = meta.estimator_.n_features_in_
@@ -459,6 +457,14 @@ def fit_meta(meta, X, default):
     else:
         meta.indicator_ = None
     return meta
+
+
+def _fits_dask(estimator) -> bool:
+    steps = getattr(estimator, "steps", None)
+    if steps is not None:
+        middle = [step for _, step in steps[:-1] if step not in (None, "passthrough")]
+        return all(not type(step).__module__.startswith("sklearn.") for step in middle) and _fits_dask(steps[-1][1])
+    return fit_blocks_of(estimator) is not None
 
 
 def fit_blocks_of(estimator):
@@ -629,19 +635,18 @@ def fit_ppca(estimator, X) -> None:
     dtype = est._dtype
     mean = rows["mean"].to(dtype)
     cov = (rows["m2"] / (n - 1)).to(dtype)
-    make_data = None
-    if has_missing:
-        def make_data(start):
-            q = start.loadings.shape[1]
-            chunk = chunk_rows(_em_row_bytes(d, q, torch.finfo(dtype).bits // 8), 1 << 40, torch.device("cpu"))
-            statistics = dask.delayed(_ppca_block, pure=True)
+    def em_data(start):  # EM over the blocks, from the closed form of the imputed data
+        q = start.loadings.shape[1]
+        chunk = chunk_rows(_em_row_bytes(d, q, torch.finfo(dtype).bits // 8), 1 << 40, torch.device("cpu"))
+        statistics = dask.delayed(_ppca_block, pure=True)
 
-            def reduce(params):
-                shipped = dask.delayed(params, pure=False)
-                return _tree_reduce(dask, [statistics(b, shipped, dtype, chunk) for b in _blocks(X)], _add_or_skip)
+        def reduce(params):
+            shipped = dask.delayed(params, pure=False)
+            return _tree_reduce(dask, [statistics(b, shipped, dtype, chunk) for b in _blocks(X)], _add_or_skip)
 
-            return DistributedData(_PPCAFitData(torch.empty(0, d, dtype=dtype), start), reduce)
-    est._fit_from_covariance(mean, cov, n, d, make_data)
+        return DistributedData(_PPCAFitData(torch.empty(0, d, dtype=dtype), start), reduce)
+
+    est._fit_from_covariance(mean, cov, n, d, em_data if has_missing else None)
 
 
 

@@ -214,6 +214,26 @@ def test_detector_and_imputer(client):
         GenerativeOutlierDetector().fit(dX)  # the default pipeline's scaler takes no dask
 
 
+def test_pipeline_with_dask_ml_scaler(client):
+    """A Pipeline whose other steps take dask (dask-ml's scaler) runs end to end, lazily."""
+    preprocessing = pytest.importorskip("dask_ml.preprocessing")
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = _data(n=600, d=3) * 5 + 100
+    dX = da.from_array(X, chunks=(200, 3))
+    gmm = GaussianMixtureDensity(2, dtype="float64", random_state=0)
+    lazy = make_pipeline(preprocessing.StandardScaler(), gmm).fit(dX)
+    memory = make_pipeline(StandardScaler(), gmm).fit(X)
+    scores = lazy.score_samples(dX)
+    assert isinstance(scores, da.Array) and scores.chunks[0] == dX.chunks[0]
+    np.testing.assert_allclose(scores.compute(), memory.score_samples(X), rtol=1e-10)
+    detector = GenerativeOutlierDetector(make_pipeline(preprocessing.StandardScaler(), gmm)).fit(dX)
+    assert detector.offset_ == pytest.approx(GenerativeOutlierDetector(memory).fit(X).offset_, rel=1e-10)
+    np.testing.assert_array_equal(detector.predict(dX).compute(),
+                                  GenerativeOutlierDetector(memory).fit(X).predict(X))
+
+
 def test_incremental_partial_fit(client):
     """dask-ml's Incremental feeds the blocks to partial_fit, in order without shuffling."""
     wrappers = pytest.importorskip("dask_ml.wrappers")
@@ -265,7 +285,9 @@ def test_gridsearch_on_the_cluster(client):
     grid = GridSearchCV(GaussianMixtureDensity(random_state=0), {"n_components": [1, 2, 3]}, cv=3)
     with distributed.get_task_stream(client) as stream, joblib.parallel_config("dask"):
         grid.fit(X)
-    assert len(stream.data) >= 9  # the 9 fits ran as cluster tasks
+    # the 9 fits ran on the workers, in joblib's batches of calls
+    batches = [task for task in stream.data if "batch_of" in str(task["key"])]
+    assert batches and {task["worker"] for task in batches} <= set(client.scheduler_info()["workers"])
     local = GridSearchCV(GaussianMixtureDensity(random_state=0), {"n_components": [1, 2, 3]}, cv=3).fit(X)
     assert grid.best_params_ == local.best_params_
     np.testing.assert_allclose(grid.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"])
