@@ -275,6 +275,14 @@ def markdown(results: dict) -> str:
         "exact quantile from two passes over the lazy scores (a sketch per block, then the "
         "scores between two bracketing values), so the client never gathers the rows or "
         "their scores.",
+        "",
+        "Time per iteration grows linearly with the rows (about the same seconds per million "
+        "rows at 1M and 2M). It is not faster than one process here: the two workers share "
+        "the box's two cores with the other jobs. In a diagnostic run (task stream of a 1M-row "
+        "fit), the E-step task of a 250,000-row block computed in about 2 s on a worker, "
+        "while the same call took about 0.45 s in a single process a few minutes earlier; the "
+        "per-block work is the in-memory fit's (same chunking, same E-step function). A real "
+        "cluster adds cores and memory; this box shows the scaling and the flat memory.",
     ]
     return "\n".join(md)
 
