@@ -471,6 +471,19 @@ def fit_blocks_of(estimator):
     return getattr(estimator, "_fit_blocks", None)
 
 
+def partial_fit(estimator, X):
+    """``partial_fit`` of each block of a dask collection in turn (computed on the client).
+
+    The same as calling ``partial_fit`` on the blocks one after the other (what
+    ``dask_ml.wrappers.Incremental(shuffle_blocks=False)`` does); ``offset_`` then comes
+    from the last block's scores, as ``partial_fit`` sets it.
+    """
+    blocks = X.to_delayed() if _is_frame(X) else _as_2d_array(X, _dask()[1]).to_delayed().ravel()
+    for block in blocks:
+        estimator.partial_fit(block.compute())
+    return estimator
+
+
 def _empty_columns(estimator, columns: dict) -> None:
     from .base import check_no_empty_column
 

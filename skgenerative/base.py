@@ -700,6 +700,8 @@ class GenerativeModel(
         self : object
             The updated estimator. ``offset_`` is set from the scores of ``X``.
         """
+        if _dask.is_dask_collection(X):  # one call per block, in order
+            return _dask.partial_fit(self, X)
         first = not hasattr(self, "device_")
         X = self._validate_X(X, reset=first)
         with adaptive_threads():

@@ -246,6 +246,9 @@ def test_incremental_partial_fit(client):
         manual.partial_fit(X[start:start + 100])
     np.testing.assert_array_equal(inc.estimator_.components_, manual.components_)
     np.testing.assert_array_equal(inc.estimator_.score_samples(X), manual.score_samples(X))
+    # partial_fit of a dask array itself: the same calls, block by block
+    direct = BernoulliRBM(n_components=3, random_state=0, dtype="float64").partial_fit(dX)
+    np.testing.assert_array_equal(direct.components_, manual.components_)
 
 
 def test_unsupported_fit_is_a_clear_error(client):
