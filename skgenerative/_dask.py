@@ -24,7 +24,10 @@ Fits (:func:`fit`) read the data block by block and never gather it:
   that a small collection starts exactly where the in-memory fit starts);
 - :class:`~skgenerative.PPCADensity`: the closed form from the merged mean and
   covariance; with missing values, EM whose statistics (already taken about the
-  current parameters) are summed as a tree.
+  current parameters) are summed as a tree;
+- the VAEs: the in-memory training loop over a :class:`BlockStream` (blocks in a seeded
+  order, shuffled within), standardised by the first pass's moments;
+- ``offset_``: the exact training-score quantile from two passes (:func:`quantile`).
 
 Reference: Chan, Golub & LeVeque (1979), "Updating formulae and a pairwise algorithm for
 computing sample variances", https://doi.org/10.1007/978-3-642-51461-6_3
@@ -70,7 +73,7 @@ def _is_frame(X) -> bool:
     return hasattr(X, "map_partitions") and hasattr(X, "columns")
 
 
-def _as_2d_array(X, da):
+def _as_2d_array(X):
     """Rows in blocks, all columns in one chunk (a block is a set of whole rows)."""
     if X.ndim != 2:
         raise ValueError(f"Expected a 2D dask array, got {X.ndim} dimension(s).")
@@ -135,7 +138,7 @@ def map_rows(estimator, method: str, X, **kwargs):
     ``random_state`` and the block's index); a dask DataFrame gives a dask Series (per-row
     methods) or DataFrame with the partitions' index.
     """
-    _, da = _dask()
+    _dask()  # a clear ImportError when dask is missing
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(estimator)
@@ -161,7 +164,7 @@ def map_rows(estimator, method: str, X, **kwargs):
                 {name: np.empty(0, dtype=dtype) for name in names}
             )
         return X.map_partitions(_apply_frame, frozen, method, kwargs, kind, names, dtype, meta=meta)
-    X = _as_2d_array(X, da)
+    X = _as_2d_array(X)
     if kwargs.get("n_draws") is not None:
         if method != "impute":  # pragma: no cover - only impute draws
             raise ValueError(method)
@@ -321,7 +324,7 @@ def _row_blocks(estimator, X):
     The first block (up to 5000 rows) sets ``n_features_in_``, feature names and the
     column schema as an in-memory fit would; every block is validated in the first pass.
     """
-    _, da = _dask()
+    _dask()  # a clear ImportError when dask is missing
     if _is_frame(X):
         head = X.partitions[0].compute()
         estimator._validate_X(head.iloc[:5000], reset=True)
@@ -334,7 +337,7 @@ def _row_blocks(estimator, X):
             )
         X = X.to_dask_array(lengths=True)
     else:
-        X = _as_2d_array(X, da)
+        X = _as_2d_array(X)
         estimator._validate_X(X.blocks[0][:5000].compute(), reset=True)
     return X
 
@@ -478,7 +481,7 @@ def partial_fit(estimator, X):
     ``dask_ml.wrappers.Incremental(shuffle_blocks=False)`` does); ``offset_`` then comes
     from the last block's scores, as ``partial_fit`` sets it.
     """
-    blocks = X.to_delayed() if _is_frame(X) else _as_2d_array(X, _dask()[1]).to_delayed().ravel()
+    blocks = X.to_delayed() if _is_frame(X) else _as_2d_array(X).to_delayed().ravel()
     for block in blocks:
         estimator.partial_fit(block.compute())
     return estimator
