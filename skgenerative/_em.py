@@ -27,8 +27,9 @@ supplies its mathematics through hooks:
 ``data`` is whatever the model prepared for the fit (the tensor, constants derived from
 it); the driver only passes it on. The E-step is a fold, ``combine`` of
 ``statistics(chunk)`` over the chunks (:func:`accumulate`); statistics that add up can be
-computed on any partition of the rows and reduced in any tree, so a distributed E-step
-maps the same ``_em_statistics`` over blocks and reduces with ``_em_combine``.
+computed on any partition of the rows and reduced in any tree. Fit data with a
+``reduce_statistics(params)`` method (:class:`skgenerative._dask.DistributedData`) supply
+the summed statistics themselves: the E-step over the blocks of a dask collection.
 
 Reference: Dempster, Laird & Rubin (1977), https://doi.org/10.1111/j.2517-6161.1977.tb01600.x
 """
@@ -113,9 +114,13 @@ class EMModel:
     def _em_e_step(self, data, params) -> tuple[float, Statistics]:
         """The mean log-likelihood at ``params`` and the statistics of all the data."""
         params = self._em_expectation_parameters(data, params)
-        statistics = accumulate(
-            self._em_chunks(data), lambda chunk: self._em_statistics(chunk, params), self._em_combine
-        )
+        reduce = getattr(data, "reduce_statistics", None)  # blocks of a dask collection
+        if reduce is not None:
+            statistics = reduce(params)
+        else:
+            statistics = accumulate(
+                self._em_chunks(data), lambda chunk: self._em_statistics(chunk, params), self._em_combine
+            )
         bound = mean_log_likelihood(statistics)
         if not math.isfinite(bound):
             raise FloatingPointError(

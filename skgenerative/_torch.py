@@ -211,6 +211,9 @@ def has_nan(X: torch.Tensor) -> bool:
     through ``inf - inf`` after overflow, which at worst sends complete data down the
     missing-value path (still correct, only slower).
     """
+    known = getattr(X, "has_missing", None)  # a stream of blocks knows from its first pass
+    if known is not None:
+        return bool(known)
     return bool(torch.isnan(X.sum()))
 
 

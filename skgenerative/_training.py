@@ -77,6 +77,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from torch import nn
 
+from . import _dask
 from ._progress import Progress
 from ._torch import generator_from, iter_slices, refresh_threads
 from .base import GenerativeModel, _TorchPayload
@@ -342,10 +343,8 @@ class MinibatchModel(GenerativeModel):
     ) -> dict:
         """One shuffled pass over ``train``: ``{"train_loss": mean loss per row}``, or ``{}``."""
         n = train.shape[0]
-        order = torch.randperm(n, generator=generator, device=train.device)
         total = None
-        for rows in iter_slices(n, batch_size):
-            batch = train[order[rows]]
+        for batch in self._epoch_batches(train, batch_size, generator):
             loss = self._train_step(batch, generator)
             if loss is not None:  # summed on the device: no synchronisation a step
                 if total is None:
@@ -357,6 +356,21 @@ class MinibatchModel(GenerativeModel):
         if not math.isfinite(mean):
             self._diverged(f"the training loss became {mean}")
         return {"train_loss": mean}
+
+    def _epoch_batches(self, train, batch_size: int, generator: torch.Generator):
+        """The batches of one epoch: ``train`` shuffled, in slices of ``batch_size``.
+
+        ``train`` may instead be a stream of blocks (a dask array, see
+        :class:`skgenerative._dask.BlockStream`): its blocks in a seeded order, each
+        shuffled within.
+        """
+        stream = getattr(train, "epoch_batches", None)
+        if stream is not None:
+            yield from stream(batch_size, generator)
+            return
+        order = torch.randperm(train.shape[0], generator=generator, device=train.device)
+        for rows in iter_slices(train.shape[0], batch_size):
+            yield train[order[rows]]
 
     def _diverged(self, what: str) -> NoReturn:
         raise FloatingPointError(
@@ -430,6 +444,10 @@ class NeuralGenerativeModel(MinibatchModel):
     }
 
     # ------------------------------------------------------------------ hooks
+    def _fit_blocks(self, X) -> None:
+        """Training streamed over the blocks of a dask array (see :mod:`._dask`)."""
+        _dask.fit_minibatch(self, X)
+
     def _build_module(self, n_features: int, generator: torch.Generator) -> nn.Module:  # pragma: no cover
         raise NotImplementedError  # abstract hook
 

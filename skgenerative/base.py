@@ -67,6 +67,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from . import _dask
 from ._progress import Progress
 from ._schema import NUMERIC_TYPES, TableSchema, is_dataframe, point_levels
 from ._torch import (
@@ -318,6 +319,8 @@ class OutlierThresholdMixin:
         -------
         decision : ndarray of shape (n_samples,)
         """
+        if _dask.is_dask_collection(X):
+            return _dask.map_rows(self, "decision_function", X)
         return self.score_samples(X) - self.offset_
 
     def predict_outlier(self, X):
@@ -334,6 +337,8 @@ class OutlierThresholdMixin:
         -------
         labels : ndarray of shape (n_samples,) of int
         """
+        if _dask.is_dask_collection(X):
+            return _dask.map_rows(self, "predict_outlier", X)
         return np.where(self.decision_function(X) < 0, -1, 1)
 
 
@@ -569,6 +574,8 @@ class ImputationMixin:
             fitted on a DataFrame returns a DataFrame with the input's columns and
             dtypes (a list of ``n_draws`` of them when ``n_draws`` is given).
         """
+        if _dask.is_dask_collection(X):
+            return _dask.map_rows(self, "impute", X, n_draws=n_draws, random_state=random_state)
         check_is_fitted(self)
         frame = X if is_dataframe(X) else None
         X, unseen = self._validate_table(X, reset=False)
@@ -931,6 +938,8 @@ class GenerativeModel(
         self : object
             The fitted estimator.
         """
+        if _dask.is_dask_collection(X):  # reduced block by block (see _dask)
+            return _dask.fit(self, X)
         X = self._validate_X(X, reset=True)
         with adaptive_threads():
             self._begin_fit()
@@ -981,6 +990,8 @@ class GenerativeModel(
         self : object
             The updated estimator. ``offset_`` is set from the scores of ``X``.
         """
+        if _dask.is_dask_collection(X):  # one call per block, in order
+            return _dask.partial_fit(self, X)
         first = not hasattr(self, "device_")
         X = self._validate_X(X, reset=first)
         with adaptive_threads():
@@ -1060,6 +1071,8 @@ class GenerativeModel(
             numeric cells plus the log-probability of the levels; a level not seen
             in fit adds ``log 1 / (n + K + 1)`` (see :mod:`skgenerative._schema`).
         """
+        if _dask.is_dask_collection(X):  # lazy, block by block
+            return _dask.map_rows(self, "score_samples", X)
         check_is_fitted(self)
         X, unseen = self._validate_table(X, reset=False)
         scores = self._evaluate(self._observed_log_prob, X)
@@ -1099,6 +1112,8 @@ class GenerativeModel(
         -------
         score : float
         """
+        if _dask.is_dask_collection(X):
+            return _dask.score(self, X)
         return float(np.mean(self.score_samples(X)))
 
     def transform(self, X):
@@ -1112,6 +1127,8 @@ class GenerativeModel(
         -------
         Z : ndarray of shape (n_samples, n_components)
         """
+        if _dask.is_dask_collection(X):
+            return _dask.map_rows(self, "transform", X)
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         return self._evaluate(self._encode, X)

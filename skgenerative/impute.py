@@ -8,6 +8,7 @@ from sklearn.impute import MissingIndicator
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
+from . import _dask
 from ._torch import seed_from, to_numpy_input
 from .base import check_magnitude, check_no_empty_column
 
@@ -113,6 +114,8 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         -------
         self : object
         """
+        if _dask.is_dask_collection(X):  # the estimator fits the blocks (see _dask)
+            return _dask.fit_meta(self, X, default_imputation_estimator)
         X = validate_data(self, to_numpy_input(X), dtype=[np.float64, np.float32], ensure_all_finite="allow-nan")
         check_no_empty_column(X, getattr(self, "feature_names_in_", None))
         check_magnitude(X, np.float64, getattr(self, "feature_names_in_", None))
@@ -132,6 +135,8 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         -------
         X_imputed : ndarray of shape (n_samples, n_features + n_indicators)
         """
+        if _dask.is_dask_collection(X):
+            return _dask.map_rows(self, "transform", X)
         check_is_fitted(self)
         X = validate_data(self, to_numpy_input(X), reset=False, dtype=[np.float64, np.float32],
                           ensure_all_finite="allow-nan")

@@ -27,6 +27,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from . import _dask
 from ._em import EMModel, accumulate, add_statistics
 from ._explain import gaussian_mixture_conditionals
 from ._torch import chunk_rows, generator_from, has_nan, iter_slices, seed_from
@@ -853,6 +854,10 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
             generator=generator_from(seed_from(self.random_state), X.device),
         )
 
+    def _fit_blocks(self, X) -> None:
+        """EM on a dask array: statistics per block, merged as a tree (see _dask)."""
+        _dask.fit_mixture(self, X)
+
     def _em_initialize(self, data: _MixtureFitData, generator) -> MixtureParameters:
         """Responsibilities by ``init_params``, one M-step, then the ``*_init`` arrays."""
         # missing entries start at the column means (zero after centring)
@@ -1038,6 +1043,8 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         -------
         labels : ndarray of shape (n_samples,)
         """
+        if _dask.is_dask_collection(X):
+            return _dask.map_rows(self, "predict", X)
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         return self._evaluate(lambda x: torch.argmax(self._weighted_log_prob(x), dim=1), X)

@@ -22,6 +22,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _dask
 from ._torch import to_numpy_input
 from ._schema import is_dataframe
 from .base import OutlierThresholdMixin, check_magnitude, clone_with_verbose
@@ -197,6 +198,8 @@ class GenerativeOutlierDetector(
         -------
         self : object
         """
+        if _dask.is_dask_collection(X):  # the estimator fits the blocks (see _dask)
+            return _dask.fit_meta(self, X, default_outlier_estimator)
         X = validate_data(self, to_numpy_input(X), dtype=[np.float64, np.float32],
                           ensure_all_finite=self._allow_nan() and "allow-nan" or True)
         check_magnitude(X, np.float64, getattr(self, "feature_names_in_", None))
@@ -319,6 +322,8 @@ class GenerativeOutlierDetector(
         -------
         scores : ndarray of shape (n_samples,)
         """
+        if _dask.is_dask_collection(X):
+            return _dask.map_rows(self, "score_samples", X)
         return self._scores(self._validate(X))
 
     def p_values(self, X):

@@ -27,6 +27,7 @@ import torch
 from scipy.special import gammaln
 from sklearn.utils._param_validation import Interval
 
+from . import _dask
 from ._em import EMModel
 from ._torch import chunk_rows, has_nan, iter_slices
 from .base import GenerativeModel
@@ -252,6 +253,12 @@ def _covariance(X: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     return cov / (n - 1)
 
 
+def _spectrum(cov: torch.Tensor):
+    """Eigenvalues (decreasing, at least 0), unit eigenvectors (columns) and trace of ``cov``."""
+    values, vectors = torch.linalg.eigh(0.5 * (cov + cov.T))
+    return values.flip(0).clamp_min(0.0), vectors.flip(1), float(torch.trace(cov))
+
+
 def minka_dimension(eigenvalues: np.ndarray, n_samples: int, n_features: int) -> int:
     """Latent dimension with the highest Laplace-approximated evidence (Minka, 2000).
 
@@ -435,9 +442,7 @@ class PPCADensity(EMModel, GenerativeModel):
         q = self.n_components or n_features
         return self._itemsize * (3 * n_features + 2 * q + 4)
 
-    def _fit(self, X: torch.Tensor):
-        X = X.to(self._dtype)  # the closed form in the training dtype
-        n, d = X.shape
+    def _check_dimensions(self, n: int, d: int) -> None:
         if n < 2:
             raise ValueError(f"PPCADensity needs at least 2 samples, got n_samples={n}.")
         if d < 2:
@@ -454,6 +459,10 @@ class PPCADensity(EMModel, GenerativeModel):
         if q is not None and q > n:
             raise ValueError(f"n_components={q} must be at most n_samples={n}.")
 
+    def _fit(self, X: torch.Tensor):
+        X = X.to(self._dtype)  # the closed form in the training dtype
+        n, d = X.shape
+        self._check_dimensions(n, d)
         mean = X.mean(0)
         # a NaN anywhere makes its column's mean NaN: one pass finds both
         has_missing = bool(torch.isnan(mean).any())
@@ -463,21 +472,39 @@ class PPCADensity(EMModel, GenerativeModel):
             X = torch.where(incomplete, torch.nanmean(X, 0).expand_as(X), X)
             mean = X.mean(0)
         eigenvalues, vectors, total_variance = self._leading_eigenpairs(X, mean)
+        make_data = (lambda start: _PPCAFitData(X_observed, start)) if has_missing else None
+        self._fit_spectrum(mean, eigenvalues, vectors, total_variance, n, d, make_data)
+
+    def _fit_blocks(self, X) -> None:
+        """The closed form from block moments of a dask array (EM with missing values)."""
+        _dask.fit_ppca(self, X)
+
+    def _fit_from_covariance(self, mean, cov, n: int, d: int, make_data=None) -> None:
+        """The fit from the data's mean and covariance (divisor ``n - 1``)."""
+        self._fit_spectrum(mean, *_spectrum(cov), n, d, make_data)
+
+    def _fit_spectrum(self, mean, eigenvalues, vectors, total_variance, n, d, make_data) -> None:
+        """Closed form from the covariance's spectrum; EM from it when ``make_data`` is given.
+
+        ``make_data(start)`` builds the EM data (the observed rows) for data with missing
+        values, the closed form of the mean-imputed data being the start.
+        """
+        q = self.n_components
         if q is None:
             q = minka_dimension(eigenvalues.double().cpu().numpy(), n, d)
             self._log(f"Minka's evidence chose n_components={q}")
         eigenvalues, vectors = eigenvalues[:q], vectors[:, :q]
 
         noise = (total_variance - float(eigenvalues.sum())) / (d - q)
-        floor = float(torch.finfo(X.dtype).eps) * max(float(eigenvalues[0]), 1e-300)
+        floor = float(torch.finfo(mean.dtype).eps) * max(float(eigenvalues[0]), 1e-300)
         noise = max(noise, floor)
         leading = eigenvalues
         eigenvalues = eigenvalues.clamp_min(noise)
 
         components = vectors.T.contiguous()
-        if has_missing:
+        if make_data is not None:
             start = PPCAParameters(mean, components.T * torch.sqrt(eigenvalues - noise), noise)
-            self._em_fit(_PPCAFitData(X_observed, start), n_init=1, max_iter=self.max_iter, tol=self.tol)
+            self._em_fit(make_data(start), n_init=1, max_iter=self.max_iter, tol=self.tol)
             return None
         self._set_parameters(mean, components, eigenvalues, noise)
         self.n_iter_, self.converged_ = 1, True  # the closed form: one exact step
@@ -527,9 +554,7 @@ class PPCADensity(EMModel, GenerativeModel):
         """
         n, d = X.shape
         if n >= d:
-            cov = _covariance(X, mean)
-            values, vectors = torch.linalg.eigh(0.5 * (cov + cov.T))
-            return values.flip(0).clamp_min(0.0), vectors.flip(1), float(torch.trace(cov))
+            return _spectrum(_covariance(X, mean))
         Xc = X - mean
         gram = (Xc @ Xc.T) / (n - 1)
         values, small = torch.linalg.eigh(0.5 * (gram + gram.T))

@@ -362,8 +362,12 @@ class BaseVAE(NeuralGenerativeModel):
         else:
             mean = values.mean(0)
             scale = values.std(0, correction=0)
+        self._set_standardisation(mean, scale, X.dtype)
+
+    def _set_standardisation(self, mean: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> None:
+        """``mean_`` and ``scale_`` from the columns' (float64) means and spreads."""
         # constant features: scale 1, so that they standardise to 0 (not 0 / 0)
-        tiny = 100 * torch.finfo(X.dtype).eps * torch.clamp(mean.abs(), min=1.0)
+        tiny = 100 * torch.finfo(dtype).eps * torch.clamp(mean.abs(), min=1.0)
         scale = torch.where(scale <= tiny, torch.ones_like(scale), scale)
         self.mean_ = mean.cpu().numpy()
         self.scale_ = scale.cpu().numpy()
