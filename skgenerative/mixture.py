@@ -657,6 +657,12 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         covariance type, as in scikit-learn).
     warm_start : bool, default=False
         Start from the previous fit's solution (with one initialisation).
+    column_types : dict, list, tuple or None, default=None
+        Types of the columns of a DataFrame (``{column: type}`` or one per column)
+        where the pandas dtypes do not say it (see :mod:`skgenerative._schema`):
+        ``real``, ``positive`` and ``count`` columns are modelled by the Gaussians,
+        ``binary``, ``categorical`` and ``ordinal`` ones by per-component level
+        probabilities (see Notes).
     contamination : float, default=0.1
         Fraction of training rows below the outlier threshold ``offset_``.
     device : str or torch.device, default="auto"
@@ -759,6 +765,7 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         "means_init": ["array-like", None],
         "precisions_init": ["array-like", None],
         "warm_start": ["boolean"],
+        "column_types": [dict, list, tuple, None],
     }
 
     _supports_missing = True
@@ -779,6 +786,7 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         means_init=None,
         precisions_init=None,
         warm_start=False,
+        column_types=None,
         contamination=0.1,
         device="auto",
         dtype="auto",
@@ -797,6 +805,7 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         self.means_init = means_init
         self.precisions_init = precisions_init
         self.warm_start = warm_start
+        self.column_types = column_types
         self.contamination = contamination
         self.device = device
         self.dtype = dtype
