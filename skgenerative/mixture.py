@@ -735,6 +735,11 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         covariance type, as in scikit-learn).
     warm_start : bool, default=False
         Start from the previous fit's solution (with one initialisation).
+    level_prior : float > 0, default=0.1
+        Pseudo-count added to every level of every discrete column in every
+        component at each M-step (tables with discrete columns only): the level
+        probabilities are the posterior mode under a symmetric Dirichlet(1 +
+        level_prior) prior, so none is exactly 0 (see Notes).
     column_types : dict, list, tuple or None, default=None
         Types of the columns of a DataFrame (``{column: type}`` or one per column)
         where the pandas dtypes do not say it (see :mod:`skgenerative._schema`):
@@ -760,8 +765,13 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
     ----------
     weights_ : ndarray of shape (n_components,)
     means_ : ndarray of shape (n_components, n_features)
+        Over the numeric columns only when the table has discrete ones (``D`` is
+        then the number of numeric columns, possibly 0).
     covariances_ : ndarray
         Shape (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical.
+    level_probabilities_ : list of ndarray
+        One array of shape (n_components, n_levels) per discrete column, in column
+        order: ``theta_kj(l)``, rows summing to one. Empty for numeric data.
     precisions_ : ndarray
         Inverses of the covariances, same shape.
     precisions_cholesky_ : ndarray
@@ -802,6 +812,25 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
     mean, so components far from it (relative to their spread) lose a few digits:
     prefer float64 for such data.
 
+    **Mixed tables.** Fitted on a DataFrame with discrete columns (binary,
+    categorical, ordinal: see :mod:`skgenerative._schema`), each component is a
+    Gaussian over the numeric columns times independent level probabilities
+    ``theta_kj`` over each discrete column (a latent class model when no column is
+    numeric): ``p(x) = sum_k w_k N(x_num; mu_k, Sigma_k) prod_j theta_kj(x_j)``. An
+    ordinal column is categorical over its ordered levels (the order serves
+    ``impute``'s median). ``score_samples`` is the log-density of the observed
+    numbers plus the log-probability of the observed levels; a missing number is
+    marginalised, a missing level drops its factor. EM is exact: the
+    responsibilities include the level probabilities and the M-step sets
+    ``theta_kj(l) = (c_kjl + a) / (c_kj + a K_j)`` from the expected counts with
+    ``a = level_prior`` (so each step never decreases log-likelihood + ``a sum log
+    theta``). k-means starts from the standardised numbers and the level
+    indicators. The conditional ``p(x_j = l | x_obs) = sum_k p(k | x_obs)
+    theta_kj(l)`` is exact (``impute_proba``; ``impute`` takes its mode, or its median
+    for ordinal columns, and draws from it with ``n_draws``). The maths are in the
+    user guide (``docs/user_guide/mixture.rst``); the model is that of Hunt &
+    Jorgensen (2003).
+
     ``fit`` accepts missing values (NaN): EM then uses, per row and component, the
     conditional Gaussian of the missing entries given the observed ones
     (:func:`mixture_statistics`); ``score_samples`` of a row with NaN is the exact
@@ -816,6 +845,8 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
     data via an EM approach. NIPS 6.
     Fraley, C. & Raftery, A. E. (2007). Bayesian regularization for normal mixture
     estimation and model-based clustering. Journal of Classification, 24, 155-181.
+    Hunt, L. & Jorgensen, M. (2003). Mixture model clustering for mixed data with
+    missing information. Computational Statistics & Data Analysis, 41, 429-440.
 
     Examples
     --------
