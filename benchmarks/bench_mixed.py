@@ -33,6 +33,8 @@ Times are fit + impute (wall clock), at the default thread count.
 
     python benchmarks/bench_mixed.py               # both tables, 3 seeds
     python benchmarks/bench_mixed.py --quick       # seed 0 only
+    python benchmarks/bench_mixed.py --quick --threads 1 --only "missForest (30 trees)" \
+        "GenerativeImputer (default)"              # times at one thread
 """
 
 from __future__ import annotations
@@ -228,7 +230,13 @@ def main():
     parser.add_argument("--ii-iter", type=int, default=5, help="IterativeImputer's max_iter")
     parser.add_argument("--tables", nargs="*", default=["adult", "wine"])
     parser.add_argument("--only", nargs="*", help="imputer names to run")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (results go to mixed_<N>thread); default: torch's")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
     tables = [t for t in args.tables if (MIXED / f"{t}.csv").exists()]
     if not tables:
@@ -276,8 +284,9 @@ def main():
         "levels over categorical cells; rank: mean |rank shift| / (levels - 1) over ordinal "
         "cells (Adult's education). Lower is better everywhere.",
         "",
-        f"Machine: {machine()}. Default threading; the machine was shared with other jobs, "
-        "so times are indicative.",
+        f"Machine: {machine()}. "
+        + (f"{args.threads} torch thread(s)" if args.threads else "Default threading")
+        + " (the forests use one job); the machine was shared with other jobs, so times are indicative.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -299,7 +308,7 @@ def main():
             speed = np.mean(times[forest][c]) / np.mean(times[default][c])
             md.append(f"- {c}: " + ", ".join(ratios) + f"; {speed:.1f}x faster")
     print("\n".join(md))
-    name = "mixed" + ("_quick" if args.quick else "")
+    name = "mixed" + ("_quick" if args.quick else "") + (f"_{args.threads}thread" if args.threads else "")
     write_results(name, dict(seeds=seeds, rows=args.rows, trees=args.trees, mf_iter=args.mf_iter,
                              results=results, times=times), "\n".join(md))
 

@@ -360,3 +360,16 @@ def test_grid_search_over_n_components_on_a_dataframe():
     search.fit(df)
     assert search.best_params_["n_components"] == 3
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+@pytest.mark.parametrize("dtype", ["auto", "float32"])
+def test_mixed_scores_do_not_depend_on_the_batch_and_survive_pickling(dtype):
+    import pickle
+
+    df = _mixed_table(200, seed=4, missing=0.2)
+    model = GaussianMixtureDensity(3, dtype=dtype, random_state=0).fit(df)
+    scores = model.score_samples(df)
+    assert scores.dtype == (np.float32 if dtype == "float32" else np.float64)
+    pieces = np.concatenate([model.score_samples(df.iloc[i:i + 7]) for i in range(0, len(df), 7)])
+    np.testing.assert_array_equal(pieces, scores)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).score_samples(df), scores)
