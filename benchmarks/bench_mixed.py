@@ -205,8 +205,12 @@ def generative(estimator=None):
 
 
 def imputers(trees: int, mf_iter: int, ii_iter: int) -> dict:
-    """name -> (function(holes, types, seed), kind)."""
-    return {
+    """name -> (function(holes, types, seed), kind).
+
+    Every other skgenerative estimator that accepts NaN and discrete columns joins
+    with its defaults (it is skipped while it models numeric columns only).
+    """
+    found = {
         "mean/mode": (mean_mode, "peer"),
         f"missForest ({trees} trees)": (lambda h, t, s: miss_forest(h, t, s, trees, mf_iter), "peer"),
         f"IterativeImputer(ExtraTrees {trees})": (
@@ -217,6 +221,15 @@ def imputers(trees: int, mf_iter: int, ii_iter: int) -> dict:
         "GenerativeImputer(GMM 16 diag)": (generative(GaussianMixtureDensity(
             16, covariance_type="diag", covariance_prior=2.0, tol=1e-2, random_state=0)), "ours"),
     }
+    import skgenerative
+
+    for name in ("VariationalAutoencoder", "FlowVAE", "BernoulliRBM"):
+        cls = getattr(skgenerative, name, None)
+        if cls is None or not cls._supports_missing or "categorical" not in cls._supported_column_types:
+            continue
+        found[f"GenerativeImputer({name})"] = (
+            (lambda cls: lambda h, t, s: generative(cls(random_state=s))(h, t, s))(cls), "ours")
+    return found
 
 
 # ------------------------------------------------------------------------ main

@@ -30,7 +30,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._em import EMModel, accumulate, add_statistics
 from ._torch import chunk_rows, generator_from, has_nan, iter_slices, seed_from
-from ._schema import COLUMN_TYPES
+from ._schema import COLUMN_TYPES, point_levels
 from .base import GenerativeModel
 
 __all__ = [
@@ -1302,6 +1302,21 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
             probabilities = self._level_block(j)[choice.reshape(-1)]
             levels = torch.multinomial(probabilities, 1, generator=generator).reshape(n, n_draws)
             out[:, :, j] = levels.to(X.dtype)
+        return out
+
+    def _point_imputation(self, X: torch.Tensor) -> torch.Tensor:
+        """As the base's, with the component posterior computed once for numbers and levels."""
+        if not self.schema_.has_discrete:
+            return super()._point_imputation(X)
+        numeric, discrete = self._column_split()
+        resp, parts, _, center = self._mixed_parts(X)
+        out = X.clone()
+        if numeric:
+            out[:, numeric] = sum(resp[:, k, None] * f for k, (_, f, _) in enumerate(parts)) + center
+        for j in discrete:
+            probabilities = (resp @ self._level_block(j)).cpu().numpy()
+            codes = point_levels(probabilities, self.schema_.types[j])
+            out[:, j] = torch.as_tensor(codes, dtype=out.dtype, device=out.device)
         return out
 
     def _level_probabilities(self, X: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
