@@ -29,8 +29,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._em import EMModel, accumulate, add_statistics
-from ._torch import chunk_rows, generator_from, has_nan, iter_slices, seed_from
 from ._schema import COLUMN_TYPES, point_levels
+from ._torch import chunk_rows, generator_from, has_nan, iter_slices, seed_from
 from .base import GenerativeModel
 
 __all__ = [

@@ -183,7 +183,6 @@ def test_conditional_levels_and_numbers_are_bayes_rule_exactly():
         _row(np.nan, None, np.nan, None, None),
     ], ignore_index=True)
     probabilities = model.impute_proba(query)
-    code = {c: {v: i for i, v in enumerate(LEVELS[c])} for c in LEVELS}
     cells = [  # numbers, level codes per discrete column, as in `query`
         (np.array([1.0, np.nan]), [None, 2, 0]),
         (np.array([np.nan, -1.0]), [1, None, 1]),
