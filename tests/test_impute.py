@@ -192,3 +192,23 @@ def test_numeric_frames_keep_their_dtypes_under_pandas_output():
     plain = GenerativeImputer().fit(df).transform(df)  # default output: the array, as before
     assert isinstance(plain, np.ndarray)
     np.testing.assert_array_equal(plain[:, 0], out["a"].to_numpy())
+
+
+def test_mixed_frames_in_a_pipeline_and_a_model_that_cannot_take_them():
+    from sklearn.compose import make_column_selector, make_column_transformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    full, holes = _mixed_frame(300, seed=1)
+    y = (full["country"] == "FR").to_numpy()
+    X = holes.drop(columns="country")
+    encode = make_column_transformer(
+        (OneHotEncoder(handle_unknown="ignore"), make_column_selector(dtype_include=["category", "boolean"])),
+        remainder="passthrough",
+    )
+    pipe = make_pipeline(GenerativeImputer(), encode, LogisticRegression(max_iter=1000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        accuracy = cross_val_score(pipe, X, y, cv=3, error_score="raise").mean()
+    assert accuracy > 0.85  # the country is the class that every column depends on
+    with pytest.raises(ValueError, match=r"PPCADensity models .*'shop' \(categorical\)"):
+        GenerativeImputer(PPCADensity(1)).fit(holes)
