@@ -31,6 +31,11 @@ devices and tags. A model file supplies only its mathematics through a few hooks
     (n, n_draws, D). Observed entries are restored by the base afterwards. Such models
     also accept NaN in ``_fit``, ``_log_prob`` (the log-density of the observed entries)
     and ``_encode``.
+``_explain(X)`` (optional)
+    ``log p(x_j | x_-j)`` for every cell of a chunk, shape (n, D). The default sets
+    each column missing in turn (one pass per column over the whole chunk) and
+    subtracts: models with ``_supports_missing`` get it for free; a model without
+    NaN support (the RBM) supplies its own closed form.
 ``_partial_fit(X, first)`` (optional)
     Continue fitting on a chunk of data (``first`` on the call that starts the
     model); enables ``partial_fit``. Returns like ``_fit``.
@@ -217,6 +222,10 @@ def _subclasses(cls):
 
 def _has_decoder(estimator) -> bool:
     return getattr(type(estimator), "_decode", None) is not None
+
+
+def _has_explain(estimator) -> bool:
+    return estimator._supports_missing or type(estimator)._explain is not GenerativeModel._explain
 
 
 def _has_partial_fit(estimator) -> bool:
@@ -518,7 +527,10 @@ class GenerativeModel(
         # scikit-learn's own messages for empty input and infinite numbers
         encoded = check_array(encoded, ensure_all_finite="allow-nan", estimator=self)
         if not self._supports_missing:
-            columns = np.flatnonzero(np.isnan(encoded).any(axis=0))
+            # a level not seen in fit is encoded as NaN too, but it is not a missing
+            # cell: the model must marginalise it (the unseen-level policy)
+            missing = np.isnan(encoded) if unseen is None else np.isnan(encoded) & ~unseen
+            columns = np.flatnonzero(missing.any(axis=0))
             if columns.size:
                 names = ", ".join(repr(self.schema_.names[j]) for j in columns[:5])
                 raise ValueError(
@@ -794,6 +806,69 @@ class GenerativeModel(
             empty = torch.isnan(X).all(1)
             scores = torch.where(empty, torch.zeros_like(scores), scores)
         return scores
+
+    @available_if(_has_explain)
+    def explain(self, X):
+        """How surprising each cell is given the rest of its row: ``log p(x_j | x_-j)``.
+
+        For row ``i`` and column ``j``::
+
+            log p(x_ij | x_i,-j) = log p(x_i) - log p(x_i,-j)
+
+        where ``log p(x_i,-j)`` is the log-density of the row with column ``j``
+        marginalised out: the same marginal that scores rows with missing values
+        (see :meth:`score_samples`), so the value is exact wherever the scores are
+        (mixtures, PPCA; the RBM uses its closed form through free energies) and an
+        estimate where they are (the difference of two importance-weighted bounds
+        for the variational autoencoders, deterministic per row like the scores).
+        Lower means more surprising; the column with the lowest value is the one
+        that explains a low score best. Numbers are in nats, in the units of ``X``
+        (a density for numeric cells, a log-probability for discrete ones), so
+        comparing numeric columns in different units compares their units too:
+        standardise first (``GenerativeOutlierDetector`` does) to rank them.
+        See the user guide, "Outlier detection", for the maths.
+
+        Parameters
+        ----------
+        X : array-like, DataFrame or torch.Tensor of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_conditional : ndarray or DataFrame of shape (n_samples, n_features)
+            A DataFrame with the input's index and column names when ``X`` is one.
+            A missing cell has nothing to explain: NaN. A level unseen in fit gets
+            its log-probability ``log 1 / (n + K + 1)``.
+        """
+        check_is_fitted(self)
+        frame = X if is_dataframe(X) else None
+        X, unseen = self._validate_table(X, reset=False)
+        missing = np.isnan(X)
+        n_features = X.shape[1]
+        out = self._evaluate(
+            self._explain, X, row_bytes=self._row_bytes(n_features) + 2 * 8 * n_features
+        )
+        if unseen is not None:
+            log_p = self.schema_.unseen_penalty(np.eye(n_features, dtype=bool), n_features)
+            out = np.where(unseen, log_p[None, :], out)
+            missing &= ~unseen
+        out[missing] = np.nan
+        self._check_scores(out[~missing], "this input")
+        if frame is None:
+            return out
+        import pandas as pd
+
+        return pd.DataFrame(out, index=frame.index, columns=frame.columns)
+
+    def _explain(self, X: torch.Tensor) -> torch.Tensor:
+        """``log p(x) - log p(x with column j missing)`` for each ``j``: (n, D)."""
+        full = self._observed_log_prob(X)
+        masked = X.clone()
+        out = torch.empty(X.shape, dtype=full.dtype, device=full.device)
+        for j in range(X.shape[1]):
+            masked[:, j] = float("nan")
+            out[:, j] = full - self._observed_log_prob(masked)
+            masked[:, j] = X[:, j]
+        return out
 
     def score(self, X, y=None):
         """Mean log-density of the samples (higher is better).

@@ -132,6 +132,13 @@ class FlowVAE(VariationalAutoencoder):
         Importance samples per incomplete row in ``impute`` (self-normalised
         estimate of ``E[x_missing | x_observed]`` and sampling importance
         resampling for draws), with the flowed posterior as the proposal.
+    column_types : dict, list, tuple or None, default=None
+        Types of a DataFrame's columns where the dtypes do not say them
+        (``{"items": "count", "income": "positive"}``, or one per column; see
+        :mod:`skgenerative._schema`). Every type is modelled, each by its own head
+        (``real``: Gaussian, ``positive``: log-normal, ``count``: Poisson,
+        ``binary``: Bernoulli, ``categorical``: softmax, ``ordinal``: ordered
+        logit; see Notes). A numeric array is all real.
     contamination : float, default=0.1
         Fraction of training rows below the outlier threshold ``offset_``.
     device : str or torch.device, default="auto"
@@ -274,6 +281,7 @@ class FlowVAE(VariationalAutoencoder):
         n_importance_samples=50,
         n_training_samples="auto",
         n_imputation_samples=1000,
+        column_types=None,
         contamination=0.1,
         device="auto",
         dtype="auto",
@@ -297,6 +305,7 @@ class FlowVAE(VariationalAutoencoder):
             n_importance_samples=n_importance_samples,
             n_training_samples=n_training_samples,
             n_imputation_samples=n_imputation_samples,
+            column_types=column_types,
             contamination=contamination,
             device=device,
             dtype=dtype,

@@ -29,6 +29,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._em import EMModel, accumulate, add_statistics
+from ._explain import gaussian_mixture_conditionals
 from ._schema import COLUMN_TYPES, point_levels
 from ._torch import chunk_rows, generator_from, has_nan, iter_slices, seed_from
 from .base import GenerativeModel
@@ -395,11 +396,23 @@ class MixtureParameters(NamedTuple):
     log_levels: torch.Tensor | None = None
 
 
+def normalised_responsibilities(weighted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log sum_k exp w_ik, r_ik = exp(w_ik) / sum_k exp w_ik)`` from ``w`` of shape (n, K).
+
+    One exponential per entry, where ``logsumexp`` then ``exp(w - norm)`` take two:
+    the exponentials were a quarter of a full-covariance EM iteration on the CPU.
+    """
+    top = weighted.amax(1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    resp = torch.exp(weighted - top)
+    total = resp.sum(1, keepdim=True)
+    resp /= total
+    return (top + total.log()).squeeze(1), resp
+
+
 def _complete_statistics(X, log_weights, params, covariance_type, second_moments, onehot=None):
     weighted = estimate_log_gaussian_prob(X, params.means, params.precisions_cholesky, covariance_type)
-    weighted = weighted + log_weights
-    norm = torch.logsumexp(weighted, dim=1)
-    resp = torch.exp(weighted - norm.unsqueeze(1))
+    norm, resp = normalised_responsibilities(weighted + log_weights)
     nk, sx, sxx = gaussian_statistics(X, resp, covariance_type, second_moments=second_moments)
     if sxx is None:  # tied, left to the caller
         sxx = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64, device=X.device)
@@ -412,9 +425,7 @@ def _complete_statistics(X, log_weights, params, covariance_type, second_moments
 
 def _incomplete_statistics(X, log_weights, params, covariance_type, onehot=None):
     parts = component_conditionals(X, params.means, params.covariances, covariance_type)
-    weighted = torch.stack([p[0] for p in parts], dim=1) + log_weights
-    norm = torch.logsumexp(weighted, dim=1)
-    resp = torch.exp(weighted - norm.unsqueeze(1))
+    norm, resp = normalised_responsibilities(torch.stack([p[0] for p in parts], dim=1) + log_weights)
     nk = resp.sum(0)
     sx = torch.stack([resp[:, k] @ f for k, (_, f, _) in enumerate(parts)])
     if covariance_type in ("full", "tied"):
@@ -1166,9 +1177,7 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         if x.shape[1]:
             return mixture_statistics(x, params, self.covariance_type, complete_second_moments=False,
                                       row_log_prob=levels, onehot=onehot)
-        weighted = torch.log(params.weights) + levels
-        norm = torch.logsumexp(weighted, dim=1)
-        resp = torch.exp(weighted - norm.unsqueeze(1))
+        norm, resp = normalised_responsibilities(torch.log(params.weights) + levels)
         return {"log_likelihood": norm.double().sum(), "n_samples": x.shape[0],
                 "nk": resp.sum(0).double(), "levels": (resp.T @ onehot).double()}
 
@@ -1363,6 +1372,16 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
 
     def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(self._weighted_log_prob(X), dim=1)
+
+    def _explain(self, X: torch.Tensor) -> torch.Tensor:
+        """Complete numeric rows: the precision-matrix closed form (:mod:`._explain`)."""
+        if has_nan(X) or self.schema_.has_discrete:
+            return super()._explain(X)  # through the marginal of the observed entries
+        Xc, means, _ = self._centred(X)
+        return gaussian_mixture_conditionals(
+            Xc, means, self._tensor("precisions_cholesky_"), self.covariance_type,
+            self._weighted_log_prob(X),
+        )
 
     def _encode(self, X: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self._weighted_log_prob(X), dim=1)

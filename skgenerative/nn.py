@@ -34,6 +34,12 @@ __all__ = [
     "GaussianLikelihood",
     "BernoulliLikelihood",
     "make_likelihood",
+    "MixedLikelihood",
+    "MIXED_KINDS",
+    "ORDINAL_MIN_GAP",
+    "ordinal_log_probs",
+    "ordinal_thresholds",
+    "poisson_log_prob",
     "fill_missing",
     "softplus",
     "standard_normal_log_prob",
@@ -271,3 +277,286 @@ def make_likelihood(name: str, n_features: int, conditional_variance: bool = Fal
     if name == "bernoulli":
         return BernoulliLikelihood(n_features)
     raise ValueError(f"Unknown likelihood {name!r}: use 'gaussian' or 'bernoulli'.")
+
+
+# ------------------------------------------------------------ mixed-type heads
+#: column types of :class:`MixedLikelihood` (those of :mod:`skgenerative._schema`)
+MIXED_KINDS = ("real", "positive", "count", "binary", "categorical", "ordinal")
+_GAUSSIAN_KINDS = ("real", "positive")
+_LEVEL_KINDS = ("categorical", "ordinal")
+
+
+def poisson_log_prob(x: torch.Tensor, log_rate: torch.Tensor) -> torch.Tensor:
+    """``log Poisson(x; exp(log_rate)) = x log_rate - exp(log_rate) - log x!``, elementwise."""
+    return x * log_rate - torch.exp(log_rate) - torch.lgamma(x + 1.0)
+
+
+#: least gap between consecutive ordinal thresholds (logit scale)
+ORDINAL_MIN_GAP = 1e-3
+
+
+def ordinal_thresholds(raw: torch.Tensor) -> torch.Tensor:
+    """Strictly increasing thresholds ``theta_1 < ... < theta_{K-1}`` from unconstrained ``raw``.
+
+    ``theta_1 = raw_1`` and ``theta_k = theta_{k-1} + softplus(raw_k) + delta`` with
+    ``delta = 1e-3`` (:data:`ORDINAL_MIN_GAP`): a cumulative sum of positive
+    increments, so the order holds for any ``raw`` (last dimension), and it
+    survives rounding (an increment ``softplus(raw_k)`` alone underflows for very
+    negative ``raw_k``, and two equal thresholds would give a level probability
+    exactly 0, a log-likelihood of ``-inf``).
+    """
+    if raw.shape[-1] <= 1:
+        return raw
+    steps = F.softplus(raw[..., 1:]) + ORDINAL_MIN_GAP
+    return torch.cat([raw[..., :1], raw[..., :1] + steps.cumsum(-1)], dim=-1)
+
+
+def ordinal_log_probs(location: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of the ``K`` levels of an ordered logit, shape (..., K).
+
+    ``P(x <= k) = sigmoid(theta_{k+1} - eta)`` for the location ``eta`` (..., 1) and
+    increasing thresholds ``theta`` (..., K - 1), so ``P(x = k) = sigmoid(b) -
+    sigmoid(a)`` with ``a = theta_k - eta`` and ``b = theta_{k+1} - eta`` (``theta_0 =
+    -inf``, ``theta_K = +inf``). Computed as ``log sigmoid(b) + log sigmoid(-a) +
+    log(1 - exp(a - b))``, an identity that stays accurate in both tails.
+    """
+    n_levels = thresholds.shape[-1] + 1
+    if n_levels == 1:
+        return torch.zeros_like(location)
+    cut = thresholds - location  # (..., K - 1)
+    zero = torch.zeros_like(location)
+    # a_k (lower cut of level k) and b_k (upper cut), with the open ends at 0 (masked)
+    lower = torch.cat([zero, cut], dim=-1)
+    upper = torch.cat([cut, zero], dim=-1)
+    first = torch.zeros(n_levels, dtype=torch.bool, device=cut.device)
+    first[0] = True
+    last = torch.zeros_like(first)
+    last[-1] = True
+    log_upper = torch.where(last, zero, F.logsigmoid(upper))
+    log_lower = torch.where(first, zero, F.logsigmoid(-lower))
+    inner = first | last
+    gap = torch.where(inner, -torch.ones_like(upper), lower - upper)  # a - b < 0
+    log_gap = torch.where(inner, zero, torch.log(-torch.expm1(gap)))
+    return log_upper + log_lower + log_gap
+
+
+class MixedLikelihood(nn.Module):
+    """One likelihood head per column type: a table's columns given ``z`` (HI-VAE style).
+
+    Columns are independent given the decoder's output ``params`` (Nazabal et al.
+    2020). Each column ``j`` of ``layout`` is ``(kind, n_levels)`` and the head models
+    the value the estimator hands it:
+
+    ===========  ============================  ======================================
+    kind         the value                     ``p(x_j | params)``
+    ===========  ============================  ======================================
+    real         standardised number ``u``     ``N(u; m, v)`` (floored variance)
+    positive     standardised ``log x``        ``N(u; m, v)``: log-normal in ``x``
+    count        the count ``x`` in 0, 1, ...  ``Poisson(x; exp(l + o))``
+    binary       code 0 / 1                    ``Bernoulli(sigmoid(l))``
+    categorical  code 0 .. K-1                 ``softmax(l_1 .. l_K)``
+    ordinal      code 0 .. K-1                 ordered logit, increasing thresholds
+    ===========  ============================  ======================================
+
+    The log-Jacobians of the standardisation and of ``log x`` are the estimator's
+    (the head is a density in its own units). ``o`` is a fixed offset per count
+    column (the log of its mean count at fit), so a fresh decoder starts at the
+    data's rate. Gaussian variances follow :class:`GaussianLikelihood`
+    (``conditional``: the decoder outputs them). ``params`` is laid out as: the
+    Gaussian means, (their raw log-variances when conditional), the count log-rates,
+    the binary logits, then ``K`` values per categorical or ordinal column (logits;
+    for an ordinal column the location ``eta`` and ``K - 1`` raw thresholds, see
+    :func:`ordinal_thresholds`).
+
+    The encoder sees each row as ``encoder_features``: Gaussian values as they are,
+    ``log(1 + x)`` for counts, binary codes, one-hot vectors for categorical and
+    ordinal columns, 0 for every missing cell (the indicators go in beside them).
+
+    Parameters
+    ----------
+    layout : sequence of (str, int)
+        ``(kind, n_levels)`` per column (``n_levels`` ignored for numeric kinds).
+    conditional : bool, default=False
+    min_variance : float, default=1e-3
+    count_offsets : sequence of float or None
+        ``o`` per count column (0 by default).
+
+    Examples
+    --------
+    The probabilities of every level combination of a categorical and an ordinal
+    column sum to one:
+
+    >>> import itertools, torch
+    >>> from skgenerative.nn import MixedLikelihood
+    >>> head = MixedLikelihood([("categorical", 3), ("ordinal", 4)]).double()
+    >>> params = torch.randn(head.n_params, generator=torch.Generator().manual_seed(0),
+    ...                      dtype=torch.float64)
+    >>> x = torch.tensor(list(itertools.product(range(3), range(4))), dtype=torch.float64)
+    >>> round(float(head.log_prob(x, params).exp().sum()), 12)
+    1.0
+    """
+
+    def __init__(self, layout, conditional: bool = False, min_variance: float = 1e-3,
+                 count_offsets=None):
+        super().__init__()
+        layout = [(str(kind), int(levels)) for kind, levels in layout]
+        for kind, levels in layout:
+            if kind not in MIXED_KINDS:
+                raise ValueError(f"Unknown column kind {kind!r}: use one of {MIXED_KINDS}.")
+            if kind in _LEVEL_KINDS and levels < 1:
+                raise ValueError(f"A {kind} column needs at least one level, got {levels}.")
+        self.layout = layout
+        self.n_features = len(layout)
+        self.conditional = conditional
+        self.log_min_variance = math.log(min_variance)
+        kinds = [kind for kind, _ in layout]
+        self.gaussian = [j for j, k in enumerate(kinds) if k in _GAUSSIAN_KINDS]
+        self.positive = [j for j, k in enumerate(kinds) if k == "positive"]
+        self.count = [j for j, k in enumerate(kinds) if k == "count"]
+        self.binary = [j for j, k in enumerate(kinds) if k == "binary"]
+        self.levels = [j for j, k in enumerate(kinds) if k in _LEVEL_KINDS]
+        self.discrete = [j for j, k in enumerate(kinds) if k in ("binary",) + _LEVEL_KINDS]
+        g, c, b = len(self.gaussian), len(self.count), len(self.binary)
+        start = 0
+        self._mean_slice = slice(start, start + g)
+        start += g
+        if conditional:
+            self._raw_var_slice = slice(start, start + g)
+            start += g
+        else:
+            self.raw_log_variance = nn.Parameter(torch.zeros(g))
+        self._count_slice = slice(start, start + c)
+        start += c
+        self._binary_slice = slice(start, start + b)
+        start += b
+        self._level_slices = []
+        for j in self.levels:
+            self._level_slices.append(slice(start, start + layout[j][1]))
+            start += layout[j][1]
+        self.n_params = start
+        offsets = torch.zeros(c, dtype=torch.float64) if count_offsets is None else torch.as_tensor(
+            [float(o) for o in count_offsets], dtype=torch.float64)
+        self.register_buffer("count_offsets", offsets)
+        # indices as buffers move with the module; integer buffers keep their dtype
+        for name in ("gaussian", "count", "binary", "levels"):
+            self.register_buffer(f"_{name}_index", torch.tensor(getattr(self, name), dtype=torch.int64),
+                                 persistent=False)
+        self.input_width = g + c + b + sum(layout[j][1] for j in self.levels)
+
+    # ------------------------------------------------------------ parameters
+    def gaussian_mean_and_log_variance(self, params: torch.Tensor):
+        """Means and floored log-variances (..., G) of the real and positive columns."""
+        mean = params[..., self._mean_slice]
+        raw = params[..., self._raw_var_slice] if self.conditional else self.raw_log_variance
+        floor = self.log_min_variance
+        return mean, floor + F.softplus(raw - floor)
+
+    def log_rates(self, params: torch.Tensor) -> torch.Tensor:
+        """``log`` of the Poisson rates (..., C) of the count columns."""
+        return params[..., self._count_slice] + self.count_offsets.to(params.dtype)
+
+    def binary_logits(self, params: torch.Tensor) -> torch.Tensor:
+        return params[..., self._binary_slice]
+
+    def level_log_probs(self, params: torch.Tensor) -> list[torch.Tensor]:
+        """``log p(x_j = k | params)`` (..., K_j) for each discrete column, in column order."""
+        by_column = {}
+        for j, s in zip(self.levels, self._level_slices):
+            values = params[..., s]
+            if self.layout[j][0] == "categorical":
+                by_column[j] = torch.log_softmax(values, dim=-1)
+            else:
+                by_column[j] = ordinal_log_probs(values[..., :1], ordinal_thresholds(values[..., 1:]))
+        if self.binary:
+            logits = self.binary_logits(params)
+            for position, j in enumerate(self.binary):
+                l = logits[..., position : position + 1]
+                by_column[j] = torch.cat([F.logsigmoid(-l), F.logsigmoid(l)], dim=-1)
+        return [by_column[j] for j in self.discrete]
+
+    def thresholds(self, params: torch.Tensor) -> list[torch.Tensor]:
+        """The ordinal columns' increasing thresholds (..., K - 1), in column order."""
+        return [
+            ordinal_thresholds(params[..., s][..., 1:])
+            for j, s in zip(self.levels, self._level_slices) if self.layout[j][0] == "ordinal"
+        ]
+
+    # -------------------------------------------------------------- the density
+    def column_log_probs(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """``log p(x_j | params)`` per cell, shape ``broadcast(x, params[..., :D])``.
+
+        ``x`` must hold valid values everywhere (zero-fill missing cells first).
+        """
+        shape = torch.broadcast_shapes(x.shape[:-1], params.shape[:-1]) + (self.n_features,)
+        out = torch.zeros(shape, dtype=params.dtype, device=params.device)
+        x = x.expand(shape)
+        if self.gaussian:
+            mean, log_var = self.gaussian_mean_and_log_variance(params)
+            u = x[..., self._gaussian_index]
+            out[..., self._gaussian_index] = -0.5 * (
+                (u - mean).square() * torch.exp(-log_var) + log_var + _LOG_2PI
+            )
+        if self.count:
+            out[..., self._count_index] = poisson_log_prob(x[..., self._count_index], self.log_rates(params))
+        if self.binary:
+            logits = self.binary_logits(params)
+            out[..., self._binary_index] = x[..., self._binary_index] * logits - F.softplus(logits)
+        if self.levels:
+            level_log_probs = dict(zip(self.discrete, self.level_log_probs(params)))
+            for j in self.levels:
+                table = level_log_probs[j].expand(shape[:-1] + level_log_probs[j].shape[-1:])
+                code = x[..., j : j + 1].long().clamp(0, table.shape[-1] - 1)
+                out[..., j] = torch.gather(table, -1, code).squeeze(-1)
+        return out
+
+    def log_prob(
+        self, x: torch.Tensor, params: torch.Tensor, observed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``sum_j log p(x_j | params)``, over the observed cells when ``observed`` is given."""
+        if observed is None:
+            return self.column_log_probs(x, params).sum(-1)
+        terms = self.column_log_probs(fill_missing(x, observed), params)
+        return torch.where(observed, terms, torch.zeros((), dtype=terms.dtype, device=terms.device)).sum(-1)
+
+    def encoder_features(self, x: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:
+        """What the encoder sees of rows ``x`` (n, D): see the class description.
+
+        ``missing`` (n, D), 1 where a cell is missing (``x`` holds 0 there).
+        """
+        parts = []
+        if self.gaussian:
+            parts.append(x[..., self._gaussian_index])
+        if self.count:
+            parts.append(torch.log1p(x[..., self._count_index].clamp_min(0.0)))
+        if self.binary:
+            parts.append(x[..., self._binary_index])
+        for j in self.levels:
+            n_levels = self.layout[j][1]
+            one_hot = F.one_hot(x[..., j].long().clamp(0, n_levels - 1), n_levels).to(x.dtype)
+            if missing is not None:
+                one_hot = one_hot * (1.0 - missing[..., j : j + 1])
+            parts.append(one_hot)
+        return torch.cat(parts, dim=-1)
+
+    # ------------------------------------------------------- draws and means
+    def sample(self, params: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Draws of every column given ``params`` (..., P), in the head's units (..., D)."""
+        shape = params.shape[:-1] + (self.n_features,)
+        out = torch.zeros(shape, dtype=params.dtype, device=params.device)
+        if self.gaussian:
+            mean, log_var = self.gaussian_mean_and_log_variance(params)
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+            out[..., self._gaussian_index] = mean + torch.exp(0.5 * log_var) * noise
+        if self.count:
+            rates = torch.exp(self.log_rates(params))
+            out[..., self._count_index] = torch.poisson(rates, generator=generator)
+        for j, log_p in zip(self.discrete, self.level_log_probs(params)):
+            flat = torch.exp(log_p).reshape(-1, log_p.shape[-1])
+            codes = torch.multinomial(flat, 1, generator=generator).reshape(shape[:-1])
+            out[..., j] = codes.to(params.dtype)
+        return out
+
+    def numeric_means(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(gaussian mean, gaussian log-variance, count rate)`` in the head's units."""
+        mean, log_var = self.gaussian_mean_and_log_variance(params)
+        return mean, log_var, torch.exp(self.log_rates(params))

@@ -55,7 +55,8 @@ import torch
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._torch import chunk_rows, generator_from, iter_slices, seed_from
+from ._progress import Progress
+from ._torch import adaptive_threads, chunk_rows, generator_from, iter_slices, seed_from
 from ._training import DEPRECATED, MinibatchModel, renamed_parameter
 from .nn import softplus
 
@@ -66,6 +67,7 @@ __all__ = [
     "SoftmaxVisible",
     "VisibleBlocks",
     "softplus",
+    "bernoulli_conditional_log_prob",
     "free_energy",
     "hidden_free_energy",
     "log_partition_exact",
@@ -341,6 +343,27 @@ def free_energy(
     return -visible.log_potential(v, b) - softplus(torch.addmm(c, v, W.T)).sum(1)
 
 
+def bernoulli_conditional_log_prob(
+    v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor
+) -> torch.Tensor:
+    """``log p(v_j | v_-j)`` of every binary unit, shape (n, D), exactly.
+
+    ``log Z`` cancels: ``log p(v_j | v_-j) = -F(v) - logsumexp(-F(v^(j=0)), -F(v^(j=1)))``
+    with ``v^(j=a)`` the row with unit ``j`` set to ``a``; for binary ``v`` the
+    denominator holds ``v`` itself and ``v`` with bit ``j`` flipped. One pass per
+    unit over the whole chunk, ``O(n H)`` each.
+    """
+    pre = torch.addmm(c, v, W.T)  # (n, H)
+    neg_free = v @ b + softplus(pre).sum(1)
+    out = torch.empty_like(v)
+    for j in range(v.shape[1]):
+        off = pre - v[:, j : j + 1] * W[:, j]  # pre-activations with v_j = 0
+        rest = v @ b - v[:, j] * b[j]
+        both = torch.stack([rest + softplus(off).sum(1), rest + b[j] + softplus(off + W[:, j]).sum(1)])
+        out[:, j] = neg_free - torch.logsumexp(both, 0)
+    return out
+
+
 def hidden_free_energy(
     h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, visible=None
 ) -> torch.Tensor:
@@ -593,6 +616,7 @@ def ais_log_partition(
     n_temperatures: int = 1000,
     generator: torch.Generator,
     visible=None,
+    progress=None,
 ) -> tuple[float, float]:
     """Annealed importance sampling estimate of ``log Z`` and its standard error.
 
@@ -633,6 +657,8 @@ def ais_log_partition(
         Source of randomness (on ``W``'s device); fixes the result.
     visible : visible layer, default=None
         ``None``: ``D`` binary units.
+    progress : :class:`~skgenerative._progress.Progress` or None, default=None
+        Told of each annealing step.
 
     Returns
     -------
@@ -661,6 +687,8 @@ def ais_log_partition(
             h = bernoulli(torch.sigmoid(x), generator)
             visible_bias = torch.add(b_A, bias_gap, alpha=beta)
             v = visible.sample(visible.mean(torch.addmm(visible_bias, h, W, alpha=beta)), generator)
+        if progress is not None:
+            progress.update()
     shift = log_w.max()
     weights = torch.exp(log_w - shift)
     mean = weights.mean()
@@ -690,7 +718,15 @@ class BaseRBM(MinibatchModel):
     The parameters are numpy attributes (``components_``, ``intercept_visible_``,
     ``intercept_hidden_``); a training call works on tensor copies and writes them
     back at its end.
+
+    ``fit`` only fits: ``log Z`` and ``offset_`` (which needs the training rows'
+    scores, so ``log Z``) are computed when first used (see
+    :meth:`_set_log_partition`).
     """
+
+    # the training rows' scores need log Z (an AIS run for a large model): offset_
+    # is computed on first use, like the neural models' (GenerativeModel._end_fit)
+    _defer_offset = True
 
     _parameter_constraints: dict = {
         **MinibatchModel._parameter_constraints,
@@ -713,6 +749,10 @@ class BaseRBM(MinibatchModel):
 
     def _visible_units(self, X: torch.Tensor) -> torch.Tensor:
         return X
+
+    def _visible_values(self, v: torch.Tensor) -> torch.Tensor:
+        """Visible states -> rows in the model's columns (the identity by default)."""
+        return v
 
     def _max_iter(self):
         return self.max_iter
@@ -852,8 +892,7 @@ class BaseRBM(MinibatchModel):
         """Write the parameters back as numpy arrays, then compute ``log Z``."""
         state = self.__dict__.pop("_cd")
         self._store(*state.params, state.velocity, state.chains)
-        generator = generator_from((state.seed + 1) % (2**31 - 1), state.params[0].device)
-        self._set_log_partition(*state.params, state.visible, generator)
+        self._set_log_partition(state.params[0].shape[0], state.visible, (state.seed + 1) % (2**31 - 1))
 
     def _store(self, W, b, c, velocity, chains) -> None:
         to_np = lambda t: t.detach().double().cpu().numpy()  # noqa: E731
@@ -861,39 +900,79 @@ class BaseRBM(MinibatchModel):
         self._velocity = [to_np(v) for v in velocity]
         self.h_samples_ = None if chains is None else to_np(chains)
 
-    def _set_log_partition(self, W, b, c, visible, generator) -> None:
+    def _set_log_partition(self, n_hidden: int, visible, seed: int) -> None:
+        """Choose how ``log Z`` is computed; compute it when first needed.
+
+        ``fit`` only fits: ``log Z`` (an AIS run of ``n_ais_temperatures`` steps
+        when the model is large) is only needed to score, so it is computed on the
+        first ``score_samples``, ``offset_``, access to ``log_partition_`` or
+        pickling, from a seed drawn at fit (deterministic under ``random_state``),
+        and cached in a dict created here (prediction leaves the attributes as
+        they were, as scikit-learn's checks require).
+        """
         method = self.partition_method
         if method == "auto":
-            few = min(2 ** W.shape[0], visible.n_states) <= 2**EXACT_MAX_UNITS
+            few = min(2**n_hidden, visible.n_states) <= 2**EXACT_MAX_UNITS
             method = "exact" if few else "ais"
-        if method == "exact":
-            self.log_partition_ = log_partition_exact(W, b, c, visible)
-            self.log_partition_std_ = 0.0
+        self.log_partition_method_ = method
+        self.__dict__["_partition"] = {"seed": int(seed)}
+
+    @property
+    def log_partition_(self) -> float:
+        """``log Z``: exact, or the AIS estimate (computed on first use)."""
+        return self._log_partition()[0]
+
+    @property
+    def log_partition_std_(self) -> float:
+        """Standard error of ``log_partition_`` (0.0 when exact)."""
+        return self._log_partition()[1]
+
+    def _log_partition(self) -> tuple[float, float]:
+        partition = self.__dict__.get("_partition")
+        if partition is None:
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute 'log_partition_'")
+        if "value" not in partition:
+            partition["value"] = self._compute_log_partition(partition["seed"])
+        return partition["value"]
+
+    def _compute_log_partition(self, seed: int) -> tuple[float, float]:
+        W = self._tensor("components_", torch.float64)
+        b = self._tensor("intercept_visible_", torch.float64)
+        c = self._tensor("intercept_hidden_", torch.float64)
+        visible = self._visible_layer()
+        if self.log_partition_method_ == "exact":
+            value, std = log_partition_exact(W, b, c, visible), 0.0
         else:
-            start = time.perf_counter()
-            marginals = torch.as_tensor(self.visible_marginals_, device=W.device)
+            generator = generator_from(seed, W.device)
+            marginals = self._tensor("visible_marginals_", torch.float64)
             base = visible.base_rate_bias(marginals, self.n_samples_seen_)
+            progress = Progress(type(self).__name__, "AIS step", int(self.n_ais_temperatures),
+                                self.verbose, line_level=None, log=self._log)
             # float32 halves the cost; its rounding, the log-weights being summed
             # in float64, is far below the Monte Carlo error
-            self.log_partition_, self.log_partition_std_ = ais_log_partition(
-                W.float(), b.float(), c.float(), base,
-                n_chains=int(self.n_ais_chains),
-                n_temperatures=int(self.n_ais_temperatures),
-                generator=generator,
-                visible=visible,
-            )
-            effective = 1.0 / (self.log_partition_std_**2 + 1.0 / self.n_ais_chains)
-            self._log(
-                f"AIS log Z = {self.log_partition_:.3f} +- {self.log_partition_std_:.3f} "
-                f"(about {effective:.0f} effective chains of {self.n_ais_chains}; "
-                f"{time.perf_counter() - start:.2f}s)"
-            )
-        if not math.isfinite(self.log_partition_):
+            with adaptive_threads(), progress:
+                value, std = ais_log_partition(
+                    W.float(), b.float(), c.float(), base,
+                    n_chains=int(self.n_ais_chains),
+                    n_temperatures=int(self.n_ais_temperatures),
+                    generator=generator,
+                    visible=visible,
+                    progress=progress,
+                )
+                effective = 1.0 / (std**2 + 1.0 / self.n_ais_chains)
+                progress.close(f"AIS log Z = {value:.3f} +- {std:.3f} (about {effective:.0f} "
+                               f"effective chains of {self.n_ais_chains})")
+        if not math.isfinite(value):
             raise FloatingPointError(
                 f"{type(self).__name__}'s log partition function is not finite: the weights are "
-                "too large. Lower learning_rate or raise weight_decay."
+                "too large. Lower learning_rate or raise weight_decay, and fit again."
             )
-        self.log_partition_method_ = method
+        return float(value), float(std)
+
+    def __getstate__(self):
+        if "_partition" in self.__dict__:
+            self._log_partition()  # a pickle carries log Z, so it never changes on load
+        return super().__getstate__()
 
     # ----------------------------------------------------------- evaluation
     def _params(self):
@@ -918,7 +997,7 @@ class BaseRBM(MinibatchModel):
         v = visible.sample(marginals.expand(n, marginals.shape[0]), generator)
         for _ in range(int(self.burn_in)):
             v = gibbs_step(v, W, b, c, generator, visible)
-        return v
+        return self._visible_values(v)
 
     def gibbs(self, v, random_state=None):
         """One block Gibbs step from ``v``: ``h ~ p(h | v)``, then ``v' ~ p(v | h)``.
@@ -933,7 +1012,9 @@ class BaseRBM(MinibatchModel):
         Returns
         -------
         v_new : ndarray of shape (n_samples, n_features)
-            Binary visible states after one step.
+            Binary visible states after one step; for a model fitted on a table, a
+            DataFrame of the fitted dtypes (levels for the softmax blocks). A row with
+            a level not seen in fit raises ``ValueError``.
         """
         check_is_fitted(self)
         X = self._validate_X(v, reset=False)
@@ -941,9 +1022,22 @@ class BaseRBM(MinibatchModel):
 
         def step(x):
             W, b, c = self._params()
-            return gibbs_step(self._visible_units(x), W, b, c, generator, self._visible_layer())
+            v = gibbs_step(self._visible_units(x), W, b, c, generator, self._visible_layer())
+            return self._visible_values(v)
 
-        return self._evaluate(step, X)
+        self._check_complete(X, "gibbs")
+        out = self._evaluate(step, X)
+        return self._rows(out) if self.schema_.has_discrete else out
+
+    def _check_complete(self, X: np.ndarray, what: str) -> None:
+        """A visible state is needed whole: a level not seen in fit names its column."""
+        columns = np.flatnonzero(np.isnan(X).any(axis=0))
+        if columns.size:
+            names = ", ".join(repr(self.schema_.names[j]) for j in columns[:5])
+            raise ValueError(
+                f"{what} needs every visible unit's state, but column(s) {names} hold "
+                "levels not seen in fit. Replace them by seen levels first."
+            )
 
 
 class BernoulliRBM(BaseRBM):
@@ -996,15 +1090,21 @@ class BernoulliRBM(BaseRBM):
         Block Gibbs steps each chain of :meth:`sample` runs before its state is
         returned.
     partition_method : {"auto", "exact", "ais"}, default="auto"
-        How ``log_partition_`` is computed at the end of fitting. ``"auto"``:
+        How ``log_partition_`` is computed (when first needed: the first
+        ``score_samples``, ``offset_``, or pickling; not in ``fit``). ``"auto"``:
         exactly when ``min(n_components, n_features) <= 20``, otherwise by AIS.
         ``"exact"`` enumerates up to 2**26 states of the smaller layer;
         ``"ais"`` always estimates.
-    n_ais_chains : int, default=100
+    n_ais_chains : int, default=50
         Independent AIS runs.
-    n_ais_temperatures : int, default=3000
+    n_ais_temperatures : int, default=1000
         Intermediate distributions of each AIS run. More reduces the estimate's
         bias (see Notes); the cost grows linearly.
+    column_types : dict, list, tuple or None, default=None
+        Types of a DataFrame's columns where the dtypes do not say them (see
+        :mod:`skgenerative._schema`). Real columns (values in [0, 1]) and binary
+        ones are bits; categorical and ordinal columns (the order unused) are
+        softmax blocks of one-hot units; positive and count columns are refused.
     contamination : float, default=0.1
         Fraction of training rows below the outlier threshold ``offset_``.
     device : str or torch.device, default="auto"
@@ -1080,8 +1180,11 @@ class BernoulliRBM(BaseRBM):
       (Salakhutdinov & Murray, 2008): ``n_ais_chains`` runs of
       ``n_ais_temperatures`` annealing steps from a base-rate model (no weights,
       visible biases the logits of ``visible_marginals_``) to the RBM. It is
-      computed once at the end of fitting, seeded by ``random_state``, so scores
-      are deterministic, and every score carries the same additive error. AIS
+      computed once, when first needed, from a seed drawn at fit (so under
+      ``random_state`` scores are deterministic), and every score carries the
+      same additive error. The defaults (50 chains, 1000 steps) cost about as
+      much as a few epochs of training; the user guide measures their bias
+      against longer runs. AIS
       runs in float32, its log-weights summed in float64: its rounding is far
       below its Monte Carlo error.
 
@@ -1102,12 +1205,24 @@ class BernoulliRBM(BaseRBM):
 
     Inputs outside [0, 1] raise ``ValueError`` unless ``binarize`` is set.
 
+    **Tables.** Fitted on a DataFrame with categorical (or ordinal) columns, each
+    such column of ``K`` levels is a :class:`SoftmaxVisible` block of ``K`` one-hot
+    units beside the bits (:class:`VisibleBlocks`; ``components_`` has one column
+    per unit). The free energy keeps its form, the exact ``log Z`` enumerates every
+    level combination (or the hidden states), Gibbs steps draw each block from its
+    softmax and AIS starts from each block's base-rate model. ``sample`` and
+    ``gibbs`` return the user's DataFrame. A level not seen in fit is summed out
+    exactly (its row scores the marginal of its other cells, plus the unseen-level
+    penalty); ``gibbs`` refuses such rows.
+
     Every minibatch update is ``theta += velocity`` with ``velocity = momentum *
     velocity + learning_rate * gradient`` (:func:`momentum_step_`); the gradient
     (:func:`cd_gradient`) is averaged over the minibatch. ``partial_fit`` runs
     one epoch over the rows it gets, continuing
-    the persistent chains and the velocity, then recomputes ``log_partition_``
-    (cheap when exact; an AIS run otherwise) and ``offset_`` (on those rows).
+    the persistent chains and the velocity; ``log_partition_`` (exact, or an AIS
+    run) and ``offset_`` (on the rows of the last call) are then computed again
+    when first used: ``fit`` and ``partial_fit`` only fit, and a model that is
+    never scored never pays for AIS.
 
     The initial weights are ``N(0, 0.01^2)``, the visible biases the logits of the
     smoothed data marginals, the hidden biases zero. :meth:`sample` runs
@@ -1149,10 +1264,14 @@ class BernoulliRBM(BaseRBM):
     # binary or [0, 1] data are probabilities, not a density; binarize thresholds
     # the input and the [0, 1] check bounds it, so no value overflows
     _squares_input = False
+    # bits (real columns in [0, 1], binary ones) and one-hot blocks (categorical;
+    # ordinal columns too, their order unused); positive and count columns have no unit
+    _supported_column_types = frozenset({"real", "binary", "categorical", "ordinal"})
 
     _parameter_constraints: dict = {
         **BaseRBM._parameter_constraints,
         "binarize": [Interval(Real, None, None, closed="neither"), None],
+        "column_types": [dict, list, tuple, None],
         "n_iter": [
             Interval(Integral, 0, None, closed="left"), StrOptions({"auto"}), Hidden(StrOptions({DEPRECATED}))
         ],
@@ -1173,8 +1292,9 @@ class BernoulliRBM(BaseRBM):
         binarize=None,
         burn_in=1000,
         partition_method="auto",
-        n_ais_chains=100,
-        n_ais_temperatures=3000,
+        n_ais_chains=50,
+        n_ais_temperatures=1000,
+        column_types=None,
         contamination=0.1,
         device="auto",
         dtype="auto",
@@ -1196,6 +1316,7 @@ class BernoulliRBM(BaseRBM):
         self.partition_method = partition_method
         self.n_ais_chains = n_ais_chains
         self.n_ais_temperatures = n_ais_temperatures
+        self.column_types = column_types
         self.contamination = contamination
         self.device = device
         self.dtype = dtype
@@ -1207,23 +1328,138 @@ class BernoulliRBM(BaseRBM):
     def _continuous_likelihood(self) -> bool:
         return False
 
-    def _visible_layer(self) -> BernoulliVisible:
-        return BernoulliVisible(self.n_features_in_)
+    @property
+    def _table(self) -> bool:
+        """Whether the columns are a table's (binary or categorical ones beside the bits)."""
+        return self.schema_.has_discrete
+
+    def _blocks(self) -> list[tuple[str, list[int]]]:
+        """The columns as visible blocks: runs of bit columns, one softmax block per level column.
+
+        ``("bits", columns)`` for consecutive real (values in [0, 1]) and binary
+        columns, ``("levels", [j])`` for each categorical or ordinal column.
+        """
+        blocks: list[tuple[str, list[int]]] = []
+        for j, kind in enumerate(self.schema_.types):
+            if kind in ("categorical", "ordinal"):
+                blocks.append(("levels", [j]))
+            elif blocks and blocks[-1][0] == "bits":
+                blocks[-1][1].append(j)
+            else:
+                blocks.append(("bits", [j]))
+        return blocks
+
+    def _visible_layer(self):
+        if not self._table:
+            return BernoulliVisible(self.n_features_in_)
+        schema = self.schema_
+        return VisibleBlocks([
+            BernoulliVisible(len(columns)) if kind == "bits" else SoftmaxVisible(schema.n_levels(columns[0]))
+            for kind, columns in self._blocks()
+        ])
 
     def _check_values(self, X: np.ndarray) -> None:
         if self.binarize is None:
+            real = self.schema_.numeric_columns if self._table else slice(None)
             BernoulliVisible(X.shape[1]).check_values(
-                X, "Scale the data to [0, 1], or set binarize=<threshold> to binarise it as X > threshold."
+                X[:, real], "Scale the data to [0, 1], or set binarize=<threshold> to binarise it as X > threshold."
             )
 
     def _visible_units(self, X: torch.Tensor) -> torch.Tensor:
-        """The input, or ``X > binarize`` when ``binarize`` is set."""
-        if self.binarize is None:
-            return X
-        return torch.gt(X, float(self.binarize)).to(X.dtype)
+        """The input, or ``X > binarize`` when ``binarize`` is set.
+
+        A table: its bit columns so (binary codes as they are), each categorical
+        column as one-hot units; a level not seen in fit (NaN) gives NaN units.
+        """
+        if not self._table:
+            if self.binarize is None:
+                return X
+            return torch.gt(X, float(self.binarize)).to(X.dtype)
+        parts = []
+        types = self.schema_.types
+        for kind, columns in self._blocks():
+            if kind == "bits":
+                bits = X[:, columns]
+                if self.binarize is not None:
+                    real = torch.tensor([types[j] == "real" for j in columns], device=X.device)
+                    bits = torch.where(real, torch.gt(bits, float(self.binarize)).to(X.dtype), bits)
+                parts.append(bits)
+            else:
+                (j,) = columns
+                code = X[:, j]
+                unseen = torch.isnan(code)
+                n_levels = self.schema_.n_levels(j)
+                one_hot = torch.nn.functional.one_hot(
+                    torch.where(unseen, torch.zeros_like(code), code).long(), n_levels
+                ).to(X.dtype)
+                parts.append(torch.where(unseen.unsqueeze(1), torch.full_like(one_hot, math.nan), one_hot))
+        return torch.cat(parts, dim=1)
+
+    def _visible_values(self, v: torch.Tensor) -> torch.Tensor:
+        """Visible states -> rows: bits as they are, each one-hot block as its level code."""
+        if not self._table:
+            return v
+        out = torch.empty(v.shape[0], self.n_features_in_, dtype=v.dtype, device=v.device)
+        start = 0
+        for kind, columns in self._blocks():
+            width = len(columns) if kind == "bits" else self.schema_.n_levels(columns[0])
+            block = v[:, start : start + width]
+            if kind == "bits":
+                out[:, columns] = block
+            else:
+                out[:, columns[0]] = block.argmax(1).to(v.dtype)
+            start += width
+        return out
+
+    def _n_units(self, n_features: int) -> int:
+        if getattr(self, "schema_", None) is None or not self._table:
+            return n_features
+        return self._visible_layer().n_units
+
+    def _row_bytes(self, n_features: int) -> int:
+        return super()._row_bytes(self._n_units(n_features))
+
+    # ------------------------------------------- levels not seen in fit
+    def _completions(self, x: torch.Tensor) -> torch.Tensor:
+        """Every completion of a row ``x`` (D,) whose NaN cells (unseen levels) take each level."""
+        columns = torch.nonzero(torch.isnan(x)).flatten().tolist()
+        grids = [torch.arange(self.schema_.n_levels(j), dtype=x.dtype, device=x.device) for j in columns]
+        combos = torch.cartesian_prod(*grids).reshape(-1, len(columns))
+        rows = x.repeat(combos.shape[0], 1)
+        rows[:, columns] = combos
+        return rows
+
+    def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
+        """``-F(v) - log Z``; a row with unseen levels: ``log sum`` over their levels (exact).
+
+        The marginal probability of the row's other cells: the unseen cells are
+        summed out by enumerating their levels (``score_samples`` then adds the
+        unseen-level penalty of :mod:`skgenerative._schema`).
+        """
+        scores = super()._log_prob(X)
+        if not self._table:
+            return scores
+        for i in torch.nonzero(torch.isnan(X).any(1)).flatten().tolist():
+            scores[i] = torch.logsumexp(super()._log_prob(self._completions(X[i])), 0)
+        return scores
+
+    def _encode(self, X: torch.Tensor) -> torch.Tensor:
+        """``P(h = 1 | v)``; a row with unseen levels: ``E[P(h = 1 | v)]`` over their levels given the rest."""
+        means = super()._encode(X)
+        if not self._table:
+            return means
+        for i in torch.nonzero(torch.isnan(X).any(1)).flatten().tolist():
+            rows = self._completions(X[i])
+            weights = torch.softmax(super()._log_prob(rows), 0)
+            means[i] = weights @ super()._encode(rows)
+        return means
 
     def _max_iter(self):
         return renamed_parameter(self, "max_iter", "n_iter")
+
+    def _explain(self, X: torch.Tensor) -> torch.Tensor:
+        W, b, c = self._params()
+        return bernoulli_conditional_log_prob(self._visible_units(X), W, b, c)
 
 
 class _CDState:

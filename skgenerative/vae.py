@@ -69,10 +69,12 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
+from ._schema import COLUMN_TYPES, DISCRETE_TYPES
 from ._torch import has_nan, keyed_normal, row_keys
 from ._training import DEPRECATED, NeuralGenerativeModel
 from .nn import (
     ACTIVATIONS,
+    MixedLikelihood,
     fill_missing,
     make_likelihood,
     make_linear,
@@ -174,6 +176,13 @@ class VAEModule(nn.Module):
         (two outputs per feature) instead of one variance shared by all ``z``.
     generator : torch.Generator
         CPU generator the initial weights are drawn from.
+    layout : sequence of (str, int) or None, default=None
+        A table's columns, ``(kind, n_levels)`` each: the likelihood is then a
+        :class:`~skgenerative.nn.MixedLikelihood` (one head per column type,
+        ``likelihood`` ignored) and the encoder reads its ``encoder_features``.
+        ``None``: every column is modelled by the ``likelihood`` head.
+    count_offsets : sequence of float or None, default=None
+        With ``layout``: the log mean of each count column (the heads' offsets).
 
     Examples
     --------
@@ -195,15 +204,26 @@ class VAEModule(nn.Module):
         likelihood: str,
         conditional_variance: bool,
         generator: torch.Generator,
+        layout=None,
+        count_offsets=None,
     ):
         super().__init__()
         hidden = [int(h) for h in hidden_layer_sizes]
         self.n_latent = n_latent
-        self.context_dim = hidden[-1] if hidden else n_features
-        self.encoder = make_mlp(n_features, hidden, None, activation, generator)
+        self.mixed = layout is not None
+        if self.mixed:
+            self.likelihood = MixedLikelihood(
+                layout, conditional=conditional_variance, count_offsets=count_offsets
+            )
+            n_inputs = self.likelihood.input_width
+        else:
+            n_inputs = n_features
+        self.context_dim = hidden[-1] if hidden else n_inputs
+        self.encoder = make_mlp(n_inputs, hidden, None, activation, generator)
         self.encoder_mean = make_linear(self.context_dim, n_latent, generator)
         self.encoder_log_var = make_linear(self.context_dim, n_latent, generator)
-        self.likelihood = make_likelihood(likelihood, n_features, conditional_variance)
+        if not self.mixed:
+            self.likelihood = make_likelihood(likelihood, n_features, conditional_variance)
         self.decoder = make_mlp(
             n_latent, hidden[::-1], self.likelihood.n_params, activation, generator
         )
@@ -216,8 +236,11 @@ class VAEModule(nn.Module):
         """Posterior parameters and context for rows ``x`` (n, D).
 
         ``missing`` (n, D), optional: 1 where an entry is missing (``x`` holds 0
-        there), 0 where observed.
+        there), 0 where observed. A table's rows (``layout``) are read through the
+        head's ``encoder_features`` first.
         """
+        if getattr(self, "mixed", False):  # modules pickled before tables had no flag
+            x = self.likelihood.encoder_features(x, missing)
         if missing is None:
             context = self.encoder(x)
             mean, log_var = self.encoder_mean(context), self.encoder_log_var(context)
@@ -264,13 +287,31 @@ class BaseVAE(NeuralGenerativeModel):
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
         "n_training_samples": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "n_imputation_samples": [Interval(Integral, 1, None, closed="left")],
+        "column_types": [dict, list, tuple, None],
     }
 
     # ------------------------------------------------------------ the data
+    @property
+    def _mixed(self) -> bool:
+        """Whether the columns are a table's (a type other than real): one head per type."""
+        return any(t != "real" for t in self.schema_.types)
+
+    def _layout(self) -> list[tuple[str, int]]:
+        schema = self.schema_
+        return [
+            (t, schema.n_levels(j) if t in DISCRETE_TYPES else 0) for j, t in enumerate(schema.types)
+        ]
+
+    def _columns(self, kind: str) -> list[int]:
+        return [j for j, t in enumerate(self.schema_.types) if t == kind]
+
     def _continuous_likelihood(self) -> bool:
         return self.likelihood == "gaussian"
 
     def _check_values(self, X: np.ndarray) -> None:
+        if self._mixed:
+            self._check_table_values(X)
+            return
         if self.likelihood != "bernoulli":
             return
         values = X[~np.isnan(X)] if np.isnan(X).any() else X
@@ -281,8 +322,36 @@ class BaseVAE(NeuralGenerativeModel):
                 "binarise it) or use likelihood='gaussian'."
             )
 
+    def _check_table_values(self, X: np.ndarray) -> None:
+        """Positive columns > 0, counts integers >= 0 (observed cells); no Bernoulli table."""
+        names = self.schema_.names
+        if self.likelihood == "bernoulli":
+            raise ValueError(
+                "likelihood='bernoulli' models every column as a Bernoulli pixel, but X has "
+                f"typed columns ({', '.join(sorted(set(self.schema_.types)))}). Keep "
+                "likelihood='gaussian' and declare binary columns as 'binary' (column_types "
+                "or a bool dtype): each column type gets its own head."
+            )
+        for j in self._columns("positive"):
+            values = X[:, j][~np.isnan(X[:, j])]
+            if values.size and values.min() <= 0:
+                raise ValueError(
+                    f"Column {names[j]!r} is modelled as positive (log-normal) but has values "
+                    f"<= 0 (min {values.min():g}); declare it real."
+                )
+        for j in self._columns("count"):
+            values = X[:, j][~np.isnan(X[:, j])]
+            if values.size and (values.min() < 0 or not np.array_equal(values, np.round(values))):
+                raise ValueError(
+                    f"Column {names[j]!r} is modelled as a count (Poisson) but has negative or "
+                    "fractional values; counts are integers >= 0. Declare it real or positive."
+                )
+
     def _fit_preprocessing(self, X: torch.Tensor) -> None:
         d = X.shape[1]
+        if self._mixed:
+            self._fit_table_preprocessing(X)
+            return
         if self.likelihood != "gaussian":
             self.mean_, self.scale_ = np.zeros(d), np.ones(d)
             return
@@ -299,10 +368,59 @@ class BaseVAE(NeuralGenerativeModel):
         self.mean_ = mean.cpu().numpy()
         self.scale_ = scale.cpu().numpy()
 
+    def _fit_table_preprocessing(self, X: torch.Tensor) -> None:
+        """A table: real columns standardised, positive ones on the log scale, the rest as is.
+
+        ``mean_`` and ``scale_`` are the moments of ``x`` (real) or ``log x``
+        (positive) over the observed cells, 0 and 1 for counts and level codes.
+        The count heads start at the log of their column's mean count.
+        """
+        values = X.detach().double().clone()
+        positive = self._columns("positive")
+        values[:, positive] = torch.log(values[:, positive])
+        d = X.shape[1]
+        mean, scale = np.zeros(d), np.ones(d)
+        for j in self._columns("real") + positive:
+            column = values[:, j]
+            column = column[~torch.isnan(column)]
+            m = float(column.mean())
+            s = float(column.std(correction=0))
+            tiny = 100 * float(torch.finfo(X.dtype).eps) * max(abs(m), 1.0)
+            mean[j], scale[j] = m, (s if s > tiny else 1.0)
+        self.mean_, self.scale_ = mean, scale
+        counts = [values[:, j][~torch.isnan(values[:, j])] for j in self._columns("count")]
+        self._count_offsets = [math.log(float(c.mean()) + 0.5) for c in counts]
+
     def _preprocess(self, X: torch.Tensor) -> torch.Tensor:
         # in the rows' own precision: training data are standardised before the cast
         # to the training dtype, so float32 never rounds values far from the origin
+        if self._mixed:
+            positive = self._columns("positive")
+            if positive:
+                X = X.clone()
+                X[:, positive] = torch.log(X[:, positive])
         return (X - self._tensor("mean_", X.dtype)) / self._tensor("scale_", X.dtype)
+
+    def _table_log_jacobian(self, x: torch.Tensor, observed: torch.Tensor | None) -> torch.Tensor:
+        """Per row (n,), ``log |d u / d x|`` of a table's observed numeric cells.
+
+        ``u = (g(x) - mean_) / scale_`` with ``g = log`` on positive columns, so
+        ``-sum_j log scale_j - sum_{j positive} log x_j`` over the observed cells
+        (counts and levels: 0). ``x`` is the preprocessed rows (``log x_j =
+        u_j scale_j + mean_j``).
+        """
+        log_scale = torch.log(self._tensor("scale_", x.dtype)).to(x.device)
+        if observed is None:
+            observed = torch.ones(x.shape, dtype=torch.bool, device=x.device)
+        # a reduction per row, not a matrix-vector product: BLAS may round a row
+        # differently by its position in the batch
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        out = -torch.where(observed, log_scale, zero).sum(1)
+        positive = self._columns("positive")
+        if positive:
+            log_x = x[:, positive] * self._tensor("scale_", x.dtype)[positive] + self._tensor("mean_", x.dtype)[positive]
+            out = out - torch.where(observed[:, positive], log_x, zero).sum(1)
+        return out
 
     def _log_jacobian(self, observed: torch.Tensor | None = None) -> float | torch.Tensor:
         """``log |d standardise / dx| = -sum log scale_`` (a float: no tensor op a step).
@@ -365,6 +483,8 @@ class BaseVAE(NeuralGenerativeModel):
         observed = ~torch.isnan(batch) if self._missing_in_training else None
         log_weights = self._log_weights(module, batch, eps, kl_weight, observed)
         bound = log_weights.mean() if k == 1 else importance_weighted_bound(log_weights).mean()
+        if self._mixed:
+            return -(bound + self._table_log_jacobian(batch, observed).mean())
         if observed is None:
             return -(bound + self._log_jacobian())
         return -(bound + self._log_jacobian(observed).mean())
@@ -462,6 +582,8 @@ class BaseVAE(NeuralGenerativeModel):
         eps = self._score_noise(X, int(self.n_importance_samples))
         x = self._preprocess(X)
         module = self.module_
+        if self._mixed:
+            return self._table_log_prob(module, X, x, eps)
         if not has_nan(X):
             return importance_weighted_bound(self._log_weights(module, x, eps)) + self._log_jacobian()
         # complete rows take the complete-data path, so they score exactly as before
@@ -479,6 +601,21 @@ class BaseVAE(NeuralGenerativeModel):
         # nothing observed: the density of no entries is exactly 1
         out[rows] = torch.where(observed.any(1), scores, torch.zeros_like(scores))
         return out
+
+    def _table_log_prob(self, module: nn.Module, X: torch.Tensor, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """A table's rows: the IW bound on ``log p(x_o)``, numbers in the units of X, levels as masses.
+
+        One path for complete and incomplete rows: the mixed head sums the same
+        cell terms whether or not a mask is given, so a row scores the same in any
+        batch.
+        """
+        observed = ~torch.isnan(X) if has_nan(X) else None
+        log_weights = self._log_weights(module, x, eps, observed=observed)
+        scores = importance_weighted_bound(log_weights) + self._table_log_jacobian(x, observed)
+        if observed is None:
+            return scores
+        # nothing observed: the density of no entries is exactly 1
+        return torch.where(observed.any(1), scores, torch.zeros_like(scores))
 
     def _impute(self, X: torch.Tensor, n_draws: int | None, generator: torch.Generator) -> torch.Tensor:
         """``E[x_m | x_o]`` by self-normalised importance sampling; draws by resampling.
@@ -504,6 +641,12 @@ class BaseVAE(NeuralGenerativeModel):
             log_weights = torch.where(empty.unsqueeze(1), torch.zeros_like(log_weights), log_weights)
             params = torch.where(empty[:, None, None], module.decode(eps), params)
         weights = torch.softmax(log_weights, dim=1)
+        if self._mixed:
+            if n_draws is None:
+                return self._table_point(module, params, weights)
+            index = torch.multinomial(weights, n_draws, replacement=True, generator=generator)
+            chosen = torch.gather(params, 1, index.unsqueeze(2).expand(-1, -1, params.shape[2]))
+            return self._user_units(module.likelihood.sample(chosen, generator))
         if n_draws is None:
             filled = torch.einsum("ns,nsd->nd", weights, module.likelihood.mean(params))
         else:
@@ -515,6 +658,85 @@ class BaseVAE(NeuralGenerativeModel):
     def _n_impute_samples(self) -> int:
         return int(self.n_imputation_samples)
 
+    # ----------------------------------------------------- a table's columns
+    def _user_units(self, u: torch.Tensor) -> torch.Tensor:
+        """Head values (..., D) -> the user's: ``u s + m`` (real), ``exp(u s + m)`` (positive)."""
+        out = u.clone()
+        scale, mean = self._tensor("scale_", u.dtype), self._tensor("mean_", u.dtype)
+        for kind in ("real", "positive"):
+            columns = self._columns(kind)
+            if columns:
+                values = u[..., columns] * scale[columns] + mean[columns]
+                out[..., columns] = torch.exp(values) if kind == "positive" else values
+        return out
+
+    def _level_mixture(self, module: nn.Module, params: torch.Tensor, weights: torch.Tensor) -> list[torch.Tensor]:
+        """``sum_s w_s p(x_j = k | z_s)`` (n, K_j) for every discrete column, in column order."""
+        return [
+            torch.einsum("ns,nsk->nk", weights, torch.exp(log_p))
+            for log_p in module.likelihood.level_log_probs(params)
+        ]
+
+    def _table_point(self, module: nn.Module, params: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Point values of a table's cells under the particle mixture ``sum_s w_s p(x | z_s)``.
+
+        Numbers: the mixture's mean in the user's units (a Poisson's is its rate),
+        except positive columns, which get ``exp(E[log x])``, the conditional
+        geometric mean: a log-normal's mean ``exp(mu + sigma^2 / 2)`` grows
+        exponentially with its variance, so one particle with a wide decoder
+        variance would dominate (or overflow) the weighted sum. Levels: the mode,
+        or the median of an ordinal column (see
+        :func:`skgenerative._schema.point_levels`).
+        """
+        head = module.likelihood
+        n = params.shape[0]
+        out = torch.zeros(n, head.n_features, dtype=params.dtype, device=params.device)
+        mean, log_var, rate = head.numeric_means(params)
+        if head.gaussian:
+            columns = head.gaussian
+            scale = self._tensor("scale_", params.dtype)[columns]
+            centre = self._tensor("mean_", params.dtype)[columns]
+            values = torch.einsum("ns,nsg->ng", weights, mean * scale + centre)
+            positive = torch.tensor([j in head.positive for j in columns], device=params.device)
+            out[:, columns] = torch.where(positive, torch.exp(values), values)
+        if head.count:
+            out[:, head.count] = torch.einsum("ns,nsc->nc", weights, rate)
+        for j, probabilities in zip(head.discrete, self._level_mixture(module, params, weights)):
+            if self.schema_.types[j] == "ordinal":
+                code = (probabilities.cumsum(-1) < 0.5 - 1e-12).sum(-1).clamp_max(probabilities.shape[-1] - 1)
+            else:
+                code = probabilities.argmax(-1)
+            out[:, j] = code.to(params.dtype)
+        return out
+
+    def _particles(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Self-normalised weights (n, S) and decoder outputs (n, S, P) of keyed posterior draws.
+
+        The particles of :meth:`_impute`'s conditional mean (same stream, same
+        noise), so point imputations and level probabilities agree row by row.
+        """
+        module = self.module_
+        eps = self._score_noise(X, self._n_impute_samples(), stream=self._IMPUTE_STREAM)
+        observed = ~torch.isnan(X)
+        log_weights, params = self._importance_sample(module, self._preprocess(X), eps, observed=observed)
+        empty = ~observed.any(1)
+        if bool(empty.any()):  # the exact posterior is the prior: sample it directly
+            log_weights = torch.where(empty.unsqueeze(1), torch.zeros_like(log_weights), log_weights)
+            params = torch.where(empty[:, None, None], module.decode(eps), params)
+        return torch.softmax(log_weights, dim=1), params
+
+    def _point_imputation(self, X: torch.Tensor) -> torch.Tensor:
+        if not self._mixed:
+            return super()._point_imputation(X)
+        return self._impute(X, None, None)  # levels and numbers from one set of particles
+
+    def _level_probabilities(self, X: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
+        """``p(x_j = k | x_o) ~ sum_s w_s p(x_j = k | z_s)``, self-normalised importance weights."""
+        weights, params = self._particles(X)
+        head = self.module_.likelihood
+        mixture = dict(zip(head.discrete, self._level_mixture(self.module_, params, weights)))
+        return [mixture[j] for j in columns]
+
     def _posterior_parameters(self, X: torch.Tensor) -> Encoded:
         """``q_0(z | x)``'s parameters and context for raw rows (missing entries as in training)."""
         observed = ~torch.isnan(X) if has_nan(X) else None
@@ -525,6 +747,9 @@ class BaseVAE(NeuralGenerativeModel):
 
     def _decode(self, Z: torch.Tensor) -> torch.Tensor:
         module = self.module_
+        if self._mixed:
+            params = module.decode(Z.to(self._dtype)).unsqueeze(1)
+            return self._table_point(module, params, torch.ones_like(params[..., 0]))
         mean = module.likelihood.mean(module.decode(Z.to(self._dtype)))
         return mean * self._tensor("scale_") + self._tensor("mean_")
 
@@ -533,6 +758,8 @@ class BaseVAE(NeuralGenerativeModel):
         dtype, device = self._dtype, self._device
         z = torch.randn(n, int(self.n_components), generator=generator, dtype=dtype, device=device)
         x = module.likelihood.sample(module.decode(z), generator)
+        if self._mixed:
+            return self._user_units(x)
         return x * self._tensor("scale_") + self._tensor("mean_")
 
 
@@ -605,6 +832,13 @@ class VariationalAutoencoder(BaseVAE):
         self-normalised estimate of ``E[x_missing | x_observed]`` and of the
         resampling that draws from ``p(x_missing | x_observed)``. Read at
         imputation time.
+    column_types : dict, list, tuple or None, default=None
+        Types of a DataFrame's columns where the dtypes do not say them
+        (``{"items": "count", "income": "positive"}``, or one per column; see
+        :mod:`skgenerative._schema`). Every type is modelled, each by its own head
+        (``real``: Gaussian, ``positive``: log-normal, ``count``: Poisson,
+        ``binary``: Bernoulli, ``categorical``: softmax, ``ordinal``: ordered
+        logit; see Notes). A numeric array is all real.
     contamination : float, default=0.1
         Fraction of training rows below the outlier threshold ``offset_``.
     device : str or torch.device, default="auto"
@@ -713,6 +947,22 @@ class VariationalAutoencoder(BaseVAE):
     trained for the bound, not to match ``p(z | x_o)``, so the weights are
     uneven and the estimate needs many more samples than the score.
 
+    **Tables** (a DataFrame with typed columns, HI-VAE, Nazabal et al. 2020): one
+    head per column given ``z``: Gaussian on the standardised value (real),
+    log-normal (positive: a Gaussian on the standardised ``log x``, with the
+    log-Jacobian ``-log s - log x``), Poisson (count; its marginal over ``z`` is
+    over-dispersed already), Bernoulli (binary), softmax (categorical) and an
+    ordered logit with increasing thresholds (ordinal). Each column adds one
+    unweighted log-likelihood term, so ``score_samples`` is the log-density of the
+    numeric cells plus the log-probability of the levels; standardisation keeps
+    the numeric terms of order 1 beside the categorical ones in ``[-log K, 0]``.
+    The encoder reads one-hot vectors for levels, ``log(1 + x)`` for counts.
+    ``impute`` fills numbers with their conditional mean (positive columns: the
+    conditional geometric mean ``exp(E[log x | x_o])``, robust where a log-normal
+    mean is not) and levels with the mode (median for ordinal) of ``sum_s w_s
+    p(x_j = k | z_s)``, the same particles' probabilities that ``impute_proba``
+    returns.
+
     For outlier detection on contaminated training data, ``decoder_variance=
     "shared"`` can be the more robust choice: a decoder that outputs variances may
     explain a cluster of outliers by a large variance. The user guide
@@ -730,6 +980,8 @@ class VariationalAutoencoder(BaseVAE):
     CoNLL (KL warm-up).
     Mattei, P.-A. & Frellsen, J. (2019). MIWAE: deep generative modelling and
     imputation of incomplete data sets. ICML.
+    Nazabal, A., Olmos, P. M., Ghahramani, Z. & Valera, I. (2020). Handling
+    incomplete heterogeneous data using VAEs. Pattern Recognition.
 
     Examples
     --------
@@ -767,6 +1019,9 @@ class VariationalAutoencoder(BaseVAE):
     True
     """
 
+    # every column type has a head (the base class stays numeric: it is no estimator)
+    _supported_column_types = frozenset(COLUMN_TYPES)
+
     _parameter_constraints: dict = {
         **BaseVAE._parameter_constraints,
         "decoder_variance": [StrOptions({"conditional", "shared"})],
@@ -792,6 +1047,7 @@ class VariationalAutoencoder(BaseVAE):
         n_importance_samples=50,
         n_training_samples="auto",
         n_imputation_samples=1000,
+        column_types=None,
         contamination=0.1,
         device="auto",
         dtype="auto",
@@ -814,6 +1070,7 @@ class VariationalAutoencoder(BaseVAE):
         self.n_importance_samples = n_importance_samples
         self.n_training_samples = n_training_samples
         self.n_imputation_samples = n_imputation_samples
+        self.column_types = column_types
         self.contamination = contamination
         self.device = device
         self.dtype = dtype
@@ -831,7 +1088,14 @@ class VariationalAutoencoder(BaseVAE):
             )
         return tuple(int(s) for s in sizes)
 
+    def _head_width(self, n_features: int) -> int:
+        """Per-row width of the decoder's output and the encoder's input (one-hot levels)."""
+        if getattr(self, "schema_", None) is None or not self._mixed:
+            return n_features
+        return n_features + sum(k for _, k in self._layout())
+
     def _row_bytes(self, n_features: int) -> int:
+        n_features = self._head_width(n_features)
         itemsize = self._itemsize
         hidden = sum(self._hidden_layer_sizes())
         q, s = int(self.n_components), int(self.n_importance_samples)
@@ -848,9 +1112,12 @@ class VariationalAutoencoder(BaseVAE):
             self.likelihood,
             self.decoder_variance == "conditional",
             generator,
+            layout=self._layout() if self._mixed else None,
+            count_offsets=getattr(self, "_count_offsets", None) if self._mixed else None,
         )
 
     def _impute_row_bytes(self, n_features: int, n_draws: int | None) -> int:
+        n_features = self._head_width(n_features)
         itemsize = self._itemsize
         hidden = sum(self._hidden_layer_sizes())
         q, s = int(self.n_components), self._n_impute_samples()

@@ -378,3 +378,27 @@ def test_a_column_with_every_entry_missing_is_named(estimator):
     Xm[:, 2] = np.nan
     with pytest.raises(ValueError, match="Column\\(s\\) 2 "):
         clone(estimator).fit(Xm)
+
+
+def test_explain_is_the_log_density_minus_the_marginal_of_the_rest(fitted):
+    """explain (#16): log p(x) - log p(x_-j), batched, against per-column scores."""
+    est, X = fitted
+    rows = X[:9]
+    E = est.explain(rows)
+    assert E.shape == rows.shape and np.isfinite(E).all()
+    full = est.score_samples(rows)
+    for j in range(rows.shape[1]):
+        if est.__sklearn_tags__().input_tags.allow_nan:
+            other = rows.copy()
+            other[:, j] = np.nan
+            expected = full - est.score_samples(other)
+        else:  # binary units: the row and the row with bit j flipped
+            other = rows.copy()
+            other[:, j] = 1 - other[:, j]
+            expected = full - np.logaddexp(full, est.score_samples(other))
+        np.testing.assert_allclose(E[:, j], expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(est.explain(X[4:30])[:5], E[4:], rtol=0, atol=1e-10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # names the model was not fitted with
+        frame = est.explain(pd.DataFrame(rows, columns=[f"c{j}" for j in range(rows.shape[1])]))
+    assert list(frame.columns) == [f"c{j}" for j in range(rows.shape[1])]

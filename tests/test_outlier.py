@@ -21,6 +21,7 @@ WRAPPED = [
     GenerativeOutlierDetector(),
     GenerativeOutlierDetector(GaussianMixture(2, random_state=0)),
     GenerativeOutlierDetector(KernelDensity(bandwidth=0.5)),
+    GenerativeOutlierDetector(feature_bagging=3, robust=1, random_state=0),
 ] + [GenerativeOutlierDetector(clone(e)) for e in ESTIMATORS if not np.isin(data_for(e), (0, 1)).all()]
 
 
@@ -163,3 +164,129 @@ def test_rejects_estimators_without_score_samples():
     X, _ = _contaminated()
     with pytest.raises(ValueError, match="estimator"):
         GenerativeOutlierDetector(LinearRegression()).fit(X)
+
+
+# ------------------------------------------------------------------ calibration
+def _inliers(n, seed, d=3):
+    rng = np.random.RandomState(seed)
+    A = np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.2, 0.0, 1.0]])[:d, :d]
+    return rng.standard_t(5, size=(n, d)) @ A  # heavier tails than the Gaussian model
+
+
+def test_calibrated_false_alarm_rate_on_fresh_inliers_is_what_was_asked():
+    det = GenerativeOutlierDetector(contamination=0.05, calibration=0.5, random_state=0).fit(_inliers(4000, 0))
+    assert det.calibration_scores_.shape == (2000,)
+    fresh = _inliers(20000, 1)
+    flagged = np.mean(det.predict(fresh) == -1)
+    # the false-alarm rate is exactly floor(a (n+1)) / (n+1) in expectation over calibration sets;
+    # for this one calibration set it is within the set's sampling error of 0.05
+    n_cal = 2000
+    sigma = np.sqrt(0.05 * 0.95 * (1 / n_cal + 1 / len(fresh)))
+    assert abs(flagged - 0.05) < 4 * sigma
+    p = det.p_values(fresh)
+    np.testing.assert_array_equal(det.predict(fresh) == -1, p <= 0.05)
+    assert stats.kstest(p, "uniform").statistic < 4 / np.sqrt(n_cal)
+    assert p.min() >= 1 / (n_cal + 1) and p.max() <= 1.0
+
+
+def test_calibrated_flags_match_the_level_over_many_calibration_sets():
+    # the conformal guarantee is marginal over the calibration draw: average it
+    fresh = _inliers(2000, 99)
+    rates = [
+        np.mean(GenerativeOutlierDetector(contamination=0.05, calibration=0.3, random_state=s)
+                .fit(_inliers(600, s)).predict(fresh) == -1)
+        for s in range(20)
+    ]
+    n_cal = 180
+    expected = np.floor(0.05 * (n_cal + 1)) / (n_cal + 1)
+    sigma = np.sqrt(expected * (1 - expected) / n_cal / len(rates))
+    assert abs(np.mean(rates) - expected) < 4 * sigma + 0.002
+
+
+def test_uncalibrated_threshold_is_biased_by_the_training_fit():
+    # why calibration exists: a flexible model scores its own training rows too high,
+    # so the training quantile flags more fresh normal rows than asked
+    model = GaussianMixtureDensity(4, covariance_prior=1e-3, random_state=0)
+    plain, calibrated = [], []
+    for seed in range(20):
+        X, fresh = _inliers(300, seed), _inliers(2000, 1000 + seed)
+        plain.append(np.mean(GenerativeOutlierDetector(model, contamination=0.05).fit(X).predict(fresh) == -1))
+        det = GenerativeOutlierDetector(model, contamination=0.05, calibration=0.5, random_state=seed)
+        calibrated.append(np.mean(det.fit(X).predict(fresh) == -1))
+    n_cal = 150
+    expected = np.floor(0.05 * (n_cal + 1)) / (n_cal + 1)
+    assert np.mean(plain) > 1.4 * expected
+    # each calibration set's rate is Beta-distributed around the level (sd ~ sqrt(a / n_cal))
+    sigma = np.sqrt(expected * (1 - expected) * (1 / n_cal + 1 / 2000) / 20)
+    assert abs(np.mean(calibrated) - expected) < 4 * sigma
+
+
+def test_p_values_formula_and_threshold():
+    X, _ = _contaminated()
+    det = GenerativeOutlierDetector(contamination=0.1, calibration=0.25, random_state=0).fit(X)
+    cal = det.calibration_scores_
+    rows = X[:50]
+    s = det.score_samples(rows)
+    expected = (1 + (cal[None, :] <= s[:, None]).sum(1)) / (cal.size + 1)
+    np.testing.assert_allclose(det.p_values(rows), expected)
+    k = int(np.floor(0.1 * (cal.size + 1)))
+    assert det.offset_ == cal[k - 1]
+    # the held-out rows are not the fitted ones, and the split follows random_state
+    again = GenerativeOutlierDetector(contamination=0.1, calibration=0.25, random_state=0).fit(X)
+    np.testing.assert_array_equal(again.calibration_scores_, cal)
+    other = GenerativeOutlierDetector(contamination=0.1, calibration=0.25, random_state=1).fit(X)
+    assert not np.array_equal(other.calibration_scores_, cal)
+
+
+def test_p_values_need_calibration_and_enough_rows():
+    X, _ = _contaminated()
+    with pytest.raises(AttributeError, match="calibration"):
+        GenerativeOutlierDetector().fit(X).p_values(X)
+    with pytest.warns(UserWarning, match="too few"):
+        det = GenerativeOutlierDetector(contamination=0.01, calibration=0.1, random_state=0).fit(X[:200])
+    assert (det.predict(X) == 1).all()
+    with pytest.raises(ValueError, match="calibrate on"):
+        GenerativeOutlierDetector(calibration=0.001).fit(X[:100])
+
+
+# ------------------------------------------------------------ trimmed likelihood
+def test_robust_fit_refits_without_the_least_likely_rows():
+    X, y = _contaminated(n_in=300, n_out=30)
+    model = GaussianMixtureDensity(2, covariance_prior=5.0, random_state=0)
+    det = GenerativeOutlierDetector(model, contamination=0.1, robust=1).fit(X)
+    first = clone(model).fit(X)
+    keep = np.sort(np.argsort(first.score_samples(X), kind="stable")[int(0.1 * len(X)):])
+    refit = clone(model).fit(X[keep])
+    np.testing.assert_allclose(det.score_samples(X), refit.score_samples(X))
+    assert det.offset_ == pytest.approx(np.quantile(refit.score_samples(X), 0.1))
+
+
+# ---------------------------------------------------------------- feature bagging
+def test_feature_bagging_averages_standardised_member_scores():
+    X, y = _contaminated(d=6)
+    det = GenerativeOutlierDetector(feature_bagging=4, random_state=0).fit(X)
+    rng = np.random.RandomState(0)
+    total = np.zeros(len(X))
+    for b in range(4):
+        columns = np.sort(rng.choice(6, 3, replace=False))
+        np.testing.assert_array_equal(det.subspaces_[b], columns)
+        member = GenerativeOutlierDetector().fit(X[:, columns])
+        s = member.score_samples(X[:, columns])
+        q1, median, q3 = np.percentile(s, [25, 50, 75])
+        total += (s - median) / (q3 - q1)
+    np.testing.assert_allclose(det.score_samples(X), total / 4)
+    assert det.offset_ == pytest.approx(np.quantile(total / 4, 0.1))
+    assert _auc(det, X, y) > 0.95
+    assert not hasattr(det, "explain")  # an ensemble's score is not one density
+    # a refit without bagging leaves nothing of the ensemble behind
+    det.set_params(feature_bagging=None).fit(X)
+    assert not hasattr(det, "estimators_") and hasattr(det, "explain")
+    np.testing.assert_allclose(det.score_samples(X), GenerativeOutlierDetector().fit(X).score_samples(X))
+
+
+def test_refit_without_calibration_drops_the_calibration_scores():
+    X, _ = _contaminated()
+    det = GenerativeOutlierDetector(calibration=0.3, random_state=0).fit(X)
+    det.set_params(calibration=None).fit(X)
+    with pytest.raises(AttributeError, match="calibration"):
+        det.p_values(X)

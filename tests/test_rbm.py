@@ -490,3 +490,47 @@ def test_verbose_prints_the_reconstruction_error(capsys):
     lines = [line for line in out if "] epoch " in line]
     assert len(lines) == 2 and "reconstruction error" in lines[0]
     assert any(line.startswith("[BernoulliRBM] done: 2 epochs in ") for line in out)
+
+
+def test_fit_only_fits_and_log_z_is_computed_once_on_first_use(monkeypatch):
+    """AIS runs when a score needs it, once, with the seed drawn at fit; pickles keep it."""
+    import pickle
+
+    import skgenerative.rbm as rbm_module
+
+    calls = []
+    real = rbm_module.ais_log_partition
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rbm_module, "ais_log_partition", counted)
+    digits = load_digits().data > 7
+    rbm = BernoulliRBM(n_components=24, max_iter=3, n_ais_temperatures=300, random_state=0).fit(digits)
+    assert calls == [] and rbm.log_partition_method_ == "ais"
+    before = dict(vars(rbm))
+    scores = rbm.score_samples(digits[:50])
+    assert calls == [1]
+    assert rbm.offset_ == pytest.approx(np.quantile(rbm.score_samples(digits), rbm.contamination))
+    assert calls == [1]  # cached: the offset reuses it
+    assert set(vars(rbm)) == set(before)  # prediction adds no attribute
+    # the same seed at fit gives the same estimate, whenever it is computed
+    again = clone(rbm).fit(digits)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(again)).score_samples(digits[:50]), scores)
+    assert calls == [1, 1]
+    restored = pickle.loads(pickle.dumps(rbm))
+    assert restored.log_partition_ == rbm.log_partition_ and calls == [1, 1]
+
+
+def test_ais_reports_progress_and_a_summary_at_verbose(capsys):
+    digits = load_digits().data > 7
+    rbm = BernoulliRBM(n_components=24, max_iter=2, n_ais_temperatures=200, random_state=0, verbose=1)
+    rbm.fit(digits)
+    capsys.readouterr()
+    rbm.score_samples(digits[:5])
+    out = capsys.readouterr().out
+    assert "done: 200 AIS steps" in out and "AIS log Z = " in out
+    assert capsys.readouterr().out == ""  # once
+    rbm.score_samples(digits[:5])
+    assert capsys.readouterr().out == ""

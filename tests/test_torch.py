@@ -71,9 +71,13 @@ def test_fitting_and_scoring_leave_the_users_setting(monkeypatch):
 def test_fits_are_identical_at_one_and_two_threads(monkeypatch):
     """The thread count follows the load, so it must not change the model.
 
-    torch's CPU reductions split work in fixed-size pieces and its matrix products
-    split the output, not the sums, so one and two threads give the same bits for
-    every estimator here; this test guards that the adaptation stays invisible.
+    Trained in float64, one and two threads give the same model to rounding (torch's
+    CPU reductions split work in fixed-size pieces). Trained in float32 (the default
+    ``dtype="auto"``), a matrix product may split its sums differently with the
+    thread count on some CPUs, which moves the fitted weights in their last float32
+    bits: the scores then agree to float32 training precision, not bit for bit (seen
+    on CI's machine for the VAE: 1e-6 relative). The per-test thread count is pinned
+    in conftest.py so that no other test depends on it.
     """
     import warnings
 
@@ -86,16 +90,17 @@ def test_fits_are_identical_at_one_and_two_threads(monkeypatch):
     try:
         for estimator in ESTIMATORS:
             X = data_for(estimator, n=300)
-            scores = []
-            for threads in (1, 2):
-                torch.set_num_threads(threads)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fitted = clone(estimator).fit(X)
-                scores.append(fitted.score_samples(X))
-            if type(estimator).__name__ == "FlowVAE":
-                np.testing.assert_allclose(scores[0], scores[1], rtol=1e-13, atol=0)
-            else:
-                np.testing.assert_array_equal(scores[0], scores[1], err_msg=type(estimator).__name__)
+            for dtype, rtol in (("float64", 1e-12), ("auto", 1e-4)):
+                scores = []
+                for threads in (1, 2):
+                    torch.set_num_threads(threads)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        fitted = clone(estimator).set_params(dtype=dtype).fit(X)
+                    scores.append(fitted.score_samples(X))
+                np.testing.assert_allclose(
+                    scores[0], scores[1], rtol=rtol, atol=0,
+                    err_msg=f"{type(estimator).__name__}, dtype={dtype}",
+                )
     finally:
         torch.set_num_threads(before)
