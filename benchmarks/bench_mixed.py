@@ -33,6 +33,8 @@ Times are fit + impute (wall clock), at the default thread count.
 
     python benchmarks/bench_mixed.py               # both tables, 3 seeds
     python benchmarks/bench_mixed.py --quick       # seed 0 only
+    python benchmarks/bench_mixed.py --quick --neural --only "missForest (30 trees)" \
+        "GenerativeImputer (default)" "GenerativeImputer(VariationalAutoencoder)"
     python benchmarks/bench_mixed.py --quick --threads 1 --only "missForest (30 trees)" \
         "GenerativeImputer (default)"              # times at one thread
 """
@@ -204,11 +206,12 @@ def generative(estimator=None):
     return run
 
 
-def imputers(trees: int, mf_iter: int, ii_iter: int) -> dict:
+def imputers(trees: int, mf_iter: int, ii_iter: int, neural: bool = False) -> dict:
     """name -> (function(holes, types, seed), kind).
 
-    Every other skgenerative estimator that accepts NaN and discrete columns joins
-    with its defaults (it is skipped while it models numeric columns only).
+    With ``neural``, every other skgenerative estimator that accepts NaN and
+    discrete columns joins with its defaults (skipped while it models numeric
+    columns only); they take minutes per run, so they are off by default.
     """
     found = {
         "mean/mode": (mean_mode, "peer"),
@@ -223,7 +226,7 @@ def imputers(trees: int, mf_iter: int, ii_iter: int) -> dict:
     }
     import skgenerative
 
-    for name in ("VariationalAutoencoder", "FlowVAE", "BernoulliRBM"):
+    for name in () if not neural else ("VariationalAutoencoder", "FlowVAE", "BernoulliRBM"):
         cls = getattr(skgenerative, name, None)
         if cls is None or not cls._supports_missing or "categorical" not in cls._supported_column_types:
             continue
@@ -243,6 +246,8 @@ def main():
     parser.add_argument("--ii-iter", type=int, default=5, help="IterativeImputer's max_iter")
     parser.add_argument("--tables", nargs="*", default=["adult", "wine"])
     parser.add_argument("--only", nargs="*", help="imputer names to run")
+    parser.add_argument("--neural", action="store_true",
+                        help="also the neural models that take discrete columns (minutes per run)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (results go to mixed_<N>thread); default: torch's")
     args = parser.parse_args()
@@ -255,7 +260,7 @@ def main():
     if not tables:
         print(f"skipped: no mixed tables in {MIXED}")
         return
-    found = imputers(args.trees, args.mf_iter, args.ii_iter)
+    found = imputers(args.trees, args.mf_iter, args.ii_iter, args.neural)
     results, times = {}, {}
     for table_name in tables:
         full, types = load(table_name, args.rows)
@@ -321,7 +326,8 @@ def main():
             speed = np.mean(times[forest][c]) / np.mean(times[default][c])
             md.append(f"- {c}: " + ", ".join(ratios) + f"; {speed:.1f}x faster")
     print("\n".join(md))
-    name = "mixed" + ("_quick" if args.quick else "") + (f"_{args.threads}thread" if args.threads else "")
+    name = ("mixed" + ("_quick" if args.quick else "") + ("_neural" if args.neural else "")
+            + (f"_{args.threads}thread" if args.threads else ""))
     write_results(name, dict(seeds=seeds, rows=args.rows, trees=args.trees, mf_iter=args.mf_iter,
                              results=results, times=times), "\n".join(md))
 
