@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from dataclasses import replace as dataclasses_replace
 from numbers import Integral, Real
 from typing import NamedTuple
 
@@ -30,6 +31,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from . import _dask
 from ._em import EMModel, accumulate, add_statistics
 from ._explain import gaussian_mixture_conditionals
+from ._schema import COLUMN_TYPES, point_levels
 from ._torch import chunk_rows, generator_from, has_nan, iter_slices, seed_from
 from .base import GenerativeModel
 
@@ -50,6 +52,9 @@ __all__ = [
     "check_initial_parameters",
     "draw_conditional_mixture",
     "sample_mixture",
+    "one_hot_levels",
+    "level_log_probabilities",
+    "level_probabilities_from_counts",
 ]
 
 _COVARIANCE_ERROR = (
@@ -315,17 +320,19 @@ def component_conditionals(
 
 def draw_conditional_mixture(
     X: torch.Tensor, parts: list, resp: torch.Tensor, n_draws: int, generator: torch.Generator,
-    covariance_type: str,
+    covariance_type: str, choice: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``n_draws`` draws per row of ``X`` (NaN where missing) from ``p(x_m | x_o)``.
 
     ``p(x_m | x_o) = sum_k r_k N(E[x_m | x_o, k], Cov[x_m | x_o, k])`` with ``parts`` the
     :func:`component_conditionals` of ``X`` and ``resp`` (n, K) the component
     probabilities given the observed entries. Returns (n, n_draws, D); observed entries
-    keep their values.
+    keep their values. ``choice`` (n, n_draws), when given, fixes the component of
+    each draw (the mixed model draws it once for the numbers and the levels).
     """
     n, d = X.shape
-    choice = torch.multinomial(resp, n_draws, replacement=True, generator=generator)
+    if choice is None:
+        choice = torch.multinomial(resp, n_draws, replacement=True, generator=generator)
     observed = (~torch.isnan(X)).to(X.dtype)
     out = torch.zeros(n, n_draws, d, dtype=X.dtype, device=X.device)
     for k, (_, filled, cond) in enumerate(parts):
@@ -342,11 +349,15 @@ def draw_conditional_mixture(
 
 def sample_mixture(
     weights: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor, covariance_type: str,
-    n: int, generator: torch.Generator,
+    n: int, generator: torch.Generator, labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``n`` draws ``x = mu_k + C_k z`` (``C_k C_k^T = Sigma_k``) with ``k ~ w``, in random order."""
+    """``n`` draws ``x = mu_k + C_k z`` (``C_k C_k^T = Sigma_k``) with ``k ~ w``, in random order.
+
+    ``labels`` (n,), when given, are the components ``k`` of the draws.
+    """
     factor = _covariance_cholesky(covariances, covariance_type)
-    labels = torch.multinomial(weights, n, replacement=True, generator=generator)
+    if labels is None:
+        labels = torch.multinomial(weights, n, replacement=True, generator=generator)
     z = torch.randn(n, means.shape[1], generator=generator, dtype=means.dtype, device=means.device)
     out = torch.empty_like(z)
     for k in range(means.shape[0]):
@@ -374,13 +385,16 @@ class MixtureParameters(NamedTuple):
 
     ``precisions_cholesky`` (``P P^T = Sigma^{-1}``) scores complete rows and
     ``covariances`` the rows with missing entries; shapes by covariance type.
-    ``covariances`` is ``None`` before the first M-step.
+    ``covariances`` is ``None`` before the first M-step. ``log_levels`` (K, L): the
+    log-probabilities of the levels of the discrete columns, one block of columns per
+    discrete column (``None`` for numeric data).
     """
 
     weights: torch.Tensor
     means: torch.Tensor
     covariances: torch.Tensor | None
     precisions_cholesky: torch.Tensor
+    log_levels: torch.Tensor | None = None
 
 
 def normalised_responsibilities(weighted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -397,17 +411,20 @@ def normalised_responsibilities(weighted: torch.Tensor) -> tuple[torch.Tensor, t
     return (top + total.log()).squeeze(1), resp
 
 
-def _complete_statistics(X, log_weights, params, covariance_type, second_moments):
+def _complete_statistics(X, log_weights, params, covariance_type, second_moments, onehot=None):
     weighted = estimate_log_gaussian_prob(X, params.means, params.precisions_cholesky, covariance_type)
     norm, resp = normalised_responsibilities(weighted + log_weights)
     nk, sx, sxx = gaussian_statistics(X, resp, covariance_type, second_moments=second_moments)
     if sxx is None:  # tied, left to the caller
         sxx = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64, device=X.device)
-    return {"log_likelihood": norm.double().sum(), "n_samples": X.shape[0],
-            "nk": nk.double(), "sx": sx.double(), "sxx": sxx.double()}
+    out = {"log_likelihood": norm.double().sum(), "n_samples": X.shape[0],
+           "nk": nk.double(), "sx": sx.double(), "sxx": sxx.double()}
+    if onehot is not None:
+        out["levels"] = (resp.T @ onehot).double()
+    return out
 
 
-def _incomplete_statistics(X, log_weights, params, covariance_type):
+def _incomplete_statistics(X, log_weights, params, covariance_type, onehot=None):
     parts = component_conditionals(X, params.means, params.covariances, covariance_type)
     norm, resp = normalised_responsibilities(torch.stack([p[0] for p in parts], dim=1) + log_weights)
     nk = resp.sum(0)
@@ -421,8 +438,11 @@ def _incomplete_statistics(X, log_weights, params, covariance_type):
             sxx = sxx.sum(0)
     else:
         sxx = torch.stack([resp[:, k] @ (f.square() + c) for k, (_, f, c) in enumerate(parts)])
-    return {"log_likelihood": norm.double().sum(), "n_samples": X.shape[0],
-            "nk": nk.double(), "sx": sx.double(), "sxx": sxx.double()}
+    out = {"log_likelihood": norm.double().sum(), "n_samples": X.shape[0],
+           "nk": nk.double(), "sx": sx.double(), "sxx": sxx.double()}
+    if onehot is not None:
+        out["levels"] = (resp.T @ onehot).double()
+    return out
 
 
 def mixture_statistics(
@@ -430,6 +450,8 @@ def mixture_statistics(
     params: MixtureParameters,
     covariance_type: str,
     complete_second_moments: bool = True,
+    row_log_prob: torch.Tensor | None = None,
+    onehot: torch.Tensor | None = None,
 ) -> dict:
     """E-step on a chunk: expected sufficient statistics given the observed entries.
 
@@ -452,18 +474,72 @@ def mixture_statistics(
     statistics of a partition of the rows add up to those of the whole. With
     ``complete_second_moments=False`` a tied model's ``sxx`` leaves out the complete rows'
     ``sum_i x_i x_i^T``, which does not depend on the parameters (EM forms it once).
+
+    The mixed model passes ``row_log_prob`` (n, K), the log-probability of each row's
+    observed levels under each component (added to ``log w_k`` before the
+    responsibilities are normalised), and the rows' level indicators ``onehot``
+    (n, L); the statistics then also hold ``levels = sum_i r_ik onehot_i`` (K, L),
+    the expected level counts per component.
     """
     log_weights = torch.log(params.weights)
+    if row_log_prob is not None:
+        log_weights = log_weights + row_log_prob
     parts = []
     if has_nan(X):
         incomplete = torch.isnan(X).any(1)
         if bool(incomplete.any()):
-            parts.append(_incomplete_statistics(X[incomplete], log_weights, params, covariance_type))
+            parts.append(_incomplete_statistics(
+                X[incomplete], log_weights if row_log_prob is None else log_weights[incomplete],
+                params, covariance_type, None if onehot is None else onehot[incomplete],
+            ))
             X = X[~incomplete]
+            if row_log_prob is not None:
+                log_weights = log_weights[~incomplete]
+            if onehot is not None:
+                onehot = onehot[~incomplete]
     if X.shape[0] > 0 or not parts:
         second_moments = complete_second_moments or covariance_type != "tied"
-        parts.append(_complete_statistics(X, log_weights, params, covariance_type, second_moments))
+        parts.append(_complete_statistics(X, log_weights, params, covariance_type, second_moments, onehot))
     return functools.reduce(add_statistics, parts)
+
+
+# ------------------------------------------------------------- discrete columns
+def one_hot_levels(codes: torch.Tensor, n_levels) -> torch.Tensor:
+    """Level indicators (n, L) of level codes (n, J): one block of ``K_j`` columns per column.
+
+    ``codes`` holds the codes ``0 .. K_j - 1`` as floats and NaN where a cell is
+    missing; a missing cell's block is all zeros, so that any sum over levels
+    weighted by the indicators (a log-probability, a count) leaves it out.
+    """
+    blocks = [
+        (codes[:, j, None] == torch.arange(k, dtype=codes.dtype, device=codes.device)).to(codes.dtype)
+        for j, k in enumerate(n_levels)
+    ]
+    if not blocks:
+        return codes.new_zeros(codes.shape[0], 0)
+    return torch.cat(blocks, dim=1)
+
+
+def level_log_probabilities(onehot: torch.Tensor, log_levels: torch.Tensor) -> torch.Tensor:
+    """``sum_j log theta_kj(x_ij)`` over the observed levels of each row: (n, K)."""
+    return onehot @ log_levels.T
+
+
+def level_probabilities_from_counts(counts: torch.Tensor, n_levels, prior: float) -> torch.Tensor:
+    """M-step of the level probabilities: ``(c_kjl + a) / (c_kj + a K_j)``, per block.
+
+    ``counts`` (K, L) are the expected level counts ``sum_i r_ik [x_ij = l]`` (over
+    the rows where column ``j`` is observed), ``a = prior`` the pseudo-count of every
+    level: the posterior mode under a symmetric Dirichlet(1 + a) prior, so that no
+    probability is exactly 0 (a level absent from a component keeps about ``a /
+    n_k``). Returns the probabilities (K, L), each block summing to one.
+    """
+    out, start = [], 0
+    for k in n_levels:
+        block = counts[:, start:start + k] + prior
+        out.append(block / block.sum(1, keepdim=True))
+        start += k
+    return torch.cat(out, dim=1)
 
 
 # ----------------------------------------------------------------- initialisation
@@ -627,6 +703,8 @@ class _MixtureFitData:
     prior_variance: torch.Tensor  # the covariance prior's centre
     tied_second_moments: torch.Tensor | None  # sum x x^T over complete rows (tied)
     init: dict  # validated *_init arrays
+    onehot: torch.Tensor | None = None  # level indicators of the discrete columns (mixed)
+    n_levels: tuple = ()  # levels of each discrete column (mixed)
 
 
 # ---------------------------------------------------------------------- estimator
@@ -669,6 +747,17 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         covariance type, as in scikit-learn).
     warm_start : bool, default=False
         Start from the previous fit's solution (with one initialisation).
+    level_prior : float > 0, default=0.1
+        Pseudo-count added to every level of every discrete column in every
+        component at each M-step (tables with discrete columns only): the level
+        probabilities are the posterior mode under a symmetric Dirichlet(1 +
+        level_prior) prior, so none is exactly 0 (see Notes).
+    column_types : dict, list, tuple or None, default=None
+        Types of the columns of a DataFrame (``{column: type}`` or one per column)
+        where the pandas dtypes do not say it (see :mod:`skgenerative._schema`):
+        ``real``, ``positive`` and ``count`` columns are modelled by the Gaussians,
+        ``binary``, ``categorical`` and ``ordinal`` ones by per-component level
+        probabilities (see Notes).
     contamination : float, default=0.1
         Fraction of training rows below the outlier threshold ``offset_``.
     device : str or torch.device, default="auto"
@@ -688,8 +777,13 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
     ----------
     weights_ : ndarray of shape (n_components,)
     means_ : ndarray of shape (n_components, n_features)
+        Over the numeric columns only when the table has discrete ones (``D`` is
+        then the number of numeric columns, possibly 0).
     covariances_ : ndarray
         Shape (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical.
+    level_probabilities_ : list of ndarray
+        One array of shape (n_components, n_levels) per discrete column, in column
+        order: ``theta_kj(l)``, rows summing to one. Empty for numeric data.
     precisions_ : ndarray
         Inverses of the covariances, same shape.
     precisions_cholesky_ : ndarray
@@ -730,6 +824,25 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
     mean, so components far from it (relative to their spread) lose a few digits:
     prefer float64 for such data.
 
+    **Mixed tables.** Fitted on a DataFrame with discrete columns (binary,
+    categorical, ordinal: see :mod:`skgenerative._schema`), each component is a
+    Gaussian over the numeric columns times independent level probabilities
+    ``theta_kj`` over each discrete column (a latent class model when no column is
+    numeric): ``p(x) = sum_k w_k N(x_num; mu_k, Sigma_k) prod_j theta_kj(x_j)``. An
+    ordinal column is categorical over its ordered levels (the order serves
+    ``impute``'s median). ``score_samples`` is the log-density of the observed
+    numbers plus the log-probability of the observed levels; a missing number is
+    marginalised, a missing level drops its factor. EM is exact: the
+    responsibilities include the level probabilities and the M-step sets
+    ``theta_kj(l) = (c_kjl + a) / (c_kj + a K_j)`` from the expected counts with
+    ``a = level_prior`` (so each step never decreases log-likelihood + ``a sum log
+    theta``). k-means starts from the standardised numbers and the level
+    indicators. The conditional ``p(x_j = l | x_obs) = sum_k p(k | x_obs)
+    theta_kj(l)`` is exact (``impute_proba``; ``impute`` takes its mode, or its median
+    for ordinal columns, and draws from it with ``n_draws``). The maths are in the
+    user guide (``docs/user_guide/mixture.rst``); the model is that of Hunt &
+    Jorgensen (2003).
+
     ``fit`` accepts missing values (NaN): EM then uses, per row and component, the
     conditional Gaussian of the missing entries given the observed ones
     (:func:`mixture_statistics`); ``score_samples`` of a row with NaN is the exact
@@ -744,6 +857,8 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
     data via an EM approach. NIPS 6.
     Fraley, C. & Raftery, A. E. (2007). Bayesian regularization for normal mixture
     estimation and model-based clustering. Journal of Classification, 24, 155-181.
+    Hunt, L. & Jorgensen, M. (2003). Mixture model clustering for mixed data with
+    missing information. Computational Statistics & Data Analysis, 41, 429-440.
 
     Examples
     --------
@@ -771,9 +886,12 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         "means_init": ["array-like", None],
         "precisions_init": ["array-like", None],
         "warm_start": ["boolean"],
+        "level_prior": [Interval(Real, 0.0, None, closed="neither")],
+        "column_types": [dict, list, tuple, None],
     }
 
     _supports_missing = True
+    _supported_column_types = frozenset(COLUMN_TYPES)
     _em_divergence_hint = "scale the input or increase reg_covar"
 
     def __init__(
@@ -791,6 +909,8 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         means_init=None,
         precisions_init=None,
         warm_start=False,
+        level_prior=0.1,
+        column_types=None,
         contamination=0.1,
         device="auto",
         dtype="auto",
@@ -809,6 +929,8 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         self.means_init = means_init
         self.precisions_init = precisions_init
         self.warm_start = warm_start
+        self.level_prior = level_prior
+        self.column_types = column_types
         self.contamination = contamination
         self.device = device
         self.dtype = dtype
@@ -817,6 +939,8 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
 
     # ------------------------------------------------------------------ EM
     def _fit(self, X: torch.Tensor):
+        if self.schema_.has_discrete:
+            return self._fit_mixed(X)
         n, d = X.shape
         k = self.n_components
         if n < k:
@@ -858,8 +982,107 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         """EM on a dask array: statistics per block, merged as a tree (see _dask)."""
         _dask.fit_mixture(self, X)
 
+    # ------------------------------------------------ mixed tables (latent classes)
+    def _column_split(self) -> tuple[list, list]:
+        """Positions of the numeric and of the discrete columns."""
+        return self.schema_.numeric_columns, self.schema_.discrete
+
+    def _fit_mixed(self, X: torch.Tensor):
+        """EM of the mixed model: Gaussians over the numbers, level tables over the rest."""
+        n = X.shape[0]
+        k, cov = self.n_components, self.covariance_type
+        if n < k:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}"
+            )
+        numeric, discrete = self._column_split()
+        Xn = X[:, numeric]
+        d = Xn.shape[1]
+        init = check_initial_parameters(self.weights_init, self.means_init, self.precisions_init, k, d, cov)
+        has_missing = d > 0 and has_nan(Xn)
+        center = (torch.nanmean(Xn, 0) if has_missing else Xn.mean(0)) if d else Xn.new_zeros(0)
+        Xc = (Xn - center).to(self._dtype)
+        tied_second_moments = None
+        if cov == "tied" and d:
+            complete = (Xc[~torch.isnan(Xn).any(1)] if has_missing else Xc).double()
+            tied_second_moments = (complete.T @ complete).to(Xc.dtype)
+        if d:
+            prior_variance = torch.nanmean(Xc.square(), 0) if has_missing else Xc.square().mean(0)
+        else:
+            prior_variance = Xc.new_zeros(0)
+        n_levels = tuple(self.schema_.n_levels(j) for j in discrete)
+        data = _MixtureFitData(
+            X=Xc,
+            center=center,
+            chunk_size=chunk_rows(self._row_bytes(X.shape[1]) * 2, n, X.device),
+            has_missing=has_missing,
+            prior_variance=prior_variance,
+            tied_second_moments=tied_second_moments,
+            init=init,
+            onehot=one_hot_levels(X[:, discrete], n_levels).to(self._dtype),
+            n_levels=n_levels,
+        )
+        self._em_fit(
+            data,
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            warm_start=self.warm_start,
+            generator=generator_from(seed_from(self.random_state), X.device),
+        )
+
+    def _log_levels(self, counts: torch.Tensor, data: _MixtureFitData) -> torch.Tensor:
+        probabilities = level_probabilities_from_counts(counts.double(), data.n_levels, self.level_prior)
+        return torch.log(probabilities).to(data.X.dtype)
+
+    def _empty_gaussians(self, like: torch.Tensor):
+        """Means, covariances and precision factors over no numeric column."""
+        k = self.n_components
+        shape = {"full": (k, 0, 0), "tied": (0, 0), "diag": (k, 0), "spherical": (k,)}[self.covariance_type]
+        ones = like.new_ones(shape)
+        return like.new_zeros(k, 0), ones, ones
+
+    def _em_initialize_mixed(self, data: _MixtureFitData, generator) -> MixtureParameters:
+        """Responsibilities from k-means on the standardised numbers and the level indicators."""
+        X = torch.nan_to_num(data.X, nan=0.0) if data.has_missing else data.X
+        n, d = X.shape
+        cov = self.covariance_type
+        scale = data.prior_variance.sqrt()
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        # one unit of distance per numeric column (its spread) and at most one per
+        # discrete column (two different levels are sqrt(2) apart in indicators)
+        Z = torch.cat([X / scale, data.onehot * math.sqrt(0.5)], dim=1)
+        resp = initial_responsibilities(Z, self.n_components, self.init_params, generator)
+        levels = (resp.T @ data.onehot).double()
+        as_t = lambda a: torch.as_tensor(a, dtype=X.dtype, device=X.device)  # noqa: E731
+        init = data.init
+        if d:
+            total = accumulate(
+                iter_slices(n, data.chunk_size),
+                lambda rows: dict(zip(("nk", "sx", "sxx"), (
+                    s.double() for s in gaussian_statistics(X[rows], resp[rows], cov)
+                ))),
+            )
+            nk, means, covariances = gaussian_parameters_from_statistics(
+                *(total[key].to(X.dtype) for key in ("nk", "sx", "sxx")),
+                self.reg_covar, cov, self.covariance_prior, data.prior_variance,
+            )
+            means = as_t(torch.as_tensor(init["means"], dtype=data.center.dtype) - data.center.cpu()) \
+                if "means" in init else means
+            if "precisions" in init:
+                prec_chol = _precision_cholesky_from_precisions(as_t(init["precisions"]), cov)
+            else:
+                prec_chol = compute_precision_cholesky(covariances, cov)
+        else:
+            nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps
+            means, _, prec_chol = self._empty_gaussians(X)
+        weights = as_t(init["weights"]) if "weights" in init else nk / n
+        return MixtureParameters(weights, means, None, prec_chol, self._log_levels(levels, data))
+
     def _em_initialize(self, data: _MixtureFitData, generator) -> MixtureParameters:
         """Responsibilities by ``init_params``, one M-step, then the ``*_init`` arrays."""
+        if data.onehot is not None:
+            return self._em_initialize_mixed(data, generator)
         # missing entries start at the column means (zero after centring)
         X = torch.nan_to_num(data.X, nan=0.0) if data.has_missing else data.X
         n, cov = X.shape[0], self.covariance_type
@@ -889,12 +1112,20 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
     def _em_resume(self, data: _MixtureFitData) -> MixtureParameters:
         as_t = lambda a: torch.as_tensor(a, dtype=data.X.dtype, device=data.X.device)  # noqa: E731
         means = as_t(torch.as_tensor(self.means_, dtype=data.center.dtype) - data.center.cpu())
-        return MixtureParameters(as_t(self.weights_), means, None, as_t(self.precisions_cholesky_))
+        params = MixtureParameters(as_t(self.weights_), means, None, as_t(self.precisions_cholesky_))
+        if data.onehot is not None:
+            if self._level_log_table.shape[1] != data.onehot.shape[1]:
+                raise ValueError(
+                    "warm_start needs the same columns and levels as the previous fit; "
+                    "fit again with warm_start=False."
+                )
+            params = params._replace(log_levels=as_t(self._level_log_table))
+        return params
 
     def _em_expectation_parameters(self, data: _MixtureFitData, params) -> MixtureParameters:
         # rows with missing entries see the covariances of the very precision factors
         # that score the complete rows: one Gaussian per component, to the last bit
-        if not data.has_missing:
+        if not data.has_missing or data.X.shape[1] == 0:
             return params
         covariances = covariances_from_precision_cholesky(params.precisions_cholesky, self.covariance_type)
         return params._replace(covariances=covariances)
@@ -903,6 +1134,9 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         """Row chunks; with missing values, their incomplete rows in smaller pieces first."""
         X = data.X
         n, d = X.shape
+        if data.onehot is not None:
+            yield from self._em_chunks_mixed(data)
+            return
         for rows in iter_slices(n, data.chunk_size):
             x = X[rows]
             if data.has_missing:
@@ -917,12 +1151,51 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
                     continue
             yield x
 
-    def _em_statistics(self, chunk: torch.Tensor, params: MixtureParameters) -> dict:
+    def _em_chunks_mixed(self, data: _MixtureFitData):
+        """Pairs (numbers, level indicators), split as in the numeric case."""
+        X, onehot = data.X, data.onehot
+        n, d = X.shape
+        for rows in iter_slices(n, data.chunk_size):
+            x, h = X[rows], onehot[rows]
+            if data.has_missing:
+                incomplete = torch.isnan(x).any(1)
+                n_incomplete = int(incomplete.sum())
+                if n_incomplete:
+                    size = _incomplete_chunk_rows(n_incomplete, d, X.element_size(), X.device)
+                    xi, hi = x[incomplete], h[incomplete]
+                    for sub in iter_slices(n_incomplete, size):
+                        yield xi[sub], hi[sub]
+                    x, h = x[~incomplete], h[~incomplete]
+                if x.shape[0] == 0:
+                    continue
+            yield x, h
+
+    def _em_statistics(self, chunk, params: MixtureParameters) -> dict:
+        if params.log_levels is not None:
+            return self._em_statistics_mixed(chunk, params)
         # tied: the complete rows' sum x x^T is formed once, in _fit
         return mixture_statistics(chunk, params, self.covariance_type, complete_second_moments=False)
 
+    def _em_statistics_mixed(self, chunk, params: MixtureParameters) -> dict:
+        x, onehot = chunk
+        levels = level_log_probabilities(onehot, params.log_levels)
+        if x.shape[1]:
+            return mixture_statistics(x, params, self.covariance_type, complete_second_moments=False,
+                                      row_log_prob=levels, onehot=onehot)
+        norm, resp = normalised_responsibilities(torch.log(params.weights) + levels)
+        return {"log_likelihood": norm.double().sum(), "n_samples": x.shape[0],
+                "nk": resp.sum(0).double(), "levels": (resp.T @ onehot).double()}
+
     def _em_m_step(self, data: _MixtureFitData, statistics: dict, params) -> MixtureParameters:
         cov = self.covariance_type
+        if data.onehot is not None:
+            log_levels = self._log_levels(statistics["levels"], data)
+            if data.X.shape[1] == 0:
+                nk = statistics["nk"].to(data.X.dtype) + 10 * torch.finfo(data.X.dtype).eps
+                return MixtureParameters(nk / nk.sum(), params.means, params.precisions_cholesky,
+                                         params.precisions_cholesky, log_levels)
+            data = dataclasses_replace(data, onehot=None)
+            return self._em_m_step(data, statistics, params)._replace(log_levels=log_levels)
         nk, sx, sxx = (statistics[key].to(data.X.dtype) for key in ("nk", "sx", "sxx"))
         if cov == "tied":
             sxx = data.tied_second_moments + sxx
@@ -936,6 +1209,16 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         # only to about 1e-7, so they are normalised again in float64
         weights = params.weights.double()
         self.weights_ = (weights / weights.sum()).cpu().numpy()
+        self.level_probabilities_ = []
+        if params.log_levels is not None:
+            self._set_level_parameters(data, params)
+            if data.X.shape[1] == 0:
+                means, covariances, prec_chol = self._empty_gaussians(data.X.double())
+                self.means_ = means.cpu().numpy()
+                self.covariances_ = covariances.cpu().numpy()
+                self.precisions_cholesky_ = prec_chol.cpu().numpy()
+                self.precisions_ = prec_chol.cpu().numpy()
+                return
         self.means_ = (params.means + data.center).double().cpu().numpy()
         covariances = params.covariances
         if covariances is None:  # max_iter == 0: from the starting precisions
@@ -950,10 +1233,25 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         self.precisions_cholesky_ = prec_chol.double().cpu().numpy()
         self.precisions_ = _precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
 
+    def _set_level_parameters(self, data: _MixtureFitData, params: MixtureParameters) -> None:
+        # normalised again in float64 (a float32 fit's blocks sum to one to ~1e-7)
+        table = torch.exp(params.log_levels.double())
+        blocks, start = [], 0
+        for k in data.n_levels:
+            block = table[:, start:start + k]
+            blocks.append((block / block.sum(1, keepdim=True)).cpu().numpy())
+            start += k
+        self.level_probabilities_ = blocks
+        self._level_table = np.concatenate(blocks, axis=1)
+        self._level_log_table = np.log(self._level_table)
+
     # ----------------------------------------------------------- evaluation
     def _row_bytes(self, n_features: int) -> int:
         k = self.n_components
         width = k * n_features if self.covariance_type in ("full", "tied") else k
+        schema = getattr(self, "schema_", None)
+        if schema is not None and schema.has_discrete:  # level indicators
+            width += sum(schema.n_levels(j) for j in schema.discrete)
         return self._itemsize * (width + 4 * k + 2 * n_features)
 
     def _centred(self, X: torch.Tensor):
@@ -963,7 +1261,85 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         return X - center, means - center, center
 
     def _weighted_log_prob(self, X: torch.Tensor) -> torch.Tensor:
-        """``log w_k + log N(x_o; mu_k, Sigma_k)`` over the observed entries of each row."""
+        """``log w_k + log N(x_o; mu_k, Sigma_k)`` over the observed entries of each row.
+
+        For a mixed table, plus ``sum_j log theta_kj(x_ij)`` over its observed levels.
+        """
+        if not self.schema_.has_discrete:
+            return self._gaussian_weighted_log_prob(X)
+        numeric, discrete = self._column_split()
+        if numeric:
+            weighted = self._gaussian_weighted_log_prob(X[:, numeric])
+        else:
+            weighted = torch.log(self._tensor("weights_")).expand(X.shape[0], -1)
+        return weighted + self._level_log_prob(X[:, discrete])
+
+    def _level_log_prob(self, codes: torch.Tensor) -> torch.Tensor:
+        """``sum_j log theta_kj(x_ij)`` over the observed levels of each row: (n, K)."""
+        onehot = one_hot_levels(codes, [p.shape[1] for p in self.level_probabilities_])
+        return level_log_probabilities(onehot, self._tensor("_level_log_table"))
+
+    def _level_block(self, position: int) -> torch.Tensor:
+        """The level probabilities (K, K_j) of the discrete column at ``position``."""
+        index = self.schema_.discrete.index(position)
+        start = sum(p.shape[1] for p in self.level_probabilities_[:index])
+        stop = start + self.level_probabilities_[index].shape[1]
+        return self._tensor("_level_table")[:, start:stop]
+
+    def _mixed_parts(self, X: torch.Tensor):
+        """Responsibilities given the observed cells, and the numeric conditionals."""
+        numeric, discrete = self._column_split()
+        weighted = torch.log(self._tensor("weights_")) + self._level_log_prob(X[:, discrete])
+        parts, Xc, center = None, None, None
+        if numeric:
+            Xc, means, center = self._centred(X[:, numeric])
+            parts = component_conditionals(Xc, means, self._tensor("covariances_"), self.covariance_type)
+            weighted = weighted + torch.stack([p[0] for p in parts], dim=1)
+        return torch.softmax(weighted, dim=1), parts, Xc, center
+
+    def _impute_mixed(self, X: torch.Tensor, n_draws, generator) -> torch.Tensor:
+        numeric, discrete = self._column_split()
+        resp, parts, Xc, center = self._mixed_parts(X)
+        if n_draws is None:  # levels: the base takes them from _level_probabilities
+            out = X.clone()
+            if numeric:
+                out[:, numeric] = sum(resp[:, k, None] * f for k, (_, f, _) in enumerate(parts)) + center
+            return out
+        n = X.shape[0]
+        choice = torch.multinomial(resp, n_draws, replacement=True, generator=generator)
+        out = X.unsqueeze(1).repeat(1, n_draws, 1)
+        if numeric:
+            out[:, :, numeric] = draw_conditional_mixture(
+                Xc, parts, resp, n_draws, generator, self.covariance_type, choice=choice
+            ) + center
+        for j in discrete:
+            probabilities = self._level_block(j)[choice.reshape(-1)]
+            levels = torch.multinomial(probabilities, 1, generator=generator).reshape(n, n_draws)
+            out[:, :, j] = levels.to(X.dtype)
+        return out
+
+    def _point_imputation(self, X: torch.Tensor) -> torch.Tensor:
+        """As the base's, with the component posterior computed once for numbers and levels."""
+        if not self.schema_.has_discrete:
+            return super()._point_imputation(X)
+        numeric, discrete = self._column_split()
+        resp, parts, _, center = self._mixed_parts(X)
+        out = X.clone()
+        if numeric:
+            out[:, numeric] = sum(resp[:, k, None] * f for k, (_, f, _) in enumerate(parts)) + center
+        for j in discrete:
+            probabilities = (resp @ self._level_block(j)).cpu().numpy()
+            codes = point_levels(probabilities, self.schema_.types[j])
+            out[:, j] = torch.as_tensor(codes, dtype=out.dtype, device=out.device)
+        return out
+
+    def _level_probabilities(self, X: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
+        """``p(x_j = l | x_obs) = sum_k p(k | x_obs) theta_kj(l)``, exactly."""
+        resp = self._mixed_parts(X)[0]
+        return [resp @ self._level_block(j) for j in columns]
+
+    def _gaussian_weighted_log_prob(self, X: torch.Tensor) -> torch.Tensor:
+        """``log w_k + log N(x_o; mu_k, Sigma_k)`` over the observed numeric entries."""
         Xc, means, _ = self._centred(X)
         log_weights = torch.log(self._tensor("weights_"))
         if not has_nan(Xc):
@@ -985,6 +1361,8 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
 
     def _impute(self, X: torch.Tensor, n_draws, generator) -> torch.Tensor:
         """Mixture of the components' conditional Gaussians given the observed entries."""
+        if self.schema_.has_discrete:
+            return self._impute_mixed(X, n_draws, generator)
         Xc, means, center = self._centred(X)
         parts = component_conditionals(Xc, means, self._tensor("covariances_"), self.covariance_type)
         weighted = torch.stack([p[0] for p in parts], dim=1) + torch.log(self._tensor("weights_"))
@@ -1014,10 +1392,27 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         return torch.softmax(self._weighted_log_prob(X), dim=1)
 
     def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        if self.schema_.has_discrete:
+            return self._sample_mixed(n, generator)
         return sample_mixture(
             self._tensor("weights_"), self._tensor("means_"), self._tensor("covariances_"),
             self.covariance_type, n, generator,
         )
+
+    def _sample_mixed(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        numeric, discrete = self._column_split()
+        weights = self._tensor("weights_")
+        labels = torch.multinomial(weights, n, replacement=True, generator=generator)
+        out = torch.empty(n, self.n_features_in_, dtype=weights.dtype, device=weights.device)
+        if numeric:
+            out[:, numeric] = sample_mixture(
+                weights, self._tensor("means_"), self._tensor("covariances_"),
+                self.covariance_type, n, generator, labels=labels,
+            )
+        for j in discrete:
+            probabilities = self._level_block(j)[labels]
+            out[:, j] = torch.multinomial(probabilities, 1, generator=generator).squeeze(1).to(out.dtype)
+        return out
 
     def predict_proba(self, X):
         """Posterior probability of each component for each sample.
@@ -1054,7 +1449,11 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         return self.fit(X).predict(X)
 
     def _n_parameters(self) -> int:
-        return n_mixture_parameters(*self.means_.shape, self.covariance_type)
+        k, d = self.means_.shape
+        levels = sum(k * (p.shape[1] - 1) for p in self.level_probabilities_)
+        if d == 0:  # a latent class model
+            return int(k - 1 + levels)
+        return n_mixture_parameters(k, d, self.covariance_type) + levels
 
     def bic(self, X):
         """Bayesian information criterion on ``X`` (lower is better)."""

@@ -317,6 +317,13 @@ class PPCADensity(EMModel, GenerativeModel):
     tol : float, default=1e-6
         EM stops when the mean log-likelihood of the observed entries improves by
         less than ``tol``.
+    column_types : dict, list, tuple or None, default=None
+        Types of the columns of a DataFrame (``{column: type}`` or one per column)
+        where the pandas dtypes do not say it; see :mod:`skgenerative._schema`.
+        PPCA models numeric columns only (``real``, ``positive``, ``count``, all as
+        real numbers): a ``binary``, ``categorical`` or ``ordinal`` column, declared
+        or inferred, raises a ``ValueError`` naming it and the estimators that
+        model it.
     contamination : float, default=0.1
         Fraction of training rows below the outlier threshold ``offset_``.
     device : str or torch.device, default="auto"
@@ -403,6 +410,7 @@ class PPCADensity(EMModel, GenerativeModel):
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0.0, None, closed="left")],
+        "column_types": [dict, list, tuple, None],
     }
 
     _supports_missing = True
@@ -420,6 +428,7 @@ class PPCADensity(EMModel, GenerativeModel):
         *,
         max_iter=1000,
         tol=1e-6,
+        column_types=None,
         contamination=0.1,
         device="auto",
         dtype="auto",
@@ -429,6 +438,7 @@ class PPCADensity(EMModel, GenerativeModel):
         self.n_components = n_components
         self.max_iter = max_iter
         self.tol = tol
+        self.column_types = column_types
         self.contamination = contamination
         self.device = device
         self.dtype = dtype

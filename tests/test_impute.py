@@ -124,3 +124,91 @@ def test_rejects_estimators_without_impute():
     _, Xm, _ = _iris_missing()
     with pytest.raises(ValueError, match="estimator"):
         GenerativeImputer(GaussianMixture()).fit(Xm)
+
+
+# --------------------------------------------------------------- mixed tables
+def _mixed_frame(n=400, seed=0, rate=0.2):
+    """Two classes behind every column; MCAR holes in every column at ``rate``."""
+    rng = np.random.RandomState(seed)
+    z = rng.randint(2, size=n)
+    full = pd.DataFrame({
+        "amount": rng.normal(3.0 * z, 1.0),
+        "shop": pd.Categorical(np.where(rng.uniform(size=n) < 0.85, z, 1 - z).astype(str),
+                               categories=["0", "1", "never"]),
+        "size": pd.Categorical(np.array(["S", "M", "L"])[np.clip(z * 2 + rng.randint(-1, 2, n), 0, 2)],
+                               categories=["S", "M", "L"], ordered=True),
+        "online": pd.array(rng.uniform(size=n) < np.where(z, 0.9, 0.1), dtype="boolean"),
+        "country": np.where(z, "FR", "DE").astype(object),
+        "items": rng.poisson(1 + 4 * z).astype(np.int64),
+    }, index=pd.RangeIndex(100, 100 + n))
+    holes = full.copy()
+    for column in holes.columns:
+        if column == "items":  # an int64 column cannot hold a missing cell
+            continue
+        holes.loc[rng.uniform(size=n) < rate, column] = None if column != "amount" else np.nan
+    return full, holes
+
+
+def test_mixed_frames_come_back_as_the_users_frame():
+    full, holes = _mixed_frame()
+    imputer = GenerativeImputer().fit(holes)
+    from skgenerative.impute import MIXED_DEFAULT_COMPONENTS
+
+    # the default on a table with discrete columns: the mixed mixture
+    assert imputer.estimator_.n_components == MIXED_DEFAULT_COMPONENTS
+    assert len(imputer.estimator_.level_probabilities_) == 4
+    for out in (imputer.transform(holes),
+                GenerativeImputer(sample_posterior=True, random_state=0).fit(holes).transform(holes),
+                GenerativeImputer().set_output(transform="pandas").fit(holes).transform(holes)):
+        assert isinstance(out, pd.DataFrame) and out.index.equals(holes.index)
+        assert list(out.columns) == list(holes.columns) and out.dtypes.equals(holes.dtypes)
+        assert list(out["shop"].cat.categories) == ["0", "1", "never"] and out["size"].cat.ordered
+        assert not out.isna().any().any()
+        observed = holes.notna()
+        for column in holes.columns:
+            pd.testing.assert_series_equal(out[column][observed[column]], holes[column][observed[column]])
+    # the levels are imputed from the other columns: far better than the mode
+    out = imputer.transform(holes)
+    for column in ("shop", "online", "country"):
+        missing = holes[column].isna()
+        ours = (out[column][missing].astype(object) != full[column][missing].astype(object)).mean()
+        mode = (full[column][missing].astype(object) != holes[column].mode()[0]).mean()
+        assert ours < 0.6 * mode, column
+    with_indicator = GenerativeImputer(add_indicator=True).set_output(transform="pandas").fit(holes)
+    out = with_indicator.transform(holes)
+    assert list(out.columns[6:]) == [f"missingindicator_{c}" for c in holes.columns if holes[c].isna().any()]
+    np.testing.assert_array_equal(out["missingindicator_shop"].to_numpy(), holes["shop"].isna().to_numpy())
+    assert out.iloc[:, :6].dtypes.equals(holes.dtypes)
+
+
+def test_numeric_frames_keep_their_dtypes_under_pandas_output():
+    rng = np.random.RandomState(0)
+    df = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60).astype(np.float32),
+                       "c": rng.randint(0, 5, 60).astype(np.int64)})
+    df.loc[[1, 2], "a"] = np.nan
+    df.loc[[3], "b"] = np.nan
+    out = GenerativeImputer().set_output(transform="pandas").fit(df).transform(df)
+    assert out.dtypes.equals(df.dtypes) and not out.isna().any().any()
+    plain = GenerativeImputer().fit(df).transform(df)  # default output: the array, as before
+    assert isinstance(plain, np.ndarray)
+    np.testing.assert_array_equal(plain[:, 0], out["a"].to_numpy())
+
+
+def test_mixed_frames_in_a_pipeline_and_a_model_that_cannot_take_them():
+    from sklearn.compose import make_column_selector, make_column_transformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    full, holes = _mixed_frame(300, seed=1)
+    y = (full["country"] == "FR").to_numpy()
+    X = holes.drop(columns="country")
+    encode = make_column_transformer(
+        (OneHotEncoder(handle_unknown="ignore"), make_column_selector(dtype_include=["category", "boolean"])),
+        remainder="passthrough",
+    )
+    pipe = make_pipeline(GenerativeImputer(), encode, LogisticRegression(max_iter=1000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        accuracy = cross_val_score(pipe, X, y, cv=3, error_score="raise").mean()
+    assert accuracy > 0.85  # the country is the class that every column depends on
+    with pytest.raises(ValueError, match=r"PPCADensity models .*'shop' \(categorical\)"):
+        GenerativeImputer(PPCADensity(1)).fit(holes)

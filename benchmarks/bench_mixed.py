@@ -1,0 +1,336 @@
+"""Imputation of mixed tables (Adult, Wine): GenerativeImputer vs mean/mode, missForest, IterativeImputer.
+
+Data: ``../shared/data/mixed/{adult,wine}.csv`` with their ``.types.json`` (or the folder
+in ``SKGENERATIVE_MIXED``); skipped cleanly when absent. Categorical columns become
+``category``, ordinal ones ordered ``category`` (levels in numeric order), numbers
+float64. Each table is subsampled to ``--rows`` rows (default 3000, the same rows
+for every seed and imputer) so that the peers fit the time budget.
+
+Masks: MCAR over the *observed* cells at 20% and 50% (cells missing in the source
+stay missing and are never scored), seeds 0, 1, 2. Metrics on the masked cells:
+
+- NRMSE: per numeric column, RMSE over its masked cells / the column's standard
+  deviation (over its observed cells), averaged over the numeric columns;
+- error: the share of masked categorical cells imputed with a wrong level;
+- rank: mean |imputed rank - true rank| / (levels - 1) over masked ordinal cells.
+
+Imputers, all in this process on the same masks:
+
+- mean/mode: the column mean of numbers, the most frequent level of discrete columns
+  (ordinal ones too);
+- missForest (Stekhoven & Buehlmann, 2012), written here on scikit-learn's forests: a
+  random forest per column with missing cells (regressor for numbers, classifier
+  for levels; discrete predictors as level codes), columns in order of increasing
+  missingness, from a mean/mode start; it stops when the change of the imputed
+  matrix increases for the first time for both column types (returning the
+  imputation before), or after ``--mf-iter`` iterations (default 5);
+  ``--trees`` trees per forest (default 30), ``max_features="sqrt"`` as the paper;
+- IterativeImputer(ExtraTreesRegressor) on level codes, discrete cells rounded to the
+  nearest level (``--trees`` trees, ``max_iter=--ii-iter``, default 5);
+- GenerativeImputer: the default, and mixed Gaussian mixtures with other settings.
+
+Times are fit + impute (wall clock), at the default thread count.
+
+    python benchmarks/bench_mixed.py               # both tables, 3 seeds
+    python benchmarks/bench_mixed.py --quick       # seed 0 only
+    python benchmarks/bench_mixed.py --quick --neural --only "missForest (30 trees)" \
+        "GenerativeImputer (default)" "GenerativeImputer(VariationalAutoencoder)"
+    python benchmarks/bench_mixed.py --quick --threads 1 --only "missForest (30 trees)" \
+        "GenerativeImputer (default)"              # times at one thread
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import ExtraTreesRegressor, RandomForestClassifier, RandomForestRegressor
+from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+from sklearn.impute import IterativeImputer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, write_results  # noqa: E402
+
+from skgenerative import GaussianMixtureDensity, GenerativeImputer  # noqa: E402
+
+# ../shared/data/mixed beside the repository (also from a worktree one level deeper)
+MIXED = Path(os.environ.get("SKGENERATIVE_MIXED", next(
+    (p / "shared" / "data" / "mixed" for p in Path(__file__).resolve().parents[2:4]
+     if (p / "shared" / "data" / "mixed").is_dir()),
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "mixed",
+)))
+RATES = [0.2, 0.5]
+DISCRETE = ("categorical", "ordinal")
+
+
+# ------------------------------------------------------------------------ data
+def load(name: str, rows: int):
+    """The table as a user sees it (category dtypes), its types, subsampled to ``rows``."""
+    types = json.loads((MIXED / f"{name}.types.json").read_text())
+    df = pd.read_csv(MIXED / f"{name}.csv")
+    for column, kind in types.items():
+        if kind == "categorical":
+            df[column] = df[column].astype(str).where(df[column].notna()).astype("category")
+        elif kind == "ordinal":
+            levels = sorted(pd.unique(df[column].dropna()))
+            df[column] = pd.Categorical(df[column], categories=levels, ordered=True)
+        else:
+            df[column] = df[column].astype(np.float64)
+    if len(df) > rows:
+        df = df.sample(rows, random_state=0).reset_index(drop=True)
+    return df, types
+
+
+def mcar(df: pd.DataFrame, rate: float, seed: int):
+    """``df`` with a share ``rate`` of its observed cells set missing; the mask."""
+    rng = np.random.RandomState(seed)
+    mask = (rng.uniform(size=df.shape) < rate) & df.notna().to_numpy()
+    holes = df.copy()
+    for j, column in enumerate(df.columns):
+        holes.loc[mask[:, j], column] = np.nan
+    return holes, mask
+
+
+def codes(df: pd.DataFrame) -> np.ndarray:
+    """Numbers as they are, level codes for category columns, NaN where missing."""
+    out = np.empty(df.shape)
+    for j, column in enumerate(df.columns):
+        series = df[column]
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            c = series.cat.codes.to_numpy().astype(float)
+            out[:, j] = np.where(c < 0, np.nan, c)
+        else:
+            out[:, j] = series.to_numpy(dtype=float, na_value=np.nan)
+    return out
+
+
+def from_codes(values: np.ndarray, like: pd.DataFrame) -> pd.DataFrame:
+    out = {}
+    for j, column in enumerate(like.columns):
+        dtype = like[column].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            c = np.clip(np.rint(values[:, j]), 0, len(dtype.categories) - 1).astype(int)
+            out[column] = pd.Categorical.from_codes(c, dtype=dtype)
+        else:
+            out[column] = values[:, j]
+    return pd.DataFrame(out, index=like.index)
+
+
+def scores(imputed: pd.DataFrame, full: pd.DataFrame, mask: np.ndarray, types: dict) -> dict:
+    nrmse, wrong, shifts = [], [], []
+    for j, column in enumerate(full.columns):
+        m = mask[:, j]
+        if not m.any():
+            continue
+        kind = types[column]
+        if kind in DISCRETE:
+            truth = full[column].cat.codes.to_numpy()[m]
+            guess = pd.Categorical(imputed[column], dtype=full[column].dtype).codes[m]
+            if (guess < 0).any():
+                raise ValueError(f"{column}: imputed cells left missing or off the levels")
+            if kind == "categorical":
+                wrong.append(guess != truth)
+            else:
+                shifts.append(np.abs(guess - truth) / (len(full[column].cat.categories) - 1))
+        else:
+            truth = full[column].to_numpy(dtype=float)
+            guess = imputed[column].to_numpy(dtype=float)[m]
+            nrmse.append(np.sqrt(np.mean((guess - truth[m]) ** 2)) / np.nanstd(truth))
+    out = {"nrmse": float(np.mean(nrmse))}
+    if wrong:
+        out["error"] = float(np.concatenate(wrong).mean())
+    if shifts:
+        out["rank"] = float(np.concatenate(shifts).mean())
+    return out
+
+
+# -------------------------------------------------------------------- imputers
+def mean_mode(holes: pd.DataFrame, types: dict, seed: int) -> pd.DataFrame:
+    out = holes.copy()
+    for column in holes.columns:
+        series = holes[column]
+        fill = series.mode().iloc[0] if types[column] in DISCRETE else series.mean()
+        out[column] = series.fillna(fill)
+    return out
+
+
+def miss_forest(holes: pd.DataFrame, types: dict, seed: int, trees: int = 50, max_iter: int = 5):
+    """missForest on scikit-learn's random forests (see the module docstring)."""
+    X = codes(holes)
+    missing = np.isnan(X)
+    discrete = np.array([types[c] in DISCRETE for c in holes.columns])
+    filled = codes(mean_mode(holes, types, seed))
+    order = [j for j in np.argsort(missing.sum(0), kind="stable") if missing[:, j].any()]
+    previous = (np.inf, np.inf)
+    n_discrete_missing = max(int(missing[:, discrete].sum()), 1)
+    for iteration in range(max_iter):
+        old = filled.copy()
+        for j in order:
+            rows = missing[:, j]
+            others = np.delete(np.arange(X.shape[1]), j)
+            cls = RandomForestClassifier if discrete[j] else RandomForestRegressor
+            forest = cls(n_estimators=trees, max_features="sqrt", n_jobs=1, random_state=seed + iteration)
+            forest.fit(filled[~rows][:, others], X[~rows, j])
+            filled[rows, j] = forest.predict(filled[rows][:, others])
+        numeric = ~discrete
+        change_numeric = (np.sum((filled[:, numeric] - old[:, numeric]) ** 2)
+                          / max(np.sum(filled[:, numeric] ** 2), 1e-300)) if numeric.any() else -np.inf
+        change_discrete = (np.sum(filled[:, discrete] != old[:, discrete]) / n_discrete_missing
+                           if discrete.any() else -np.inf)
+        if change_numeric > previous[0] and change_discrete > previous[1] or \
+                (change_numeric > previous[0] and not discrete.any()) or \
+                (change_discrete > previous[1] and not numeric.any()):
+            filled = old  # the criterion grew: the imputation before is the answer
+            break
+        previous = (change_numeric, change_discrete)
+    return from_codes(filled, holes)
+
+
+def iterative_extra_trees(holes: pd.DataFrame, types: dict, seed: int, trees: int = 50, max_iter: int = 10):
+    imputer = IterativeImputer(ExtraTreesRegressor(n_estimators=trees, random_state=seed, n_jobs=1),
+                               random_state=seed, max_iter=max_iter)
+    return from_codes(imputer.fit_transform(codes(holes)), holes)
+
+
+def generative(estimator=None):
+    def run(holes, types, seed):
+        imputer = GenerativeImputer(estimator)
+        return imputer.fit_transform(holes)
+    return run
+
+
+def imputers(trees: int, mf_iter: int, ii_iter: int, neural: bool = False) -> dict:
+    """name -> (function(holes, types, seed), kind).
+
+    With ``neural``, every other skgenerative estimator that accepts NaN and
+    discrete columns joins with its defaults (skipped while it models numeric
+    columns only); they take minutes per run, so they are off by default.
+    """
+    found = {
+        "mean/mode": (mean_mode, "peer"),
+        f"missForest ({trees} trees)": (lambda h, t, s: miss_forest(h, t, s, trees, mf_iter), "peer"),
+        f"IterativeImputer(ExtraTrees {trees})": (
+            lambda h, t, s: iterative_extra_trees(h, t, s, trees, ii_iter), "peer"),
+        "GenerativeImputer (default)": (generative(), "ours"),
+        "GenerativeImputer(GMM 2 full)": (generative(GaussianMixtureDensity(
+            2, covariance_prior=2.0, n_init=2, random_state=0)), "ours"),
+        "GenerativeImputer(GMM 16 diag)": (generative(GaussianMixtureDensity(
+            16, covariance_type="diag", covariance_prior=2.0, tol=1e-2, random_state=0)), "ours"),
+    }
+    import skgenerative
+
+    for name in () if not neural else ("VariationalAutoencoder", "FlowVAE", "BernoulliRBM"):
+        cls = getattr(skgenerative, name, None)
+        if cls is None or not cls._supports_missing or "categorical" not in cls._supported_column_types:
+            continue
+        found[f"GenerativeImputer({name})"] = (
+            (lambda cls: lambda h, t, s: generative(cls(random_state=s))(h, t, s))(cls), "ours")
+    return found
+
+
+# ------------------------------------------------------------------------ main
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="seed 0 only")
+    parser.add_argument("--seeds", type=int, nargs="*", default=None)
+    parser.add_argument("--rows", type=int, default=3000, help="rows per table (subsample)")
+    parser.add_argument("--trees", type=int, default=30, help="trees per forest of the peers")
+    parser.add_argument("--mf-iter", type=int, default=5, help="missForest's maximum iterations")
+    parser.add_argument("--ii-iter", type=int, default=5, help="IterativeImputer's max_iter")
+    parser.add_argument("--tables", nargs="*", default=["adult", "wine"])
+    parser.add_argument("--only", nargs="*", help="imputer names to run")
+    parser.add_argument("--neural", action="store_true",
+                        help="also the neural models that take discrete columns (minutes per run)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (results go to mixed_<N>thread); default: torch's")
+    args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+    tables = [t for t in args.tables if (MIXED / f"{t}.csv").exists()]
+    if not tables:
+        print(f"skipped: no mixed tables in {MIXED}")
+        return
+    found = imputers(args.trees, args.mf_iter, args.ii_iter, args.neural)
+    results, times = {}, {}
+    for table_name in tables:
+        full, types = load(table_name, args.rows)
+        for rate in RATES:
+            cell = f"{table_name} {int(rate * 100)}%"
+            for seed in seeds:
+                holes, mask = mcar(full, rate, seed)
+                for name, (run, _) in found.items():
+                    if args.only and name not in args.only:
+                        continue
+                    start = time.perf_counter()
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        try:
+                            got = scores(run(holes, types, seed), full, mask, types)
+                        except Exception as exc:  # report, never hide, a failing imputer
+                            print(f"  {name} failed on {cell} (seed {seed}): {exc!r}", flush=True)
+                            got = {}
+                    elapsed = time.perf_counter() - start
+                    for metric, value in got.items():
+                        results.setdefault(name, {}).setdefault(cell, {}).setdefault(metric, []).append(value)
+                    times.setdefault(name, {}).setdefault(cell, []).append(elapsed)
+            print(cell + ": " + "; ".join(
+                f"{n} " + " ".join(f"{m} {np.mean(v):.3f}" for m, v in results[n][cell].items())
+                + f" ({np.mean(times[n][cell]):.1f}s)"
+                for n in results if cell in results[n]), flush=True)
+
+    cells = [c for c in next(iter(times.values()))]
+    metrics = {c: sorted({m for n in results for m in results[n].get(c, {})},
+                         key=["nrmse", "error", "rank"].index) for c in cells}
+    header = ["imputer"] + [f"{c} {m}" for c in cells for m in metrics[c]] + ["fit+impute s (mean per run)"]
+    md = [
+        f"# Mixed-table imputation: Adult and Wine, MCAR over observed cells (mean over seeds {seeds})",
+        "",
+        f"Rows per table: {args.rows} (a fixed subsample of Adult's 32561 and Wine's 6497 rows). "
+        f"Peers' forests: {args.trees} trees; missForest at most {args.mf_iter} iterations, "
+        f"IterativeImputer max_iter={args.ii_iter} (both cut to fit the time budget). "
+        "NRMSE: RMSE / column std, averaged over numeric columns; error: share of wrong "
+        "levels over categorical cells; rank: mean |rank shift| / (levels - 1) over ordinal "
+        "cells (Adult's education). Lower is better everywhere.",
+        "",
+        f"Machine: {machine()}. "
+        + (f"{args.threads} torch thread(s)" if args.threads else "Default threading")
+        + " (the forests use one job); the machine was shared with other jobs, so times are indicative.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    order = [n for n, (_, kind) in found.items() if kind == "peer" and n in results] + \
+            [n for n, (_, kind) in found.items() if kind == "ours" and n in results]
+    for name in order:
+        row = [name] + [f"{np.mean(results[name][c][m]):.3f}" if m in results[name].get(c, {}) else "failed"
+                        for c in cells for m in metrics[c]]
+        row.append(f"{np.mean([t for c in cells for t in times[name][c]]):.2f}")
+        md.append("| " + " | ".join(row) + " |")
+    forest = next((n for n in order if n.startswith("missForest")), None)
+    default = "GenerativeImputer (default)"
+    if forest in results and default in results:
+        md += ["", f"Default GenerativeImputer / {forest} (below 1: ours better):", ""]
+        for c in cells:
+            ratios = [f"{m} {np.mean(results[default][c][m]) / np.mean(results[forest][c][m]):.3f}"
+                      for m in metrics[c] if m in results[default].get(c, {}) and m in results[forest].get(c, {})]
+            speed = np.mean(times[forest][c]) / np.mean(times[default][c])
+            md.append(f"- {c}: " + ", ".join(ratios) + f"; {speed:.1f}x faster")
+    print("\n".join(md))
+    name = ("mixed" + ("_quick" if args.quick else "") + ("_neural" if args.neural else "")
+            + (f"_{args.threads}thread" if args.threads else ""))
+    write_results(name, dict(seeds=seeds, rows=args.rows, trees=args.trees, mf_iter=args.mf_iter,
+                             results=results, times=times), "\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
