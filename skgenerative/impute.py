@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, MetaEstimatorMixin, TransformerMixin, _fit_context, clone
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, TransformerMixin, _fit_context
 from sklearn.impute import MissingIndicator
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils._set_output import _get_output_config
@@ -13,7 +13,7 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, v
 from . import _dask
 from ._schema import TableSchema, is_dataframe
 from ._torch import seed_from, to_numpy_input
-from .base import _all_numeric, check_magnitude, check_no_empty_column
+from .base import _all_numeric, check_magnitude, check_no_empty_column, clone_with_verbose
 
 __all__ = ["GenerativeImputer"]
 
@@ -59,6 +59,10 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Seed of the draws when ``sample_posterior=True``; a fixed seed gives the same
         draws at every ``transform`` call.
+    verbose : int, default=0
+        Passed down to the density model (its ``verbose``, or its pipeline steps'):
+        ``1`` shows a progress bar of its EM iterations or epochs and a summary line,
+        ``2`` a line per step. ``0`` leaves the model's own setting.
 
     Attributes
     ----------
@@ -122,13 +126,16 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         "sample_posterior": ["boolean"],
         "add_indicator": ["boolean"],
         "random_state": ["random_state"],
+        "verbose": ["verbose"],
     }
 
-    def __init__(self, estimator=None, *, sample_posterior=False, add_indicator=False, random_state=None):
+    def __init__(self, estimator=None, *, sample_posterior=False, add_indicator=False, random_state=None,
+                 verbose=0):
         self.estimator = estimator
         self.sample_posterior = sample_posterior
         self.add_indicator = add_indicator
         self.random_state = random_state
+        self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
@@ -160,7 +167,7 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         estimator = (
             default_imputation_estimator(mixed=self._table) if self.estimator is None else self.estimator
         )
-        self.estimator_ = clone(estimator).fit(X)
+        self.estimator_ = clone_with_verbose(estimator, self.verbose).fit(X)
         self.indicator_ = (
             MissingIndicator(error_on_new=False).fit(self._missing(X)) if self.add_indicator else None
         )

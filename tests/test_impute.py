@@ -212,3 +212,17 @@ def test_mixed_frames_in_a_pipeline_and_a_model_that_cannot_take_them():
     assert accuracy > 0.85  # the country is the class that every column depends on
     with pytest.raises(ValueError, match=r"PPCADensity models .*'shop' \(categorical\)"):
         GenerativeImputer(PPCADensity(1)).fit(holes)
+
+
+def test_verbose_is_passed_down_to_the_density_model(capsys):
+    X = np.random.RandomState(0).normal(size=(200, 3))
+    X[::7, 1] = np.nan
+    GenerativeImputer().fit(X)
+    assert capsys.readouterr().out == ""  # verbose=0: silent
+    imputer = GenerativeImputer(verbose=1).fit(X)
+    out = capsys.readouterr().out
+    assert "[GaussianMixtureDensity] done:" in out and "EM iteration" in out
+    assert imputer.estimator_.verbose == 1
+    model = PPCADensity(1)
+    GenerativeImputer(model, verbose=2).fit(X)
+    assert model.verbose == 0 and "iteration" in capsys.readouterr().out
