@@ -249,6 +249,31 @@ class TableSchema:
                 columns[name] = _numbers_series(values, kind, dtype, index)
         return pd.DataFrame(columns, index=index)
 
+    def to_values(self, X: np.ndarray) -> np.ndarray:
+        """Encoded rows as an array of the user's values (a model fitted on an array).
+
+        Level codes become the levels themselves: a float array when every level is a
+        number (the values given at fit, exactly), an object array otherwise; numeric
+        columns pass through. Without discrete columns ``X`` is returned as it is.
+        """
+        if not self.has_discrete:
+            return X
+        out = X.astype(object) if not self._numeric_levels() else X.copy()
+        for j in self.discrete:
+            levels = np.asarray(self.levels[self.names[j]], dtype=object)
+            codes = X[:, j]
+            known = ~np.isnan(codes)
+            column = np.full(codes.shape, np.nan, dtype=object)
+            column[known] = levels[codes[known].astype(np.intp)]
+            out[:, j] = column.astype(np.float64) if out.dtype != object else column
+        return out
+
+    def _numeric_levels(self) -> bool:
+        return all(
+            isinstance(level, (int, float, np.integer, np.floating, bool, np.bool_))
+            for j in self.discrete for level in self.levels[self.names[j]]
+        )
+
     def fill_frame(self, frame: pd.DataFrame, filled: pd.DataFrame) -> pd.DataFrame:
         """``frame`` with its missing cells taken from ``filled``; observed cells untouched."""
         out = frame.copy()

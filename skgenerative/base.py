@@ -48,6 +48,7 @@ with :class:`~skgenerative.GenerativeOutlierDetector`). A model file supplies on
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import warnings
 from contextlib import contextmanager
@@ -363,6 +364,12 @@ class TableColumnsMixin:
         """
         X = to_numpy_input(X)
         column_types = getattr(self, "column_types", None)
+        array_with_types = reset and column_types is not None and not is_dataframe(X)
+        if array_with_types:
+            # column_types on an array: the schema reads it as a table with columns
+            # named by position ({0: "categorical"} or one type per column); rows
+            # come back as arrays of the user's values
+            X = self._array_as_table(X)
         if reset:
             tabular = is_dataframe(X) and (
                 column_types is not None or not _all_numeric(X)
@@ -374,6 +381,8 @@ class TableColumnsMixin:
         unseen = None
         if tabular:
             X, unseen = self._encode_table(X, reset)
+            if array_with_types:
+                self.schema_ = dataclasses.replace(self.schema_, from_frame=False)
         else:
             frame = X if is_dataframe(X) else None
             X = validate_data(
@@ -400,6 +409,17 @@ class TableColumnsMixin:
             check_magnitude(X[:, numeric], dtype, _names_at(self, numeric))
         self._check_values(X)
         return X, unseen
+
+    @staticmethod
+    def _array_as_table(X):
+        import pandas as pd
+
+        values = np.asarray(X)
+        if values.ndim != 2:
+            raise ValueError(f"Expected a 2D array, got an array of shape {values.shape}.")
+        if values.dtype.kind in "fiub":
+            values = values.astype(np.float64)
+        return pd.DataFrame(values)
 
     def _encode_table(self, X, reset: bool):
         """A table (DataFrame, or rows of levels) encoded by the column schema."""
@@ -458,7 +478,7 @@ class TableColumnsMixin:
         order and dtypes; one fitted on an array gets the array.
         """
         if not self.schema_.from_frame:
-            return X
+            return self.schema_.to_values(X)
         return self.schema_.to_frame(X)
 
     def _filled_frame(self, imputed: np.ndarray, frame):
@@ -600,8 +620,10 @@ class ImputationMixin:
                 )
                 filled = np.moveaxis(filled, 1, 0)  # (n_draws, rows, D)
                 out[:, rows] = np.where(missing[rows][None], filled, X[rows][None])
-        if not self.schema_.from_frame:
-            return out
+        if not self.schema_.from_frame:  # level codes back to the user's values
+            if n_draws is None:
+                return self.schema_.to_values(out)
+            return np.stack([self.schema_.to_values(draw) for draw in out])
         if n_draws is None:
             return self._filled_frame(out, frame)
         return [self._filled_frame(draw, frame) for draw in out]

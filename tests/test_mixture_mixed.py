@@ -372,3 +372,31 @@ def test_mixed_scores_do_not_depend_on_the_batch_and_survive_pickling(dtype):
     pieces = np.concatenate([model.score_samples(df.iloc[i:i + 7]) for i in range(0, len(df), 7)])
     np.testing.assert_array_equal(pieces, scores)
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).score_samples(df), scores)
+
+
+def test_column_types_on_an_array_are_applied_not_ignored():
+    """column_types on a numpy array: columns by position, the user's values back."""
+    rng = np.random.RandomState(0)
+    n = 300
+    X = np.column_stack([rng.normal(size=n), rng.normal(size=n), rng.choice([3.0, 7.0, 9.0], size=n)])
+    X[:, 0] += X[:, 2]
+    model = GaussianMixtureDensity(2, column_types={2: "categorical"}, random_state=0).fit(X)
+    assert model.schema_.types == ["real", "real", "categorical"]
+    assert not hasattr(model, "feature_names_in_")
+    # the same model as the table with a category column
+    frame = pd.DataFrame({"0": X[:, 0], "1": X[:, 1], "2": pd.Categorical(X[:, 2])})
+    as_table = GaussianMixtureDensity(2, random_state=0).fit(frame)
+    np.testing.assert_allclose(model.score_samples(X), as_table.score_samples(frame), rtol=1e-12)
+    # rows come back as arrays of the user's values, observed cells bit for bit
+    Xm = X.copy()
+    Xm[:20, 2] = np.nan
+    Xm[20:40, 0] = np.nan
+    filled = model.impute(Xm)
+    assert isinstance(filled, np.ndarray) and np.isin(filled[:, 2], [3.0, 7.0, 9.0]).all()
+    observed = ~np.isnan(Xm)
+    assert np.array_equal(filled[observed], Xm[observed])
+    draws = model.impute(Xm, n_draws=3, random_state=0)
+    assert draws.shape == (3,) + X.shape and np.isin(draws[:, :, 2], [3.0, 7.0, 9.0]).all()
+    assert np.isin(model.sample(50, random_state=0)[:, 2], [3.0, 7.0, 9.0]).all()
+    with pytest.raises(ValueError, match="'2' \\(categorical\\)"):
+        PPCADensity(1, column_types=["real", "real", "categorical"]).fit(X)
