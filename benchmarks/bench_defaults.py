@@ -125,6 +125,10 @@ def bench_vae(quick, repeats, device, setting):
             "PyOD VAE": lambda: pyod_vae(train, settings["max_iter"], 64, (128, 64, 32), 8, device),
             "VariationalAutoencoder (defaults: dtype='auto')": lambda: VariationalAutoencoder(**settings).fit(train),
             "VariationalAutoencoder (dtype='float64')": lambda: VariationalAutoencoder(**settings, dtype="float64").fit(train),
+            # PyOD's decoder outputs 784 means and one shared variance; ours by default
+            # also outputs each pixel's variance (2 x 784 outputs): this row is PyOD's network
+            "VariationalAutoencoder (decoder_variance='shared': PyOD's network)":
+                lambda: VariationalAutoencoder(**settings, decoder_variance="shared").fit(train),
             "FlowVAE (defaults)": lambda: FlowVAE(**settings).fit(train),
         }, repeats)
     peer = runs["PyOD VAE"][0]

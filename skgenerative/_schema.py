@@ -282,11 +282,33 @@ class TableSchema:
             missing = column.isna().to_numpy()
             if missing.any():
                 replacement = filled.iloc[:, position]
-                out.iloc[:, position] = column.where(~missing, replacement.to_numpy())
+                out[out.columns[position]] = _restored(
+                    column.where(~missing, replacement.to_numpy()), self.dtypes.get(name)
+                )
         return out
 
 
 # ------------------------------------------------------------------ helpers
+def _restored(column: pd.Series, fitted_dtype) -> pd.Series:
+    """A filled column back in the dtype it had at fit, when its values allow it.
+
+    A bool or integer column with missing cells arrives as object or float (NaN needs
+    it); once every cell is filled it can hold the fitted dtype again, unless the
+    filled values are not of that kind (a conditional mean of a count column).
+    """
+    if fitted_dtype is None or column.dtype == fitted_dtype or column.isna().any():
+        return column
+    kind = getattr(fitted_dtype, "kind", None)
+    try:
+        if kind == "b" and column.map(lambda v: isinstance(v, (bool, np.bool_))).all():
+            return column.astype(fitted_dtype)
+        if kind in "iu" and np.all(np.mod(column.to_numpy(dtype=np.float64), 1) == 0):
+            return column.astype(fitted_dtype)
+    except (TypeError, ValueError):
+        pass
+    return column
+
+
 def _overrides(column_types, names: list) -> dict:
     if column_types is None:
         return {}

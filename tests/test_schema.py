@@ -274,3 +274,19 @@ def test_numeric_frames_keep_working_and_come_back_as_frames():
     filled = GaussianMixtureDensity(1, random_state=0).fit(holes).impute(holes)
     assert isinstance(filled, pd.DataFrame) and filled.dtypes.equals(df.dtypes)
     assert filled["b"].equals(holes["b"])
+
+
+def test_filled_bool_and_integer_columns_get_their_fitted_dtype_back():
+    """NaN turns a bool column into object and an int one into float; filled, they return."""
+    frame = pd.DataFrame({"flag": [True, False, True, False], "n": np.array([1, 2, 3, 4], dtype=np.int64),
+                          "x": [0.5, 1.5, 2.5, 3.5]})
+    schema = TableSchema.infer(frame)
+    holes = frame.astype({"flag": object, "n": np.float64})
+    holes.loc[1, "flag"], holes.loc[2, "n"] = np.nan, np.nan
+    filled = frame.copy()
+    out = schema.fill_frame(holes, filled)
+    assert out.dtypes.equals(frame.dtypes) and out.equals(frame)
+    # a fractional fill (a conditional mean of a count) keeps the float column
+    filled = filled.astype({"n": np.float64})
+    filled.loc[2, "n"] = 2.5
+    assert schema.fill_frame(holes, filled)["n"].dtype == np.float64
