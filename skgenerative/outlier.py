@@ -148,7 +148,9 @@ class GenerativeOutlierDetector(
     ----------
     estimator : estimator with ``fit`` and ``score_samples``, default=None
         The density model, cloned at fit. ``None`` uses a standardising pipeline
-        with a regularised Gaussian mixture (see Notes). Any skgenerative estimator,
+        with a regularised Gaussian mixture (see Notes); on a DataFrame with
+        discrete columns the scaler standardises only its numeric columns and the
+        mixture models the others. Any skgenerative estimator,
         scikit-learn's ``GaussianMixture`` or ``KernelDensity``, or a ``Pipeline``
         ending in one of them, works.
     contamination : float in (0, 0.5], default=0.1
@@ -224,6 +226,16 @@ class GenerativeOutlierDetector(
       likelihood, fit the training contamination and detect worse.
 
     Pass any ``estimator`` to change it.
+
+    A DataFrame with categorical (``category``, ``object``, string), ordinal
+    (ordered ``category``) or ``bool`` columns is handed to the estimator as it is,
+    and its column schema encodes it; ``score_samples`` is then the log-density of
+    a row's numbers plus the log-probability of its levels. The default then uses
+    :class:`NumericColumnScaler` (numeric columns standardised in place, the others
+    kept with their dtypes) before the same mixture, which fits per-component level
+    probabilities: a combination of levels no component produces, or a level not
+    seen in fit (probability ``1 / (n + K + 1)``, with a warning), scores low.
+    Missing cells are refused as on numbers unless the estimator accepts them.
 
     ``explain(X)`` gives, per row and column, ``log p(x_j | x_-j)`` under the
     density model (lower = more surprising), in the standardised units the default
