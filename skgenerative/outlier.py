@@ -33,7 +33,7 @@ from ._torch import to_numpy_input
 from ._schema import is_dataframe
 from .base import OutlierThresholdMixin, _all_numeric, check_magnitude, clone_with_verbose
 
-__all__ = ["GenerativeOutlierDetector"]
+__all__ = ["GenerativeOutlierDetector", "NumericColumnScaler"]
 
 
 def default_outlier_estimator(mixed: bool = False):
