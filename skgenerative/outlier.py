@@ -14,7 +14,13 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, MetaEstimatorMixin, OutlierMixin, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    MetaEstimatorMixin,
+    OutlierMixin,
+    TransformerMixin,
+    _fit_context,
+)
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
@@ -25,24 +31,97 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _dask
 from ._torch import to_numpy_input
 from ._schema import is_dataframe
-from .base import OutlierThresholdMixin, check_magnitude, clone_with_verbose
+from .base import OutlierThresholdMixin, _all_numeric, check_magnitude, clone_with_verbose
 
-__all__ = ["GenerativeOutlierDetector"]
+__all__ = ["GenerativeOutlierDetector", "NumericColumnScaler"]
 
 
-def default_outlier_estimator():
+def default_outlier_estimator(mixed: bool = False):
     """The estimator ``GenerativeOutlierDetector`` uses when none is given.
 
     Standardised features, then a two-component full-covariance Gaussian mixture
     regularised by a conjugate prior worth 50 pseudo-observations (see the class
-    Notes for why).
+    Notes for why). ``mixed``: the table is a DataFrame with discrete (non-numeric)
+    columns; the scaler then standardises its numeric columns only
+    (:class:`NumericColumnScaler`) and the mixture models the discrete ones itself.
     """
     from .mixture import GaussianMixtureDensity
 
     return make_pipeline(
-        StandardScaler(),
+        NumericColumnScaler() if mixed else StandardScaler(),
         GaussianMixtureDensity(n_components=2, covariance_prior=50.0, random_state=0),
     )
+
+
+class NumericColumnScaler(TransformerMixin, BaseEstimator):
+    """Standardise the numeric columns of a DataFrame in place; keep every other column.
+
+    The scaler of the default detector on mixed tables: numeric (non-boolean)
+    columns become ``(x - mean) / std`` as ``StandardScaler`` computes them (NaN
+    ignored, a constant column divided by 1); categorical, ordinal and boolean
+    columns pass through with their dtypes and categories, and the columns keep
+    their names and order, so the density model's schema sees the user's table and
+    ``GenerativeOutlierDetector.explain`` maps back to it column for column.
+    (A ``ColumnTransformer`` with ``remainder="passthrough"`` would move the
+    numeric columns first.) Needs a DataFrame.
+    """
+
+    def fit(self, X, y=None):
+        """Learn the mean and scale of each numeric column of the DataFrame ``X``."""
+        self._check_frame(X)
+        validate_data(self, X, skip_check_array=True)
+        self.numeric_columns_ = np.array(
+            [name for name in X.columns if _all_numeric(X[[name]])], dtype=object
+        )
+        self.scaler_ = (
+            StandardScaler().fit(X[list(self.numeric_columns_)]) if self.numeric_columns_.size else None
+        )
+        return self
+
+    def transform(self, X):
+        """A copy of ``X`` with its numeric columns standardised (float64)."""
+        check_is_fitted(self)
+        self._check_frame(X)
+        validate_data(self, X, reset=False, skip_check_array=True)
+        out = X.copy()
+        if self.scaler_ is not None:
+            names = list(self.numeric_columns_)
+            scaled = self.scaler_.transform(X[names].astype(np.float64))
+            for j, name in enumerate(names):
+                out[name] = scaled[:, j]
+        return out
+
+    @staticmethod
+    def _check_frame(X) -> None:
+        if not is_dataframe(X):
+            raise TypeError(
+                f"NumericColumnScaler needs a pandas DataFrame (it scales columns by their "
+                f"dtype), got {type(X).__name__}; use StandardScaler on arrays."
+            )
+
+    def get_feature_names_out(self, input_features=None):
+        """The input's column names, unchanged."""
+        from sklearn.utils.validation import _check_feature_names_in
+
+        check_is_fitted(self)
+        return _check_feature_names_in(self, input_features)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        return tags
+
+
+def _rows(X, index):
+    """Rows ``index`` (positions) of an array or a DataFrame."""
+    return X.iloc[index] if is_dataframe(X) else X[index]
+
+
+def _columns(X, index):
+    """Columns ``index`` (positions) of an array or a DataFrame."""
+    return X.iloc[:, index] if is_dataframe(X) else X[:, index]
 
 
 def _density_step(estimator):
@@ -69,7 +148,9 @@ class GenerativeOutlierDetector(
     ----------
     estimator : estimator with ``fit`` and ``score_samples``, default=None
         The density model, cloned at fit. ``None`` uses a standardising pipeline
-        with a regularised Gaussian mixture (see Notes). Any skgenerative estimator,
+        with a regularised Gaussian mixture (see Notes); on a DataFrame with
+        discrete columns the scaler standardises only its numeric columns and the
+        mixture models the others. Any skgenerative estimator,
         scikit-learn's ``GaussianMixture`` or ``KernelDensity``, or a ``Pipeline``
         ending in one of them, works.
     contamination : float in (0, 0.5], default=0.1
@@ -146,6 +227,16 @@ class GenerativeOutlierDetector(
 
     Pass any ``estimator`` to change it.
 
+    A DataFrame with categorical (``category``, ``object``, string), ordinal
+    (ordered ``category``) or ``bool`` columns is handed to the estimator as it is,
+    and its column schema encodes it; ``score_samples`` is then the log-density of
+    a row's numbers plus the log-probability of its levels. The default then uses
+    :class:`NumericColumnScaler` (numeric columns standardised in place, the others
+    kept with their dtypes) before the same mixture, which fits per-component level
+    probabilities: a combination of levels no component produces, or a level not
+    seen in fit (probability ``1 / (n + K + 1)``, with a warning), scores low.
+    Missing cells are refused as on numbers unless the estimator accepts them.
+
     ``explain(X)`` gives, per row and column, ``log p(x_j | x_-j)`` under the
     density model (lower = more surprising), in the standardised units the default
     model sees, so columns in different units rank fairly. ``calibration`` makes the
@@ -200,10 +291,16 @@ class GenerativeOutlierDetector(
         """
         if _dask.is_dask_collection(X):  # the estimator fits the blocks (see _dask)
             return _dask.fit_meta(self, X, default_outlier_estimator)
-        X = validate_data(self, to_numpy_input(X), dtype=[np.float64, np.float32],
-                          ensure_all_finite=self._allow_nan() and "allow-nan" or True)
-        check_magnitude(X, np.float64, getattr(self, "feature_names_in_", None))
-        estimator = default_outlier_estimator() if self.estimator is None else self.estimator
+        X = to_numpy_input(X)
+        # a DataFrame with discrete columns goes to the estimator as it is: its column
+        # schema encodes it (and names a column it cannot model)
+        self._table = is_dataframe(X) and not _all_numeric(X)
+        X = self._check_input(X, reset=True)
+        if not self._table:
+            check_magnitude(X, np.float64, getattr(self, "feature_names_in_", None))
+        estimator = (
+            default_outlier_estimator(mixed=self._table) if self.estimator is None else self.estimator
+        )
         random_state = check_random_state(self.random_state)
         for name in ("estimator_", "estimators_", "subspaces_", "member_scales_", "calibration_scores_"):
             self.__dict__.pop(name, None)  # a refit in another mode leaves nothing stale
@@ -212,8 +309,8 @@ class GenerativeOutlierDetector(
             self._set_offset(self._scores(X))
             return self
         train, held_out = self._calibration_split(X.shape[0], random_state)
-        self._fit_models(estimator, X[train], random_state)
-        scores = self._scores(X[held_out])
+        self._fit_models(estimator, _rows(X, train), random_state)
+        scores = self._scores(_rows(X, held_out))
         self._check_scores(scores, "the calibration rows")
         self.calibration_scores_ = np.sort(scores)
         rank = int(np.floor(self.contamination * (scores.size + 1) + 1e-9))
@@ -241,8 +338,8 @@ class GenerativeOutlierDetector(
         self.subspaces_, self.estimators_, scales = [], [], []
         for _ in range(int(self.feature_bagging)):
             columns = np.sort(random_state.choice(n_features, width, replace=False))
-            model = self._fit_density(estimator, X[:, columns])
-            scores = np.asarray(model.score_samples(X[:, columns]), dtype=np.float64)
+            model = self._fit_density(estimator, _columns(X, columns))
+            scores = np.asarray(model.score_samples(_columns(X, columns)), dtype=np.float64)
             self._check_scores(scores, "the training data")
             low, median, high = np.percentile(scores, [25, 50, 75])
             spread = high - low if high > low else (np.std(scores) or 1.0)
@@ -282,7 +379,7 @@ class GenerativeOutlierDetector(
             if kept is not None and np.array_equal(keep, kept):
                 break
             kept = keep
-            model = clone_with_verbose(estimator, self.verbose).fit(X[keep])
+            model = clone_with_verbose(estimator, self.verbose).fit(_rows(X, keep))
         return model
 
     def _scores(self, X) -> np.ndarray:
@@ -290,7 +387,8 @@ class GenerativeOutlierDetector(
             return np.asarray(self.estimator_.score_samples(X), dtype=np.float64)
         total = np.zeros(X.shape[0])
         for columns, model, (median, spread) in zip(self.subspaces_, self.estimators_, self.member_scales_):
-            total += (np.asarray(model.score_samples(X[:, columns]), dtype=np.float64) - median) / spread
+            member = np.asarray(model.score_samples(_columns(X, columns)), dtype=np.float64)
+            total += (member - median) / spread
         return total / len(self.estimators_)
 
     def _allow_nan(self) -> bool:
@@ -304,8 +402,35 @@ class GenerativeOutlierDetector(
 
     def _validate(self, X):
         check_is_fitted(self)
-        return validate_data(self, to_numpy_input(X), reset=False, dtype=[np.float64, np.float32],
-                             ensure_all_finite=self._allow_nan() and "allow-nan" or True)
+        return self._check_input(to_numpy_input(X), reset=False)
+
+    def _check_input(self, X, reset: bool):
+        """Numbers: a float array, as scikit-learn validates it. A table (a DataFrame
+        with discrete columns at fit): the frame itself, its names and width checked,
+        missing cells refused unless the estimator accepts NaN (as for numbers)."""
+        if not getattr(self, "_table", False):
+            return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
+                                 ensure_all_finite=self._allow_nan() and "allow-nan" or True)
+        if not is_dataframe(X):
+            raise TypeError(
+                "This detector was fitted on a DataFrame with non-numeric columns "
+                f"({', '.join(map(str, self.feature_names_in_))}); pass such a DataFrame, "
+                f"not {type(X).__name__}."
+            )
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        if X.shape[0] < 1:
+            raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
+        if not self._allow_nan():
+            missing = X.columns[X.isna().to_numpy().any(axis=0)]
+            if len(missing):
+                raise ValueError(
+                    f"Input contains missing values (NaN, None or pd.NA) in column(s) "
+                    f"{', '.join(map(repr, missing))}; the "
+                    f"{'default estimator' if self.estimator is None else 'estimator'} does "
+                    "not accept them. Pass one that marginalises missing cells, e.g. "
+                    "GenerativeOutlierDetector(GaussianMixtureDensity(...))."
+                )
+        return X
 
     def score_samples(self, X):
         """Log-density of each sample under the fitted model (higher = more normal).
@@ -387,7 +512,10 @@ class GenerativeOutlierDetector(
                     f"{X.shape[1]} columns into {Xt.shape[1]}, which cannot be mapped back."
                 )
             model, X = _density_step(model), Xt
-        out = np.asarray(model.explain(X), dtype=np.float64)
+        out = model.explain(X)
+        if frame is not None and is_dataframe(out) and set(out.columns) == set(frame.columns):
+            out = out[list(frame.columns)]  # a transformer that reorders columns, mapped back
+        out = np.asarray(out, dtype=np.float64)
         if frame is None:
             return out
         import pandas as pd

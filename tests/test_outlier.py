@@ -305,3 +305,189 @@ def test_verbose_is_passed_down_to_the_density_model(capsys):
     model = GaussianMixtureDensity(2, random_state=0)
     GenerativeOutlierDetector(model, verbose=2).fit(X)
     assert model.verbose == 0 and "iteration" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------- mixed tables
+def _fraud_frame(n=400, seed=0):
+    """Two kinds of transactions: small ones in shops (never online), large ones online.
+
+    Numeric ``amount`` and ``hour``, a category ``merchant`` whose levels belong to one
+    kind each, a bool ``online`` that the kind fixes.
+    """
+    import pandas as pd
+
+    rng = np.random.RandomState(seed)
+    shop = rng.rand(n) < 0.5
+    merchant = np.where(shop, rng.choice(["grocery", "fuel"], n), rng.choice(["electronics", "travel"], n))
+    return pd.DataFrame({
+        "amount": np.where(shop, rng.normal(20, 5, n), rng.normal(300, 60, n)),
+        "merchant": pd.Categorical(merchant, categories=["electronics", "fuel", "grocery", "travel"]),
+        "online": ~shop,
+        "hour": np.where(shop, rng.normal(12, 2, n), rng.normal(20, 2, n)),
+    })
+
+
+def _odd_rows(frame):
+    """Row 0: a grocery purchase made online (a combination never seen); row 1: an
+    unseen merchant level; both with an ordinary shop amount and hour."""
+    import pandas as pd
+
+    odd = frame.iloc[:2].copy()
+    odd["amount"], odd["hour"] = 20.0, 12.0
+    odd["merchant"] = pd.Categorical(["grocery", "casino"])
+    odd["online"] = [True, False]
+    return odd
+
+
+def test_numeric_column_scaler_keeps_the_table():
+    from skgenerative.outlier import NumericColumnScaler
+
+    df = _fraud_frame()
+    out = NumericColumnScaler().fit(df).transform(df)
+    assert list(out.columns) == list(df.columns)
+    assert (out.dtypes == df.dtypes).all()
+    assert list(out["merchant"].cat.categories) == list(df["merchant"].cat.categories)
+    np.testing.assert_array_equal(out["online"], df["online"])
+    expected = StandardScaler().fit_transform(df[["amount", "hour"]])
+    np.testing.assert_allclose(out[["amount", "hour"]].to_numpy(), expected)
+    with pytest.raises(TypeError, match="DataFrame"):
+        NumericColumnScaler().fit(df[["amount", "hour"]].to_numpy())
+
+
+def test_detector_on_a_mixed_table():
+    from skgenerative.outlier import NumericColumnScaler
+
+    df = _fraud_frame()
+    det = GenerativeOutlierDetector(contamination=0.05).fit(df)
+    # the mixed default: numeric columns standardised, the mixture models the others
+    by_hand = make_pipeline(
+        NumericColumnScaler(), GaussianMixtureDensity(2, covariance_prior=50.0, random_state=0)
+    ).fit(df)
+    scores = det.score_samples(df)
+    np.testing.assert_allclose(scores, by_hand.score_samples(df))
+    assert det.offset_ == pytest.approx(np.quantile(scores, 0.05))
+    np.testing.assert_allclose(det.decision_function(df), scores - det.offset_)
+    np.testing.assert_array_equal(det.predict(df), np.where(scores < det.offset_, -1, 1))
+    assert list(det.feature_names_in_) == list(df.columns) and det.n_features_in_ == 4
+
+    odd = _odd_rows(df)
+    with pytest.warns(UserWarning, match="merchant.*casino"):
+        odd_scores = det.score_samples(odd)
+    assert np.isfinite(odd_scores).all() and (odd_scores < scores.min()).all()
+    with pytest.warns(UserWarning, match="casino"):
+        np.testing.assert_array_equal(det.predict(odd), [-1, -1])
+
+    with pytest.warns(UserWarning, match="casino"):
+        explained = det.explain(odd)
+    assert list(explained.columns) == list(df.columns) and (explained.index == odd.index).all()
+    # the same values as the density model's, on the standardised table
+    scaled = by_hand[0].transform(odd)
+    with pytest.warns(UserWarning, match="casino"):
+        np.testing.assert_allclose(explained.to_numpy(), by_hand[-1].explain(scaled).to_numpy())
+    # an online grocery purchase: a discrete cell is the surprise, not the numbers
+    assert explained.iloc[0].idxmin() in ("merchant", "online")
+    assert explained.iloc[1].idxmin() == "merchant"
+
+
+def test_numeric_array_path_is_unchanged():
+    X, _ = _contaminated()
+    det = GenerativeOutlierDetector().fit(X)
+    by_hand = make_pipeline(
+        StandardScaler(), GaussianMixtureDensity(2, covariance_prior=50.0, random_state=0)
+    ).fit(X)
+    np.testing.assert_array_equal(det.score_samples(X), by_hand.score_samples(X))
+    np.testing.assert_array_equal(det.explain(X), by_hand[-1].explain(by_hand[0].transform(X)))
+    assert isinstance(det.estimator_[0], StandardScaler)
+
+
+def test_mixed_table_with_explicit_mixture_and_missing_cells():
+    df = _fraud_frame()
+    model = GaussianMixtureDensity(2, random_state=0)
+    det = GenerativeOutlierDetector(model).fit(df)  # failed with "Cannot cast str dtype"
+    np.testing.assert_allclose(det.score_samples(df), clone(model).fit(df).score_samples(df))
+    holes = df.iloc[:5].copy()
+    holes.loc[holes.index[0], "merchant"] = np.nan
+    holes.loc[holes.index[1], "amount"] = np.nan
+    assert np.isfinite(det.score_samples(holes)).all()  # the mixture marginalises them
+    # the default does not take missing cells (as on numbers), and says where they are
+    default = GenerativeOutlierDetector().fit(df)
+    with pytest.raises(ValueError, match="'amount', 'merchant'"):
+        default.score_samples(holes)
+    with pytest.raises(TypeError, match="DataFrame"):
+        default.score_samples(df[["amount", "hour"]].to_numpy())
+    with pytest.raises(ValueError, match="feature names"):
+        default.score_samples(df[["online", "merchant", "amount", "hour"]])
+
+
+def test_calibration_and_robust_on_a_mixed_table():
+    from skgenerative.outlier import default_outlier_estimator
+
+    df = _fraud_frame()
+    det = GenerativeOutlierDetector(calibration=0.2, robust=1, contamination=0.05, random_state=0).fit(df)
+    order = np.random.RandomState(0).permutation(len(df))
+    train, held = np.sort(order[80:]), np.sort(order[:80])
+    fitted = default_outlier_estimator(mixed=True).fit(df.iloc[train])
+    n_trim = int(np.floor(0.05 * len(train)))
+    keep = np.sort(np.argsort(fitted.score_samples(df.iloc[train]), kind="stable")[n_trim:])
+    refit = default_outlier_estimator(mixed=True).fit(df.iloc[train].iloc[keep])
+    np.testing.assert_allclose(det.score_samples(df), refit.score_samples(df))
+    np.testing.assert_allclose(det.calibration_scores_, np.sort(refit.score_samples(df.iloc[held])))
+    with pytest.warns(UserWarning, match="casino"):
+        p = det.p_values(_odd_rows(df))
+    np.testing.assert_allclose(p, 1 / 81)  # below every held-out row
+
+
+def test_feature_bagging_on_a_mixed_table():
+    df = _fraud_frame()
+    det = GenerativeOutlierDetector(feature_bagging=3, random_state=0).fit(df)
+    rng = np.random.RandomState(0)
+    for b in range(3):
+        columns = np.sort(rng.choice(4, 2, replace=False))
+        np.testing.assert_array_equal(det.subspaces_[b], columns)
+        member = det.estimators_[b]
+        assert list(member.feature_names_in_) == list(df.columns[columns])
+    assert np.isfinite(det.score_samples(df)).all()
+
+
+def test_mixed_table_in_a_pipeline_and_cross_validation():
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.model_selection import KFold, cross_val_score
+
+    from skgenerative import GenerativeImputer
+
+    df = _fraud_frame(n=300)
+    df["merchant"] = df["merchant"].cat.add_categories(["casino"])
+    df.loc[df.index[7], "merchant"] = "casino"  # one row: a level absent from 4 training folds
+    # holes in the table, filled by the imputer (it returns the user's DataFrame)
+    holey = df.copy()
+    holey.loc[holey.index[:10], "amount"] = np.nan
+    holey.loc[holey.index[10:20], "merchant"] = np.nan
+    pipe = make_pipeline(GenerativeImputer(), GenerativeOutlierDetector(contamination=0.05))
+    labels = pipe.fit(holey).predict(holey)
+    filled = pipe[0].transform(holey)
+    assert isinstance(filled, pd.DataFrame) and not filled.isna().any().any()
+    np.testing.assert_array_equal(labels, pipe[-1].predict(filled))
+
+    def mean_score(estimator, X, y=None):
+        return float(np.mean(estimator.score_samples(X)))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the unseen level's warning in one fold
+        folds = cross_val_score(GenerativeOutlierDetector(), df, scoring=mean_score,
+                                cv=KFold(5, shuffle=True, random_state=0))
+    assert np.isfinite(folds).all()
+
+    # a user's ColumnTransformer moves the numbers first: explain maps back by name
+    scaler = ColumnTransformer([("num", StandardScaler(), ["amount", "hour"])],
+                               remainder="passthrough", verbose_feature_names_out=False)
+    model = make_pipeline(scaler.set_output(transform="pandas"),
+                          GaussianMixtureDensity(2, covariance_prior=50.0, random_state=0))
+    det = GenerativeOutlierDetector(model).fit(df)
+    Xt = det.estimator_[0].transform(df.iloc[:5])
+    assert list(Xt.columns) == ["amount", "hour", "merchant", "online"]
+    assert Xt["merchant"].dtype == df["merchant"].dtype
+    explained = det.explain(df.iloc[:5])
+    assert list(explained.columns) == list(df.columns)
+    expected = det.estimator_[-1].explain(Xt)[list(df.columns)]
+    np.testing.assert_allclose(explained.to_numpy(), expected.to_numpy())
