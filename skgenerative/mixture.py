@@ -939,35 +939,44 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
 
     # ------------------------------------------------------------------ EM
     def _fit(self, X: torch.Tensor):
-        if self.schema_.has_discrete:
-            return self._fit_mixed(X)
-        n, d = X.shape
-        k = self.n_components
+        """EM over the numeric columns' Gaussians, times level tables for discrete ones."""
+        n = X.shape[0]
+        k, cov = self.n_components, self.covariance_type
         if n < k:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}"
             )
-        init = check_initial_parameters(
-            self.weights_init, self.means_init, self.precisions_init, k, d, self.covariance_type
-        )
+        numeric, discrete = self._column_split()
+        Xn = X[:, numeric] if discrete else X
+        d = Xn.shape[1]
+        init = check_initial_parameters(self.weights_init, self.means_init, self.precisions_init, k, d, cov)
         # EM runs on data centred at its mean (the model is translation equivariant);
         # it keeps the uncentred second moments well conditioned.
-        has_missing = has_nan(X)
-        center = torch.nanmean(X, 0) if has_missing else X.mean(0)
+        has_missing = d > 0 and has_nan(Xn)
+        center = (torch.nanmean(Xn, 0) if has_missing else Xn.mean(0)) if d else Xn.new_zeros(0)
         # centred in the data's own precision, then cast to the training dtype
-        Xc = (X - center).to(self._dtype)
+        Xc = (Xn - center).to(self._dtype)
         tied_second_moments = None
-        if self.covariance_type == "tied":  # incomplete rows add expected moments per pass
-            complete = (Xc[~torch.isnan(X).any(1)] if has_missing else Xc).double()
+        if cov == "tied" and d:  # incomplete rows add expected moments per pass
+            complete = (Xc[~torch.isnan(Xn).any(1)] if has_missing else Xc).double()
             tied_second_moments = (complete.T @ complete).to(Xc.dtype)
+        if d:
+            prior_variance = torch.nanmean(Xc.square(), 0) if has_missing else Xc.square().mean(0)
+        else:
+            prior_variance = Xc.new_zeros(0)
+        levels = {}
+        if discrete:  # the mixed model (a latent class model when d == 0)
+            n_levels = tuple(self.schema_.n_levels(j) for j in discrete)
+            levels = dict(onehot=one_hot_levels(X[:, discrete], n_levels).to(self._dtype), n_levels=n_levels)
         data = _MixtureFitData(
             X=Xc,
             center=center,
-            chunk_size=chunk_rows(self._row_bytes(d) * 2, n, X.device),
+            chunk_size=chunk_rows(self._row_bytes(X.shape[1]) * 2, n, X.device),
             has_missing=has_missing,
-            prior_variance=torch.nanmean(Xc.square(), 0) if has_missing else Xc.square().mean(0),
+            prior_variance=prior_variance,
             tied_second_moments=tied_second_moments,
             init=init,
+            **levels,
         )
         self._em_fit(
             data,
@@ -986,50 +995,6 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
     def _column_split(self) -> tuple[list, list]:
         """Positions of the numeric and of the discrete columns."""
         return self.schema_.numeric_columns, self.schema_.discrete
-
-    def _fit_mixed(self, X: torch.Tensor):
-        """EM of the mixed model: Gaussians over the numbers, level tables over the rest."""
-        n = X.shape[0]
-        k, cov = self.n_components, self.covariance_type
-        if n < k:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}"
-            )
-        numeric, discrete = self._column_split()
-        Xn = X[:, numeric]
-        d = Xn.shape[1]
-        init = check_initial_parameters(self.weights_init, self.means_init, self.precisions_init, k, d, cov)
-        has_missing = d > 0 and has_nan(Xn)
-        center = (torch.nanmean(Xn, 0) if has_missing else Xn.mean(0)) if d else Xn.new_zeros(0)
-        Xc = (Xn - center).to(self._dtype)
-        tied_second_moments = None
-        if cov == "tied" and d:
-            complete = (Xc[~torch.isnan(Xn).any(1)] if has_missing else Xc).double()
-            tied_second_moments = (complete.T @ complete).to(Xc.dtype)
-        if d:
-            prior_variance = torch.nanmean(Xc.square(), 0) if has_missing else Xc.square().mean(0)
-        else:
-            prior_variance = Xc.new_zeros(0)
-        n_levels = tuple(self.schema_.n_levels(j) for j in discrete)
-        data = _MixtureFitData(
-            X=Xc,
-            center=center,
-            chunk_size=chunk_rows(self._row_bytes(X.shape[1]) * 2, n, X.device),
-            has_missing=has_missing,
-            prior_variance=prior_variance,
-            tied_second_moments=tied_second_moments,
-            init=init,
-            onehot=one_hot_levels(X[:, discrete], n_levels).to(self._dtype),
-            n_levels=n_levels,
-        )
-        self._em_fit(
-            data,
-            n_init=self.n_init,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            warm_start=self.warm_start,
-            generator=generator_from(seed_from(self.random_state), X.device),
-        )
 
     def _log_levels(self, counts: torch.Tensor, data: _MixtureFitData) -> torch.Tensor:
         probabilities = level_probabilities_from_counts(counts.double(), data.n_levels, self.level_prior)
