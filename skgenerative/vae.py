@@ -638,13 +638,7 @@ class BaseVAE(NeuralGenerativeModel):
             eps = self._score_noise(X, s, stream=self._IMPUTE_STREAM)
         else:
             eps = torch.randn(n, s, q, generator=generator, dtype=X.dtype, device=X.device)
-        observed = ~torch.isnan(X)
-        log_weights, params = self._importance_sample(module, self._preprocess(X), eps, observed=observed)
-        empty = ~observed.any(1)
-        if bool(empty.any()):  # the exact posterior is the prior: sample it directly
-            log_weights = torch.where(empty.unsqueeze(1), torch.zeros_like(log_weights), log_weights)
-            params = torch.where(empty[:, None, None], module.decode(eps), params)
-        weights = torch.softmax(log_weights, dim=1)
+        weights, params = self._particles(X, eps)
         if self._mixed:
             if n_draws is None:
                 return self._table_point(module, params, weights)
@@ -713,14 +707,17 @@ class BaseVAE(NeuralGenerativeModel):
             out[:, j] = code.to(params.dtype)
         return out
 
-    def _particles(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Self-normalised weights (n, S) and decoder outputs (n, S, P) of keyed posterior draws.
+    def _particles(self, X: torch.Tensor, eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Self-normalised weights (n, S) and decoder outputs (n, S, P) of posterior draws.
 
-        The particles of :meth:`_impute`'s conditional mean (same stream, same
-        noise), so point imputations and level probabilities agree row by row.
+        ``eps`` is the proposal's noise; by default the keyed noise of :meth:`_impute`'s
+        conditional mean (same stream), so point imputations and level probabilities
+        agree row by row. A row with nothing observed gets the prior's draws with
+        equal weights (its exact posterior).
         """
         module = self.module_
-        eps = self._score_noise(X, self._n_impute_samples(), stream=self._IMPUTE_STREAM)
+        if eps is None:
+            eps = self._score_noise(X, self._n_impute_samples(), stream=self._IMPUTE_STREAM)
         observed = ~torch.isnan(X)
         log_weights, params = self._importance_sample(module, self._preprocess(X), eps, observed=observed)
         empty = ~observed.any(1)
