@@ -298,11 +298,11 @@ def _restored(column: pd.Series, fitted_dtype) -> pd.Series:
     """
     if fitted_dtype is None or column.dtype == fitted_dtype or column.isna().any():
         return column
-    kind = getattr(fitted_dtype, "kind", None)
+    kind = getattr(fitted_dtype, "kind", "")
     try:
         if kind == "b" and column.map(lambda v: isinstance(v, (bool, np.bool_))).all():
             return column.astype(fitted_dtype)
-        if kind in "iu" and np.all(np.mod(column.to_numpy(dtype=np.float64), 1) == 0):
+        if kind and kind in "iu" and np.all(np.mod(column.to_numpy(dtype=np.float64), 1) == 0):
             return column.astype(fitted_dtype)
     except (TypeError, ValueError):
         pass
