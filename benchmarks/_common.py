@@ -256,6 +256,7 @@ class Runs:
     seconds: list = field(default_factory=list)
     result: Any = None
     error: str | None = None
+    all_results: list = field(default_factory=list)
 
     @property
     def median(self) -> float | None:
@@ -280,6 +281,7 @@ def interleaved(runs: dict, repeats: int) -> dict[str, Runs]:
                 continue
             out[name].seconds.append(t.seconds)
             out[name].result = result
+            out[name].all_results.append(result)
     return out
 
 
@@ -397,11 +399,14 @@ def read_entries(path: Path) -> list[dict]:
 @dataclass
 class Figure:
     """How a figure is shown in the Markdown: title, columns, and notes (text, or a
-    function of the entry giving text)."""
+    function of the entry giving text). With ``combine``, the figure's entries of one
+    run mode are shown together, by ``combine(entries)`` (one entry per method: a
+    rerun of some methods replaces theirs and keeps the others')."""
 
     title: str
     columns: list | None = None
     note: str | Callable[[dict], str] | None = None
+    combine: Callable[[list], str] | None = None
 
 
 def fmt(value) -> str:
@@ -423,6 +428,14 @@ def table(rows: list[dict], columns: list[str] | None = None) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def short_run(entry: dict) -> str:
+    """Commit, date and mean load of an entry, for a table cell."""
+    env = entry["environment"]
+    load = env.get("load_average", {})
+    dirty = "+" if env.get("uncommitted_changes") else ""
+    return f"`{env.get('commit', 'unknown')[:7]}{dirty}` {env.get('date', '?')[:10]}, load {load.get('mean_1min', '?')}"
 
 
 def describe_run(entry: dict) -> str:
@@ -490,11 +503,20 @@ class Results:
         lines = [f"# {self.title}", "", self.about.strip(), "",
                  "Generated from the JSON file beside this one; every figure names its run. "
                  "Quick and smoke runs use smaller sizes: they check the script, they are not figures.", ""]
+        combined = set()
         for entry in entries:
             spec = self.figures.get(entry["figure"], Figure(entry["figure"]))
+            mode = entry["variant"].get("mode", "full")
+            if spec.combine is not None:
+                if (entry["figure"], mode) not in combined:
+                    combined.add((entry["figure"], mode))
+                    group = [e for e in entries if e["figure"] == entry["figure"]
+                             and e["variant"].get("mode", "full") == mode]
+                    lines += [f"## {spec.title}" + ("" if mode == "full" else f" [{mode} run]"), "",
+                              spec.combine(group).strip(), ""]
+                continue
             variant = ", ".join(f"{k}={v}" for k, v in entry["variant"].items() if k != "mode")
             heading = spec.title + (f" ({variant})" if variant else "")
-            mode = entry["variant"].get("mode", "full")
             lines += [f"## {heading}" + ("" if mode == "full" else f" [{mode} run]"), "",
                       describe_run(entry) + ".", "",
                       "Settings: " + ", ".join(f"{k}={fmt(v) if not isinstance(v, dict) else json.dumps(v)}"

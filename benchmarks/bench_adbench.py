@@ -4,14 +4,18 @@ ADBench's protocol (Han et al., NeurIPS 2022): datasets under 1000 rows are resa
 with replacement to 1000, those over 10000 subsampled to 10000; a stratified 70/30
 split; MinMax scaling fitted on the training part; unsupervised detectors fitted on
 the (contaminated) training part with default parameters; AUCROC on the test part,
-the mean over seeds 1, 2 and 3. No per-dataset tuning.
+the mean over seeds 1, 2 and 3. No per-dataset tuning. A detector that fails on a
+table and seed has a "failed" cell (and no mean), with the reason listed.
 
 Data: ``../shared/data/adbench/*.npz`` (or ``$SKGENERATIVE_ADBENCH``); the script
 exits cleanly when it is absent.
 
-    python benchmarks/bench_adbench.py                 # everything, seeds 1-3
+    python benchmarks/bench_adbench.py                 # every detector, seeds 1-3
     python benchmarks/bench_adbench.py --quick         # seed 1 only
     python benchmarks/bench_adbench.py --only IsolationForest GaussianMixtureDensity
+
+Results merge into ``results/adbench.json`` and ``adbench.md``, one entry per detector:
+``--only`` reruns some detectors and keeps the others' saved results.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ from sklearn.neighbors import LocalOutlierFactor
 from sklearn.preprocessing import MinMaxScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ADBENCH, machine, merge_saved, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    ADBENCH, FAILED, Figure, LoadMonitor, Results, add_run_arguments, attempt, mean_or_failed, pick, run_mode,
+    short_run,
+)
 
 import skgenerative  # noqa: E402
 from skgenerative import GaussianMixtureDensity, GenerativeOutlierDetector, PPCADensity  # noqa: E402
@@ -158,129 +165,157 @@ def load(name, seed):
     return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
 
 
-def run(names, seeds, only=None):
-    table = {}
-    times = {}
-    far = {}
+def run_detector(det_name, factory, names, seeds, smoke_rows=None):
+    """One detector on every table and seed: its rows (one per table) and failures."""
+    rows, failures = [], []
     for name in names:
+        aucs, alarms, seconds = [], [], []
         for seed in seeds:
             X_train, X_test, _, y_test = load(name, seed)
-            for det_name, (factory, kind) in detectors().items():
-                if only and det_name not in only:
-                    continue
-                detector = factory(seed)
-                Xtr, Xte = X_train, X_test
-                if det_name == "BernoulliRBM":  # its inputs must lie in [0, 1]
-                    Xtr, Xte = np.clip(Xtr, 0, 1), np.clip(Xte, 0, 1)
-                start = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    try:
-                        detector.fit(Xtr)
-                        auc = 100 * roc_auc_score(y_test, anomaly_scores(detector, Xte))
-                        alarms = false_alarm_rate(detector, Xtr, Xte, y_test)
-                    except Exception as exc:  # report, never hide, a failing detector
-                        print(f"  {det_name} failed on {name} (seed {seed}): {exc!r}")
-                        auc = alarms = float("nan")
-                # the time covers fit, scoring the test rows and the threshold
-                times.setdefault(det_name, []).append(time.perf_counter() - start)
-                table.setdefault(det_name, {}).setdefault(name, []).append(auc)
-                far.setdefault(det_name, {}).setdefault(name, []).append(alarms)
-            print(f"{name} seed {seed}: " + ", ".join(
-                f"{d} {table[d][name][-1]:.1f}" for d in table if name in table[d]), flush=True)
-    return table, times, far
+            if smoke_rows:
+                X_train, X_test, y_test = X_train[:smoke_rows], X_test[:smoke_rows], y_test[:smoke_rows]
+            if det_name == "BernoulliRBM":  # its inputs must lie in [0, 1]
+                X_train, X_test = np.clip(X_train, 0, 1), np.clip(X_test, 0, 1)
+            detector = factory(seed)
+
+            def fit_and_score():
+                detector.fit(X_train)
+                auc = 100 * roc_auc_score(y_test, anomaly_scores(detector, X_test))
+                return auc, false_alarm_rate(detector, X_train, X_test, y_test)
+
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got, error = attempt(fit_and_score)
+            # the time covers fit, scoring the test rows and the threshold
+            seconds.append(time.perf_counter() - start)
+            if error:
+                print(f"  {det_name} failed on {name} (seed {seed}): {error}", flush=True)
+                failures.append(f"{name}, seed {seed}: {error}")
+                got = (FAILED, FAILED)
+            aucs.append(got[0])
+            alarms.append(got[1])
+        rows.append({"dataset": name, "AUCROC": mean_or_failed(aucs), "AUCROC per seed": aucs,
+                     "false alarms %": mean_or_failed(alarms), "false alarms % per seed": alarms,
+                     "fit + score s": float(np.sum(seconds))})
+        print(f"  {det_name:<40} {name:<12} AUCROC {_cell(rows[-1]['AUCROC'])}", flush=True)
+    return rows, failures
 
 
-def main():
+def _cell(value, digits=1):
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else (value or "")
+
+
+def _overall(values):
+    """Mean over the tables: "failed" if a table failed, "n/a" if one was not run."""
+    if any(v == FAILED for v in values):
+        return FAILED
+    if any(v is None for v in values):
+        return "n/a"
+    return float(np.mean(values))
+
+
+def combined(entries) -> str:
+    """The detectors' entries of one run mode as the tables of the report."""
+    order = list(detectors())
+    entries = sorted(entries, key=lambda e: order.index(e["variant"]["detector"])
+                     if e["variant"]["detector"] in order else len(order))
+    names = list(dict.fromkeys(r["dataset"] for e in entries for r in e["rows"]))
+    names = [n for n in DATASETS if n in names] + [n for n in names if n not in DATASETS]
+    seeds = sorted({tuple(e["settings"]["seeds"]) for e in entries})
+
+    def cells(entry, key):
+        by_name = {r["dataset"]: r[key] for r in entry["rows"]}
+        return [by_name.get(n) for n in names]
+
+    auc = {e["variant"]["detector"]: cells(e, "AUCROC") for e in entries}
+    header = ["detector"] + names + ["mean", "total fit+score s", "run"]
+    md = [f"AUCROC x 100 on the test parts, mean over seeds {'; '.join(', '.join(map(str, s)) for s in seeds)}; default "
+          "parameters; \"failed\": a seed failed on that table (reasons below); the mean over tables is "
+          "only given when every table has a figure.", "",
+          "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for e in entries:
+        det = e["variant"]["detector"]
+        total = sum(r["fit + score s"] for r in e["rows"])
+        md.append("| " + " | ".join([det] + [_cell(v) for v in auc[det]] + [_cell(_overall(auc[det])),
+                                    f"{total:.0f}", short_run(e)]) + " |")
+    published = [PUBLISHED_IFOREST.get(n) for n in names]
+    md.append("| " + " | ".join(["IsolationForest (ADBench paper)"] + [_cell(v) for v in published]
+                                + [_cell(_overall(published)), "", "Han et al. 2022, Table D4"]) + " |")
+    failures = [f"- {e['variant']['detector']}: {f}" for e in entries for f in e.get("failures", [])]
+    if failures:
+        md += ["", "Failures:", "", *failures]
+    means = {det: _overall(v) for det, v in auc.items()}
+    kinds = {e["variant"]["detector"]: e["settings"].get("kind") for e in entries}
+    numeric = {d: m for d, m in means.items() if isinstance(m, float)}
+    ours = [d for d in numeric if kinds.get(d) == "ours"]
+    if ours and "IsolationForest" in numeric:
+        best = max(ours, key=numeric.get)
+        md += ["", f"Our best default estimator: {best}, mean {numeric[best]:.1f} vs IsolationForest "
+                   f"{numeric['IsolationForest']:.1f} (this run) and {_overall(published):.1f} (ADBench paper)."]
+    default = "GenerativeOutlierDetector (default)"
+    if default in auc and "IsolationForest" in auc:
+        gaps = {n: a - b for n, a, b in zip(names, auc[default], auc["IsolationForest"])
+                if isinstance(a, float) and isinstance(b, float)}
+        behind = [f"{n} {g:+.1f}" for n, g in gaps.items() if g < -2]
+        md.append(f"Default detector within 2 points of IsolationForest on {len(gaps) - len(behind)} of "
+                  f"{len(gaps)} tables with figures" + (f" (not on {', '.join(behind)})." if behind else "."))
+    if "VariationalAutoencoder" in auc and "PyOD VAE" in auc:
+        pairs = [(n, a, b) for n, a, b in zip(names, auc["VariationalAutoencoder"], auc["PyOD VAE"])
+                 if isinstance(a, float) and isinstance(b, float)]
+        wins = [n for n, a, b in pairs if a > b]
+        md.append(f"VariationalAutoencoder above PyOD's VAE on {len(wins)} of {len(pairs)} tables with figures"
+                  + (f" (not on {', '.join(n for n, _, _ in pairs if n not in wins)})." if len(wins) < len(pairs)
+                     else "."))
+    far = {e["variant"]["detector"]: cells(e, "false alarms %") for e in entries}
+    md += ["", f"False-alarm rate at contamination {CONTAMINATION} (% of test inliers flagged, mean over seeds). "
+               "Ours flag by their own threshold (the training quantile, or the calibrated one); peers by the "
+               "same training-quantile rule on their scores. The training parts are contaminated, so a "
+               "training quantile flags fewer than 10% of clean rows.", "",
+           "| " + " | ".join(["detector"] + names + ["mean"]) + " |", "|" + "---|" * (len(names) + 2)]
+    for det, values in far.items():
+        md.append("| " + " | ".join([det] + [_cell(v) for v in values] + [_cell(_overall(values))]) + " |")
+    md += ["", "Defaults tried (seeds 1-3, mean AUCROC):", "",
+           *[f"- {setting}: {outcome}." for setting, outcome in EXPLORATION]]
+    return "\n".join(md)
+
+
+FIGURES = {"detectors": Figure("ADBench anomaly detection (AUCROC x 100, default parameters)", combine=combined)}
+
+
+def main(argv=None):
     # PyOD's VAE can run ~80x slower on denormal floats; flushing them helps it (and
     # is harmless to everyone else), so every detector runs with it
     import torch
 
     torch.set_flush_denormal(True)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="seed 1 only")
-    parser.add_argument("--update", action="store_true",
-                        help="merge these results into the saved JSON (e.g. after --only NEW_MODEL)")
-    parser.add_argument("--only", nargs="*", help="detector names to run")
-    parser.add_argument("--report", action="store_true",
-                        help="rewrite the Markdown report from the saved JSON, running nothing")
-    parser.add_argument("--datasets", nargs="*", default=DATASETS)
-    args = parser.parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_run_arguments(parser, "seed 1 only")
+    parser.add_argument("--only", nargs="+", help="detector names to run (the others' saved results are kept)")
+    parser.add_argument("--datasets", nargs="+", default=DATASETS)
+    args = parser.parse_args(argv)
     if not ADBENCH.exists():
-        print(f"ADBench data not found at {ADBENCH}; set SKGENERATIVE_ADBENCH. Nothing to do.")
+        print(f"skipped: ADBench data not found at {ADBENCH}; set SKGENERATIVE_ADBENCH.")
         return
-    seeds = [1] if args.quick else [1, 2, 3]
-    name = "adbench" + ("_quick" if args.quick else "")
-    if args.report:
-        import json
-
-        from _common import RESULTS
-
-        saved = json.loads((RESULTS / f"{name}.json").read_text())
-        table, times, far = saved["auc"], saved["times"], saved.get("false_alarms", {})
-        fresh = set(saved.get("rerun", table))
-        seeds = saved["seeds"]
-    else:
-        table, times, far = run(args.datasets, seeds, args.only)
-        fresh = set(table)
-    if args.update and not args.report:
-        import json
-
-        from _common import RESULTS
-
-        path = RESULTS / f"{name}.json"
-        if path.exists():  # rows rerun by earlier --update runs since the last full one count too
-            fresh |= set(json.loads(path.read_text()).get("rerun", []))
-        far, _ = merge_saved("adbench" + ("_quick" if args.quick else ""), "false_alarms", far, {})
-        table, times = merge_saved("adbench" + ("_quick" if args.quick else ""), "auc", table, times)
-
-    names = args.datasets
-    order = list(detectors())
-    rows = []
-    for det, per in sorted(table.items(), key=lambda item: order.index(item[0]) if item[0] in order else 99):
-        means = [float(np.nanmean(per[n])) for n in names]
-        rows.append([det] + means + [float(np.nanmean(means)), float(np.sum(times[det]))])
-    rows.append(["IsolationForest (ADBench paper)"] + [PUBLISHED_IFOREST.get(n, float("nan")) for n in names]
-                + [float(np.mean([PUBLISHED_IFOREST[n] for n in names if n in PUBLISHED_IFOREST])), float("nan")])
-    header = ["detector"] + names + ["mean", "total fit+score s"]
-    md = [f"# ADBench anomaly detection (AUCROC x 100, mean over seeds {seeds}, default parameters)", "",
-          f"Machine: {machine()}", "",
-          "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        md.append("| " + " | ".join([r[0]] + [f"{v:.1f}" for v in r[1:-1]] + [f"{r[-1]:.0f}"]) + " |")
-    saved = [r[0] for r in rows[:-1] if r[0] not in fresh]
-    if saved:
-        md += ["", f"Rows from the saved results, not rerun this time: {', '.join(saved)}."]
-    means = {r[0]: r[-2] for r in rows}
-    md += ["", f"## False-alarm rate at contamination {CONTAMINATION} (% of test inliers flagged, mean over seeds)",
-           "", "Ours flag by their own threshold (the training quantile, or the calibrated one); "
-           "peers by the same training-quantile rule on their scores. The training parts are "
-           "contaminated, so a training quantile flags fewer than 10% of clean rows.", "",
-           "| " + " | ".join(["detector"] + names + ["mean"]) + " |", "|" + "---|" * (len(names) + 2)]
-    for det, per in sorted(far.items(), key=lambda item: order.index(item[0]) if item[0] in order else 99):
-        values = [float(np.nanmean(per[n])) if n in per else float("nan") for n in names]
-        md.append("| " + " | ".join([det] + [f"{v:.1f}" for v in values + [float(np.nanmean(values))]]) + " |")
-    ours = [d for d, (_, kind) in detectors().items() if kind == "ours" and d in means]
-    if ours and "IsolationForest" in means:
-        best = max(ours, key=means.get)
-        md += ["", f"Our best default estimator: {best}, mean {means[best]:.1f} vs IsolationForest "
-                   f"{means['IsolationForest']:.1f} (this run) and {rows[-1][-2]:.1f} (ADBench paper)."]
-    if "GenerativeOutlierDetector (default)" in means and "IsolationForest" in means:
-        gaps = {n: np.nanmean(table["GenerativeOutlierDetector (default)"][n]) - np.nanmean(table["IsolationForest"][n])
-                for n in names}
-        behind = [f"{n} {g:+.1f}" for n, g in gaps.items() if g < -2]
-        md.append("Default detector within 2 points of IsolationForest on "
-                  f"{len(names) - len(behind)} of {len(names)} tables"
-                  + (f" (not on {', '.join(behind)})." if behind else "."))
-    if "VariationalAutoencoder" in table and "PyOD VAE" in table:
-        wins = [n for n in names if np.nanmean(table["VariationalAutoencoder"][n]) > np.nanmean(table["PyOD VAE"][n])]
-        md.append(f"VariationalAutoencoder above PyOD's VAE on {len(wins)} of {len(names)} datasets"
-                  + (f" (not on {', '.join(n for n in names if n not in wins)})." if len(wins) < len(names) else "."))
-    md += ["", "## Defaults tried (seeds 1-3, mean AUCROC)", "",
-           *[f"- {setting}: {outcome}." for setting, outcome in EXPLORATION]]
-    print("\n".join(md))
-    write_results("adbench" + ("_quick" if args.quick else ""), dict(seeds=seeds, auc=table, times=times, false_alarms=far, rerun=sorted(fresh)),
-                  "\n".join(md))
+    mode = run_mode(args)
+    seeds = pick(mode, [1, 2, 3], [1], [1])
+    names = pick(mode, args.datasets, args.datasets, args.datasets[:2])
+    found = detectors()
+    unknown = set(args.only or ()) - set(found)
+    if unknown:
+        raise SystemExit(f"unknown detectors {sorted(unknown)}; known: {list(found)}")
+    results = Results("adbench", args, title="Anomaly detection on ADBench's classical tables",
+                      about=__doc__.split("    python")[0].split("\n\n", 1)[1], figures=FIGURES)
+    for det_name, (factory, kind) in found.items():
+        if args.only and det_name not in args.only:
+            continue
+        print(f"[{det_name}]", flush=True)
+        with LoadMonitor() as load:
+            rows, failures = run_detector(det_name, factory, names, seeds, pick(mode, None, None, 300))
+        results.record("detectors", {"detector": det_name},
+                       {"kind": kind, "seeds": seeds, "datasets": names, "threads": "default",
+                        "rows_per_split": "ADBench protocol" if mode != "smoke" else "first 300 of each split",
+                        "flush_denormal": True}, rows, load, failures)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,16 @@
 Datasets: scikit-learn's breast_cancer, wine, diabetes and iris, standardised.
 Entries are masked completely at random at 20% and 50%; each imputer is fitted on
 the masked table and scored by the RMSE on the masked entries (standardised units),
-the mean over seeds 0, 1, 2. Every imputer runs in this one process on the same masks.
+the mean over seeds 0, 1, 2. Every imputer runs in this one process on the same masks,
+at the libraries' default threading. An imputer that fails on a table, rate and seed
+has a "failed" cell, with the reason listed.
 
     python benchmarks/bench_impute.py            # 3 seeds
     python benchmarks/bench_impute.py --quick    # seed 0 only
+    python benchmarks/bench_impute.py --only "GenerativeImputer (default)"
+
+Results merge into ``results/impute.json`` and ``impute.md``, one entry per imputer:
+``--only`` reruns some imputers and keeps the others' saved results.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, merge_saved, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    FAILED, Figure, LoadMonitor, Results, add_run_arguments, attempt, mean_or_failed, pick, run_mode, short_run,
+)
 
 import skgenerative  # noqa: E402
 from skgenerative import GaussianMixtureDensity, GenerativeImputer, PPCADensity  # noqa: E402
@@ -63,60 +71,97 @@ def masked(X, rate, seed):
     return Xm, mask
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="seed 0 only")
-    parser.add_argument("--update", action="store_true",
-                        help="merge these results into the saved JSON (e.g. after --only NEW_MODEL)")
-    parser.add_argument("--only", nargs="*", help="imputer names to run")
-    args = parser.parse_args()
-    seeds = [0] if args.quick else [0, 1, 2]
-    rmse, times = {}, {}
-    for data_name, loader in DATASETS.items():
-        X = StandardScaler().fit_transform(loader().data)
-        for rate in RATES:
-            cell = f"{data_name} {int(rate * 100)}%"
-            for seed in seeds:
-                Xm, mask = masked(X, rate, seed)
-                for name, (factory, _) in imputers().items():
-                    if args.only and name not in args.only:
-                        continue
-                    start = time.perf_counter()
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        try:
-                            filled = factory(seed).fit_transform(Xm)
-                            error = float(np.sqrt(np.mean((filled - X)[mask] ** 2)))
-                        except Exception as exc:  # report, never hide, a failing imputer
-                            print(f"  {name} failed on {cell} (seed {seed}): {exc!r}")
-                            error = float("nan")
-                    rmse.setdefault(name, {}).setdefault(cell, []).append(error)
-                    times.setdefault(name, []).append(time.perf_counter() - start)
-            print(cell + ": " + ", ".join(f"{n} {np.mean(rmse[n][cell]):.3f}" for n in rmse if cell in rmse[n]),
-                  flush=True)
+def _cell(value):
+    return f"{value:.3f}" if isinstance(value, float) else (value or "")
 
-    if args.update:
-        rmse, times = merge_saved("impute" + ("_quick" if args.quick else ""), "rmse", rmse, times)
-    cells = list(next(iter(rmse.values())).keys())
-    peers = [n for n, (_, kind) in imputers().items() if kind == "peer" and n in rmse]
-    ours = [n for n, (_, kind) in imputers().items() if kind == "ours" and n in rmse]
-    header = ["imputer"] + cells + ["total s"]
-    md = [f"# Imputation RMSE on MCAR-masked entries (standardised units, mean over seeds {seeds})", "",
-          f"Machine: {machine()}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name in peers + ours:
-        md.append("| " + " | ".join([name] + [f"{np.nanmean(rmse[name][c]):.3f}" for c in cells]
-                                    + [f"{np.sum(times[name]):.1f}"]) + " |")
+
+def combined(entries) -> str:
+    order = list(imputers())
+    entries = sorted(entries, key=lambda e: order.index(e["variant"]["imputer"])
+                     if e["variant"]["imputer"] in order else len(order))
+    cells = list(dict.fromkeys(r["cell"] for e in entries for r in e["rows"]))
+    rmse = {e["variant"]["imputer"]: {r["cell"]: r["RMSE"] for r in e["rows"]} for e in entries}
+    seeds = sorted({tuple(e["settings"]["seeds"]) for e in entries})
+    header = ["imputer"] + cells + ["total s", "run"]
+    md = [f"RMSE on the masked entries (standardised units), mean over seeds "
+          f"{'; '.join(', '.join(map(str, s)) for s in seeds)}; \"failed\": a seed failed in that cell.", "",
+          "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for e in entries:
+        name = e["variant"]["imputer"]
+        md.append("| " + " | ".join([name] + [_cell(rmse[name].get(c)) for c in cells]
+                                    + [f"{sum(r['seconds'] for r in e['rows']):.1f}", short_run(e)]) + " |")
+    failures = [f"- {e['variant']['imputer']}: {f}" for e in entries for f in e.get("failures", [])]
+    if failures:
+        md += ["", "Failures:", "", *failures]
+    kinds = {e["variant"]["imputer"]: e["settings"].get("kind") for e in entries}
+    peers = [n for n in rmse if kinds[n] == "peer"]
+    ours = [n for n in rmse if kinds[n] == "ours"]
+
+    def best(names, cell):
+        values = [rmse[n].get(cell) for n in names]
+        return min(values) if values and all(isinstance(v, float) for v in values) else None
+
     if peers and ours:
-        best_peer = {c: min(np.nanmean(rmse[n][c]) for n in peers) for c in cells}
-        best_ours = {c: min(np.nanmean(rmse[n][c]) for n in ours) for c in cells}
-        wins = sum(best_ours[c] < best_peer[c] for c in cells)
-        md += ["", f"Our best beats every peer on {wins} of {len(cells)} cells."]
-        if "GenerativeImputer (default)" in rmse:
-            ratios = {c: np.nanmean(rmse["GenerativeImputer (default)"][c]) / best_peer[c] for c in cells}
-            md.append("Default GenerativeImputer / best peer: " + ", ".join(f"{c} {r:.3f}" for c, r in ratios.items())
-                      + f" (worst {max(ratios.values()):.3f})")
-    print("\n".join(md))
-    write_results("impute" + ("_quick" if args.quick else ""), dict(seeds=seeds, rmse=rmse, times=times), "\n".join(md))
+        scored = [c for c in cells if best(peers, c) is not None and best(ours, c) is not None]
+        wins = sum(best(ours, c) < best(peers, c) for c in scored)
+        md += ["", f"Our best beats every peer on {wins} of {len(scored)} cells"
+                   + (f" ({len(cells) - len(scored)} cells with a failed or missing run not compared)."
+                      if len(scored) < len(cells) else ".")]
+        default = "GenerativeImputer (default)"
+        if default in rmse:
+            ratios = {c: rmse[default][c] / best(peers, c) for c in cells
+                      if isinstance(rmse[default].get(c), float) and best(peers, c) is not None}
+            if ratios:
+                md.append("Default GenerativeImputer / best peer: " + ", ".join(
+                    f"{c} {r:.3f}" for c, r in ratios.items()) + f" (worst {max(ratios.values()):.3f}).")
+    return "\n".join(md)
+
+
+FIGURES = {"imputers": Figure("Imputation RMSE on MCAR-masked entries", combine=combined)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_run_arguments(parser, "seed 0 only")
+    parser.add_argument("--only", nargs="+", help="imputer names to run (the others' saved results are kept)")
+    args = parser.parse_args(argv)
+    mode = run_mode(args)
+    seeds = pick(mode, [0, 1, 2], [0], [0])
+    datasets = pick(mode, list(DATASETS), list(DATASETS), ["iris"])
+    found = imputers()
+    unknown = set(args.only or ()) - set(found)
+    if unknown:
+        raise SystemExit(f"unknown imputers {sorted(unknown)}; known: {list(found)}")
+    results = Results("impute", args, title="Imputation of MCAR-masked tables: GenerativeImputer vs scikit-learn",
+                      about=__doc__.split("    python")[0].split("\n\n", 1)[1], figures=FIGURES)
+    tables = {name: StandardScaler().fit_transform(DATASETS[name]().data) for name in datasets}
+    for name, (factory, kind) in found.items():
+        if args.only and name not in args.only:
+            continue
+        rows, failures = [], []
+        with LoadMonitor() as load:
+            for data_name, X in tables.items():
+                for rate in RATES:
+                    cell = f"{data_name} {int(rate * 100)}%"
+                    errors, seconds = [], []
+                    for seed in seeds:
+                        Xm, mask = masked(X, rate, seed)
+                        start = time.perf_counter()
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            filled, error = attempt(lambda: factory(seed).fit_transform(Xm))
+                        seconds.append(time.perf_counter() - start)
+                        if error:
+                            print(f"  {name} failed on {cell} (seed {seed}): {error}", flush=True)
+                            failures.append(f"{cell}, seed {seed}: {error}")
+                            errors.append(FAILED)
+                        else:
+                            errors.append(float(np.sqrt(np.mean((filled - X)[mask] ** 2))))
+                    rows.append({"cell": cell, "RMSE": mean_or_failed(errors), "RMSE per seed": errors,
+                                 "seconds": float(np.sum(seconds))})
+        print(f"{name}: " + ", ".join(f"{r['cell']} {_cell(r['RMSE'])}" for r in rows), flush=True)
+        results.record("imputers", {"imputer": name}, {"kind": kind, "seeds": seeds, "datasets": datasets,
+                                                       "rates": RATES, "threads": "default"}, rows, load, failures)
 
 
 if __name__ == "__main__":

@@ -29,21 +29,26 @@ Imputers, all in this process on the same masks:
   nearest level (``--trees`` trees, ``max_iter=--ii-iter``, default 5);
 - GenerativeImputer: the default, and mixed Gaussian mixtures with other settings.
 
-Times are fit + impute (wall clock), at the default thread count.
+Times are fit + impute (wall clock), at each ``--threads`` setting (``default``: the
+libraries' own threading; ``1``: one torch and BLAS thread; the forests use one job
+either way). An imputer that fails on a table, rate and seed has a "failed" cell,
+with the reason listed.
 
     python benchmarks/bench_mixed.py               # both tables, 3 seeds
     python benchmarks/bench_mixed.py --quick       # seed 0 only
-    python benchmarks/bench_mixed.py --quick --neural --only "missForest (30 trees)" \
+    python benchmarks/bench_mixed.py --neural --only "missForest (30 trees)" \
         "GenerativeImputer (default)" "GenerativeImputer(VariationalAutoencoder)"
-    python benchmarks/bench_mixed.py --quick --threads 1 --only "missForest (30 trees)" \
+    python benchmarks/bench_mixed.py --threads 1 --only "missForest (30 trees)" \
         "GenerativeImputer (default)"              # times at one thread
+
+Results merge into ``results/mixed.json`` and ``mixed.md``, one entry per imputer and
+thread setting: ``--only`` reruns some and keeps the others' saved results.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import warnings
@@ -56,16 +61,13 @@ from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    FAILED, MIXED, Figure, LoadMonitor, Results, add_run_arguments, attempt, mean_or_failed, pick, run_mode,
+    short_run, thread_variants, threads,
+)
 
 from skgenerative import GaussianMixtureDensity, GenerativeImputer  # noqa: E402
 
-# ../shared/data/mixed beside the repository (also from a worktree one level deeper)
-MIXED = Path(os.environ.get("SKGENERATIVE_MIXED", next(
-    (p / "shared" / "data" / "mixed" for p in Path(__file__).resolve().parents[2:4]
-     if (p / "shared" / "data" / "mixed").is_dir()),
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "mixed",
-)))
 RATES = [0.2, 0.5]
 DISCRETE = ("categorical", "ordinal")
 
@@ -236,100 +238,124 @@ def imputers(trees: int, mf_iter: int, ii_iter: int, neural: bool = False) -> di
 
 
 # ------------------------------------------------------------------------ main
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="seed 0 only")
-    parser.add_argument("--seeds", type=int, nargs="*", default=None)
-    parser.add_argument("--rows", type=int, default=3000, help="rows per table (subsample)")
+METRICS = ("nrmse", "error", "rank")
+
+
+def _cell(value):
+    return f"{value:.3f}" if isinstance(value, float) else (value or "")
+
+
+def combined(entries) -> str:
+    md = []
+    for setting in sorted({e["variant"]["threads"] for e in entries}):
+        group = [e for e in entries if e["variant"]["threads"] == setting]
+        kinds = {e["variant"]["imputer"]: e["settings"].get("kind") for e in group}
+        prefixes = ("mean/mode", "missForest", "IterativeImputer", "GenerativeImputer (default)", "GenerativeImputer(GMM",
+                    "GenerativeImputer(")
+        group.sort(key=lambda e: (kinds[e["variant"]["imputer"]] != "peer", next(
+            (i for i, p in enumerate(prefixes) if e["variant"]["imputer"].startswith(p)), len(prefixes)),
+            e["variant"]["imputer"]))
+        cells = list(dict.fromkeys(r["cell"] for e in group for r in e["rows"]))
+        metrics = {c: [m for m in METRICS if any(m in r for e in group for r in e["rows"] if r["cell"] == c)]
+                   for c in cells}
+        values = {e["variant"]["imputer"]: {r["cell"]: r for r in e["rows"]} for e in group}
+        settings = group[0]["settings"]
+        header = ["imputer"] + [f"{c} {m}" for c in cells for m in metrics[c]] + ["fit+impute s (mean per run)", "run"]
+        md += [f"### threads={setting}", "",
+               f"Rows per table: {settings['rows']} (a fixed subsample). Seeds {settings['seeds']}. Peers' forests: "
+               f"{settings['trees']} trees; missForest at most {settings['mf_iter']} iterations, IterativeImputer "
+               f"max_iter={settings['ii_iter']}. NRMSE: RMSE / column std, averaged over numeric columns; error: "
+               "share of wrong levels over categorical cells; rank: mean |rank shift| / (levels - 1) over ordinal "
+               "cells (Adult's education). Lower is better everywhere; \"failed\": a seed failed in that cell.", "",
+               "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for e in group:
+            name = e["variant"]["imputer"]
+            row = [name] + [_cell(values[name].get(c, {}).get(m)) for c in cells for m in metrics[c]]
+            times = [values[name][c]["seconds"] for c in cells if c in values[name]]
+            md.append("| " + " | ".join(row + [f"{np.mean(times):.2f}", short_run(e)]) + " |")
+        failures = [f"- {e['variant']['imputer']}: {f}" for e in group for f in e.get("failures", [])]
+        if failures:
+            md += ["", "Failures:", "", *failures]
+        forest = next((n for n in values if n.startswith("missForest")), None)
+        default = "GenerativeImputer (default)"
+        if forest and default in values:
+            md += ["", f"Default GenerativeImputer / {forest} (below 1: ours better):", ""]
+            for c in cells:
+                ours, peer = values[default].get(c, {}), values[forest].get(c, {})
+                ratios = [f"{m} {ours[m] / peer[m]:.3f}" for m in metrics[c]
+                          if isinstance(ours.get(m), float) and isinstance(peer.get(m), float)]
+                speed = (f"; time {forest} / ours {peer['seconds'] / ours['seconds']:.1f}x"
+                         if "seconds" in ours and "seconds" in peer else "")
+                md.append(f"- {c}: " + (", ".join(ratios) or "no figures to compare") + speed)
+        md.append("")
+    return "\n".join(md)
+
+
+FIGURES = {"imputers": Figure("Mixed-table imputation: Adult and Wine, MCAR over observed cells", combine=combined)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_run_arguments(parser, "seed 0 only")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--rows", type=int, default=None, help="rows per table (subsample; default 3000)")
     parser.add_argument("--trees", type=int, default=30, help="trees per forest of the peers")
     parser.add_argument("--mf-iter", type=int, default=5, help="missForest's maximum iterations")
     parser.add_argument("--ii-iter", type=int, default=5, help="IterativeImputer's max_iter")
-    parser.add_argument("--tables", nargs="*", default=["adult", "wine"])
-    parser.add_argument("--only", nargs="*", help="imputer names to run")
+    parser.add_argument("--tables", nargs="+", default=["adult", "wine"])
+    parser.add_argument("--only", nargs="+", help="imputer names to run (the others' saved results are kept)")
     parser.add_argument("--neural", action="store_true",
                         help="also the neural models that take discrete columns (minutes per run)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (results go to mixed_<N>thread); default: torch's")
-    args = parser.parse_args()
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+    parser.add_argument("--threads", nargs="+", default=["default"], help="thread settings: default, 1, 2, ...")
+    args = parser.parse_args(argv)
+    mode = run_mode(args)
+    seeds = args.seeds if args.seeds is not None else pick(mode, [0, 1, 2], [0], [0])
+    rows = args.rows or pick(mode, 3000, 3000, 200)
+    trees = pick(mode, args.trees, args.trees, min(args.trees, 5))
     tables = [t for t in args.tables if (MIXED / f"{t}.csv").exists()]
     if not tables:
         print(f"skipped: no mixed tables in {MIXED}")
         return
-    found = imputers(args.trees, args.mf_iter, args.ii_iter, args.neural)
-    results, times = {}, {}
-    for table_name in tables:
-        full, types = load(table_name, args.rows)
-        for rate in RATES:
-            cell = f"{table_name} {int(rate * 100)}%"
-            for seed in seeds:
-                holes, mask = mcar(full, rate, seed)
-                for name, (run, _) in found.items():
-                    if args.only and name not in args.only:
-                        continue
-                    start = time.perf_counter()
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        try:
-                            got = scores(run(holes, types, seed), full, mask, types)
-                        except Exception as exc:  # report, never hide, a failing imputer
-                            print(f"  {name} failed on {cell} (seed {seed}): {exc!r}", flush=True)
-                            got = {}
-                    elapsed = time.perf_counter() - start
-                    for metric, value in got.items():
-                        results.setdefault(name, {}).setdefault(cell, {}).setdefault(metric, []).append(value)
-                    times.setdefault(name, {}).setdefault(cell, []).append(elapsed)
-            print(cell + ": " + "; ".join(
-                f"{n} " + " ".join(f"{m} {np.mean(v):.3f}" for m, v in results[n][cell].items())
-                + f" ({np.mean(times[n][cell]):.1f}s)"
-                for n in results if cell in results[n]), flush=True)
-
-    cells = [c for c in next(iter(times.values()))]
-    metrics = {c: sorted({m for n in results for m in results[n].get(c, {})},
-                         key=["nrmse", "error", "rank"].index) for c in cells}
-    header = ["imputer"] + [f"{c} {m}" for c in cells for m in metrics[c]] + ["fit+impute s (mean per run)"]
-    md = [
-        f"# Mixed-table imputation: Adult and Wine, MCAR over observed cells (mean over seeds {seeds})",
-        "",
-        f"Rows per table: {args.rows} (a fixed subsample of Adult's 32561 and Wine's 6497 rows). "
-        f"Peers' forests: {args.trees} trees; missForest at most {args.mf_iter} iterations, "
-        f"IterativeImputer max_iter={args.ii_iter} (both cut to fit the time budget). "
-        "NRMSE: RMSE / column std, averaged over numeric columns; error: share of wrong "
-        "levels over categorical cells; rank: mean |rank shift| / (levels - 1) over ordinal "
-        "cells (Adult's education). Lower is better everywhere.",
-        "",
-        f"Machine: {machine()}. "
-        + (f"{args.threads} torch thread(s)" if args.threads else "Default threading")
-        + " (the forests use one job); the machine was shared with other jobs, so times are indicative.",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-    ]
-    order = [n for n, (_, kind) in found.items() if kind == "peer" and n in results] + \
-            [n for n, (_, kind) in found.items() if kind == "ours" and n in results]
-    for name in order:
-        row = [name] + [f"{np.mean(results[name][c][m]):.3f}" if m in results[name].get(c, {}) else "failed"
-                        for c in cells for m in metrics[c]]
-        row.append(f"{np.mean([t for c in cells for t in times[name][c]]):.2f}")
-        md.append("| " + " | ".join(row) + " |")
-    forest = next((n for n in order if n.startswith("missForest")), None)
-    default = "GenerativeImputer (default)"
-    if forest in results and default in results:
-        md += ["", f"Default GenerativeImputer / {forest} (below 1: ours better):", ""]
-        for c in cells:
-            ratios = [f"{m} {np.mean(results[default][c][m]) / np.mean(results[forest][c][m]):.3f}"
-                      for m in metrics[c] if m in results[default].get(c, {}) and m in results[forest].get(c, {})]
-            speed = np.mean(times[forest][c]) / np.mean(times[default][c])
-            md.append(f"- {c}: " + ", ".join(ratios) + f"; {speed:.1f}x faster")
-    print("\n".join(md))
-    name = ("mixed" + ("_quick" if args.quick else "") + ("_neural" if args.neural else "")
-            + (f"_{args.threads}thread" if args.threads else ""))
-    write_results(name, dict(seeds=seeds, rows=args.rows, trees=args.trees, mf_iter=args.mf_iter,
-                             results=results, times=times), "\n".join(md))
+    found = imputers(trees, args.mf_iter, args.ii_iter, args.neural)
+    unknown = set(args.only or ()) - set(found)
+    if unknown:
+        raise SystemExit(f"unknown imputers {sorted(unknown)}; known: {list(found)}")
+    results = Results("mixed", args, title="Mixed-table imputation: GenerativeImputer vs missForest and others",
+                      about=__doc__.split("    python")[0].split("\n\n", 1)[1], figures=FIGURES)
+    data = {name: load(name, rows) for name in tables}
+    for setting in thread_variants(args.threads):
+        for name, (run, kind) in found.items():
+            if args.only and name not in args.only:
+                continue
+            print(f"[{name}] threads={setting}", flush=True)
+            out, failures = [], []
+            with threads(setting), LoadMonitor() as load_monitor:
+                for table_name, (full, types) in data.items():
+                    for rate in RATES:
+                        cell = f"{table_name} {int(rate * 100)}%"
+                        got, seconds = [], []
+                        for seed in seeds:
+                            holes, mask = mcar(full, rate, seed)
+                            start = time.perf_counter()
+                            with warnings.catch_warnings():
+                                warnings.simplefilter("ignore")
+                                value, error = attempt(lambda: scores(run(holes, types, seed), full, mask, types))
+                            seconds.append(time.perf_counter() - start)
+                            if error:
+                                print(f"  {name} failed on {cell} (seed {seed}): {error}", flush=True)
+                                failures.append(f"{cell}, seed {seed}: {error}")
+                            got.append(value)
+                        metrics = [m for m in METRICS if any(g and m in g for g in got)] or ["nrmse"]
+                        row = {"cell": cell, "seconds": float(np.mean(seconds)), "per seed": got}
+                        for m in metrics:
+                            row[m] = mean_or_failed(g[m] if g else FAILED for g in got)
+                        out.append(row)
+                        print(f"  {cell}: " + " ".join(f"{m} {_cell(row[m])}" for m in metrics)
+                              + f" ({row['seconds']:.1f}s)", flush=True)
+            results.record("imputers", {"imputer": name, "threads": setting},
+                           {"kind": kind, "seeds": seeds, "rows": rows, "tables": tables, "trees": trees,
+                            "mf_iter": args.mf_iter, "ii_iter": args.ii_iter, "forest_jobs": 1},
+                           out, load_monitor, failures)
 
 
 if __name__ == "__main__":
