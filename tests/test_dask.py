@@ -273,11 +273,11 @@ def test_neural_training_streams_over_blocks(client, cls):
     np.testing.assert_allclose(blocks.scale_, memory.scale_, rtol=1e-12)
     assert blocks.n_iter_ == 4 and all(np.isfinite(h["validation_loss"]) for h in blocks.history_)
     assert np.isfinite(blocks.offset_)
-    if cls is VariationalAutoencoder:  # seeded block order and shuffles: reproducible
-        again = cls(max_iter=4, **kw).fit(dX)
-        assert [h["train_loss"] for h in again.history_] == [h["train_loss"] for h in blocks.history_]
-        for key, value in blocks.module_.state_dict().items():
-            assert torch.equal(value, again.module_.state_dict()[key]), key
+    # seeded block order, shuffles and flow initialisation: reproducible, FlowVAE included
+    again = cls(max_iter=4, **kw).fit(dX)
+    assert [h["train_loss"] for h in again.history_] == [h["train_loss"] for h in blocks.history_]
+    for key, value in blocks.module_.state_dict().items():
+        assert torch.equal(value, again.module_.state_dict()[key]), key
 
 
 def test_gridsearch_on_the_cluster(client):

@@ -9,7 +9,7 @@ from sklearn.datasets import load_iris
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -67,14 +67,22 @@ def test_pipeline_with_a_classifier_and_grid_search():
         warnings.simplefilter("ignore")
         search.fit(Xm, y)
     assert search.best_score_ > 0.8
-    # directly on the imputer: GridSearchCV over estimator__n_components
+    # directly on the imputer: GridSearchCV over estimator__n_components picks the
+    # setting whose fitted model has the best held-out likelihood, computed by hand
+    grid = [1, 2, 3]
     imputer_search = GridSearchCV(GenerativeImputer(GaussianMixtureDensity(random_state=0)),
-                                  {"estimator__n_components": [1, 2]}, cv=3,
+                                  {"estimator__n_components": grid}, cv=3,
                                   scoring=lambda est, X, y=None: est.estimator_.score(X))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         imputer_search.fit(Xm)
-    assert imputer_search.best_params_["estimator__n_components"] in (1, 2)
+        by_hand = {k: np.mean([GenerativeImputer(GaussianMixtureDensity(k, random_state=0)).fit(Xm[train])
+                               .estimator_.score(Xm[test]) for train, test in KFold(3).split(Xm)]) for k in grid}
+    assert len({round(v, 6) for v in by_hand.values()}) == len(grid)  # the settings are told apart
+    assert imputer_search.best_params_["estimator__n_components"] == max(by_hand, key=by_hand.get)
+    assert imputer_search.best_score_ == pytest.approx(max(by_hand.values()), rel=1e-12)
+    np.testing.assert_allclose(imputer_search.cv_results_["mean_test_score"], [by_hand[k] for k in grid],
+                               rtol=1e-12)
 
 
 def test_set_output_and_indicator_names():

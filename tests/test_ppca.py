@@ -86,9 +86,35 @@ def test_minka_chooses_the_true_dimension_like_sklearn():
         est = PPCADensity().fit(X)
         assert est.n_components_ == q
         assert PCA("mle").fit(X).n_components_ == q
-    rng = np.random.RandomState(0)
-    spectrum = np.sort(rng.gamma(2, size=12))[::-1]
-    assert 1 <= minka_dimension(spectrum, 100, 12) <= 11
+
+
+def _data_with_spectrum(spectrum, n, seed):
+    """Centred rows whose sample covariance (n - 1 denominator) has exactly these eigenvalues."""
+    rng = np.random.RandomState(seed)
+    d = len(spectrum)
+    A = rng.normal(size=(n, d))
+    A -= A.mean(0)
+    Q, _ = np.linalg.qr(A)  # orthonormal columns, each orthogonal to the ones vector
+    R, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    return Q * np.sqrt((n - 1) * spectrum) @ R.T
+
+
+def test_minka_dimension_is_sklearns_mle_on_any_spectrum():
+    """Our evidence maximiser against scikit-learn's PCA('mle') on data built to have
+    each spectrum exactly: random spectra of several shapes and sample sizes."""
+    chosen = []
+    for seed in range(6):
+        rng = np.random.RandomState(seed)
+        for shape in (0.5, 2.0):
+            spectrum = np.sort(rng.gamma(shape, size=12))[::-1]
+            for n in (20, 100, 1000):
+                X = _data_with_spectrum(spectrum, n, seed)
+                reference = PCA("mle").fit(X)
+                np.testing.assert_allclose(np.linalg.eigvalsh(np.cov(X.T))[::-1], spectrum, rtol=1e-9, atol=1e-12)
+                ours = minka_dimension(spectrum, n, 12)
+                assert ours == reference.n_components_, (seed, shape, n)
+                chosen.append(ours)
+    assert len(set(chosen)) >= 3  # the spectra lead to different answers, not one boundary
 
 
 def test_wide_data_uses_the_gram_matrix():

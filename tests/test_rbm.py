@@ -182,8 +182,10 @@ def test_ais_agrees_with_exact_on_digits():
     ais = clone(rbm).set_params(partition_method="ais").fit(digits)
     np.testing.assert_array_equal(ais.components_, rbm.components_)  # same training
     assert rbm.log_partition_method_ == "exact" and ais.log_partition_method_ == "ais"
-    assert 0 < ais.log_partition_std_ < 0.5
-    assert abs(ais.log_partition_ - rbm.log_partition_) < 0.5
+    # the estimate is within 4 of its standard errors (about 0.04 nats here) of the
+    # exact value, as in the other AIS tests; 1e-3 covers its float32 arithmetic
+    assert 0 < ais.log_partition_std_ < 0.1
+    assert abs(ais.log_partition_ - rbm.log_partition_) < 4 * ais.log_partition_std_ + 1e-3
     # deterministic given random_state
     assert clone(ais).fit(digits).log_partition_ == ais.log_partition_
 

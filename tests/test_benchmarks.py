@@ -1,0 +1,137 @@
+"""The benchmark scripts run, their results files say what was measured, and the README's
+table is built from those files.
+
+Every ``benchmarks/bench_*.py`` runs here in its ``--smoke`` mode: tiny sizes through
+the same code and the same keyword arguments as the published runs, so a renamed
+parameter of ours or a peer's fails this test instead of the next benchmark run.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import _common  # noqa: E402
+import readme_table  # noqa: E402
+
+SCRIPTS = sorted(path.name for path in BENCHMARKS.glob("bench_*.py"))
+# one thread setting is enough here: the code at every setting is the same
+ONE_SETTING = {name: ["--threads", "1"] for name in
+               ("bench_defaults.py", "bench_foundation.py", "bench_vae.py", "bench_dask.py")}
+# the peers the scripts compare against (the test extra installs them)
+PEERS = ("pyod", "mlxtend")
+
+
+def test_every_script_is_known():
+    assert len(SCRIPTS) >= 10
+    assert "bench_rbm.py" in SCRIPTS and "bench_vae_tables.py" in SCRIPTS
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_runs_and_records_its_settings(script, tmp_path):
+    for peer in PEERS:
+        pytest.importorskip(peer)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke", "--results-dir", str(tmp_path),
+                          *ONE_SETTING.get(script, [])], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    files = list(tmp_path.glob("*.json"))
+    if not files:
+        assert "skipped" in out.stdout, out.stdout[-2000:]
+        pytest.skip(out.stdout.strip().splitlines()[-1])
+    (path,) = files
+    saved = json.loads(path.read_text())
+    assert saved["format"] == _common.FORMAT and saved["script"] == f"benchmarks/{script}"
+    assert saved["entries"]
+    markdown = path.with_suffix(".md").read_text()
+    for entry in saved["entries"]:
+        assert entry["variant"]["mode"] == "smoke"
+        env = entry["environment"]
+        assert re.fullmatch(r"[0-9a-f]{40}|unknown", env["commit"])
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", env["date"])
+        assert env["versions"]["torch"] and env["versions"]["scikit-learn"] and env["cores"] >= 1
+        load = env["load_average"]
+        assert len(load["start"]) == len(load["end"]) == 3 and load["max_1min"] >= load["mean_1min"] >= 0
+        assert entry["settings"] and entry["rows"]
+        # smoke data are chosen so that nothing fails; a failure here is a bug
+        assert entry["failures"] == [], entry["failures"]
+        assert _common.FAILED not in json.dumps(entry["rows"])
+        assert env["commit"][:7] in markdown
+
+
+def _args(folder, mode="full"):
+    return Namespace(results_dir=str(folder), quick=mode == "quick", smoke=mode == "smoke")
+
+
+def _record(folder, variant, value, mode="full"):
+    results = _common.Results("demo", _args(folder, mode), title="demo", about="a test",
+                              figures={"speed": _common.Figure("speed", ["run", "s"])})
+    with _common.LoadMonitor(interval=0.01) as load:
+        pass
+    return results.record("speed", variant, {"n": 1}, [{"run": "x", "s": value}], load)
+
+
+def test_a_rerun_of_one_setting_merges_into_the_file(tmp_path):
+    _record(tmp_path, {"threads": "1"}, 1.0)
+    _record(tmp_path, {"threads": "default"}, 2.0)
+    _record(tmp_path, {"threads": "1"}, 3.0)  # a later run, another process: replaces its own entry only
+    _record(tmp_path, {"threads": "1"}, 9.0, mode="quick")  # a quick run never replaces a full one
+    entries = json.loads((tmp_path / "demo.json").read_text())["entries"]
+    got = {(e["variant"]["threads"], e["variant"]["mode"]): e["rows"][0]["s"] for e in entries}
+    assert got == {("1", "full"): 3.0, ("default", "full"): 2.0, ("1", "quick"): 9.0}
+    markdown = (tmp_path / "demo.md").read_text()
+    assert markdown.count("## speed") == 3 and "[quick run]" in markdown
+    files = readme_table.Files(tmp_path)
+    assert files.get("demo", "speed", threads="1")["rows"][0]["s"] == 3.0  # the full run wins
+    assert len(files.all("demo", "speed")) == 2
+
+
+def test_the_readme_table_prefers_full_runs_and_ignores_smoke_runs(tmp_path):
+    _record(tmp_path, {"threads": "1"}, 5.0, mode="smoke")
+    files = readme_table.Files(tmp_path)
+    assert files.get("demo", "speed", threads="1") is None and files.all("demo", "speed") == []
+    _record(tmp_path, {"threads": "1"}, 4.0, mode="quick")
+    assert readme_table.Files(tmp_path).get("demo", "speed", threads="1")["rows"][0]["s"] == 4.0
+
+
+def test_an_older_results_format_is_replaced(tmp_path):
+    (tmp_path / "demo.json").write_text(json.dumps({"machine": {}, "speed": [{"s": 1}]}))
+    _record(tmp_path, {"threads": "1"}, 1.0)
+    saved = json.loads((tmp_path / "demo.json").read_text())
+    assert saved["format"] == _common.FORMAT and len(saved["entries"]) == 1
+
+
+def test_a_failed_run_is_a_failed_cell_not_a_mean_of_the_rest():
+    assert _common.mean_or_failed([1.0, 3.0]) == 2.0
+    assert _common.mean_or_failed([1.0, _common.FAILED, 3.0]) == _common.FAILED
+    assert _common.mean_or_failed([1.0, float("nan")]) == _common.FAILED
+    assert _common.ratio(2.0, None) == _common.FAILED and _common.ratio(3.0, 1.5) == 2.0
+    assert _common.attempt(lambda: 1 / 0)[1].startswith("ZeroDivisionError")
+    with pytest.raises(TypeError):  # a mistake in a script stops it
+        _common.attempt(lambda: sorted(1))
+
+
+def test_the_readme_table_is_generated_from_the_results_files():
+    readme = (ROOT / "README.md").read_text()
+    current = readme_table.current_block(readme).splitlines()
+    generated = readme_table.render().splitlines()
+    assert current == generated, "README.md's benchmark table differs from benchmarks/results: run " \
+                                 "`python benchmarks/readme_table.py`"
+
+
+def test_every_results_file_is_in_the_current_format():
+    for path in sorted((BENCHMARKS / "results").glob("*.json")):
+        saved = json.loads(path.read_text())
+        assert saved.get("format") == _common.FORMAT, path.name
+        for entry in saved["entries"]:
+            assert entry["environment"]["commit"] != "unknown" and entry["environment"]["load_average"], path.name
+            assert entry["variant"]["mode"] in ("full", "quick"), path.name
