@@ -1,7 +1,9 @@
 # The two set-up commands of the README:
 #   make demo   creates .venv, installs skgenerative, runs `python -m skgenerative`
 #   make test   creates .venv, installs skgenerative[test], runs the test suite
-# and two more: make docs (builds the documentation), make benchmarks (reruns them).
+# and two more: make docs (builds the documentation), make benchmarks (reruns them and
+# rebuilds the README's benchmark table from benchmarks/results; ARGS=--quick for the
+# smaller sizes; docs/benchmarks.rst says how to rerun one figure).
 #
 # TORCH_SPEC picks the torch requirement the install step uses. It defaults to
 # plain `torch` (whatever pip resolves for your platform). CI pins it to the CPU

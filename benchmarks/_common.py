@@ -76,6 +76,8 @@ def add_run_arguments(parser, quick: str = "smaller sizes (minutes)") -> None:
                         help="tiny sizes through the same code (seconds; what the tests run)")
     parser.add_argument("--results-dir", default=None,
                         help=f"folder of the results files (default {RESULTS})")
+    parser.add_argument("--report", action="store_true",
+                        help="only rewrite the Markdown from the saved JSON (after a change of the report's layout)")
 
 
 def run_mode(args) -> str:
@@ -123,6 +125,10 @@ def _memory_gib() -> float | None:
     return None
 
 
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def environment() -> dict:
     """Commit, date, versions and machine of this run (the load is per entry)."""
     commit = _git("rev-parse", "HEAD")
@@ -133,7 +139,7 @@ def environment() -> dict:
     return {
         "commit": commit or "unknown",
         "uncommitted_changes": bool(changes) if changes is not None else None,
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": _now(),
         "cpu": _cpu(),
         "cores": os.cpu_count(),
         "memory_gib": _memory_gib(),
@@ -470,7 +476,8 @@ class Results:
             "figure": figure,
             "variant": {**variant, "mode": self.mode},
             "settings": settings,
-            "environment": {**self.env, "load_average": load.summary()},
+            # the date the figure was finished, not the script's start (runs can take hours)
+            "environment": {**self.env, "date": _now(), "load_average": load.summary()},
             "rows": rows,
             "failures": failures or [],
             **extra,

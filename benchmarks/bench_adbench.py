@@ -306,6 +306,8 @@ def main(argv=None):
         raise SystemExit(f"unknown detectors {sorted(unknown)}; known: {list(found)}")
     results = Results("adbench", args, title="Anomaly detection on ADBench's classical tables",
                       about=__doc__.split("    python")[0].split("\n\n", 1)[1], figures=FIGURES)
+    if args.report:
+        return results.save()
     for det_name, (factory, kind) in found.items():
         if args.only and det_name not in args.only:
             continue

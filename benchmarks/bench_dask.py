@@ -255,6 +255,8 @@ def main(argv=None):
     block = pick(mode, 250_000, 250_000, 10_000)
     results = Results("dask", args, title="EM on dask arrays on a distributed cluster",
                       about=__doc__.split("    python")[0].split("\n\n", 1)[1], figures=FIGURES)
+    if args.report:
+        return results.save()
     if "cluster" in args.only:
         bench_cluster(results, sizes, block, args.iterations)
     if "memory" in args.only:

@@ -305,6 +305,8 @@ def main(argv=None):
     repeats = args.repeats or pick(mode, 3, 1, 1)
     results = Results("defaults", args, title="At the defaults: fit and scoring against the peers",
                       about=__doc__.split("    python")[0].split("\n\n", 1)[1], figures=FIGURES)
+    if args.report:
+        return results.save()
     cases = {"vae": bench_vae, "rbm": bench_rbm, "gmm": bench_gmm}
     for case in args.only:
         for setting in thread_variants(args.threads):

@@ -208,6 +208,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results = Results("flow_vae", args, title="FlowVAE against the diagonal-Gaussian VariationalAutoencoder",
                       about=__doc__.split("    python")[0].split("\n\n", 1)[1], figures=FIGURES)
+    if args.report:
+        return results.save()
     for setting in thread_variants(args.threads):
         print(f"[nll] threads={setting}", flush=True)
         with warnings.catch_warnings(), threads(setting), LoadMonitor() as load:

@@ -52,7 +52,7 @@ FIGURES = {
                    ["implementation", "dtype", "median fit + score s", "runs s", "scikit-learn / this", "mean loglik",
                     "max |loglik - scikit-learn's|"]),
     "memory": Figure("Peak memory of score_samples, each implementation in a fresh process",
-                     ["implementation", "dtype", "input MiB", "peak RSS rise MiB", "tracemalloc peak MiB", "seconds",
+                     ["implementation", "dtype", "input MiB", "peak RSS rise MiB", "tracemalloc peak MiB", "score_samples s",
                       "mean loglik"],
                      "Peak RSS rise: the most resident memory the call added (every allocation); tracemalloc "
                      "peak: allocations Python traces (numpy's, so all of scikit-learn's; torch's CPU allocator "
@@ -174,7 +174,7 @@ def bench_memory(results, n, device):
             rows.append({"implementation": name, "dtype": dtype, "input MiB": out["input_bytes"] / 2**20,
                          "peak RSS rise MiB": out["peak_rss_rise_bytes"] / 2**20,
                          "tracemalloc peak MiB": out["tracemalloc_peak_bytes"] / 2**20,
-                         "seconds": out["seconds"], "mean loglik": out["mean"]})
+                         "score_samples s": out["seconds"], "mean loglik": out["mean"]})
             print(f"  {which:<13} scoring {n:,} x 32: peak RSS +{rows[-1]['peak RSS rise MiB']:.1f} MiB, "
                   f"tracemalloc {rows[-1]['tracemalloc peak MiB']:.1f} MiB, {out['seconds']:.2f} s", flush=True)
     results.record("memory", {"device": device}, {"n_rows": n, "n_features": 32, "fit_rows": min(n, 50_000),
@@ -204,6 +204,8 @@ def main(argv=None):
     results = Results("foundation", args,
                       title="GaussianMixtureDensity and PPCADensity against scikit-learn",
                       about=__doc__.split("    python")[0].split("\n\n", 1)[1], figures=FIGURES)
+    if args.report:
+        return results.save()
     for setting in thread_variants(args.threads) if {"gmm", "ppca"} & set(args.only) else []:
         if "gmm" in args.only:
             print(f"[gmm] threads={setting} {sizes['gmm']}", flush=True)

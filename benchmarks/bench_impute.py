@@ -134,6 +134,8 @@ def main(argv=None):
         raise SystemExit(f"unknown imputers {sorted(unknown)}; known: {list(found)}")
     results = Results("impute", args, title="Imputation of MCAR-masked tables: GenerativeImputer vs scikit-learn",
                       about=__doc__.split("    python")[0].split("\n\n", 1)[1], figures=FIGURES)
+    if args.report:
+        return results.save()
     tables = {name: StandardScaler().fit_transform(DATASETS[name]().data) for name in datasets}
     for name, (factory, kind) in found.items():
         if args.only and name not in args.only:

@@ -322,6 +322,8 @@ def main(argv=None):
         raise SystemExit(f"unknown imputers {sorted(unknown)}; known: {list(found)}")
     results = Results("mixed", args, title="Mixed-table imputation: GenerativeImputer vs missForest and others",
                       about=__doc__.split("    python")[0].split("\n\n", 1)[1], figures=FIGURES)
+    if args.report:
+        return results.save()
     data = {name: load(name, rows) for name in tables}
     for setting in thread_variants(args.threads):
         for name, (run, kind) in found.items():

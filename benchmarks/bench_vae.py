@@ -262,6 +262,8 @@ def main(argv=None):
     mode = run_mode(args)
     results = Results("vae", args, title="VariationalAutoencoder against PyOD and the linear models",
                       about=__doc__.split("    python")[0].split("\n\n", 1)[1], figures=FIGURES)
+    if args.report:
+        return results.save()
     if "speed" in args.only:
         for setting in thread_variants(args.threads):
             print(f"[speed] threads={setting}", flush=True)

@@ -108,6 +108,8 @@ def main(argv=None):
         frame = frame.sample(300, random_state=0).reset_index(drop=True)
     results = Results("vae_tables", args, title="VariationalAutoencoder on a mixed table: imputation of Wine",
                       about=__doc__.split("    python")[0].split("\n\n", 1)[1], figures=FIGURES)
+    if args.report:
+        return results.save()
     rows, failures = [], []
     with LoadMonitor() as load:
         for rate in rates:
