@@ -299,7 +299,7 @@ def main(argv=None):
         return
     mode = run_mode(args)
     seeds = pick(mode, [1, 2, 3], [1], [1])
-    names = pick(mode, args.datasets, args.datasets, args.datasets[:2])
+    names = pick(mode, args.datasets, args.datasets, args.datasets[:1])
     found = detectors()
     unknown = set(args.only or ()) - set(found)
     if unknown:
@@ -313,10 +313,10 @@ def main(argv=None):
             continue
         print(f"[{det_name}]", flush=True)
         with LoadMonitor() as load:
-            rows, failures = run_detector(det_name, factory, names, seeds, pick(mode, None, None, 300))
+            rows, failures = run_detector(det_name, factory, names, seeds, pick(mode, None, None, 200))
         results.record("detectors", {"detector": det_name},
                        {"kind": kind, "seeds": seeds, "datasets": names, "threads": "default",
-                        "rows_per_split": "ADBench protocol" if mode != "smoke" else "first 300 of each split",
+                        "rows_per_split": "ADBench protocol" if mode != "smoke" else "first 200 of each split",
                         "flush_denormal": True}, rows, load, failures)
 
 
