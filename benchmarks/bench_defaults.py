@@ -242,9 +242,9 @@ def _table_rows(n, seed):
             + 0.3 * np.random.RandomState(seed + 1).normal(size=(n, 20)))
 
 
-def scoring_child(which: str, n_rows: int, max_iter: int, setting: str, device: str) -> None:
+def scoring_child(which: str, n_rows: int, train_rows: int, max_iter: int, setting: str, device: str) -> None:
     """In a fresh process: fit one model, then time and measure its scoring of ``n_rows`` rows."""
-    train, X = _table_rows(20_000, 1), _table_rows(n_rows, 2)
+    train, X = _table_rows(train_rows, 1), _table_rows(n_rows, 2)
     settings = dict(max_iter=max_iter, random_state=0, device=device)
     with warnings.catch_warnings(), threads(setting):
         warnings.simplefilter("ignore")
@@ -265,11 +265,13 @@ def scoring_child(which: str, n_rows: int, max_iter: int, setting: str, device: 
 def bench_scoring(results, mode, device, setting, n_rows):
     n_rows = pick(mode, n_rows, 20_000, 2_000)
     max_iter = pick(mode, 20, 3, 1)
+    train_rows = pick(mode, 20_000, 20_000, 2_000)
     rows, failures = [], []
     with LoadMonitor() as load:
         for which in SCORERS:
             out, error = attempt(lambda: run_child(
-                [__file__, "--scoring-child", which, "--score-rows", str(n_rows), "--child-max-iter",
+                [__file__, "--scoring-child", which, "--score-rows", str(n_rows), "--child-train-rows",
+                 str(train_rows), "--child-max-iter",
                  str(max_iter), "--threads", setting, "--device", device]))
             if error:
                 failures.append(f"{which}: {error}")
@@ -282,7 +284,7 @@ def bench_scoring(results, mode, device, setting, n_rows):
     peer = rows[-1].get("rows / s")
     for row in rows:
         row["throughput vs PyOD"] = ratio(row.get("rows / s"), peer)
-    results.record("scoring", {"threads": setting}, {"n_rows": n_rows, "n_features": 20, "train_rows": 20_000,
+    results.record("scoring", {"threads": setting}, {"n_rows": n_rows, "n_features": 20, "train_rows": train_rows,
                                                      "max_iter": max_iter, "n_importance_samples": 50},
                    rows, load, failures)
 
@@ -297,9 +299,11 @@ def main(argv=None):
     parser.add_argument("--score-rows", type=int, default=1_000_000)
     parser.add_argument("--scoring-child", help=argparse.SUPPRESS)
     parser.add_argument("--child-max-iter", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-train-rows", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.scoring_child:
-        scoring_child(args.scoring_child, args.score_rows, args.child_max_iter, args.threads[0], args.device)
+        scoring_child(args.scoring_child, args.score_rows, args.child_train_rows, args.child_max_iter, args.threads[0],
+                      args.device)
         return
     mode = run_mode(args)
     repeats = args.repeats or pick(mode, 3, 1, 1)

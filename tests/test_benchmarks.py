@@ -31,23 +31,67 @@ ONE_SETTING = {name: ["--threads", "1"] for name in
 PEERS = ("pyod", "mlxtend")
 
 
+def run_scripts(scripts: list, results: str, report: str) -> None:
+    """In one process (imports paid once), run each script as ``__main__`` in its smoke
+    mode, its results in ``results/<script>``; write what happened to ``report``."""
+    import contextlib
+    import io
+    import runpy
+    import traceback
+
+    outcome = {}
+    for script in scripts:
+        sys.argv = [str(BENCHMARKS / script), "--smoke", "--results-dir", str(Path(results) / script),
+                    *ONE_SETTING.get(script, [])]
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                runpy.run_path(sys.argv[0], run_name="__main__")
+            outcome[script] = {"ok": True}
+        except SystemExit as exc:
+            outcome[script] = {"ok": exc.code in (None, 0), "error": f"SystemExit({exc.code!r})"}
+        except BaseException:  # noqa: BLE001 - reported to the test, which fails with it
+            outcome[script] = {"ok": False, "error": traceback.format_exc()}
+        outcome[script]["stdout"] = out.getvalue()[-3000:]
+    Path(report).write_text(json.dumps(outcome))
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """Every script's smoke run, in two processes side by side (two cores), one thread each."""
+    for peer in PEERS:
+        pytest.importorskip(peer)
+    folder = tmp_path_factory.mktemp("smoke")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    halves = [SCRIPTS[0::2], SCRIPTS[1::2]]
+    processes = []
+    for i, half in enumerate(halves):
+        code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_benchmarks; "
+                f"test_benchmarks.run_scripts({half!r}, {str(folder)!r}, {str(folder / f'report{i}.json')!r})")
+        processes.append(subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True))
+    logs = [p.communicate(timeout=1200)[0] for p in processes]
+    outcome = {}
+    for i, process in enumerate(processes):
+        report = folder / f"report{i}.json"
+        assert report.exists(), logs[i][-4000:]
+        outcome.update(json.loads(report.read_text()))
+    return folder, outcome
+
+
 def test_every_script_is_known():
     assert len(SCRIPTS) >= 10
     assert "bench_rbm.py" in SCRIPTS and "bench_vae_tables.py" in SCRIPTS
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_script_runs_and_records_its_settings(script, tmp_path):
-    for peer in PEERS:
-        pytest.importorskip(peer)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke", "--results-dir", str(tmp_path),
-                          *ONE_SETTING.get(script, [])], capture_output=True, text=True, env=env, timeout=600)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
-    files = list(tmp_path.glob("*.json"))
+def test_script_runs_and_records_its_settings(script, smoke_runs):
+    folder, outcome = smoke_runs
+    assert outcome[script]["ok"], outcome[script].get("error", "") + outcome[script]["stdout"]
+    files = list((folder / script).glob("*.json"))
     if not files:
-        assert "skipped" in out.stdout, out.stdout[-2000:]
-        pytest.skip(out.stdout.strip().splitlines()[-1])
+        assert "skipped" in outcome[script]["stdout"], outcome[script]["stdout"]
+        pytest.skip(outcome[script]["stdout"].strip().splitlines()[-1])
     (path,) = files
     saved = json.loads(path.read_text())
     assert saved["format"] == _common.FORMAT and saved["script"] == f"benchmarks/{script}"
