@@ -64,16 +64,16 @@ CASES = ("vae", "rbm", "gmm", "scoring")
 LOAD_NOTE = ("At `threads=default` each library uses its own threading; on a loaded machine the peers "
              "keep their thread count and can stall, so compare the ratio with the load beside it.")
 FIGURES = {
-    "vae": Figure("VAE fit at the issue's settings vs PyOD's VAE (MNIST 4000 x 784 dequantised, 5 epochs, batch 64)",
+    "vae": Figure("VAE fit at the issue's settings vs PyOD's VAE (dequantised MNIST, batch 64)",
                   ["model", "median s", "runs s", "PyOD fit / this", "time / VAE fit", "held-out loglik"],
                   "PyOD's `fit` trains and scores the training rows (`decision_scores_`). Our `fit` trains; "
                   "\"fit + offset_\" adds the scores of the training rows behind `offset_` (50 importance "
                   "samples), the same work as PyOD's. " + LOAD_NOTE),
-    "rbm": Figure("BernoulliRBM fit (256 hidden, 10 epochs, lr 0.05) vs scikit-learn's (binarised MNIST 5000)",
+    "rbm": Figure("BernoulliRBM fit (256 hidden, lr 0.05) vs scikit-learn's (binarised MNIST)",
                   ["batch_size", "run", "median s", "runs s", "scikit-learn fit / this"],
                   "\"ours fit\" is `fit` alone; \"ours fit + first score\" adds the first `score_samples` of the "
                   "training rows, which runs the AIS estimate of log Z. " + LOAD_NOTE),
-    "gmm": Figure("GaussianMixtureDensity vs GaussianMixture, same start (50000 x 16, 8 full, 50 iterations)",
+    "gmm": Figure("GaussianMixtureDensity vs GaussianMixture, same start (full covariances)",
                   ["model", "median s", "runs s", "scikit-learn fit / this", "mean loglik - scikit-learn's"],
                   "`fit` alone on both sides. " + LOAD_NOTE),
     "scoring": Figure("Scoring throughput and memory, 20-column table",

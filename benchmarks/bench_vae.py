@@ -52,7 +52,7 @@ BURDA_VAE_NLL = 86.76  # nats, VAE (k = 1), one stochastic layer, full MNIST
 
 FIGURES = {
     "speed": Figure(
-        "Training time vs PyOD's VAE (MNIST 5000 x 784, same layers, batch 32)",
+        "Training time vs PyOD's VAE (MNIST, same layers, batch 32)",
         ["model", "training loop s", "fit s", "fit + training scores s", "training speed-up vs PyOD",
          "fit speed-up vs PyOD", "fit + training scores speed-up vs PyOD"],
         "Medians of interleaved repeats. PyOD's `fit` = its training loop + scoring the training rows "
