@@ -260,7 +260,8 @@ def flow_vae(files: Files):
     return (f"held-out NLL, binarised MNIST, {s['importance samples']} IS samples (`bench_flow_vae.py`, "
             f"{len(s['seeds'])} seed{'s' if len(s['seeds']) > 1 else ''})", "our diagonal VAE",
             f"{base['NLL mean']:.1f} nats", ", ".join(f"{r['NLL mean']:.1f} ({n})" for n, r in flows),
-            "flows better by " + ", ".join(f"{r['NLL gain vs VAE']:.1f}" for _, r in flows) + " nats", [e])
+            "NLL gain over the VAE, paired by seed (positive: the flow is better): "
+            + ", ".join(f"{r['NLL gain vs VAE']:+.1f} ({n})" for n, r in flows) + " nats", [e])
 
 
 ADBENCH_OURS = ("GenerativeOutlierDetector (default)", "GenerativeOutlierDetector (robust=1)",
