@@ -295,7 +295,8 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="+", default=DATASETS)
     args = parser.parse_args(argv)
     if not ADBENCH.exists():
-        print(f"skipped: ADBench data not found at {ADBENCH}; set SKGENERATIVE_ADBENCH.")
+        print(f"skipped: ADBench data not found at {ADBENCH}; set SKGENERATIVE_DATA (the folder holding "
+              "adbench/) or SKGENERATIVE_ADBENCH.")
         return
     mode = run_mode(args)
     seeds = pick(mode, [1, 2, 3], [1], [1])

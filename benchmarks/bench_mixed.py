@@ -314,7 +314,8 @@ def main(argv=None):
     trees = pick(mode, args.trees, args.trees, min(args.trees, 5))
     tables = [t for t in args.tables if (MIXED / f"{t}.csv").exists()]
     if not tables:
-        print(f"skipped: no mixed tables in {MIXED}")
+        print(f"skipped: no mixed tables in {MIXED}; set SKGENERATIVE_DATA (the folder holding mixed/) "
+              "or SKGENERATIVE_MIXED.")
         return
     found = imputers(trees, args.mf_iter, args.ii_iter, args.neural)
     unknown = set(args.only or ()) - set(found)

@@ -98,7 +98,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     mode = run_mode(args)
     if not (DATA / "wine.csv").exists():
-        print(f"skipped: no wine.csv in {DATA}")
+        print(f"skipped: no wine.csv in {DATA}; set SKGENERATIVE_DATA (the folder holding mixed/) "
+              "or SKGENERATIVE_MIXED.")
         return
     rates = args.rates or pick(mode, [0.2, 0.5], [0.2], [0.2])
     seeds = args.seeds or pick(mode, [0, 1, 2], [0], [0])
