@@ -37,7 +37,7 @@ from sklearn.preprocessing import MinMaxScaler
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     ADBENCH, FAILED, Figure, LoadMonitor, Results, add_run_arguments, attempt, mean_or_failed, pick, run_mode,
-    short_run,
+    short_run, thread_variants, threads,
 )
 
 import skgenerative  # noqa: E402
@@ -230,9 +230,10 @@ def combined(entries) -> str:
 
     auc = {e["variant"]["detector"]: cells(e, "AUCROC") for e in entries}
     header = ["detector"] + names + ["mean", "total fit+score s", "run"]
-    md = [f"AUCROC x 100 on the test parts, mean over seeds {'; '.join(', '.join(map(str, s)) for s in seeds)}; default "
-          "parameters; \"failed\": a seed failed on that table (reasons below); the mean over tables is "
-          "only given when every table has a figure.", "",
+    settings = sorted({str(e["settings"].get("threads", "default")) for e in entries})
+    md = [f"AUCROC x 100 on the test parts, mean over seeds {'; '.join(', '.join(map(str, s)) for s in seeds)}; "
+          "default parameters; \"failed\": a seed failed on that table (reasons below); the mean over tables is "
+          f"only given when every table has a figure. Threads (torch and BLAS): {', '.join(settings)}.", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in entries:
         det = e["variant"]["detector"]
@@ -293,12 +294,16 @@ def main(argv=None):
     add_run_arguments(parser, "seed 1 only")
     parser.add_argument("--only", nargs="+", help="detector names to run (the others' saved results are kept)")
     parser.add_argument("--datasets", nargs="+", default=DATASETS)
+    parser.add_argument("--threads", default="1",
+                        help="torch and BLAS threads for every detector: 1 (default; the AUCROC does not depend on "
+                             "it and one thread keeps the times comparable on a busy machine) or default")
     args = parser.parse_args(argv)
     if not ADBENCH.exists():
         print(f"skipped: ADBench data not found at {ADBENCH}; set SKGENERATIVE_DATA (the folder holding "
               "adbench/) or SKGENERATIVE_ADBENCH.")
         return
     mode = run_mode(args)
+    (args.threads,) = thread_variants([args.threads])
     seeds = pick(mode, [1, 2, 3], [1], [1])
     names = pick(mode, args.datasets, args.datasets, args.datasets[:1])
     found = detectors()
@@ -313,10 +318,10 @@ def main(argv=None):
         if args.only and det_name not in args.only:
             continue
         print(f"[{det_name}]", flush=True)
-        with LoadMonitor() as load:
+        with threads(args.threads), LoadMonitor() as load:
             rows, failures = run_detector(det_name, factory, names, seeds, pick(mode, None, None, 200))
         results.record("detectors", {"detector": det_name},
-                       {"kind": kind, "seeds": seeds, "datasets": names, "threads": "default",
+                       {"kind": kind, "seeds": seeds, "datasets": names, "threads": args.threads,
                         "rows_per_split": "ADBench protocol" if mode != "smoke" else "first 200 of each split",
                         "flush_denormal": True}, rows, load, failures)
 
