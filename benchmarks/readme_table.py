@@ -291,7 +291,7 @@ def adbench(files: Files):
             gaps = {t: v - by_table(peer).get(t) for t, v in by_table(e).items()
                     if isinstance(v, float) and isinstance(by_table(peer).get(t), float)}
             worst = [f"{t} {g:+.1f}" for t, g in gaps.items() if g < -2]
-            behind.append(f"{m - p:+.1f}" + (f" ({', '.join(worst)})" if worst else ""))
+            behind.append(f"{m - p:+.2f}" + (f" ({', '.join(worst)})" if worst else ""))
         else:
             behind.append(FAILED)
     s = peer["settings"]
