@@ -32,7 +32,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import LocalOutlierFactor
-from sklearn.preprocessing import MinMaxScaler
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
@@ -112,6 +113,11 @@ def detectors():
             lambda seed: GenerativeOutlierDetector(calibration=0.2, random_state=seed), "variant"),
         "GenerativeOutlierDetector (feature_bagging=20, robust=1)": (
             lambda seed: GenerativeOutlierDetector(feature_bagging=20, robust=1, random_state=seed), "variant"),
+        # more rounds of trimming, and the one-component mixture (the user guide's table)
+        "GenerativeOutlierDetector (robust=2)": (lambda seed: GenerativeOutlierDetector(robust=2), "variant"),
+        "GenerativeOutlierDetector (robust=5)": (lambda seed: GenerativeOutlierDetector(robust=5), "variant"),
+        "GenerativeOutlierDetector (1 component, robust=1)": (lambda seed: GenerativeOutlierDetector(make_pipeline(
+            StandardScaler(), GaussianMixtureDensity(1, covariance_prior=50.0, random_state=0)), robust=1), "variant"),
         "GaussianMixtureDensity": (lambda seed: GaussianMixtureDensity(random_state=seed), "ours"),
         "PPCADensity": (lambda seed: PPCADensity(random_state=seed), "ours"),
     }
