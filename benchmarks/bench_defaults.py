@@ -75,7 +75,8 @@ FIGURES = {
                   "training rows, which runs the AIS estimate of log Z. " + LOAD_NOTE),
     "gmm": Figure("GaussianMixtureDensity vs GaussianMixture, same start (full covariances)",
                   ["model", "median s", "runs s", "scikit-learn fit / this", "mean loglik - scikit-learn's"],
-                  "`fit` alone on both sides. " + LOAD_NOTE),
+                  "The `fit` call on both sides; ours also sets `offset_` from the training rows' log-densities "
+                  "inside `fit` (the mixtures do it there; scikit-learn's has no threshold). " + LOAD_NOTE),
     "scoring": Figure("Scoring throughput and memory, 20-column table",
                       ["model", "rows", "s", "rows / s", "throughput vs PyOD", "peak RSS rise MiB",
                        "tracemalloc peak MiB", "input MiB"],
