@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import textwrap
 import time
 import warnings
 from dataclasses import dataclass
@@ -31,13 +32,15 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from ._png import tile, write_png
 from ._torch import resolve_device
 
+WIDTH = 80  # the demo's own lines fit an 80-column terminal
+
 
 @dataclass
 class Entry:
     name: str
     make: Callable[[str, int, int], object]  # (device, seed, verbose) -> estimator
     space: str  # "continuous": dequantised pixels in [0, 1]; "binary": pixels > 0.5
-    note: str = ""
+    note: str = ""  # {k}: the fitted model's n_components_ (or n_components)
 
 
 def entries(quick: bool = False) -> list[Entry]:
@@ -58,20 +61,19 @@ def entries(quick: bool = False) -> list[Entry]:
         )
 
     return [
-        Entry("GaussianMixtureDensity", mixture, "continuous",
-              "full covariance; GridSearchCV over n_components"),
+        Entry("GaussianMixtureDensity", mixture, "continuous", "full covariance, {k} components by CV"),
         Entry("PPCADensity", lambda dev, seed, verbose: PPCADensity(device=dev), "continuous",
-              "latent dimension by Minka's evidence"),
+              "{k} dimensions by Minka's evidence"),
         Entry("VariationalAutoencoder",
               lambda dev, seed, verbose: VariationalAutoencoder(
                   random_state=seed, device=dev, verbose=verbose, **neural),
               "continuous", "defaults; importance-weighted bound"),
         Entry("FlowVAE",
               lambda dev, seed, verbose: FlowVAE(random_state=seed, device=dev, verbose=verbose, **neural),
-              "continuous", "defaults (4 IAF steps); importance-weighted bound"),
+              "continuous", "4 IAF steps; importance-weighted bound"),
         Entry("BernoulliRBM",
               lambda dev, seed, verbose: BernoulliRBM(random_state=seed, device=dev, verbose=verbose, **rbm),
-              "binary", f"{rbm['n_components']} hidden units, PCD; log Z by AIS"),
+              "binary", "binary; {k} hidden units; log Z by AIS"),
     ]
 
 
@@ -102,19 +104,22 @@ def main(argv=None) -> int:
     device = str(resolve_device(args.device))
     verbose = 0 if args.quiet else 1
     say = functools.partial(print, flush=True)  # in order with the progress bars on stderr
+    paragraph = functools.partial(_paragraph, say)
 
     continuous, binary, target = digits(args.seed)
     index = np.arange(len(target))
     train, test = train_test_split(index, test_size=0.3, random_state=args.seed, stratify=target)
     if args.quick:
         train = train[:600]
-    say(f"skgenerative demo{' (quick)' if args.quick else ''}: scikit-learn digits, {len(train)} "
-        f"training / {len(test)} test images, 64 pixels, device={device}\n")
-    say("Pixels take 17 values (0 to 16). A continuous density on such values is unbounded: a "
-        "model can\nconcentrate on them and report ever larger log-likelihoods (skgenerative "
-        "warns: DiscreteDataWarning).\nSo continuous models see pixels dequantised, (value + "
-        "uniform noise) / 17, a density on [0, 1]^64;\nbinary models see pixels > 0.5 "
-        "(log-likelihoods are log-probabilities). Higher is better.\n")
+    paragraph(f"skgenerative demo{' (quick)' if args.quick else ''}: scikit-learn's digits, "
+              f"{len(train)} training / {len(test)} test images of 64 pixels, device={device}")
+    say()
+    paragraph("Pixels take 17 values (0 to 16). A continuous density on such values is unbounded: "
+              "a model can concentrate on them and report ever larger log-likelihoods "
+              "(skgenerative warns: DiscreteDataWarning). So continuous models see pixels "
+              "dequantised, (value + uniform noise) / 17, a density on [0, 1]^64; binary models "
+              "see pixels > 0.5, and their log-likelihoods are log-probabilities.")
+    say()
 
     if verbose:
         say("Training (verbose=1: a progress bar in a terminal, then one line per fit):")
@@ -127,17 +132,19 @@ def main(argv=None) -> int:
             warnings.simplefilter("ignore")
             estimator.fit(X[train])
         seconds = time.perf_counter() - start
-        note = entry.note
         if isinstance(estimator, GridSearchCV):
-            note += f" (chose {estimator.best_params_['n_components']})"
             estimator = estimator.best_estimator_
+        note = entry.note.format(k=getattr(estimator, "n_components_", estimator.n_components))
         estimator.set_params(verbose=0)  # progress of the fits only: scoring stays quiet
         loglik = estimator.score(X[test])
         fitted[entry.name] = (entry, estimator)
-        rows.append(f"{entry.name:<24} {entry.space:<10} {loglik:16.2f} {seconds:8.2f}s  {device:<7} {note}")
-    header = f"{'estimator':<24} {'data':<10} {'held-out loglik':>16} {'fit time':>9}  {'device':<7} notes"
-    say(("\n" if verbose else "") + header)
-    say("-" * len(header))
+        rows.append(f"{entry.name:<22}  {loglik:7.2f}  {seconds:6.2f}s  {note}")
+    if verbose:
+        say()
+    say("Held-out log-likelihood (nats per image, higher is better) and fit time:")
+    header = f"{'estimator':<22}  {'loglik':>7}  {'fit':>7}  notes"
+    say(header)
+    say("-" * WIDTH)
     for row in rows:
         say(row)
 
@@ -150,8 +157,12 @@ def main(argv=None) -> int:
         samples = estimator.sample(10, random_state=args.seed)
         images.extend(s.reshape(8, 8) for s in np.clip(samples, 0, 1))
     write_png(args.png, tile(images, rows=len(fitted), cols=10, labels=list(fitted)))
-    say(f"\nSamples, one row per model (labelled), written to {os.path.abspath(args.png)}")
+    say(f"\nSamples, one labelled row per model: {os.path.abspath(args.png)}")
     return 0
+
+
+def _paragraph(say, text: str) -> None:
+    say(textwrap.fill(text, WIDTH, break_on_hyphens=False))
 
 
 def anomalies(fitted, continuous, binary, target, train, test, seed, say, calibration=0.2):
@@ -168,12 +179,16 @@ def anomalies(fitted, continuous, binary, target, train, test, seed, say, calibr
     normal_train = train[target[train] != 9]
     is_anomaly = target[test] == 9
     level = next(iter(fitted.values()))[1].contamination
-    say(f"\nAnomaly detection: each model refitted on digits 0-8, {calibration:.0%} of them held out "
-        f"to set its threshold\n(GenerativeOutlierDetector(calibration={calibration})); the "
-        f"anomalies are the 9s among the unseen test images.\nAsked: false alarms on "
-        f"{level:.0%} of new normal images (contamination={level}).")
-    say(f"  {'':<24} {'AUCROC':>6}  {'9s flagged':>10}  {'false alarms: calibrated':>24}  "
-        f"{'training quantile':>17}")
+    say()
+    _paragraph(
+        say,
+        f"Anomaly detection: each model refitted on digits 0-8, {calibration:.0%} of them held "
+        f"out to set its threshold (GenerativeOutlierDetector(calibration={calibration})); the "
+        f"anomalies are the 9s among the unseen test images. Asked: false alarms on "
+        f"{level:.0%} of new normal images (contamination={level}); in brackets, what the "
+        f"same model's own threshold, the {level:.0%} quantile of its training scores, gives.",
+    )
+    say(f"  {'':<22}  {'AUCROC':>6}  {'9s flagged':>10}  {'false alarms':>12}  {'(training quantile)':>19}")
     for name, (entry, estimator) in fitted.items():
         X = continuous if entry.space == "continuous" else binary
         detector = GenerativeOutlierDetector(
@@ -187,14 +202,14 @@ def anomalies(fitted, continuous, binary, target, train, test, seed, say, calibr
             flagged = detector.predict(X[test]) == -1
             # the same fitted model, thresholded at the quantile of its own training scores
             uncalibrated = detector.estimator_.predict_outlier(X[test]) == -1
-        say(f"  {name:<24} {auc:6.3f}  {flagged[is_anomaly].mean():10.1%}  "
-            f"{flagged[~is_anomaly].mean():24.1%}  {uncalibrated[~is_anomaly].mean():17.1%}")
+        say(f"  {name:<22}  {auc:6.3f}  {flagged[is_anomaly].mean():10.1%}  "
+            f"{flagged[~is_anomaly].mean():12.1%}  {f'({uncalibrated[~is_anomaly].mean():.1%})':>19}")
     n_held, n_new = detector.calibration_scores_.size, int((~is_anomaly).sum())
     # binomial spread of the threshold's quantile (held-out rows) and of the count (new rows)
     chance = 100 * np.sqrt(level * (1 - level) * (1 / n_held + 1 / n_new))
-    say(f"Measured on {n_new} new normal images, {n_held} held out: by chance alone a rate varies "
-        f"by about +-{chance:.1f} points (1 sd).\nWhy calibrate: models score their training images above new "
-        f"ones, so a training quantile flags too many.")
+    _paragraph(say, f"False alarms measured on {n_new} new normal images, {n_held} held out: "
+                    f"chance alone moves a rate by about +-{chance:.1f} points (1 sd).")
+    say("Why calibrate: models overrate training images, so their quantile over-flags.")
 
 
 def imputation(continuous, train, test, seed, say):
@@ -214,9 +229,10 @@ def imputation(continuous, train, test, seed, say):
     rmse = np.sqrt(np.mean((filled - truth)[gaps] ** 2))
     column_means = np.nanmean(holes[train], axis=0)
     baseline = np.sqrt(np.mean((np.broadcast_to(column_means, truth.shape) - truth)[gaps] ** 2))
-    say(f"\nImputation: 30% of pixels missing at random. GenerativeImputer (default: Gaussian mixture "
-        f"learnt by EM from the incomplete rows)\n  RMSE {rmse:.4f} vs {baseline:.4f} for column means "
-        f"({1 - rmse / baseline:.0%} lower), {seconds:.1f}s")
+    say("\nImputation: 30% of pixels missing at random, filled by GenerativeImputer() (a\n"
+        "Gaussian mixture learnt by EM from the incomplete rows):")
+    say(f"  RMSE {rmse:.4f} vs {baseline:.4f} for column means ({1 - rmse / baseline:.0%} lower), "
+        f"{seconds:.1f}s")
 
 
 if __name__ == "__main__":

@@ -80,8 +80,8 @@ class Progress:
         """One step done: ``line`` is its log line, ``values`` are shown beside the bar."""
         self.steps += 1
         if self._bar is not None:
-            self._bar.set_postfix_str("  ".join(f"{k} {_format(v)}" for k, v in values.items()),
-                                      refresh=False)
+            figures = (f"{name.replace('_', ' ')} {_format(v)}" for name, v in values.items())
+            self._bar.set_postfix_str("  ".join(figures), refresh=False)
             self._bar.update(1)
         elif self._lines and line.strip():
             self._print(line)

@@ -52,12 +52,12 @@ def test_a_watched_stream_gets_a_bar_redrawn_in_place_then_the_summary(monkeypat
     with progress:
         for i in range(3):
             time.sleep(0.15)  # tqdm redraws at most every 0.1 s
-            progress.update("a line", loss=-1.5 * i)
+            progress.update("a line", train_loss=-1.5 * i)
         progress.close("best epoch 3")
     captured = capsys.readouterr()
     # tqdm's bar on stderr: redrawn with carriage returns, no new line, removed at the end
     assert captured.err.count("\r") >= 3 and "\n" not in captured.err
-    assert "[Model]" in captured.err and "3/3" in captured.err and "loss -3" in captured.err
+    assert "[Model]" in captured.err and "3/3" in captured.err and "train loss -3" in captured.err
     assert captured.err.endswith("\r") and captured.err.rsplit("\r", 2)[-2].strip() == ""
     lines = captured.out.splitlines()
     assert len(lines) == 1 and lines[0].startswith("[Model] done: 3 epochs")
