@@ -141,12 +141,13 @@ class EMModel:
         do_init = not (warm_start and hasattr(self, "converged_"))
         n_init = n_init if do_init else 1
         best, best_bound, best_bounds, best_iter, best_converged = None, -math.inf, [], 0, False
-        # a bar over all iterations where someone watches; a line each at verbose >= 2
+        # a bar over all iterations where someone watches; a line each (and one per
+        # initialization) at verbose >= 2, so verbose=1 leaves the summary line alone
         progress = Progress(type(self).__name__, "EM iteration", n_init * max_iter or None,
                             self.verbose, line_level=2, log=lambda line: self._log(line, 1))
         with progress:
             for init in range(n_init):
-                self._log(f"Initialization {init}")
+                self._log(f"Initialization {init}", 2)
                 params = self._em_initialize(data, generator) if do_init else self._em_resume(data)
                 bound = -math.inf if do_init else self.lower_bound_
                 bounds, converged, n_iter = [], False, 0
@@ -164,7 +165,8 @@ class EMModel:
                     if abs(change) < tol:
                         converged = True
                         break
-                self._log(f"Initialization {'converged' if converged else 'did not converge'}: lower bound {bound:.6f}")
+                self._log(f"Initialization {'converged' if converged else 'did not converge'}: "
+                          f"lower bound {bound:.6f}", 2)
                 if bound > best_bound or best_bound == -math.inf:
                     best, best_bound, best_bounds, best_iter, best_converged = params, bound, bounds, n_iter, converged
             progress.close(

@@ -320,7 +320,7 @@ class MinibatchModel(GenerativeModel):
             self.history_.append(record)
             if self.verbose:
                 extra = self._progress(train)
-                figures = {k: v for k, v in {**record, **extra}.items() if k.endswith("loss")}
+                figures = {k: v for k, v in {**record, **extra}.items() if k.endswith(("loss", "error"))}
                 progress.update(self._epoch_line(record, extra), **figures)
             if stopper is not None and stopper.update(
                 record["validation_loss"], epoch, self._counts_toward_patience(epoch), self._snapshot

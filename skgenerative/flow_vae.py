@@ -152,7 +152,8 @@ class FlowVAE(VariationalAutoencoder):
         Seed of the initial weights (flows included), the validation split, the
         training noise and the evaluation noise.
     verbose : int, default=0
-        1 prints a line per epoch.
+        1: a progress bar of the epochs where a terminal or notebook shows it, then
+        one summary line (best epoch, why training stopped); 2: also a line per epoch.
     max_epochs : int
         Deprecated former name of ``max_iter``; setting it warns
         (``FutureWarning``) and takes precedence. Removed in 0.3.

@@ -771,7 +771,9 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
     random_state : int, RandomState instance or None, default=None
         Seed of the initialisation.
     verbose : int, default=0
-        1 prints each initialisation, 2 also each iteration.
+        1: a progress bar of the EM iterations where a terminal or notebook shows it,
+        then one summary line (best lower bound, convergence); 2: also a line per
+        initialisation and per iteration.
 
     Attributes
     ----------

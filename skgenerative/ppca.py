@@ -334,6 +334,10 @@ class PPCADensity(EMModel, GenerativeModel):
     random_state : int, RandomState instance or None, default=None
         Unused by the fit (it is deterministic); kept for the common contract.
     verbose : int, default=0
+        1: one line with the dimension Minka's evidence chose (when
+        ``n_components=None``) and, with missing values, a progress bar of the EM
+        iterations where a terminal or notebook shows it, then one summary line;
+        2: also a line per EM iteration.
 
     Attributes
     ----------

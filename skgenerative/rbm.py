@@ -1118,8 +1118,10 @@ class BernoulliRBM(BaseRBM):
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, the minibatch order, the Gibbs chains and AIS.
     verbose : int, default=0
-        1 prints a line per epoch (with the mean-field reconstruction error,
-        computed only then) and the AIS estimate.
+        1: a progress bar of the epochs where a terminal or notebook shows it (with
+        the mean-field reconstruction error, computed only then), then one summary
+        line, and one line for the AIS estimate when ``log Z`` is first needed; 2: also
+        a line per epoch.
     n_iter : int or "auto"
         Deprecated former name of ``max_iter``; setting it warns
         (``FutureWarning``) and takes precedence. Removed in 0.3.

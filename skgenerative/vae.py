@@ -853,7 +853,8 @@ class VariationalAutoencoder(BaseVAE):
         Seed of the initial weights, the validation split, the training noise and
         the scoring noise.
     verbose : int, default=0
-        1 prints a line per epoch.
+        1: a progress bar of the epochs where a terminal or notebook shows it, then
+        one summary line (best epoch, why training stopped); 2: also a line per epoch.
     max_epochs : int
         Deprecated former name of ``max_iter``; setting it warns
         (``FutureWarning``) and takes precedence. Removed in 0.3.

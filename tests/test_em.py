@@ -120,15 +120,14 @@ def test_max_iter_zero_keeps_the_last_start_without_a_warning():
 def test_verbose_levels(capsys):
     bounds = [[-2.0, -1.0, -1.0]]
     ScriptedEM(bounds, verbose=1)._em_fit(DATA, n_init=1, max_iter=5, tol=1e-3)
-    out = capsys.readouterr().out
-    lines = out.splitlines()
-    assert lines[:2] == ["Initialization 0", "Initialization converged: lower bound -1.000000"]
-    # and a one-line summary (#18)
-    assert len(lines) == 3 and re.fullmatch(
+    lines = capsys.readouterr().out.splitlines()
+    # verbose=1 in a log: the one-line summary (#18) and nothing else (#24)
+    assert len(lines) == 1 and re.fullmatch(
         r"done: 3 EM iterations in \d+\.\d\ds; 1 initialization, best lower bound -1\.000000 "
-        r"\(converged after 3 iterations\)", lines[2])
+        r"\(converged after 3 iterations\)", lines[0])
     ScriptedEM(bounds, verbose=2)._em_fit(DATA, n_init=1, max_iter=5, tol=1e-3)
     lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Initialization 0" and lines[-2] == "Initialization converged: lower bound -1.000000"
     assert len(lines) == 6 and lines[-1].startswith("done: 3 EM iterations")
     assert re.fullmatch(r"  Iteration 2\t lower bound -1\.000000\t change 1\.000e\+00", lines[2])
 
@@ -433,7 +432,7 @@ def test_ppca_m_step_noise_floor():
 def test_gmm_n_init_keeps_the_best_of_the_printed_runs(capsys):
     rng = np.random.RandomState(0)
     X = np.vstack([rng.normal(c, 1.0, size=(80, 2)) for c in ([0, 0], [5, 0], [0, 5], [5, 5])])
-    est = GaussianMixtureDensity(4, n_init=4, init_params="random_from_data", random_state=3, verbose=1).fit(X)
+    est = GaussianMixtureDensity(4, n_init=4, init_params="random_from_data", random_state=3, verbose=2).fit(X)
     out = capsys.readouterr().out
     finals = [float(v) for v in re.findall(r"Initialization (?:converged|did not converge): lower bound (-?[\d.]+)", out)]
     assert len(finals) == 4 and len(set(finals)) > 1  # the starts differ

@@ -326,7 +326,8 @@ def test_a_level_only_in_the_test_fold_scores_finite():
     as_missing["city"] = None
     expected = fitted.score_samples(as_missing) - math.log(60 + 2 + 1)
     np.testing.assert_allclose(unseen, expected, rtol=1e-12)
-    assert fitted.impute(df.iloc[[89]]).loc[89, "city"] == "only-in-the-last-fold"
+    with pytest.warns(UserWarning, match="'city'.*only-in-the-last-fold"):
+        assert fitted.impute(df.iloc[[89]]).loc[89, "city"] == "only-in-the-last-fold"
 
 
 def test_an_impossible_combination_of_levels_scores_below_every_normal_row():

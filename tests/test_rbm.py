@@ -485,7 +485,7 @@ def test_history_and_the_linear_step_size_schedule():
 
 
 def test_verbose_prints_the_reconstruction_error(capsys):
-    BernoulliRBM(n_components=3, max_iter=2, verbose=1, random_state=0).fit(prototype_data(n=60, n_features=6))
+    BernoulliRBM(n_components=3, max_iter=2, verbose=2, random_state=0).fit(prototype_data(n=60, n_features=6))
     out = capsys.readouterr().out.splitlines()
     lines = [line for line in out if "] epoch " in line]
     assert len(lines) == 2 and "reconstruction error" in lines[0]

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from skgenerative._schema import TableSchema, point_levels
-from skgenerative.base import GenerativeModel
+from skgenerative.base import DiscreteDataWarning, GenerativeModel
 
 
 def _table(n=12, seed=0):
@@ -191,7 +191,8 @@ def _brute_force_score(model, df):
 
 def test_mixed_row_scores_numbers_plus_levels_with_the_unseen_policy():
     df = _table(30)
-    model = IndependentColumns().fit(df)
+    with pytest.warns(DiscreteDataWarning, match="'items', 'rating'"):  # integers taken as real
+        model = IndependentColumns().fit(df)
     assert model.schema_.types[1] == "categorical"
     new = df.head(4).copy()
     new["country"] = pd.Series(["FR", "ZZ", None, "DE"], dtype=object, index=new.index)
@@ -208,7 +209,8 @@ def test_mixed_row_scores_numbers_plus_levels_with_the_unseen_policy():
 
 def test_impute_and_sample_return_the_users_table():
     df = _table(40)
-    model = IndependentColumns().fit(df)
+    with pytest.warns(DiscreteDataWarning, match="'items', 'rating'"):  # integers taken as real
+        model = IndependentColumns().fit(df)
     holes = df.copy()
     holes.loc[[0, 3], "merchant"] = np.nan
     holes.loc[[1], "size"] = np.nan
@@ -216,7 +218,8 @@ def test_impute_and_sample_return_the_users_table():
     holes["online"] = holes["online"].astype("boolean")
     holes.loc[[5], "online"] = pd.NA
     holes.loc[[6], "rating"] = pd.NA
-    refit = IndependentColumns().fit(holes)
+    with pytest.warns(DiscreteDataWarning, match="'items', 'rating'"):
+        refit = IndependentColumns().fit(holes)
     filled = refit.impute(holes)
     assert list(filled.columns) == list(holes.columns)
     for column in holes.columns:
@@ -241,7 +244,8 @@ def test_impute_and_sample_return_the_users_table():
 
 def test_impute_proba_gives_each_levels_conditional_probability():
     df = _table(25)
-    model = IndependentColumns().fit(df)
+    with pytest.warns(DiscreteDataWarning, match="'rating'"):  # an integer column taken as real
+        model = IndependentColumns().fit(df)
     probabilities = model.impute_proba(df.head(3))
     assert set(probabilities) == {"merchant", "size", "online", "country"}
     merchant = probabilities["merchant"]

@@ -184,8 +184,14 @@ def test_a_diverging_run_names_the_epoch_and_what_to_change():
         NonFinite(max_iter=5).fit(_rows())
 
 
-def test_verbose_prints_the_record_of_each_epoch(capsys):
+def test_verbose_prints_only_a_summary_in_a_log_at_1(capsys):
     MeanModel(max_iter=2, verbose=1).fit(_rows())
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and re.fullmatch(r"\[MeanModel\] done: 2 epochs in \d+\.\d\ds; .*", lines[0])
+
+
+def test_verbose_2_prints_the_record_of_each_epoch(capsys):
+    MeanModel(max_iter=2, verbose=2).fit(_rows())
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[0].startswith("[MeanModel] epoch    1  train loss ")
     assert "warm up 0.0000" in lines[0] and lines[0].endswith("s")

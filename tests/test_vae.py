@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -442,13 +443,17 @@ def test_non_finite_loss_stops_training_with_advice():
         Diverging(**QUICK).fit(_gaussian_data())
 
 
-def test_verbose_prints_one_line_per_epoch(capsys):
-    _fit(VariationalAutoencoder(**{**QUICK, "max_iter": 3, "verbose": 1}), _gaussian_data(60))
+def test_verbose_prints_one_line_per_epoch_at_2_and_only_the_summary_at_1(capsys):
+    _fit(VariationalAutoencoder(**{**QUICK, "max_iter": 3, "verbose": 2}), _gaussian_data(60))
     out = capsys.readouterr().out.splitlines()
     lines = [line for line in out if "] epoch " in line]
     assert len(lines) == 3 and "validation loss" in lines[0]
     summary = [line for line in out if " done: 3 epochs in " in line]
     assert len(summary) == 1 and "best epoch" in summary[0] and "reached max_iter" in summary[0]
+    _fit(VariationalAutoencoder(**{**QUICK, "max_iter": 3, "verbose": 1}), _gaussian_data(60))
+    out = capsys.readouterr().out.splitlines()
+    untimed = lambda line: re.sub(r" in \d+\.\d+s;", "", line)  # noqa: E731
+    assert len(out) == 1 and untimed(out[0]) == untimed(summary[0])  # the same fit, one line
 
 
 def test_bad_hidden_layer_sizes():
