@@ -63,18 +63,14 @@ contrastive-divergence update.
 from __future__ import annotations
 
 import math
-import os
-import sys
 import time
-import warnings
 from numbers import Integral, Real
 from typing import NoReturn
 
 import numpy as np
-import sklearn
 import torch
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Hidden, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from . import _dask
@@ -86,57 +82,7 @@ __all__ = [
     "MinibatchModel",
     "NeuralGenerativeModel",
     "EarlyStopping",
-    "renamed_parameter",
 ]
-
-#: the value a renamed parameter's former name holds when the user did not set it
-DEPRECATED = "deprecated"
-
-
-_LIBRARY_DIRS = tuple(
-    os.path.dirname(os.path.abspath(module.__file__)) + os.sep for module in (sys.modules[__package__], sklearn)
-)
-
-
-def _caller_stacklevel() -> int:
-    """``stacklevel`` of the first frame outside this package and scikit-learn: the user's."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def renamed_parameter(estimator, new: str, old: str):
-    """The value of parameter ``new``, or of its former name ``old`` when that is set.
-
-    scikit-learn's way of renaming a parameter: the old name stays in ``__init__``
-    for a release with the default ``"deprecated"``; when a user sets it, ``fit``
-    warns with a ``FutureWarning`` and uses its value.
-
-    Examples
-    --------
-    >>> import warnings
-    >>> from skgenerative import BernoulliRBM
-    >>> from skgenerative._training import renamed_parameter
-    >>> renamed_parameter(BernoulliRBM(max_iter=7), "max_iter", "n_iter")
-    7
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     value = renamed_parameter(BernoulliRBM(n_iter=3), "max_iter", "n_iter")
-    >>> value, caught[0].category.__name__
-    (3, 'FutureWarning')
-    """
-    value = getattr(estimator, old)
-    if isinstance(value, str) and value == DEPRECATED:
-        return getattr(estimator, new)
-    warnings.warn(
-        f"The parameter '{old}' of {type(estimator).__name__} was renamed '{new}' in "
-        f"version 0.2; '{old}' will be removed in 0.3. Use {new}={value!r} instead "
-        f"(its value is used now, and '{new}' is ignored).",
-        FutureWarning,
-        stacklevel=_caller_stacklevel(),
-    )
-    return value
 
 
 class EarlyStopping:
@@ -393,7 +339,7 @@ class NeuralGenerativeModel(MinibatchModel):
 
     A subclass declares the loop's parameters in its ``__init__`` (``learning_rate``,
     ``batch_size``, ``max_iter``, ``early_stopping``, ``validation_fraction``,
-    ``n_iter_no_change``, the deprecated ``max_epochs``, and the common ones of
+    ``n_iter_no_change``, and the common ones of
     :class:`~skgenerative.base.GenerativeModel`) and supplies the model:
 
     ``_build_module(n_features, generator) -> nn.Module``
@@ -437,7 +383,6 @@ class NeuralGenerativeModel(MinibatchModel):
         "learning_rate": [Interval(Real, 0.0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left"), Hidden(StrOptions({DEPRECATED}))],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0.0, 1.0, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -484,7 +429,7 @@ class NeuralGenerativeModel(MinibatchModel):
         return self._preprocess(X)
 
     def _n_epochs(self, n_train: int) -> int:
-        return int(renamed_parameter(self, "max_iter", "max_epochs"))
+        return int(self.max_iter)
 
     def _split_validation(self, data: torch.Tensor):
         """(train, validation or None): a random ``validation_fraction`` held out.
@@ -595,17 +540,6 @@ class NeuralGenerativeModel(MinibatchModel):
             f"Lower learning_rate (now {self.learning_rate}), scale the input "
             "(e.g. StandardScaler), or use dtype='float64'."
         )
-
-    @property
-    def n_epochs_(self) -> int:
-        """Deprecated name of ``n_iter_`` (epochs trained)."""
-        warnings.warn(
-            "The attribute 'n_epochs_' was renamed 'n_iter_' in version 0.2 and will be "
-            "removed in 0.3.",
-            FutureWarning,
-            stacklevel=2,
-        )
-        return self.n_iter_
 
     # ------------------------------------------------------------- pickling
     def __getstate__(self):

@@ -52,12 +52,12 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Hidden, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._progress import Progress
 from ._torch import adaptive_threads, chunk_rows, generator_from, iter_slices, seed_from
-from ._training import DEPRECATED, MinibatchModel, renamed_parameter
+from ._training import MinibatchModel
 from .nn import softplus
 
 __all__ = [
@@ -712,8 +712,6 @@ class BaseRBM(MinibatchModel):
         Its visible layer (a :class:`BernoulliVisible`, :class:`VisibleBlocks`, ...).
     ``_visible_units(X)`` (optional)
         Raw rows -> the values of the visible units (identity by default).
-    ``_max_iter()`` (optional)
-        The number of epochs of ``fit``, or ``"auto"`` (``max_iter`` by default).
 
     The parameters are numpy attributes (``components_``, ``intercept_visible_``,
     ``intercept_hidden_``); a training call works on tensor copies and writes them
@@ -754,9 +752,6 @@ class BaseRBM(MinibatchModel):
         """Visible states -> rows in the model's columns (the identity by default)."""
         return v
 
-    def _max_iter(self):
-        return self.max_iter
-
     def _row_bytes(self, n_features: int) -> int:
         return self._itemsize * (3 * n_features + 4 * int(self.n_components) + 8)
 
@@ -779,7 +774,7 @@ class BaseRBM(MinibatchModel):
         self.n_updates_ = 0
 
     def _n_epochs(self, n_train: int) -> int:
-        max_iter = self._max_iter()
+        max_iter = self.max_iter
         if max_iter != "auto":
             return int(max_iter)
         per_epoch = math.ceil(n_train / self._batch_size(n_train))
@@ -1120,9 +1115,6 @@ class BernoulliRBM(BaseRBM):
     verbose : int, default=0
         1 prints a line per epoch (with the mean-field reconstruction error,
         computed only then) and the AIS estimate.
-    n_iter : int or "auto"
-        Deprecated former name of ``max_iter``; setting it warns
-        (``FutureWarning``) and takes precedence. Removed in 0.3.
 
     Attributes
     ----------
@@ -1272,9 +1264,6 @@ class BernoulliRBM(BaseRBM):
         **BaseRBM._parameter_constraints,
         "binarize": [Interval(Real, None, None, closed="neither"), None],
         "column_types": [dict, list, tuple, None],
-        "n_iter": [
-            Interval(Integral, 0, None, closed="left"), StrOptions({"auto"}), Hidden(StrOptions({DEPRECATED}))
-        ],
     }
 
     def __init__(
@@ -1300,7 +1289,6 @@ class BernoulliRBM(BaseRBM):
         dtype="auto",
         random_state=None,
         verbose=0,
-        n_iter=DEPRECATED,
     ):
         self.n_components = n_components
         self.learning_rate = learning_rate
@@ -1322,7 +1310,6 @@ class BernoulliRBM(BaseRBM):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
-        self.n_iter = n_iter
 
     # ------------------------------------------------------------- input
     def _continuous_likelihood(self) -> bool:
@@ -1453,9 +1440,6 @@ class BernoulliRBM(BaseRBM):
             weights = torch.softmax(super()._log_prob(rows), 0)
             means[i] = weights @ super()._encode(rows)
         return means
-
-    def _max_iter(self):
-        return renamed_parameter(self, "max_iter", "n_iter")
 
     def _explain(self, X: torch.Tensor) -> torch.Tensor:
         W, b, c = self._params()
