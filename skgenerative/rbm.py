@@ -793,7 +793,7 @@ class BaseRBM(MinibatchModel):
                 "partition_method='auto' or 'ais'."
             )
         n_old, n_new = self.n_samples_seen_, train.shape[0]
-        batch_mean = train.mean(0, dtype=torch.float64).cpu().numpy()
+        batch_mean = train.column_moments().mean.cpu().numpy()
         if n_old == 0:
             self.visible_marginals_ = batch_mean
         else:
@@ -823,7 +823,7 @@ class BaseRBM(MinibatchModel):
                 chains = as_t(self.h_samples_)
             else:
                 rows = torch.randint(train.shape[0], (n_chains,), generator=generator, device=train.device)
-                chains = sample_hidden(train[rows], W, c, generator)
+                chains = sample_hidden(train.take(rows), W, c, generator)
         schedule = None
         if self.learning_rate_schedule == "linear" and n_epochs is not None:
             n_batches = math.ceil(train.shape[0] / self._batch_size(train.shape[0]))
@@ -1461,12 +1461,14 @@ class _CDState:
         self.seed, self.generator = seed, generator
 
 
-def _reconstruction_error(X, W, b, c, visible) -> float:
-    """Mean squared error of the mean-field reconstruction ``E[v | h = q(v)]``."""
-    total = 0.0
-    size = chunk_rows(X.element_size() * (2 * X.shape[1] + W.shape[0]), X.shape[0], X.device)
-    for rows in iter_slices(X.shape[0], size):
-        v = X[rows]
-        q = hidden_means(v, W, c)
-        total += float((visible.mean(torch.addmm(b, q, W)) - v).square().sum())
-    return total / X.numel()
+def _squared_reconstruction_error(v, W, b, c, visible) -> dict:
+    q = hidden_means(v, W, c)
+    return {"error": (visible.mean(torch.addmm(b, q, W)) - v).square().sum().double()}
+
+
+def _reconstruction_error(train, W, b, c, visible) -> float:
+    """Mean squared error of the mean-field reconstruction ``E[v | h = q(v)]`` of a source's rows."""
+    n, d = train.shape
+    row_bytes = W.element_size() * (2 * d + W.shape[0])
+    total = train.reduce(_squared_reconstruction_error, W, b, c, visible, row_bytes=row_bytes)
+    return float(total["error"]) / (n * d)

@@ -29,7 +29,7 @@ from skgenerative import (  # noqa: E402
     GenerativeOutlierDetector,
     PPCADensity,
     VariationalAutoencoder,
-    _dask,
+    _sources,
 )
 
 
@@ -96,7 +96,7 @@ def test_mixture_em_equals_in_memory(client, covariance_type, missing, n_init):
 
 def test_mixture_sampled_init_user_start_and_warm_start(client, monkeypatch):
     """Above INIT_SAMPLE_ROWS the start comes from a sample; user parameters override it."""
-    monkeypatch.setattr(_dask, "INIT_SAMPLE_ROWS", 200)
+    monkeypatch.setattr(_sources, "INIT_SAMPLE_ROWS", 200)
     X = _data(n=1200)
     ref = GaussianMixtureDensity(2, covariance_type="full", dtype="float64", random_state=0).fit(X)
     kw = dict(n_components=2, dtype="float64", tol=0.0, max_iter=5, random_state=1,
@@ -310,12 +310,12 @@ def test_import_without_dask():
 @pytest.mark.parametrize("sketch", [1025, 3])
 def test_offset_quantile_is_exact(client, monkeypatch, sketch):
     """offset_'s two-pass quantile equals np.quantile, ties and tiny sketches included."""
-    monkeypatch.setattr(_dask, "_SKETCH", sketch)
+    monkeypatch.setattr(_sources, "_SKETCH", sketch)
     rng = np.random.RandomState(0)
     x = rng.normal(size=3000)
     x[rng.rand(3000) < 0.3] = 0.5
     for q in (0.0, 0.05, 0.1, 0.37, 1.0):
-        assert _dask.quantile(da.from_array(x, chunks=700), q) == np.quantile(x, q)
+        assert _sources.quantile(da.from_array(x, chunks=700), q) == np.quantile(x, q)
 
 
 def test_detector_options_that_need_memory_are_refused_by_name(client):

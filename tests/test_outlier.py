@@ -16,6 +16,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import ESTIMATORS, data_for
 from skgenerative import GaussianMixtureDensity, GenerativeOutlierDetector, PPCADensity
+from skgenerative.outlier import NumericColumnScaler
 
 WRAPPED = [
     GenerativeOutlierDetector(),
@@ -350,8 +351,11 @@ def test_numeric_column_scaler_keeps_the_table():
     np.testing.assert_array_equal(out["online"], df["online"])
     expected = StandardScaler().fit_transform(df[["amount", "hour"]])
     np.testing.assert_allclose(out[["amount", "hour"]].to_numpy(), expected)
+    # an array: every column is numeric, scaled as StandardScaler scales it
+    numbers = df[["amount", "hour"]].to_numpy()
+    np.testing.assert_array_equal(NumericColumnScaler().fit(numbers).transform(numbers), expected)
     with pytest.raises(TypeError, match="DataFrame"):
-        NumericColumnScaler().fit(df[["amount", "hour"]].to_numpy())
+        NumericColumnScaler().fit(df).transform(numbers)
 
 
 def test_detector_on_a_mixed_table():
@@ -397,7 +401,7 @@ def test_numeric_array_path_is_unchanged():
     ).fit(X)
     np.testing.assert_array_equal(det.score_samples(X), by_hand.score_samples(X))
     np.testing.assert_array_equal(det.explain(X), by_hand[-1].explain(by_hand[0].transform(X)))
-    assert isinstance(det.estimator_[0], StandardScaler)
+    assert isinstance(det.estimator_[0], NumericColumnScaler)
 
 
 def test_mixed_table_with_explicit_mixture_and_missing_cells():
@@ -409,10 +413,16 @@ def test_mixed_table_with_explicit_mixture_and_missing_cells():
     holes.loc[holes.index[0], "merchant"] = np.nan
     holes.loc[holes.index[1], "amount"] = np.nan
     assert np.isfinite(det.score_samples(holes)).all()  # the mixture marginalises them
-    # the default does not take missing cells (as on numbers), and says where they are
+    # so does the default's mixture, behind its scaler (NaN passes through it)
     default = GenerativeOutlierDetector().fit(df)
+    np.testing.assert_allclose(default.score_samples(holes), default.estimator_.score_samples(holes))
+    assert np.isfinite(default.score_samples(holes)).all()
+    # an estimator that does not take missing cells: refused, naming the columns
+    from skgenerative import BernoulliRBM
+
+    bits = GenerativeOutlierDetector(BernoulliRBM(n_components=2, binarize=0.0, max_iter=2, random_state=0)).fit(df)
     with pytest.raises(ValueError, match="'amount', 'merchant'"):
-        default.score_samples(holes)
+        bits.score_samples(holes)
     with pytest.raises(TypeError, match="DataFrame"):
         default.score_samples(df[["amount", "hour"]].to_numpy())
     with pytest.raises(ValueError, match="feature names"):

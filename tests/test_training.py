@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from skgenerative import BernoulliRBM, FlowVAE, VariationalAutoencoder
+from skgenerative._sources import TensorSource
 from skgenerative._torch import generator_from
 from skgenerative._training import EarlyStopping, MinibatchModel
 
@@ -46,7 +47,9 @@ class MeanModel(MinibatchModel):
         return min(self.batch_size, n_train)
 
     def _split_validation(self, data):
-        return (data, None) if self.validation_losses is None else (data[:-2], data[-2:])
+        if self.validation_losses is None:
+            return data, None
+        return TensorSource(data.tensor[:-2]), data.tensor[-2:]
 
     def _prepare_training(self, train, valid):
         self.calls_.append(("prepare", train.shape[0], None if valid is None else valid.shape[0]))
