@@ -210,8 +210,91 @@ def test_detector_and_imputer(client):
     filled = imputer.transform(dX)
     assert isinstance(filled, da.Array) and filled.chunks == dX.chunks
     np.testing.assert_allclose(filled.compute(), GenerativeImputer(gmm).fit(X).transform(X), rtol=1e-10)
-    with pytest.raises(TypeError, match="dask collection"):
-        GenerativeOutlierDetector().fit(dX)  # the default pipeline's scaler takes no dask
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    with pytest.raises(TypeError, match="dask collection"):  # scikit-learn's scaler would gather
+        GenerativeOutlierDetector(make_pipeline(StandardScaler(), gmm)).fit(dX)
+
+
+def _table(n=600, seed=0, missing=0.1):
+    """Every column type a mixture takes, missing cells in each; strings get their levels in one pass."""
+    rng = np.random.RandomState(seed)
+    t = rng.normal(size=n)
+    df = pd.DataFrame({
+        "a": t + 0.3 * rng.normal(size=n),
+        "inc": np.exp(1.0 + 0.5 * t + 0.3 * rng.normal(size=n)),
+        "flag": pd.array((t + 0.5 * rng.normal(size=n)) > 0, dtype="boolean"),
+        "shop": pd.Categorical(np.array(["hi", "lo", "mid"])[np.where(rng.uniform(size=n) < 0.8, (t > 0) * 1, 2)],
+                               categories=["hi", "lo", "mid", "never"]),  # a category never used
+        "size": pd.Categorical(np.digitize(t + 0.3 * rng.normal(size=n), [-1.0, 0.0, 1.0]).astype(str),
+                               categories=["0", "1", "2", "3"], ordered=True),
+        "city": np.array(["Oslo", "Lima", "Pune"], dtype=object)[rng.randint(3, size=n)],
+    })
+    for column in df.columns:
+        df.loc[rng.uniform(size=n) < missing, column] = None
+    return df
+
+
+def test_mixed_dataframe_fits_like_the_table_in_memory(client):
+    """Categorical (known categories), ordinal, boolean and string columns with missing cells."""
+    df = _table()
+    ddf = dd.from_pandas(df, npartitions=4)
+    assert ddf["shop"].cat.known
+    kw = dict(n_components=3, dtype="float64", tol=0.0, max_iter=6, random_state=0, column_types={"inc": "positive"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        memory = GaussianMixtureDensity(**kw).fit(df)
+        blocks = GaussianMixtureDensity(**kw).fit(ddf)
+    for name in df.columns:  # the levels of the whole table: known categories, or one pass
+        if name in memory.schema_.levels:
+            assert list(blocks.schema_.levels[name]) == list(memory.schema_.levels[name]), name
+    assert list(blocks.schema_.levels["shop"]) == ["hi", "lo", "mid", "never"]
+    assert blocks.schema_.types == memory.schema_.types and blocks.schema_.n_samples == len(df)
+    for name in _PARAMS:
+        assert _rel(getattr(blocks, name), getattr(memory, name)) < 1e-10, name
+    for a, b in zip(blocks.level_probabilities_, memory.level_probabilities_):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+    assert blocks.offset_ == pytest.approx(memory.offset_, rel=1e-10)
+    scores = blocks.score_samples(ddf)
+    assert isinstance(scores, dd.Series)
+    np.testing.assert_allclose(scores.compute().to_numpy(), memory.score_samples(df), rtol=1e-10)
+    filled = blocks.impute(ddf)
+    assert isinstance(filled, dd.DataFrame)
+    expected = memory.impute(df)
+    got = filled.compute()
+    for name in df.columns:
+        if name in ("a", "inc"):
+            np.testing.assert_allclose(got[name].to_numpy(dtype=float), expected[name].to_numpy(dtype=float), rtol=1e-9)
+        else:
+            assert got[name].astype(object).tolist() == expected[name].astype(object).tolist(), name
+    with pytest.raises(ValueError, match="positive"):  # a block breaking a declared type is found
+        bad = df.copy()
+        bad.loc[599, "inc"] = -1.0
+        GaussianMixtureDensity(**kw).fit(dd.from_pandas(bad, npartitions=4))
+
+
+def test_default_detector_and_imputer_on_dask_arrays_and_frames(client):
+    """The defaults fit dask input as they fit it in memory (float32 training: equal to its rounding)."""
+    X = _data(missing=0.05)
+    df = _table(n=400)
+    for data, lazy in ((X, da.from_array(X, chunks=(300, 4))), (df, dd.from_pandas(df, npartitions=2))):
+        memory = GenerativeOutlierDetector().fit(data)
+        blocks = GenerativeOutlierDetector().fit(lazy)
+        assert blocks.offset_ == pytest.approx(memory.offset_, rel=1e-5)
+        decision = blocks.decision_function(lazy).compute()
+        np.testing.assert_allclose(np.asarray(decision), memory.decision_function(data), rtol=1e-4, atol=1e-4)
+        scaler = blocks.estimator_[0].scaler_  # from the blocks' column moments
+        np.testing.assert_allclose(scaler.scale_, memory.estimator_[0].scaler_.scale_, rtol=1e-12)
+        imputer = GenerativeImputer().fit(lazy)
+        filled = imputer.transform(lazy).compute()
+        expected = GenerativeImputer().fit(data).transform(data)
+        if isinstance(expected, pd.DataFrame):
+            assert list(filled.columns) == list(expected.columns) and not filled.isna().any().any()
+            numbers = ["a", "inc"]
+            np.testing.assert_allclose(filled[numbers].to_numpy(float), expected[numbers].to_numpy(float), rtol=1e-4)
+        else:
+            np.testing.assert_allclose(filled, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_pipeline_with_dask_ml_scaler(client):
@@ -251,10 +334,21 @@ def test_incremental_partial_fit(client):
     np.testing.assert_array_equal(direct.components_, manual.components_)
 
 
-def test_unsupported_fit_is_a_clear_error(client):
-    X = (np.random.RandomState(0).rand(300, 6) > 0.5).astype(float)
-    with pytest.raises(TypeError, match="partial_fit"):
-        BernoulliRBM(n_components=2).fit(da.from_array(X, chunks=100))
+def test_rbm_fits_the_blocks(client):
+    """BernoulliRBM.fit of a dask array: epochs stream over the blocks, as the VAEs do."""
+    X = (np.random.RandomState(0).rand(400, 6) > 0.5).astype(float)
+    dX = da.from_array(X, chunks=(100, 6))
+    kw = dict(n_components=3, max_iter=4, batch_size=10, random_state=0, dtype="float64")
+    rbm = BernoulliRBM(**kw).fit(dX)
+    memory = BernoulliRBM(**kw).fit(X)
+    np.testing.assert_array_equal(rbm.visible_marginals_, X.mean(0))  # over all the blocks
+    assert rbm.n_samples_seen_ == 400 and rbm.n_updates_ == memory.n_updates_ == 4 * 40
+    assert rbm.log_partition_method_ == "exact" and np.isfinite(rbm.score_samples(X)).all()
+    assert rbm.offset_ == pytest.approx(np.quantile(rbm.score_samples(X), 0.1), rel=1e-12)
+    again = BernoulliRBM(**kw).fit(dX)  # seeded block order and shuffles: reproducible
+    np.testing.assert_array_equal(again.components_, rbm.components_)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):  # a block outside [0, 1] is found where it is
+        BernoulliRBM(**kw).fit(da.from_array(np.vstack([X, [[2.0] * 6]]), chunks=(100, 6)))
 
 
 @pytest.mark.parametrize("cls", [VariationalAutoencoder, FlowVAE])
