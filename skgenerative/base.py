@@ -115,7 +115,9 @@ def on_blocks(lazy):
 
     A method ``method(self, X, ...)`` so decorated runs as written on data in memory;
     given a dask collection ``X`` it returns ``lazy(self, "method", X, arguments)``
-    instead, with ``arguments`` the method's other arguments by name.
+    instead (``lazy`` a function, or the name of a method of ``self`` called as
+    ``self.<lazy>("method", X, arguments)``), with ``arguments`` the method's other
+    arguments by name.
     """
 
     def decorate(method):
@@ -129,6 +131,8 @@ def on_blocks(lazy):
             bound.apply_defaults()
             arguments = dict(list(bound.arguments.items())[2:])
             arguments.pop("y", None)
+            if isinstance(lazy, str):
+                return getattr(self, lazy)(method.__name__, X, arguments)
             return lazy(self, method.__name__, X, arguments)
 
         return dispatch
@@ -342,14 +346,22 @@ def _fits_blocks(estimator) -> bool:
     return isinstance(estimator, GenerativeModel)
 
 
-def fit_wrapped_on_blocks(wrapper, X, estimator, default):
+def fit_wrapped_on_blocks(wrapper, X, estimator, default, needs_memory=()):
     """``fit`` of a wrapper of a density model (the detector, the imputer) on a dask collection.
 
-    Sets what ``validate_data`` sets (``n_features_in_``, ``feature_names_in_``) and
-    ``_table`` (a DataFrame with discrete columns) as an in-memory fit does, then fits
-    a clone of ``estimator`` (``default(mixed)`` when ``None``) on the blocks: a table
-    as the DataFrame, numbers as a dask array (in memory they reach it as an array).
+    Refuses by name the options ``needs_memory`` (set ones that need the rows in
+    memory). Sets what ``validate_data`` sets (``n_features_in_``,
+    ``feature_names_in_``) and ``_table`` (a DataFrame with discrete columns) as an
+    in-memory fit does, then fits a clone of ``estimator`` (``default(mixed)`` when
+    ``None``) on the blocks: a table as the DataFrame, numbers as a dask array (in
+    memory they reach it as an array).
     """
+    if needs_memory:
+        raise ValueError(
+            f"{type(wrapper).__name__}({', '.join(needs_memory)}=...) cannot be fitted on a dask "
+            "collection yet (it needs several fits or held-out rows in memory); fit on the "
+            "in-memory array (X.compute()) or leave it at its default."
+        )
     source = DaskSource(X)
     meta = source.meta
     table = meta is not None and not _all_numeric(meta)
@@ -849,6 +861,101 @@ class ImputationMixin:
         raise NotImplementedError  # abstract hook of models with discrete columns
 
 
+class DataSourceMixin:
+    """The data-source side of the contract: ``fit`` reads its rows through a source.
+
+    Rows in memory become a :class:`~._sources.TensorSource`; a dask collection a
+    :class:`~._sources.DaskSource` validated as ``fit`` validates data in memory
+    (:meth:`_block_source`: the discrete columns' levels from their known categories
+    or one pass). Either goes through the same ``_fit`` (:meth:`_fit_source`, with
+    its float64 retry); ``partial_fit`` takes a dask collection's blocks in turn.
+    Mixed into :class:`GenerativeModel`.
+    """
+
+    def _fit_source(self, source):
+        """``_fit`` on a data source, refitted in float64 when float32 breaks it; ``offset_``."""
+        with adaptive_threads():
+            try:
+                with self._training_phase():
+                    scores = self._fit(source)
+            except (FloatingPointError, ValueError, RuntimeError) as error:
+                if not self._retry_in_float64(error):
+                    raise
+                self._train_dtype = "float64"
+                with self._training_phase():
+                    scores = self._fit(source)
+            self._end_fit(source, scores)
+        return self
+
+    def _retry_in_float64(self, error: Exception) -> bool:
+        """Whether a failed ``dtype="auto"`` fit in float32 is refitted in float64.
+
+        float32 buys speed, not a different model: when its rounding breaks the fit
+        (a covariance that is no longer positive definite, a loss that overflows),
+        ``"auto"`` fits again in float64 rather than failing. Errors about the
+        input itself (a ``ValueError`` that does not point at the precision) are
+        raised as they are.
+        """
+        if self.dtype != "auto" or self._train_dtype != "float32":
+            return False
+        numerical = isinstance(error, (FloatingPointError, torch.linalg.LinAlgError)) or (
+            "float64" in str(error) or "overflow" in str(error)
+        )
+        if numerical:
+            self._log(f"float32 training failed ({error}); fitting again in float64")
+        return numerical
+
+    def _fit_on_blocks(self, method, X, arguments):
+        return self._fit_source(self._block_source(X))
+
+    def _block_source(self, X) -> DaskSource:
+        """The rows of a dask collection, validated as ``fit`` validates data in memory.
+
+        The first rows (up to 5000) set ``n_features_in_``, the feature names and the
+        column schema; the levels of discrete columns come from their known categories
+        or from one pass over the data. Every block is then validated where it is, in
+        the first pass (:meth:`~._sources.DaskSource.column_moments`), which also finds
+        a column with every entry missing.
+        """
+        raw = DaskSource(X)
+        head = raw.head(_HEAD_ROWS)
+        head_X = self._validate_table(head, reset=True, seen=self._seen_levels(raw, head), whole=False)[0]
+        self._begin_fit()
+        dtype = torch.float32 if head_X.dtype == np.float32 else torch.float64
+        source = DaskSource(raw.collection, encode=_BlockValidator(self), dtype=dtype)
+        moments = source.column_moments()
+        self.schema_ = dataclasses.replace(self.schema_, n_samples=moments.n_rows)
+        if self._supports_missing:
+            self._check_no_empty_column(np.where(moments.count.numpy() == 0, np.nan, 0.0)[None, :])
+        return source
+
+    def _seen_levels(self, raw: DaskSource, head) -> dict | None:
+        """Levels of a dask collection's discrete columns over all its rows (one pass).
+
+        Categorical columns whose categories dask knows keep them (they are in every
+        partition's dtype); other discrete columns get their distinct values.
+        """
+        column_types = getattr(self, "column_types", None)
+        frame = head if is_dataframe(head) else (self._array_as_table(head) if column_types is not None else None)
+        if frame is None or (column_types is None and _all_numeric(frame)):
+            return None
+        types = TableSchema.column_types_of(frame, column_types)
+        wanted = [j for j, kind in enumerate(types) if kind in DISCRETE_TYPES and not (
+            raw.frame and raw.known_categories(frame.columns[j]))]
+        if not wanted:
+            return None
+        keys = [frame.columns[j] for j in wanted] if raw.frame else wanted
+        values = raw.distinct(keys)
+        return {str(frame.columns[j]): values[key] for j, key in zip(wanted, keys)}
+
+    def _partial_fit_on_blocks(self, method, X, arguments):
+        """``partial_fit`` of each block in turn (computed on the client), as
+        ``dask_ml.wrappers.Incremental(shuffle_blocks=False)`` calls it."""
+        for block in DaskSource(X).raw_blocks():
+            self.partial_fit(block)
+        return self
+
+
 class TorchBackendMixin:
     """The torch side of the contract: device, dtypes, tensors, chunked evaluation.
 
@@ -984,6 +1091,7 @@ class TorchBackendMixin:
 
 
 class GenerativeModel(
+    DataSourceMixin,
     ImputationMixin,
     TorchBackendMixin,
     TableColumnsMixin,
@@ -1108,11 +1216,8 @@ class GenerativeModel(
         check_no_empty_column(X, getattr(self, "feature_names_in_", None))
 
     # ------------------------------------------------------------------- fit
-    def _fit_on_blocks(self, method, X, arguments):
-        return self._fit_source(self._block_source(X))
-
     @_fit_context(prefer_skip_nested_validation=True)
-    @on_blocks(_fit_on_blocks)
+    @on_blocks("_fit_on_blocks")
     def fit(self, X, y=None):
         """Fit the model to ``X``.
 
@@ -1134,89 +1239,9 @@ class GenerativeModel(
         self._begin_fit()
         return self._fit_source(TensorSource(self._input_tensor(X), X))
 
-    def _fit_source(self, source):
-        """``_fit`` on a data source, refitted in float64 when float32 breaks it; ``offset_``."""
-        with adaptive_threads():
-            try:
-                with self._training_phase():
-                    scores = self._fit(source)
-            except (FloatingPointError, ValueError, RuntimeError) as error:
-                if not self._retry_in_float64(error):
-                    raise
-                self._train_dtype = "float64"
-                with self._training_phase():
-                    scores = self._fit(source)
-            self._end_fit(source, scores)
-        return self
-
-    def _block_source(self, X) -> DaskSource:
-        """The rows of a dask collection, validated as ``fit`` validates data in memory.
-
-        The first rows (up to 5000) set ``n_features_in_``, the feature names and the
-        column schema; the levels of discrete columns come from their known categories
-        or from one pass over the data. Every block is then validated where it is, in
-        the first pass (:meth:`~._sources.DaskSource.column_moments`), which also finds
-        a column with every entry missing.
-        """
-        raw = DaskSource(X)
-        head = raw.head(_HEAD_ROWS)
-        head_X = self._validate_table(head, reset=True, seen=self._seen_levels(raw, head), whole=False)[0]
-        self._begin_fit()
-        dtype = torch.float32 if head_X.dtype == np.float32 else torch.float64
-        source = DaskSource(raw.collection, encode=_BlockValidator(self), dtype=dtype)
-        moments = source.column_moments()
-        self.schema_ = dataclasses.replace(self.schema_, n_samples=moments.n_rows)
-        if self._supports_missing:
-            self._check_no_empty_column(np.where(moments.count.numpy() == 0, np.nan, 0.0)[None, :])
-        return source
-
-    def _seen_levels(self, raw: DaskSource, head) -> dict | None:
-        """Levels of a dask collection's discrete columns over all its rows (one pass).
-
-        Categorical columns whose categories dask knows keep them (they are in every
-        partition's dtype); other discrete columns get their distinct values.
-        """
-        column_types = getattr(self, "column_types", None)
-        frame = head if is_dataframe(head) else (self._array_as_table(head) if column_types is not None else None)
-        if frame is None or (column_types is None and _all_numeric(frame)):
-            return None
-        types = TableSchema.column_types_of(frame, column_types)
-        wanted = [j for j, kind in enumerate(types) if kind in DISCRETE_TYPES and not (
-            raw.frame and raw.known_categories(frame.columns[j]))]
-        if not wanted:
-            return None
-        keys = [frame.columns[j] for j in wanted] if raw.frame else wanted
-        values = raw.distinct(keys)
-        return {str(frame.columns[j]): values[key] for j, key in zip(wanted, keys)}
-
-    def _retry_in_float64(self, error: Exception) -> bool:
-        """Whether a failed ``dtype="auto"`` fit in float32 is refitted in float64.
-
-        float32 buys speed, not a different model: when its rounding breaks the fit
-        (a covariance that is no longer positive definite, a loss that overflows),
-        ``"auto"`` fits again in float64 rather than failing. Errors about the
-        input itself (a ``ValueError`` that does not point at the precision) are
-        raised as they are.
-        """
-        if self.dtype != "auto" or self._train_dtype != "float32":
-            return False
-        numerical = isinstance(error, (FloatingPointError, torch.linalg.LinAlgError)) or (
-            "float64" in str(error) or "overflow" in str(error)
-        )
-        if numerical:
-            self._log(f"float32 training failed ({error}); fitting again in float64")
-        return numerical
-
-    def _partial_fit_blocks(self, method, X, arguments):
-        """``partial_fit`` of each block in turn (computed on the client), as
-        ``dask_ml.wrappers.Incremental(shuffle_blocks=False)`` calls it."""
-        for block in DaskSource(X).raw_blocks():
-            self.partial_fit(block)
-        return self
-
     @available_if(_has_partial_fit)
     @_fit_context(prefer_skip_nested_validation=True)
-    @on_blocks(_partial_fit_blocks)
+    @on_blocks("_partial_fit_on_blocks")
     def partial_fit(self, X, y=None):
         """Continue fitting on ``X`` (the first call starts the model).
 

@@ -147,9 +147,8 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
 
     def _fit_on_blocks(self, method, X, arguments):
         """The estimator fits the blocks of a dask collection (see ``fit``)."""
-        if self.add_indicator:
-            raise ValueError("GenerativeImputer(add_indicator=True) cannot be fitted on a dask collection.")
-        fit_wrapped_on_blocks(self, X, self.estimator, default_imputation_estimator)
+        needs_memory = ["add_indicator"] if self.add_indicator else []
+        fit_wrapped_on_blocks(self, X, self.estimator, default_imputation_estimator, needs_memory)
         meta = getattr(X, "_meta", None)
         self._schema = TableSchema.infer(meta) if is_dataframe(meta) and not self._table else None
         self.indicator_ = None

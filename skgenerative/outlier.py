@@ -296,14 +296,11 @@ class GenerativeOutlierDetector(
     keeps the others with their dtypes, and the mixture fits per-component level
     probabilities: a combination of levels no component produces, or a level not
     seen in fit (probability ``1 / (n + K + 1)``, with a warning), scores low.
-    Missing cells (NaN, ``None``, ``pd.NA``), in numbers or levels, are marginalised
-    by the default mixture: a row scores the log-density of its observed cells. An
-    ``estimator`` that does not accept them gets them refused, naming the columns.
-
-    A dask array or DataFrame is fitted where its blocks are (the default included:
-    its scaler is fitted from the columns' moments), and every method of rows returns
-    a lazy dask collection; ``calibration``, ``robust`` and ``feature_bagging`` need
-    the rows in memory and are refused on dask input.
+    The default marginalises missing cells (NaN, ``None``, ``pd.NA``) in numbers and
+    levels alike; an ``estimator`` that does not accept them gets them refused.
+    A dask array or DataFrame is fitted where its blocks are (the default's scaler
+    from column moments), methods of rows return lazy dask collections, and
+    ``calibration``, ``robust`` and ``feature_bagging`` are refused on it.
 
     ``explain(X)`` gives, per row and column, ``log p(x_j | x_-j)`` under the
     density model (lower = more surprising), in the standardised units the default
@@ -345,17 +342,10 @@ class GenerativeOutlierDetector(
 
     def _fit_on_blocks(self, method, X, arguments):
         """The estimator fits the blocks; ``offset_`` is the exact quantile of the lazy scores."""
-        refused = [name for name in ("calibration", "feature_bagging") if getattr(self, name) is not None]
-        refused += ["robust"] if self.robust else []
-        if refused:
-            raise ValueError(
-                f"{type(self).__name__}({', '.join(refused)}=...) cannot be fitted on a dask "
-                "collection yet (they need several fits or held-out rows in memory); fit on the "
-                "in-memory array (X.compute()) or leave them at their defaults."
-            )
+        needs_memory = [name for name in ("calibration", "feature_bagging", "robust") if getattr(self, name)]
         for name in ("estimator_", "estimators_", "subspaces_", "member_scales_", "calibration_scores_"):
             self.__dict__.pop(name, None)
-        fit_wrapped_on_blocks(self, X, self.estimator, default_outlier_estimator)
+        fit_wrapped_on_blocks(self, X, self.estimator, default_outlier_estimator, needs_memory)
         self._set_offset_on_blocks(X)
         return self
 
@@ -366,11 +356,7 @@ class GenerativeOutlierDetector(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            In memory, or a dask array or DataFrame: the estimator (an skgenerative
-            model, or a pipeline of steps that take dask collections ending in one;
-            the default is both) fits its blocks, and ``offset_`` is the exact
-            ``contamination`` quantile of their scores.
+        X : array-like or dask collection of shape (n_samples, n_features)
         y : None
             Ignored.
 
