@@ -170,6 +170,9 @@ def lazy_output(owner, method: str, X, arguments: dict) -> dict:
     if method == "impute":
         kind = "same" if arguments.get("n_draws") is None else "draws"
         return {"kind": kind, "dtype": _input_float_dtype(X)}
+    if method == "explain":  # one value per cell, named like the input's columns
+        names = list(X.columns) if hasattr(X, "columns") else list(range(X.shape[1]))
+        return {"kind": "wide", "dtype": np.float64, "names": names}
     names = [str(name) for name in owner.get_feature_names_out()]
     return {"kind": "wide", "dtype": dtype, "names": names}
 
@@ -679,6 +682,7 @@ class ImputationMixin:
         return self._row_bytes(n_features) * (n_draws or 1)
 
     @available_if(_has_explain)
+    @lazy_rows
     def explain(self, X):
         """How surprising each cell is given the rest of its row: ``log p(x_j | x_-j)``.
 
@@ -935,13 +939,16 @@ class DataSourceMixin:
         Categorical columns whose categories dask knows keep them (they are in every
         partition's dtype); other discrete columns get their distinct values.
         """
+        import pandas as pd
+
         column_types = getattr(self, "column_types", None)
         frame = head if is_dataframe(head) else (self._array_as_table(head) if column_types is not None else None)
         if frame is None or (column_types is None and _all_numeric(frame)):
             return None
         types = TableSchema.column_types_of(frame, column_types)
-        wanted = [j for j, kind in enumerate(types) if kind in DISCRETE_TYPES and not (
-            raw.frame and raw.known_categories(frame.columns[j]))]
+        wanted = [j for j, kind in enumerate(types) if kind in DISCRETE_TYPES
+                  and not pd.api.types.is_bool_dtype(frame.iloc[:, j].dtype)  # levels False, True
+                  and not (raw.frame and raw.known_categories(frame.columns[j]))]
         if not wanted:
             return None
         keys = [frame.columns[j] for j in wanted] if raw.frame else wanted
@@ -1265,9 +1272,10 @@ class GenerativeModel(
                 self._begin_fit()
             else:
                 self._cache.clear()  # the fitted parameters are about to change
+            source = TensorSource(self._input_tensor(X), X)
             with self._training_phase():
-                scores = self._partial_fit(self._input_tensor(X), first)
-            self._end_fit(TensorSource(None, X), scores)
+                scores = self._partial_fit(source.tensor, first)
+            self._end_fit(source, scores)
         return self
 
     def _begin_fit(self) -> None:

@@ -553,6 +553,7 @@ class GenerativeOutlierDetector(
         return (1.0 + below) / (self.calibration_scores_.size + 1.0)
 
     @available_if(_can_explain)
+    @lazy_rows
     def explain(self, X):
         """Per row and column, ``log p(x_j | x_-j)`` under the density model (lower = more surprising).
 

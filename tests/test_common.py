@@ -433,7 +433,7 @@ def test_dask_input_fits_and_evaluates_as_in_memory(estimator):
             e64 = clone(est).set_params(dtype="float64")
             np.testing.assert_allclose(clone(e64).fit(dX).score_samples(X), clone(e64).fit(X).score_samples(X),
                                        rtol=1e-10)
-        methods = ["score_samples", "decision_function", "predict_outlier", "transform"]
+        methods = ["score_samples", "decision_function", "predict_outlier", "transform", "explain"]
         methods += ["impute"] if est.__sklearn_tags__().input_tags.allow_nan else []
         rows = X.copy()
         if "impute" in methods:
@@ -441,7 +441,7 @@ def test_dask_input_fits_and_evaluates_as_in_memory(estimator):
             rows[np.isnan(rows).all(1), 0] = 0.0
         lazy_rows = da.from_array(rows, chunks=(X.shape[0] // 4, X.shape[1]))
         for method in methods:
-            given = rows if method in ("impute", "score_samples") and "impute" in methods else X
+            given = rows if method in ("impute", "score_samples", "explain") and "impute" in methods else X
             lazy = getattr(memory, method)(lazy_rows if given is rows else dX)
             assert isinstance(lazy, da.Array), method
             np.testing.assert_allclose(lazy.compute(), getattr(memory, method)(given), rtol=1e-12, err_msg=method)
