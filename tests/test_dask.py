@@ -1,9 +1,11 @@
-"""Dask collections on a real distributed cluster: lazy outputs and block-wise fits (#15).
+"""Dask collections on a real distributed cluster: lazy outputs and block-wise fits (#15, #21).
 
 One ``LocalCluster`` (two worker processes, one thread each, 1 GiB each) serves the
 module. Fits on dask collections are compared with in-memory fits of the same data
 (float64, same start: parameters to 1e-10 relative); lazy outputs with in-memory
-outputs, block for block; the task stream shows that both workers ran tasks.
+outputs, block for block; the task stream shows that both workers ran tasks. Mixed
+DataFrames, the default wrappers and the RBM fit through the same data-source layer;
+the per-estimator contract on dask input runs in test_common.py (no cluster).
 """
 
 import pickle

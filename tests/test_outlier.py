@@ -342,8 +342,6 @@ def _odd_rows(frame):
 
 
 def test_numeric_column_scaler_keeps_the_table():
-    from skgenerative.outlier import NumericColumnScaler
-
     df = _fraud_frame()
     out = NumericColumnScaler().fit(df).transform(df)
     assert list(out.columns) == list(df.columns)
@@ -359,15 +357,16 @@ def test_numeric_column_scaler_keeps_the_table():
         NumericColumnScaler().fit(df).transform(numbers)
 
 
-def test_detector_on_a_mixed_table():
-    from skgenerative.outlier import NumericColumnScaler
+def _default_by_hand():
+    """The default detector's estimator, written out."""
+    return make_pipeline(NumericColumnScaler(), GaussianMixtureDensity(2, covariance_prior=50.0, random_state=0))
 
+
+def test_detector_on_a_mixed_table():
     df = _fraud_frame()
     det = GenerativeOutlierDetector(contamination=0.05).fit(df)
     # the mixed default: numeric columns standardised, the mixture models the others
-    by_hand = make_pipeline(
-        NumericColumnScaler(), GaussianMixtureDensity(2, covariance_prior=50.0, random_state=0)
-    ).fit(df)
+    by_hand = _default_by_hand().fit(df)
     scores = det.score_samples(df)
     np.testing.assert_allclose(scores, by_hand.score_samples(df))
     assert det.offset_ == pytest.approx(np.quantile(scores, 0.05))
@@ -536,9 +535,7 @@ def test_default_detector_on_a_table_with_strings_and_missing_cells():
     penguins = _penguins()
     with pytest.warns(DiscreteDataWarning, match="'year'"):  # three years: a number that looks discrete
         det = GenerativeOutlierDetector(contamination=0.05).fit(penguins)
-        by_hand = make_pipeline(
-            NumericColumnScaler(), GaussianMixtureDensity(2, covariance_prior=50.0, random_state=0)
-        ).fit(penguins)
+        by_hand = _default_by_hand().fit(penguins)
     scores = det.score_samples(penguins)
     np.testing.assert_array_equal(scores, by_hand.score_samples(penguins))
     assert np.isfinite(scores).all() and det.offset_ == pytest.approx(np.quantile(scores, 0.05))
