@@ -423,3 +423,21 @@ def test_detector_options_that_need_memory_are_refused_by_name(client):
         name = next(iter(option))
         with pytest.raises(ValueError, match=name):
             GenerativeOutlierDetector(GaussianMixtureDensity(2, random_state=0), **option).fit(X)
+
+
+def test_column_types_on_a_dask_array():
+    """column_types on a dask array: levels of the declared columns from one pass, as in memory."""
+    rng = np.random.RandomState(0)
+    X = np.column_stack([rng.normal(size=300), rng.normal(size=300), rng.choice([3.0, 7.0, 9.0], size=300)])
+    X[:, 0] += X[:, 2]
+    kw = dict(n_components=2, column_types={2: "categorical"}, random_state=0, dtype="float64")
+    import dask
+
+    with dask.config.set(scheduler="synchronous"):
+        memory = GaussianMixtureDensity(**kw).fit(X)
+        blocks = GaussianMixtureDensity(**kw).fit(da.from_array(X, chunks=(100, 3)))
+        assert list(blocks.schema_.levels["2"]) == [3.0, 7.0, 9.0] and not blocks.schema_.from_frame
+        for name in _PARAMS:
+            assert _rel(getattr(blocks, name), getattr(memory, name)) < 1e-10, name
+        np.testing.assert_allclose(blocks.score_samples(da.from_array(X, chunks=100)).compute(),
+                                   memory.score_samples(X), rtol=1e-12)
