@@ -234,7 +234,47 @@ def collect(only: str | None = None) -> dict:
                     "score_samples": (m := make().fit(Xmd)).score_samples(Xm),
                     "impute": np.asarray(m.impute(Xmd).compute()),
                 })
+            if _has_dask_frames():  # what the data-source layer (#21) added
+                import dask.dataframe as dd
+
+                Bd = da.from_array(B, chunks=(40, B.shape[1]))
+                Td, Tmd = dd.from_pandas(T, npartitions=3), dd.from_pandas(Tm, npartitions=3)
+                case("rbm/dask", lambda: {
+                    "score_samples": (m := makers["rbm"]().fit(Bd)).score_samples(B),
+                    "lazy_scores": np.asarray(m.score_samples(Bd).compute()),
+                })
+                case("rbm/dask_table", lambda: {
+                    "score_samples": (m := makers["rbm"]().fit(dd.from_pandas(D, npartitions=2))).score_samples(D),
+                })
+                for name in ("gmm_full", "vae"):
+                    make = makers[name]
+                    case(f"{name}/dask_table", lambda make=make: {
+                        "score_samples": (m := make(column_types=TYPES).fit(Tmd)).score_samples(Tm),
+                        "lazy_scores": np.asarray(m.score_samples(Tmd).compute()),
+                        "impute": _values(m.impute(Tmd).compute()),
+                    })
+                case("detector/dask_array", lambda: {
+                    "score_samples": np.asarray((d := GenerativeOutlierDetector(random_state=0).fit(Xmd))
+                                                .score_samples(Xmd).compute()),
+                    "offset": d.offset_,
+                })
+                case("detector/dask_table", lambda: {
+                    "score_samples": np.asarray((d := GenerativeOutlierDetector(random_state=0).fit(Tmd))
+                                                .score_samples(Tmd).compute()),
+                    "offset": d.offset_,
+                })
+                case("imputer/dask_table", lambda: {
+                    "transform": _values(GenerativeImputer(random_state=0).fit(Tmd).transform(Tmd).compute()),
+                })
     return results
+
+
+def _has_dask_frames() -> bool:
+    try:
+        import dask.dataframe  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------- compare

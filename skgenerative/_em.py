@@ -11,25 +11,23 @@ supplies its mathematics through hooks:
     Starting parameters of one initialisation.
 ``_em_resume(data)`` (models that offer ``warm_start``)
     The parameters of the previous fit, to continue from.
-``_em_chunks(data)``
-    The pieces of the training data, each small enough for its temporaries.
 ``_em_expectation_parameters(data, params)`` (optional)
     The form of the parameters the E-step reads, derived once per iteration (by
     default the parameters themselves).
-``_em_statistics(chunk, params)``
-    Additive sufficient statistics of one piece (the E-step on it): a dict holding at
-    least ``"log_likelihood"`` (the sum over its rows) and ``"n_samples"``.
 ``_em_m_step(data, statistics, params)``
-    New parameters from the statistics summed over all pieces.
+    New parameters from the statistics summed over all the rows.
 ``_em_set_parameters(data, params)``
     Store the best parameters as fitted attributes.
 
-``data`` is whatever the model prepared for the fit (the tensor, constants derived from
-it); the driver only passes it on. The E-step is a fold, ``combine`` of
-``statistics(chunk)`` over the chunks (:func:`accumulate`); statistics that add up can be
-computed on any partition of the rows and reduced in any tree. Fit data with a
-``reduce_statistics(params)`` method (:class:`skgenerative._dask.DistributedData`) supply
-the summed statistics themselves: the E-step over the blocks of a dask collection.
+and its E-step, ``data.e_step``: an :class:`EStep`, that is the data source the rows
+come from (:mod:`skgenerative._sources`), the additive sufficient statistics of a chunk
+of rows at given parameters (a picklable function ``statistics(chunk, params)``
+returning a dict with at least ``"log_likelihood"``, the sum over its rows, and
+``"n_samples"``), their combination (a sum by default) and the temporary bytes a row
+needs (which size the chunks). ``data`` is whatever else the model prepared for the
+fit; the driver only passes it on. The source folds the statistics over its chunks,
+in memory or over the blocks of a dask collection where they are (a tree of
+combinations across blocks): the driver never knows which.
 
 Reference: Dempster, Laird & Rubin (1977), https://doi.org/10.1111/j.2517-6161.1977.tb01600.x
 """
@@ -38,37 +36,36 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from ._progress import Progress
+from ._sources import accumulate, add_statistics
 from ._torch import refresh_threads
 
-__all__ = ["EMModel", "accumulate", "add_statistics", "mean_log_likelihood"]
+__all__ = ["EMModel", "EStep", "accumulate", "add_statistics", "mean_log_likelihood"]
 
 Statistics = dict
 
 
-def add_statistics(a: Statistics, b: Statistics) -> Statistics:
-    """Entry-wise sum of two dicts of additive statistics (tensors or numbers)."""
-    return {key: a[key] + b[key] for key in a}
+@dataclass(frozen=True)
+class EStep:
+    """An E-step: ``combine`` of ``statistics(chunk, params)`` over the chunks of ``source``.
 
+    ``statistics`` and ``combine`` travel to where the rows are (dask workers) with
+    the parameters: module-level functions, or small picklable objects.
+    """
 
-def accumulate(
-    chunks: Iterable,
-    statistics: Callable[[object], Statistics],
-    combine: Callable[[Statistics, Statistics], Statistics] = add_statistics,
-) -> Statistics:
-    """``combine`` of ``statistics(chunk)`` over ``chunks``, left to right."""
-    total = None
-    for chunk in chunks:
-        stats = statistics(chunk)
-        total = stats if total is None else combine(total, stats)
-    if total is None:
-        raise ValueError("EM needs at least one chunk of data.")
-    return total
+    source: object
+    statistics: Callable
+    row_bytes: int
+    combine: Callable = add_statistics
+
+    def __call__(self, params) -> Statistics:
+        return self.source.reduce(self.statistics, params, combine=self.combine, row_bytes=self.row_bytes)
 
 
 def mean_log_likelihood(statistics: Statistics) -> float:
@@ -93,34 +90,18 @@ class EMModel:
     def _em_resume(self, data):  # pragma: no cover
         raise NotImplementedError  # abstract hook (models with warm_start)
 
-    def _em_chunks(self, data) -> Iterable:  # pragma: no cover
-        raise NotImplementedError  # abstract hook
-
-    def _em_statistics(self, chunk, params) -> Statistics:  # pragma: no cover
-        raise NotImplementedError  # abstract hook
-
     def _em_m_step(self, data, statistics: Statistics, params):  # pragma: no cover
         raise NotImplementedError  # abstract hook
 
     def _em_set_parameters(self, data, params) -> None:  # pragma: no cover
         raise NotImplementedError  # abstract hook
 
-    def _em_combine(self, a: Statistics, b: Statistics) -> Statistics:
-        return add_statistics(a, b)
-
     def _em_expectation_parameters(self, data, params):
         return params
 
     def _em_e_step(self, data, params) -> tuple[float, Statistics]:
         """The mean log-likelihood at ``params`` and the statistics of all the data."""
-        params = self._em_expectation_parameters(data, params)
-        reduce = getattr(data, "reduce_statistics", None)  # blocks of a dask collection
-        if reduce is not None:
-            statistics = reduce(params)
-        else:
-            statistics = accumulate(
-                self._em_chunks(data), lambda chunk: self._em_statistics(chunk, params), self._em_combine
-            )
+        statistics = data.e_step(self._em_expectation_parameters(data, params))
         bound = mean_log_likelihood(statistics)
         if not math.isfinite(bound):
             raise FloatingPointError(

@@ -127,7 +127,7 @@ class TableSchema:
         return cls(names=names, types=["real"] * n_features, n_samples=n_samples)
 
     @classmethod
-    def infer(cls, frame: pd.DataFrame, column_types=None) -> "TableSchema":
+    def infer(cls, frame: pd.DataFrame, column_types=None, seen=None) -> "TableSchema":
         """Infer the schema of ``frame``; ``column_types`` overrides it per column.
 
         Parameters
@@ -135,20 +135,36 @@ class TableSchema:
         frame : DataFrame
         column_types : dict, sequence or None
             ``{column name: type}`` for some columns, or one type per column.
+        seen : dict or None
+            ``{column name: distinct values}`` observed in the whole table when
+            ``frame`` holds only its first rows (the partitions of a dask DataFrame):
+            those columns get the sorted values as levels, as a whole frame would.
         """
         names = [str(c) for c in frame.columns]
-        overrides = _overrides(column_types, names)
-        types, levels, dtypes = [], {}, {}
-        for position, name in enumerate(names):
+        types = cls.column_types_of(frame, column_types)
+        levels, dtypes = {}, {}
+        for position, (name, kind) in enumerate(zip(names, types)):
             series = frame.iloc[:, position]
-            kind = overrides.get(name) or _inferred_type(series)
             dtypes[name] = series.dtype
             if kind in DISCRETE_TYPES:
-                levels[name] = _levels_at_fit(series, kind, name)
-            else:
-                _check_numeric_column(series, kind, name)
-            types.append(kind)
-        return cls(names, types, levels, dtypes, n_samples=len(frame), from_frame=True)
+                values = None if seen is None or name not in seen else seen[name]
+                levels[name] = _levels_at_fit(series, kind, name, values)
+        schema = cls(names, types, levels, dtypes, n_samples=len(frame), from_frame=True)
+        schema.check_numbers(frame)
+        return schema
+
+    @staticmethod
+    def column_types_of(frame: pd.DataFrame, column_types=None) -> list:
+        """The type of each column of ``frame``: declared in ``column_types``, else inferred."""
+        names = [str(c) for c in frame.columns]
+        overrides = _overrides(column_types, names)
+        return [overrides.get(name) or _inferred_type(frame.iloc[:, j]) for j, name in enumerate(names)]
+
+    def check_numbers(self, frame: pd.DataFrame) -> None:
+        """Positive columns > 0 and count columns integers >= 0 (observed cells), else raise."""
+        for position, (name, kind) in enumerate(zip(self.names, self.types)):
+            if kind in NUMERIC_TYPES:
+                _check_numeric_column(frame.iloc[:, position], kind, name)
 
     # ---------------------------------------------------------- properties
     @property
@@ -336,12 +352,14 @@ def _overrides(column_types, names: list) -> dict:
     return result
 
 
-def _levels_at_fit(series: pd.Series, kind: str, name: str) -> np.ndarray:
+def _levels_at_fit(series: pd.Series, kind: str, name: str, seen=None) -> np.ndarray:
     dtype = series.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        levels = np.asarray(dtype.categories, dtype=object)
-    elif _is_bool(dtype):
+    if _is_bool(dtype):
         levels = np.asarray([False, True], dtype=object)
+    elif seen is not None:  # the distinct values of the whole column, given
+        levels = _sorted_levels(pd.Series(np.asarray(seen, dtype=object)))
+    elif isinstance(dtype, pd.CategoricalDtype):
+        levels = np.asarray(dtype.categories, dtype=object)
     else:
         levels = _sorted_levels(series)
     if len(levels) == 0:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from dataclasses import replace as dataclasses_replace
 from numbers import Integral, Real
 from typing import NamedTuple
 
@@ -28,12 +27,11 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from . import _dask
-from ._em import EMModel, accumulate, add_statistics
+from ._em import EMModel, EStep, accumulate, add_statistics
 from ._explain import gaussian_mixture_conditionals
 from ._schema import COLUMN_TYPES, point_levels
 from ._torch import chunk_rows, generator_from, has_nan, iter_slices, seed_from
-from .base import GenerativeModel
+from .base import GenerativeModel, lazy_rows
 
 __all__ = [
     "GaussianMixtureDensity",
@@ -692,19 +690,136 @@ def n_mixture_parameters(n_components: int, n_features: int, covariance_type: st
     return int(cov_params + k * d + k - 1)
 
 
+# ----------------------------------------------------------------- the EM fit
+class _MixtureRows:
+    """Training rows as EM reads them: the numeric columns centred at ``center`` (in the
+    rows' own precision) and cast to the training dtype, then the level indicators of
+    the discrete columns (:func:`one_hot_levels`). A picklable map of a data source."""
+
+    def __init__(self, numeric, discrete, n_levels, center, dtype):
+        self.numeric, self.discrete, self.n_levels = numeric, discrete, n_levels
+        self.center, self.dtype = center, dtype
+
+    def __call__(self, X: torch.Tensor) -> torch.Tensor:
+        if not self.discrete:
+            return (X - self.center.to(X.device)).to(self.dtype)
+        Xc = (X[:, self.numeric] - self.center.to(X.device)).to(self.dtype)
+        onehot = one_hot_levels(X[:, self.discrete], self.n_levels).to(self.dtype)
+        return torch.cat([Xc, onehot], dim=1)
+
+
+def _split_columns(rows: torch.Tensor, n_numeric: int, mixed: bool):
+    """Prepared rows -> (numbers, level indicators or None)."""
+    if not mixed:
+        return rows, None
+    return rows[:, :n_numeric].contiguous(), rows[:, n_numeric:].contiguous()
+
+
+class _MixtureStatistics:
+    """The E-step on a chunk of prepared rows (picklable: it travels to dask workers).
+
+    Rows with a missing number go first, in pieces small enough for their (D, D)
+    temporaries (:func:`_incomplete_chunk_rows`), then the complete rows; each piece
+    gives :func:`mixture_statistics` (with the level terms for a mixed table), and the
+    pieces add up. A tied model's complete rows leave out ``sum x x^T`` (formed once).
+    """
+
+    def __init__(self, covariance_type: str, n_numeric: int, mixed: bool):
+        self.covariance_type, self.n_numeric, self.mixed = covariance_type, n_numeric, mixed
+
+    def __call__(self, chunk: torch.Tensor, params: MixtureParameters) -> dict:
+        x, onehot = _split_columns(chunk, self.n_numeric, self.mixed)
+        pieces = []
+        if self.n_numeric and has_nan(x):
+            incomplete = torch.isnan(x).any(1)
+            n_incomplete = int(incomplete.sum())
+            if n_incomplete:
+                size = _incomplete_chunk_rows(n_incomplete, self.n_numeric, x.element_size(), x.device)
+                xi = x[incomplete]
+                hi = None if onehot is None else onehot[incomplete]
+                pieces += [(xi[sub], None if hi is None else hi[sub]) for sub in iter_slices(n_incomplete, size)]
+                x = x[~incomplete]
+                onehot = None if onehot is None else onehot[~incomplete]
+        if x.shape[0] or not pieces:
+            pieces.append((x, onehot))
+        return accumulate(pieces, lambda piece: self._piece(*piece, params))
+
+    def _piece(self, x, onehot, params) -> dict:
+        cov = self.covariance_type
+        if onehot is None:
+            return mixture_statistics(x, params, cov, complete_second_moments=False)
+        levels = level_log_probabilities(onehot, params.log_levels)
+        if x.shape[1]:
+            return mixture_statistics(x, params, cov, complete_second_moments=False,
+                                      row_log_prob=levels, onehot=onehot)
+        norm, resp = normalised_responsibilities(torch.log(params.weights) + levels)
+        return {"log_likelihood": norm.double().sum(), "n_samples": x.shape[0],
+                "nk": resp.sum(0).double(), "levels": (resp.T @ onehot).double()}
+
+
+def _complete_second_moments(chunk: torch.Tensor, n_numeric: int) -> dict:
+    """``sum x x^T`` over the rows of a chunk with no missing number (float64)."""
+    x = chunk[:, :n_numeric]
+    complete = x[~torch.isnan(x).any(1)].double()
+    return {"sxx": complete.T @ complete}
+
+
 @dataclass
 class _MixtureFitData:
-    """What one fit prepares once for its EM runs."""
+    """What one fit prepares once for its EM runs (from the data source)."""
 
-    X: torch.Tensor  # the training data centred at ``center`` (NaN where missing)
-    center: torch.Tensor
-    chunk_size: int
-    has_missing: bool
+    e_step: EStep
+    init_rows: torch.Tensor  # prepared rows of the initialisation (all, in memory)
+    center: torch.Tensor  # the numeric columns' mean, in the input's dtype
+    dtype: torch.dtype  # the training dtype
+    has_missing: bool  # whether a number is missing
     prior_variance: torch.Tensor  # the covariance prior's centre
     tied_second_moments: torch.Tensor | None  # sum x x^T over complete rows (tied)
     init: dict  # validated *_init arrays
-    onehot: torch.Tensor | None = None  # level indicators of the discrete columns (mixed)
-    n_levels: tuple = ()  # levels of each discrete column (mixed)
+    n_levels: tuple = ()  # levels of each discrete column (a mixed table)
+
+    @property
+    def n_numeric(self) -> int:
+        return int(self.center.shape[0])
+
+
+def prepare_mixture_fit(estimator, source, seed: int) -> _MixtureFitData:
+    """A data source's rows ready for a mixture's EM: one pass of column moments (the
+    centre and the prior's variances), the prepared rows (a map of the source), the
+    initialisation's rows and, for tied covariances, the complete rows' ``sum x x^T``.
+
+    EM runs on data centred at its mean (the model is translation equivariant): it
+    keeps the uncentred second moments well conditioned.
+    """
+    est = estimator
+    n, k, cov = source.shape[0], est.n_components, est.covariance_type
+    if n < k:
+        raise ValueError(f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}")
+    numeric, discrete = est.schema_.numeric_columns, est.schema_.discrete
+    d = len(numeric)
+    init = check_initial_parameters(est.weights_init, est.means_init, est.precisions_init, k, d, cov)
+    moments = source.column_moments()
+    center = moments.mean[numeric].to(device=source.device, dtype=source.dtype)
+    dtype = est._dtype
+    n_levels = tuple(est.schema_.n_levels(j) for j in discrete)
+    prepare = _MixtureRows(numeric, discrete, n_levels, center, dtype)
+    rows = source.map(prepare, dtype=dtype, width=d + sum(n_levels))
+    row_bytes = est._row_bytes(source.shape[1]) * 2
+    has_missing = d > 0 and moments.has_missing(numeric)
+    tied = None
+    if cov == "tied" and d:  # incomplete rows add expected moments per pass
+        tied = rows.reduce(_complete_second_moments, d, row_bytes=row_bytes)["sxx"].to(dtype)
+    return _MixtureFitData(
+        e_step=EStep(rows, _MixtureStatistics(cov, d, bool(discrete)), row_bytes),
+        init_rows=rows.sample(random_state=seed),
+        center=center,
+        dtype=dtype,
+        has_missing=has_missing,
+        prior_variance=moments.variance[numeric].to(device=source.device, dtype=dtype),
+        tied_second_moments=tied,
+        init=init,
+        n_levels=n_levels,
+    )
 
 
 # ---------------------------------------------------------------------- estimator
@@ -940,67 +1055,20 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ EM
-    def _fit(self, X: torch.Tensor):
+    def _fit(self, source):
         """EM over the numeric columns' Gaussians, times level tables for discrete ones."""
-        n = X.shape[0]
-        k, cov = self.n_components, self.covariance_type
-        if n < k:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}"
-            )
-        numeric, discrete = self._column_split()
-        Xn = X[:, numeric] if discrete else X
-        d = Xn.shape[1]
-        init = check_initial_parameters(self.weights_init, self.means_init, self.precisions_init, k, d, cov)
-        # EM runs on data centred at its mean (the model is translation equivariant);
-        # it keeps the uncentred second moments well conditioned.
-        has_missing = d > 0 and has_nan(Xn)
-        center = (torch.nanmean(Xn, 0) if has_missing else Xn.mean(0)) if d else Xn.new_zeros(0)
-        # centred in the data's own precision, then cast to the training dtype
-        Xc = (Xn - center).to(self._dtype)
-        tied_second_moments = None
-        if cov == "tied" and d:  # incomplete rows add expected moments per pass
-            complete = (Xc[~torch.isnan(Xn).any(1)] if has_missing else Xc).double()
-            tied_second_moments = (complete.T @ complete).to(Xc.dtype)
-        if d:
-            prior_variance = torch.nanmean(Xc.square(), 0) if has_missing else Xc.square().mean(0)
-        else:
-            prior_variance = Xc.new_zeros(0)
-        levels = {}
-        if discrete:  # the mixed model (a latent class model when d == 0)
-            n_levels = tuple(self.schema_.n_levels(j) for j in discrete)
-            levels = dict(onehot=one_hot_levels(X[:, discrete], n_levels).to(self._dtype), n_levels=n_levels)
-        data = _MixtureFitData(
-            X=Xc,
-            center=center,
-            chunk_size=chunk_rows(self._row_bytes(X.shape[1]) * 2, n, X.device),
-            has_missing=has_missing,
-            prior_variance=prior_variance,
-            tied_second_moments=tied_second_moments,
-            init=init,
-            **levels,
-        )
-        self._em_fit(
-            data,
-            n_init=self.n_init,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            warm_start=self.warm_start,
-            generator=generator_from(seed_from(self.random_state), X.device),
-        )
+        seed = seed_from(self.random_state)
+        data = prepare_mixture_fit(self, source, seed)
+        self._em_fit(data, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+                     warm_start=self.warm_start, generator=generator_from(seed, source.device))
 
-    def _fit_blocks(self, X) -> None:
-        """EM on a dask array: statistics per block, merged as a tree (see _dask)."""
-        _dask.fit_mixture(self, X)
-
-    # ------------------------------------------------ mixed tables (latent classes)
     def _column_split(self) -> tuple[list, list]:
         """Positions of the numeric and of the discrete columns."""
         return self.schema_.numeric_columns, self.schema_.discrete
 
     def _log_levels(self, counts: torch.Tensor, data: _MixtureFitData) -> torch.Tensor:
         probabilities = level_probabilities_from_counts(counts.double(), data.n_levels, self.level_prior)
-        return torch.log(probabilities).to(data.X.dtype)
+        return torch.log(probabilities).to(data.dtype)
 
     def _empty_gaussians(self, like: torch.Tensor):
         """Means, covariances and precision factors over no numeric column."""
@@ -1009,23 +1077,30 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         ones = like.new_ones(shape)
         return like.new_zeros(k, 0), ones, ones
 
-    def _em_initialize_mixed(self, data: _MixtureFitData, generator) -> MixtureParameters:
-        """Responsibilities from k-means on the standardised numbers and the level indicators."""
-        X = torch.nan_to_num(data.X, nan=0.0) if data.has_missing else data.X
+    def _em_initialize(self, data: _MixtureFitData, generator) -> MixtureParameters:
+        """Responsibilities by ``init_params``, one M-step, then the ``*_init`` arrays.
+
+        k-means reads the numbers (missing ones at the column means, zero after
+        centring) and, for a mixed table, the standardised numbers beside the level
+        indicators.
+        """
+        X, onehot = _split_columns(data.init_rows, data.n_numeric, bool(data.n_levels))
+        X = torch.nan_to_num(X, nan=0.0) if data.has_missing else X
         n, d = X.shape
         cov = self.covariance_type
-        scale = data.prior_variance.sqrt()
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        # one unit of distance per numeric column (its spread) and at most one per
-        # discrete column (two different levels are sqrt(2) apart in indicators)
-        Z = torch.cat([X / scale, data.onehot * math.sqrt(0.5)], dim=1)
+        Z = X
+        if onehot is not None:
+            scale = data.prior_variance.sqrt()
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+            # one unit of distance per numeric column (its spread) and at most one per
+            # discrete column (two different levels are sqrt(2) apart in indicators)
+            Z = torch.cat([X / scale, onehot * math.sqrt(0.5)], dim=1)
         resp = initial_responsibilities(Z, self.n_components, self.init_params, generator)
-        levels = (resp.T @ data.onehot).double()
         as_t = lambda a: torch.as_tensor(a, dtype=X.dtype, device=X.device)  # noqa: E731
         init = data.init
         if d:
             total = accumulate(
-                iter_slices(n, data.chunk_size),
+                iter_slices(n, chunk_rows(data.e_step.row_bytes, n, X.device)),
                 lambda rows: dict(zip(("nk", "sx", "sxx"), (
                     s.double() for s in gaussian_statistics(X[rows], resp[rows], cov)
                 ))),
@@ -1034,8 +1109,9 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
                 *(total[key].to(X.dtype) for key in ("nk", "sx", "sxx")),
                 self.reg_covar, cov, self.covariance_prior, data.prior_variance,
             )
-            means = as_t(torch.as_tensor(init["means"], dtype=data.center.dtype) - data.center.cpu()) \
-                if "means" in init else means
+            # shifted in the centre's precision, then cast to the training dtype
+            if "means" in init:
+                means = as_t(torch.as_tensor(init["means"], dtype=data.center.dtype) - data.center.cpu())
             if "precisions" in init:
                 prec_chol = _precision_cholesky_from_precisions(as_t(init["precisions"]), cov)
             else:
@@ -1044,44 +1120,15 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
             nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps
             means, _, prec_chol = self._empty_gaussians(X)
         weights = as_t(init["weights"]) if "weights" in init else nk / n
-        return MixtureParameters(weights, means, None, prec_chol, self._log_levels(levels, data))
-
-    def _em_initialize(self, data: _MixtureFitData, generator) -> MixtureParameters:
-        """Responsibilities by ``init_params``, one M-step, then the ``*_init`` arrays."""
-        if data.onehot is not None:
-            return self._em_initialize_mixed(data, generator)
-        # missing entries start at the column means (zero after centring)
-        X = torch.nan_to_num(data.X, nan=0.0) if data.has_missing else data.X
-        n, cov = X.shape[0], self.covariance_type
-        resp = initial_responsibilities(X, self.n_components, self.init_params, generator)
-        total = accumulate(
-            iter_slices(n, data.chunk_size),
-            lambda rows: dict(zip(("nk", "sx", "sxx"), (
-                s.double() for s in gaussian_statistics(X[rows], resp[rows], cov)
-            ))),
-        )
-        nk, means, covariances = gaussian_parameters_from_statistics(
-            *(total[key].to(X.dtype) for key in ("nk", "sx", "sxx")),
-            self.reg_covar, cov, self.covariance_prior, data.prior_variance,
-        )
-        as_t = lambda a: torch.as_tensor(a, dtype=X.dtype, device=X.device)  # noqa: E731
-        init = data.init
-        weights = as_t(init["weights"]) if "weights" in init else nk / n
-        # shifted in the centre's precision, then cast to the training dtype
-        means = as_t(torch.as_tensor(init["means"], dtype=data.center.dtype) - data.center.cpu()) \
-            if "means" in init else means
-        if "precisions" in init:
-            prec_chol = _precision_cholesky_from_precisions(as_t(init["precisions"]), cov)
-        else:
-            prec_chol = compute_precision_cholesky(covariances, cov)
-        return MixtureParameters(weights, means, None, prec_chol)
+        log_levels = None if onehot is None else self._log_levels((resp.T @ onehot).double(), data)
+        return MixtureParameters(weights, means, None, prec_chol, log_levels)
 
     def _em_resume(self, data: _MixtureFitData) -> MixtureParameters:
-        as_t = lambda a: torch.as_tensor(a, dtype=data.X.dtype, device=data.X.device)  # noqa: E731
+        as_t = lambda a: torch.as_tensor(a, dtype=data.dtype, device=data.center.device)  # noqa: E731
         means = as_t(torch.as_tensor(self.means_, dtype=data.center.dtype) - data.center.cpu())
         params = MixtureParameters(as_t(self.weights_), means, None, as_t(self.precisions_cholesky_))
-        if data.onehot is not None:
-            if self._level_log_table.shape[1] != data.onehot.shape[1]:
+        if data.n_levels:
+            if self._level_log_table.shape[1] != sum(data.n_levels):
                 raise ValueError(
                     "warm_start needs the same columns and levels as the previous fit; "
                     "fit again with warm_start=False."
@@ -1092,84 +1139,28 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
     def _em_expectation_parameters(self, data: _MixtureFitData, params) -> MixtureParameters:
         # rows with missing entries see the covariances of the very precision factors
         # that score the complete rows: one Gaussian per component, to the last bit
-        if not data.has_missing or data.X.shape[1] == 0:
+        if not data.has_missing or data.n_numeric == 0:
             return params
         covariances = covariances_from_precision_cholesky(params.precisions_cholesky, self.covariance_type)
         return params._replace(covariances=covariances)
 
-    def _em_chunks(self, data: _MixtureFitData):
-        """Row chunks; with missing values, their incomplete rows in smaller pieces first."""
-        X = data.X
-        n, d = X.shape
-        if data.onehot is not None:
-            yield from self._em_chunks_mixed(data)
-            return
-        for rows in iter_slices(n, data.chunk_size):
-            x = X[rows]
-            if data.has_missing:
-                incomplete = torch.isnan(x).any(1)
-                n_incomplete = int(incomplete.sum())
-                if n_incomplete:
-                    size = _incomplete_chunk_rows(n_incomplete, d, X.element_size(), X.device)
-                    for sub in iter_slices(n_incomplete, size):
-                        yield x[incomplete][sub]
-                    x = x[~incomplete]
-                if x.shape[0] == 0:
-                    continue
-            yield x
-
-    def _em_chunks_mixed(self, data: _MixtureFitData):
-        """Pairs (numbers, level indicators), split as in the numeric case."""
-        X, onehot = data.X, data.onehot
-        n, d = X.shape
-        for rows in iter_slices(n, data.chunk_size):
-            x, h = X[rows], onehot[rows]
-            if data.has_missing:
-                incomplete = torch.isnan(x).any(1)
-                n_incomplete = int(incomplete.sum())
-                if n_incomplete:
-                    size = _incomplete_chunk_rows(n_incomplete, d, X.element_size(), X.device)
-                    xi, hi = x[incomplete], h[incomplete]
-                    for sub in iter_slices(n_incomplete, size):
-                        yield xi[sub], hi[sub]
-                    x, h = x[~incomplete], h[~incomplete]
-                if x.shape[0] == 0:
-                    continue
-            yield x, h
-
-    def _em_statistics(self, chunk, params: MixtureParameters) -> dict:
-        if params.log_levels is not None:
-            return self._em_statistics_mixed(chunk, params)
-        # tied: the complete rows' sum x x^T is formed once, in _fit
-        return mixture_statistics(chunk, params, self.covariance_type, complete_second_moments=False)
-
-    def _em_statistics_mixed(self, chunk, params: MixtureParameters) -> dict:
-        x, onehot = chunk
-        levels = level_log_probabilities(onehot, params.log_levels)
-        if x.shape[1]:
-            return mixture_statistics(x, params, self.covariance_type, complete_second_moments=False,
-                                      row_log_prob=levels, onehot=onehot)
-        norm, resp = normalised_responsibilities(torch.log(params.weights) + levels)
-        return {"log_likelihood": norm.double().sum(), "n_samples": x.shape[0],
-                "nk": resp.sum(0).double(), "levels": (resp.T @ onehot).double()}
-
     def _em_m_step(self, data: _MixtureFitData, statistics: dict, params) -> MixtureParameters:
         cov = self.covariance_type
-        if data.onehot is not None:
+        log_levels = None
+        if data.n_levels:
             log_levels = self._log_levels(statistics["levels"], data)
-            if data.X.shape[1] == 0:
-                nk = statistics["nk"].to(data.X.dtype) + 10 * torch.finfo(data.X.dtype).eps
+            if data.n_numeric == 0:
+                nk = statistics["nk"].to(data.dtype) + 10 * torch.finfo(data.dtype).eps
                 return MixtureParameters(nk / nk.sum(), params.means, params.precisions_cholesky,
                                          params.precisions_cholesky, log_levels)
-            data = dataclasses_replace(data, onehot=None)
-            return self._em_m_step(data, statistics, params)._replace(log_levels=log_levels)
-        nk, sx, sxx = (statistics[key].to(data.X.dtype) for key in ("nk", "sx", "sxx"))
+        nk, sx, sxx = (statistics[key].to(data.dtype) for key in ("nk", "sx", "sxx"))
         if cov == "tied":
             sxx = data.tied_second_moments + sxx
         nk, means, covariances = gaussian_parameters_from_statistics(
             nk, sx, sxx, self.reg_covar, cov, self.covariance_prior, data.prior_variance
         )
-        return MixtureParameters(nk / nk.sum(), means, covariances, compute_precision_cholesky(covariances, cov))
+        return MixtureParameters(nk / nk.sum(), means, covariances,
+                                 compute_precision_cholesky(covariances, cov), log_levels)
 
     def _em_set_parameters(self, data: _MixtureFitData, params: MixtureParameters) -> None:
         # M-step weights are n_k / n in the compute dtype: in float32 they sum to one
@@ -1179,8 +1170,9 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         self.level_probabilities_ = []
         if params.log_levels is not None:
             self._set_level_parameters(data, params)
-            if data.X.shape[1] == 0:
-                means, covariances, prec_chol = self._empty_gaussians(data.X.double())
+            if data.n_numeric == 0:
+                like = data.center.new_zeros(0, dtype=torch.float64)
+                means, covariances, prec_chol = self._empty_gaussians(like)
                 self.means_ = means.cpu().numpy()
                 self.covariances_ = covariances.cpu().numpy()
                 self.precisions_cholesky_ = prec_chol.cpu().numpy()
@@ -1394,6 +1386,7 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         """
         return self.transform(X)
 
+    @lazy_rows
     def predict(self, X):
         """Most probable component of each sample.
 
@@ -1405,8 +1398,6 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        if _dask.is_dask_collection(X):
-            return _dask.map_rows(self, "predict", X)
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         return self._evaluate(lambda x: torch.argmax(self._weighted_log_prob(x), dim=1), X)

@@ -52,12 +52,12 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Hidden, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._progress import Progress
 from ._torch import adaptive_threads, chunk_rows, generator_from, iter_slices, seed_from
-from ._training import DEPRECATED, MinibatchModel, renamed_parameter
+from ._training import MinibatchModel
 from .nn import softplus
 
 __all__ = [
@@ -712,8 +712,6 @@ class BaseRBM(MinibatchModel):
         Its visible layer (a :class:`BernoulliVisible`, :class:`VisibleBlocks`, ...).
     ``_visible_units(X)`` (optional)
         Raw rows -> the values of the visible units (identity by default).
-    ``_max_iter()`` (optional)
-        The number of epochs of ``fit``, or ``"auto"`` (``max_iter`` by default).
 
     The parameters are numpy attributes (``components_``, ``intercept_visible_``,
     ``intercept_hidden_``); a training call works on tensor copies and writes them
@@ -754,9 +752,6 @@ class BaseRBM(MinibatchModel):
         """Visible states -> rows in the model's columns (the identity by default)."""
         return v
 
-    def _max_iter(self):
-        return self.max_iter
-
     def _row_bytes(self, n_features: int) -> int:
         return self._itemsize * (3 * n_features + 4 * int(self.n_components) + 8)
 
@@ -779,7 +774,7 @@ class BaseRBM(MinibatchModel):
         self.n_updates_ = 0
 
     def _n_epochs(self, n_train: int) -> int:
-        max_iter = self._max_iter()
+        max_iter = self.max_iter
         if max_iter != "auto":
             return int(max_iter)
         per_epoch = math.ceil(n_train / self._batch_size(n_train))
@@ -798,7 +793,7 @@ class BaseRBM(MinibatchModel):
                 "partition_method='auto' or 'ais'."
             )
         n_old, n_new = self.n_samples_seen_, train.shape[0]
-        batch_mean = train.mean(0, dtype=torch.float64).cpu().numpy()
+        batch_mean = train.column_moments().mean.cpu().numpy()
         if n_old == 0:
             self.visible_marginals_ = batch_mean
         else:
@@ -828,7 +823,7 @@ class BaseRBM(MinibatchModel):
                 chains = as_t(self.h_samples_)
             else:
                 rows = torch.randint(train.shape[0], (n_chains,), generator=generator, device=train.device)
-                chains = sample_hidden(train[rows], W, c, generator)
+                chains = sample_hidden(train.take(rows), W, c, generator)
         schedule = None
         if self.learning_rate_schedule == "linear" and n_epochs is not None:
             n_batches = math.ceil(train.shape[0] / self._batch_size(train.shape[0]))
@@ -1122,9 +1117,6 @@ class BernoulliRBM(BaseRBM):
         the mean-field reconstruction error, computed only then), then one summary
         line, and one line for the AIS estimate when ``log Z`` is first needed; 2: also
         a line per epoch.
-    n_iter : int or "auto"
-        Deprecated former name of ``max_iter``; setting it warns
-        (``FutureWarning``) and takes precedence. Removed in 0.3.
 
     Attributes
     ----------
@@ -1274,9 +1266,6 @@ class BernoulliRBM(BaseRBM):
         **BaseRBM._parameter_constraints,
         "binarize": [Interval(Real, None, None, closed="neither"), None],
         "column_types": [dict, list, tuple, None],
-        "n_iter": [
-            Interval(Integral, 0, None, closed="left"), StrOptions({"auto"}), Hidden(StrOptions({DEPRECATED}))
-        ],
     }
 
     def __init__(
@@ -1302,7 +1291,6 @@ class BernoulliRBM(BaseRBM):
         dtype="auto",
         random_state=None,
         verbose=0,
-        n_iter=DEPRECATED,
     ):
         self.n_components = n_components
         self.learning_rate = learning_rate
@@ -1324,7 +1312,6 @@ class BernoulliRBM(BaseRBM):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
-        self.n_iter = n_iter
 
     # ------------------------------------------------------------- input
     def _continuous_likelihood(self) -> bool:
@@ -1456,9 +1443,6 @@ class BernoulliRBM(BaseRBM):
             means[i] = weights @ super()._encode(rows)
         return means
 
-    def _max_iter(self):
-        return renamed_parameter(self, "max_iter", "n_iter")
-
     def _explain(self, X: torch.Tensor) -> torch.Tensor:
         W, b, c = self._params()
         return bernoulli_conditional_log_prob(self._visible_units(X), W, b, c)
@@ -1479,12 +1463,14 @@ class _CDState:
         self.seed, self.generator = seed, generator
 
 
-def _reconstruction_error(X, W, b, c, visible) -> float:
-    """Mean squared error of the mean-field reconstruction ``E[v | h = q(v)]``."""
-    total = 0.0
-    size = chunk_rows(X.element_size() * (2 * X.shape[1] + W.shape[0]), X.shape[0], X.device)
-    for rows in iter_slices(X.shape[0], size):
-        v = X[rows]
-        q = hidden_means(v, W, c)
-        total += float((visible.mean(torch.addmm(b, q, W)) - v).square().sum())
-    return total / X.numel()
+def _squared_reconstruction_error(v, W, b, c, visible) -> dict:
+    q = hidden_means(v, W, c)
+    return {"error": (visible.mean(torch.addmm(b, q, W)) - v).square().sum().double()}
+
+
+def _reconstruction_error(train, W, b, c, visible) -> float:
+    """Mean squared error of the mean-field reconstruction ``E[v | h = q(v)]`` of a source's rows."""
+    n, d = train.shape
+    row_bytes = W.element_size() * (2 * d + W.shape[0])
+    total = train.reduce(_squared_reconstruction_error, W, b, c, visible, row_bytes=row_bytes)
+    return float(total["error"]) / (n * d)

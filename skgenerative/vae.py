@@ -71,7 +71,7 @@ from torch import nn
 
 from ._schema import COLUMN_TYPES, DISCRETE_TYPES
 from ._torch import has_nan, keyed_normal, row_keys
-from ._training import DEPRECATED, NeuralGenerativeModel
+from ._training import NeuralGenerativeModel
 from .nn import (
     ACTIVATIONS,
     MixedLikelihood,
@@ -239,7 +239,7 @@ class VAEModule(nn.Module):
         there), 0 where observed. A table's rows (``layout``) are read through the
         head's ``encoder_features`` first.
         """
-        if getattr(self, "mixed", False):  # modules pickled before tables had no flag
+        if self.mixed:
             x = self.likelihood.encoder_features(x, missing)
         if missing is None:
             context = self.encoder(x)
@@ -855,9 +855,6 @@ class VariationalAutoencoder(BaseVAE):
     verbose : int, default=0
         1: a progress bar of the epochs where a terminal or notebook shows it, then
         one summary line (best epoch, why training stopped); 2: also a line per epoch.
-    max_epochs : int
-        Deprecated former name of ``max_iter``; setting it warns
-        (``FutureWarning``) and takes precedence. Removed in 0.3.
 
     Attributes
     ----------
@@ -876,8 +873,7 @@ class VariationalAutoencoder(BaseVAE):
         Losses are in nats in the units of ``X``; with missing values, of the
         observed entries.
     n_iter_ : int
-        Epochs trained, over ``fit`` and ``partial_fit`` calls (``n_epochs_`` is its
-        deprecated former name).
+        Epochs trained, over ``fit`` and ``partial_fit`` calls.
     best_epoch_ : int or None
         Epoch (0-based) whose weights were kept by early stopping; None when the
         last call trained without validation (``partial_fit``, tiny data or
@@ -1055,7 +1051,6 @@ class VariationalAutoencoder(BaseVAE):
         dtype="auto",
         random_state=None,
         verbose=0,
-        max_epochs=DEPRECATED,
     ):
         self.n_components = n_components
         self.likelihood = likelihood
@@ -1078,7 +1073,6 @@ class VariationalAutoencoder(BaseVAE):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
-        self.max_epochs = max_epochs
 
     # ---------------------------------------------------------------- checks
     def _hidden_layer_sizes(self) -> tuple[int, ...]:

@@ -12,7 +12,8 @@ from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 
 from skgenerative import GaussianMixtureDensity, PPCADensity
-from skgenerative._em import EMModel, accumulate, add_statistics, mean_log_likelihood
+from skgenerative._em import EMModel, EStep, accumulate, add_statistics, mean_log_likelihood
+from skgenerative._sources import TensorSource
 from skgenerative.mixture import (
     MixtureParameters,
     compute_precision_cholesky,
@@ -30,8 +31,9 @@ COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 class ScriptedEM(EMModel):
     """A model whose bound follows a script: ``bounds[init][step]`` at step ``step``.
 
-    Parameters are ``(init, step)``; the M-step advances ``step``; the data are rows
-    split into chunks, each contributing its share of the scripted bound.
+    Parameters are ``(init, step)``; the M-step advances ``step``; the data are ten
+    rows in a source read in chunks of four, each contributing its share of the
+    scripted bound.
     """
 
     def __init__(self, bounds, verbose=0):
@@ -50,10 +52,7 @@ class ScriptedEM(EMModel):
     def _em_resume(self, data):
         return self.params_
 
-    def _em_chunks(self, data):
-        return np.array_split(data, 3)
-
-    def _em_statistics(self, chunk, params):
+    def _statistics(self, chunk, params):
         init, step = params
         return {"log_likelihood": self.bounds[init][step] * len(chunk), "n_samples": len(chunk)}
 
@@ -64,7 +63,27 @@ class ScriptedEM(EMModel):
         self.params_ = params
 
 
-DATA = np.zeros(10)
+class _Data:
+    """A fit's data as the driver sees it: the E-step over a source of ten rows."""
+
+    def __init__(self, model):
+        self.e_step = EStep(TensorSource(torch.zeros(10, 1)), model._statistics, row_bytes=2**20)
+
+
+def _fit(model, **kw):
+    model._em_fit(_Data(model), **kw)
+
+
+def test_the_e_step_folds_the_statistics_of_the_sources_chunks():
+    seen = []
+
+    def statistics(chunk, params):
+        seen.append(chunk.shape[0])
+        return {"log_likelihood": chunk.sum() * params, "n_samples": chunk.shape[0]}
+
+    source = TensorSource(torch.arange(10.0).unsqueeze(1))
+    total = EStep(source, statistics, row_bytes=2**22 // 4)(2.0)  # chunks of 4 rows on the CPU
+    assert seen == [4, 4, 2] and float(total["log_likelihood"]) == 90.0 and total["n_samples"] == 10
 
 
 def test_driver_keeps_the_best_final_bound_and_warns_when_it_did_not_converge():
@@ -75,7 +94,7 @@ def test_driver_keeps_the_best_final_bound_and_warns_when_it_did_not_converge():
     ]
     model = ScriptedEM(bounds)
     with pytest.warns(ConvergenceWarning, match="Best performing initialization did not converge"):
-        model._em_fit(DATA, n_init=3, max_iter=5, tol=1e-3)
+        _fit(model, n_init=3, max_iter=5, tol=1e-3)
     assert model.initialisations == 3
     assert not model.converged_ and model.n_iter_ == 5
     assert model.lower_bounds_ == pytest.approx(bounds[1][:5])
@@ -88,7 +107,7 @@ def test_driver_converges_on_the_absolute_change_and_stops_after_that_m_step():
     model = ScriptedEM(bounds)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        model._em_fit(DATA, n_init=2, max_iter=3, tol=1e-3)
+        _fit(model, n_init=2, max_iter=3, tol=1e-3)
     # init 0: a decrease of 5e-4 is a change below tol; init 1 ends lower (-4.5)
     assert model.converged_ and model.n_iter_ == 3
     assert model.lower_bound_ == pytest.approx(-4.0005)
@@ -99,9 +118,9 @@ def test_warm_start_resumes_with_one_initialisation():
     bounds = [[-5.0, -4.0, -3.0, -2.0, -1.0, -0.5, -0.4999]]
     model = ScriptedEM(bounds)
     with pytest.warns(ConvergenceWarning):
-        model._em_fit(DATA, n_init=1, max_iter=3, tol=1e-3)
+        _fit(model, n_init=1, max_iter=3, tol=1e-3)
     assert model.params_ == (0, 3)
-    model._em_fit(DATA, n_init=5, max_iter=4, tol=1e-3, warm_start=True)
+    _fit(model, n_init=5, max_iter=4, tol=1e-3, warm_start=True)
     assert model.initialisations == 1  # no new start: n_init is ignored
     # the first change is measured from the previous fit's bound (-3.0)
     assert model.lower_bounds_ == pytest.approx([-2.0, -1.0, -0.5, -0.4999])
@@ -112,20 +131,20 @@ def test_max_iter_zero_keeps_the_last_start_without_a_warning():
     model = ScriptedEM([[-1.0], [-2.0]])
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        model._em_fit(DATA, n_init=2, max_iter=0, tol=1e-3)
+        _fit(model, n_init=2, max_iter=0, tol=1e-3)
     assert model.params_ == (1, 0)
     assert model.n_iter_ == 0 and model.lower_bound_ == -math.inf and model.lower_bounds_ == []
 
 
 def test_verbose_levels(capsys):
     bounds = [[-2.0, -1.0, -1.0]]
-    ScriptedEM(bounds, verbose=1)._em_fit(DATA, n_init=1, max_iter=5, tol=1e-3)
+    _fit(ScriptedEM(bounds, verbose=1), n_init=1, max_iter=5, tol=1e-3)
     lines = capsys.readouterr().out.splitlines()
     # verbose=1 in a log: the one-line summary (#18) and nothing else (#24)
     assert len(lines) == 1 and re.fullmatch(
         r"done: 3 EM iterations in \d+\.\d\ds; 1 initialization, best lower bound -1\.000000 "
         r"\(converged after 3 iterations\)", lines[0])
-    ScriptedEM(bounds, verbose=2)._em_fit(DATA, n_init=1, max_iter=5, tol=1e-3)
+    _fit(ScriptedEM(bounds, verbose=2), n_init=1, max_iter=5, tol=1e-3)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Initialization 0" and lines[-2] == "Initialization converged: lower bound -1.000000"
     assert len(lines) == 6 and lines[-1].startswith("done: 3 EM iterations")
@@ -134,7 +153,7 @@ def test_verbose_levels(capsys):
 
 def test_non_finite_bound_raises_naming_the_model():
     with pytest.raises(FloatingPointError, match="ScriptedEM: EM produced a non-finite"):
-        ScriptedEM([[-1.0, float("nan")]])._em_fit(DATA, n_init=1, max_iter=5, tol=1e-3)
+        _fit(ScriptedEM([[-1.0, float("nan")]]), n_init=1, max_iter=5, tol=1e-3)
 
 
 def test_accumulate_folds_left_to_right():

@@ -107,6 +107,11 @@ def test_point_levels_are_the_mode_or_the_median():
 
 
 # --------------------------------------------------- the contract, through a toy model
+def _level_counts(chunk, j, n_levels):
+    codes = chunk[:, j]
+    return {"counts": torch.bincount(codes[~torch.isnan(codes)].long(), minlength=n_levels).double()}
+
+
 class IndependentColumns(GenerativeModel):
     """Independent columns: a Gaussian per numeric one, frequencies per discrete one."""
 
@@ -118,13 +123,13 @@ class IndependentColumns(GenerativeModel):
         self.contamination, self.device, self.dtype = contamination, device, dtype
         self.n_components, self.random_state, self.verbose = 1, None, 0
 
-    def _fit(self, X):
-        X = X.cpu().numpy()
-        self.mean_ = np.nanmean(X, 0)
-        self.var_ = np.nanvar(X, 0) + 1e-9
+    def _fit(self, source):
+        moments = source.column_moments()
+        self.mean_ = moments.mean.numpy()
+        self.var_ = moments.variance.numpy() + 1e-9
         self.freq_ = {}
         for j in self.schema_.discrete:
-            counts = np.bincount(X[~np.isnan(X[:, j]), j].astype(int), minlength=self.schema_.n_levels(j))
+            counts = source.reduce(_level_counts, j, self.schema_.n_levels(j), row_bytes=64)["counts"].numpy()
             self.freq_[j] = (counts + 1.0) / (counts.sum() + len(counts))
 
     def _cell_log_prob(self, X):

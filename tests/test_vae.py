@@ -22,6 +22,7 @@ from scipy.stats import multivariate_normal, norm
 from sklearn.base import clone
 
 from skgenerative import VariationalAutoencoder
+from skgenerative._sources import TensorSource
 from skgenerative.nn import BernoulliLikelihood, GaussianLikelihood, make_linear, make_mlp, softplus
 from skgenerative.vae import gaussian_posterior_sample, importance_weighted_bound
 
@@ -280,7 +281,7 @@ def _recomputed_validation_loss(model, X):
     with model._training_phase():
         model._move_modules(torch.device("cpu"))
         data = model._training_data(torch.as_tensor(X)).to(model._dtype)
-        _, held_out = model._split_validation(data)
+        _, held_out = model._split_validation(TensorSource(data))
         loss = model._validation_loss(held_out)
     model._move_modules(torch.device("cpu"))  # back to the evaluation dtype
     return loss
