@@ -26,8 +26,11 @@ with :class:`~skgenerative.GenerativeOutlierDetector`). A model file supplies on
     Map latent vectors back to data space; enables ``inverse_transform``.
 ``_n_latent()``
     Width of ``transform``'s output (``n_components`` unless overridden).
+``_fit_input_encoding(X)`` (optional)
+    At fit, on the validated input, learn how the model reads raw values (the RBM's
+    binarisation thresholds); runs before ``_check_values``.
 ``_check_values(X)`` (optional)
-    Model-specific checks on validated input (binary data for Bernoulli models).
+    Model-specific checks on validated input (values in each column family's support).
 ``_row_bytes(n_features)`` (optional)
     Temporary memory one row needs while it is evaluated; sets the chunk size.
 ``_impute(X, n_draws, generator)`` (models with ``_supports_missing = True``)
@@ -403,6 +406,7 @@ class TableColumnsMixin:
                 self._check_no_empty_column(X)
             if self._continuous_likelihood():
                 warn_if_discrete(X, self.schema_, type(self).__name__)
+            self._fit_input_encoding(X)
         if self._squares_input:
             dtype = self._resolved_dtypes()[0] if reset else getattr(self, "_fit_dtype", "float64")
             numeric = self.schema_.numeric_columns if self.schema_.has_discrete else slice(None)
@@ -923,6 +927,9 @@ class GenerativeModel(
 
     def _n_latent(self) -> int:
         return int(self.n_components)
+
+    def _fit_input_encoding(self, X: np.ndarray) -> None:
+        """Learn at fit how the model reads raw values (e.g. thresholds); before ``_check_values``."""
 
     def _check_values(self, X: np.ndarray) -> None:
         """Model-specific checks of validated input; raise ``ValueError``."""

@@ -245,8 +245,11 @@ def test_columns_without_a_unit_are_named_and_binarize_touches_real_columns_only
     df["n"] = np.arange(50)
     with pytest.raises(ValueError, match=r"BernoulliRBM models .*'n' \(count\)"):
         BernoulliRBM(column_types={"n": "count"}).fit(df)
-    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
-        _fit(BernoulliRBM(n_components=2, max_iter=1), df)  # 'n' is real, outside [0, 1]
+    with pytest.raises(ValueError, match=r"'n'.*values in \[0, 1\]"):
+        _fit(BernoulliRBM(n_components=2, max_iter=1, binarize=None), df)  # 'n' is real, outside [0, 1]
+    with pytest.warns(UserWarning, match=r"1 real column\(s\).*'n' in \[0, 49\] at 24.5"):
+        default = BernoulliRBM(n_components=2, max_iter=1, random_state=0).fit(df)
+    assert np.isnan(default.binarize_threshold_[:4]).all() and default.binarize_threshold_[4] == 24.5
     rbm = _fit(BernoulliRBM(n_components=2, max_iter=1, binarize=10.5, random_state=0), df)
     units = rbm._visible_units(torch.as_tensor(rbm._validate_X(df, reset=False)))
     assert torch.equal(units[:, -1], torch.as_tensor((df["n"] > 10.5).to_numpy(float)))
