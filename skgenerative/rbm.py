@@ -1547,7 +1547,7 @@ def binarize_thresholds(X: np.ndarray, schema, binarize, owner: str = "Bernoulli
             "later call. Scale X to [0, 1] to model values as they are, set binarize=<threshold> "
             "to choose, or binarize=None to raise an error instead.",
             UserWarning,
-            stacklevel=5,
+            stacklevel=7,  # the caller of fit (through validation and sklearn's fit context)
         )
     return thresholds
 

@@ -265,3 +265,56 @@ def test_a_numeric_array_is_unchanged():
     assert isinstance(a.gibbs(X[:2], random_state=0), np.ndarray)
     assert a.log_partition_ == pytest.approx(log_partition_exact(
         *(torch.as_tensor(t) for t in (a.components_, a.intercept_visible_, a.intercept_hidden_))), rel=1e-12)
+
+
+# ------------------------------------------------------------------ explain
+CHOICES = {"x": [0.0, 1.0], "c": LEVELS["c"], "b": [False, True], "o": LEVELS["o"]}
+
+
+def _unnormalised_log_prob(rbm, rows):
+    """``log sum_h exp(-E(v, h))`` of rows by enumerating the hidden states (``log Z`` cancels)."""
+    V = _units_by_hand(rows)
+    W, b, c = rbm.components_, rbm.intercept_visible_, rbm.intercept_hidden_
+    H = _hidden_states(W.shape[0])
+    return logsumexp(H @ W @ V.T + (V @ b)[None] + (H @ c)[:, None], axis=0)
+
+
+def _variants(row, df, **choices):
+    """Every row with the given columns set to each combination of the given values."""
+    names = list(choices)
+    rows = [row.assign(**dict(zip(names, combo))) for combo in itertools.product(*choices.values())]
+    return pd.concat(rows).astype(df.dtypes.to_dict())
+
+
+def test_explain_conditions_each_column_on_its_levels_by_brute_force(tiny):
+    """``log p(x_j | x_-j) = log p~(x) - log sum_s p~(x with column j = s)`` over the column's
+    states: a categorical column's levels (one value per column, not per one-hot unit)."""
+    rbm, df = tiny
+    rows = df.head(8)
+    E = rbm.explain(rows)
+    assert list(E.columns) == list(df.columns) and E.shape == (8, 4)
+    for i, name in itertools.product(range(8), CHOICES):
+        row = rows.iloc[[i]]
+        own = _unnormalised_log_prob(rbm, row)[0]
+        expected = own - logsumexp(_unnormalised_log_prob(rbm, _variants(row, df, **{name: CHOICES[name]})))
+        assert E.iloc[i][name] == pytest.approx(expected, rel=1e-10, abs=1e-12)
+    # and each column's conditional sums to one over its states
+    for name, choices in CHOICES.items():
+        variants = _variants(rows.iloc[[0]], df, **{name: choices})
+        assert logsumexp(rbm.explain(variants)[name]) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_explain_sums_an_unseen_level_out_of_the_other_columns(tiny):
+    rbm, df = tiny
+    rows = df.head(3).copy()
+    rows["o"] = rows["o"].astype(str).astype(object)
+    rows.loc[rows.index[1], "o"] = "extreme"
+    with pytest.warns(UserWarning, match="'o'.*'extreme'"):
+        E = rbm.explain(rows)
+    assert E.iloc[1]["o"] == pytest.approx(-math.log(len(df) + 3 + 1))
+    row = df.iloc[[1]]
+    for name in ("x", "c", "b"):
+        joint = logsumexp(_unnormalised_log_prob(rbm, _variants(row, df, o=LEVELS["o"])))
+        rest = logsumexp(_unnormalised_log_prob(rbm, _variants(row, df, o=LEVELS["o"], **{name: CHOICES[name]})))
+        assert E.iloc[1][name] == pytest.approx(joint - rest, rel=1e-10, abs=1e-12)
+    np.testing.assert_allclose(E.iloc[[0, 2]].to_numpy(), rbm.explain(df.head(3)).iloc[[0, 2]].to_numpy(), rtol=1e-12)
