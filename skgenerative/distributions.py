@@ -436,8 +436,8 @@ class Normal(ExponentialFamily):
 
     @classmethod
     def mean_statistics(cls, natural: torch.Tensor) -> torch.Tensor:
-        family = cls.from_natural(natural)
-        return torch.stack([family.loc, family.loc.square() + family.variance], dim=-1)
+        family = cls.from_natural(natural)  # on the normal scale for a log-normal too
+        return torch.stack([family.loc, family.loc.square() + torch.exp(family.log_var)], dim=-1)
 
     @classmethod
     def log_base_measure(cls, x: torch.Tensor) -> torch.Tensor:
@@ -510,7 +510,13 @@ class LogNormal(Normal):
 
     @property
     def mean(self) -> torch.Tensor:
-        return torch.exp(self.loc + 0.5 * self.variance)
+        return torch.exp(self.loc + 0.5 * torch.exp(self.log_var))
+
+    @property
+    def variance(self) -> torch.Tensor:
+        """``(e^v - 1) e^(2 loc + v)``; the normal scale's variance is ``exp(log_var)``."""
+        v = torch.exp(self.log_var)
+        return torch.expm1(v) * torch.exp(2.0 * self.loc + v)
 
     def point(self, weights: torch.Tensor | None = None) -> torch.Tensor:
         return torch.exp(_mixture(self.loc.expand(self.batch_shape), weights, -2))
@@ -559,6 +565,10 @@ class Poisson(ExponentialFamily):
 
     @property
     def mean(self) -> torch.Tensor:
+        return self.rate
+
+    @property
+    def variance(self) -> torch.Tensor:
         return self.rate
 
     @classmethod
@@ -695,6 +705,11 @@ class Bernoulli(_LevelFamily, ExponentialFamily):
     @property
     def mean(self) -> torch.Tensor:
         return torch.sigmoid(self.logits)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        p = torch.sigmoid(self.logits)
+        return p * (1.0 - p)
 
     @classmethod
     def outside_support(cls, x: torch.Tensor) -> torch.Tensor:
