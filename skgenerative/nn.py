@@ -40,7 +40,6 @@ __all__ = [
     "make_linear",
     "init_linear",
     "ColumnLikelihood",
-    "fill_missing",
     "softplus",
     "standard_normal_log_prob",
 ]
@@ -116,11 +115,6 @@ def make_mlp(
     if n_out is not None:
         layers.append(make_linear(width, n_out, generator))
     return nn.Sequential(*layers)
-
-
-def fill_missing(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-    """``x`` with 0 where ``observed`` is false (NaN or not)."""
-    return torch.where(observed, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:

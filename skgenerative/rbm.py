@@ -1048,12 +1048,65 @@ class BaseRBM(MinibatchModel):
         )
 
     def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
+        """``-F(v) - log Z``; a row with unseen levels: ``log sum`` over their levels (exact).
+
+        The marginal probability of the row's other cells: the unseen cells are
+        summed out by enumerating their levels (``score_samples`` then adds the
+        unseen-level penalty of :mod:`skgenerative._schema`).
+        """
+        scores = self._complete_log_prob(X)
+        for i in self._rows_with_unseen_levels(X):
+            scores[i] = torch.logsumexp(self._complete_log_prob(self._completions(X[i])), 0)
+        return scores
+
+    def _complete_log_prob(self, X: torch.Tensor) -> torch.Tensor:
         W, b, c = self._params()
         return -free_energy(self._visible_units(X), W, b, c, self._visible_layer()) - self.log_partition_
 
     def _encode(self, X: torch.Tensor) -> torch.Tensor:
+        """``P(h = 1 | v)``; a row with unseen levels: ``E[P(h = 1 | v)]`` over their levels given the rest."""
         W, _, c = self._params()
-        return hidden_means(self._visible_units(X), W, c)
+        means = hidden_means(self._visible_units(X), W, c)
+        for i in self._rows_with_unseen_levels(X):
+            rows = self._completions(X[i])
+            weights = torch.softmax(self._complete_log_prob(rows), 0)
+            means[i] = weights @ hidden_means(self._visible_units(rows), W, c)
+        return means
+
+    def _explain(self, X: torch.Tensor) -> torch.Tensor:
+        """``log p(x_j | x_-j)`` of every column (:func:`conditional_log_prob`), exactly.
+
+        A binary or binarised column conditions on its bit, a categorical one on its
+        level (its one-hot block). A row with unseen levels sums them out on both
+        sides: ``log sum_u p(x, u) - log sum_u sum_s p(x_(j=s), u)``.
+        """
+        W, b, c = self._params()
+        visible = self._visible_layer()
+        neg_free, normalizers = column_free_energies(self._visible_units(X), W, b, c, visible)
+        out = neg_free.unsqueeze(1) - normalizers
+        for i in self._rows_with_unseen_levels(X):
+            neg_free, normalizers = column_free_energies(
+                self._visible_units(self._completions(X[i])), W, b, c, visible
+            )
+            out[i] = torch.logsumexp(neg_free, 0) - torch.logsumexp(normalizers, 0)
+        return out
+
+
+    # ------------------------------------------- levels not seen in fit
+    def _rows_with_unseen_levels(self, X: torch.Tensor) -> list[int]:
+        """Rows with a level not seen in fit (NaN: an RBM takes no missing value)."""
+        if not self.schema_.discrete:
+            return []
+        return torch.nonzero(torch.isnan(X).any(1)).flatten().tolist()
+
+    def _completions(self, x: torch.Tensor) -> torch.Tensor:
+        """Every completion of a row ``x`` (D,) whose NaN cells (unseen levels) take each level."""
+        columns = torch.nonzero(torch.isnan(x)).flatten().tolist()
+        grids = [torch.arange(self.schema_.n_levels(j), dtype=x.dtype, device=x.device) for j in columns]
+        combos = torch.cartesian_prod(*grids).reshape(-1, len(columns))
+        rows = x.repeat(combos.shape[0], 1)
+        rows[:, columns] = combos
+        return rows
 
     def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         W, b, c = self._params()
@@ -1452,61 +1505,8 @@ class BernoulliRBM(BaseRBM):
     def _row_bytes(self, n_features: int) -> int:
         return super()._row_bytes(self._n_units(n_features))
 
-    # ------------------------------------------- levels not seen in fit
-    def _completions(self, x: torch.Tensor) -> torch.Tensor:
-        """Every completion of a row ``x`` (D,) whose NaN cells (unseen levels) take each level."""
-        columns = torch.nonzero(torch.isnan(x)).flatten().tolist()
-        grids = [torch.arange(self.schema_.n_levels(j), dtype=x.dtype, device=x.device) for j in columns]
-        combos = torch.cartesian_prod(*grids).reshape(-1, len(columns))
-        rows = x.repeat(combos.shape[0], 1)
-        rows[:, columns] = combos
-        return rows
-
-    def _incomplete_rows(self, X: torch.Tensor) -> list[int]:
-        """Rows with a level not seen in fit (NaN: the RBM takes no missing values)."""
-        return torch.nonzero(torch.isnan(X).any(1)).flatten().tolist()
-
-    def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
-        """``-F(v) - log Z``; a row with unseen levels: ``log sum`` over their levels (exact).
-
-        The marginal probability of the row's other cells: the unseen cells are
-        summed out by enumerating their levels (``score_samples`` then adds the
-        unseen-level penalty of :mod:`skgenerative._schema`).
-        """
-        scores = super()._log_prob(X)
-        for i in self._incomplete_rows(X):
-            scores[i] = torch.logsumexp(super()._log_prob(self._completions(X[i])), 0)
-        return scores
-
-    def _encode(self, X: torch.Tensor) -> torch.Tensor:
-        """``P(h = 1 | v)``; a row with unseen levels: ``E[P(h = 1 | v)]`` over their levels given the rest."""
-        means = super()._encode(X)
-        for i in self._incomplete_rows(X):
-            rows = self._completions(X[i])
-            weights = torch.softmax(super()._log_prob(rows), 0)
-            means[i] = weights @ super()._encode(rows)
-        return means
-
     def _max_iter(self):
         return renamed_parameter(self, "max_iter", "n_iter")
-
-    def _explain(self, X: torch.Tensor) -> torch.Tensor:
-        """``log p(x_j | x_-j)`` of every column (:func:`conditional_log_prob`), exactly.
-
-        A binary or binarised column conditions on its bit, a categorical one on its
-        level (its one-hot block). A row with unseen levels sums them out on both
-        sides: ``log sum_u p(x, u) - log sum_u sum_s p(x_(j=s), u)``.
-        """
-        W, b, c = self._params()
-        visible = self._visible_layer()
-        neg_free, normalizers = column_free_energies(self._visible_units(X), W, b, c, visible)
-        out = neg_free.unsqueeze(1) - normalizers
-        for i in self._incomplete_rows(X):
-            neg_free, normalizers = column_free_energies(
-                self._visible_units(self._completions(X[i])), W, b, c, visible
-            )
-            out[i] = torch.logsumexp(neg_free, 0) - torch.logsumexp(normalizers, 0)
-        return out
 
 
 #: the family of each column type an RBM's visible layer has units for
