@@ -209,11 +209,17 @@ def test_sample_draws_the_exact_distribution(tiny):
     np.testing.assert_allclose(shares, exact, atol=0.04)
 
 
-def test_an_unseen_level_is_summed_out_exactly_and_penalised(tiny):
-    rbm, df = tiny
+def _with_an_unseen_level(df):
+    """The first three rows, the second with a level of 'o' not seen in fit."""
     rows = df.head(3).copy()
     rows["o"] = rows["o"].astype(str).astype(object)
     rows.loc[rows.index[1], "o"] = "extreme"
+    return rows
+
+
+def test_an_unseen_level_is_summed_out_exactly_and_penalised(tiny):
+    rbm, df = tiny
+    rows = _with_an_unseen_level(df)
     with pytest.warns(UserWarning, match="'o'.*'extreme'"):
         scores = rbm.score_samples(rows)
     completions = pd.concat([rows.iloc[[1]].assign(o=level) for level in LEVELS["o"]])
@@ -306,11 +312,8 @@ def test_explain_conditions_each_column_on_its_levels_by_brute_force(tiny):
 
 def test_explain_sums_an_unseen_level_out_of_the_other_columns(tiny):
     rbm, df = tiny
-    rows = df.head(3).copy()
-    rows["o"] = rows["o"].astype(str).astype(object)
-    rows.loc[rows.index[1], "o"] = "extreme"
     with pytest.warns(UserWarning, match="'o'.*'extreme'"):
-        E = rbm.explain(rows)
+        E = rbm.explain(_with_an_unseen_level(df))
     assert E.iloc[1]["o"] == pytest.approx(-math.log(len(df) + 3 + 1))
     row = df.iloc[[1]]
     for name in ("x", "c", "b"):
