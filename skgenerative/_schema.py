@@ -207,7 +207,8 @@ class TableSchema:
             if not family.restricts_support:
                 continue
             where = [i for i, f in enumerate(families) if f is family]
-            x = torch.as_tensor(X[:, where])  # a fresh array: any strides
+            part = X if len(where) == X.shape[1] else X[:, where]
+            x = part if torch.is_tensor(part) else torch.as_tensor(np.ascontiguousarray(part))
             bad = family.outside_support(x)
             if bool(bad.any()):
                 first = int(bad.any(0).nonzero()[0])

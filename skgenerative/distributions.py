@@ -7,7 +7,9 @@ dimensions, e.g. rows, importance samples or mixture components) that gives
 ``log_prob(x)``
     ``log p(x)`` per cell. A missing cell (NaN) contributes exactly 0 and a finite
     gradient (the missing values are replaced before any arithmetic, as pyro's
-    ``NanMasked*``): callers never branch on "has missing".
+    ``NanMasked*``): callers never branch on "has missing". A caller that knows a
+    batch is complete may pass ``masked=False`` to skip the masking (the same values,
+    three elementwise passes fewer: a training loop's hot path).
 ``sample(generator)``, ``mean``, ``point(weights)``
     Draws from a ``torch.Generator``, the mean, and the point estimate that
     imputation uses, of the distribution or of a finite mixture of it (``weights``
@@ -108,14 +110,21 @@ def _zero(x: torch.Tensor) -> torch.Tensor:
     return torch.zeros((), dtype=x.dtype, device=x.device)
 
 
-def _filled(x: torch.Tensor, missing: torch.Tensor, value: float = 0.0) -> torch.Tensor:
+def _missing(x: torch.Tensor, masked: bool = True) -> torch.Tensor | None:
+    """The missing cells of ``x`` (NaN); ``None`` when the caller vouches for none (``masked=False``)."""
+    return torch.isnan(x) if masked else None
+
+
+def _filled(x: torch.Tensor, missing: torch.Tensor | None, value: float = 0.0) -> torch.Tensor:
     """``x`` with ``value`` where ``missing``: a NaN in the discarded branch of a later
     ``where`` would still poison the gradient (``0 * NaN``), so it goes first."""
+    if missing is None:
+        return x
     return torch.where(missing, torch.full((), value, dtype=x.dtype, device=x.device), x)
 
 
-def _dropped(terms: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
-    return torch.where(missing, _zero(terms), terms)
+def _dropped(terms: torch.Tensor, missing: torch.Tensor | None) -> torch.Tensor:
+    return terms if missing is None else torch.where(missing, _zero(terms), terms)
 
 
 def ordinal_thresholds(raw: torch.Tensor) -> torch.Tensor:
@@ -260,13 +269,18 @@ class Family:
         return 1
 
     @classmethod
-    def features(cls, x: torch.Tensor, n_levels: int = 0) -> torch.Tensor:
+    def features(cls, x: torch.Tensor, n_levels: int = 0, masked: bool = True) -> torch.Tensor:
         """What an encoder sees of cells ``x`` (..., C): the values, 0 where missing."""
-        return _filled(x, torch.isnan(x))
+        return _filled(x, _missing(x, masked))
 
     # ---------------------------------------------------------------- the law
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+    def log_prob(self, x: torch.Tensor, masked: bool = True) -> torch.Tensor:  # pragma: no cover
+        """``log p(x)`` per cell; 0 for a missing (NaN) cell unless ``masked=False``."""
         raise NotImplementedError
+
+    def summed_log_prob(self, x: torch.Tensor, masked: bool = True) -> torch.Tensor:
+        """``log_prob(x).sum(-1)``: the log-probability of each row's cells of these columns."""
+        return self.log_prob(x, masked).sum(-1)
 
     def sample(self, generator: torch.Generator) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -278,7 +292,7 @@ class Family:
     def point(self, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Imputation point of the family, or of ``sum_s w_s p_s`` over the batch dimension
         before the columns when ``weights`` are given: here the mean."""
-        return _mixture(self.mean, weights, -2)
+        return _mixture(self.mean.expand(self.batch_shape), weights, -2)
 
 
 class ExponentialFamily(Family):
@@ -293,9 +307,9 @@ class ExponentialFamily(Family):
         return 1
 
     @classmethod
-    def statistics(cls, x: torch.Tensor, n_levels: int = 0) -> torch.Tensor:
+    def statistics(cls, x: torch.Tensor, n_levels: int = 0, masked: bool = True) -> torch.Tensor:
         """``T(x)`` (..., C, m); 0 for a missing cell."""
-        return _filled(x, torch.isnan(x)).unsqueeze(-1)
+        return _filled(x, _missing(x, masked)).unsqueeze(-1)
 
     @property
     def natural(self) -> torch.Tensor:  # pragma: no cover
@@ -397,11 +411,18 @@ class Normal(ExponentialFamily):
     def mean(self) -> torch.Tensor:
         return self.loc
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        missing = torch.isnan(x)
+    def log_prob(self, x: torch.Tensor, masked: bool = True) -> torch.Tensor:
+        missing = _missing(x, masked)
         x = _filled(x, missing)
         terms = (x - self.loc).square() * torch.exp(-self.log_var) + (self.log_var + LOG_2PI)
         return -0.5 * _dropped(terms, missing)
+
+    def summed_log_prob(self, x: torch.Tensor, masked: bool = True) -> torch.Tensor:
+        if masked or type(self) is not Normal:
+            return super().summed_log_prob(x, masked)
+        # complete rows: the constant once per row, not per cell (two passes fewer)
+        terms = (x - self.loc).square() * torch.exp(-self.log_var) + self.log_var
+        return -0.5 * (terms.sum(-1) + terms.shape[-1] * LOG_2PI)
 
     def sample(self, generator: torch.Generator) -> torch.Tensor:
         loc = self.loc.expand(self.batch_shape)
@@ -414,8 +435,8 @@ class Normal(ExponentialFamily):
         return 2
 
     @classmethod
-    def statistics(cls, x: torch.Tensor, n_levels: int = 0) -> torch.Tensor:
-        x = _filled(x, torch.isnan(x))
+    def statistics(cls, x: torch.Tensor, n_levels: int = 0, masked: bool = True) -> torch.Tensor:
+        x = _filled(x, _missing(x, masked))
         return torch.stack([x, x.square()], dim=-1)
 
     @property
@@ -521,17 +542,17 @@ class LogNormal(Normal):
     def point(self, weights: torch.Tensor | None = None) -> torch.Tensor:
         return torch.exp(_mixture(self.loc.expand(self.batch_shape), weights, -2))
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        missing = torch.isnan(x)
+    def log_prob(self, x: torch.Tensor, masked: bool = True) -> torch.Tensor:
+        missing = _missing(x, masked)
         y = torch.log(_filled(x, missing, 1.0))
-        return _dropped(super().log_prob(y) + self.log_det(y), missing)
+        return _dropped(super().log_prob(y, masked=False) + self.log_det(y), missing)
 
     def sample(self, generator: torch.Generator) -> torch.Tensor:
         return torch.exp(super().sample(generator))
 
     @classmethod
-    def statistics(cls, x: torch.Tensor, n_levels: int = 0) -> torch.Tensor:
-        return super().statistics(torch.log(x), n_levels)
+    def statistics(cls, x: torch.Tensor, n_levels: int = 0, masked: bool = True) -> torch.Tensor:
+        return super().statistics(torch.log(x), n_levels, masked)
 
     @classmethod
     def log_base_measure(cls, x: torch.Tensor) -> torch.Tensor:
@@ -576,12 +597,12 @@ class Poisson(ExponentialFamily):
         return (x < 0) | (torch.remainder(x, 1.0) > 0)
 
     @classmethod
-    def features(cls, x: torch.Tensor, n_levels: int = 0) -> torch.Tensor:
+    def features(cls, x: torch.Tensor, n_levels: int = 0, masked: bool = True) -> torch.Tensor:
         """``log(1 + x)``: counts on the scale of their log-rate."""
-        return torch.log1p(_filled(x, torch.isnan(x)).clamp_min(0.0))
+        return torch.log1p(_filled(x, _missing(x, masked)).clamp_min(0.0))
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        missing = torch.isnan(x)
+    def log_prob(self, x: torch.Tensor, masked: bool = True) -> torch.Tensor:
+        missing = _missing(x, masked)
         x = _filled(x, missing)
         return _dropped(x * self.log_rate - torch.exp(self.log_rate) - torch.lgamma(x + 1.0), missing)
 
@@ -630,13 +651,13 @@ class _LevelFamily(Family):
         """``log p(x = k)`` of every level, shape batch + (L,)."""
         raise NotImplementedError
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, masked: bool = True) -> torch.Tensor:
         table = self.level_log_probs()
-        missing = torch.isnan(x)
+        missing = _missing(x, masked)
         shape = torch.broadcast_shapes(x.shape, table.shape[:-1])
         code = _filled(x, missing).long().clamp(0, table.shape[-1] - 1).expand(shape)
         picked = torch.gather(table.expand(shape + table.shape[-1:]), -1, code.unsqueeze(-1)).squeeze(-1)
-        return _dropped(picked, missing.expand(shape))
+        return _dropped(picked, None if missing is None else missing.expand(shape))
 
     def sample(self, generator: torch.Generator) -> torch.Tensor:
         probabilities = torch.exp(self.level_log_probs())
@@ -660,21 +681,21 @@ class _OneHotLevels(_LevelFamily):
         return n_levels
 
     @classmethod
-    def features(cls, x: torch.Tensor, n_levels: int = 0) -> torch.Tensor:
+    def features(cls, x: torch.Tensor, n_levels: int = 0, masked: bool = True) -> torch.Tensor:
         """One-hot vectors (..., C * L), all zero where missing."""
-        return cls.statistics(x, n_levels).flatten(-2)
+        return cls.statistics(x, n_levels, masked).flatten(-2)
 
     @classmethod
     def n_statistics(cls, n_levels: int = 0) -> int:
         return n_levels
 
     @classmethod
-    def statistics(cls, x: torch.Tensor, n_levels: int = 0) -> torch.Tensor:
+    def statistics(cls, x: torch.Tensor, n_levels: int = 0, masked: bool = True) -> torch.Tensor:
         """One-hot vectors (..., C, L) of the codes ``x`` (..., C); zeros where missing."""
-        missing = torch.isnan(x)
+        missing = _missing(x, masked)
         code = _filled(x, missing).long().clamp(0, n_levels - 1)
         one_hot = F.one_hot(code, n_levels).to(x.dtype)
-        return one_hot * (~missing).unsqueeze(-1).to(x.dtype)
+        return one_hot if missing is None else one_hot * (~missing).unsqueeze(-1).to(x.dtype)
 
 
 class Bernoulli(_LevelFamily, ExponentialFamily):
@@ -719,8 +740,8 @@ class Bernoulli(_LevelFamily, ExponentialFamily):
         l = self.logits.unsqueeze(-1)
         return torch.cat([F.logsigmoid(-l), F.logsigmoid(l)], dim=-1)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        missing = torch.isnan(x)
+    def log_prob(self, x: torch.Tensor, masked: bool = True) -> torch.Tensor:
+        missing = _missing(x, masked)
         return _dropped(_filled(x, missing) * self.logits - F.softplus(self.logits), missing)
 
     def sample(self, generator: torch.Generator) -> torch.Tensor:
@@ -882,11 +903,13 @@ class Block(NamedTuple):
     log-normal column is a normal on its standardised log); ``columns`` their
     positions; ``params``, ``features`` and ``statistics`` their slices of the
     parameter vector, the encoder features and the visible statistics; ``levels``
-    whether the cells are level codes, ``ordered`` whether their levels are.
+    whether the cells are level codes, ``ordered`` whether their levels are;
+    ``index`` selects the columns (a slice when they are consecutive: a view).
     """
 
     family: type
     columns: list
+    index: object
     n_levels: int
     params: slice
     features: slice
@@ -958,7 +981,9 @@ class ColumnFamilies:
             widths = [w * len(columns) for w in (per_column, family.feature_width(k), n_statistics)]
             slices = [slice(s, s + w) for s, w in zip(starts, widths)]
             starts = [s + w for s, w in zip(starts, widths)]
-            self.blocks.append(Block(base, columns, k, *slices, kind in LEVEL_TYPES, kind == "ordinal"))
+            consecutive = columns == list(range(columns[0], columns[0] + len(columns)))
+            index = slice(columns[0], columns[0] + len(columns)) if consecutive else columns
+            self.blocks.append(Block(base, columns, index, k, *slices, kind in LEVEL_TYPES, kind == "ordinal"))
         self.n_params, self.feature_width, self.n_statistics = starts
         #: the columns with a location and a scale (normal, log-normal), and the log-normal ones
         self.location_scale = [j for j, f in enumerate(self.families) if issubclass(f, Normal)]
@@ -976,13 +1001,12 @@ class ColumnFamilies:
                 else:
                     runs.append([j])
         elif order == "family":  # normal-scale, Poisson, Bernoulli, then each level column
-            rank = {Normal: 0, Poisson: 1, Bernoulli: 2}
             runs = []
             for family in (Normal, Poisson, Bernoulli):
                 for levels in (False, True):
                     columns = [j for j in range(len(key)) if key[j] == (family, levels)]
                     runs += [columns] if columns else []
-            runs += [[j] for j in range(len(key)) if key[j][0] not in rank]
+            runs += [[j] for j in range(len(key)) if alone[j]]
         else:
             raise ValueError(f"order must be 'family' or 'column', got {order!r}.")
         return [(self.families[run[0]], run) for run in runs]
@@ -994,22 +1018,15 @@ class ColumnFamilies:
     def n_features(self) -> int:
         return len(self.kinds)
 
-    @property
-    def level_columns(self) -> list[int]:
-        """Positions of the columns whose cells are level codes, in column order."""
-        return sorted(j for b in self.blocks if b.levels for j in b.columns)
-
     # ----------------------------------------------------------------- cells
     @staticmethod
-    def take(x: torch.Tensor, columns: list[int]) -> torch.Tensor:
-        """``x[..., columns]``: a view when the columns are consecutive."""
-        if columns == list(range(columns[0], columns[0] + len(columns))):
-            return x[..., columns[0]: columns[0] + len(columns)]
-        return x[..., columns]
+    def take(x: torch.Tensor, block: Block) -> torch.Tensor:
+        """The block's cells ``x[..., block.columns]`` (a view when they are consecutive)."""
+        return x[..., block.index]
 
     def _assemble(self, parts: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
         """Per-block results (..., C_b) placed at their columns (..., D)."""
-        if len(parts) == 1 and self.blocks[0].columns == list(range(self.n_features)):
+        if len(parts) == 1:  # one block over every column, in order
             return parts[0]
         shape = torch.broadcast_shapes(*(p.shape[:-1] for p in parts)) + (self.n_features,)
         out = torch.zeros(shape, dtype=like.dtype, device=like.device)
@@ -1017,31 +1034,32 @@ class ColumnFamilies:
             out[..., block.columns] = part.expand(shape[:-1] + part.shape[-1:]).to(like.dtype)
         return out
 
-    def cell_log_prob(self, x: torch.Tensor, families: list[Family]) -> torch.Tensor:
+    def cell_log_prob(self, x: torch.Tensor, families: list[Family], masked: bool = True) -> torch.Tensor:
         """``log p(x_j)`` per cell (..., D), in model units; 0 where missing (NaN)."""
-        parts = [f.log_prob(self.take(x, b.columns)) for b, f in zip(self.blocks, families)]
+        parts = [f.log_prob(self.take(x, b), masked) for b, f in zip(self.blocks, families)]
         return self._assemble(parts, parts[0])
 
-    def log_prob(self, x: torch.Tensor, families: list[Family]) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, families: list[Family], masked: bool = True) -> torch.Tensor:
         """``sum_j log p(x_j)`` over the observed cells of each row, in model units."""
         total = None
         for block, family in zip(self.blocks, families):
-            part = family.log_prob(self.take(x, block.columns)).sum(-1)
+            part = family.summed_log_prob(self.take(x, block), masked)
             total = part if total is None else total + part
         return total
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, masked: bool = True) -> torch.Tensor:
         """Encoder features (..., feature_width) of rows in model units; 0 for missing cells."""
-        parts = [b.family.features(self.take(x, b.columns), b.n_levels) for b in self.blocks]
+        parts = [b.family.features(self.take(x, b), b.n_levels, masked) for b in self.blocks]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
-    def statistics(self, x: torch.Tensor) -> torch.Tensor:
+    def statistics(self, x: torch.Tensor, masked: bool = True) -> torch.Tensor:
         """Sufficient statistics (..., n_statistics), block after block: an RBM's visible units."""
-        parts = [b.family.statistics(self.take(x, b.columns), b.n_levels).flatten(-2) for b in self.blocks]
+        parts = [b.family.statistics(self.take(x, b), b.n_levels, masked).flatten(-2) for b in self.blocks]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     def values(self, statistics: torch.Tensor) -> torch.Tensor:
-        """The cells (..., D) whose statistics are ``statistics`` (a level's code from its one-hot)."""
+        """The cells (..., D) whose statistics are ``statistics``: a level's code from its one-hot
+        vector, the statistic itself for a family with one (Bernoulli, Poisson)."""
         parts = []
         for block in self.blocks:
             part = statistics[..., block.statistics]

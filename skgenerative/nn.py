@@ -233,21 +233,24 @@ class ColumnLikelihood(nn.Module):
         return out
 
     # -------------------------------------------------------------- the density
-    def log_prob(self, x: torch.Tensor, params: torch.Tensor, observed: torch.Tensor | None = None) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor, observed: torch.Tensor | None = None,
+                 masked: bool = True) -> torch.Tensor:
         """``sum_j log p(x_j | params)`` over the observed cells (not NaN, and in ``observed``
-        when that mask is given)."""
+        when that mask is given). ``masked=False``: the caller vouches that no cell is
+        missing (the same values, without the masking's cost)."""
         if observed is not None:
             x = torch.where(observed, x, torch.full((), math.nan, dtype=x.dtype, device=x.device))
-        return self.columns.log_prob(x, self.families(params))
+            masked = True
+        return self.columns.log_prob(x, self.families(params), masked)
 
     def cell_log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """``log p(x_j | params)`` per cell (..., D); 0 where missing."""
         return self.columns.cell_log_prob(x, self.families(params))
 
-    def encoder_features(self, x: torch.Tensor) -> torch.Tensor:
+    def encoder_features(self, x: torch.Tensor, masked: bool = True) -> torch.Tensor:
         """What the encoder sees of rows ``x`` in model units: numbers, ``log(1 + x)`` for
-        counts, one-hot levels, 0 for every missing cell."""
-        return self.columns.features(x)
+        counts, one-hot levels, 0 for every missing cell (``masked=False``: none is)."""
+        return self.columns.features(x, masked)
 
     # ------------------------------------------------------- draws and points
     def sample(self, params: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -1473,11 +1473,11 @@ class BernoulliRBM(BaseRBM):
 
     def _check_values(self, X: np.ndarray) -> None:
         """Real columns used as they are must lie in [0, 1] (the Bernoulli family's support)."""
-        thresholds = self.binarize_threshold_
-        as_is = [j for j, t in enumerate(self.schema_.types) if t == "real" and np.isnan(thresholds[j])]
-        if as_is:
+        real = np.array([t == "real" for t in self.schema_.types])
+        as_is = np.flatnonzero(real & np.isnan(self.binarize_threshold_))
+        if as_is.size:
             self.schema_.check_support(
-                X[:, as_is], [Bernoulli] * len(as_is), columns=as_is,
+                X if as_is.size == X.shape[1] else X[:, as_is], [Bernoulli] * as_is.size, columns=as_is,
                 advice="Scale the data to [0, 1], or set binarize=<threshold> to binarise it as "
                 "X > threshold (binarize='auto' chooses thresholds when fitting on such data).",
             )
@@ -1491,7 +1491,8 @@ class BernoulliRBM(BaseRBM):
             thresholds = torch.as_tensor(self.binarize_threshold_[columns], device=X.device)
             X = X.clone()
             X[:, columns] = torch.gt(X[:, columns], thresholds).to(X.dtype)
-        return self._visible_columns().statistics(X)
+        # only a categorical cell can be NaN (a level not seen in fit): arrays skip the masking
+        return self._visible_columns().statistics(X, masked=bool(self.schema_.discrete))
 
     def _visible_values(self, v: torch.Tensor) -> torch.Tensor:
         """Visible states -> rows: bits as they are, each one-hot block as its level code."""
@@ -1530,8 +1531,8 @@ def binarize_thresholds(X: np.ndarray, schema, binarize, owner: str = "Bernoulli
     if binarize != "auto":
         thresholds[real] = float(binarize)
         return thresholds
-    values = X[:, real]
-    low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+    values = X if len(real) == X.shape[1] else X[:, real]  # an RBM's input has no missing value
+    low, high = values.min(axis=0), values.max(axis=0)
     outside = (low < 0.0) | (high > 1.0)
     if outside.any():
         columns = np.asarray(real)[outside]

@@ -216,10 +216,10 @@ class VAEModule(nn.Module):
         """Posterior parameters and context for rows ``x`` (n, D) in model units.
 
         ``missing`` (n, D), optional: 1 where an entry is missing (NaN in ``x``), 0
-        where observed. The rows are read through the head's ``encoder_features``
-        (0 for every missing cell).
+        where observed; ``None`` for rows with no missing entry. The rows are read
+        through the head's ``encoder_features`` (0 for every missing cell).
         """
-        x = self.likelihood.encoder_features(x)
+        x = self.likelihood.encoder_features(x, masked=missing is not None)
         if missing is None:
             context = self.encoder(x)
             mean, log_var = self.encoder_mean(context), self.encoder_log_var(context)
@@ -480,7 +480,8 @@ class BaseVAE(NeuralGenerativeModel):
         encoded = self._run_encoder(module, x, observed)
         z, log_q = self._posterior_sample(module, encoded, eps)
         params = module.decode(z)
-        log_lik = module.likelihood.log_prob(x.unsqueeze(1), params)
+        # without a mask the rows are complete: the families may skip their masking
+        log_lik = module.likelihood.log_prob(x.unsqueeze(1), params, masked=observed is not None)
         return log_lik + kl_weight * (self._log_prior(module, z) - log_q), params
 
     def _log_weights(

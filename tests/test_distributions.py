@@ -115,6 +115,12 @@ def test_log_prob_is_scipys(name):
     family = CASES[name]()
     x = _values(name)
     np.testing.assert_allclose(family.log_prob(_t(x)).numpy(), _scipy_log_prob(name, family, x), rtol=1e-12)
+    # complete cells: the unmasked fast path and the row sums give the same numbers
+    np.testing.assert_allclose(family.log_prob(_t(x), masked=False).numpy(), family.log_prob(_t(x)).numpy(),
+                               rtol=1e-15)
+    for masked in (True, False):
+        np.testing.assert_allclose(family.summed_log_prob(_t(x), masked).numpy(),
+                                   _scipy_log_prob(name, family, x).sum(-1), rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -285,7 +285,7 @@ class _BeforeMissingValues(VariationalAutoencoder):
     def _old_log_weights(self, module, x, eps, kl_weight=1.0):
         encoded = module.encode(x)
         z, log_q = gaussian_posterior_sample(encoded.mean, encoded.log_var, eps)
-        log_lik = module.likelihood.log_prob(x.unsqueeze(1), module.decode(z))
+        log_lik = module.likelihood.log_prob(x.unsqueeze(1), module.decode(z), masked=False)  # no mask then
         return log_lik + kl_weight * (standard_normal_log_prob(z) - log_q)
 
     def _negative_bound(self, module, batch, generator, kl_weight):
