@@ -33,7 +33,11 @@ through :meth:`TableSchema.to_frame`: the input's column names, order and dtypes
 (the same categories in the same order). A numeric column of an integer dtype gets
 its values rounded to integers (it cannot hold a fraction).
 
-Nothing here knows about torch or estimators.
+**The family of each type** is :data:`skgenerative.distributions.FAMILIES`; the
+values a type accepts are its family's support (positive: ``> 0``, count: integers
+``>= 0``), checked by :meth:`TableSchema.check_support` at fit (a declared type the
+data contradict) and by the models on every input. Nothing here knows about
+estimators.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import torch
+
+from .distributions import FAMILIES, level_point, support_error
 
 __all__ = [
     "COLUMN_TYPES",
@@ -150,7 +157,11 @@ class TableSchema:
                 values = None if seen is None or name not in seen else seen[name]
                 levels[name] = _levels_at_fit(series, kind, name, values)
         schema = cls(names, types, levels, dtypes, n_samples=len(frame), from_frame=True)
-        schema.check_numbers(frame)
+        restricted = schema._restricted_numeric()
+        if restricted:
+            values = np.column_stack([_numeric_values(frame.iloc[:, j], names[j]) for j in restricted])
+            schema.check_support(values, [FAMILIES[types[j]] for j in restricted], columns=restricted,
+                                 verb="declared")
         return schema
 
     @staticmethod
@@ -160,11 +171,22 @@ class TableSchema:
         overrides = _overrides(column_types, names)
         return [overrides.get(name) or _inferred_type(frame.iloc[:, j]) for j, name in enumerate(names)]
 
-    def check_numbers(self, frame: pd.DataFrame) -> None:
-        """Positive columns > 0 and count columns integers >= 0 (observed cells), else raise."""
-        for position, (name, kind) in enumerate(zip(self.names, self.types)):
-            if kind in NUMERIC_TYPES:
-                _check_numeric_column(frame.iloc[:, position], kind, name)
+    def _restricted_numeric(self) -> list[int]:
+        """Positions of numeric columns whose family restricts its support (positive, count)."""
+        return [j for j, t in enumerate(self.types)
+                if t in NUMERIC_TYPES and FAMILIES[t].restricts_support]
+
+    def check_numbers(self, X) -> None:
+        """Observed numbers of an encoded matrix ``X`` (n, D) inside their families' support.
+
+        Positive columns > 0 and count columns whole numbers >= 0; otherwise a
+        ``ValueError`` naming the first column that breaks it (what a block of a
+        dask collection is checked against, as a whole frame is at fit).
+        """
+        restricted = self._restricted_numeric()
+        if restricted:
+            self.check_support(np.asarray(X)[:, restricted], [FAMILIES[self.types[j]] for j in restricted],
+                               columns=restricted, verb="declared")
 
     # ---------------------------------------------------------- properties
     @property
@@ -187,6 +209,44 @@ class TableSchema:
 
     def n_levels(self, position: int) -> int:
         return len(self.levels[self.names[position]])
+
+    @property
+    def level_counts(self) -> list[int]:
+        """The number of levels of each column (0 for numeric ones)."""
+        return [self.n_levels(j) if t in DISCRETE_TYPES else 0 for j, t in enumerate(self.types)]
+
+    def check_support(self, X, families, *, columns=None, advice: str | None = None,
+                      verb: str = "modelled") -> None:
+        """Raise ``ValueError`` naming the first column with an observed value outside its family's support.
+
+        Parameters
+        ----------
+        X : ndarray or tensor of shape (n, len(families))
+            Encoded cells (NaN where missing).
+        families : sequence of family classes
+            One per column of ``X`` (:class:`skgenerative.distributions.Family`).
+        columns : sequence of int, optional
+            The schema positions of ``X``'s columns (all of them by default).
+        advice : str, optional
+            What to do; by default the type to declare instead.
+        """
+        columns = range(self.n_features) if columns is None else columns
+        for family in dict.fromkeys(families):
+            if not family.restricts_support:
+                continue
+            where = [i for i, f in enumerate(families) if f is family]
+            part = X if len(where) == X.shape[1] else X[:, where]
+            x = part if torch.is_tensor(part) else torch.as_tensor(np.ascontiguousarray(part))
+            bad = family.outside_support(x)
+            if bool(bad.any()):
+                first = int(bad.any(0).nonzero()[0])
+                j = columns[where[first]]
+                kind = self.types[j]
+                described = f"declared {kind}" if verb == "declared" else kind
+                raise ValueError(support_error(
+                    self.names[j], described, family, x[:, first][bad[:, first]],
+                    _ADVICE.get(kind, "") if advice is None else advice,
+                ))
 
     def unseen_log_probability(self, position: int) -> float:
         """``log 1 / (n + K + 1)``: Laplace's rule for a level never seen in ``n`` rows."""
@@ -372,21 +432,7 @@ def _levels_at_fit(series: pd.Series, kind: str, name: str, seen=None) -> np.nda
     return levels
 
 
-def _check_numeric_column(series: pd.Series, kind: str, name: str) -> None:
-    values = _numeric_values(series, name)
-    observed = values[~np.isnan(values)]
-    if kind == "positive" and observed.size and observed.min() <= 0:
-        raise ValueError(
-            f"Column {name!r} is declared positive but has values <= 0 (min "
-            f"{observed.min():g}); declare it real."
-        )
-    if kind == "count" and observed.size and (
-        observed.min() < 0 or not np.array_equal(observed, np.round(observed))
-    ):
-        raise ValueError(
-            f"Column {name!r} is declared count but has negative or fractional values; "
-            "counts are integers >= 0. Declare it real or positive."
-        )
+_ADVICE = {"positive": "Declare it real.", "count": "Declare it real or positive."}
 
 
 def _numeric_values(series: pd.Series, name: str) -> np.ndarray:
@@ -448,13 +494,6 @@ def _numbers_series(values: np.ndarray, kind: str, dtype, index) -> pd.Series:
 
 
 def point_levels(probabilities: np.ndarray, kind: str) -> np.ndarray:
-    """The point imputation of a discrete cell from its level probabilities (n, K).
-
-    The mode for categorical and binary columns (the most probable level: fewest
-    misclassifications), the median for ordinal ones (the first level whose
-    cumulative probability reaches 1/2: the smallest expected rank shift).
-    """
-    if kind == "ordinal":
-        cumulative = np.cumsum(probabilities, axis=1)
-        return np.argmax(cumulative >= 0.5 - 1e-12, axis=1)
-    return np.argmax(probabilities, axis=1)
+    """:func:`skgenerative.distributions.level_point` (the mode, or the median of an
+    ordinal column) for numpy level probabilities (n, K)."""
+    return level_point(torch.as_tensor(probabilities), kind == "ordinal").numpy()

@@ -31,8 +31,11 @@ with :class:`~skgenerative.GenerativeOutlierDetector`). A model file supplies on
     Map latent vectors back to data space; enables ``inverse_transform``.
 ``_n_latent()``
     Width of ``transform``'s output (``n_components`` unless overridden).
+``_fit_input_encoding(X)`` (optional)
+    At fit, on the validated input, learn how the model reads raw values (the RBM's
+    binarisation thresholds); runs before ``_check_values``.
 ``_check_values(X)`` (optional)
-    Model-specific checks on validated input (binary data for Bernoulli models).
+    Model-specific checks on validated input (values in each column family's support).
 ``_row_bytes(n_features)`` (optional)
     Temporary memory one row needs while it is evaluated; sets the chunk size.
 ``_impute(X, n_draws, generator)`` (models with ``_supports_missing = True``)
@@ -455,11 +458,7 @@ class _BlockValidator:
         if len(block) == 0:
             return np.empty((0, checker.n_features_in_), dtype=np.dtype(checker._fit_dtype))
         X = checker._validate_table(block, reset=False)[0]
-        schema = checker.schema_
-        if any(kind in ("positive", "count") for kind in schema.types):
-            import pandas as pd
-
-            schema.check_numbers(pd.DataFrame(X, columns=schema.names))
+        checker.schema_.check_numbers(X)
         return X
 
 
@@ -611,6 +610,7 @@ class TableColumnsMixin:
                 self._check_no_empty_column(X)
             if self._continuous_likelihood():
                 warn_if_discrete(X, self.schema_, type(self).__name__)
+            self._fit_input_encoding(X)
         if self._squares_input:
             dtype = self._resolved_dtypes()[0] if reset else getattr(self, "_fit_dtype", "float64")
             numeric = self.schema_.numeric_columns if self.schema_.has_discrete else slice(None)
@@ -1231,6 +1231,9 @@ class GenerativeModel(
 
     def _n_latent(self) -> int:
         return int(self.n_components)
+
+    def _fit_input_encoding(self, X: np.ndarray) -> None:
+        """Learn at fit how the model reads raw values (e.g. thresholds); before ``_check_values``."""
 
     def _check_values(self, X: np.ndarray) -> None:
         """Model-specific checks of validated input; raise ``ValueError``."""

@@ -23,7 +23,7 @@ from sklearn.base import clone
 
 from skgenerative import VariationalAutoencoder
 from skgenerative._sources import TensorSource
-from skgenerative.nn import BernoulliLikelihood, GaussianLikelihood, make_linear, make_mlp, softplus
+from skgenerative.nn import ColumnLikelihood, make_linear, make_mlp, softplus
 from skgenerative.vae import gaussian_posterior_sample, importance_weighted_bound
 
 QUICK = dict(
@@ -54,7 +54,7 @@ def _gaussian_data(n=300, d=4, seed=0):
 @pytest.mark.parametrize("conditional", [False, True])
 def test_gaussian_head_is_a_floored_normal_log_density(conditional):
     torch.manual_seed(0)
-    head = GaussianLikelihood(3, min_variance=1e-3, conditional=conditional).double()
+    head = ColumnLikelihood.for_columns(["real"] * 3, min_variance=1e-3, conditional_variance=conditional).double()
     x = torch.randn(5, 3, dtype=torch.float64)
     mean = torch.randn(5, 3, dtype=torch.float64)
     raw = torch.tensor([-50.0, 0.0, 2.0], dtype=torch.float64)  # -50: below the floor
@@ -68,7 +68,7 @@ def test_gaussian_head_is_a_floored_normal_log_density(conditional):
     assert log_var[0] == pytest.approx(floor)  # floored, never below
     expected = norm.logpdf(x.numpy(), mean.numpy(), np.exp(0.5 * log_var)).sum(1)
     np.testing.assert_allclose(head.log_prob(x, params).detach().numpy(), expected, rtol=1e-12)
-    np.testing.assert_array_equal(head.mean(params).detach().numpy(), mean.numpy())
+    np.testing.assert_array_equal(head.point(params).detach().numpy(), mean.numpy())
     # importance-sample axis broadcasts: x (n, 1, D) against params (n, S, D)
     stacked = torch.stack([params, params], dim=1)
     out = head.log_prob(x.unsqueeze(1), stacked).detach().numpy()
@@ -76,7 +76,7 @@ def test_gaussian_head_is_a_floored_normal_log_density(conditional):
 
 
 def test_bernoulli_head_sums_to_one_over_all_binary_vectors():
-    head = BernoulliLikelihood(4)
+    head = ColumnLikelihood.for_columns(["real"] * 4, likelihood="bernoulli")
     logits = torch.tensor([[-2.0, 0.3, 1.5, 40.0]], dtype=torch.float64)
     states = torch.tensor(list(itertools.product([0.0, 1.0], repeat=4)), dtype=torch.float64)
     log_p = head.log_prob(states, logits)
@@ -84,7 +84,7 @@ def test_bernoulli_head_sums_to_one_over_all_binary_vectors():
     l = logits.numpy()[0]
     manual = (states.numpy() * log_expit(l) + (1 - states.numpy()) * log_expit(-l)).sum(1)
     np.testing.assert_allclose(log_p.numpy(), manual, rtol=1e-12)
-    np.testing.assert_allclose(head.mean(logits).numpy(), expit(logits.numpy()))
+    np.testing.assert_allclose(head.point(logits).numpy(), expit(logits.numpy()))
 
 
 def test_posterior_sample_and_bound_formulas():
@@ -166,7 +166,7 @@ def _linear_marginal(vae):
     m = vae.module_
     W = m.decoder[0].weight.detach().numpy()
     b = m.decoder[0].bias.detach().numpy()
-    log_var = m.likelihood.mean_and_log_variance(torch.zeros(W.shape[0], dtype=torch.float64))[1]
+    log_var = m.likelihood.families(torch.zeros(W.shape[0], dtype=torch.float64))[0].log_var
     scale = vae.scale_
     cov = (W @ W.T + np.diag(np.exp(log_var.detach().numpy()))) * np.outer(scale, scale)
     return vae.mean_ + scale * b, cov
