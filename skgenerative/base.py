@@ -85,6 +85,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._progress import Progress
+from .distributions import FAMILIES
 from ._schema import DISCRETE_TYPES, NUMERIC_TYPES, TableSchema, is_dataframe, point_levels
 from ._sources import DaskSource, TensorSource, is_dask_collection, map_rows, quantile
 from ._torch import (
@@ -458,7 +459,7 @@ class _BlockValidator:
         if len(block) == 0:
             return np.empty((0, checker.n_features_in_), dtype=np.dtype(checker._fit_dtype))
         X = checker._validate_table(block, reset=False)[0]
-        checker.schema_.check_numbers(X)
+        checker.schema_.check_numbers(X, checker._column_families)
         return X
 
 
@@ -634,7 +635,8 @@ class TableColumnsMixin:
         if is_dataframe(X):
             validate_data(self, X, reset=reset, skip_check_array=True)
             if reset:
-                self.schema_ = TableSchema.infer(X, getattr(self, "column_types", None), seen)
+                self.schema_ = TableSchema.infer(X, getattr(self, "column_types", None), seen,
+                                                 families=self._column_families)
             encoded, unseen = self.schema_.encode(X, warn=not reset)
         else:
             X = np.asarray(X, dtype=object)
@@ -1208,6 +1210,8 @@ class GenerativeModel(
     _auto_training_dtype = "float32"
     #: column types (see :mod:`._schema`) the model represents; others raise at fit
     _supported_column_types = frozenset(NUMERIC_TYPES)
+    #: the family of each column type whose support declared columns must respect
+    _column_families = FAMILIES
     #: whether the model's arithmetic squares its input (so huge values overflow);
     #: a model that only thresholds its input sets it to False
     _squares_input = True

@@ -239,8 +239,14 @@ def test_max_iter_zero_keeps_the_initial_parameters():
 def test_singular_covariance_points_to_reg_covar():
     X = np.repeat(np.array([[0.0, 1.0], [2.0, 3.0]]), 10, axis=0)  # two values a column: warned
     with pytest.warns(DiscreteDataWarning), pytest.raises(ValueError, match="reg_covar"):
-        # float32 rounding can hide the singularity
-        GaussianMixtureDensity(2, reg_covar=0.0, random_state=0, dtype="float64").fit(X)
+        # float32 rounding can hide the singularity; the covariance floor (#21) would lift it
+        GaussianMixtureDensity(2, reg_covar=0.0, covariance_floor=0.0, random_state=0, dtype="float64").fit(X)
+    # the floor alone (relative to the columns' variances) keeps the fit defined
+    with pytest.warns(DiscreteDataWarning):
+        floored = GaussianMixtureDensity(2, reg_covar=0.0, random_state=0, dtype="float64").fit(X)
+    scale = np.sqrt(np.var(X, axis=0))
+    relative = floored.covariances_ / np.outer(scale, scale)
+    np.testing.assert_allclose(np.linalg.eigvalsh(relative).min(axis=-1), 1e-6, rtol=1e-6)
     # the default regularisation copes with collapsed components
     with pytest.warns(DiscreteDataWarning):
         est = GaussianMixtureDensity(2, random_state=0).fit(X)
