@@ -311,28 +311,46 @@ class GaussianConditionals(NamedTuple):
 
     ``log_prob`` (n, K): ``log N(x_o; mu_k,o, Sigma_k,oo)``, 0 for a row with nothing
     observed; ``filled`` (n, K, D): the row with its missing entries replaced by
-    ``E[x_m | x_o, k]``; ``covariances``: ``Cov[x_m | x_o, k]``, zero outside the
-    missing block, per missingness pattern (P, K, D, D) for full and tied
-    covariances (``pattern`` (n,) gives each row's), per row (n, K, D) (the
-    diagonal) for diag and spherical (``pattern`` is ``None``).
+    ``E[x_m | x_o, k]``. Full and tied covariances: ``inverse`` (P, K, D, D) holds
+    ``Sigma_k,oo^{-1}`` embedded in zeros per missingness pattern, ``pattern`` (n,)
+    each row's pattern and ``covariances`` the components' (K, D, D); diag and
+    spherical: ``covariances`` (n, K, D) are the conditional variances themselves
+    (the component's on missing entries, 0 on observed ones).
     """
 
     log_prob: torch.Tensor
     filled: torch.Tensor
     covariances: torch.Tensor
-    pattern: torch.Tensor | None
+    inverse: torch.Tensor | None = None
+    pattern: torch.Tensor | None = None
+
+    def conditional_covariances(self) -> torch.Tensor:
+        """``Cov[x_m | x_o, k] = S_mm - S_mo S_oo^{-1} S_om`` embedded in zeros: per pattern
+        (P, K, D, D), or per row as a diagonal (n, K, D)."""
+        if self.inverse is None:
+            return self.covariances
+        S, A = self.covariances, self.inverse
+        missing = (A.diagonal(dim1=-2, dim2=-1) == 0).to(A.dtype)  # (P, K, D)
+        return (S - S @ A @ S) * (missing.unsqueeze(-1) * missing.unsqueeze(-2))
 
     def weighted_second_moments(self, resp: torch.Tensor, covariance_type: str) -> torch.Tensor:
         """``sum_i r_ik (x^_ik x^_ik^T + C_ik)`` per component (full), summed over them
-        (tied), or its diagonal (diag, spherical)."""
+        (tied), or its diagonal (diag, spherical).
+
+        Full and tied: ``sum_i r_ik C_ik = n_k S_k - S_k (sum_p R_pk A_pk) S_k`` with
+        ``R_pk`` the responsibilities summed over the rows of pattern ``p``: one product
+        per component, not per pattern.
+        """
         f = self.filled
-        if covariance_type in ("full", "tied"):
-            per_pattern = torch.zeros(self.covariances.shape[:2], dtype=resp.dtype, device=resp.device)
-            per_pattern.index_add_(0, self.pattern, resp)  # sum_i r_ik over the rows of a pattern
-            sxx = (torch.einsum("nk,nkd,nke->kde", resp, f, f)
-                   + torch.einsum("pk,pkde->kde", per_pattern, self.covariances))
-            return sxx.sum(0) if covariance_type == "tied" else sxx
-        return torch.einsum("nk,nkd->kd", resp, f.square() + self.covariances)
+        if self.inverse is None:
+            return torch.einsum("nk,nkd->kd", resp, f.square() + self.covariances)
+        per_pattern = torch.zeros(self.inverse.shape[:2], dtype=resp.dtype, device=resp.device)
+        per_pattern.index_add_(0, self.pattern, resp)
+        S = self.covariances
+        weighted_inverse = torch.einsum("pk,pkde->kde", per_pattern, self.inverse)
+        sxx = (torch.einsum("nk,nkd,nke->kde", resp, f, f)
+               + resp.sum(0)[:, None, None] * S - S @ weighted_inverse @ S)
+        return sxx.sum(0) if covariance_type == "tied" else sxx
 
 
 def _full_covariances(covariances: torch.Tensor, covariance_type: str, k: int) -> torch.Tensor:
@@ -351,12 +369,11 @@ def gaussian_conditionals(
     ``S_oo^{-1}`` embedded in zeros; per row, ``v = A (x - mu)`` (observed entries)
     gives the Mahalanobis term ``(x - mu)^T v`` and ``mu + S v``, which equals ``x_o``
     on the observed entries and ``E[x_m | x_o] = mu_m + S_mo S_oo^{-1} (x_o - mu_o)``
-    on the missing ones; ``S - S A S``, masked to the missing block, is
-    ``Cov[x_m | x_o] = S_mm - S_mo S_oo^{-1} S_om`` (Schur complement), per pattern.
-    Diagonal and spherical covariances: the coordinates are independent, so the
-    observed ones are scored alone and the missing ones keep their mean and variance.
-    A row's numbers depend only on its pattern's factorisation and its own entries,
-    not on the other rows.
+    on the missing ones (``S - S A S`` on the missing block is the Schur complement
+    ``Cov[x_m | x_o]``). Diagonal and spherical covariances: the coordinates are
+    independent, so the observed ones are scored alone and the missing ones keep
+    their mean and variance. A row's numbers depend only on its pattern's
+    factorisation and its own entries, not on the other rows.
     """
     n, d = X.shape
     k = means.shape[0]
@@ -368,24 +385,26 @@ def gaussian_conditionals(
         log_prob = -0.5 * torch.where(observed.unsqueeze(1), terms, torch.zeros_like(terms)).sum(-1)
         filled = torch.where(observed.unsqueeze(1), X.unsqueeze(1), means.expand(n, k, d))
         conditional = torch.where(observed.unsqueeze(1), torch.zeros_like(filled), var.expand(n, k, d))
-        return GaussianConditionals(log_prob, filled, conditional, None)
+        return GaussianConditionals(log_prob, filled, conditional)
     cov = _full_covariances(covariances, covariance_type, k)
-    patterns, pattern = torch.unique(observed, dim=0, return_inverse=True)
-    m = patterns.to(X.dtype)  # (P, D)
+    first, pattern = _patterns(observed)
+    m = observed[first].to(X.dtype)  # (P, D)
     outside = torch.diag_embed(1.0 - m).unsqueeze(1)  # (P, 1, D, D)
     masked = cov * (m[:, None, :, None] * m[:, None, None, :]) + outside
     chol, info = torch.linalg.cholesky_ex(masked)
     if bool((info != 0).any()):
         raise ValueError(_COVARIANCE_ERROR.format(extra=""))
-    inverse = torch.cholesky_inverse(chol) - outside  # S_oo^{-1}, embedded
+    # S~^{-1} = W^T W with W = L^{-1}: a triangular solve and a product cost a third
+    # of LAPACK's cholesky_inverse on batches of small matrices
+    eye = torch.eye(d, dtype=X.dtype, device=X.device).expand_as(chol)
+    inv_chol = torch.linalg.solve_triangular(chol, eye, upper=False)
+    inverse = inv_chol.transpose(-1, -2) @ inv_chol - outside  # S_oo^{-1}, embedded
     log_det = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (P, K)
-    v = (r.unsqueeze(-2) @ inverse[pattern]).squeeze(-2)  # (n, K, D)
+    v = torch.einsum("nkd,nkde->nke", r, inverse[pattern])  # (n, K, D)
     maha = (r * v).sum(-1)
     log_prob = -0.5 * ((m.sum(1) * math.log(2 * math.pi)).unsqueeze(1) + log_det)[pattern] - 0.5 * maha
-    filled = torch.where(observed.unsqueeze(1), X.unsqueeze(1), means + (v.unsqueeze(-2) @ cov).squeeze(-2))
-    missing = 1.0 - m
-    conditional = (cov - cov @ inverse @ cov) * (missing[:, None, :, None] * missing[:, None, None, :])
-    return GaussianConditionals(log_prob, filled, conditional, pattern)
+    filled = torch.where(observed.unsqueeze(1), X.unsqueeze(1), means + torch.einsum("nkd,kde->nke", v, cov))
+    return GaussianConditionals(log_prob, filled, cov, inverse, pattern)
 
 
 def conditional_gaussian(X: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor):
@@ -396,7 +415,7 @@ def conditional_gaussian(X: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor)
     (:func:`gaussian_conditionals` with one component).
     """
     out = gaussian_conditionals(X, mean.unsqueeze(0), cov.unsqueeze(0), "full")
-    return out.log_prob[:, 0], out.filled[:, 0], out.covariances[out.pattern, 0]
+    return out.log_prob[:, 0], out.filled[:, 0], out.conditional_covariances()[out.pattern, 0]
 
 
 def conditional_gaussian_diag(X: torch.Tensor, mean: torch.Tensor, var: torch.Tensor):
@@ -406,10 +425,30 @@ def conditional_gaussian_diag(X: torch.Tensor, mean: torch.Tensor, var: torch.Te
     return out.log_prob[:, 0], out.filled[:, 0], out.covariances[:, 0]
 
 
+def _patterns(observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct rows of a boolean mask (n, D): the first row of each, and each row's pattern.
+
+    Rows are keyed by their bits packed in 62-bit integers (``torch.unique(dim=0)``
+    compares rows one by one, which cost more than the factorisations it saves).
+    """
+    n, d = observed.shape
+    words = max(1, -(-d // 62))
+    bits = torch.zeros(n, words * 62, dtype=torch.int64, device=observed.device)
+    bits[:, :d] = observed.to(torch.int64)
+    powers = 2 ** torch.arange(62, dtype=torch.int64, device=observed.device)
+    keys = (bits.view(n, words, 62) * powers).sum(-1)
+    if words == 1:
+        _, pattern = torch.unique(keys[:, 0], return_inverse=True)
+    else:
+        _, pattern = torch.unique(keys, dim=0, return_inverse=True)
+    first = torch.full((int(pattern.max()) + 1 if n else 0,), n, dtype=torch.int64, device=observed.device)
+    first.scatter_reduce_(0, pattern, torch.arange(n, device=observed.device), reduce="amin")
+    return first, pattern
+
+
 def _by_pattern(X: torch.Tensor) -> torch.Tensor:
     """Row order that puts the rows missing the same entries next to each other."""
-    _, pattern = torch.unique(torch.isnan(X), dim=0, return_inverse=True)
-    return torch.argsort(pattern, stable=True)
+    return torch.argsort(_patterns(torch.isnan(X))[1], stable=True)
 
 
 def _conditional_piece_rows(n_rows: int, k: int, d: int, itemsize: int, device) -> int:
@@ -438,12 +477,11 @@ def draw_conditional_mixture(
     n, d = X.shape
     n_draws = choice.shape[1]
     out = torch.zeros(n, n_draws, d, dtype=X.dtype, device=X.device)
-    filled, conditional = conditionals.filled, conditionals.covariances
+    filled, conditional = conditionals.filled, conditionals.conditional_covariances()
     if covariance_type in ("full", "tied"):
         # the identity on the observed block keeps the factorisation defined
-        patterns = torch.zeros(conditional.shape[0], d, dtype=X.dtype, device=X.device)
-        patterns.index_copy_(0, conditionals.pattern, (~torch.isnan(X)).to(X.dtype))
-        factors = torch.linalg.cholesky(conditional + torch.diag_embed(patterns).unsqueeze(1))
+        observed = (conditionals.inverse.diagonal(dim1=-2, dim2=-1) != 0).to(X.dtype)
+        factors = torch.linalg.cholesky(conditional + torch.diag_embed(observed))
     for k in range(filled.shape[1]):
         z = torch.randn(n, n_draws, d, generator=generator, dtype=X.dtype, device=X.device)
         if covariance_type in ("full", "tied"):
