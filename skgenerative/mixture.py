@@ -585,8 +585,9 @@ class MixtureLayout:
     The model rows are the Gaussian block's values first (``D`` of them: real
     columns as they are, positive ones as ``log x``, NaN where missing or 0), minus a
     centre, in the compute dtype; then the cells of each :class:`FamilyBlock`: the
-    "is zero" indicators of the positive columns (1, 0, NaN where missing), the
-    binary columns, the count columns, then each categorical or ordinal column.
+    "is zero" indicators of the positive columns that hold zeros (1, 0, NaN where
+    missing), the binary columns, the count columns, then each categorical or
+    ordinal column.
 
     Parameters
     ----------
@@ -594,16 +595,23 @@ class MixtureLayout:
         Column types (:mod:`skgenerative._schema`).
     level_counts : sequence of int
         Levels of each column (0 for numbers).
+    zero_columns : sequence of int, default=()
+        The positive columns with a zero in the training data: each gets a point
+        mass at 0 (the "is zero" block). A positive column without one is log-normal
+        in every component, and a zero there at evaluation is scored as a level never
+        seen in fit (:meth:`unseen_zeros`).
     """
 
-    def __init__(self, types, level_counts):
+    def __init__(self, types, level_counts, zero_columns=()):
         types = list(types)
         self.n_features = len(types)
         self.gaussian = [j for j, t in enumerate(types) if t in ("real", "positive")]
         self.positive = [j for j in self.gaussian if types[j] == "positive"]
+        self.zeros = [j for j in self.positive if j in set(zero_columns)]
         self.log_scale = [i for i, j in enumerate(self.gaussian) if types[j] == "positive"]
+        self.zero_scale = [self.gaussian.index(j) for j in self.zeros]
         self.real = [i for i, j in enumerate(self.gaussian) if types[j] == "real"]
-        groups = [(Bernoulli, self.positive, {"zeros": True}),
+        groups = [(Bernoulli, self.zeros, {"zeros": True}),
                   (Bernoulli, [j for j, t in enumerate(types) if t == "binary"], {}),
                   (Poisson, [j for j, t in enumerate(types) if t == "count"], {})]
         groups += [(Categorical, [j], {"n_levels": int(level_counts[j]), "ordered": t == "ordinal"})
@@ -642,7 +650,7 @@ class MixtureLayout:
             return (X - center).to(dtype)
         gaussian = (self.natural(X)[:, self.gaussian] - center).to(dtype)
         cells = [X[:, list(block.columns)] for block in self.blocks]
-        if self.positive:  # the first block: is each positive cell 0
+        if self.zeros:  # the first block: is each such positive cell 0
             x = cells[0]
             cells[0] = torch.where(torch.isnan(x), x, (x == 0).to(x.dtype))
         return torch.cat([gaussian] + [c.to(dtype) for c in cells], dim=1)
@@ -650,11 +658,14 @@ class MixtureLayout:
     def log_jacobian(self, X: torch.Tensor) -> torch.Tensor:
         """``-sum_j log x_j`` over each row's observed positive cells ``x_j > 0`` (n,): from
         the density of ``log x`` to that of ``x``. A sum per row."""
-        if not self.positive:
-            return torch.zeros(X.shape[0], dtype=X.dtype, device=X.device)
         x = X[:, self.positive]
         return torch.where(x > 0, -torch.log(torch.where(x > 0, x, torch.ones_like(x))),
                            torch.zeros_like(x)).sum(1)
+
+    def unseen_zeros(self, X: torch.Tensor) -> torch.Tensor:
+        """Per row, the zeros in positive columns that had none at fit (n,)."""
+        plain = [j for j in self.positive if j not in self.zeros]
+        return (X[:, plain] == 0).sum(1).to(X.dtype)
 
     def family_log_prob(self, rows: torch.Tensor, parameters) -> torch.Tensor | None:
         """``sum_b log p_kb`` of every family block (n, K), or ``None`` without one."""
@@ -1006,11 +1017,14 @@ def prepare_mixture_fit(estimator, source, seed: int) -> _MixtureFitData:
     n, k, cov = source.shape[0], est.n_components, est.covariance_type
     if n < k:
         raise ValueError(f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}")
-    layout = MixtureLayout(est.schema_.types, est.schema_.level_counts)
+    types, level_counts = est.schema_.types, est.schema_.level_counts
+    layout = MixtureLayout(types, level_counts)
     gaussian, d = layout.gaussian, layout.n_gaussian
     init = check_initial_parameters(est.weights_init, est.means_init, est.precisions_init, k, d, cov)
     raw = source.column_moments()
     moments = source.map(layout.natural).column_moments() if layout.positive else raw
+    zeros = [j for j in layout.positive if moments.count[j] < raw.count[j]]  # log 0 is missing
+    layout = MixtureLayout(types, level_counts, zeros)
     center = moments.mean[gaussian].to(device=source.device, dtype=source.dtype)
     dtype = est._dtype
     rows = source.map(_MixtureRows(layout, center, dtype), dtype=dtype, width=layout.width)
@@ -1124,9 +1138,10 @@ def impute_point(
         filled = conditionals.filled
         mean = sum(resp[:, k, None] * filled[:, k] for k in range(filled.shape[1])) + center
         out[:, [layout.gaussian[i] for i in layout.real]] = mean[:, layout.real]
+        out[:, layout.positive] = torch.exp(mean[:, layout.log_scale])  # the geometric mean
     for block, parameter in zip(layout.blocks, params.families):
         if block.zeros:
-            log_x = filled[:, :, layout.log_scale] + center[layout.log_scale]
+            log_x = filled[:, :, layout.zero_scale] + center[layout.zero_scale]
             cells = ZeroInflatedLogNormal(parameter, log_x, torch.zeros_like(log_x)).point(resp)
         else:
             cells = block.distribution(parameter).point(resp)
@@ -1137,17 +1152,18 @@ def impute_point(
 def _draw_families(out, gaussian, index, params: MixtureParameters, layout: MixtureLayout, generator):
     """Cells of the family blocks drawn in components ``index`` (any shape), into ``out``
     (``index.shape + (n_features,)``); ``gaussian`` the Gaussian block's draws (user's
-    scale before ``exp``). Levels by inverse CDF of one uniform each (``torch.multinomial``),
-    column by column in table order."""
+    scale before ``exp``). Levels by ``torch.multinomial``, column by column in table
+    order (the stream of draws the level tables had before the blocks)."""
     for j, b, i in layout.levels:
         probabilities = layout.blocks[b].level_probabilities(params.families[b])[:, i][index]
         levels = torch.multinomial(probabilities.reshape(-1, probabilities.shape[-1]), 1, generator=generator)
         out[..., j] = levels.reshape(index.shape).to(out.dtype)
+    if layout.positive:
+        out[..., layout.positive] = torch.exp(gaussian[..., layout.log_scale])
     for block, parameter in zip(layout.blocks, params.families):
         if block.zeros:
             zero = Bernoulli(parameter[index]).sample(generator)
-            positive = torch.exp(gaussian[..., layout.log_scale])
-            out[..., list(block.columns)] = torch.where(zero > 0, torch.zeros_like(positive), positive)
+            out[..., list(block.columns)] = torch.where(zero > 0, torch.zeros_like(zero), out[..., list(block.columns)])
         elif block.family is Poisson:
             out[..., list(block.columns)] = Poisson(parameter[index]).sample(generator).to(out.dtype)
     return out
@@ -1465,9 +1481,10 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         # normalised again in float64 (a float32 fit's rows sum to one to ~1e-7)
         self.level_probabilities_ = [(t / t.sum(1, keepdim=True)).numpy() for _, t in sorted(tables.items())]
         kinds = [(block, p) for block, p in zip(layout.blocks, self._family_parameters)]
-        self.zero_probabilities_ = np.concatenate(
-            [1 / (1 + np.exp(-p)) for b, p in kinds if b.zeros], axis=1) if layout.positive else (
-            np.zeros((self.n_components, 0)))
+        self.zero_probabilities_ = np.zeros((self.n_components, len(layout.positive)))
+        for b, p in kinds:
+            if b.zeros:
+                self.zero_probabilities_[:, [layout.positive.index(j) for j in b.columns]] = 1 / (1 + np.exp(-p))
         rates = [np.exp(p) for b, p in kinds if b.family is Poisson]
         self.count_rates_ = rates[0] if rates else np.zeros((self.n_components, 0))
 
@@ -1507,7 +1524,11 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
 
     def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
         score = torch.logsumexp(self._weighted_log_prob(X), dim=1)
-        return score + self._layout.log_jacobian(X) if self._layout.positive else score
+        if not self._layout.positive:
+            return score
+        # a zero where fit saw none: missing for the Gaussian, times Laplace's 1 / (n + 3)
+        unseen = self._layout.unseen_zeros(X) * math.log(1.0 / (self.schema_.n_samples + 3))
+        return score + self._layout.log_jacobian(X) + unseen
 
     def _explain(self, X: torch.Tensor) -> torch.Tensor:
         """Complete numeric rows: the precision-matrix closed form (:mod:`._explain`)."""
