@@ -313,7 +313,8 @@ class GaussianConditionals(NamedTuple):
     observed; ``filled`` (n, K, D): the row with its missing entries replaced by
     ``E[x_m | x_o, k]``. Full and tied covariances: ``inverse`` (P, K, D, D) holds
     ``Sigma_k,oo^{-1}`` embedded in zeros per missingness pattern, ``pattern`` (n,)
-    each row's pattern and ``covariances`` the components' (K, D, D); diag and
+    each row's pattern and ``covariances`` the components' (K, D, D) (a tied model's
+    one covariance and inverse have 1 in place of K: broadcast); diag and
     spherical: ``covariances`` (n, K, D) are the conditional variances themselves
     (the component's on missing entries, 0 on observed ones).
     """
@@ -344,17 +345,13 @@ class GaussianConditionals(NamedTuple):
         f = self.filled
         if self.inverse is None:
             return torch.einsum("nk,nkd->kd", resp, f.square() + self.covariances)
-        per_pattern = torch.zeros(self.inverse.shape[:2], dtype=resp.dtype, device=resp.device)
+        per_pattern = torch.zeros(self.inverse.shape[0], resp.shape[1], dtype=resp.dtype, device=resp.device)
         per_pattern.index_add_(0, self.pattern, resp)
         S = self.covariances
         weighted_inverse = torch.einsum("pk,pkde->kde", per_pattern, self.inverse)
         sxx = (torch.einsum("nk,nkd,nke->kde", resp, f, f)
                + resp.sum(0)[:, None, None] * S - S @ weighted_inverse @ S)
         return sxx.sum(0) if covariance_type == "tied" else sxx
-
-
-def _full_covariances(covariances: torch.Tensor, covariance_type: str, k: int) -> torch.Tensor:
-    return covariances.expand(k, *covariances.shape[-2:]) if covariance_type == "tied" else covariances
 
 
 def gaussian_conditionals(
@@ -386,7 +383,7 @@ def gaussian_conditionals(
         filled = torch.where(observed.unsqueeze(1), X.unsqueeze(1), means.expand(n, k, d))
         conditional = torch.where(observed.unsqueeze(1), torch.zeros_like(filled), var.expand(n, k, d))
         return GaussianConditionals(log_prob, filled, conditional)
-    cov = _full_covariances(covariances, covariance_type, k)
+    cov = covariances.unsqueeze(0) if covariance_type == "tied" else covariances  # tied: one factor a pattern
     first, pattern = _patterns(observed)
     m = observed[first].to(X.dtype)  # (P, D)
     outside = torch.diag_embed(1.0 - m).unsqueeze(1)  # (P, 1, D, D)
@@ -485,7 +482,8 @@ def draw_conditional_mixture(
     for k in range(filled.shape[1]):
         z = torch.randn(n, n_draws, d, generator=generator, dtype=X.dtype, device=X.device)
         if covariance_type in ("full", "tied"):
-            draw = filled[:, k].unsqueeze(1) + z @ factors[conditionals.pattern, k].transpose(1, 2)
+            factor = factors[conditionals.pattern, k if factors.shape[1] > 1 else 0]
+            draw = filled[:, k].unsqueeze(1) + z @ factor.transpose(1, 2)
         else:
             draw = filled[:, k].unsqueeze(1) + z * conditional[:, k].sqrt().unsqueeze(1)
         out = torch.where((choice == k).unsqueeze(2), draw, out)
