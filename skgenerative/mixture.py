@@ -83,6 +83,7 @@ __all__ = [
     "gaussian_statistics",
     "initial_responsibilities",
     "mixture_statistics",
+    "row_matmul",
     "sample_mixture",
 ]
 
@@ -141,38 +142,66 @@ def _log_det_cholesky(precisions_chol: torch.Tensor, covariance_type: str, n_fea
     return n_features * torch.log(precisions_chol)
 
 
+#: rows per block of :func:`row_matmul`
+_ROW_BLOCK = 64
+
+
+def row_matmul(A: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """``A @ W`` for rows ``A`` (n, *batch, d) and ``W`` (*batch, d, m), as (n, *batch, m),
+    each row's result independent of the other rows.
+
+    A matrix product's kernels depend on its shape (a product with one row takes
+    another path than one with many, and rounds differently), so a row's score would
+    depend on the batch it arrives in. Here the rows go in blocks of a fixed size
+    (the last one padded with zeros), all through products of one shape.
+    """
+    n, batch, d, m = A.shape[0], tuple(A.shape[1:-1]), A.shape[-1], W.shape[-1]
+    pad = (-n) % _ROW_BLOCK
+    if pad:
+        A = torch.cat([A, A.new_zeros((pad,) + tuple(A.shape[1:]))])
+    n_blocks = A.shape[0] // _ROW_BLOCK
+    blocks = A.reshape((n_blocks, _ROW_BLOCK) + batch + (d,)).movedim(1, -2).reshape(-1, _ROW_BLOCK, d)
+    weights = W.expand((n_blocks,) + batch + (d, m)).reshape(-1, d, m)
+    out = torch.bmm(blocks, weights).reshape((n_blocks,) + batch + (_ROW_BLOCK, m)).movedim(-2, 1)
+    return out.reshape((n_blocks * _ROW_BLOCK,) + batch + (m,))[:n]
+
+
 def estimate_log_gaussian_prob(
-    X: torch.Tensor, means: torch.Tensor, precisions_chol: torch.Tensor, covariance_type: str
+    X: torch.Tensor, means: torch.Tensor, precisions_chol: torch.Tensor, covariance_type: str,
+    rowwise: bool = False,
 ) -> torch.Tensor:
     """``log N(x_i; mu_k, Sigma_k)`` for every row and component, shape (n, K).
 
     Full covariances use one matrix product ``X [P_1 ... P_K]`` for all components;
     diag and spherical use the expansion ``||x||^2 - 2 x.mu + ||mu||^2`` with the
     precisions folded in (both as in scikit-learn). Centre ``X`` and ``means`` by the
-    same vector first for accuracy; the result does not depend on it.
+    same vector first for accuracy; the result does not depend on it. ``rowwise``:
+    the products through :func:`row_matmul`, so that a row's value never depends on
+    the other rows (evaluation; EM takes the one product).
     """
     n, d = X.shape
     k = means.shape[0]
+    mm = row_matmul if rowwise else torch.matmul
     if covariance_type == "full":
         stacked = precisions_chol.permute(1, 0, 2).reshape(d, k * d)
         shift = torch.einsum("kd,kde->ke", means, precisions_chol).reshape(k * d)
-        y = torch.addmm(-shift, X, stacked).view(n, k, d)
+        y = (mm(X, stacked) - shift if rowwise else torch.addmm(-shift, X, stacked)).view(n, k, d)
         maha = torch.linalg.vector_norm(y, dim=-1).square()
     elif covariance_type == "tied":
-        y = (X @ precisions_chol).unsqueeze(1) - (means @ precisions_chol).unsqueeze(0)
+        y = mm(X, precisions_chol).unsqueeze(1) - (means @ precisions_chol).unsqueeze(0)
         maha = torch.linalg.vector_norm(y, dim=-1).square()
     elif covariance_type == "diag":
         prec = precisions_chol.square()
         maha = (
             (means.square() * prec).sum(1)
-            - 2.0 * X @ (means * prec).T
-            + X.square() @ prec.T
+            - 2.0 * mm(X, (means * prec).T)
+            + mm(X.square(), prec.T)
         )
     else:
         prec = precisions_chol.square()
         maha = (
             (means.square().sum(1) * prec)
-            - 2.0 * (X @ means.T) * prec
+            - 2.0 * mm(X, means.T) * prec
             + X.square().sum(1, keepdim=True) * prec
         )
     log_det = _log_det_cholesky(precisions_chol, covariance_type, d)
@@ -400,7 +429,7 @@ def gaussian_conditionals(
     v = torch.einsum("nkd,nkde->nke", r, inverse[pattern])  # (n, K, D)
     maha = (r * v).sum(-1)
     log_prob = -0.5 * ((m.sum(1) * math.log(2 * math.pi)).unsqueeze(1) + log_det)[pattern] - 0.5 * maha
-    filled = torch.where(observed.unsqueeze(1), X.unsqueeze(1), means + torch.einsum("nkd,kde->nke", v, cov))
+    filled = torch.where(observed.unsqueeze(1), X.unsqueeze(1), means + row_matmul(v, cov.expand(k, d, d)))
     return GaussianConditionals(log_prob, filled, cov, inverse, pattern)
 
 
@@ -1091,11 +1120,12 @@ def weighted_log_prob(
     g = rows[:, :d]
     means, prec_chol = params.means, params.precisions_cholesky
     if not has_nan(g):
-        return estimate_log_gaussian_prob(g, means, prec_chol, covariance_type) + offset
+        return estimate_log_gaussian_prob(g, means, prec_chol, covariance_type, rowwise=True) + offset
     incomplete = torch.isnan(g).any(1)
     out = torch.empty(rows.shape[0], means.shape[0], dtype=g.dtype, device=g.device)
     if not bool(incomplete.all()):
-        out[~incomplete] = estimate_log_gaussian_prob(g[~incomplete], means, prec_chol, covariance_type)
+        out[~incomplete] = estimate_log_gaussian_prob(g[~incomplete], means, prec_chol, covariance_type,
+                                                      rowwise=True)
     index = torch.nonzero(incomplete).squeeze(1)
     index = index[_by_pattern(g[index])]
     for sub in iter_slices(index.numel(), piece_rows):
@@ -1554,7 +1584,9 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         resp = torch.softmax(self._weighted_log_prob(X), dim=1)
         where = {j: (b, i) for j, b, i in self._layout.levels}
         blocks, families = self._layout.blocks, self._families()
-        return [resp @ blocks[where[j][0]].level_probabilities(families[where[j][0]])[:, where[j][1]] for j in columns]
+        # a weighted sum per row, not a matrix product (whose rounding follows its shape)
+        return [(resp.unsqueeze(2) * blocks[where[j][0]].level_probabilities(families[where[j][0]])[:, where[j][1]]).sum(1)
+                for j in columns]
 
     def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         layout, weights = self._layout, self._tensor("weights_")
