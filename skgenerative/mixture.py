@@ -835,11 +835,13 @@ class _MixtureStatistics:
     Rows with a missing Gaussian entry go first, ordered by missingness pattern and in
     pieces small enough for their factors (:func:`gaussian_conditionals`), then the
     complete rows; each piece gives :func:`mixture_statistics`, and the pieces add up.
-    A tied model's complete rows leave out ``sum x x^T`` (formed once).
+    A tied model's complete rows leave out ``sum x x^T`` (formed once). The
+    log-likelihood includes the positive cells' log-Jacobian ``-sum log x`` (constant
+    in EM), so that it is the training rows' mean score (``lower_bound_``).
     """
 
-    def __init__(self, layout: MixtureLayout, covariance_type: str):
-        self.layout, self.covariance_type = layout, covariance_type
+    def __init__(self, layout: MixtureLayout, covariance_type: str, log_center: torch.Tensor):
+        self.layout, self.covariance_type, self.log_center = layout, covariance_type, log_center
 
     def __call__(self, chunk: torch.Tensor, params: MixtureParameters) -> dict:
         d = self.layout.n_gaussian
@@ -856,10 +858,14 @@ class _MixtureStatistics:
                 chunk = chunk[~incomplete]
         if chunk.shape[0] or not pieces:
             pieces.append(chunk)
-        return accumulate(pieces, lambda piece: mixture_statistics(
+        out = accumulate(pieces, lambda piece: mixture_statistics(
             piece[:, :d], params, self.covariance_type, complete_second_moments=False,
             families=tuple((block, piece[:, block.cells]) for block in self.layout.blocks),
         ))
+        if self.layout.positive:
+            log_x = torch.cat([piece[:, self.layout.log_scale] for piece in pieces]).double() + self.log_center
+            out["log_likelihood"] = out["log_likelihood"] - torch.nan_to_num(log_x).sum()
+        return out
 
 
 def _complete_second_moments(chunk: torch.Tensor, d: int) -> dict:
@@ -1063,7 +1069,7 @@ def prepare_mixture_fit(estimator, source, seed: int) -> _MixtureFitData:
     as_t = lambda t: t.to(device=source.device, dtype=dtype)  # noqa: E731
     return _MixtureFitData(
         layout=layout,
-        e_step=EStep(rows, _MixtureStatistics(layout, cov), row_bytes),
+        e_step=EStep(rows, _MixtureStatistics(layout, cov, center[layout.log_scale].double()), row_bytes),
         init_rows=rows.sample(random_state=seed),
         center=center,
         dtype=dtype,
