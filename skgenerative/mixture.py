@@ -664,7 +664,7 @@ class MixtureLayout:
             return X
         X = X.clone()
         x = X[:, self.positive]
-        X[:, self.positive] = torch.where(x > 0, torch.log(x), torch.full((), math.nan, dtype=X.dtype))
+        X[:, self.positive] = torch.where(x > 0, torch.log(x), torch.full((), math.nan, dtype=X.dtype, device=X.device))
         return X
 
     def rows(self, X: torch.Tensor, center: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
