@@ -702,6 +702,27 @@ class MixtureLayout:
             total = part if total is None else total + part
         return total
 
+    def parameter_shapes(self) -> list[tuple]:
+        """The shape of each family block's parameter, without the components."""
+        return [(len(b.columns),) + ((b.n_levels,) if b.family is Categorical else ()) for b in self.blocks]
+
+    def family_attributes(self, parameters: list[np.ndarray], n_components: int) -> dict:
+        """The fitted attributes of the family blocks from their float64 parameters:
+        ``level_probabilities_`` (one (K, L) array per level column, in column order,
+        rows normalised in float64), ``zero_probabilities_`` (K, positive columns; 0 for
+        a column without zeros) and ``count_rates_`` (K, count columns)."""
+        tables = {j: block.level_probabilities(torch.as_tensor(p))[:, i]
+                  for block, p in zip(self.blocks, parameters) for i, j in enumerate(block.columns) if block.levels}
+        zeros = np.zeros((n_components, len(self.positive)))
+        rates = np.zeros((n_components, 0))
+        for block, p in zip(self.blocks, parameters):
+            if block.zeros:
+                zeros[:, [self.positive.index(j) for j in block.columns]] = 1 / (1 + np.exp(-p))
+            elif block.family is Poisson:
+                rates = np.exp(p)
+        return {"level_probabilities_": [(t / t.sum(1, keepdim=True)).numpy() for _, t in sorted(tables.items())],
+                "zero_probabilities_": zeros, "count_rates_": rates}
+
     def n_parameters(self, n_components: int, covariance_type: str) -> int:
         """Free parameters of a mixture with this layout (BIC, AIC)."""
         k, d = n_components, self.n_gaussian
@@ -1458,9 +1479,7 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
     def _em_resume(self, data: _MixtureFitData) -> MixtureParameters:
         as_t = lambda a: torch.as_tensor(a, dtype=data.dtype, device=data.center.device)  # noqa: E731
         shapes = [tuple(p.shape[1:]) for p in self._family_parameters]
-        if self.means_.shape[1] != data.layout.n_gaussian or len(shapes) != len(data.layout.blocks) or any(
-                s != (len(b.columns),) + ((b.n_levels,) if b.family is Categorical else ())
-                for s, b in zip(shapes, data.layout.blocks)):
+        if self.means_.shape[1] != data.layout.n_gaussian or shapes != data.layout.parameter_shapes():
             raise ValueError("warm_start needs the same columns, types and levels as the previous fit; "
                              "fit again with warm_start=False.")
         means = as_t(torch.as_tensor(self.means_, dtype=data.center.dtype) - data.center.cpu())
@@ -1509,18 +1528,8 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         self.precisions_cholesky_ = prec_chol.double().cpu().numpy()
         self.precisions_ = _precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
         self._family_parameters = [p.double().cpu().numpy() for p in params.families]
-        tables = {j: block.level_probabilities(torch.as_tensor(p))[:, i]
-                  for block, p in zip(layout.blocks, self._family_parameters)
-                  for i, j in enumerate(block.columns) if block.levels}
-        # normalised again in float64 (a float32 fit's rows sum to one to ~1e-7)
-        self.level_probabilities_ = [(t / t.sum(1, keepdim=True)).numpy() for _, t in sorted(tables.items())]
-        kinds = [(block, p) for block, p in zip(layout.blocks, self._family_parameters)]
-        self.zero_probabilities_ = np.zeros((self.n_components, len(layout.positive)))
-        for b, p in kinds:
-            if b.zeros:
-                self.zero_probabilities_[:, [layout.positive.index(j) for j in b.columns]] = 1 / (1 + np.exp(-p))
-        rates = [np.exp(p) for b, p in kinds if b.family is Poisson]
-        self.count_rates_ = rates[0] if rates else np.zeros((self.n_components, 0))
+        for name, value in layout.family_attributes(self._family_parameters, self.n_components).items():
+            setattr(self, name, value)
 
     # ----------------------------------------------------------- evaluation
     def _row_bytes(self, n_features: int) -> int:
