@@ -447,7 +447,7 @@ class _BlockValidator:
 
     def __init__(self, estimator):
         checker = clone(estimator)
-        for name in ("n_features_in_", "feature_names_in_", "schema_"):
+        for name in ("n_features_in_", "feature_names_in_", "schema_") + estimator._fit_encoding_attributes:
             if hasattr(estimator, name):
                 setattr(checker, name, getattr(estimator, name))
         checker._fit_dtype = estimator._resolved_dtypes()[0]
@@ -1215,6 +1215,9 @@ class GenerativeModel(
     _decode = None
     #: set by subclasses that can be trained incrementally (enables ``partial_fit``)
     _partial_fit = None
+    #: fitted attributes that ``_fit_input_encoding`` sets from the first rows and
+    #: every later block of a dask collection is encoded with
+    _fit_encoding_attributes: tuple = ()
 
     # ------------------------------------------------------------------ hooks
     def _fit(self, source) -> torch.Tensor | None:  # pragma: no cover
