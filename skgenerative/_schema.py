@@ -33,11 +33,26 @@ through :meth:`TableSchema.to_frame`: the input's column names, order and dtypes
 (the same categories in the same order). A numeric column of an integer dtype gets
 its values rounded to integers (it cannot hold a fraction).
 
+**Rows like the training rows.** At fit the schema also records, from the encoded
+training rows, what ``sample`` needs to give rows a user can use
+(:meth:`TableSchema.with_observed`): the range ``[min, max]`` of every numeric
+column, which numeric columns hold whole numbers only, and the missingness patterns
+with their frequencies. :meth:`TableSchema.limits`, :meth:`TableSchema.outside` and
+:meth:`TableSchema.finish_numbers` turn a model's draws into such rows (see
+``GenerativeModel.sample``).
+
+**Identifiers.** A string or category column with a distinct value in (nearly) every
+row is an identifier, not a category: a model would keep one level per row and
+``sample`` would copy those values into synthetic rows. :meth:`TableSchema.infer`
+warns (:class:`IdentifierColumnWarning`, naming the column) unless the column's type
+was declared with ``column_types``.
+
 Nothing here knows about torch or estimators.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 
@@ -47,7 +62,9 @@ import pandas as pd
 __all__ = [
     "COLUMN_TYPES",
     "DISCRETE_TYPES",
+    "IdentifierColumnWarning",
     "NUMERIC_TYPES",
+    "SampleLimits",
     "TableSchema",
     "is_dataframe",
     "point_levels",
@@ -56,6 +73,20 @@ __all__ = [
 NUMERIC_TYPES = ("real", "positive", "count")
 DISCRETE_TYPES = ("binary", "categorical", "ordinal")
 COLUMN_TYPES = NUMERIC_TYPES + DISCRETE_TYPES
+
+#: a categorical column with a distinct value in at least this share of its observed
+#: cells (and at least ``IDENTIFIER_MIN_ROWS`` of them) looks like an identifier
+IDENTIFIER_SHARE = 0.95
+IDENTIFIER_MIN_ROWS = 20
+
+
+class IdentifierColumnWarning(UserWarning):
+    """A string or category column has a distinct value in (nearly) every row.
+
+    Such a column is an identifier (a name, an account number), not a category: a
+    model keeps one level per row, learns nothing it can generalise, and ``sample``
+    copies the values of training rows into synthetic ones.
+    """
 
 
 def is_dataframe(X) -> bool:
@@ -110,6 +141,14 @@ class TableSchema:
         Rows the schema was fitted on (for the probability of an unseen level).
     from_frame : bool
         Whether it was fitted on a DataFrame (rows are then returned as one).
+    observed : dict
+        What the training rows showed, for ``sample`` (:meth:`with_observed`):
+        ``"ranges"`` (column name -> ``(min, max)`` of its observed numbers),
+        ``"integral"`` (names of numeric columns holding whole numbers only) and
+        ``"missing"`` (``(patterns, counts)``: the distinct missingness patterns of
+        the rows, a bool array (P, D), and how many rows had each; ``None`` when
+        no cell was missing). Empty when the model was fitted without seeing
+        every row in memory (a dask collection).
     """
 
     names: list
@@ -118,6 +157,7 @@ class TableSchema:
     dtypes: dict = field(default_factory=dict)
     n_samples: int = 0
     from_frame: bool = False
+    observed: dict = field(default_factory=dict, compare=False)
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -145,10 +185,143 @@ class TableSchema:
             dtypes[name] = series.dtype
             if kind in DISCRETE_TYPES:
                 levels[name] = _levels_at_fit(series, kind, name)
+                if kind == "categorical" and name not in overrides:
+                    _warn_if_identifier(series, name)
             else:
                 _check_numeric_column(series, kind, name)
             types.append(kind)
         return cls(names, types, levels, dtypes, n_samples=len(frame), from_frame=True)
+
+    def with_observed(self, X: np.ndarray, merge: bool = False) -> "TableSchema":
+        """The schema with what the encoded training rows ``X`` show, for ``sample``.
+
+        Per numeric column its observed range ``(min, max)`` and whether every
+        observed value is a whole number; over the rows, the distinct missingness
+        patterns and their counts. With ``merge`` (``partial_fit``), combined with
+        what the schema already holds: ranges joined, whole numbers only if both
+        are, pattern counts added.
+        """
+        ranges, integral = {}, set()
+        for j in self.numeric_columns:
+            values = X[:, j]
+            values = values[~np.isnan(values)]
+            if values.size == 0:
+                continue
+            name = self.names[j]
+            ranges[name] = (float(values.min()), float(values.max()))
+            if np.array_equal(values, np.round(values)):
+                integral.add(name)
+        holes = np.isnan(X)
+        missing = None
+        if holes.any():
+            patterns, counts = np.unique(holes, axis=0, return_counts=True)
+            missing = (patterns, counts.astype(np.int64))
+        n_rows = X.shape[0]
+        before = self.observed if merge else {}
+        if before:  # a column is whole numbers if it was in every part that had values
+            old_ranges, old_integral = before.get("ranges", {}), before.get("integral", set())
+            joined = {}
+            for name in set(ranges) | set(old_ranges):
+                parts = [r for r in (ranges.get(name), old_ranges.get(name)) if r is not None]
+                joined[name] = (min(p[0] for p in parts), max(p[1] for p in parts))
+            integral = {name for name in joined
+                        if (name not in ranges or name in integral)
+                        and (name not in old_ranges or name in old_integral)}
+            ranges = joined
+            missing = _merged_patterns(before.get("missing"), missing, before.get("n_rows", 0), n_rows)
+            n_rows += before.get("n_rows", 0)
+        observed = {"ranges": ranges, "integral": integral, "missing": missing, "n_rows": n_rows}
+        return dataclasses.replace(self, observed=observed)
+
+    # ------------------------------------------------------ rows to sample
+    def limits(self, bounds="observed") -> "SampleLimits":
+        """Where each column's sampled numbers must fall, and which are rounded.
+
+        ``bounds="observed"``: the range ``[min, max]`` seen at fit, and whole-number
+        columns (every training value whole) rounded; ``None``: only the column
+        type's support (``positive`` above 0, ``count`` at least 0); a dict
+        ``{column: (low, high)}``: those columns in that interval (``None`` for an
+        open side; the type's support still applies), the others as ``"observed"``.
+        ``count`` columns and columns of an integer dtype are always rounded. A
+        rounded column accepts a draw that rounds into its interval (``[low - 1/2,
+        high + 1/2]``), so its end values keep their whole share of probability.
+        Without recorded ranges (a model fitted on a dask collection), ``"observed"``
+        keeps to the supports.
+        """
+        d = self.n_features
+        low, high = np.full(d, -np.inf), np.full(d, np.inf)
+        clip_low, clip_high = np.full(d, -np.inf), np.full(d, np.inf)
+        rounded = np.zeros(d, dtype=bool)
+        floor = np.full(d, np.nan)
+        observed = getattr(self, "observed", None) or {}
+        ranges, integral = observed.get("ranges", {}), observed.get("integral", set())
+        given = {}
+        if isinstance(bounds, dict):
+            given = {self._column_name(c): b for c, b in bounds.items()}
+        elif bounds not in ("observed", None):
+            raise ValueError(f"bounds must be 'observed', None or a dict {{column: (low, high)}}; got {bounds!r}.")
+        tiny = np.nextafter(0.0, 1.0)
+        for j in self.numeric_columns:
+            name, kind = self.names[j], self.types[j]
+            dtype = self.dtypes.get(name)
+            seen = ranges.get(name)
+            rounded[j] = kind == "count" or (dtype is not None and pd.api.types.is_integer_dtype(dtype))
+            lo, hi = -np.inf, np.inf
+            if name in given:
+                lo, hi = _interval(given[name], name)
+            elif bounds is not None and seen is not None:
+                lo, hi = seen
+                rounded[j] |= name in integral
+            if kind == "count":
+                lo = max(lo, 0.0)
+            elif kind == "positive":
+                lo = max(lo, tiny)
+            clip_low[j], clip_high[j] = lo, hi
+            if kind == "positive":  # a draw still at or below 0 becomes the smallest value seen
+                floor[j] = seen[0] if seen is not None else np.finfo(np.float64).tiny
+            low[j], high[j] = (lo - 0.5, hi + 0.5) if rounded[j] else (lo, hi)
+            if kind == "positive":
+                low[j] = max(low[j], tiny)
+        return SampleLimits(low, high, clip_low, clip_high, rounded, floor)
+
+    def _column_name(self, column) -> str:
+        """A column named by the user (its name, or its position for an array) -> its name."""
+        if str(column) in self.names:
+            return str(column)
+        if isinstance(column, (int, np.integer)) and not isinstance(column, bool) and 0 <= column < self.n_features:
+            return self.names[int(column)]
+        raise ValueError(
+            f"Column {column!r} is not a column of the fitted data; its columns are "
+            f"{self.names[:10]}{' ...' if self.n_features > 10 else ''}"
+            + ("" if self.from_frame else " (or their positions 0 .. n_features - 1)") + "."
+        )
+
+    @staticmethod
+    def outside(X: np.ndarray, drawn: np.ndarray, limits: "SampleLimits") -> np.ndarray:
+        """Rows with a drawn cell outside its interval (or not a number): (n,) bool."""
+        with np.errstate(invalid="ignore"):
+            bad = (X < limits.low) | (X > limits.high) | np.isnan(X)
+        return (bad & drawn).any(axis=1)
+
+    @staticmethod
+    def finish_numbers(X: np.ndarray, drawn: np.ndarray, limits: "SampleLimits") -> np.ndarray:
+        """Drawn cells clipped to their interval and rounded where the column is whole numbers.
+
+        A ``positive`` cell still at or below 0 takes ``floor`` (the smallest value
+        seen at fit) rather than a clip onto 0, which the column cannot hold.
+        """
+        positive = ~np.isnan(limits.floor)
+        with np.errstate(invalid="ignore"):
+            finished = np.where(positive & (X <= 0), limits.floor, X)
+        finished = np.clip(finished, limits.clip_low, limits.clip_high)
+        finished = np.where(limits.rounded, np.rint(finished), finished)
+        # rounding may leave the interval only by its half-step margin: clip once more
+        finished = np.clip(finished, limits.clip_low, limits.clip_high)
+        return np.where(drawn, finished, X)
+
+    def missing_patterns(self):
+        """``(patterns, counts)`` of the training rows' missing cells, or ``None``."""
+        return (getattr(self, "observed", None) or {}).get("missing")
 
     # ---------------------------------------------------------- properties
     @property
@@ -286,6 +459,74 @@ class TableSchema:
                     column.where(~missing, replacement.to_numpy()), self.dtypes.get(name)
                 )
         return out
+
+
+@dataclass(frozen=True)
+class SampleLimits:
+    """Per column (arrays of shape (D,)): a draw is redrawn when outside ``[low, high]``,
+    then clipped to ``[clip_low, clip_high]`` and rounded where ``rounded``; a
+    ``positive`` column's draw at or below 0 becomes ``floor`` (NaN: other columns)."""
+
+    low: np.ndarray
+    high: np.ndarray
+    clip_low: np.ndarray
+    clip_high: np.ndarray
+    rounded: np.ndarray
+    floor: np.ndarray
+
+
+def _interval(bound, name: str) -> tuple[float, float]:
+    try:
+        lo, hi = bound
+        lo = -np.inf if lo is None else float(lo)
+        hi = np.inf if hi is None else float(hi)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"bounds for column {name!r} must be a pair (low, high) of numbers or None; got {bound!r}."
+        ) from None
+    if not lo <= hi:
+        raise ValueError(f"bounds for column {name!r} have low > high: {bound!r}.")
+    return lo, hi
+
+
+def _warn_if_identifier(series: pd.Series, name: str) -> None:
+    observed = series.dropna()
+    n = len(observed)
+    if n < IDENTIFIER_MIN_ROWS:
+        return
+    distinct = observed.nunique()
+    if distinct < IDENTIFIER_SHARE * n:
+        return
+    warnings.warn(
+        f"Column {name!r} has a distinct value in {distinct} of its {n} rows: it looks like "
+        "an identifier (a name, an id), not a category. A model keeps one level per row, "
+        "learns nothing from it, and sample() would copy training values into synthetic "
+        "rows. Drop it before fitting (and give synthetic rows new identifiers "
+        f"afterwards), or, if it is a category, declare it: column_types={{{name!r}: "
+        "'categorical'}.",
+        IdentifierColumnWarning,
+        stacklevel=5,
+    )
+
+
+def _merged_patterns(before, now, n_before: int, n_now: int):
+    """Missingness patterns of two parts of the rows, counts added (``None``: no hole)."""
+    parts = [p for p in (before, now) if p is not None]
+    if not parts:
+        return None
+    d = parts[0][0].shape[1]
+    patterns = [p[0] for p in parts]
+    counts = [p[1] for p in parts]
+    # the rows of a part without holes are all the complete pattern
+    for rows, part in ((n_before, before), (n_now, now)):
+        if part is None and rows:
+            patterns.append(np.zeros((1, d), dtype=bool))
+            counts.append(np.array([rows], dtype=np.int64))
+    stacked = np.concatenate(patterns)
+    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    total = np.zeros(len(unique), dtype=np.int64)
+    np.add.at(total, inverse.reshape(-1), np.concatenate(counts))
+    return unique, total
 
 
 # ------------------------------------------------------------------ helpers
