@@ -36,7 +36,8 @@ its values rounded to integers (it cannot hold a fraction).
 **Rows like the training rows.** At fit the schema also records, from the encoded
 training rows, what ``sample`` needs to give rows a user can use
 (:meth:`TableSchema.with_observed`): the range ``[min, max]`` of every numeric
-column, which numeric columns hold whole numbers only, and the missingness patterns
+column, the decimal places its values are written with (whole numbers, cents, a
+measurement's two decimals), and the missingness patterns
 with their frequencies. :meth:`TableSchema.limits`, :meth:`TableSchema.outside` and
 :meth:`TableSchema.finish_numbers` turn a model's draws into such rows (see
 ``GenerativeModel.sample``).
@@ -78,6 +79,8 @@ COLUMN_TYPES = NUMERIC_TYPES + DISCRETE_TYPES
 #: cells (and at least ``IDENTIFIER_MIN_ROWS`` of them) looks like an identifier
 IDENTIFIER_SHARE = 0.95
 IDENTIFIER_MIN_ROWS = 20
+#: the most decimal places a numeric column's grid is recorded with (see TableSchema.with_observed)
+MAX_DECIMALS = 8
 
 
 class IdentifierColumnWarning(UserWarning):
@@ -144,7 +147,8 @@ class TableSchema:
     observed : dict
         What the training rows showed, for ``sample`` (:meth:`with_observed`):
         ``"ranges"`` (column name -> ``(min, max)`` of its observed numbers),
-        ``"integral"`` (names of numeric columns holding whole numbers only) and
+        ``"decimals"`` (column name -> the decimal places its values are written
+        with, for numeric columns on such a grid: 0 for whole numbers) and
         ``"missing"`` (``(patterns, counts)``: the distinct missingness patterns of
         the rows, a bool array (P, D), and how many rows had each; ``None`` when
         no cell was missing). Empty when the model was fitted without seeing
@@ -195,13 +199,15 @@ class TableSchema:
     def with_observed(self, X: np.ndarray, merge: bool = False) -> "TableSchema":
         """The schema with what the encoded training rows ``X`` show, for ``sample``.
 
-        Per numeric column its observed range ``(min, max)`` and whether every
-        observed value is a whole number; over the rows, the distinct missingness
+        Per numeric column its observed range ``(min, max)`` and the decimal places
+        its values are written with (0 for whole numbers, at most
+        ``MAX_DECIMALS``; none when the values need more, as measurements in
+        binary floating point do); over the rows, the distinct missingness
         patterns and their counts. With ``merge`` (``partial_fit``), combined with
-        what the schema already holds: ranges joined, whole numbers only if both
-        are, pattern counts added.
+        what the schema already holds: ranges joined, the finer of the two grids,
+        pattern counts added.
         """
-        ranges, integral = {}, set()
+        ranges, decimals = {}, {}
         for j in self.numeric_columns:
             values = X[:, j]
             values = values[~np.isnan(values)]
@@ -209,8 +215,9 @@ class TableSchema:
                 continue
             name = self.names[j]
             ranges[name] = (float(values.min()), float(values.max()))
-            if np.array_equal(values, np.round(values)):
-                integral.add(name)
+            places = _decimal_places(values)
+            if places is not None:
+                decimals[name] = places
         holes = np.isnan(X)
         missing = None
         if holes.any():
@@ -218,71 +225,74 @@ class TableSchema:
             missing = (patterns, counts.astype(np.int64))
         n_rows = X.shape[0]
         before = self.observed if merge else {}
-        if before:  # a column is whole numbers if it was in every part that had values
-            old_ranges, old_integral = before.get("ranges", {}), before.get("integral", set())
-            joined = {}
+        if before:  # a grid serves the union when it serves every part that had values
+            old_ranges, old_decimals = before.get("ranges", {}), before.get("decimals", {})
+            joined, grid = {}, {}
             for name in set(ranges) | set(old_ranges):
                 parts = [r for r in (ranges.get(name), old_ranges.get(name)) if r is not None]
                 joined[name] = (min(p[0] for p in parts), max(p[1] for p in parts))
-            integral = {name for name in joined
-                        if (name not in ranges or name in integral)
-                        and (name not in old_ranges or name in old_integral)}
-            ranges = joined
+                places = [d.get(name) for d, r in ((decimals, ranges), (old_decimals, old_ranges)) if name in r]
+                if None not in places:
+                    grid[name] = max(places)
+            ranges, decimals = joined, grid
             missing = _merged_patterns(before.get("missing"), missing, before.get("n_rows", 0), n_rows)
             n_rows += before.get("n_rows", 0)
-        observed = {"ranges": ranges, "integral": integral, "missing": missing, "n_rows": n_rows}
+        observed = {"ranges": ranges, "decimals": decimals, "missing": missing, "n_rows": n_rows}
         return dataclasses.replace(self, observed=observed)
 
     # ------------------------------------------------------ rows to sample
     def limits(self, bounds="observed") -> "SampleLimits":
-        """Where each column's sampled numbers must fall, and which are rounded.
+        """Where each column's sampled numbers must fall, and how they are rounded.
 
-        ``bounds="observed"``: the range ``[min, max]`` seen at fit, and whole-number
-        columns (every training value whole) rounded; ``None``: only the column
+        ``bounds="observed"``: the range ``[min, max]`` seen at fit, and numbers
+        rounded to the decimal places the column's training values had (whole
+        numbers stay whole, prices keep their cents); ``None``: only the column
         type's support (``positive`` above 0, ``count`` at least 0); a dict
         ``{column: (low, high)}``: those columns in that interval (``None`` for an
-        open side; the type's support still applies), the others as ``"observed"``.
-        ``count`` columns and columns of an integer dtype are always rounded. A
-        rounded column accepts a draw that rounds into its interval (``[low - 1/2,
-        high + 1/2]``), so its end values keep their whole share of probability.
-        Without recorded ranges (a model fitted on a dask collection), ``"observed"``
-        keeps to the supports.
+        open side; the type's support still applies), the others as
+        ``"observed"``. ``count`` columns and columns of an integer dtype are
+        always rounded to whole numbers. A rounded column accepts a draw that
+        rounds into its interval (half a step beyond each end), so its end values
+        keep their whole share of probability. Without recorded ranges (a model
+        fitted on a dask collection), ``"observed"`` keeps to the supports.
         """
         d = self.n_features
         low, high = np.full(d, -np.inf), np.full(d, np.inf)
         clip_low, clip_high = np.full(d, -np.inf), np.full(d, np.inf)
-        rounded = np.zeros(d, dtype=bool)
+        decimals = np.full(d, np.nan)
         floor = np.full(d, np.nan)
         observed = getattr(self, "observed", None) or {}
-        ranges, integral = observed.get("ranges", {}), observed.get("integral", set())
+        ranges, places = observed.get("ranges", {}), observed.get("decimals", {})
         given = {}
         if isinstance(bounds, dict):
             given = {self._column_name(c): b for c, b in bounds.items()}
-        elif bounds not in ("observed", None):
+        elif bounds is not None and not (isinstance(bounds, str) and bounds == "observed"):
             raise ValueError(f"bounds must be 'observed', None or a dict {{column: (low, high)}}; got {bounds!r}.")
         tiny = np.nextafter(0.0, 1.0)
         for j in self.numeric_columns:
             name, kind = self.names[j], self.types[j]
             dtype = self.dtypes.get(name)
             seen = ranges.get(name)
-            rounded[j] = kind == "count" or (dtype is not None and pd.api.types.is_integer_dtype(dtype))
+            if kind == "count" or (dtype is not None and pd.api.types.is_integer_dtype(dtype)):
+                decimals[j] = 0
             lo, hi = -np.inf, np.inf
             if name in given:
                 lo, hi = _interval(given[name], name)
             elif bounds is not None and seen is not None:
                 lo, hi = seen
-                rounded[j] |= name in integral
+                if name in places and np.isnan(decimals[j]):
+                    decimals[j] = places[name]
             if kind == "count":
                 lo = max(lo, 0.0)
-            elif kind == "positive":
+            elif kind == "positive":  # a draw still at or below 0 becomes the smallest value seen
                 lo = max(lo, tiny)
-            clip_low[j], clip_high[j] = lo, hi
-            if kind == "positive":  # a draw still at or below 0 becomes the smallest value seen
                 floor[j] = seen[0] if seen is not None else np.finfo(np.float64).tiny
-            low[j], high[j] = (lo - 0.5, hi + 0.5) if rounded[j] else (lo, hi)
+            clip_low[j], clip_high[j] = lo, hi
+            half_step = 0.5 * 10.0 ** -decimals[j] if not np.isnan(decimals[j]) else 0.0
+            low[j], high[j] = lo - half_step, hi + half_step
             if kind == "positive":
                 low[j] = max(low[j], tiny)
-        return SampleLimits(low, high, clip_low, clip_high, rounded, floor)
+        return SampleLimits(low, high, clip_low, clip_high, decimals, floor)
 
     def _column_name(self, column) -> str:
         """A column named by the user (its name, or its position for an array) -> its name."""
@@ -305,7 +315,7 @@ class TableSchema:
 
     @staticmethod
     def finish_numbers(X: np.ndarray, drawn: np.ndarray, limits: "SampleLimits") -> np.ndarray:
-        """Drawn cells clipped to their interval and rounded where the column is whole numbers.
+        """Drawn cells clipped to their interval and rounded to their column's decimal places.
 
         A ``positive`` cell still at or below 0 takes ``floor`` (the smallest value
         seen at fit) rather than a clip onto 0, which the column cannot hold.
@@ -314,8 +324,9 @@ class TableSchema:
         with np.errstate(invalid="ignore"):
             finished = np.where(positive & (X <= 0), limits.floor, X)
         finished = np.clip(finished, limits.clip_low, limits.clip_high)
-        finished = np.where(limits.rounded, np.rint(finished), finished)
-        # rounding may leave the interval only by its half-step margin: clip once more
+        for j in np.flatnonzero(~np.isnan(limits.decimals)):
+            finished[:, j] = np.round(finished[:, j], int(limits.decimals[j]))
+        # rounding may step past an end that is not on the grid: clip once more
         finished = np.clip(finished, limits.clip_low, limits.clip_high)
         return np.where(drawn, finished, X)
 
@@ -464,14 +475,15 @@ class TableSchema:
 @dataclass(frozen=True)
 class SampleLimits:
     """Per column (arrays of shape (D,)): a draw is redrawn when outside ``[low, high]``,
-    then clipped to ``[clip_low, clip_high]`` and rounded where ``rounded``; a
-    ``positive`` column's draw at or below 0 becomes ``floor`` (NaN: other columns)."""
+    then clipped to ``[clip_low, clip_high]`` and rounded to ``decimals`` places (NaN:
+    not rounded); a ``positive`` column's draw at or below 0 becomes ``floor`` (NaN:
+    other columns)."""
 
     low: np.ndarray
     high: np.ndarray
     clip_low: np.ndarray
     clip_high: np.ndarray
-    rounded: np.ndarray
+    decimals: np.ndarray
     floor: np.ndarray
 
 
@@ -487,6 +499,19 @@ def _interval(bound, name: str) -> tuple[float, float]:
     if not lo <= hi:
         raise ValueError(f"bounds for column {name!r} have low > high: {bound!r}.")
     return lo, hi
+
+
+def _decimal_places(values: np.ndarray):
+    """The fewest decimal places (0 .. MAX_DECIMALS) that write every value, or None.
+
+    ``0.27 * 100`` is ``27.000000000000004`` in binary floating point: a value is on
+    the grid of ``k`` places when it is within a relative 1e-9 of it.
+    """
+    for places in range(MAX_DECIMALS + 1):
+        scaled = values * 10.0**places
+        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-9 * np.maximum(np.abs(scaled), 1.0)):
+            return places
+    return None
 
 
 def _warn_if_identifier(series: pd.Series, name: str) -> None:
