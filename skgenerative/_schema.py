@@ -505,11 +505,11 @@ def _decimal_places(values: np.ndarray):
     """The fewest decimal places (0 .. MAX_DECIMALS) that write every value, or None.
 
     ``0.27 * 100`` is ``27.000000000000004`` in binary floating point: a value is on
-    the grid of ``k`` places when it is within a relative 1e-9 of it.
+    the grid of ``k`` places when it is within a relative 1e-11 of it.
     """
     for places in range(MAX_DECIMALS + 1):
         scaled = values * 10.0**places
-        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-9 * np.maximum(np.abs(scaled), 1.0)):
+        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-11 * np.maximum(np.abs(scaled), 1.0)):
             return places
     return None
 
