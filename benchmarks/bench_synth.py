@@ -177,30 +177,93 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class Families:
+    """Per-column families emulated in the data, to preview what the mixture's family blocks give.
+
+    Not a generator of its own: a transform around one of ours (configurations named
+    "families"). A ``positive`` column of ``types.json`` above 0 everywhere enters as
+    ``log x`` (a log-normal inside each Gaussian component); one with zeros (Adult's
+    capital gains, Wine's citric acid) as a hurdle: a bool column ``x > 0`` (its
+    probability per component) and ``log x``, missing where ``x = 0`` (marginalised
+    exactly by the mixture), so each component holds a point mass at 0 and a log-normal
+    above it. Sampled rows go back through ``exp``, to 0 where the indicator is False,
+    and to the column's training range and decimal places. Held-out log-likelihoods get
+    the Jacobian ``- sum log x`` of the cells above 0, so they are in the table's units.
+    """
+
+    def __init__(self, table: Table):
+        from skgenerative._schema import _decimal_places
+
+        positive = [c for c, t in table.types.items() if t == "positive"]
+        self.logged = [c for c in positive if (table.train[c] > 0).all()]
+        self.hurdles = [c for c in positive if c not in self.logged and (table.train[c] >= 0).all()]
+        self.dtypes = table.train.dtypes
+        self.ranges = {c: (table.train[c].min(), table.train[c].max()) for c in self.logged + self.hurdles}
+        self.decimals = {c: _decimal_places(table.train[c].to_numpy(dtype=float)) for c in self.ranges}
+
+    def forward(self, frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.copy()
+        for c in self.logged:
+            out[c] = np.log(frame[c].astype(float))
+        for c in self.hurdles:
+            above = frame[c].to_numpy(dtype=float) > 0
+            with np.errstate(divide="ignore"):
+                out[c] = np.where(above, np.log(frame[c].to_numpy(dtype=float)), np.nan)
+            out[f"{c} > 0"] = above
+        return out
+
+    def inverse(self, frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame[[c for c in self.dtypes.index]].copy()
+        for c in self.logged + self.hurdles:
+            values = np.exp(frame[c].to_numpy(dtype=float))
+            if c in self.hurdles:
+                values = np.where(frame[f"{c} > 0"].to_numpy(dtype=bool), values, 0.0)
+            lo, hi = self.ranges[c]
+            values = np.clip(values, lo if c in self.logged else 0.0, hi)
+            if self.decimals[c] is not None:
+                values = np.round(values, self.decimals[c])
+            out[c] = values.astype(self.dtypes[c]) if self.dtypes[c].kind != "i" else np.rint(values).astype(self.dtypes[c])
+        return out
+
+    def log_jacobian(self, frame: pd.DataFrame) -> float:
+        """Mean over rows of ``- sum log x`` over the transformed cells above 0."""
+        total = np.zeros(len(frame))
+        for c in self.logged + self.hurdles:
+            values = frame[c].to_numpy(dtype=float)
+            with np.errstate(divide="ignore"):
+                total -= np.where(values > 0, np.log(np.where(values > 0, values, 1.0)), 0.0)
+        return float(total.mean())
+
+
 class Ours:
     """An skgenerative estimator as a synthesizer: fit the user's table, sample rows."""
 
     kind = "ours"
 
-    def __init__(self, make, declared: bool = False, **sample_params):
-        self.make, self.declared, self.sample_params = make, declared, sample_params
+    def __init__(self, make, declared: bool = False, families: bool = False, **sample_params):
+        self.make, self.declared, self.families, self.sample_params = make, declared, families, sample_params
 
     def fit(self, table: Table, seed: int):
         params = {"random_state": seed}
         if self.declared:
             params["column_types"] = table.declared_types()
         self.model = self.make(**params)
+        self.transform = Families(table) if self.families else None
+        train = self.transform.forward(table.train) if self.transform else table.train
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.model.fit(table.train)
+            self.model.fit(train)
 
     def sample(self, n: int, seed: int) -> pd.DataFrame:
-        return self.model.sample(n, random_state=seed, **self.sample_params)
+        rows = self.model.sample(n, random_state=seed, **self.sample_params)
+        return self.transform.inverse(rows) if self.transform else rows
 
     def log_likelihood(self, table: Table) -> float:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return float(self.model.score(table.test))
+            if self.transform is None:
+                return float(self.model.score(table.test))
+            return float(self.model.score(self.transform.forward(table.test))) + self.transform.log_jacobian(table.test)
 
 
 class SDV:
@@ -269,6 +332,13 @@ def generators(explore: bool, quick: bool) -> dict:
             "GMM(32, level_prior=1)": Ours(_gmm(n_components=32, level_prior=1.0)),
             "GMM(32, level_prior=0.01)": Ours(_gmm(n_components=32, level_prior=0.01)),
             "GMM(32) declared": Ours(_gmm(n_components=32), declared=True),
+            "GMM(16) families": Ours(_gmm(n_components=16), families=True),
+            "GMM(32) families": Ours(_gmm(n_components=32), families=True),
+            "GMM(64) families": Ours(_gmm(n_components=64), families=True),
+            "GMM(32, cov_prior=2) families": Ours(_gmm(n_components=32, covariance_prior=2.0), families=True),
+            "GMM(64, diag) families": Ours(_gmm(n_components=64, covariance_type="diag"), families=True),
+            "GMM(128, diag) families": Ours(_gmm(n_components=128, covariance_type="diag"), families=True),
+            "GMM(32, n_init=3)": Ours(_gmm(n_components=32, n_init=3)),
         })
     return found
 

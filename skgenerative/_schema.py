@@ -37,7 +37,8 @@ its values rounded to integers (it cannot hold a fraction).
 training rows, what ``sample`` needs to give rows a user can use
 (:meth:`TableSchema.with_observed`): the range ``[min, max]`` of every numeric
 column, the decimal places its values are written with (whole numbers, cents, a
-measurement's two decimals), and the missingness patterns
+measurement's two decimals), its frequent values (shared by at least 5 rows), and
+the missingness patterns
 with their frequencies. :meth:`TableSchema.limits`, :meth:`TableSchema.outside` and
 :meth:`TableSchema.finish_numbers` turn a model's draws into such rows (see
 ``GenerativeModel.sample``).
@@ -81,6 +82,10 @@ IDENTIFIER_SHARE = 0.95
 IDENTIFIER_MIN_ROWS = 20
 #: the most decimal places a numeric column's grid is recorded with (see TableSchema.with_observed)
 MAX_DECIMALS = 8
+#: a numeric value shared by at least this many training rows is a "frequent value";
+#: when such values make up FREQUENT_COVERAGE of a column, sample snaps drawn numbers to them
+FREQUENT_MIN_ROWS = 5
+FREQUENT_COVERAGE = 0.9
 
 
 class IdentifierColumnWarning(UserWarning):
@@ -199,15 +204,18 @@ class TableSchema:
     def with_observed(self, X: np.ndarray, merge: bool = False) -> "TableSchema":
         """The schema with what the encoded training rows ``X`` show, for ``sample``.
 
-        Per numeric column its observed range ``(min, max)`` and the decimal places
+        Per numeric column its observed range ``(min, max)``, the decimal places
         its values are written with (0 for whole numbers, at most
         ``MAX_DECIMALS``; none when the values need more, as measurements in
-        binary floating point do); over the rows, the distinct missingness
-        patterns and their counts. With ``merge`` (``partial_fit``), combined with
-        what the schema already holds: ranges joined, the finer of the two grids,
-        pattern counts added.
+        binary floating point do) and its frequent values (those shared by at
+        least ``FREQUENT_MIN_ROWS`` rows, with their counts and the number of
+        observed cells); over the rows, the distinct missingness patterns and
+        their counts. With ``merge`` (``partial_fit``), combined with what the
+        schema already holds: ranges joined, the finer of the two grids, frequent
+        values and pattern counts added (a value frequent in neither part alone is
+        not kept).
         """
-        ranges, decimals = {}, {}
+        ranges, decimals, frequent = {}, {}, {}
         for j in self.numeric_columns:
             values = X[:, j]
             values = values[~np.isnan(values)]
@@ -218,6 +226,9 @@ class TableSchema:
             places = _decimal_places(values)
             if places is not None:
                 decimals[name] = places
+            distinct, counts = np.unique(values, return_counts=True)
+            shared = counts >= FREQUENT_MIN_ROWS
+            frequent[name] = (distinct[shared], counts[shared], values.size)
         holes = np.isnan(X)
         missing = None
         if holes.any():
@@ -235,18 +246,30 @@ class TableSchema:
                 if None not in places:
                     grid[name] = max(places)
             ranges, decimals = joined, grid
+            for name, (values, counts, total) in before.get("frequent", {}).items():
+                if name in frequent:  # values frequent in either part (rare ones are not kept)
+                    now_values, now_counts, now_total = frequent[name]
+                    merged = pd.Series(counts, index=values).add(pd.Series(now_counts, index=now_values), fill_value=0)
+                    frequent[name] = (merged.index.to_numpy(dtype=np.float64), merged.to_numpy(np.int64), total + now_total)
+                else:
+                    frequent[name] = (values, counts, total)
             missing = _merged_patterns(before.get("missing"), missing, before.get("n_rows", 0), n_rows)
             n_rows += before.get("n_rows", 0)
-        observed = {"ranges": ranges, "decimals": decimals, "missing": missing, "n_rows": n_rows}
+        observed = {"ranges": ranges, "decimals": decimals, "frequent": frequent,
+                    "missing": missing, "n_rows": n_rows}
         return dataclasses.replace(self, observed=observed)
 
     # ------------------------------------------------------ rows to sample
     def limits(self, bounds="observed") -> "SampleLimits":
         """Where each column's sampled numbers must fall, and how they are rounded.
 
-        ``bounds="observed"``: the range ``[min, max]`` seen at fit, and numbers
+        ``bounds="observed"``: the range ``[min, max]`` seen at fit, numbers
         rounded to the decimal places the column's training values had (whole
-        numbers stay whole, prices keep their cents); ``None``: only the column
+        numbers stay whole, prices keep their cents), and, in a column whose
+        values repeat (values shared by at least ``FREQUENT_MIN_ROWS`` training
+        rows make up ``FREQUENT_COVERAGE`` of its cells), a number between the
+        smallest and largest such value snapped to the nearest one (a number that
+        at least that many training rows hold); ``None``: only the column
         type's support (``positive`` above 0, ``count`` at least 0); a dict
         ``{column: (low, high)}``: those columns in that interval (``None`` for an
         open side; the type's support still applies), the others as
@@ -263,6 +286,8 @@ class TableSchema:
         floor = np.full(d, np.nan)
         observed = getattr(self, "observed", None) or {}
         ranges, places = observed.get("ranges", {}), observed.get("decimals", {})
+        frequent = observed.get("frequent", {})
+        support = [None] * d
         given = {}
         if isinstance(bounds, dict):
             given = {self._column_name(c): b for c, b in bounds.items()}
@@ -282,6 +307,10 @@ class TableSchema:
                 lo, hi = seen
                 if name in places and np.isnan(decimals[j]):
                     decimals[j] = places[name]
+                if name in frequent:
+                    values, counts, total = frequent[name]
+                    if len(values) >= 2 and counts.sum() >= FREQUENT_COVERAGE * total:
+                        support[j] = values
             if kind == "count":
                 lo = max(lo, 0.0)
             elif kind == "positive":  # a draw still at or below 0 becomes the smallest value seen
@@ -292,7 +321,7 @@ class TableSchema:
             low[j], high[j] = lo - half_step, hi + half_step
             if kind == "positive":
                 low[j] = max(low[j], tiny)
-        return SampleLimits(low, high, clip_low, clip_high, decimals, floor)
+        return SampleLimits(low, high, clip_low, clip_high, decimals, floor, tuple(support))
 
     def _column_name(self, column) -> str:
         """A column named by the user (its name, or its position for an array) -> its name."""
@@ -317,6 +346,12 @@ class TableSchema:
     def finish_numbers(X: np.ndarray, drawn: np.ndarray, limits: "SampleLimits") -> np.ndarray:
         """Drawn cells clipped to their interval and rounded to their column's decimal places.
 
+        In a column whose training values repeat (``support``), a draw between its
+        smallest and largest frequent value becomes the nearest frequent value:
+        the model discretised on the values the data take, as rounding does on a
+        regular grid (a Gaussian draw of 13.07 in a column of 13.0, 13.5 and 14.0
+        becomes 13.0); draws beyond them keep their rounded value.
+
         A ``positive`` cell still at or below 0 takes ``floor`` (the smallest value
         seen at fit) rather than a clip onto 0, which the column cannot hold.
         """
@@ -324,8 +359,13 @@ class TableSchema:
         with np.errstate(invalid="ignore"):
             finished = np.where(positive & (X <= 0), limits.floor, X)
         finished = np.clip(finished, limits.clip_low, limits.clip_high)
+        unrounded = finished.copy()
         for j in np.flatnonzero(~np.isnan(limits.decimals)):
             finished[:, j] = np.round(finished[:, j], int(limits.decimals[j]))
+        for j, values in enumerate(limits.support):
+            if values is not None:  # from the draw itself, not its rounding (one discretisation)
+                inside = (unrounded[:, j] >= values[0]) & (unrounded[:, j] <= values[-1])
+                finished[:, j] = np.where(inside, _nearest(unrounded[:, j], values), finished[:, j])
         # rounding may step past an end that is not on the grid: clip once more
         finished = np.clip(finished, limits.clip_low, limits.clip_high)
         return np.where(drawn, finished, X)
@@ -477,7 +517,8 @@ class SampleLimits:
     """Per column (arrays of shape (D,)): a draw is redrawn when outside ``[low, high]``,
     then clipped to ``[clip_low, clip_high]`` and rounded to ``decimals`` places (NaN:
     not rounded); a ``positive`` column's draw at or below 0 becomes ``floor`` (NaN:
-    other columns)."""
+    other columns); ``support`` (per column, sorted values or None): a draw between
+    its first and last value becomes the nearest of them."""
 
     low: np.ndarray
     high: np.ndarray
@@ -485,6 +526,7 @@ class SampleLimits:
     clip_high: np.ndarray
     decimals: np.ndarray
     floor: np.ndarray
+    support: tuple = ()
 
 
 def _interval(bound, name: str) -> tuple[float, float]:
@@ -499,6 +541,15 @@ def _interval(bound, name: str) -> tuple[float, float]:
     if not lo <= hi:
         raise ValueError(f"bounds for column {name!r} have low > high: {bound!r}.")
     return lo, hi
+
+
+def _nearest(x: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each of ``x`` between ``values[0]`` and ``values[-1]`` (sorted) as the nearest of ``values``."""
+    i = np.clip(np.searchsorted(values, x), 1, len(values) - 1)
+    left, right = values[i - 1], values[i]
+    snapped = np.where(np.abs(x - left) <= np.abs(right - x), left, right)
+    with np.errstate(invalid="ignore"):
+        return np.where((x >= values[0]) & (x <= values[-1]), snapped, x)
 
 
 def _decimal_places(values: np.ndarray):

@@ -1221,8 +1221,13 @@ class GenerativeModel(
             naming the column and value.
         bounds : {"observed"}, dict or None, default="observed"
             Where drawn numbers may fall. ``"observed"``: within the range each
-            numeric column had at fit, and rounded to whole numbers in columns
-            that held only whole numbers. ``None``: the model's draws, kept only
+            numeric column had at fit, rounded to the decimal places its values
+            had (whole numbers stay whole, cents stay cents), and, in a column
+            whose values repeat (values shared by at least 5 training rows make up
+            90% of it), snapped to the nearest such value: the model discretised
+            on the values the data take, as real tables are (a classifier tells
+            13.07 from a column of 13.0, 13.5 and 14.0). ``None``: the model's
+            draws, kept only
             to the column type's support (``positive`` above 0, ``count``
             non-negative). A dict ``{column: (low, high)}`` (``None`` for an open
             side) sets those columns' intervals; the others are ``"observed"``. A

@@ -226,6 +226,33 @@ def test_observed_bounds_restrict_the_model_to_the_box_not_clip_it():
     assert half.mean() == pytest.approx(mu + sigma * np.sqrt(2 / np.pi), abs=4 * sigma / np.sqrt(n))
 
 
+def test_numbers_snap_to_the_values_the_data_repeat_as_the_model_weighs_them():
+    """A column of 0, 1, 3 and 7: each draw becomes the nearest of them, so each value's
+    share is the truncated Gaussian's mass over its cell (the midpoints between values)."""
+    X = np.repeat([0.0, 1.0, 3.0, 7.0], [60, 100, 80, 40])[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = GaussianMixtureDensity(1, dtype="float64").fit(X)
+    mu, sigma = model.means_[0, 0], np.sqrt(model.covariances_[0, 0, 0])
+    n = 100_000
+    draws = model.sample(n, random_state=0)[:, 0]
+    values, counts = np.unique(draws, return_counts=True)
+    assert list(values) == [0.0, 1.0, 3.0, 7.0]
+    # accepted draws round into [0, 7]: [-0.5, 7.5]; cells split at the midpoints
+    edges = np.array([-0.5, 0.5, 2.0, 5.0, 7.5])
+    mass = np.diff(stats.norm.cdf(edges, mu, sigma))
+    np.testing.assert_allclose(counts / n, mass / mass.sum(), atol=4 * np.sqrt(0.25 / n))
+    # values seen fewer than 5 times are not targets; beyond the frequent ones, rounding
+    rare = np.r_[X[:, 0], [0.4, 20.0, 20.0]][:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = GaussianMixtureDensity(1, dtype="float64").fit(rare)
+    draws = model.sample(20_000, random_state=0)[:, 0]
+    assert 0.4 not in draws and set(np.unique(draws[draws <= 7])) == {0.0, 1.0, 3.0, 7.0}
+    assert (draws[draws > 7] == np.round(draws[draws > 7], 1)).all() and draws.max() <= 20.0
+    assert len(np.unique(model.sample(20_000, random_state=0, bounds=None)[:, 0])) > 1000
+
+
 def _typed_table(n=400, seed=0):
     rng = np.random.RandomState(seed)
     t = rng.normal(size=n)
