@@ -22,7 +22,8 @@ from skgenerative import (
     PPCADensity,
     VariationalAutoencoder,
 )
-from skgenerative._schema import IdentifierColumnWarning, TableSchema
+from skgenerative import IdentifierColumnWarning
+from skgenerative._schema import TableSchema
 
 
 def _mixed(n=600, seed=0):
