@@ -18,6 +18,7 @@ from scipy import stats
 
 from skgenerative import (
     BernoulliRBM,
+    FlowVAE,
     GaussianMixtureDensity,
     PPCADensity,
     VariationalAutoencoder,
@@ -203,6 +204,32 @@ def test_vae_conditional_levels_approach_the_models_own_conditional():
     assert exact.sum() == pytest.approx(1.0, abs=0.02)
     assert 0.05 < exact.max() < 0.95  # a spread conditional: the test can fail
     np.testing.assert_allclose(freq, exact, atol=0.03)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: GaussianMixtureDensity(2, random_state=0),
+    lambda: PPCADensity(2),
+    lambda: VariationalAutoencoder(n_components=2, hidden_layer_sizes=(8,), max_iter=5, random_state=0,
+                                   n_imputation_samples=50),
+    lambda: FlowVAE(n_components=2, hidden_layer_sizes=(8,), max_iter=5, random_state=0,
+                    n_imputation_samples=50),
+], ids=["gmm", "ppca", "vae", "flow_vae"])
+def test_every_model_with_a_conditional_samples_given_values(make):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(120, 2)) @ rng.normal(size=(2, 4)) + 0.3 * rng.normal(size=(120, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = make().fit(X)
+    draws = model.sample(30, random_state=0, given={1: 0.25, 3: -0.5})
+    assert draws.shape == (30, 4) and (draws[:, 1] == 0.25).all() and (draws[:, 3] == -0.5).all()
+    assert np.isfinite(draws).all() and len(np.unique(draws[:, 0])) > 20
+    np.testing.assert_array_equal(draws, model.sample(30, random_state=0, given={1: 0.25, 3: -0.5}))
+    partial = X[:5].copy()
+    partial[[0, 2], 0] = np.nan
+    rows = model.sample(given=partial, random_state=0)
+    np.testing.assert_array_equal(np.delete(rows, [0, 2], axis=0), np.delete(partial, [0, 2], axis=0))
+    np.testing.assert_array_equal(rows[[0, 2], 1:], partial[[0, 2], 1:])
+    assert np.isfinite(rows).all()
 
 
 # ---------------------------------------------------------------- usable rows
