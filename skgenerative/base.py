@@ -1240,7 +1240,8 @@ class GenerativeModel(
             Leave cells missing as the training rows did: each row takes the
             missingness pattern of a training row drawn at random (the table's own
             rates and co-occurrence, independent of the values drawn). Given
-            cells stay as given.
+            cells stay as given. A NumPy integer or bool column with holes comes
+            back as float or pandas' ``boolean``.
 
         Returns
         -------
