@@ -511,6 +511,10 @@ COLUMNS = [("shapes", "shapes", 3), ("pairs", "pair trends", 3), ("detection_auc
            ("copies", "copies", 4), ("fit_s", "fit s", 2), ("sample_s", "sample s", 2)]
 
 
+#: metrics shown with their standard deviation over the seeds
+SPREAD = ("shapes", "pairs", "detection_auc", "tstr", "dcr_share")
+
+
 def markdown(results: dict, real: dict, settings: dict) -> str:
     lines = [
         "# Synthetic tables: skgenerative against SDV (issue #22)",
@@ -525,7 +529,7 @@ def markdown(results: dict, real: dict, settings: dict) -> str:
         "rows (\"real\": trained on the real training rows); log-lik of held-out rows (nats per row, ours "
         "only; a bound for the VAE); DCR share (0.5 = no memorisation); copies: share of synthetic rows "
         "equal to a training row (\"real\": held-out rows equal to a training row); wall-clock seconds. "
-        "Means over the seeds; \"failed\" when any seed failed.",
+        "Means over the seeds (± their standard deviation); \"failed\" when any seed failed.",
     ]
     for table_name, by_generator in results.items():
         r = real[table_name]
@@ -546,8 +550,13 @@ def markdown(results: dict, real: dict, settings: dict) -> str:
                 continue
             cells = [name]
             for key, _, digits in columns:
-                value = summary.get(key)
-                cells.append("-" if value is None else f"{value:.{digits}f}")
+                value, spread = summary.get(key), summary.get(f"{key}_std")
+                if value is None:
+                    cells.append("-")
+                elif spread is not None and key in SPREAD:
+                    cells.append(f"{value:.{digits}f} ± {spread:.{digits}f}")
+                else:
+                    cells.append(f"{value:.{digits}f}")
             total = summary["fit_s"] + summary["sample_s"]
             cells.append(f"{tvae_time / total:.1f}x faster" if np.isfinite(tvae_time) and total > 0 else "-")
             lines.append("| " + " | ".join(cells) + " |")
@@ -591,7 +600,14 @@ def main():
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of every generator, ours and SDV's (default 1; 0: torch's default)")
     parser.add_argument("--name", default=None, help="results file name (default synth[_quick][_explore])")
+    parser.add_argument("--rewrite", metavar="NAME", help="only write results/NAME.md again from results/NAME.json")
     args = parser.parse_args()
+    if args.rewrite:
+        from _common import RESULTS
+
+        saved = json.loads((RESULTS / f"{args.rewrite}.json").read_text())
+        (RESULTS / f"{args.rewrite}.md").write_text(markdown(saved["results"], saved["real"], saved["settings"]) + "\n")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
