@@ -1257,6 +1257,19 @@ class GenerativeModel(
         with as many components as rows, a level per row of an identifier
         column, or the recorded ranges (each end is a training value) can reveal
         training values; see the user guide, "Synthetic tables".
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import pandas as pd
+        >>> from skgenerative import GaussianMixtureDensity
+        >>> rng = np.random.RandomState(0)
+        >>> table = pd.DataFrame({"age": rng.randint(18, 80, 300),
+        ...                       "smoker": rng.choice(["yes", "no"], 300)})
+        >>> model = GaussianMixtureDensity(2, random_state=0).fit(table)
+        >>> rows = model.sample(4, random_state=0, given={"smoker": "yes"})
+        >>> list(rows["smoker"]), bool(rows["age"].between(18, 79).all()), str(rows["age"].dtype)
+        (['yes', 'yes', 'yes', 'yes'], True, 'int64')
         """
         check_is_fitted(self)
         if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
