@@ -1397,7 +1397,8 @@ class GenerativeModel(
         if n_samples not in (1, len(table)):
             raise ValueError(
                 f"given has {len(table)} partial rows, one row is drawn per row given; "
-                f"n_samples={n_samples} must then be 1 (the default) or {len(table)}."
+                f"n_samples={n_samples} must then be 1 (the default) or {len(table)}. For "
+                "n_samples rows sharing one condition, pass given as a dict {column: value}."
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # unseen levels: an error below
