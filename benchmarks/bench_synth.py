@@ -617,6 +617,11 @@ def main():
     if not tables:
         print(f"skipped: no mixed tables in {MIXED}")
         return
+    try:
+        import sdmetrics  # noqa: F401 - the quality metrics; SDV's synthesizers fail alone without sdv
+    except ImportError:
+        print("skipped: sdmetrics is not installed (pip install -e '.[benchmark]')")
+        return
     found = generators(args.explore, args.quick)
     if args.only:
         found = {n: g for n, g in found.items() if n in args.only}
