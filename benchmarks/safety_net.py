@@ -300,8 +300,7 @@ def _difference(a, b):
         try:
             a, b = a.astype(float), b.astype(float)
         except (TypeError, ValueError):
-            same = all((x == y) or (x is None and y is None) for x, y in zip(a.ravel(), b.ravel()))
-            return (0.0, 0.0, True) if same else (np.inf, np.inf, True)
+            return _object_difference(a, b)
     a, b = a.astype(float), b.astype(float)
     nan_a, nan_b = np.isnan(a), np.isnan(b)
     if (nan_a != nan_b).any():
@@ -311,6 +310,35 @@ def _difference(a, b):
         return (0.0, 0.0, True)
     diff = np.abs(a - b)
     return float(diff.max()), float((diff / np.maximum(np.abs(b), 1e-12)).max()), True
+
+
+def _as_number(x):
+    if x is None:
+        return np.nan
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def _object_difference(a, b):
+    """Tables of numbers and labels: numbers compared as numbers, labels exactly
+    (a differing label counts as an infinite difference)."""
+    worst_abs = worst_rel = 0.0
+    for x, y in zip(a.ravel(), b.ravel()):
+        fx, fy = _as_number(x), _as_number(y)
+        if fx is None or fy is None:
+            if x != y:
+                return (np.inf, np.inf, True)
+            continue
+        if np.isnan(fx) or np.isnan(fy):
+            if np.isnan(fx) != np.isnan(fy):
+                return (np.inf, np.inf, True)
+            continue
+        diff = abs(fx - fy)
+        worst_abs = max(worst_abs, diff)
+        worst_rel = max(worst_rel, diff / max(abs(fy), 1e-12))
+    return (worst_abs, worst_rel, True)
 
 
 def compare(before: dict, after: dict) -> int:

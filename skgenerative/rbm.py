@@ -1456,8 +1456,14 @@ class BernoulliRBM(BaseRBM):
     def _visible_layer(self):
         return VisibleBlocks.from_columns(self._visible_columns())
 
+    _fit_encoding_attributes = ("binarize_threshold_",)
+
     def _fit_input_encoding(self, X: np.ndarray) -> None:
-        """``binarize_threshold_``: how each real column becomes binary units (see ``binarize``)."""
+        """``binarize_threshold_``: how each real column becomes binary units (see ``binarize``).
+
+        On a dask collection the thresholds come from its first rows (up to 5000),
+        which set the schema too, and apply to every block.
+        """
         self.binarize_threshold_ = binarize_thresholds(X, self.schema_, self.binarize, type(self).__name__)
 
     def _check_values(self, X: np.ndarray) -> None:

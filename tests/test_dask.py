@@ -356,8 +356,11 @@ def test_rbm_fits_the_blocks(client):
     assert rbm.offset_ == pytest.approx(np.quantile(rbm.score_samples(X), 0.1), rel=1e-12)
     again = BernoulliRBM(**kw).fit(dX)  # seeded block order and shuffles: reproducible
     np.testing.assert_array_equal(again.components_, rbm.components_)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):  # a block outside [0, 1] is found where it is
-        BernoulliRBM(**kw).fit(da.from_array(np.vstack([X, [[2.0] * 6]]), chunks=(100, 6)))
+    # the first 5000 rows set the encoding (binarize='auto': these lie in [0, 1], so
+    # they are used as they are); a later block outside [0, 1] is found where it is
+    late = np.vstack([np.tile(X, (13, 1)), [[2.0] * 6]])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        BernoulliRBM(**kw).fit(da.from_array(late, chunks=(1000, 6)))
 
 
 @pytest.mark.parametrize("cls", [VariationalAutoencoder, FlowVAE])

@@ -12,7 +12,8 @@ import skgenerative
 
 PACKAGE = pathlib.Path(skgenerative.__file__).parent
 LAYERS = [
-    {"_torch", "_progress", "_schema", "_png", "_explain", "distributions", "nn", "flows"},
+    {"_torch", "_progress", "_png", "_explain", "distributions"},
+    {"_schema", "nn", "flows"},
     {"_sources"},
     {"base", "_em", "_training"},
     {"mixture", "ppca", "rbm", "vae", "flow_vae"},
@@ -20,7 +21,7 @@ LAYERS = [
     {"__init__", "__main__"},
 ]
 LAYER = {module: i for i, layer in enumerate(LAYERS) for module in layer}
-MODELS = LAYERS[3]
+MODELS = LAYERS[4]
 # within a layer: the training loop builds on the contract, FlowVAE on the VAE, flows on
 # nn, the demo on the public names
 SIDEWAYS = {("_training", "base"), ("flow_vae", "vae"), ("flows", "nn"), ("__main__", "__init__")}
