@@ -361,9 +361,7 @@ class TableSchema:
                     values, counts, total = frequent[name]
                     if len(values) >= 2 and counts.sum() >= FREQUENT_COVERAGE * total:
                         support[j] = values
-            # a positive column that held zeros at fit (a model with a zero mass, the
-            # Gaussian mixture's) takes 0 as a value; otherwise 0 is outside its support
-            zeros = kind == "positive" and ranges.get(name, (1.0,))[0] == 0
+            zeros = kind == "positive" and self.held_zeros(name)
             if kind == "count" or zeros:
                 lo = max(lo, 0.0)
             elif kind == "positive":  # a draw still at or below 0 becomes the smallest value seen
@@ -375,6 +373,12 @@ class TableSchema:
             if kind == "positive" and not zeros:
                 low[j] = max(low[j], tiny)
         return SampleLimits(low, high, clip_low, clip_high, decimals, floor, tuple(support))
+
+    def held_zeros(self, name: str) -> bool:
+        """Whether a positive column held zeros at fit: a model with a zero mass (the
+        Gaussian mixture's) took them, so 0 is one of its values, not outside its support."""
+        observed = getattr(self, "observed", None) or {}
+        return observed.get("ranges", {}).get(name, (1.0,))[0] == 0
 
     def _column_name(self, column) -> str:
         """A column named by the user (its name, or its position for an array) -> its name."""

@@ -1737,7 +1737,8 @@ class GenerativeModel(
             number = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"given[{name!r}] = {value!r} is not a number; the column is {kind}.") from None
-        if kind == "positive" and not number > 0 or kind == "count" and (number < 0 or number != round(number)):
+        positive = number > 0 or number == 0 and schema.held_zeros(name)  # a zero mass, fitted
+        if kind == "positive" and not positive or kind == "count" and (number < 0 or number != round(number)):
             raise ValueError(
                 f"given[{name!r}] = {value!r} is impossible for a {kind} column "
                 f"({'above 0' if kind == 'positive' else 'a whole number >= 0'})."

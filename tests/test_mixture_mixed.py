@@ -660,3 +660,18 @@ def test_explain_is_the_score_minus_the_marginal_without_the_cell_on_every_block
         without[column] = np.nan if column in ("a", "inc") else None
         expected = np.where(rows[column].isna(), np.nan, full - model.score_samples(without))
         np.testing.assert_allclose(explained[column].to_numpy(dtype=float), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_sample_given_a_zero_in_a_positive_column_is_bayes_rule():
+    """A zero is a condition like a level: p(k | inc = 0) is proportional to w_k pi_k."""
+    df = _block_table(600, seed=9)
+    model = GaussianMixtureDensity(3, column_types=BLOCK_TYPES, random_state=0).fit(df)
+    rows = model.sample(20000, random_state=0, given={"inc": 0.0}, bounds=None)
+    assert (rows["inc"] == 0).all()
+    posterior = model.weights_ * model.zero_probabilities_[:, 0]
+    posterior /= posterior.sum()
+    rate = posterior @ model.count_rates_[:, 0]
+    second = posterior @ (model.count_rates_[:, 0] * (1 + model.count_rates_[:, 0]))
+    assert abs(rows["k"].mean() - rate) < 5 * np.sqrt((second - rate ** 2) / len(rows))
+    flag = posterior @ model.level_probabilities_[0][:, 1]
+    assert abs(rows["flag"].mean() - flag) < 5 * np.sqrt(flag * (1 - flag) / len(rows))
