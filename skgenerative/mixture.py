@@ -81,10 +81,13 @@ __all__ = [
     "gaussian_conditionals",
     "gaussian_parameters_from_statistics",
     "gaussian_statistics",
+    "impute_draws",
+    "impute_point",
     "initial_responsibilities",
     "mixture_statistics",
     "row_matmul",
     "sample_mixture",
+    "weighted_log_prob",
 ]
 
 _COVARIANCE_ERROR = (
