@@ -316,7 +316,7 @@ def test_rows_a_user_can_use():
 
 def test_given_cells_are_never_clipped_or_rounded():
     df = _typed_table()
-    model = GaussianMixtureDensity(2, random_state=0).fit(df)
+    model = GaussianMixtureDensity(2, random_state=0, column_types={"visits": "count"}).fit(df)
     rows = model.sample(200, random_state=0, given={"age": 120, "price": 3.14159})
     assert (rows["age"] == 120).all() and (rows["price"] == 3.14159).all()
     assert rows["income"].between(df["income"].min(), df["income"].max()).all()
@@ -329,7 +329,7 @@ def test_missing_cells_come_back_at_the_tables_own_rates_and_patterns():
     df.loc[holes, ["price", "income"]] = np.nan  # always together
     df.loc[rng.uniform(size=len(df)) < 0.1, "age"] = np.nan
     df["shop"] = df["shop"].where(rng.uniform(size=len(df)) > 0.2)
-    model = GaussianMixtureDensity(2, random_state=0).fit(df)
+    model = GaussianMixtureDensity(2, random_state=0, column_types={"visits": "count"}).fit(df)
     assert model.sample(2000, random_state=0).notna().all().all()  # off by default
     n = 20_000
     rows = model.sample(n, random_state=0, missing=True)
@@ -343,7 +343,7 @@ def test_missing_cells_come_back_at_the_tables_own_rates_and_patterns():
 
 def test_bounds_and_missing_are_checked():
     df = _typed_table()
-    model = GaussianMixtureDensity(1).fit(df)
+    model = GaussianMixtureDensity(1, column_types={"visits": "count"}).fit(df)
     with pytest.raises(ValueError, match="bounds must be"):
         model.sample(3, bounds="data")
     with pytest.raises(ValueError, match="'age'.*low > high"):
@@ -375,7 +375,7 @@ def test_bad_conditions_get_errors_naming_the_column(given, match):
 
 def test_unseen_level_in_a_given_frame_is_an_error():
     df = _typed_table()
-    model = GaussianMixtureDensity(2, random_state=0).fit(df)
+    model = GaussianMixtureDensity(2, random_state=0, column_types={"visits": "count"}).fit(df)
     partial = df.head(3).copy()
     partial["shop"] = partial["shop"].astype(object)
     partial.loc[partial.index[1], "shop"] = "new"
