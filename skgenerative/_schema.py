@@ -8,14 +8,15 @@ per column, inferred from the pandas dtypes and overridable by the estimator's
 type          inferred from                               encoded as
 ============  ==========================================  ====================================
 real          numeric dtypes (float, int, nullable Int)   the number
-positive      (declared only) numbers > 0                 the number
+positive      (declared only) numbers > 0 (>= 0, note)    the number
 count         (declared only) integers >= 0               the number
 binary        ``bool`` and nullable ``boolean``           level code 0 / 1
 categorical   ``category`` (unordered), object, string    level code 0 .. K-1
 ordinal       ordered ``category``                        level code 0 .. K-1, in order
 ============  ==========================================  ====================================
 
-and the levels of every discrete column (a ``category`` column keeps all its
+(note: the Gaussian mixture also accepts 0 in a positive column, a point mass) and
+the levels of every discrete column (a ``category`` column keeps all its
 categories, used or not, in their order; other columns their sorted distinct
 values). Models see one float matrix: numbers as they are, level codes for the
 discrete columns, NaN for every missing cell (``NaN``, ``None``, ``pd.NA``).
@@ -36,8 +37,9 @@ its values rounded to integers (it cannot hold a fraction).
 **The family of each type** is :data:`skgenerative.distributions.FAMILIES`; the
 values a type accepts are its family's support (positive: ``> 0``, count: integers
 ``>= 0``), checked by :meth:`TableSchema.check_support` at fit (a declared type the
-data contradict) and by the models on every input. Nothing here knows about
-estimators.
+data contradict) and by the models on every input. A model may read a type with
+another family (the Gaussian mixture's positive columns are zero-inflated, so they
+accept 0): it passes its type -> family map. Nothing here knows about estimators.
 
 **Rows like the training rows.** At fit the schema also records, from the encoded
 training rows, what ``sample`` needs to give rows a user can use
@@ -183,7 +185,7 @@ class TableSchema:
         return cls(names=names, types=["real"] * n_features, n_samples=n_samples)
 
     @classmethod
-    def infer(cls, frame: pd.DataFrame, column_types=None, seen=None) -> "TableSchema":
+    def infer(cls, frame: pd.DataFrame, column_types=None, seen=None, families=None) -> "TableSchema":
         """Infer the schema of ``frame``; ``column_types`` overrides it per column.
 
         Parameters
@@ -195,6 +197,10 @@ class TableSchema:
             ``{column name: distinct values}`` observed in the whole table when
             ``frame`` holds only its first rows (the partitions of a dask DataFrame):
             those columns get the sorted values as levels, as a whole frame would.
+        families : dict or None
+            Column type -> family whose support a declared column must respect (the
+            model's, e.g. a mixture's zero-inflated positive columns); by default
+            :data:`~skgenerative.distributions.FAMILIES`.
         """
         names = [str(c) for c in frame.columns]
         types = cls.column_types_of(frame, column_types)
@@ -209,11 +215,11 @@ class TableSchema:
                 if kind == "categorical" and name not in overrides:
                     _warn_if_identifier(series, name)
         schema = cls(names, types, levels, dtypes, n_samples=len(frame), from_frame=True)
-        restricted = schema._restricted_numeric()
+        restricted = schema._restricted_numeric(families)
         if restricted:
             values = np.column_stack([_numeric_values(frame.iloc[:, j], names[j]) for j in restricted])
-            schema.check_support(values, [FAMILIES[types[j]] for j in restricted], columns=restricted,
-                                 verb="declared")
+            schema.check_support(values, [(families or FAMILIES)[types[j]] for j in restricted],
+                                 columns=restricted, verb="declared")
         return schema
 
     @staticmethod
@@ -223,21 +229,25 @@ class TableSchema:
         overrides = _overrides(column_types, names)
         return [overrides.get(name) or _inferred_type(frame.iloc[:, j]) for j, name in enumerate(names)]
 
-    def _restricted_numeric(self) -> list[int]:
+    def _restricted_numeric(self, families=None) -> list[int]:
         """Positions of numeric columns whose family restricts its support (positive, count)."""
+        families = families or FAMILIES
         return [j for j, t in enumerate(self.types)
-                if t in NUMERIC_TYPES and FAMILIES[t].restricts_support]
+                if t in NUMERIC_TYPES and families[t].restricts_support]
 
-    def check_numbers(self, X) -> None:
+    def check_numbers(self, X, families=None) -> None:
         """Observed numbers of an encoded matrix ``X`` (n, D) inside their families' support.
 
-        Positive columns > 0 and count columns whole numbers >= 0; otherwise a
-        ``ValueError`` naming the first column that breaks it (what a block of a
-        dask collection is checked against, as a whole frame is at fit).
+        Positive columns > 0 (>= 0 for a model whose positive family has a zero mass)
+        and count columns whole numbers >= 0; otherwise a ``ValueError`` naming the
+        first column that breaks it (what a block of a dask collection is checked
+        against, as a whole frame is at fit). ``families``: the model's type ->
+        family map (default :data:`~skgenerative.distributions.FAMILIES`).
         """
-        restricted = self._restricted_numeric()
+        families = families or FAMILIES
+        restricted = self._restricted_numeric(families)
         if restricted:
-            self.check_support(np.asarray(X)[:, restricted], [FAMILIES[self.types[j]] for j in restricted],
+            self.check_support(np.asarray(X)[:, restricted], [families[self.types[j]] for j in restricted],
                                columns=restricted, verb="declared")
 
     def with_observed(self, X: np.ndarray, merge: bool = False) -> "TableSchema":
@@ -309,7 +319,8 @@ class TableSchema:
         rows make up ``FREQUENT_COVERAGE`` of its cells), a number between the
         smallest and largest such value snapped to the nearest one (a number that
         at least that many training rows hold); ``None``: only the column
-        type's support (``positive`` above 0, ``count`` at least 0); a dict
+        type's support (``positive`` above 0, or at least 0 when it held zeros at
+        fit, ``count`` at least 0); a dict
         ``{column: (low, high)}``: those columns in that interval (``None`` for an
         open side; the type's support still applies), the others as
         ``"observed"``. ``count`` columns and columns of an integer dtype are
@@ -350,7 +361,8 @@ class TableSchema:
                     values, counts, total = frequent[name]
                     if len(values) >= 2 and counts.sum() >= FREQUENT_COVERAGE * total:
                         support[j] = values
-            if kind == "count":
+            zeros = kind == "positive" and self.held_zeros(name)
+            if kind == "count" or zeros:
                 lo = max(lo, 0.0)
             elif kind == "positive":  # a draw still at or below 0 becomes the smallest value seen
                 lo = max(lo, tiny)
@@ -358,9 +370,15 @@ class TableSchema:
             clip_low[j], clip_high[j] = lo, hi
             half_step = 0.5 * 10.0 ** -decimals[j] if not np.isnan(decimals[j]) else 0.0
             low[j], high[j] = lo - half_step, hi + half_step
-            if kind == "positive":
+            if kind == "positive" and not zeros:
                 low[j] = max(low[j], tiny)
         return SampleLimits(low, high, clip_low, clip_high, decimals, floor, tuple(support))
+
+    def held_zeros(self, name: str) -> bool:
+        """Whether a positive column held zeros at fit: a model with a zero mass (the
+        Gaussian mixture's) took them, so 0 is one of its values, not outside its support."""
+        observed = getattr(self, "observed", None) or {}
+        return observed.get("ranges", {}).get(name, (1.0,))[0] == 0
 
     def _column_name(self, column) -> str:
         """A column named by the user (its name, or its position for an array) -> its name."""

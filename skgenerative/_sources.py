@@ -289,10 +289,9 @@ class TensorSource:
         return accumulate(chunks, lambda chunk: statistics(chunk, *args), combine)
 
     def map(self, fn, *, local: bool = False, dtype=None, width=None, device=None) -> TensorSource:
-        out = TensorSource(fn(self.tensor))
-        if self._has_missing is not None and out.tensor.shape[1] == self.tensor.shape[1]:
-            out._has_missing = self._has_missing
-        return out
+        # whether the rows have NaN is found again: a map may introduce some (a mixture
+        # reads a positive column's zeros as missing on its log scale) or remove them
+        return TensorSource(fn(self.tensor))
 
     def sample(self, limit: int | None = None, random_state=None) -> torch.Tensor:
         return self.tensor  # rows in memory are read whole

@@ -98,6 +98,7 @@ from ._torch import (
     seed_from,
     to_numpy_input,
 )
+from .distributions import FAMILIES
 
 __all__ = [
     "DiscreteDataWarning",
@@ -465,7 +466,7 @@ class _BlockValidator:
         if len(block) == 0:
             return np.empty((0, checker.n_features_in_), dtype=np.dtype(checker._fit_dtype))
         X = checker._validate_table(block, reset=False)[0]
-        checker.schema_.check_numbers(X)
+        checker.schema_.check_numbers(X, checker._column_families)
         return X
 
 
@@ -641,7 +642,8 @@ class TableColumnsMixin:
         if is_dataframe(X):
             validate_data(self, X, reset=reset, skip_check_array=True)
             if reset:
-                self.schema_ = TableSchema.infer(X, getattr(self, "column_types", None), seen)
+                self.schema_ = TableSchema.infer(X, getattr(self, "column_types", None), seen,
+                                                 families=self._column_families)
             encoded, unseen = self.schema_.encode(X, warn=not reset)
         else:
             X = np.asarray(X, dtype=object)
@@ -1215,6 +1217,8 @@ class GenerativeModel(
     _auto_training_dtype = "float32"
     #: column types (see :mod:`._schema`) the model represents; others raise at fit
     _supported_column_types = frozenset(NUMERIC_TYPES)
+    #: the family of each column type whose support declared columns must respect
+    _column_families = FAMILIES
     #: whether the model's arithmetic squares its input (so huge values overflow);
     #: a model that only thresholds its input sets it to False
     _squares_input = True
@@ -1733,7 +1737,8 @@ class GenerativeModel(
             number = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"given[{name!r}] = {value!r} is not a number; the column is {kind}.") from None
-        if kind == "positive" and not number > 0 or kind == "count" and (number < 0 or number != round(number)):
+        positive = number > 0 or number == 0 and schema.held_zeros(name)  # a zero mass, fitted
+        if kind == "positive" and not positive or kind == "count" and (number < 0 or number != round(number)):
             raise ValueError(
                 f"given[{name!r}] = {value!r} is impossible for a {kind} column "
                 f"({'above 0' if kind == 'positive' else 'a whole number >= 0'})."

@@ -225,7 +225,8 @@ def _table(n=600, seed=0, missing=0.1):
     t = rng.normal(size=n)
     df = pd.DataFrame({
         "a": t + 0.3 * rng.normal(size=n),
-        "inc": np.exp(1.0 + 0.5 * t + 0.3 * rng.normal(size=n)),
+        "inc": np.where(rng.uniform(size=n) < 0.2, 0.0, np.exp(1.0 + 0.5 * t + 0.3 * rng.normal(size=n))),
+        "k": pd.array(rng.poisson(np.exp(0.5 * t + 1.0)), dtype="Int64"),
         "flag": pd.array((t + 0.5 * rng.normal(size=n)) > 0, dtype="boolean"),
         "shop": pd.Categorical(np.array(["hi", "lo", "mid"])[np.where(rng.uniform(size=n) < 0.8, (t > 0) * 1, 2)],
                                categories=["hi", "lo", "mid", "never"]),  # a category never used
@@ -243,7 +244,8 @@ def test_mixed_dataframe_fits_like_the_table_in_memory(client):
     df = _table()
     ddf = dd.from_pandas(df, npartitions=4)
     assert ddf["shop"].cat.known
-    kw = dict(n_components=3, dtype="float64", tol=0.0, max_iter=6, random_state=0, column_types={"inc": "positive"})
+    kw = dict(n_components=3, dtype="float64", tol=0.0, max_iter=6, random_state=0,
+              column_types={"inc": "positive", "k": "count"})  # a zero mass in inc, a Poisson k
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         memory = GaussianMixtureDensity(**kw).fit(df)
@@ -255,8 +257,10 @@ def test_mixed_dataframe_fits_like_the_table_in_memory(client):
     assert blocks.schema_.types == memory.schema_.types and blocks.schema_.n_samples == len(df)
     for name in _PARAMS:
         assert _rel(getattr(blocks, name), getattr(memory, name)) < 1e-10, name
-    for a, b in zip(blocks.level_probabilities_, memory.level_probabilities_):
+    for a, b in zip(blocks.level_probabilities_ + [blocks.zero_probabilities_, blocks.count_rates_],
+                    memory.level_probabilities_ + [memory.zero_probabilities_, memory.count_rates_]):
         np.testing.assert_allclose(a, b, rtol=1e-10)
+    assert memory.zero_probabilities_.min() > 0 and memory.count_rates_.shape == (3, 1)
     assert blocks.offset_ == pytest.approx(memory.offset_, rel=1e-10)
     scores = blocks.score_samples(ddf)
     assert isinstance(scores, dd.Series)
@@ -269,7 +273,7 @@ def test_mixed_dataframe_fits_like_the_table_in_memory(client):
     expected = memory.impute(df)
     got = filled.compute()
     for name in df.columns:
-        if name in ("a", "inc"):
+        if name in ("a", "inc", "k"):
             np.testing.assert_allclose(got[name].to_numpy(dtype=float), expected[name].to_numpy(dtype=float), rtol=1e-9)
         else:
             assert got[name].astype(object).tolist() == expected[name].astype(object).tolist(), name

@@ -26,6 +26,7 @@ from skgenerative.distributions import (
     OrderedLogistic,
     Poisson,
     Statistics,
+    ZeroInflatedLogNormal,
     level_point,
     ordinal_thresholds,
 )
@@ -507,3 +508,55 @@ def test_every_exponential_family_is_one():
         assert issubclass(type(CASES[name]()), ExponentialFamily)
     assert not issubclass(OrderedLogistic, ExponentialFamily)
     assert isinstance(Normal.weighted_statistics(_t([[1.0]])), Statistics)
+
+
+# ------------------------------------------------ the mixture's positive columns with zeros
+def _zero_lognormal():
+    return ZeroInflatedLogNormal(_t([-1.0, 0.5, 2.0]), _t([0.5, -1.0, 2.0]), _t([-0.5, -1.5, 0.3]))
+
+
+def test_zero_inflated_lognormal_is_a_point_mass_plus_a_lognormal():
+    """log p(0) = log pi, log p(x) = log(1 - pi) + scipy's lognormal for x > 0; total mass one."""
+    family = _zero_lognormal()
+    pi = special.expit(family.zero_logits.numpy())
+    x = np.exp(np.random.RandomState(0).normal(size=(7, 3)))
+    x[[1, 4], [0, 2]] = 0.0
+    expected = np.where(x == 0, np.log(pi), np.log1p(-pi) + stats.lognorm.logpdf(
+        np.where(x == 0, 1.0, x), s=np.exp(0.5 * family.log_var.numpy()), scale=np.exp(family.loc.numpy())))
+    np.testing.assert_allclose(family.log_prob(_t(x)).numpy(), expected, rtol=1e-12)
+    x[2, 1] = np.nan
+    assert family.log_prob(_t(x))[2, 1] == 0  # a missing cell adds 0
+    for c in range(3):
+        one = family.select(c)
+        positive = integrate.quad(lambda v: math.exp(float(one.log_prob(_t(v)))), 0.0, np.inf,
+                                  epsabs=1e-13, epsrel=1e-12, limit=200)[0]
+        assert positive + pi[c] == pytest.approx(1.0, abs=1e-9)
+    assert family.outside_support(_t([-1e-9, -2.0])).all()
+    assert not family.outside_support(_t([0.0, 3.0, np.nan])).any()
+
+
+def test_zero_inflated_lognormal_point_and_draws():
+    family = _zero_lognormal()
+    pi = special.expit(family.zero_logits.numpy())
+    # one distribution: 0 when P(0) >= 1/2 (the third column), else the geometric mean
+    np.testing.assert_allclose(family.point().numpy(), np.where(pi >= 0.5, 0.0, np.exp(family.loc.numpy())))
+    # a mixture over 2 particles: P(0) = sum w pi; given x > 0 the weights w (1 - pi)
+    two = ZeroInflatedLogNormal(_t([[-3.0, 0.0], [-1.0, 1.5]]), _t([[0.0, 1.0], [2.0, -1.0]]), _t(np.zeros((2, 2))))
+    w = _t([[0.3, 0.7]])
+    p0 = special.expit(np.array([[-3.0, 0.0], [-1.0, 1.5]]))
+    weights = 0.3 * (1 - p0[0]), 0.7 * (1 - p0[1])
+    geometric = np.exp((weights[0] * np.array([0.0, 1.0]) + weights[1] * np.array([2.0, -1.0]))
+                       / (weights[0] + weights[1]))
+    zero = 0.3 * p0[0] + 0.7 * p0[1]
+    np.testing.assert_allclose(two.point(w).numpy()[0], np.where(zero >= 0.5, 0.0, geometric), rtol=1e-12)
+    # draws: the share of zeros, then the moments of log x among the positive ones
+    n = 200_000
+    big = ZeroInflatedLogNormal(*(getattr(family, p).expand(n, 3) for p in family._parameters))
+    x = big.sample(torch.Generator().manual_seed(0)).numpy()
+    zeros = x == 0
+    assert (np.abs(zeros.mean(0) - pi) < 5 * np.sqrt(pi * (1 - pi) / n)).all()
+    logs = [np.log(x[~zeros[:, c], c]) for c in range(3)]
+    variance = np.exp(family.log_var.numpy())
+    se = np.sqrt(variance / np.array([len(v) for v in logs]))
+    assert (np.abs(np.array([v.mean() for v in logs]) - family.loc.numpy()) < 5 * se).all()
+    np.testing.assert_allclose([v.var() for v in logs], variance, rtol=0.05)

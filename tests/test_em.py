@@ -488,3 +488,59 @@ def test_ppca_em_records_its_bounds_and_warns_through_the_driver():
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):
         short = PPCADensity(2, max_iter=2).fit(X)
     assert not short.converged_ and short.n_iter_ == 2
+
+
+# ------------------------------------------------- the family blocks in the same E-step
+def test_mixture_statistics_with_family_blocks_are_bayes_rule_by_hand():
+    """Responsibilities from the Gaussian marginal times each family's observed cells;
+    the families' statistics are the responsibility-weighted cell statistics."""
+    from skgenerative.distributions import Bernoulli, Categorical, Poisson
+    from skgenerative.mixture import FamilyBlock
+
+    weights, means, cov = _gmm_parameters("full", seed=8)
+    X = _incomplete_data(seed=9)
+    rng = np.random.RandomState(10)
+    n, k = len(X), len(weights)
+    binary = rng.randint(2, size=(n, 2)).astype(float)
+    counts = rng.poisson(2.0, size=(n, 1)).astype(float)
+    levels = rng.randint(3, size=(n, 1)).astype(float)
+    for cells in (binary, counts, levels):
+        cells[rng.uniform(size=cells.shape) < 0.2] = np.nan
+    logits, log_rates, table = rng.normal(size=(k, 2)), rng.normal(size=(k, 1)), rng.dirichlet(np.ones(3), size=(k, 1))
+    blocks = (FamilyBlock(Bernoulli, (3, 4), slice(0, 2)), FamilyBlock(Poisson, (5,), slice(2, 3)),
+              FamilyBlock(Categorical, (6,), slice(3, 4), n_levels=3))
+    params = _torch_parameters(weights, means, cov, "full")._replace(
+        families=(torch.as_tensor(logits), torch.as_tensor(log_rates), torch.as_tensor(np.log(table))))
+    families = tuple((b, torch.as_tensor(c)) for b, c in zip(blocks, (binary, counts, levels)))
+    got = mixture_statistics(torch.as_tensor(X), params, "full", families=families)
+    log_joint = np.zeros((n, k))
+    for i in range(n):
+        o = ~np.isnan(X[i])
+        for c in range(k):
+            log_joint[i, c] = np.log(weights[c]) + (
+                stats.multivariate_normal(means[c][o], cov[c][np.ix_(o, o)]).logpdf(X[i, o]) if o.any() else 0.0)
+            p = 1 / (1 + np.exp(-logits[c]))
+            log_joint[i, c] += np.nansum(np.where(np.isnan(binary[i]), np.nan, stats.bernoulli.logpmf(
+                np.nan_to_num(binary[i]), p)))
+            if not np.isnan(counts[i, 0]):
+                log_joint[i, c] += stats.poisson.logpmf(counts[i, 0], np.exp(log_rates[c, 0]))
+            if not np.isnan(levels[i, 0]):
+                log_joint[i, c] += np.log(table[c, 0, int(levels[i, 0])])
+    resp = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
+    assert got["log_likelihood"].item() == pytest.approx(logsumexp(log_joint, axis=1).sum(), rel=1e-12)
+    np.testing.assert_allclose(got["nk"].numpy(), resp.sum(0), rtol=1e-12)
+    for b, cells in enumerate((binary, counts)):
+        statistics = got[f"family{b}"]
+        np.testing.assert_allclose(statistics.count.numpy(), resp.T @ ~np.isnan(cells), rtol=1e-12)
+        np.testing.assert_allclose(statistics.sums[..., 0].numpy(), resp.T @ np.nan_to_num(cells), rtol=1e-12)
+    one_hot = np.stack([(levels[:, 0] == level) for level in range(3)], axis=1).astype(float)
+    np.testing.assert_allclose(got["family2"].sums[:, 0].numpy(), resp.T @ one_hot, rtol=1e-12)
+    # the Gaussian's expected sums take these responsibilities: sum_i r_ik E[x_i | x_i,o, k]
+    filled = np.zeros((n, k, X.shape[1]))
+    for i in range(n):
+        o, m = ~np.isnan(X[i]), np.isnan(X[i])
+        for c in range(k):
+            filled[i, c, o] = X[i, o]
+            gain = cov[c][np.ix_(m, o)] @ np.linalg.inv(cov[c][np.ix_(o, o)]) if o.any() else np.zeros((m.sum(), 0))
+            filled[i, c, m] = means[c][m] + gain @ (X[i, o] - means[c][o])
+    np.testing.assert_allclose(got["sx"].numpy(), np.einsum("ik,ikd->kd", resp, filled), rtol=1e-10)
