@@ -13,7 +13,15 @@ held anywhere whole, and each EM pass generates them again). On a
 - peak resident memory of each worker and of the client per size (reset between sizes);
 - in memory: scikit-learn's GaussianMixture (16 full components, float64 as it computes)
   and our in-memory fit on the largest size up to 1M rows, seconds per EM iteration, at
-  default threads and at one thread.
+  default threads and at one thread;
+- mixed (#21): the mixture over the column families (Gaussians over the numbers times
+  level probabilities) on a lazily generated mixed dask DataFrame: six real columns (1% of
+  one missing), a categorical with known categories (1% missing), an ordinal and a
+  boolean, drawn from a latent class per row, partitions of 250,000 rows generated again
+  on every pass (``dd.from_map``). ``GaussianMixtureDensity(8, "full")`` at its defaults:
+  seconds per EM iteration, the whole fit (moments, sample, EM, the passes of
+  ``offset_``), peak memory of each worker and of the client per size. Sizes 1M, 2M, 4M
+  and 10M by default (``--mixed-sizes``).
 
 The issue asks for 1M, 10M and 50M rows; this 2-core box (shared) runs 0.25M, 1M and 2M
 by default (``--sizes`` to change).
@@ -21,9 +29,10 @@ by default (``--sizes`` to change).
     python benchmarks/bench_dask.py                      # sizes 0.25M, 1M, 2M
     python benchmarks/bench_dask.py --only cluster --sizes 1000000
     python benchmarks/bench_dask.py --quick              # sizes 0.25M and 0.5M
+    python benchmarks/bench_dask.py --only mixed         # the mixed table alone
 
 Results merge into ``results/dask.json`` and ``dask.md``: one entry per size of the
-cluster figure and per thread setting of the in-memory one.
+cluster and mixed figures and per thread setting of the in-memory one.
 """
 
 from __future__ import annotations
@@ -136,6 +145,135 @@ def cluster_table(entries) -> str:
     ])
 
 
+# ------------------------------------------------------------ mixed tables (#21)
+MIXED_CLASSES, MIXED_COMPONENTS, MIXED_REAL = 4, 8, 6
+SHOPS = ["grocery", "fuel", "online", "travel", "other"]
+SIZES = ["S", "M", "L", "XL"]
+
+
+def _mixed_parameters():
+    rng = np.random.RandomState(321)
+    return {
+        "weights": np.array([0.4, 0.3, 0.2, 0.1]),
+        "centres": rng.normal(0, 2.0, (MIXED_CLASSES, MIXED_REAL)),
+        "mixing": rng.normal(0, 0.5, (MIXED_CLASSES, MIXED_REAL, MIXED_REAL)) + np.eye(MIXED_REAL),
+        "shop": rng.dirichlet(np.ones(len(SHOPS)) * 0.7, MIXED_CLASSES),
+        "size": rng.dirichlet(np.ones(len(SIZES)), MIXED_CLASSES),
+        "flag": rng.uniform(0.1, 0.9, MIXED_CLASSES),
+    }
+
+
+def _draw_levels(rng, table, classes):
+    cumulative = np.cumsum(table[classes], axis=1)
+    return (rng.random(len(classes))[:, None] > cumulative[:, :-1]).sum(1)
+
+
+def mixed_partition(part):
+    """Partition ``index`` of ``rows`` rows (starting at row ``start``), drawn from its own seed."""
+    import pandas as pd
+
+    index, start, rows = part
+    p = _mixed_parameters()
+    rng = np.random.default_rng([17, index])
+    z = rng.choice(MIXED_CLASSES, rows, p=p["weights"])
+    noise = rng.standard_normal((rows, MIXED_REAL))
+    real = p["centres"][z] + np.einsum("nd,nde->ne", noise, p["mixing"][z])
+    real[rng.random(rows) < 0.01, 0] = np.nan
+    shop = _draw_levels(rng, p["shop"], z)
+    shop[rng.random(rows) < 0.01] = -1  # missing
+    frame = pd.DataFrame(real, columns=[f"x{j}" for j in range(MIXED_REAL)],
+                         index=pd.RangeIndex(start, start + rows))
+    frame["shop"] = pd.Categorical.from_codes(shop, categories=SHOPS)
+    frame["size"] = pd.Categorical.from_codes(_draw_levels(rng, p["size"], z), categories=SIZES, ordered=True)
+    frame["flag"] = rng.random(rows) < p["flag"][z]
+    return frame
+
+
+def lazy_mixed_table(n: int, block: int):
+    import dask.dataframe as dd
+
+    parts = [(i, i * block, min(block, n - i * block)) for i in range(-(-n // block))]
+    return dd.from_map(mixed_partition, parts, meta=mixed_partition((0, 0, 0)), enforce_metadata=False)
+
+
+def mixed_table(entries) -> str:
+    entries = sorted(entries, key=lambda e: e["variant"]["rows"])
+    rows = []
+    for e in entries:
+        r, n = e["rows"][0], e["variant"]["rows"]
+        rows.append({
+            "rows": f"{n:,}", "partitions": r["partitions"], "s / EM iteration": r["seconds_per_iteration"],
+            "s / iteration / M rows": r["seconds_per_iteration"] / (n / 1e6),
+            "of which generation (s / pass)": r["generate_seconds_per_pass"],
+            "whole fit (s)": r["fit_seconds"],
+            "peak worker RSS (MiB)": " / ".join(f"{v:.0f}" for v in r["peak_worker_rss_mib"]),
+            "peak client RSS (MiB)": r["peak_client_rss_mib"], "run": short_run(e),
+        })
+    settings = entries[0]["settings"]
+    return "\n".join([
+        f"{settings['real_columns']} real columns and three discrete ones (a categorical with known "
+        "categories, an ordinal, a boolean; 1% of one real column and of the categorical missing), "
+        f"drawn from {MIXED_CLASSES} latent classes; partitions of {settings['partition_rows']:,} rows generated "
+        f"again on every pass (never held whole). GaussianMixtureDensity({MIXED_COMPONENTS}, 'full') at its "
+        f"defaults: float32 EM, {settings['init']}, {settings['em_iterations']} EM iterations (median shown: an "
+        "E-step over every partition, where it is, then the tree merge of the statistics and the M-step on the "
+        "client). The whole fit adds the first pass (validation and column moments), the sample and the passes "
+        f"of the exact offset_. Cluster: {settings['workers']} worker processes, {settings['threads_per_worker']} "
+        f"thread each, {settings['memory_limit']} limit each. Peak memory is reset before each size.",
+        "",
+        table(rows),
+    ])
+
+
+def bench_mixed(results, sizes, block, iterations):
+    import distributed
+    from sklearn.exceptions import ConvergenceWarning
+
+    from skgenerative import GaussianMixtureDensity
+
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    settings = {"real_columns": MIXED_REAL,
+                "discrete_columns": {"shop": "categorical, 5 known categories, 1% missing",
+                                     "size": "ordinal, 4 levels", "flag": "boolean"},
+                "missing": "1% of x0 and of shop", "n_components": MIXED_COMPONENTS, "covariance_type": "full",
+                "dtype": "auto (float32 EM, float64 evaluation)", "partition_rows": block,
+                "em_iterations": iterations, "workers": 2, "threads_per_worker": 1, "memory_limit": "2GiB",
+                "init": f"k-means++ on {_init_sample_rows()} initialisation sample"}
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       memory_limit="2GiB", dashboard_address=None)
+    client = distributed.Client(cluster)
+    try:
+        client.run(lambda: __import__("skgenerative") and None)
+        for n in sizes:
+            print(f"[mixed] {n:,} rows", flush=True)
+            X = lazy_mixed_table(n, block)
+            client.run(_reset)
+            _reset()
+            with LoadMonitor() as load:
+                gmm = GaussianMixtureDensity(MIXED_COMPONENTS, init_params="k-means++", max_iter=iterations,
+                                             tol=0.0, random_state=0)
+                with _IterationTimer(GaussianMixtureDensity) as timer:
+                    start = time.perf_counter()
+                    gmm.fit(X)
+                    fit = time.perf_counter() - start
+                start = time.perf_counter()
+                len(X.map_partitions(len).compute())  # one pass of data generation alone
+                generate = time.perf_counter() - start
+                workers = client.run(_hwm)
+            record = {
+                "partitions": -(-n // block), "seconds_per_iteration": float(np.median(timer.times)),
+                "iteration_times": timer.times, "fit_seconds": fit, "generate_seconds_per_pass": generate,
+                "lower_bound": gmm.lower_bound_, "offset": gmm.offset_,
+                "peak_worker_rss_mib": [v / 2**20 for v in workers.values()],
+                "peak_client_rss_mib": _hwm() / 2**20,
+            }
+            print(record, flush=True)
+            results.record("mixed", {"rows": n}, settings, [record], load)
+    finally:
+        client.close()
+        cluster.close()
+
+
 FIGURES = {
     "cluster": Figure("EM on dask arrays on a LocalCluster (GaussianMixtureDensity, PPCADensity)",
                       combine=cluster_table),
@@ -143,12 +281,14 @@ FIGURES = {
                         ["implementation", "seconds per EM iteration", "scikit-learn / ours"],
                         "scikit-learn float64, one E- and M-step timed after its k-means++ start (they are slow "
                         "here); ours dtype='auto', the median of the fit's iterations."),
+    "mixed": Figure("The mixture over the column families on a lazily generated mixed dask DataFrame (#21)",
+                    combine=mixed_table),
 }
 
 
 def _init_sample_rows():
     try:  # the package's initialisation sample (a private constant: described, not relied on)
-        from skgenerative._dask import INIT_SAMPLE_ROWS
+        from skgenerative._sources import INIT_SAMPLE_ROWS
 
         return f"{INIT_SAMPLE_ROWS:,}-row"
     except ImportError:
@@ -245,8 +385,11 @@ def main(argv=None):
     add_run_arguments(parser, "sizes 0.25M and 0.5M, 2 iterations")
     parser.add_argument("--sizes", default=None, help="comma-separated row counts (default 250000,1000000,2000000)")
     parser.add_argument("--iterations", type=int, default=2)
-    parser.add_argument("--only", nargs="+", choices=["cluster", "memory"], default=["cluster", "memory"],
-                        help="cluster: the dask figures; memory: the in-memory comparison")
+    parser.add_argument("--mixed-sizes", default=None,
+                        help="comma-separated row counts of the mixed figure (default 1M,2M,4M,10M)")
+    parser.add_argument("--only", nargs="+", choices=["cluster", "memory", "mixed"],
+                        default=["cluster", "memory", "mixed"],
+                        help="cluster: the dask array figures; memory: the in-memory comparison; mixed: the mixed table")
     parser.add_argument("--threads", nargs="+", default=["default", "1"], help="thread settings of the in-memory figure")
     args = parser.parse_args(argv)
     mode = run_mode(args)
@@ -259,6 +402,11 @@ def main(argv=None):
         return results.save()
     if "cluster" in args.only:
         bench_cluster(results, sizes, block, args.iterations)
+    if "mixed" in args.only:
+        mixed_sizes = ([int(s) for s in args.mixed_sizes.split(",")] if args.mixed_sizes
+                       else pick(mode, [1_000_000, 2_000_000, 4_000_000, 10_000_000], [250_000, 500_000],
+                                 [20_000, 40_000]))
+        bench_mixed(results, mixed_sizes, block, args.iterations)
     if "memory" in args.only:
         for setting in thread_variants(args.threads):
             bench_in_memory(results, min(1_000_000, max(sizes)), block, args.iterations, setting)

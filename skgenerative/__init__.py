@@ -1,5 +1,6 @@
 """skgenerative: scikit-learn compatible generative density estimators on PyTorch."""
 
+from ._schema import IdentifierColumnWarning
 from .base import DiscreteDataWarning
 from .flow_vae import FlowVAE
 from .impute import GenerativeImputer
@@ -16,6 +17,7 @@ __all__ = [
     "GaussianMixtureDensity",
     "GenerativeImputer",
     "GenerativeOutlierDetector",
+    "IdentifierColumnWarning",
     "PPCADensity",
     "VariationalAutoencoder",
 ]

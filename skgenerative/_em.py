@@ -11,25 +11,23 @@ supplies its mathematics through hooks:
     Starting parameters of one initialisation.
 ``_em_resume(data)`` (models that offer ``warm_start``)
     The parameters of the previous fit, to continue from.
-``_em_chunks(data)``
-    The pieces of the training data, each small enough for its temporaries.
 ``_em_expectation_parameters(data, params)`` (optional)
     The form of the parameters the E-step reads, derived once per iteration (by
     default the parameters themselves).
-``_em_statistics(chunk, params)``
-    Additive sufficient statistics of one piece (the E-step on it): a dict holding at
-    least ``"log_likelihood"`` (the sum over its rows) and ``"n_samples"``.
 ``_em_m_step(data, statistics, params)``
-    New parameters from the statistics summed over all pieces.
+    New parameters from the statistics summed over all the rows.
 ``_em_set_parameters(data, params)``
     Store the best parameters as fitted attributes.
 
-``data`` is whatever the model prepared for the fit (the tensor, constants derived from
-it); the driver only passes it on. The E-step is a fold, ``combine`` of
-``statistics(chunk)`` over the chunks (:func:`accumulate`); statistics that add up can be
-computed on any partition of the rows and reduced in any tree. Fit data with a
-``reduce_statistics(params)`` method (:class:`skgenerative._dask.DistributedData`) supply
-the summed statistics themselves: the E-step over the blocks of a dask collection.
+and its E-step, ``data.e_step``: an :class:`EStep`, that is the data source the rows
+come from (:mod:`skgenerative._sources`), the additive sufficient statistics of a chunk
+of rows at given parameters (a picklable function ``statistics(chunk, params)``
+returning a dict with at least ``"log_likelihood"``, the sum over its rows, and
+``"n_samples"``), their combination (a sum by default) and the temporary bytes a row
+needs (which size the chunks). ``data`` is whatever else the model prepared for the
+fit; the driver only passes it on. The source folds the statistics over its chunks,
+in memory or over the blocks of a dask collection where they are (a tree of
+combinations across blocks): the driver never knows which.
 
 Reference: Dempster, Laird & Rubin (1977), https://doi.org/10.1111/j.2517-6161.1977.tb01600.x
 """
@@ -38,37 +36,36 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from ._progress import Progress
+from ._sources import accumulate, add_statistics
 from ._torch import refresh_threads
 
-__all__ = ["EMModel", "accumulate", "add_statistics", "mean_log_likelihood"]
+__all__ = ["EMModel", "EStep", "accumulate", "add_statistics", "mean_log_likelihood"]
 
 Statistics = dict
 
 
-def add_statistics(a: Statistics, b: Statistics) -> Statistics:
-    """Entry-wise sum of two dicts of additive statistics (tensors or numbers)."""
-    return {key: a[key] + b[key] for key in a}
+@dataclass(frozen=True)
+class EStep:
+    """An E-step: ``combine`` of ``statistics(chunk, params)`` over the chunks of ``source``.
 
+    ``statistics`` and ``combine`` travel to where the rows are (dask workers) with
+    the parameters: module-level functions, or small picklable objects.
+    """
 
-def accumulate(
-    chunks: Iterable,
-    statistics: Callable[[object], Statistics],
-    combine: Callable[[Statistics, Statistics], Statistics] = add_statistics,
-) -> Statistics:
-    """``combine`` of ``statistics(chunk)`` over ``chunks``, left to right."""
-    total = None
-    for chunk in chunks:
-        stats = statistics(chunk)
-        total = stats if total is None else combine(total, stats)
-    if total is None:
-        raise ValueError("EM needs at least one chunk of data.")
-    return total
+    source: object
+    statistics: Callable
+    row_bytes: int
+    combine: Callable = add_statistics
+
+    def __call__(self, params) -> Statistics:
+        return self.source.reduce(self.statistics, params, combine=self.combine, row_bytes=self.row_bytes)
 
 
 def mean_log_likelihood(statistics: Statistics) -> float:
@@ -93,34 +90,18 @@ class EMModel:
     def _em_resume(self, data):  # pragma: no cover
         raise NotImplementedError  # abstract hook (models with warm_start)
 
-    def _em_chunks(self, data) -> Iterable:  # pragma: no cover
-        raise NotImplementedError  # abstract hook
-
-    def _em_statistics(self, chunk, params) -> Statistics:  # pragma: no cover
-        raise NotImplementedError  # abstract hook
-
     def _em_m_step(self, data, statistics: Statistics, params):  # pragma: no cover
         raise NotImplementedError  # abstract hook
 
     def _em_set_parameters(self, data, params) -> None:  # pragma: no cover
         raise NotImplementedError  # abstract hook
 
-    def _em_combine(self, a: Statistics, b: Statistics) -> Statistics:
-        return add_statistics(a, b)
-
     def _em_expectation_parameters(self, data, params):
         return params
 
     def _em_e_step(self, data, params) -> tuple[float, Statistics]:
         """The mean log-likelihood at ``params`` and the statistics of all the data."""
-        params = self._em_expectation_parameters(data, params)
-        reduce = getattr(data, "reduce_statistics", None)  # blocks of a dask collection
-        if reduce is not None:
-            statistics = reduce(params)
-        else:
-            statistics = accumulate(
-                self._em_chunks(data), lambda chunk: self._em_statistics(chunk, params), self._em_combine
-            )
+        statistics = data.e_step(self._em_expectation_parameters(data, params))
         bound = mean_log_likelihood(statistics)
         if not math.isfinite(bound):
             raise FloatingPointError(
@@ -141,12 +122,13 @@ class EMModel:
         do_init = not (warm_start and hasattr(self, "converged_"))
         n_init = n_init if do_init else 1
         best, best_bound, best_bounds, best_iter, best_converged = None, -math.inf, [], 0, False
-        # a bar over all iterations where someone watches; a line each at verbose >= 2
+        # a bar over all iterations where someone watches; a line each (and one per
+        # initialization) at verbose >= 2, so verbose=1 leaves the summary line alone
         progress = Progress(type(self).__name__, "EM iteration", n_init * max_iter or None,
                             self.verbose, line_level=2, log=lambda line: self._log(line, 1))
         with progress:
             for init in range(n_init):
-                self._log(f"Initialization {init}")
+                self._log(f"Initialization {init}", 2)
                 params = self._em_initialize(data, generator) if do_init else self._em_resume(data)
                 bound = -math.inf if do_init else self.lower_bound_
                 bounds, converged, n_iter = [], False, 0
@@ -164,7 +146,8 @@ class EMModel:
                     if abs(change) < tol:
                         converged = True
                         break
-                self._log(f"Initialization {'converged' if converged else 'did not converge'}: lower bound {bound:.6f}")
+                self._log(f"Initialization {'converged' if converged else 'did not converge'}: "
+                          f"lower bound {bound:.6f}", 2)
                 if bound > best_bound or best_bound == -math.inf:
                     best, best_bound, best_bounds, best_iter, best_converged = params, bound, bounds, n_iter, converged
             progress.close(

@@ -1,20 +1,21 @@
-"""Progress of long operations: a bar where someone watches, lines in logs, a summary.
+"""Progress of long operations: a bar where someone watches, a summary line everywhere.
 
 Every loop a user waits on (EM iterations, epochs, AIS temperatures, the chunks of a
 large evaluation) reports through :class:`Progress`. What it shows follows the
-estimator's ``verbose``, as in scikit-learn:
+estimator's ``verbose``, as the ecosystem's tools do (tqdm bars in a terminal, one line
+per task in a log):
 
 - ``0``: nothing;
-- ``1``: where someone watches (a terminal, or a Jupyter notebook) a progress bar
-  with the current loss or bound; elsewhere (a log file, a captured stream) one line
-  per step for loops whose steps are worth a line (epochs), none for fine-grained
-  ones (chunks, temperatures); then a one-line summary (steps, time, and what the
-  loop reports: best epoch, final bound);
-- ``2`` and more: one line per step everywhere, and the summary.
+- ``1``: where someone watches (a terminal, or a Jupyter notebook) a progress bar with
+  the current loss or bound, redrawn in place and removed when the loop ends; then,
+  everywhere, one summary line (steps, time, and what the loop reports: best epoch,
+  final bound). A log file or a captured stream gets that one line and nothing else;
+- ``2`` and more: one line per step, for loops whose steps are worth a line (epochs,
+  EM iterations), then the summary; fine-grained loops (chunks, temperatures) keep
+  the bar.
 
-The bar is tqdm's (``tqdm.auto``: a widget in Jupyter, text in a terminal) when tqdm
-is installed, as it is in most scientific Python environments; without it the lines
-are shown instead. tqdm is optional: nothing else needs it.
+The bar is tqdm's (``tqdm.auto``: a widget in Jupyter, text in a terminal), a
+dependency of the package. Nothing ever prints an empty line.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ __all__ = ["Progress"]
 def _tqdm():
     try:
         from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - depends on the environment
-        return None
+    except ImportError:  # pragma: no cover - installed without its dependencies
+        return None  # then the summary line alone, as in a log
     return tqdm
 
 
@@ -51,45 +52,42 @@ class Progress:
         What a step is ("epoch", "EM iteration", "chunk"), for the summary.
     total : int or None
     verbose : int
-    line_level : int or None, default=1
-        The ``verbose`` level from which a step prints a line where no bar is drawn
-        (``None``: never, for fine-grained steps); at ``verbose >= 2`` lines replace
-        the bar wherever ``line_level`` allows them.
+    line_level : int or None, default=2
+        The ``verbose`` level from which each step prints a line (instead of the bar);
+        ``None``: never, for fine-grained steps. Lines need ``verbose >= 2`` whatever
+        ``line_level`` says: at ``verbose=1`` a loop prints at most its summary.
     log : callable or None, default=None
         Prints a line (the estimator's ``_log``, which prefixes its name); ``None``
         prints ``[owner] line``.
     """
 
     def __init__(self, owner: str, what: str, total: int | None, verbose: int,
-                 line_level: int | None = 1, log=None):
+                 line_level: int | None = 2, log=None):
         self.owner, self.what, self.total = owner, what, total
         self._print = log or (lambda line: print(f"[{owner}] {line}", flush=True))
         self.verbose = int(verbose or 0)
         self.start = time.perf_counter()
         self.steps = 0
         self._bar = None
-        lines_wanted = line_level is not None and self.verbose >= max(line_level, 2)
-        if self.verbose >= 1 and not lines_wanted and _watched():
+        self._lines = line_level is not None and self.verbose >= max(line_level, 2)
+        if self.verbose >= 1 and not self._lines and _watched():
             tqdm = _tqdm()
             if tqdm is not None:
                 self._bar = tqdm(total=total, desc=f"[{owner}]", unit=what.split()[-1],
                                  leave=False, dynamic_ncols=True, file=sys.stderr)
-        self._lines = (
-            line_level is not None and self._bar is None and self.verbose >= line_level
-        )
 
     def update(self, line: str = "", **values) -> None:
         """One step done: ``line`` is its log line, ``values`` are shown beside the bar."""
         self.steps += 1
         if self._bar is not None:
-            self._bar.set_postfix_str("  ".join(f"{k} {_format(v)}" for k, v in values.items()),
-                                      refresh=False)
+            figures = (f"{name.replace('_', ' ')} {_format(v)}" for name, v in values.items())
+            self._bar.set_postfix_str("  ".join(figures), refresh=False)
             self._bar.update(1)
-        elif self._lines:
+        elif self._lines and line.strip():
             self._print(line)
 
     def close(self, summary: str = "") -> None:
-        """End the loop: drop the bar; at ``verbose >= 1`` print the summary line."""
+        """End the loop: remove the bar; at ``verbose >= 1`` print the summary line."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
@@ -104,7 +102,7 @@ class Progress:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._bar is not None:  # left early (an exception): drop the bar, no summary
+        if self._bar is not None:  # left early (an exception): remove the bar, no summary
             self._bar.close()
             self._bar = None
 

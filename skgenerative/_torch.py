@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,19 +87,39 @@ def resolve_device(device, *, fallback: bool = False) -> torch.device:
 
 
 # --------------------------------------------------------------------------------------
-# Threads.
+# Threads: the one place where skgenerative changes torch's thread count.
 #
 # torch's CPU kernels split work over OpenMP threads that wait for each other at the end
 # of every operation. When other processes keep the cores busy (a GridSearchCV with
 # n_jobs=-1, a shared server), a descheduled thread makes the others spin for a time
 # slice: on a loaded 2-core machine a small mixture fit took 1.2 s with two threads and
-# 0.04 s with one. So while an estimator works it uses no more threads than there are
-# cores that other processes leave free, read from the kernel's count of runnable
-# threads, and never more than torch's own setting (OMP_NUM_THREADS or
-# torch.set_num_threads, which stay the user's cap). The setting is restored afterwards.
+# 0.04 s with one. So while an estimator works (fit, evaluation, sampling, AIS) it runs
+# inside :func:`adaptive_threads`: it uses no more threads than there are cores that
+# other processes leave free, read from the kernel's count of runnable threads, and
+# never more than torch's own setting (OMP_NUM_THREADS or torch.set_num_threads, which
+# stay the user's cap). Long loops call :func:`refresh_threads` once an iteration.
+#
+# Python threads. With torch's OpenMP backend ``torch.set_num_threads`` sets the calling
+# thread's count and also the count that threads started later begin with; it never
+# changes another running thread's. So each Python thread keeps its own stack of caps
+# (two fits in two threads each choose and restore their own count), and the process
+# records the setting it had when the first block began: a block entered while another
+# thread's is running takes that setting as its cap (its own may be the other thread's
+# choice, inherited at start), and the last block to end, in whichever thread, leaves
+# that setting behind for the threads that start afterwards.
 # --------------------------------------------------------------------------------------
 
-_THREAD_CAPS: list[int] = []
+_THREADS = threading.local()  # .caps: this thread's stack of caps, innermost last
+_THREADS_LOCK = threading.Lock()
+_active_blocks = 0  # outermost blocks running, over all threads
+_process_setting = 0  # torch's setting when the first of them began
+
+
+def _caps() -> list[int]:
+    caps = getattr(_THREADS, "caps", None)
+    if caps is None:
+        caps = _THREADS.caps = []
+    return caps
 
 
 def _available_cores() -> int:
@@ -138,15 +159,16 @@ def threads_for_load(cap: int) -> int:
 
 
 def refresh_threads() -> None:
-    """Within :func:`adaptive_threads`, adapt the thread count to the load again.
+    """Within :func:`adaptive_threads`, adapt this thread's count to the load again.
 
     Long loops (EM iterations, epochs) call it once an iteration: a fit that
     started on an idle machine gives up threads when other work arrives, and
     takes them back when it leaves. Costs a few reads of ``/proc`` (tens of
     microseconds); does nothing outside the context.
     """
-    if _THREAD_CAPS:
-        wanted = threads_for_load(_THREAD_CAPS[-1])
+    caps = _caps()
+    if caps:
+        wanted = threads_for_load(caps[-1])
         if wanted != torch.get_num_threads():
             torch.set_num_threads(wanted)
 
@@ -156,19 +178,38 @@ def adaptive_threads():
     """Run the block with :func:`threads_for_load` torch threads; restore them after.
 
     Nested blocks (a pipeline whose steps fit skgenerative models) take the outer
-    block's choice as their cap.
+    block's choice as their cap. Safe in several Python threads at once (see the
+    comment above): each thread restores its own count, and the last block to end
+    leaves torch's setting as it was before the first began.
     """
-    cap = torch.get_num_threads()
-    _THREAD_CAPS.append(cap)
+    global _active_blocks, _process_setting
+    caps = _caps()
+    before = torch.get_num_threads()
+    outermost = not caps
+    cap = before
+    if outermost:
+        with _THREADS_LOCK:
+            if _active_blocks == 0:
+                _process_setting = before
+            else:  # ours may be another block's choice, inherited when this thread began
+                cap = min(before, _process_setting)
+            _active_blocks += 1
+    caps.append(cap)
     try:
         wanted = threads_for_load(cap)
-        if wanted != cap:
+        if wanted != torch.get_num_threads():
             torch.set_num_threads(wanted)
         yield
     finally:
-        _THREAD_CAPS.pop()
-        if torch.get_num_threads() != cap:
-            torch.set_num_threads(cap)
+        caps.pop()
+        restore = before
+        if outermost:
+            with _THREADS_LOCK:
+                _active_blocks -= 1
+                if _active_blocks == 0:
+                    restore = _process_setting
+        if torch.get_num_threads() != restore:
+            torch.set_num_threads(restore)
 
 
 def resolve_dtype(dtype: str) -> torch.dtype:

@@ -63,22 +63,18 @@ contrastive-divergence update.
 from __future__ import annotations
 
 import math
-import os
-import sys
 import time
-import warnings
 from numbers import Integral, Real
 from typing import NoReturn
 
 import numpy as np
-import sklearn
 import torch
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Hidden, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from . import _dask
 from ._progress import Progress
+from ._sources import Cast, TensorSource
 from ._torch import generator_from, iter_slices, refresh_threads
 from .base import GenerativeModel, _TorchPayload
 
@@ -86,57 +82,7 @@ __all__ = [
     "MinibatchModel",
     "NeuralGenerativeModel",
     "EarlyStopping",
-    "renamed_parameter",
 ]
-
-#: the value a renamed parameter's former name holds when the user did not set it
-DEPRECATED = "deprecated"
-
-
-_LIBRARY_DIRS = tuple(
-    os.path.dirname(os.path.abspath(module.__file__)) + os.sep for module in (sys.modules[__package__], sklearn)
-)
-
-
-def _caller_stacklevel() -> int:
-    """``stacklevel`` of the first frame outside this package and scikit-learn: the user's."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def renamed_parameter(estimator, new: str, old: str):
-    """The value of parameter ``new``, or of its former name ``old`` when that is set.
-
-    scikit-learn's way of renaming a parameter: the old name stays in ``__init__``
-    for a release with the default ``"deprecated"``; when a user sets it, ``fit``
-    warns with a ``FutureWarning`` and uses its value.
-
-    Examples
-    --------
-    >>> import warnings
-    >>> from skgenerative import BernoulliRBM
-    >>> from skgenerative._training import renamed_parameter
-    >>> renamed_parameter(BernoulliRBM(max_iter=7), "max_iter", "n_iter")
-    7
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     value = renamed_parameter(BernoulliRBM(n_iter=3), "max_iter", "n_iter")
-    >>> value, caught[0].category.__name__
-    (3, 'FutureWarning')
-    """
-    value = getattr(estimator, old)
-    if isinstance(value, str) and value == DEPRECATED:
-        return getattr(estimator, new)
-    warnings.warn(
-        f"The parameter '{old}' of {type(estimator).__name__} was renamed '{new}' in "
-        f"version 0.2; '{old}' will be removed in 0.3. Use {new}={value!r} instead "
-        f"(its value is used now, and '{new}' is ignored).",
-        FutureWarning,
-        stacklevel=_caller_stacklevel(),
-    )
-    return value
 
 
 class EarlyStopping:
@@ -196,8 +142,8 @@ class MinibatchModel(GenerativeModel):
         """Raw rows -> what the model trains on (the rows themselves by default)."""
         return X
 
-    def _split_validation(self, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(train, validation or None); no validation by default."""
+    def _split_validation(self, data) -> tuple:
+        """(training source, validation rows or None); no validation by default."""
         return data, None
 
     def _prepare_training(self, train: torch.Tensor, valid: torch.Tensor | None) -> None:
@@ -264,9 +210,20 @@ class MinibatchModel(GenerativeModel):
         return self.n_iter_
 
     # ----------------------------------------------------------------- steps
-    def _fit(self, X: torch.Tensor) -> None:
-        self._initialize(X)  # data statistics from the values as given
-        train, valid = self._split_validation(self._training_data(X).to(self._dtype))
+    def _fit(self, source) -> None:
+        """A fresh model from the source's initialisation rows, then the epochs.
+
+        The model's statistics (a standardisation, the initial biases) come from
+        ``source.sample()``: every row in memory, and a uniform sample of 100,000 rows
+        of a larger dask collection. Training reads the source's rows mapped by
+        ``_training_data`` (on the client: the map is the model's own method) and cast
+        to the training dtype.
+        """
+        self._initialize(source.sample(random_state=self.random_state))
+        device, dtype = self._device, self._dtype
+        data = (source.map(Cast(device=device), local=True, device=device)  # in memory: already there
+                .map(self._training_data, local=True).map(Cast(dtype), dtype=dtype))
+        train, valid = self._split_validation(data)
         self._fit_loop(train, valid, self._n_epochs(train.shape[0]))
         return None
 
@@ -274,7 +231,7 @@ class MinibatchModel(GenerativeModel):
         """One more epoch on ``X``, every row training (no validation split)."""
         if first:
             self._initialize(X)
-        self._fit_loop(self._training_data(X).to(self._dtype), None, None)
+        self._fit_loop(TensorSource(self._training_data(X).to(self._dtype)), None, None)
         return None
 
     def _initialize(self, X: torch.Tensor) -> None:
@@ -285,10 +242,13 @@ class MinibatchModel(GenerativeModel):
         self.history_ = []
         self.n_iter_ = 0
 
-    def _fit_loop(
-        self, train: torch.Tensor, valid: torch.Tensor | None, n_epochs: int | None
-    ) -> None:
-        """Up to ``n_epochs`` epochs (``None``: one, of a stream); early stopping on ``valid``."""
+    def _fit_loop(self, train, valid: torch.Tensor | None, n_epochs: int | None) -> None:
+        """Up to ``n_epochs`` epochs (``None``: one, of a stream); early stopping on ``valid``.
+
+        ``train`` is a data source (:mod:`._sources`): its shape, device and epoch
+        batches are all the loop reads, so rows in memory and the blocks of a dask
+        collection train alike.
+        """
         self._prepare_training(train, valid)
         self._start_training(train, n_epochs)
         batch_size = self._batch_size(train.shape[0])
@@ -320,7 +280,7 @@ class MinibatchModel(GenerativeModel):
             self.history_.append(record)
             if self.verbose:
                 extra = self._progress(train)
-                figures = {k: v for k, v in {**record, **extra}.items() if k.endswith("loss")}
+                figures = {k: v for k, v in {**record, **extra}.items() if k.endswith(("loss", "error"))}
                 progress.update(self._epoch_line(record, extra), **figures)
             if stopper is not None and stopper.update(
                 record["validation_loss"], epoch, self._counts_toward_patience(epoch), self._snapshot
@@ -338,9 +298,7 @@ class MinibatchModel(GenerativeModel):
         return (f"best epoch {stopper.best_epoch + 1} (validation loss {stopper.best_loss:.4f}), "
                 f"weights restored; {why}")
 
-    def _run_single_epoch(
-        self, train: torch.Tensor, batch_size: int, generator: torch.Generator
-    ) -> dict:
+    def _run_single_epoch(self, train, batch_size: int, generator: torch.Generator) -> dict:
         """One shuffled pass over ``train``: ``{"train_loss": mean loss per row}``, or ``{}``."""
         n = train.shape[0]
         total = None
@@ -358,19 +316,10 @@ class MinibatchModel(GenerativeModel):
         return {"train_loss": mean}
 
     def _epoch_batches(self, train, batch_size: int, generator: torch.Generator):
-        """The batches of one epoch: ``train`` shuffled, in slices of ``batch_size``.
-
-        ``train`` may instead be a stream of blocks (a dask array, see
-        :class:`skgenerative._dask.BlockStream`): its blocks in a seeded order, each
-        shuffled within.
-        """
-        stream = getattr(train, "epoch_batches", None)
-        if stream is not None:
-            yield from stream(batch_size, generator)
-            return
-        order = torch.randperm(train.shape[0], generator=generator, device=train.device)
-        for rows in iter_slices(train.shape[0], batch_size):
-            yield train[order[rows]]
+        """The batches of one epoch, drawn from ``generator``: rows in memory shuffled;
+        the blocks of a dask collection in a seeded order, each shuffled within (see
+        :meth:`~._sources.DaskSource.epoch_batches`)."""
+        return train.epoch_batches(batch_size, generator)
 
     def _diverged(self, what: str) -> NoReturn:
         raise FloatingPointError(
@@ -393,7 +342,7 @@ class NeuralGenerativeModel(MinibatchModel):
 
     A subclass declares the loop's parameters in its ``__init__`` (``learning_rate``,
     ``batch_size``, ``max_iter``, ``early_stopping``, ``validation_fraction``,
-    ``n_iter_no_change``, the deprecated ``max_epochs``, and the common ones of
+    ``n_iter_no_change``, and the common ones of
     :class:`~skgenerative.base.GenerativeModel`) and supplies the model:
 
     ``_build_module(n_features, generator) -> nn.Module``
@@ -437,17 +386,12 @@ class NeuralGenerativeModel(MinibatchModel):
         "learning_rate": [Interval(Real, 0.0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left"), Hidden(StrOptions({DEPRECATED}))],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0.0, 1.0, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
     }
 
     # ------------------------------------------------------------------ hooks
-    def _fit_blocks(self, X) -> None:
-        """Training streamed over the blocks of a dask array (see :mod:`._dask`)."""
-        _dask.fit_minibatch(self, X)
-
     def _build_module(self, n_features: int, generator: torch.Generator) -> nn.Module:  # pragma: no cover
         raise NotImplementedError  # abstract hook
 
@@ -484,13 +428,15 @@ class NeuralGenerativeModel(MinibatchModel):
         return self._preprocess(X)
 
     def _n_epochs(self, n_train: int) -> int:
-        return int(renamed_parameter(self, "max_iter", "max_epochs"))
+        return int(self.max_iter)
 
-    def _split_validation(self, data: torch.Tensor):
-        """(train, validation or None): a random ``validation_fraction`` held out.
+    def _split_validation(self, data):
+        """(training source, validation rows or None): ``validation_fraction`` held out.
 
-        Without ``early_stopping``, or when the data are too few to leave a row on
-        each side, everything is training data and no early stopping happens.
+        A random ``validation_fraction`` of the rows (of each block, for a dask
+        collection, by a draw seeded with the block's index). Without
+        ``early_stopping``, or when the data are too few to leave a row on each side,
+        everything is training data and no early stopping happens.
         """
         n = data.shape[0]
         n_valid = int(math.floor(self.validation_fraction * n))
@@ -498,9 +444,7 @@ class NeuralGenerativeModel(MinibatchModel):
             if self.early_stopping:
                 self._log(f"{n} rows are too few for a validation split: no early stopping")
             return data, None
-        generator = torch.Generator().manual_seed(self._seed(self._SPLIT))
-        order = torch.randperm(n, generator=generator).to(data.device)
-        return data[order[n_valid:]], data[order[:n_valid]]
+        return data.split(self.validation_fraction, lambda index: self._seed(self._SPLIT, index))
 
     def _batch_size(self, n_train: int) -> int:
         """``batch_size``, or for ``"auto"`` ``n_train / 16`` clipped to [32, 256].
@@ -595,17 +539,6 @@ class NeuralGenerativeModel(MinibatchModel):
             f"Lower learning_rate (now {self.learning_rate}), scale the input "
             "(e.g. StandardScaler), or use dtype='float64'."
         )
-
-    @property
-    def n_epochs_(self) -> int:
-        """Deprecated name of ``n_iter_`` (epochs trained)."""
-        warnings.warn(
-            "The attribute 'n_epochs_' was renamed 'n_iter_' in version 0.2 and will be "
-            "removed in 0.3.",
-            FutureWarning,
-            stacklevel=2,
-        )
-        return self.n_iter_
 
     # ------------------------------------------------------------- pickling
     def __getstate__(self):

@@ -11,9 +11,14 @@ devices and tags. Its parts are mixins in this module, each one idea:
 with :class:`~skgenerative.GenerativeOutlierDetector`). A model file supplies only its mathematics through a few hooks
 (template method):
 
-``_fit(X)``
-    Fit on a tensor already on the device and in the compute dtype. (Input tensors
-    may share memory with the caller's array: hooks never modify them in place.) May return the
+``_fit(source)``
+    Fit on the training rows, read through their data source
+    (:mod:`skgenerative._sources`: a tensor in memory, or the blocks of a dask
+    collection) and never by asking which: column moments, reductions of per-chunk
+    statistics, minibatches, a sample of rows. The rows are validated and encoded
+    (level codes for discrete columns, NaN where missing) in their own float dtype
+    (tensors may share memory with the caller's array: hooks never modify them in
+    place); the model casts to the compute dtype after centring. May return the
     training log-densities (a tensor) when they come for free; otherwise the base
     scores the training data to set ``offset_``.
 ``_log_prob(X)``
@@ -26,8 +31,11 @@ with :class:`~skgenerative.GenerativeOutlierDetector`). A model file supplies on
     Map latent vectors back to data space; enables ``inverse_transform``.
 ``_n_latent()``
     Width of ``transform``'s output (``n_components`` unless overridden).
+``_fit_input_encoding(X)`` (optional)
+    At fit, on the validated input, learn how the model reads raw values (the RBM's
+    binarisation thresholds); runs before ``_check_values``.
 ``_check_values(X)`` (optional)
-    Model-specific checks on validated input (binary data for Bernoulli models).
+    Model-specific checks on validated input (values in each column family's support).
 ``_row_bytes(n_features)`` (optional)
     Temporary memory one row needs while it is evaluated; sets the chunk size.
 ``_impute(X, n_draws, generator)`` (models with ``_supports_missing = True``)
@@ -44,11 +52,19 @@ with :class:`~skgenerative.GenerativeOutlierDetector`). A model file supplies on
 ``_partial_fit(X, first)`` (optional)
     Continue fitting on a chunk of data (``first`` on the call that starts the
     model); enables ``partial_fit``. Returns like ``_fit``.
+
+**Dask.** :func:`on_blocks` is the one place that tells a dask collection from data
+in memory: ``fit`` of a dask collection reads it through a
+:class:`~skgenerative._sources.DaskSource` whose blocks are validated where they are,
+as ``fit`` validates data in memory, and the methods of rows return lazy dask
+collections (:func:`lazy_rows`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import io
 import warnings
 from contextlib import contextmanager
@@ -68,9 +84,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from . import _dask
 from ._progress import Progress
-from ._schema import NUMERIC_TYPES, TableSchema, is_dataframe, point_levels
+from ._schema import DISCRETE_TYPES, NUMERIC_TYPES, TableSchema, is_dataframe, point_levels
+from ._sources import DaskSource, TensorSource, is_dask_collection, map_rows, quantile
 from ._torch import (
     adaptive_threads,
     chunk_rows,
@@ -82,6 +98,7 @@ from ._torch import (
     seed_from,
     to_numpy_input,
 )
+from .distributions import FAMILIES
 
 __all__ = [
     "DiscreteDataWarning",
@@ -89,8 +106,93 @@ __all__ = [
     "OutlierThresholdMixin",
     "check_magnitude",
     "check_no_empty_column",
+    "fit_wrapped_on_blocks",
+    "lazy_rows",
+    "on_blocks",
     "warn_if_discrete",
 ]
+
+
+# ------------------------------------------------------------------ dask input
+def on_blocks(lazy):
+    """Decorator: the one place that tells a dask collection from data in memory.
+
+    A method ``method(self, X, ...)`` so decorated runs as written on data in memory;
+    given a dask collection ``X`` it returns ``lazy(self, "method", X, arguments)``
+    instead (``lazy`` a function, or the name of a method of ``self`` called as
+    ``self.<lazy>("method", X, arguments)``), with ``arguments`` the method's other
+    arguments by name.
+    """
+
+    def decorate(method):
+        signature = inspect.signature(method)
+
+        @functools.wraps(method)
+        def dispatch(self, X, *args, **kwargs):
+            if not is_dask_collection(X):
+                return method(self, X, *args, **kwargs)
+            bound = signature.bind(self, X, *args, **kwargs)
+            bound.apply_defaults()
+            arguments = dict(list(bound.arguments.items())[2:])
+            arguments.pop("y", None)
+            if isinstance(lazy, str):
+                return getattr(self, lazy)(method.__name__, X, arguments)
+            return lazy(self, method.__name__, X, arguments)
+
+        return dispatch
+
+    return decorate
+
+
+#: rows of a dask collection that set the features, names and column schema
+_HEAD_ROWS = 5000
+#: methods that give one value per row, and those whose value is an integer label
+_ROW_METHODS = {"score_samples", "decision_function", "predict_outlier", "predict"}
+_LABEL_METHODS = {"predict_outlier", "predict"}
+
+
+def _input_float_dtype(X) -> np.dtype:
+    dtype = np.dtype(getattr(X, "dtype", np.float64)) if hasattr(X, "ndim") else np.dtype(np.float64)
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+def lazy_output(owner, method: str, X, arguments: dict) -> dict:
+    """What ``owner.<method>`` gives per row (see :func:`._sources.map_rows`).
+
+    Per-row scores in the fitted evaluation dtype, labels as integers, ``transform``
+    the columns of ``get_feature_names_out()``, ``impute`` rows like the input (or
+    ``n_draws`` of them) in the input's float dtype. A class whose method gives
+    something else defines ``_lazy_output(method, X, arguments)``.
+    """
+    own = getattr(owner, "_lazy_output", None)
+    spec = own(method, X, arguments) if own is not None else None
+    if spec is not None:
+        return spec
+    dtype = np.dtype(getattr(owner, "_fit_dtype", "float64"))
+    if method in _ROW_METHODS:
+        return {"kind": "rows", "dtype": np.int64 if method in _LABEL_METHODS else dtype}
+    if method == "impute":
+        kind = "same" if arguments.get("n_draws") is None else "draws"
+        return {"kind": kind, "dtype": _input_float_dtype(X)}
+    if method == "explain":  # one value per cell, named like the input's columns
+        names = list(X.columns) if hasattr(X, "columns") else list(range(X.shape[1]))
+        return {"kind": "wide", "dtype": np.float64, "names": names}
+    names = [str(name) for name in owner.get_feature_names_out()]
+    return {"kind": "wide", "dtype": dtype, "names": names}
+
+
+def _map_rows_lazily(owner, method, X, arguments):
+    check_is_fitted(owner)
+    return map_rows(X, owner, method, **lazy_output(owner, method, X, arguments), **arguments)
+
+
+#: decorator of the methods of rows: a dask collection gets a lazy map over its blocks
+lazy_rows = on_blocks(_map_rows_lazily)
+
+
+def _mean_score_lazily(owner, method, X, arguments):
+    check_is_fitted(owner)
+    return float(_map_rows_lazily(owner, "score_samples", X, {}).mean().compute())
 
 
 class _TorchPayload:
@@ -124,6 +226,8 @@ def check_no_empty_column(X: np.ndarray, feature_names=None) -> None:
 _NUMPY_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
 #: training rows up to this size are copied while offset_ waits for its first use
 _DEFER_COPY_BYTES = 64 * 2**20
+#: ``sample``: times a row with a number outside ``bounds`` is drawn again before clipping
+_SAMPLE_REDRAWS = 10
 
 
 def _fingerprint(X: np.ndarray) -> tuple:
@@ -161,7 +265,35 @@ def check_magnitude(X: np.ndarray, dtype, feature_names=None) -> None:
 
 
 class DiscreteDataWarning(UserWarning):
-    """Continuous density model fitted to columns that take few distinct values."""
+    """Continuous density model fitted to columns that take few distinct values.
+
+    Raised by ``fit`` when a real-valued column takes at most 20 distinct values,
+    each seen five times on average or more (over the first 5000 rows). A density on
+    such a column is unbounded: the model can concentrate on the values and report
+    ever larger log-likelihoods, which then mean nothing. Dequantise the column (add
+    uniform noise of one step), declare its type (``column_types``, or a pandas
+    ``category`` dtype), or use a Bernoulli model for binary data.
+
+    Examples
+    --------
+    Counts stored as floats warn; the same counts dequantised do not:
+
+    >>> import warnings
+    >>> import numpy as np
+    >>> from skgenerative import DiscreteDataWarning, GaussianMixtureDensity
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.randint(0, 4, size=(200, 2)).astype(float)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     model = GaussianMixtureDensity(n_components=1).fit(X)
+    >>> [w.category.__name__ for w in caught]
+    ['DiscreteDataWarning']
+    >>> print(caught[0].message)
+    GaussianMixtureDensity: column(s) 0, 1 take at most 4 distinct values in 200 rows. ...
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", DiscreteDataWarning)
+    ...     model = GaussianMixtureDensity(n_components=1).fit(X + rng.uniform(size=X.shape))
+    """
 
 
 #: columns with at most this many distinct values (and each repeated) look discrete
@@ -241,6 +373,54 @@ def clone_with_verbose(estimator, verbose):
     return model
 
 
+def _fits_blocks(estimator) -> bool:
+    """Whether ``estimator`` fits a dask collection without gathering it: an
+    skgenerative model, alone or after steps that are not scikit-learn's own."""
+    steps = getattr(estimator, "steps", None)
+    if steps is not None:
+        middle = [step for _, step in steps[:-1] if step not in (None, "passthrough")]
+        return all(not type(step).__module__.startswith("sklearn.") for step in middle) and _fits_blocks(steps[-1][1])
+    return isinstance(estimator, GenerativeModel)
+
+
+def fit_wrapped_on_blocks(wrapper, X, estimator, default, needs_memory=()):
+    """``fit`` of a wrapper of a density model (the detector, the imputer) on a dask collection.
+
+    Refuses by name the options ``needs_memory`` (set ones that need the rows in
+    memory). Sets what ``validate_data`` sets (``n_features_in_``,
+    ``feature_names_in_``) and ``_table`` (a DataFrame with discrete columns) as an
+    in-memory fit does, then fits a clone of ``estimator`` (``default(mixed)`` when
+    ``None``) on the blocks: a table as the DataFrame, numbers as a dask array (in
+    memory they reach it as an array).
+    """
+    if needs_memory:
+        raise ValueError(
+            f"{type(wrapper).__name__}({', '.join(needs_memory)}=...) cannot be fitted on a dask "
+            "collection yet (it needs several fits or held-out rows in memory); fit on the "
+            "in-memory array (X.compute()) or leave it at its default."
+        )
+    source = DaskSource(X)
+    meta = source.meta
+    table = meta is not None and not _all_numeric(meta)
+    validate_data(wrapper, meta if meta is not None else X, reset=True, skip_check_array=True)
+    estimator = default(mixed=table) if estimator is None else estimator
+    if not _fits_blocks(estimator):
+        raise TypeError(
+            f"{type(wrapper).__name__}.fit of a dask collection needs an skgenerative estimator, "
+            "or a Pipeline of steps that take dask collections (dask-ml's scalers, "
+            "skgenerative.outlier.NumericColumnScaler) ending in one; got "
+            f"{type(estimator).__name__} (scikit-learn's own steps would gather the data)."
+        )
+    wrapper._table = table
+    data = X if table or meta is None else X.to_dask_array()
+    wrapper.estimator_ = clone_with_verbose(estimator, getattr(wrapper, "verbose", 0)).fit(data)
+
+
+def _empty_dtype(schema, name):
+    """A dtype that holds only missing cells of the column ``name`` (for given frames)."""
+    return np.float64 if schema.types[schema.names.index(name)] in NUMERIC_TYPES else object
+
+
 def _names_at(estimator, columns):
     names = getattr(estimator, "feature_names_in_", None)
     return None if names is None else np.asarray(names)[columns]
@@ -262,6 +442,32 @@ def _has_explain(estimator) -> bool:
 
 def _has_partial_fit(estimator) -> bool:
     return getattr(type(estimator), "_partial_fit", None) is not None
+
+
+class _BlockValidator:
+    """``fit``'s validation of one block of a dask collection: a float matrix, or an error.
+
+    Holds a parameter copy of the estimator and what the first rows set (features,
+    names, column schema), so that it pickles small and checks each block where it
+    is: types and levels encoded, NaN only where the model accepts it, magnitudes
+    against the training dtype, positive and count columns, the model's own checks.
+    """
+
+    def __init__(self, estimator):
+        checker = clone(estimator)
+        for name in ("n_features_in_", "feature_names_in_", "schema_") + estimator._fit_encoding_attributes:
+            if hasattr(estimator, name):
+                setattr(checker, name, getattr(estimator, name))
+        checker._fit_dtype = estimator._resolved_dtypes()[0]
+        self.checker = checker
+
+    def __call__(self, block) -> np.ndarray:
+        checker = self.checker
+        if len(block) == 0:
+            return np.empty((0, checker.n_features_in_), dtype=np.dtype(checker._fit_dtype))
+        X = checker._validate_table(block, reset=False)[0]
+        checker.schema_.check_numbers(X, checker._column_families)
+        return X
 
 
 class OutlierThresholdMixin:
@@ -288,6 +494,14 @@ class OutlierThresholdMixin:
         self._check_scores(scores, "the training data")
         self.offset_ = float(np.quantile(scores, self.contamination))
 
+    def _set_offset_on_blocks(self, X) -> None:
+        """``offset_`` of training rows in a dask collection: the exact quantile of their
+        lazy scores, in two passes over the blocks (:func:`._sources.quantile`)."""
+        offset = quantile(self.score_samples(X), self.contamination)
+        if np.isnan(offset):
+            self._check_scores(np.array([np.nan]), "the training data")
+        self.offset_ = offset
+
     # offset_ lives in a dict created at fit (``_threshold``): a model whose training
     # scores are costly fills it on first use (see GenerativeModel._defer_offset),
     # and filling a dict in place leaves the estimator's attributes as they were,
@@ -309,6 +523,7 @@ class OutlierThresholdMixin:
     def _set_deferred_offset(self, threshold: dict) -> None:  # pragma: no cover
         raise AttributeError("offset_")  # only GenerativeModel defers it
 
+    @lazy_rows
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers.
 
@@ -320,10 +535,9 @@ class OutlierThresholdMixin:
         -------
         decision : ndarray of shape (n_samples,)
         """
-        if _dask.is_dask_collection(X):
-            return _dask.map_rows(self, "decision_function", X)
         return self.score_samples(X) - self.offset_
 
+    @lazy_rows
     def predict_outlier(self, X):
         """-1 for outliers, +1 for inliers (scikit-learn's outlier convention).
 
@@ -338,8 +552,6 @@ class OutlierThresholdMixin:
         -------
         labels : ndarray of shape (n_samples,) of int
         """
-        if _dask.is_dask_collection(X):
-            return _dask.map_rows(self, "predict_outlier", X)
         return np.where(self.decision_function(X) < 0, -1, 1)
 
 
@@ -354,13 +566,16 @@ class TableColumnsMixin:
     with the user's names, order and dtypes. Mixed into :class:`GenerativeModel`.
     """
 
-    def _validate_table(self, X, *, reset: bool):
+    def _validate_table(self, X, *, reset: bool, seen=None, whole: bool = True):
         """``(X, unseen)``: the validated float matrix and the cells with unseen levels.
 
         A DataFrame with a non-numeric column (or any DataFrame when ``column_types``
         is given) goes through the column schema (:mod:`._schema`); so does any
         input to a model fitted with discrete columns. Numeric arrays and frames take
-        scikit-learn's ``validate_data`` as they always did.
+        scikit-learn's ``validate_data`` as they always did. ``seen`` and
+        ``whole=False``: ``X`` is the first rows of a dask collection, ``seen`` the
+        distinct values of its discrete columns over all rows (their levels); an
+        empty column is then found by the first pass, not in these rows.
         """
         X = to_numpy_input(X)
         column_types = getattr(self, "column_types", None)
@@ -380,7 +595,7 @@ class TableColumnsMixin:
             )
         unseen = None
         if tabular:
-            X, unseen = self._encode_table(X, reset)
+            X, unseen = self._encode_table(X, reset, seen)
             if array_with_types:
                 self.schema_ = dataclasses.replace(self.schema_, from_frame=False)
         else:
@@ -399,10 +614,11 @@ class TableColumnsMixin:
                 )
         if reset:
             self._check_column_types()
-            if self._supports_missing:
+            if self._supports_missing and whole:
                 self._check_no_empty_column(X)
             if self._continuous_likelihood():
                 warn_if_discrete(X, self.schema_, type(self).__name__)
+            self._fit_input_encoding(X)
         if self._squares_input:
             dtype = self._resolved_dtypes()[0] if reset else getattr(self, "_fit_dtype", "float64")
             numeric = self.schema_.numeric_columns if self.schema_.has_discrete else slice(None)
@@ -421,12 +637,13 @@ class TableColumnsMixin:
             values = values.astype(np.float64)
         return pd.DataFrame(values)
 
-    def _encode_table(self, X, reset: bool):
+    def _encode_table(self, X, reset: bool, seen=None):
         """A table (DataFrame, or rows of levels) encoded by the column schema."""
         if is_dataframe(X):
             validate_data(self, X, reset=reset, skip_check_array=True)
             if reset:
-                self.schema_ = TableSchema.infer(X, getattr(self, "column_types", None))
+                self.schema_ = TableSchema.infer(X, getattr(self, "column_types", None), seen,
+                                                 families=self._column_families)
             encoded, unseen = self.schema_.encode(X, warn=not reset)
         else:
             X = np.asarray(X, dtype=object)
@@ -502,6 +719,7 @@ class ImputationMixin:
         return self._row_bytes(n_features) * (n_draws or 1)
 
     @available_if(_has_explain)
+    @lazy_rows
     def explain(self, X):
         """How surprising each cell is given the rest of its row: ``log p(x_j | x_-j)``.
 
@@ -568,6 +786,7 @@ class ImputationMixin:
         return self._supports_missing
 
     @available_if(_has_missing_support)
+    @lazy_rows
     def impute(self, X, n_draws=None, random_state=None):
         """Fill the missing entries of ``X`` from the model's conditional distribution.
 
@@ -594,8 +813,6 @@ class ImputationMixin:
             fitted on a DataFrame returns a DataFrame with the input's columns and
             dtypes (a list of ``n_draws`` of them when ``n_draws`` is given).
         """
-        if _dask.is_dask_collection(X):
-            return _dask.map_rows(self, "impute", X, n_draws=n_draws, random_state=random_state)
         check_is_fitted(self)
         frame = X if is_dataframe(X) else None
         X, unseen = self._validate_table(X, reset=False)
@@ -683,6 +900,104 @@ class ImputationMixin:
     def _level_probabilities(self, X: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
         """Hook: ``p(x_j = k | x_observed)`` (n, K_j) for each discrete column ``j`` listed."""
         raise NotImplementedError  # abstract hook of models with discrete columns
+
+
+class DataSourceMixin:
+    """The data-source side of the contract: ``fit`` reads its rows through a source.
+
+    Rows in memory become a :class:`~._sources.TensorSource`; a dask collection a
+    :class:`~._sources.DaskSource` validated as ``fit`` validates data in memory
+    (:meth:`_block_source`: the discrete columns' levels from their known categories
+    or one pass). Either goes through the same ``_fit`` (:meth:`_fit_source`, with
+    its float64 retry); ``partial_fit`` takes a dask collection's blocks in turn.
+    Mixed into :class:`GenerativeModel`.
+    """
+
+    def _fit_source(self, source):
+        """``_fit`` on a data source, refitted in float64 when float32 breaks it; ``offset_``."""
+        with adaptive_threads():
+            try:
+                with self._training_phase():
+                    scores = self._fit(source)
+            except (FloatingPointError, ValueError, RuntimeError) as error:
+                if not self._retry_in_float64(error):
+                    raise
+                self._train_dtype = "float64"
+                with self._training_phase():
+                    scores = self._fit(source)
+            self._end_fit(source, scores)
+        return self
+
+    def _retry_in_float64(self, error: Exception) -> bool:
+        """Whether a failed ``dtype="auto"`` fit in float32 is refitted in float64.
+
+        float32 buys speed, not a different model: when its rounding breaks the fit
+        (a covariance that is no longer positive definite, a loss that overflows),
+        ``"auto"`` fits again in float64 rather than failing. Errors about the
+        input itself (a ``ValueError`` that does not point at the precision) are
+        raised as they are.
+        """
+        if self.dtype != "auto" or self._train_dtype != "float32":
+            return False
+        numerical = isinstance(error, (FloatingPointError, torch.linalg.LinAlgError)) or (
+            "float64" in str(error) or "overflow" in str(error)
+        )
+        if numerical:
+            self._log(f"float32 training failed ({error}); fitting again in float64")
+        return numerical
+
+    def _fit_on_blocks(self, method, X, arguments):
+        return self._fit_source(self._block_source(X))
+
+    def _block_source(self, X) -> DaskSource:
+        """The rows of a dask collection, validated as ``fit`` validates data in memory.
+
+        The first rows (up to 5000) set ``n_features_in_``, the feature names and the
+        column schema; the levels of discrete columns come from their known categories
+        or from one pass over the data. Every block is then validated where it is, in
+        the first pass (:meth:`~._sources.DaskSource.column_moments`), which also finds
+        a column with every entry missing.
+        """
+        raw = DaskSource(X)
+        head = raw.head(_HEAD_ROWS)
+        head_X = self._validate_table(head, reset=True, seen=self._seen_levels(raw, head), whole=False)[0]
+        self._begin_fit()
+        dtype = torch.float32 if head_X.dtype == np.float32 else torch.float64
+        source = DaskSource(raw.collection, encode=_BlockValidator(self), dtype=dtype)
+        moments = source.column_moments()
+        self.schema_ = dataclasses.replace(self.schema_, n_samples=moments.n_rows)
+        if self._supports_missing:
+            self._check_no_empty_column(np.where(moments.count.numpy() == 0, np.nan, 0.0)[None, :])
+        return source
+
+    def _seen_levels(self, raw: DaskSource, head) -> dict | None:
+        """Levels of a dask collection's discrete columns over all its rows (one pass).
+
+        Categorical columns whose categories dask knows keep them (they are in every
+        partition's dtype); other discrete columns get their distinct values.
+        """
+        import pandas as pd
+
+        column_types = getattr(self, "column_types", None)
+        frame = head if is_dataframe(head) else (self._array_as_table(head) if column_types is not None else None)
+        if frame is None or (column_types is None and _all_numeric(frame)):
+            return None
+        types = TableSchema.column_types_of(frame, column_types)
+        wanted = [j for j, kind in enumerate(types) if kind in DISCRETE_TYPES
+                  and not pd.api.types.is_bool_dtype(frame.iloc[:, j].dtype)  # levels False, True
+                  and not (raw.frame and raw.known_categories(frame.columns[j]))]
+        if not wanted:
+            return None
+        keys = [frame.columns[j] for j in wanted] if raw.frame else wanted
+        values = raw.distinct(keys)
+        return {str(frame.columns[j]): values[key] for j, key in zip(wanted, keys)}
+
+    def _partial_fit_on_blocks(self, method, X, arguments):
+        """``partial_fit`` of each block in turn (computed on the client), as
+        ``dask_ml.wrappers.Incremental(shuffle_blocks=False)`` calls it."""
+        for block in DaskSource(X).raw_blocks():
+            self.partial_fit(block)
+        return self
 
 
 class TorchBackendMixin:
@@ -820,6 +1135,7 @@ class TorchBackendMixin:
 
 
 class GenerativeModel(
+    DataSourceMixin,
     ImputationMixin,
     TorchBackendMixin,
     TableColumnsMixin,
@@ -862,9 +1178,10 @@ class GenerativeModel(
     ...     def __init__(self, *, contamination=0.1, device="auto", dtype="float64"):
     ...         self.contamination, self.device, self.dtype = contamination, device, dtype
     ...         self.n_components, self.random_state, self.verbose = 1, None, 0
-    ...     def _fit(self, X):
-    ...         self.mean_ = X.mean(0).cpu().numpy()
-    ...         self.var_ = X.var(0).cpu().numpy() + 1e-9
+    ...     def _fit(self, source):  # in memory or in dask blocks alike
+    ...         moments = source.column_moments()
+    ...         self.mean_ = moments.mean.cpu().numpy()
+    ...         self.var_ = moments.variance.cpu().numpy() + 1e-9
     ...     def _log_prob(self, X):
     ...         var = self._tensor("var_")
     ...         terms = (X - self._tensor("mean_")).square() / var + torch.log(2 * math.pi * var)
@@ -900,6 +1217,8 @@ class GenerativeModel(
     _auto_training_dtype = "float32"
     #: column types (see :mod:`._schema`) the model represents; others raise at fit
     _supported_column_types = frozenset(NUMERIC_TYPES)
+    #: the family of each column type whose support declared columns must respect
+    _column_families = FAMILIES
     #: whether the model's arithmetic squares its input (so huge values overflow);
     #: a model that only thresholds its input sets it to False
     _squares_input = True
@@ -907,9 +1226,12 @@ class GenerativeModel(
     _decode = None
     #: set by subclasses that can be trained incrementally (enables ``partial_fit``)
     _partial_fit = None
+    #: fitted attributes that ``_fit_input_encoding`` sets from the first rows and
+    #: every later block of a dask collection is encoded with
+    _fit_encoding_attributes: tuple = ()
 
     # ------------------------------------------------------------------ hooks
-    def _fit(self, X: torch.Tensor) -> torch.Tensor | None:  # pragma: no cover
+    def _fit(self, source) -> torch.Tensor | None:  # pragma: no cover
         raise NotImplementedError  # abstract hook
 
     def _log_prob(self, X: torch.Tensor) -> torch.Tensor:  # pragma: no cover
@@ -923,6 +1245,9 @@ class GenerativeModel(
 
     def _n_latent(self) -> int:
         return int(self.n_components)
+
+    def _fit_input_encoding(self, X: np.ndarray) -> None:
+        """Learn at fit how the model reads raw values (e.g. thresholds); before ``_check_values``."""
 
     def _check_values(self, X: np.ndarray) -> None:
         """Model-specific checks of validated input; raise ``ValueError``."""
@@ -944,14 +1269,16 @@ class GenerativeModel(
 
     # ------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @on_blocks("_fit_on_blocks")
     def fit(self, X, y=None):
         """Fit the model to ``X``.
 
         Parameters
         ----------
         X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Training data: numpy array, pandas DataFrame, list of lists, or a CPU or
-            CUDA tensor.
+            Training data: numpy array, pandas DataFrame, list of lists, a CPU or
+            CUDA tensor, or a dask array or DataFrame (read block by block where it
+            is; see the user guide, "Beyond one machine: Dask").
         y : None
             Ignored; present for API consistency.
 
@@ -960,50 +1287,22 @@ class GenerativeModel(
         self : object
             The fitted estimator.
         """
-        if _dask.is_dask_collection(X):  # reduced block by block (see _dask)
-            return _dask.fit(self, X)
         X = self._validate_X(X, reset=True)
-        with adaptive_threads():
-            self._begin_fit()
-            try:
-                with self._training_phase():
-                    scores = self._fit(self._input_tensor(X))
-            except (FloatingPointError, ValueError, RuntimeError) as error:
-                if not self._retry_in_float64(error):
-                    raise
-                self._train_dtype = "float64"
-                with self._training_phase():
-                    scores = self._fit(self._input_tensor(X))
-            self._end_fit(X, scores)
-        return self
-
-    def _retry_in_float64(self, error: Exception) -> bool:
-        """Whether a failed ``dtype="auto"`` fit in float32 is refitted in float64.
-
-        float32 buys speed, not a different model: when its rounding breaks the fit
-        (a covariance that is no longer positive definite, a loss that overflows),
-        ``"auto"`` fits again in float64 rather than failing. Errors about the
-        input itself (a ``ValueError`` that does not point at the precision) are
-        raised as they are.
-        """
-        if self.dtype != "auto" or self._train_dtype != "float32":
-            return False
-        numerical = isinstance(error, (FloatingPointError, torch.linalg.LinAlgError)) or (
-            "float64" in str(error) or "overflow" in str(error)
-        )
-        if numerical:
-            self._log(f"float32 training failed ({error}); fitting again in float64")
-        return numerical
+        self.schema_ = self.schema_.with_observed(X)  # ranges etc. for sample
+        self._begin_fit()
+        return self._fit_source(TensorSource(self._input_tensor(X), X))
 
     @available_if(_has_partial_fit)
     @_fit_context(prefer_skip_nested_validation=True)
+    @on_blocks("_partial_fit_on_blocks")
     def partial_fit(self, X, y=None):
         """Continue fitting on ``X`` (the first call starts the model).
 
         Parameters
         ----------
         X : array-like or torch.Tensor of shape (n_samples, n_features)
-            A chunk of training data (see ``fit``).
+            A chunk of training data (see ``fit``); a dask collection is fed block
+            by block. ``offset_`` then comes from the last block's scores.
         y : None
             Ignored; present for API consistency.
 
@@ -1012,18 +1311,18 @@ class GenerativeModel(
         self : object
             The updated estimator. ``offset_`` is set from the scores of ``X``.
         """
-        if _dask.is_dask_collection(X):  # one call per block, in order
-            return _dask.partial_fit(self, X)
         first = not hasattr(self, "device_")
         X = self._validate_X(X, reset=first)
+        self.schema_ = self.schema_.with_observed(X, merge=not first)
         with adaptive_threads():
             if first:
                 self._begin_fit()
             else:
                 self._cache.clear()  # the fitted parameters are about to change
+            source = TensorSource(self._input_tensor(X), X)
             with self._training_phase():
-                scores = self._partial_fit(self._input_tensor(X), first)
-            self._end_fit(X, scores)
+                scores = self._partial_fit(source.tensor, first)
+            self._end_fit(source, scores)
         return self
 
     def _begin_fit(self) -> None:
@@ -1041,17 +1340,23 @@ class GenerativeModel(
         finally:
             self._in_training = False
 
-    def _end_fit(self, X: np.ndarray, scores: torch.Tensor | None) -> None:
+    def _end_fit(self, source, scores: torch.Tensor | None) -> None:
         """Set what every fitted model has: output width and the outlier threshold.
 
         A model whose training scores cost much (``_defer_offset``: the neural
         models' importance sampling) computes ``offset_`` when it is first used:
         a ``GridSearchCV`` never pays for it, and fit only fits. The rows are kept
         until then (a copy below 64 MiB, else a reference with a fingerprint that
-        catches data modified in place) and dropped after, or when pickling.
+        catches data modified in place) and dropped after, or when pickling. Rows
+        that are not in memory (a dask collection) give the exact quantile of their
+        lazy scores, in two passes.
         """
         self._n_features_out = self._n_latent()
         self._move_modules(self._device)  # a fitted module is in the evaluation dtype
+        X = getattr(source, "array", None)
+        if X is None:  # rows in blocks
+            self._set_offset_on_blocks(source.collection)
+            return
         if scores is None and self._defer_offset:
             rows = X.copy() if X.nbytes <= _DEFER_COPY_BYTES else X
             self.__dict__["_threshold"] = {"rows": rows, "fingerprint": _fingerprint(rows)}
@@ -1077,6 +1382,7 @@ class GenerativeModel(
         del threshold["rows"], threshold["fingerprint"]
 
     # ------------------------------------------------------------ evaluation
+    @lazy_rows
     def score_samples(self, X):
         """Log-density of each sample, in nats, in the units of ``X`` as given.
 
@@ -1093,8 +1399,6 @@ class GenerativeModel(
             numeric cells plus the log-probability of the levels; a level not seen
             in fit adds ``log 1 / (n + K + 1)`` (see :mod:`skgenerative._schema`).
         """
-        if _dask.is_dask_collection(X):  # lazy, block by block
-            return _dask.map_rows(self, "score_samples", X)
         check_is_fitted(self)
         X, unseen = self._validate_table(X, reset=False)
         scores = self._evaluate(self._observed_log_prob, X)
@@ -1118,6 +1422,7 @@ class GenerativeModel(
             scores = torch.where(empty, torch.zeros_like(scores), scores)
         return scores
 
+    @on_blocks(_mean_score_lazily)
     def score(self, X, y=None):
         """Mean log-density of the samples (higher is better).
 
@@ -1134,10 +1439,9 @@ class GenerativeModel(
         -------
         score : float
         """
-        if _dask.is_dask_collection(X):
-            return _dask.score(self, X)
         return float(np.mean(self.score_samples(X)))
 
+    @lazy_rows
     def transform(self, X):
         """Latent representation of ``X`` (see the estimator's description).
 
@@ -1149,8 +1453,6 @@ class GenerativeModel(
         -------
         Z : ndarray of shape (n_samples, n_components)
         """
-        if _dask.is_dask_collection(X):
-            return _dask.map_rows(self, "transform", X)
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         return self._evaluate(self._encode, X)
@@ -1177,28 +1479,131 @@ class GenerativeModel(
             )
         return self._rows(self._evaluate(self._decode, Z, n_features=self.n_features_in_))
 
-    def sample(self, n_samples=1, random_state=None):
-        """Draw samples from the fitted model.
+    def sample(self, n_samples=1, random_state=None, given=None, *, bounds="observed", missing=False):
+        """Draw rows from the fitted model, or from its conditional given some values.
 
         Parameters
         ----------
         n_samples : int, default=1
-            Number of samples.
+            Number of rows. With ``given`` a table of partial rows, one row comes
+            back per row given: ``n_samples`` must then be 1 (the default) or that
+            number of rows.
         random_state : int, RandomState instance or None, default=None
             Seed of the draw; ``None`` draws fresh randomness each call.
+        given : dict, DataFrame, array-like or None, default=None
+            Sample from the model's conditional distribution instead of its joint:
+
+            - a dict ``{column: value}``: ``n_samples`` rows that all share these
+              values (columns by name, or by position for a model fitted on an
+              array); the other columns are drawn from
+              ``p(other columns | given values)``;
+            - a DataFrame (or an array) of partial rows: its missing cells (NaN,
+              ``None``, ``pd.NA``) are drawn from ``p(missing | observed cells of
+              the row)``, its observed cells come back unchanged, and a column it
+              lacks is drawn in every row.
+
+            Exact for :class:`~skgenerative.GaussianMixtureDensity` and
+            :class:`~skgenerative.PPCADensity` (the conditional that ``impute``
+            uses); approximate for the variational autoencoders (sampling
+            importance resampling over ``n_imputation_samples`` posterior draws per
+            row, the draws of ``impute(X, n_draws=...)``). Never rejection: a rare
+            condition costs what a common one does. Models that cannot marginalise
+            a column (the RBM) raise. A level not seen in fit, an unknown column, a
+            number outside the column type's support (a negative count) or a
+            condition the model gives probability zero raises a ``ValueError``
+            naming the column and value.
+        bounds : {"observed"}, dict or None, default="observed"
+            Where drawn numbers may fall. ``"observed"``: within the range each
+            numeric column had at fit, rounded to the decimal places its values
+            had (whole numbers stay whole, cents stay cents), and, in a column
+            whose values repeat (values shared by at least 5 training rows make up
+            90% of it), snapped to the nearest such value: the model discretised
+            on the values the data take, as real tables are (a classifier tells
+            13.07 from a column of 13.0, 13.5 and 14.0). ``None``: the model's
+            draws, kept only
+            to the column type's support (``positive`` above 0, ``count``
+            non-negative). A dict ``{column: (low, high)}`` (``None`` for an open
+            side) sets those columns' intervals; the others are ``"observed"``. A
+            row with a drawn number outside is drawn again from the model (or the
+            conditional), up to 10 times, then clipped: the rows follow the model
+            restricted to the box, with a small remainder clipped onto its faces.
+            ``count`` columns and columns of an integer dtype always come back
+            as integers. Given cells are never changed.
+        missing : bool, default=False
+            Leave cells missing as the training rows did: each row takes the
+            missingness pattern of a training row drawn at random (the table's own
+            rates and co-occurrence, independent of the values drawn). Given
+            cells stay as given. A NumPy integer or bool column with holes comes
+            back as float or pandas' ``boolean``.
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features)
+        X : ndarray of shape (n_samples, n_features), or DataFrame
+            A model fitted on a DataFrame returns a DataFrame with its column
+            names, order, dtypes and categories (levels are fitted ones), indexed
+            like ``given`` when ``given`` is a table.
+
+        Notes
+        -----
+        Synthetic rows are new draws from a model, not copies, but the model was
+        fitted on the training rows: this is not differential privacy. A model
+        with as many components as rows, a level per row of an identifier
+        column, or the recorded ranges (each end is a training value) can reveal
+        training values; see the user guide, "Synthetic tables".
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import pandas as pd
+        >>> from skgenerative import GaussianMixtureDensity
+        >>> rng = np.random.RandomState(0)
+        >>> table = pd.DataFrame({"age": rng.randint(18, 80, 300),
+        ...                       "smoker": rng.choice(["yes", "no"], 300)})
+        >>> model = GaussianMixtureDensity(2, random_state=0).fit(table)
+        >>> rows = model.sample(4, random_state=0, given={"smoker": "yes"})
+        >>> list(rows["smoker"]), bool(rows["age"].between(18, 79).all()), str(rows["age"].dtype)
+        (['yes', 'yes', 'yes', 'yes'], True, 'int64')
         """
         check_is_fitted(self)
         if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
             raise ValueError(
                 f"n_samples must be a positive integer, got n_samples={n_samples!r}."
             )
+        if not isinstance(missing, (bool, np.bool_)):
+            raise ValueError(f"missing must be True or False, got missing={missing!r}.")
+        limits = self.schema_.limits(bounds)
+        generator = generator_from(seed_from(random_state), self._device)
+        index = None
+        if given is None:
+            partial = None
+            out = self._draw(n_samples, generator)
+            drawn = np.ones(out.shape, dtype=bool)
+        else:
+            partial, index = self._given_rows(given, n_samples)
+            drawn = np.isnan(partial)
+            out = self._draw_given(partial, drawn, generator)
+        for _ in range(_SAMPLE_REDRAWS):
+            rows = np.flatnonzero(self.schema_.outside(out, drawn, limits))
+            if not rows.size:
+                break
+            out[rows] = (self._draw(rows.size, generator) if partial is None
+                         else self._draw_given(partial[rows], drawn[rows], generator))
+        if np.isnan(out[drawn]).any():
+            raise FloatingPointError(
+                f"{type(self).__name__}.sample drew NaN values: the fitted model is not "
+                "finite. Refit it (scale the input, raise the regularisation)."
+            )
+        out = self.schema_.finish_numbers(out, drawn, limits)
+        if missing:
+            out = self._with_missing_cells(out, drawn, generator)
+        if not self.schema_.from_frame:
+            return self.schema_.to_values(out)
+        return self.schema_.to_frame(out, index=index)
+
+    def _draw(self, n_samples: int, generator: torch.Generator) -> np.ndarray:
+        """``n_samples`` draws of the ``_sample`` hook, chunk by chunk: (n, D) encoded."""
         device = self._device
         self._move_modules(device)
-        generator = generator_from(seed_from(random_state), device)
         n_features = self.n_features_in_
         size = chunk_rows(self._row_bytes(n_features), n_samples, device)
         out = np.empty((n_samples, n_features), dtype=np.dtype(self._fit_dtype))
@@ -1206,7 +1611,152 @@ class GenerativeModel(
             for rows in iter_slices(n_samples, size):
                 draws = self._sample(rows.stop - rows.start, generator)
                 out[rows] = draws.detach().to("cpu").numpy()
-        return self._rows(out)
+        return out
+
+    def _draw_given(self, partial: np.ndarray, drawn: np.ndarray, generator) -> np.ndarray:
+        """One draw per row from ``p(drawn cells | the other cells)`` (the ``_impute`` hook)."""
+        out = partial.copy()
+        rows = np.flatnonzero(drawn.any(axis=1))
+        failure = None
+        if rows.size:
+            try:
+                filled = self._evaluate(
+                    lambda x: self._impute(x, 1, generator)[:, 0], partial[rows],
+                    row_bytes=self._impute_row_bytes(partial.shape[1], 1),
+                )
+                out[rows] = np.where(drawn[rows], filled, partial[rows])
+            except RuntimeError as error:  # torch.multinomial of NaN probabilities
+                failure = error
+        if failure is None and not np.isnan(np.where(drawn, out, 0.0)).any():
+            return out
+        # a draw failed: a condition of probability zero, or a model that is not finite
+        scores = self._evaluate(self._observed_log_prob, partial[rows])
+        impossible = rows[~(scores > -np.inf)]
+        if not impossible.size:
+            if failure is not None:
+                raise failure
+            return out  # NaN draws of a finite condition: reported by sample
+        row = partial[impossible[0]]
+        shown = {self.schema_.names[j]: self.schema_.to_values(row[None])[0, j]
+                 if self.schema_.types[j] not in NUMERIC_TYPES else row[j]
+                 for j in np.flatnonzero(~np.isnan(row))}
+        raise ValueError(
+            f"{type(self).__name__} gives the condition {shown} probability zero "
+            f"(in {impossible.size} row(s)), so nothing can be drawn given it: "
+            "condition on values the model can produce (see score_samples of the "
+            "partial row), or fit with more regularisation (e.g. level_prior)."
+        ) from failure
+
+    def _given_rows(self, given, n_samples: int):
+        """``given`` as encoded partial rows (NaN: cells to draw) and the output's index."""
+        if not self._supports_missing:
+            capable = sorted(
+                cls.__name__ for cls in _subclasses(GenerativeModel)
+                if cls._supports_missing and not cls.__name__.startswith(("_", "Base"))
+                and cls.__module__.startswith("skgenerative") and not cls.__module__.startswith("skgenerative._")
+            )
+            raise ValueError(
+                f"{type(self).__name__} cannot sample given some columns (given=...): it has "
+                "no conditional distribution of some columns given the others. Estimators "
+                f"that have one: {', '.join(capable)}."
+            )
+        schema = self.schema_
+        if isinstance(given, dict):
+            row = np.full(schema.n_features, np.nan)
+            for column, value in given.items():
+                name = schema._column_name(column)
+                row[schema.names.index(name)] = self._given_value(name, value)
+            return np.repeat(row[None], n_samples, axis=0), None
+        import pandas as pd
+
+        frame = given if is_dataframe(given) else None
+        if frame is not None:
+            unknown = [c for c in frame.columns if str(c) not in schema.names]
+            if unknown or not schema.from_frame:
+                raise ValueError(
+                    f"given has column(s) {unknown or list(frame.columns)} that the fitted "
+                    f"data do not have; its columns are {schema.names[:10]}"
+                    f"{' ...' if schema.n_features > 10 else ''}."
+                )
+            table = pd.DataFrame(
+                {name: frame[name] if name in frame.columns
+                 else pd.Series(np.nan, index=frame.index, dtype=_empty_dtype(schema, name))
+                 for name in schema.names},
+                index=frame.index,
+            )
+            index = frame.index
+        else:
+            table, index = given, None
+        if n_samples not in (1, len(table)):
+            raise ValueError(
+                f"given has {len(table)} partial rows, one row is drawn per row given; "
+                f"n_samples={n_samples} must then be 1 (the default) or {len(table)}. For "
+                "n_samples rows sharing one condition, pass given as a dict {column: value}."
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # unseen levels: an error below
+            X, unseen = self._validate_table(table, reset=False)
+        if unseen is not None:
+            i, j = np.argwhere(unseen)[0]
+            self._given_value(schema.names[j], np.asarray(table, dtype=object)[i, j])
+        for j in schema.numeric_columns:  # a number the column type cannot hold
+            values = X[:, j]
+            kind = schema.types[j]
+            with np.errstate(invalid="ignore"):
+                bad = (values <= 0) if kind == "positive" else (
+                    (values < 0) | (values != np.round(values)) if kind == "count" else np.zeros(len(values), bool))
+            bad &= ~np.isnan(values)
+            if bad.any():
+                self._given_value(schema.names[j], values[np.flatnonzero(bad)[0]])
+        return X, index
+
+    def _given_value(self, name: str, value) -> float:
+        """One given cell encoded (a number, or a level's code); errors name the column."""
+        schema = self.schema_
+        j = schema.names.index(name)
+        kind = schema.types[j]
+        if np.ndim(value) != 0:
+            raise ValueError(f"given[{name!r}] must be one value (all rows share it); got {value!r}.")
+        import pandas as pd
+
+        if pd.isna(value):
+            raise ValueError(
+                f"given[{name!r}] is missing ({value!r}): leave the column out to have it drawn."
+            )
+        if kind not in NUMERIC_TYPES:
+            levels = schema.levels[name]
+            codes = pd.Index(levels).get_indexer([value])
+            if codes[0] < 0:
+                shown = ", ".join(repr(v) for v in levels[:10]) + (" ..." if len(levels) > 10 else "")
+                raise ValueError(
+                    f"given[{name!r}] = {value!r} is not a level seen in fit, so the model "
+                    f"has no conditional given it; the levels are {shown}."
+                )
+            return float(codes[0])
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"given[{name!r}] = {value!r} is not a number; the column is {kind}.") from None
+        positive = number > 0 or number == 0 and schema.held_zeros(name)  # a zero mass, fitted
+        if kind == "positive" and not positive or kind == "count" and (number < 0 or number != round(number)):
+            raise ValueError(
+                f"given[{name!r}] = {value!r} is impossible for a {kind} column "
+                f"({'above 0' if kind == 'positive' else 'a whole number >= 0'})."
+            )
+        if not np.isfinite(number):
+            raise ValueError(f"given[{name!r}] = {value!r} is not a finite number.")
+        return number
+
+    def _with_missing_cells(self, X: np.ndarray, drawn: np.ndarray, generator) -> np.ndarray:
+        """Drawn cells set missing by the training rows' missingness patterns."""
+        found = self.schema_.missing_patterns()
+        if found is None:
+            return X
+        patterns, counts = found
+        weights = torch.as_tensor(counts, dtype=torch.float64, device=generator.device)
+        pick = torch.multinomial(weights, X.shape[0], replacement=True, generator=generator)
+        holes = patterns[pick.cpu().numpy()] & drawn
+        return np.where(holes, np.nan, X)
 
     # ----------------------------------------------------- sklearn integration
     def __sklearn_tags__(self):

@@ -27,7 +27,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from ._torch import keyed_normal, row_keys
-from ._training import DEPRECATED
 from .flows import FLOW_KINDS, _hidden_widths, make_flow
 from .vae import Encoded, VariationalAutoencoder
 
@@ -152,10 +151,8 @@ class FlowVAE(VariationalAutoencoder):
         Seed of the initial weights (flows included), the validation split, the
         training noise and the evaluation noise.
     verbose : int, default=0
-        1 prints a line per epoch.
-    max_epochs : int
-        Deprecated former name of ``max_iter``; setting it warns
-        (``FutureWarning``) and takes precedence. Removed in 0.3.
+        1: a progress bar of the epochs where a terminal or notebook shows it, then
+        one summary line (best epoch, why training stopped); 2: also a line per epoch.
 
     Attributes
     ----------
@@ -170,8 +167,7 @@ class FlowVAE(VariationalAutoencoder):
         Per epoch: ``epoch``, ``train_loss``, ``validation_loss`` (mean negative
         ELBO per held-out row), ``kl_weight`` and ``duration`` (seconds).
     n_iter_ : int
-        Epochs trained, over ``fit`` and ``partial_fit`` calls (``n_epochs_`` is its
-        deprecated former name).
+        Epochs trained, over ``fit`` and ``partial_fit`` calls.
     best_epoch_ : int or None
         Epoch (0-based) whose weights were kept by early stopping.
     best_validation_loss_ : float or None
@@ -287,7 +283,6 @@ class FlowVAE(VariationalAutoencoder):
         dtype="auto",
         random_state=None,
         verbose=0,
-        max_epochs=DEPRECATED,
     ):
         super().__init__(
             n_components,
@@ -311,7 +306,6 @@ class FlowVAE(VariationalAutoencoder):
             dtype=dtype,
             random_state=random_state,
             verbose=verbose,
-            max_epochs=max_epochs,
         )
         self.flow = flow
         self.n_flows = n_flows

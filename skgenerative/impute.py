@@ -10,10 +10,18 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
-from . import _dask
 from ._schema import TableSchema, is_dataframe
 from ._torch import seed_from, to_numpy_input
-from .base import _all_numeric, check_magnitude, check_no_empty_column, clone_with_verbose
+from .base import (
+    _all_numeric,
+    _input_float_dtype,
+    check_magnitude,
+    check_no_empty_column,
+    clone_with_verbose,
+    fit_wrapped_on_blocks,
+    lazy_rows,
+    on_blocks,
+)
 
 __all__ = ["GenerativeImputer"]
 
@@ -137,14 +145,26 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    def _fit_on_blocks(self, method, X, arguments):
+        """The estimator fits the blocks of a dask collection (see ``fit``)."""
+        needs_memory = ["add_indicator"] if self.add_indicator else []
+        fit_wrapped_on_blocks(self, X, self.estimator, default_imputation_estimator, needs_memory)
+        meta = getattr(X, "_meta", None)
+        self._schema = TableSchema.infer(meta) if is_dataframe(meta) and not self._table else None
+        self.indicator_ = None
+        return self
+
     @_fit_context(prefer_skip_nested_validation=False)
+    @on_blocks(_fit_on_blocks)
     def fit(self, X, y=None):
         """Fit the density model on the incomplete data.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Data with NaN where entries are missing.
+            Data with NaN where entries are missing; a dask array or DataFrame is
+            fitted where its blocks are (the estimator must be an skgenerative model,
+            as the defaults are), and ``transform`` of one is lazy.
         y : None
             Ignored.
 
@@ -152,8 +172,6 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         -------
         self : object
         """
-        if _dask.is_dask_collection(X):  # the estimator fits the blocks (see _dask)
-            return _dask.fit_meta(self, X, default_imputation_estimator)
         X = to_numpy_input(X)
         self._table = is_dataframe(X) and not _all_numeric(X)
         # a numeric frame: its dtypes, for set_output(transform="pandas")
@@ -180,6 +198,7 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
             return np.where(X.isna().to_numpy(), np.nan, 0.0)
         return X
 
+    @lazy_rows
     def transform(self, X):
         """Impute the missing entries of ``X``.
 
@@ -195,8 +214,6 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
             columns, or on any DataFrame under ``set_output(transform="pandas")``;
             otherwise an array. Indicator columns are float 0 / 1.
         """
-        if _dask.is_dask_collection(X):
-            return _dask.map_rows(self, "transform", X)
         check_is_fitted(self)
         X = to_numpy_input(X)
         frame_out = is_dataframe(X) and (getattr(self, "_table", False) or (
@@ -226,6 +243,12 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         names = self.indicator_.get_feature_names_out(np.asarray(imputed.columns, dtype=object))
         extra = pd.DataFrame(indicator.astype(np.float64), columns=names, index=imputed.index)
         return pd.concat([imputed, extra], axis=1)
+
+    def _lazy_output(self, method, X, arguments) -> dict:
+        """Imputed rows keep the input's float dtype (observed cells bit for bit)."""
+        if self.indicator_ is None:
+            return {"kind": "same", "dtype": _input_float_dtype(X)}
+        return {"kind": "wide", "dtype": _input_float_dtype(X), "names": list(self.get_feature_names_out())}
 
     def get_feature_names_out(self, input_features=None):
         """Input feature names, then ``missingindicator_<name>`` for indicator columns."""

@@ -1,13 +1,36 @@
-"""Gaussian mixture density fitted by EM, in torch.
+"""Gaussian mixture density fitted by EM, in torch: a component is a product of blocks.
 
-The model is ``p(x) = sum_k w_k N(x; mu_k, Sigma_k)`` with one of four covariance
-structures (full, tied, diag, spherical). The EM iterations follow scikit-learn's
-``GaussianMixture`` step for step, so that started from the same parameters both give
-the same model; the work is chunked so that memory stays bounded and, on the CPU, each
-chunk stays in cache. The loop itself (restarts, convergence, ``warm_start``) is
-:class:`skgenerative._em.EMModel`; this module supplies the E-step
-(:func:`mixture_statistics`), the M-step (:func:`gaussian_parameters_from_statistics`)
-and the initialisation.
+The model is
+
+    p(x) = sum_k w_k prod_b p_kb(x_b),
+
+each component a product of independent blocks over the table's columns
+(:class:`MixtureLayout`):
+
+- the **Gaussian block** ``N(y; mu_k, Sigma_k)`` over the real and positive columns,
+  with ``y = x`` on a real column and ``y = log x`` on a positive one (so a positive
+  column keeps its correlations with the others), in one of four covariance
+  structures (full, tied, diag, spherical); the log-Jacobian ``-sum_j log x_j`` of
+  the positive cells makes the score a density in the user's units;
+- one **family block** per other kind of column (:mod:`skgenerative.distributions`),
+  with per-component parameters: a Bernoulli over the binary columns, a Poisson over
+  the count columns, a categorical over each categorical or ordinal column, and a
+  Bernoulli "is zero" over the positive columns (a zero is a point mass, and a
+  missing cell for the Gaussian block: :class:`~skgenerative.distributions.ZeroInflatedLogNormal`).
+
+A numeric array is the Gaussian block alone, a table of levels the family blocks alone
+(a latent class model): the same code. Missing cells of any block are marginalised
+exactly: a family cell drops its factor, the Gaussian block takes the marginal of its
+observed entries (:func:`gaussian_conditionals`, one factorisation per missingness
+pattern and component).
+
+On numbers the EM iterations follow scikit-learn's ``GaussianMixture`` step for step,
+so that started from the same parameters both give the same model; the work is
+chunked so that memory stays bounded and, on the CPU, each chunk stays in cache. The
+loop itself (restarts, convergence, ``warm_start``) is :class:`skgenerative._em.EMModel`;
+this module supplies the E-step (:func:`mixture_statistics`), the M-steps
+(:func:`gaussian_parameters_from_statistics` and the families' ``m_step``) and the
+initialisation.
 
 Precision Cholesky factors ``P_k`` (``P_k P_k^T = Sigma_k^{-1}``) parametrise the
 Gaussians, as in scikit-learn: ``log N(x; mu, Sigma) = -D/2 log 2 pi + log|det P|
@@ -16,10 +39,8 @@ Gaussians, as in scikit-learn: ``log N(x; mu, Sigma) = -D/2 log 2 pi + log|det P
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
-from dataclasses import replace as dataclasses_replace
 from numbers import Integral, Real
 from typing import NamedTuple
 
@@ -28,33 +49,45 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from . import _dask
-from ._em import EMModel, accumulate, add_statistics
+from ._em import EMModel, EStep, accumulate, add_statistics
 from ._explain import gaussian_mixture_conditionals
-from ._schema import COLUMN_TYPES, point_levels
+from ._schema import COLUMN_TYPES
 from ._torch import chunk_rows, generator_from, has_nan, iter_slices, seed_from
-from .base import GenerativeModel
+from .base import GenerativeModel, lazy_rows
+from .distributions import (
+    FAMILIES,
+    Bernoulli,
+    Categorical,
+    Poisson,
+    Statistics,
+    ZeroInflatedLogNormal,
+)
 
 __all__ = [
     "GaussianMixtureDensity",
+    "FamilyBlock",
+    "GaussianConditionals",
+    "MixtureLayout",
+    "MixtureParameters",
+    "check_initial_parameters",
     "compute_precision_cholesky",
-    "estimate_gaussian_parameters",
-    "estimate_log_gaussian_prob",
-    "gaussian_statistics",
-    "gaussian_parameters_from_statistics",
     "conditional_gaussian",
     "conditional_gaussian_diag",
     "covariances_from_precision_cholesky",
-    "component_conditionals",
-    "MixtureParameters",
-    "mixture_statistics",
-    "initial_responsibilities",
-    "check_initial_parameters",
     "draw_conditional_mixture",
+    "estimate_gaussian_parameters",
+    "estimate_log_gaussian_prob",
+    "floor_covariances",
+    "gaussian_conditionals",
+    "gaussian_parameters_from_statistics",
+    "gaussian_statistics",
+    "impute_draws",
+    "impute_point",
+    "initial_responsibilities",
+    "mixture_statistics",
+    "row_matmul",
     "sample_mixture",
-    "one_hot_levels",
-    "level_log_probabilities",
-    "level_probabilities_from_counts",
+    "weighted_log_prob",
 ]
 
 _COVARIANCE_ERROR = (
@@ -63,6 +96,9 @@ _COVARIANCE_ERROR = (
     "Try to decrease the number of components, increase reg_covar, or scale the "
     "input data{extra}."
 )
+#: a level indicator's scale beside standardised numbers in k-means: two different
+#: levels are one unit apart, like one standard deviation of a number
+_LEVEL_SCALE = math.sqrt(0.5)
 
 
 # --------------------------------------------------------------------- mathematics
@@ -109,38 +145,66 @@ def _log_det_cholesky(precisions_chol: torch.Tensor, covariance_type: str, n_fea
     return n_features * torch.log(precisions_chol)
 
 
+#: rows per block of :func:`row_matmul`
+_ROW_BLOCK = 64
+
+
+def row_matmul(A: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """``A @ W`` for rows ``A`` (n, *batch, d) and ``W`` (*batch, d, m), as (n, *batch, m),
+    each row's result independent of the other rows.
+
+    A matrix product's kernels depend on its shape (a product with one row takes
+    another path than one with many, and rounds differently), so a row's score would
+    depend on the batch it arrives in. Here the rows go in blocks of a fixed size
+    (the last one padded with zeros), all through products of one shape.
+    """
+    n, batch, d, m = A.shape[0], tuple(A.shape[1:-1]), A.shape[-1], W.shape[-1]
+    pad = (-n) % _ROW_BLOCK
+    if pad:
+        A = torch.cat([A, A.new_zeros((pad,) + tuple(A.shape[1:]))])
+    n_blocks = A.shape[0] // _ROW_BLOCK
+    blocks = A.reshape((n_blocks, _ROW_BLOCK) + batch + (d,)).movedim(1, -2).reshape(-1, _ROW_BLOCK, d)
+    weights = W.expand((n_blocks,) + batch + (d, m)).reshape(-1, d, m)
+    out = torch.bmm(blocks, weights).reshape((n_blocks,) + batch + (_ROW_BLOCK, m)).movedim(-2, 1)
+    return out.reshape((n_blocks * _ROW_BLOCK,) + batch + (m,))[:n]
+
+
 def estimate_log_gaussian_prob(
-    X: torch.Tensor, means: torch.Tensor, precisions_chol: torch.Tensor, covariance_type: str
+    X: torch.Tensor, means: torch.Tensor, precisions_chol: torch.Tensor, covariance_type: str,
+    rowwise: bool = False,
 ) -> torch.Tensor:
     """``log N(x_i; mu_k, Sigma_k)`` for every row and component, shape (n, K).
 
     Full covariances use one matrix product ``X [P_1 ... P_K]`` for all components;
     diag and spherical use the expansion ``||x||^2 - 2 x.mu + ||mu||^2`` with the
     precisions folded in (both as in scikit-learn). Centre ``X`` and ``means`` by the
-    same vector first for accuracy; the result does not depend on it.
+    same vector first for accuracy; the result does not depend on it. ``rowwise``:
+    the products through :func:`row_matmul`, so that a row's value never depends on
+    the other rows (evaluation; EM takes the one product).
     """
     n, d = X.shape
     k = means.shape[0]
+    mm = row_matmul if rowwise else torch.matmul
     if covariance_type == "full":
         stacked = precisions_chol.permute(1, 0, 2).reshape(d, k * d)
         shift = torch.einsum("kd,kde->ke", means, precisions_chol).reshape(k * d)
-        y = torch.addmm(-shift, X, stacked).view(n, k, d)
+        y = (mm(X, stacked) - shift if rowwise else torch.addmm(-shift, X, stacked)).view(n, k, d)
         maha = torch.linalg.vector_norm(y, dim=-1).square()
     elif covariance_type == "tied":
-        y = (X @ precisions_chol).unsqueeze(1) - (means @ precisions_chol).unsqueeze(0)
+        y = mm(X, precisions_chol).unsqueeze(1) - (means @ precisions_chol).unsqueeze(0)
         maha = torch.linalg.vector_norm(y, dim=-1).square()
     elif covariance_type == "diag":
         prec = precisions_chol.square()
         maha = (
             (means.square() * prec).sum(1)
-            - 2.0 * X @ (means * prec).T
-            + X.square() @ prec.T
+            - 2.0 * mm(X, (means * prec).T)
+            + mm(X.square(), prec.T)
         )
     else:
         prec = precisions_chol.square()
         maha = (
             (means.square().sum(1) * prec)
-            - 2.0 * (X @ means.T) * prec
+            - 2.0 * mm(X, means.T) * prec
             + X.square().sum(1, keepdim=True) * prec
         )
     log_det = _log_det_cholesky(precisions_chol, covariance_type, d)
@@ -232,61 +296,6 @@ def estimate_gaussian_parameters(
     )
 
 
-def _covariance_cholesky(covariances: torch.Tensor, covariance_type: str) -> torch.Tensor:
-    """A factor ``C`` with ``C C^T = Sigma`` (lower triangular), or ``sqrt(Sigma)``."""
-    if covariance_type in ("full", "tied"):
-        return torch.linalg.cholesky(covariances)
-    return torch.sqrt(covariances)
-
-
-def conditional_gaussian(X: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor):
-    """Per row, the Gaussian ``N(mean, cov)`` split into observed (o) and missing (m) parts.
-
-    ``X`` holds NaN where entries are missing. Returns, for each row,
-
-    - ``log N(x_o; mu_o, S_oo)`` (0 for a row with nothing observed),
-    - ``x`` with the missing entries replaced by ``E[x_m | x_o] = mu_m + S_mo S_oo^{-1} (x_o - mu_o)``,
-    - ``Cov[x_m | x_o] = S_mm - S_mo S_oo^{-1} S_om`` embedded in a (D, D) matrix that is
-      zero outside the missing block.
-
-    All rows are processed at once: with ``M = diag(observed)`` the matrix
-    ``S~ = M S M + (I - M)`` is block diagonal (``S_oo`` and an identity), so one batched
-    Cholesky factorisation serves every missingness pattern, ``v = S~^{-1} r`` (with
-    ``r = M (x - mu)``) vanishes on the missing coordinates, and ``mu + S v`` equals
-    ``x_o`` on the observed ones and the conditional mean on the missing ones.
-    """
-    observed = ~torch.isnan(X)
-    m = observed.to(X.dtype)
-    r = torch.where(observed, X - mean, torch.zeros_like(X))
-    masked = cov * m.unsqueeze(2) * m.unsqueeze(1) + torch.diag_embed(1.0 - m)
-    chol, info = torch.linalg.cholesky_ex(masked)
-    if bool((info != 0).any()):
-        raise ValueError(_COVARIANCE_ERROR.format(extra=""))
-    v = torch.cholesky_solve(r.unsqueeze(2), chol).squeeze(2)
-    log_det = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(1)
-    log_marginal = -0.5 * (m.sum(1) * math.log(2 * math.pi) + log_det + (r * v).sum(1))
-    filled = torch.where(observed, X, mean + v @ cov)
-    inverse_oo = torch.cholesky_inverse(chol) - torch.diag_embed(1.0 - m)
-    missing = (1.0 - m)
-    cond_cov = (cov - cov @ inverse_oo @ cov) * missing.unsqueeze(2) * missing.unsqueeze(1)
-    return log_marginal, filled, cond_cov
-
-
-def conditional_gaussian_diag(X: torch.Tensor, mean: torch.Tensor, var: torch.Tensor):
-    """:func:`conditional_gaussian` for a diagonal covariance ``diag(var)``.
-
-    Coordinates are independent, so ``E[x_m | x_o] = mu_m`` and the conditional
-    variances are ``var_m``; the conditional covariance is returned as its diagonal.
-    """
-    observed = ~torch.isnan(X)
-    var = var.expand_as(X)
-    r2 = torch.where(observed, (X - mean).square() / var + torch.log(2 * math.pi * var), torch.zeros_like(X))
-    log_marginal = -0.5 * r2.sum(1)
-    filled = torch.where(observed, X, mean.expand_as(X))
-    cond_var = torch.where(observed, torch.zeros_like(X), var)
-    return log_marginal, filled, cond_var
-
-
 def covariances_from_precision_cholesky(precisions_chol: torch.Tensor, covariance_type: str) -> torch.Tensor:
     """``Sigma = (P P^T)^{-1}`` from precision Cholesky factors (``1 / P^2`` for diag, spherical)."""
     if covariance_type in ("full", "tied"):
@@ -301,48 +310,214 @@ def _precisions_from_cholesky(precisions_chol: np.ndarray, covariance_type: str)
     return precisions_chol**2
 
 
-def component_conditionals(
+def floor_covariances(
+    covariances: torch.Tensor, covariance_type: str, variances: torch.Tensor, floor: float
+) -> torch.Tensor:
+    """Covariances lifted so that none is smaller than ``floor`` in units of the columns' variances.
+
+    Full and tied: with ``V = diag(variances)`` and ``R = V^-1/2 Sigma V^-1/2``, a
+    component whose least eigenvalue ``lambda`` of ``R`` is below ``floor`` becomes
+    ``Sigma + (floor - lambda) V`` (its least eigenvalue in those units is then
+    ``floor``); diag: each variance at least ``floor`` times its column's; spherical:
+    at least ``floor`` times their mean. A component that collapsed onto a few rows
+    (duplicated rows, a column constant within a group, rows on a line) gets a
+    covariance of a fixed relative size instead of a singular one that fails the fit;
+    every other covariance is returned bit for bit (``variances`` must be > 0).
+    """
+    if floor <= 0 or covariances.numel() == 0:
+        return covariances
+    if covariance_type in ("full", "tied"):
+        scale = variances.sqrt()
+        smallest = torch.linalg.eigvalsh(covariances / (scale.unsqueeze(1) * scale))[..., 0]
+        lift = (floor - smallest).clamp_min(0.0)
+        if not bool((lift > 0).any()):
+            return covariances
+        return covariances + lift[..., None, None] * torch.diag(variances)
+    least = floor * (variances if covariance_type == "diag" else variances.mean())
+    return torch.maximum(covariances, least)
+
+
+# ----------------------------------------------- the Gaussian block with missing entries
+class GaussianConditionals(NamedTuple):
+    """The Gaussian of each component given the observed entries of each row.
+
+    ``log_prob`` (n, K): ``log N(x_o; mu_k,o, Sigma_k,oo)``, 0 for a row with nothing
+    observed; ``filled`` (n, K, D): the row with its missing entries replaced by
+    ``E[x_m | x_o, k]``. Full and tied covariances: ``inverse`` (P, K, D, D) holds
+    ``Sigma_k,oo^{-1}`` embedded in zeros per missingness pattern, ``pattern`` (n,)
+    each row's pattern and ``covariances`` the components' (K, D, D) (a tied model's
+    one covariance and inverse have 1 in place of K: broadcast); diag and
+    spherical: ``covariances`` (n, K, D) are the conditional variances themselves
+    (the component's on missing entries, 0 on observed ones).
+    """
+
+    log_prob: torch.Tensor
+    filled: torch.Tensor
+    covariances: torch.Tensor
+    inverse: torch.Tensor | None = None
+    pattern: torch.Tensor | None = None
+
+    def conditional_covariances(self) -> torch.Tensor:
+        """``Cov[x_m | x_o, k] = S_mm - S_mo S_oo^{-1} S_om`` embedded in zeros: per pattern
+        (P, K, D, D), or per row as a diagonal (n, K, D)."""
+        if self.inverse is None:
+            return self.covariances
+        S, A = self.covariances, self.inverse
+        missing = (A.diagonal(dim1=-2, dim2=-1) == 0).to(A.dtype)  # (P, K, D)
+        return (S - S @ A @ S) * (missing.unsqueeze(-1) * missing.unsqueeze(-2))
+
+    def weighted_second_moments(self, resp: torch.Tensor, covariance_type: str) -> torch.Tensor:
+        """``sum_i r_ik (x^_ik x^_ik^T + C_ik)`` per component (full), summed over them
+        (tied), or its diagonal (diag, spherical).
+
+        Full and tied: ``sum_i r_ik C_ik = n_k S_k - S_k (sum_p R_pk A_pk) S_k`` with
+        ``R_pk`` the responsibilities summed over the rows of pattern ``p``: one product
+        per component, not per pattern.
+        """
+        f = self.filled
+        if self.inverse is None:
+            return torch.einsum("nk,nkd->kd", resp, f.square() + self.covariances)
+        per_pattern = torch.zeros(self.inverse.shape[0], resp.shape[1], dtype=resp.dtype, device=resp.device)
+        per_pattern.index_add_(0, self.pattern, resp)
+        S = self.covariances
+        weighted_inverse = torch.einsum("pk,pkde->kde", per_pattern, self.inverse)
+        sxx = (torch.einsum("nk,nkd,nke->kde", resp, f, f)
+               + resp.sum(0)[:, None, None] * S - S @ weighted_inverse @ S)
+        return sxx.sum(0) if covariance_type == "tied" else sxx
+
+
+def gaussian_conditionals(
     X: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor, covariance_type: str
-) -> list:
-    """:func:`conditional_gaussian` (or its diagonal form) of each component, in order."""
-    out = []
-    for k in range(means.shape[0]):
-        if covariance_type == "full":
-            out.append(conditional_gaussian(X, means[k], covariances[k]))
-        elif covariance_type == "tied":
-            out.append(conditional_gaussian(X, means[k], covariances))
-        elif covariance_type == "diag":
-            out.append(conditional_gaussian_diag(X, means[k], covariances[k]))
-        else:
-            out.append(conditional_gaussian_diag(X, means[k], covariances[k].expand(X.shape[1])))
-    return out
+) -> GaussianConditionals:
+    """Every component's Gaussian given the observed entries of the rows of ``X`` (NaN missing).
+
+    Full and tied covariances: rows that miss the same entries share one
+    factorisation per component. With ``M = diag(observed)`` of a pattern,
+    ``S~ = M S M + (I - M)`` is block diagonal (``S_oo`` and an identity), so its
+    Cholesky factor gives ``log det S_oo`` and ``A = S~^{-1} - (I - M)``, which is
+    ``S_oo^{-1}`` embedded in zeros; per row, ``v = A (x - mu)`` (observed entries)
+    gives the Mahalanobis term ``(x - mu)^T v`` and ``mu + S v``, which equals ``x_o``
+    on the observed entries and ``E[x_m | x_o] = mu_m + S_mo S_oo^{-1} (x_o - mu_o)``
+    on the missing ones (``S - S A S`` on the missing block is the Schur complement
+    ``Cov[x_m | x_o]``). Diagonal and spherical covariances: the coordinates are
+    independent, so the observed ones are scored alone and the missing ones keep
+    their mean and variance. A row's numbers depend only on its pattern's
+    factorisation and its own entries, not on the other rows.
+    """
+    n, d = X.shape
+    k = means.shape[0]
+    observed = ~torch.isnan(X)
+    r = torch.where(observed.unsqueeze(1), X.unsqueeze(1) - means, torch.zeros((), dtype=X.dtype, device=X.device))
+    if covariance_type in ("diag", "spherical"):
+        var = covariances if covariance_type == "diag" else covariances.unsqueeze(1).expand(k, d)
+        terms = r.square() / var + torch.log(2 * math.pi * var)
+        log_prob = -0.5 * torch.where(observed.unsqueeze(1), terms, torch.zeros_like(terms)).sum(-1)
+        filled = torch.where(observed.unsqueeze(1), X.unsqueeze(1), means.expand(n, k, d))
+        conditional = torch.where(observed.unsqueeze(1), torch.zeros_like(filled), var.expand(n, k, d))
+        return GaussianConditionals(log_prob, filled, conditional)
+    cov = covariances.unsqueeze(0) if covariance_type == "tied" else covariances  # tied: one factor a pattern
+    first, pattern = _patterns(observed)
+    m = observed[first].to(X.dtype)  # (P, D)
+    outside = torch.diag_embed(1.0 - m).unsqueeze(1)  # (P, 1, D, D)
+    masked = cov * (m[:, None, :, None] * m[:, None, None, :]) + outside
+    chol, info = torch.linalg.cholesky_ex(masked)
+    if bool((info != 0).any()):
+        raise ValueError(_COVARIANCE_ERROR.format(extra=""))
+    # S~^{-1} = W^T W with W = L^{-1}: a triangular solve and a product cost a third
+    # of LAPACK's cholesky_inverse on batches of small matrices
+    eye = torch.eye(d, dtype=X.dtype, device=X.device).expand_as(chol)
+    inv_chol = torch.linalg.solve_triangular(chol, eye, upper=False)
+    inverse = inv_chol.transpose(-1, -2) @ inv_chol - outside  # S_oo^{-1}, embedded
+    log_det = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (P, K)
+    v = torch.einsum("nkd,nkde->nke", r, inverse[pattern])  # (n, K, D)
+    maha = (r * v).sum(-1)
+    log_prob = -0.5 * ((m.sum(1) * math.log(2 * math.pi)).unsqueeze(1) + log_det)[pattern] - 0.5 * maha
+    filled = torch.where(observed.unsqueeze(1), X.unsqueeze(1), means + row_matmul(v, cov.expand(k, d, d)))
+    return GaussianConditionals(log_prob, filled, cov, inverse, pattern)
+
+
+def conditional_gaussian(X: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor):
+    """One Gaussian ``N(mean, cov)`` given the observed entries of each row of ``X``.
+
+    Returns ``log N(x_o; mu_o, S_oo)`` (n,), the rows filled with ``E[x_m | x_o]`` (n, D)
+    and ``Cov[x_m | x_o]`` (n, D, D), zero outside the missing block
+    (:func:`gaussian_conditionals` with one component).
+    """
+    out = gaussian_conditionals(X, mean.unsqueeze(0), cov.unsqueeze(0), "full")
+    return out.log_prob[:, 0], out.filled[:, 0], out.conditional_covariances()[out.pattern, 0]
+
+
+def conditional_gaussian_diag(X: torch.Tensor, mean: torch.Tensor, var: torch.Tensor):
+    """:func:`conditional_gaussian` for ``N(mean, diag(var))``; the conditional covariance
+    as its diagonal (n, D)."""
+    out = gaussian_conditionals(X, mean.unsqueeze(0), var.unsqueeze(0), "diag")
+    return out.log_prob[:, 0], out.filled[:, 0], out.covariances[:, 0]
+
+
+def _patterns(observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct rows of a boolean mask (n, D): the first row of each, and each row's pattern.
+
+    Rows are keyed by their bits packed in 62-bit integers (``torch.unique(dim=0)``
+    compares rows one by one, which cost more than the factorisations it saves).
+    """
+    n, d = observed.shape
+    words = max(1, -(-d // 62))
+    bits = torch.zeros(n, words * 62, dtype=torch.int64, device=observed.device)
+    bits[:, :d] = observed.to(torch.int64)
+    powers = 2 ** torch.arange(62, dtype=torch.int64, device=observed.device)
+    keys = (bits.view(n, words, 62) * powers).sum(-1)
+    if words == 1:
+        _, pattern = torch.unique(keys[:, 0], return_inverse=True)
+    else:
+        _, pattern = torch.unique(keys, dim=0, return_inverse=True)
+    first = torch.full((int(pattern.max()) + 1 if n else 0,), n, dtype=torch.int64, device=observed.device)
+    first.scatter_reduce_(0, pattern, torch.arange(n, device=observed.device), reduce="amin")
+    return first, pattern
+
+
+def _by_pattern(X: torch.Tensor) -> torch.Tensor:
+    """Row order that puts the rows missing the same entries next to each other."""
+    return torch.argsort(_patterns(torch.isnan(X))[1], stable=True)
+
+
+def _conditional_piece_rows(n_rows: int, k: int, d: int, itemsize: int, device) -> int:
+    """Rows with missing entries per piece: each gathers a (K, D, D) factor."""
+    return chunk_rows(4 * k * d * d * itemsize, n_rows, device)
+
+
+# ---------------------------------------------------------------------- draws
+def _covariance_cholesky(covariances: torch.Tensor, covariance_type: str) -> torch.Tensor:
+    """A factor ``C`` with ``C C^T = Sigma`` (lower triangular), or ``sqrt(Sigma)``."""
+    if covariance_type in ("full", "tied"):
+        return torch.linalg.cholesky(covariances)
+    return torch.sqrt(covariances)
 
 
 def draw_conditional_mixture(
-    X: torch.Tensor, parts: list, resp: torch.Tensor, n_draws: int, generator: torch.Generator,
-    covariance_type: str, choice: torch.Tensor | None = None,
+    X: torch.Tensor, conditionals: GaussianConditionals, choice: torch.Tensor, generator: torch.Generator,
+    covariance_type: str,
 ) -> torch.Tensor:
-    """``n_draws`` draws per row of ``X`` (NaN where missing) from ``p(x_m | x_o)``.
+    """Draws from ``N(E[x_m | x_o, k], Cov[x_m | x_o, k])`` with ``k = choice`` (n, S): (n, S, D).
 
-    ``p(x_m | x_o) = sum_k r_k N(E[x_m | x_o, k], Cov[x_m | x_o, k])`` with ``parts`` the
-    :func:`component_conditionals` of ``X`` and ``resp`` (n, K) the component
-    probabilities given the observed entries. Returns (n, n_draws, D); observed entries
-    keep their values. ``choice`` (n, n_draws), when given, fixes the component of
-    each draw (the mixed model draws it once for the numbers and the levels).
+    ``conditionals`` are :func:`gaussian_conditionals` of ``X`` (NaN where missing);
+    the observed entries keep their values. Drawing ``choice`` from the component
+    posterior ``p(k | x_o)`` makes these draws from the conditional mixture.
     """
     n, d = X.shape
-    if choice is None:
-        choice = torch.multinomial(resp, n_draws, replacement=True, generator=generator)
-    observed = (~torch.isnan(X)).to(X.dtype)
+    n_draws = choice.shape[1]
     out = torch.zeros(n, n_draws, d, dtype=X.dtype, device=X.device)
-    for k, (_, filled, cond) in enumerate(parts):
+    filled, conditional = conditionals.filled, conditionals.conditional_covariances()
+    if covariance_type in ("full", "tied"):
+        # the identity on the observed block keeps the factorisation defined
+        observed = (conditionals.inverse.diagonal(dim1=-2, dim2=-1) != 0).to(X.dtype)
+        factors = torch.linalg.cholesky(conditional + torch.diag_embed(observed))
+    for k in range(filled.shape[1]):
         z = torch.randn(n, n_draws, d, generator=generator, dtype=X.dtype, device=X.device)
         if covariance_type in ("full", "tied"):
-            # identity on the observed block keeps the factorisation defined
-            factor = torch.linalg.cholesky(cond + torch.diag_embed(observed))
-            draw = filled.unsqueeze(1) + z @ factor.transpose(1, 2)
+            factor = factors[conditionals.pattern, k if factors.shape[1] > 1 else 0]
+            draw = filled[:, k].unsqueeze(1) + z @ factor.transpose(1, 2)
         else:
-            draw = filled.unsqueeze(1) + z * cond.sqrt().unsqueeze(1)
+            draw = filled[:, k].unsqueeze(1) + z * conditional[:, k].sqrt().unsqueeze(1)
         out = torch.where((choice == k).unsqueeze(2), draw, out)
     return out
 
@@ -374,27 +549,208 @@ def sample_mixture(
     return out
 
 
-def _incomplete_chunk_rows(n_rows: int, n_features: int, itemsize: int, device) -> int:
-    """Rows of incomplete data per piece: each needs a few (D, D) temporaries."""
-    return chunk_rows(8 * n_features * n_features * itemsize, n_rows, device)
+# ---------------------------------------------------------------------- the blocks
+class FamilyBlock(NamedTuple):
+    """Columns of one family with per-component parameters: one tensor of batch (K, C).
+
+    ``family`` is :class:`~skgenerative.distributions.Bernoulli` (its logits: binary
+    columns, or the "is zero" cells of the positive columns when ``zeros``),
+    :class:`~skgenerative.distributions.Poisson` (log-rates: count columns) or
+    :class:`~skgenerative.distributions.Categorical` (logits (K, 1, L): one
+    categorical or ordinal column, ``ordered`` for an ordinal one); ``columns`` are
+    the table's positions, ``cells`` their slice of the model rows.
+    """
+
+    family: type
+    columns: tuple
+    cells: slice
+    n_levels: int = 0
+    ordered: bool = False
+    zeros: bool = False
+
+    @property
+    def levels(self) -> bool:
+        """Whether the cells are level codes (binary, categorical, ordinal columns)."""
+        return self.family is Categorical or (self.family is Bernoulli and not self.zeros)
+
+    def distribution(self, parameter: torch.Tensor):
+        if self.family is Categorical:
+            return Categorical(parameter, ordered=self.ordered)
+        return self.family(parameter)
+
+    def log_prob(self, cells: torch.Tensor, parameter: torch.Tensor) -> torch.Tensor:
+        """``sum_j log p_kj(x_ij)`` over each row's observed cells (n, K): a sum per row."""
+        return self.distribution(parameter).log_prob(cells.unsqueeze(1)).sum(-1)
+
+    def statistics(self, cells: torch.Tensor, resp: torch.Tensor) -> Statistics:
+        """Expected counts and sums of the observed cells per component (float64)."""
+        out = self.family.weighted_statistics(cells, resp, self.n_levels)
+        return Statistics(out.count.double(), out.sums.double())
+
+    def m_step(self, statistics: Statistics, level_prior: float, count_mean: torch.Tensor) -> torch.Tensor:
+        """The family's closed-form M-step with ``level_prior`` pseudo-counts (float64).
+
+        Bernoulli and categorical: ``(S + a) / (n + a L)``, the posterior mode under a
+        symmetric Dirichlet(1 + a); Poisson: ``(S + a m) / (n + a)``, the mode under a
+        Gamma prior worth ``a`` pseudo-observations of the column's mean ``m``.
+        """
+        if self.family is Poisson:
+            return Poisson.m_step(statistics, prior_count=level_prior, prior_mean=count_mean).log_rate
+        if self.family is Categorical:
+            return Categorical.m_step(statistics, pseudo_count=level_prior).logits
+        return Bernoulli.m_step(statistics, pseudo_count=level_prior).logits
+
+    def level_probabilities(self, parameter: torch.Tensor) -> torch.Tensor:
+        """``theta_kj(l)`` (K, C, L): a Bernoulli's as the two levels ``(1 - p, p)``."""
+        return torch.exp(self.distribution(parameter).level_log_probs())
+
+    def n_parameters(self, n_components: int) -> int:
+        per_cell = self.n_levels - 1 if self.family is Categorical else 1
+        return n_components * len(self.columns) * per_cell
+
+
+class MixtureLayout:
+    """Which block models each column of a table, and the model rows the blocks read.
+
+    The model rows are the Gaussian block's values first (``D`` of them: real
+    columns as they are, positive ones as ``log x``, NaN where missing or 0), minus a
+    centre, in the compute dtype; then the cells of each :class:`FamilyBlock`: the
+    "is zero" indicators of the positive columns that hold zeros (1, 0, NaN where
+    missing), the binary columns, the count columns, then each categorical or
+    ordinal column.
+
+    Parameters
+    ----------
+    types : sequence of str
+        Column types (:mod:`skgenerative._schema`).
+    level_counts : sequence of int
+        Levels of each column (0 for numbers).
+    zero_columns : sequence of int, default=()
+        The positive columns with a zero in the training data: each gets a point
+        mass at 0 (the "is zero" block). A positive column without one is log-normal
+        in every component, and a zero there at evaluation is scored as a level never
+        seen in fit (:meth:`unseen_zeros`).
+    """
+
+    def __init__(self, types, level_counts, zero_columns=()):
+        types = list(types)
+        self.n_features = len(types)
+        self.gaussian = [j for j, t in enumerate(types) if t in ("real", "positive")]
+        self.positive = [j for j in self.gaussian if types[j] == "positive"]
+        self.zeros = [j for j in self.positive if j in set(zero_columns)]
+        self.log_scale = [i for i, j in enumerate(self.gaussian) if types[j] == "positive"]
+        self.zero_scale = [self.gaussian.index(j) for j in self.zeros]
+        self.real = [i for i, j in enumerate(self.gaussian) if types[j] == "real"]
+        groups = [(Bernoulli, self.zeros, {"zeros": True}),
+                  (Bernoulli, [j for j, t in enumerate(types) if t == "binary"], {}),
+                  (Poisson, [j for j, t in enumerate(types) if t == "count"], {})]
+        groups += [(Categorical, [j], {"n_levels": int(level_counts[j]), "ordered": t == "ordinal"})
+                   for j, t in enumerate(types) if t in ("categorical", "ordinal")]
+        start, blocks = len(self.gaussian), []
+        for family, columns, options in groups:
+            if columns:
+                blocks.append(FamilyBlock(family, tuple(columns), slice(start, start + len(columns)), **options))
+                start += len(columns)
+        self.blocks = tuple(blocks)
+        self.width = start
+        #: the level columns in table order: (column, block index, position in the block)
+        self.levels = sorted((j, b, i) for b, block in enumerate(self.blocks) if block.levels
+                             for i, j in enumerate(block.columns))
+
+    @property
+    def n_gaussian(self) -> int:
+        return len(self.gaussian)
+
+    def natural(self, X: torch.Tensor) -> torch.Tensor:
+        """``X`` with each positive column as ``log x`` (NaN where ``x = 0``): the Gaussian block's scale."""
+        if not self.positive:
+            return X
+        X = X.clone()
+        x = X[:, self.positive]
+        X[:, self.positive] = torch.where(x > 0, torch.log(x), torch.full((), math.nan, dtype=X.dtype, device=X.device))
+        return X
+
+    def rows(self, X: torch.Tensor, center: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Model rows (n, width) of encoded table rows ``X`` (n, n_features), in ``dtype``.
+
+        The Gaussian values are centred in ``X``'s precision, then cast (float32 EM
+        never rounds raw values far from the origin).
+        """
+        if not self.blocks and not self.positive:  # a numeric array, as it is
+            return (X - center).to(dtype)
+        gaussian = (self.natural(X)[:, self.gaussian] - center).to(dtype)
+        cells = [X[:, list(block.columns)] for block in self.blocks]
+        if self.zeros:  # the first block: is each such positive cell 0
+            x = cells[0]
+            cells[0] = torch.where(torch.isnan(x), x, (x == 0).to(x.dtype))
+        return torch.cat([gaussian] + [c.to(dtype) for c in cells], dim=1)
+
+    def log_jacobian(self, X: torch.Tensor) -> torch.Tensor:
+        """``-sum_j log x_j`` over each row's observed positive cells ``x_j > 0`` (n,): from
+        the density of ``log x`` to that of ``x``. A sum per row."""
+        x = X[:, self.positive]
+        return torch.where(x > 0, -torch.log(torch.where(x > 0, x, torch.ones_like(x))),
+                           torch.zeros_like(x)).sum(1)
+
+    def unseen_zeros(self, X: torch.Tensor) -> torch.Tensor:
+        """Per row, the zeros in positive columns that had none at fit (n,)."""
+        plain = [j for j in self.positive if j not in self.zeros]
+        return (X[:, plain] == 0).sum(1).to(X.dtype)
+
+    def family_log_prob(self, rows: torch.Tensor, parameters) -> torch.Tensor | None:
+        """``sum_b log p_kb`` of every family block (n, K), or ``None`` without one."""
+        total = None
+        for block, parameter in zip(self.blocks, parameters):
+            part = block.log_prob(rows[:, block.cells], parameter)
+            total = part if total is None else total + part
+        return total
+
+    def parameter_shapes(self) -> list[tuple]:
+        """The shape of each family block's parameter, without the components."""
+        return [(len(b.columns),) + ((b.n_levels,) if b.family is Categorical else ()) for b in self.blocks]
+
+    def family_attributes(self, parameters: list[np.ndarray], n_components: int) -> dict:
+        """The fitted attributes of the family blocks from their float64 parameters:
+        ``level_probabilities_`` (one (K, L) array per level column, in column order,
+        rows normalised in float64), ``zero_probabilities_`` (K, positive columns; 0 for
+        a column without zeros) and ``count_rates_`` (K, count columns)."""
+        tables = {j: block.level_probabilities(torch.as_tensor(p))[:, i]
+                  for block, p in zip(self.blocks, parameters) for i, j in enumerate(block.columns) if block.levels}
+        zeros = np.zeros((n_components, len(self.positive)))
+        rates = np.zeros((n_components, 0))
+        for block, p in zip(self.blocks, parameters):
+            if block.zeros:
+                zeros[:, [self.positive.index(j) for j in block.columns]] = 1 / (1 + np.exp(-p))
+            elif block.family is Poisson:
+                rates = np.exp(p)
+        return {"level_probabilities_": [(t / t.sum(1, keepdim=True)).numpy() for _, t in sorted(tables.items())],
+                "zero_probabilities_": zeros, "count_rates_": rates}
+
+    def n_parameters(self, n_components: int, covariance_type: str) -> int:
+        """Free parameters of a mixture with this layout (BIC, AIC)."""
+        k, d = n_components, self.n_gaussian
+        gaussian = 0
+        if d:
+            gaussian = k * d + {"full": k * d * (d + 1) // 2, "diag": k * d,
+                                "tied": d * (d + 1) // 2, "spherical": k}[covariance_type]
+        return k - 1 + gaussian + sum(block.n_parameters(k) for block in self.blocks)
 
 
 # -------------------------------------------------------------------------- E-step
 class MixtureParameters(NamedTuple):
     """What EM carries from one step to the next (tensors in the compute dtype).
 
-    ``precisions_cholesky`` (``P P^T = Sigma^{-1}``) scores complete rows and
-    ``covariances`` the rows with missing entries; shapes by covariance type.
-    ``covariances`` is ``None`` before the first M-step. ``log_levels`` (K, L): the
-    log-probabilities of the levels of the discrete columns, one block of columns per
-    discrete column (``None`` for numeric data).
+    ``precisions_cholesky`` (``P P^T = Sigma^{-1}``) scores rows whose Gaussian entries
+    are complete and ``covariances`` the others (``None`` before the first M-step);
+    shapes by covariance type, over the Gaussian block's ``D`` columns (possibly 0).
+    ``families``: one parameter tensor per :class:`FamilyBlock`, in layout order.
     """
 
     weights: torch.Tensor
     means: torch.Tensor
     covariances: torch.Tensor | None
     precisions_cholesky: torch.Tensor
-    log_levels: torch.Tensor | None = None
+    families: tuple = ()
 
 
 def normalised_responsibilities(weighted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -411,135 +767,136 @@ def normalised_responsibilities(weighted: torch.Tensor) -> tuple[torch.Tensor, t
     return (top + total.log()).squeeze(1), resp
 
 
-def _complete_statistics(X, log_weights, params, covariance_type, second_moments, onehot=None):
-    weighted = estimate_log_gaussian_prob(X, params.means, params.precisions_cholesky, covariance_type)
-    norm, resp = normalised_responsibilities(weighted + log_weights)
-    nk, sx, sxx = gaussian_statistics(X, resp, covariance_type, second_moments=second_moments)
-    if sxx is None:  # tied, left to the caller
-        sxx = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64, device=X.device)
-    out = {"log_likelihood": norm.double().sum(), "n_samples": X.shape[0],
-           "nk": nk.double(), "sx": sx.double(), "sxx": sxx.double()}
-    if onehot is not None:
-        out["levels"] = (resp.T @ onehot).double()
-    return out
-
-
-def _incomplete_statistics(X, log_weights, params, covariance_type, onehot=None):
-    parts = component_conditionals(X, params.means, params.covariances, covariance_type)
-    norm, resp = normalised_responsibilities(torch.stack([p[0] for p in parts], dim=1) + log_weights)
-    nk = resp.sum(0)
-    sx = torch.stack([resp[:, k] @ f for k, (_, f, _) in enumerate(parts)])
-    if covariance_type in ("full", "tied"):
-        sxx = torch.stack([
-            (f * resp[:, k, None]).T @ f + (resp[:, k, None, None] * c).sum(0)
-            for k, (_, f, c) in enumerate(parts)
-        ])
-        if covariance_type == "tied":
-            sxx = sxx.sum(0)
-    else:
-        sxx = torch.stack([resp[:, k] @ (f.square() + c) for k, (_, f, c) in enumerate(parts)])
-    out = {"log_likelihood": norm.double().sum(), "n_samples": X.shape[0],
-           "nk": nk.double(), "sx": sx.double(), "sxx": sxx.double()}
-    if onehot is not None:
-        out["levels"] = (resp.T @ onehot).double()
-    return out
-
-
 def mixture_statistics(
     X: torch.Tensor,
     params: MixtureParameters,
     covariance_type: str,
     complete_second_moments: bool = True,
-    row_log_prob: torch.Tensor | None = None,
-    onehot: torch.Tensor | None = None,
+    families: tuple = (),
 ) -> dict:
-    """E-step on a chunk: expected sufficient statistics given the observed entries.
+    """E-step on a chunk: expected sufficient statistics given the observed cells.
 
-    ``X`` holds NaN where entries are missing (rows with NaN need
-    ``params.covariances``; complete rows use ``params.precisions_cholesky``). With
-    responsibilities
-    ``r_ik = p(k | x_i,o)`` (from the marginal ``N(x_o; mu_k,o, Sigma_k,oo)``) and, per
-    component, ``x^_ik`` the row with its missing entries replaced by
-    ``E[x_m | x_o, k]`` and ``C_ik`` the conditional covariance ``Cov[x_m | x_o, k]``
+    ``X`` (n, D) holds the Gaussian block's values, NaN where missing (rows with NaN
+    need ``params.covariances``; complete rows use ``params.precisions_cholesky``);
+    ``families`` pairs each :class:`FamilyBlock` of ``params.families`` with its cells
+    of the same rows. With responsibilities ``r_ik = p(k | observed cells of row i)``
+    (the Gaussian marginal ``N(x_o; mu_k,o, Sigma_k,oo)`` times each family's
+    probability of its observed cells) and, per component, ``x^_ik`` the row with its
+    missing entries replaced by ``E[x_m | x_o, k]`` and ``C_ik = Cov[x_m | x_o, k]``
     (zero outside the missing block; Ghahramani & Jordan, 1994):
 
-    - ``log_likelihood = sum_i log sum_k w_k N(x_i,o; mu_k,o, Sigma_k,oo)`` (float64),
-    - ``n_samples``, the number of rows,
-    - ``nk = sum_i r_ik``, ``sx = sum_i r_ik x^_ik``,
-    - ``sxx = sum_i r_ik (x^_ik x^_ik^T + C_ik)`` per component (full), summed over
-      components (tied) or its diagonal (diag, spherical).
+    - ``log_likelihood = sum_i log sum_k w_k p_k(observed cells of row i)`` (float64),
+    - ``n_samples``, the number of rows; ``nk = sum_i r_ik``;
+    - ``sx = sum_i r_ik x^_ik`` and ``sxx = sum_i r_ik (x^_ik x^_ik^T + C_ik)`` per
+      component (full), summed over components (tied) or its diagonal (diag,
+      spherical), when ``D > 0``;
+    - ``family<b>``: block ``b``'s weighted statistics of its observed cells
+      (:meth:`FamilyBlock.statistics`).
 
     A complete row has ``x^_ik = x_i`` and ``C_ik = 0``: the plain statistics of
     :func:`gaussian_statistics`. Every entry is a sum over rows (in float64), so the
     statistics of a partition of the rows add up to those of the whole. With
-    ``complete_second_moments=False`` a tied model's ``sxx`` leaves out the complete rows'
-    ``sum_i x_i x_i^T``, which does not depend on the parameters (EM forms it once).
-
-    The mixed model passes ``row_log_prob`` (n, K), the log-probability of each row's
-    observed levels under each component (added to ``log w_k`` before the
-    responsibilities are normalised), and the rows' level indicators ``onehot``
-    (n, L); the statistics then also hold ``levels = sum_i r_ik onehot_i`` (K, L),
-    the expected level counts per component.
+    ``complete_second_moments=False`` a tied model's ``sxx`` leaves out the complete
+    rows' ``sum_i x_i x_i^T``, which does not depend on the parameters (EM forms it once).
     """
-    log_weights = torch.log(params.weights)
-    if row_log_prob is not None:
-        log_weights = log_weights + row_log_prob
+    offset = torch.log(params.weights)
+    for (block, cells), parameter in zip(families, params.families):
+        offset = offset + block.log_prob(cells, parameter)
     parts = []
-    if has_nan(X):
+    if X.shape[1] and has_nan(X):
         incomplete = torch.isnan(X).any(1)
         if bool(incomplete.any()):
-            parts.append(_incomplete_statistics(
-                X[incomplete], log_weights if row_log_prob is None else log_weights[incomplete],
-                params, covariance_type, None if onehot is None else onehot[incomplete],
-            ))
-            X = X[~incomplete]
-            if row_log_prob is not None:
-                log_weights = log_weights[~incomplete]
-            if onehot is not None:
-                onehot = onehot[~incomplete]
+            conditionals = gaussian_conditionals(X[incomplete], params.means, params.covariances, covariance_type)
+            norm, resp = normalised_responsibilities(
+                conditionals.log_prob + (offset[incomplete] if offset.dim() == 2 else offset))
+            parts.append(_statistics(norm, resp, families, incomplete) | {
+                "sx": torch.einsum("nk,nkd->kd", resp, conditionals.filled).double(),
+                "sxx": conditionals.weighted_second_moments(resp, covariance_type).double(),
+            })
+            complete = ~incomplete
+            X = X[complete]
+            offset = offset[complete] if offset.dim() == 2 else offset
+            families = tuple((block, cells[complete]) for block, cells in families)
     if X.shape[0] > 0 or not parts:
-        second_moments = complete_second_moments or covariance_type != "tied"
-        parts.append(_complete_statistics(X, log_weights, params, covariance_type, second_moments, onehot))
-    return functools.reduce(add_statistics, parts)
+        if X.shape[1]:
+            weighted = estimate_log_gaussian_prob(X, params.means, params.precisions_cholesky, covariance_type)
+            norm, resp = normalised_responsibilities(weighted + offset)
+            second_moments = complete_second_moments or covariance_type != "tied"
+            _, sx, sxx = gaussian_statistics(X, resp, covariance_type, second_moments=second_moments)
+            if sxx is None:  # tied, left to the caller
+                sxx = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64, device=X.device)
+            parts.append(_statistics(norm, resp, families) | {"sx": sx.double(), "sxx": sxx.double()})
+        else:  # no Gaussian block: the families alone (a latent class model)
+            norm, resp = normalised_responsibilities(offset.expand(X.shape[0], -1))
+            parts.append(_statistics(norm, resp, families))
+    total = parts[0]
+    for part in parts[1:]:
+        total = add_statistics(total, part)
+    return total
 
 
-# ------------------------------------------------------------- discrete columns
-def one_hot_levels(codes: torch.Tensor, n_levels) -> torch.Tensor:
-    """Level indicators (n, L) of level codes (n, J): one block of ``K_j`` columns per column.
+def _statistics(norm, resp, families, rows=None) -> dict:
+    out = {"log_likelihood": norm.double().sum(), "n_samples": resp.shape[0], "nk": resp.sum(0).double()}
+    for b, (block, cells) in enumerate(families):
+        out[f"family{b}"] = block.statistics(cells if rows is None else cells[rows], resp)
+    return out
 
-    ``codes`` holds the codes ``0 .. K_j - 1`` as floats and NaN where a cell is
-    missing; a missing cell's block is all zeros, so that any sum over levels
-    weighted by the indicators (a log-probability, a count) leaves it out.
+
+class _MixtureRows:
+    """Training rows as EM reads them: :meth:`MixtureLayout.rows` with a fixed centre and
+    dtype. A picklable map of a data source."""
+
+    def __init__(self, layout: MixtureLayout, center: torch.Tensor, dtype: torch.dtype):
+        self.layout, self.center, self.dtype = layout, center, dtype
+
+    def __call__(self, X: torch.Tensor) -> torch.Tensor:
+        return self.layout.rows(X, self.center.to(X.device), self.dtype)
+
+
+class _MixtureStatistics:
+    """The E-step on a chunk of model rows (picklable: it travels to dask workers).
+
+    Rows with a missing Gaussian entry go first, ordered by missingness pattern and in
+    pieces small enough for their factors (:func:`gaussian_conditionals`), then the
+    complete rows; each piece gives :func:`mixture_statistics`, and the pieces add up.
+    A tied model's complete rows leave out ``sum x x^T`` (formed once). The
+    log-likelihood includes the positive cells' log-Jacobian ``-sum log x`` (constant
+    in EM), so that it is the training rows' mean score (``lower_bound_``).
     """
-    blocks = [
-        (codes[:, j, None] == torch.arange(k, dtype=codes.dtype, device=codes.device)).to(codes.dtype)
-        for j, k in enumerate(n_levels)
-    ]
-    if not blocks:
-        return codes.new_zeros(codes.shape[0], 0)
-    return torch.cat(blocks, dim=1)
+
+    def __init__(self, layout: MixtureLayout, covariance_type: str, log_center: torch.Tensor):
+        self.layout, self.covariance_type, self.log_center = layout, covariance_type, log_center
+
+    def __call__(self, chunk: torch.Tensor, params: MixtureParameters) -> dict:
+        d = self.layout.n_gaussian
+        pieces = []
+        if d and has_nan(chunk[:, :d]):
+            incomplete = torch.isnan(chunk[:, :d]).any(1)
+            n_incomplete = int(incomplete.sum())
+            if n_incomplete:
+                rows = chunk[incomplete]
+                rows = rows[_by_pattern(rows[:, :d])]
+                k = params.weights.shape[0]
+                size = _conditional_piece_rows(n_incomplete, k, d, chunk.element_size(), chunk.device)
+                pieces += [rows[sub] for sub in iter_slices(n_incomplete, size)]
+                chunk = chunk[~incomplete]
+        if chunk.shape[0] or not pieces:
+            pieces.append(chunk)
+        out = accumulate(pieces, lambda piece: mixture_statistics(
+            piece[:, :d], params, self.covariance_type, complete_second_moments=False,
+            families=tuple((block, piece[:, block.cells]) for block in self.layout.blocks),
+        ))
+        if self.layout.positive:
+            log_x = torch.cat([piece[:, self.layout.log_scale] for piece in pieces]).double() + self.log_center
+            out["log_likelihood"] = out["log_likelihood"] - torch.nan_to_num(log_x).sum()
+        return out
 
 
-def level_log_probabilities(onehot: torch.Tensor, log_levels: torch.Tensor) -> torch.Tensor:
-    """``sum_j log theta_kj(x_ij)`` over the observed levels of each row: (n, K)."""
-    return onehot @ log_levels.T
-
-
-def level_probabilities_from_counts(counts: torch.Tensor, n_levels, prior: float) -> torch.Tensor:
-    """M-step of the level probabilities: ``(c_kjl + a) / (c_kj + a K_j)``, per block.
-
-    ``counts`` (K, L) are the expected level counts ``sum_i r_ik [x_ij = l]`` (over
-    the rows where column ``j`` is observed), ``a = prior`` the pseudo-count of every
-    level: the posterior mode under a symmetric Dirichlet(1 + a) prior, so that no
-    probability is exactly 0 (a level absent from a component keeps about ``a /
-    n_k``). Returns the probabilities (K, L), each block summing to one.
-    """
-    out, start = [], 0
-    for k in n_levels:
-        block = counts[:, start:start + k] + prior
-        out.append(block / block.sum(1, keepdim=True))
-        start += k
-    return torch.cat(out, dim=1)
+def _complete_second_moments(chunk: torch.Tensor, d: int) -> dict:
+    """``sum x x^T`` over the rows of a chunk with every Gaussian entry observed (float64)."""
+    x = chunk[:, :d]
+    complete = x[~torch.isnan(x).any(1)].double()
+    return {"sxx": complete.T @ complete}
 
 
 # ----------------------------------------------------------------- initialisation
@@ -680,185 +1037,331 @@ def check_initial_parameters(
     return out
 
 
-def n_mixture_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
-    """Free parameters of the mixture (for BIC and AIC)."""
-    k, d = n_components, n_features
-    cov_params = {
-        "full": k * d * (d + 1) / 2.0,
-        "diag": k * d,
-        "tied": d * (d + 1) / 2.0,
-        "spherical": k,
-    }[covariance_type]
-    return int(cov_params + k * d + k - 1)
-
-
+# ----------------------------------------------------------------- the EM fit
 @dataclass
 class _MixtureFitData:
-    """What one fit prepares once for its EM runs."""
+    """What one fit prepares once for its EM runs (from the data source)."""
 
-    X: torch.Tensor  # the training data centred at ``center`` (NaN where missing)
-    center: torch.Tensor
-    chunk_size: int
-    has_missing: bool
-    prior_variance: torch.Tensor  # the covariance prior's centre
+    layout: MixtureLayout
+    e_step: EStep
+    init_rows: torch.Tensor  # model rows of the initialisation (all, in memory)
+    center: torch.Tensor  # the Gaussian block's centre, in the input's dtype
+    dtype: torch.dtype  # the training dtype
+    has_missing: bool  # whether a Gaussian entry is missing (or a positive cell is 0)
+    prior_variance: torch.Tensor  # the Gaussian columns' variances (covariance prior, floor)
+    count_mean: torch.Tensor  # the count columns' means (Poisson prior, k-means scale)
+    count_scale: torch.Tensor  # and their standard deviations
     tied_second_moments: torch.Tensor | None  # sum x x^T over complete rows (tied)
     init: dict  # validated *_init arrays
-    onehot: torch.Tensor | None = None  # level indicators of the discrete columns (mixed)
-    n_levels: tuple = ()  # levels of each discrete column (mixed)
+
+    @property
+    def floor_variance(self) -> torch.Tensor:
+        """The variances the covariance floor is relative to (1 for a constant column)."""
+        v = self.prior_variance
+        return torch.where(v > 0, v, torch.ones_like(v))
+
+
+def prepare_mixture_fit(estimator, source, seed: int) -> _MixtureFitData:
+    """A data source's rows ready for a mixture's EM: one pass of column moments (on
+    the Gaussian block's scale: ``log x`` for positive columns), the model rows (a map
+    of the source), the initialisation's rows and, for tied covariances, the complete
+    rows' ``sum x x^T``.
+
+    EM runs on Gaussian values centred at their mean (the model is translation
+    equivariant): it keeps the uncentred second moments well conditioned.
+    """
+    est = estimator
+    n, k, cov = source.shape[0], est.n_components, est.covariance_type
+    if n < k:
+        raise ValueError(f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}")
+    types, level_counts = est.schema_.types, est.schema_.level_counts
+    layout = MixtureLayout(types, level_counts)
+    gaussian, d = layout.gaussian, layout.n_gaussian
+    init = check_initial_parameters(est.weights_init, est.means_init, est.precisions_init, k, d, cov)
+    raw = source.column_moments()
+    moments = source.map(layout.natural).column_moments() if layout.positive else raw
+    zeros = [j for j in layout.positive if moments.count[j] < raw.count[j]]  # log 0 is missing
+    layout = MixtureLayout(types, level_counts, zeros)
+    center = moments.mean[gaussian].to(device=source.device, dtype=source.dtype)
+    dtype = est._dtype
+    rows = source.map(_MixtureRows(layout, center, dtype), dtype=dtype, width=layout.width)
+    row_bytes = est._row_bytes(source.shape[1]) * 2
+    tied = None
+    if cov == "tied" and d:  # incomplete rows add expected moments per pass
+        tied = rows.reduce(_complete_second_moments, d, row_bytes=row_bytes)["sxx"].to(dtype)
+    count = [j for block in layout.blocks if block.family is Poisson for j in block.columns]
+    as_t = lambda t: t.to(device=source.device, dtype=dtype)  # noqa: E731
+    return _MixtureFitData(
+        layout=layout,
+        e_step=EStep(rows, _MixtureStatistics(layout, cov, center[layout.log_scale].double()), row_bytes),
+        init_rows=rows.sample(random_state=seed),
+        center=center,
+        dtype=dtype,
+        has_missing=d > 0 and moments.has_missing(gaussian),
+        prior_variance=as_t(moments.variance[gaussian]),
+        count_mean=raw.mean[count].clamp_min(1.0 / n).to(source.device),  # a rate > 0 even for all-zero counts
+        count_scale=as_t(raw.variance[count].sqrt()),
+        tied_second_moments=tied,
+        init=init,
+    )
+
+
+def _initial_features(data: _MixtureFitData, rows: torch.Tensor) -> torch.Tensor:
+    """What k-means reads: the Gaussian values (missing ones at the mean, 0 after
+    centring); on a table with other blocks, those standardised, the counts
+    standardised, and the level and "is zero" indicators scaled by ``sqrt(1/2)``."""
+    layout = data.layout
+    g = rows[:, :layout.n_gaussian]
+    g = torch.nan_to_num(g, nan=0.0) if data.has_missing else g
+    if not layout.blocks:
+        return g
+    unit = lambda v: torch.where(v > 0, v, torch.ones_like(v))  # noqa: E731
+    numbers = [g / unit(data.prior_variance.sqrt())]
+    levels = []
+    for block in layout.blocks:
+        cells = rows[:, block.cells]
+        if block.family is Poisson:
+            numbers.append(torch.nan_to_num((cells - data.count_mean.to(cells.dtype)) / unit(data.count_scale)))
+    for j, b, i in layout.levels:
+        block = layout.blocks[b]
+        levels.append(_LEVEL_SCALE * Categorical.statistics(rows[:, block.cells][:, i], max(block.n_levels, 2)))
+    if layout.positive:
+        levels.append(_LEVEL_SCALE * Categorical.statistics(rows[:, layout.blocks[0].cells], 2).flatten(1))
+    return torch.cat(numbers + levels, dim=1)
+
+
+# ------------------------------------------------------------------ evaluation
+def weighted_log_prob(
+    rows: torch.Tensor, params: MixtureParameters, layout: MixtureLayout, covariance_type: str,
+    piece_rows: int,
+) -> torch.Tensor:
+    """``log w_k + log p_k(observed cells)`` of model rows (n, K).
+
+    The Gaussian block scores complete entries with the precision factors and rows
+    with missing entries through :func:`gaussian_conditionals`, ordered by pattern
+    in pieces of ``piece_rows``; each row's value depends on its own cells only.
+    """
+    d = layout.n_gaussian
+    offset = torch.log(params.weights)
+    levels = layout.family_log_prob(rows, params.families)
+    offset = offset if levels is None else offset + levels
+    if not d:
+        return offset.expand(rows.shape[0], -1)
+    g = rows[:, :d]
+    means, prec_chol = params.means, params.precisions_cholesky
+    if not has_nan(g):
+        return estimate_log_gaussian_prob(g, means, prec_chol, covariance_type, rowwise=True) + offset
+    incomplete = torch.isnan(g).any(1)
+    out = torch.empty(rows.shape[0], means.shape[0], dtype=g.dtype, device=g.device)
+    if not bool(incomplete.all()):
+        out[~incomplete] = estimate_log_gaussian_prob(g[~incomplete], means, prec_chol, covariance_type,
+                                                      rowwise=True)
+    index = torch.nonzero(incomplete).squeeze(1)
+    index = index[_by_pattern(g[index])]
+    for sub in iter_slices(index.numel(), piece_rows):
+        rows_sub = index[sub]
+        out[rows_sub] = gaussian_conditionals(g[rows_sub], means, params.covariances, covariance_type).log_prob
+    return out + offset
+
+
+def _posterior(rows, params: MixtureParameters, layout: MixtureLayout, covariance_type: str):
+    """``p(k | observed cells)`` (n, K) and the Gaussian block's conditionals (or ``None``)."""
+    weighted = torch.log(params.weights)
+    levels = layout.family_log_prob(rows, params.families)
+    weighted = weighted if levels is None else weighted + levels
+    conditionals = None
+    if layout.n_gaussian:
+        g = rows[:, :layout.n_gaussian]
+        conditionals = gaussian_conditionals(g, params.means, params.covariances, covariance_type)
+        weighted = conditionals.log_prob + weighted
+    return torch.softmax(weighted.expand(rows.shape[0], -1), dim=1), conditionals
+
+
+def impute_point(
+    X: torch.Tensor, rows: torch.Tensor, params: MixtureParameters, center: torch.Tensor,
+    layout: MixtureLayout, covariance_type: str,
+) -> torch.Tensor:
+    """Every cell of the table rows ``X`` (n, n_features) at its conditional point.
+
+    With ``r_k = p(k | observed cells)``: a real cell's ``sum_k r_k E_k[x_j | x_o]``; a
+    positive cell's :class:`~skgenerative.distributions.ZeroInflatedLogNormal` point of
+    its conditional (0 when ``sum_k r_k pi_kj >= 1/2``, else the conditional geometric
+    mean ``exp(sum_k r'_k E_k[log x_j | x_o])``, ``r'_k`` proportional to
+    ``r_k (1 - pi_kj)``); a level's mode (its median when ordinal) and a count's mean
+    of ``sum_k r_k p_kj``. Observed cells come back as well (callers keep their own).
+    """
+    resp, conditionals = _posterior(rows, params, layout, covariance_type)
+    out = X.clone()
+    if conditionals is not None:
+        filled = conditionals.filled
+        mean = sum(resp[:, k, None] * filled[:, k] for k in range(filled.shape[1])) + center
+        out[:, [layout.gaussian[i] for i in layout.real]] = mean[:, layout.real]
+        out[:, layout.positive] = torch.exp(mean[:, layout.log_scale])  # the geometric mean
+    for block, parameter in zip(layout.blocks, params.families):
+        if block.zeros:
+            log_x = filled[:, :, layout.zero_scale] + center[layout.zero_scale]
+            cells = ZeroInflatedLogNormal(parameter, log_x, torch.zeros_like(log_x)).point(resp)
+        else:
+            cells = block.distribution(parameter).point(resp)
+        out[:, list(block.columns)] = cells.to(out.dtype)
+    return torch.where(torch.isnan(X), out, X)
+
+
+def _draw_families(out, gaussian, index, params: MixtureParameters, layout: MixtureLayout, generator):
+    """Cells of the family blocks drawn in components ``index`` (any shape), into ``out``
+    (``index.shape + (n_features,)``); ``gaussian`` the Gaussian block's draws (user's
+    scale before ``exp``). Levels by ``torch.multinomial``, column by column in table
+    order (the stream of draws the level tables had before the blocks)."""
+    for j, b, i in layout.levels:
+        probabilities = layout.blocks[b].level_probabilities(params.families[b])[:, i][index]
+        levels = torch.multinomial(probabilities.reshape(-1, probabilities.shape[-1]), 1, generator=generator)
+        out[..., j] = levels.reshape(index.shape).to(out.dtype)
+    if layout.positive:
+        out[..., layout.positive] = torch.exp(gaussian[..., layout.log_scale])
+    for block, parameter in zip(layout.blocks, params.families):
+        if block.zeros:
+            zero = Bernoulli(parameter[index]).sample(generator)
+            out[..., list(block.columns)] = torch.where(zero > 0, torch.zeros_like(zero), out[..., list(block.columns)])
+        elif block.family is Poisson:
+            out[..., list(block.columns)] = Poisson(parameter[index]).sample(generator).to(out.dtype)
+    return out
+
+
+def impute_draws(
+    X: torch.Tensor, rows: torch.Tensor, params: MixtureParameters, center: torch.Tensor,
+    layout: MixtureLayout, covariance_type: str, n_draws: int, generator: torch.Generator,
+) -> torch.Tensor:
+    """``n_draws`` draws (n, S, n_features) of every cell from ``p(x_missing | x_observed)``.
+
+    A component ``k ~ p(k | observed cells)`` per draw, then every block given ``k``:
+    the Gaussian entries from their conditional Gaussian, each family cell from its
+    component's distribution (a positive cell is 0 with probability ``pi_kj``, else
+    ``exp`` of its Gaussian draw). Exact: within a component the blocks are independent.
+    """
+    resp, conditionals = _posterior(rows, params, layout, covariance_type)
+    choice = torch.multinomial(resp, n_draws, replacement=True, generator=generator)
+    out = X.unsqueeze(1).repeat(1, n_draws, 1)
+    gaussian = None
+    if conditionals is not None:
+        gaussian = draw_conditional_mixture(rows[:, :layout.n_gaussian], conditionals, choice, generator,
+                                            covariance_type) + center
+        out[..., [layout.gaussian[i] for i in layout.real]] = gaussian[..., layout.real]
+    out = _draw_families(out, gaussian, choice, params, layout, generator)
+    return torch.where(torch.isnan(X).unsqueeze(1), out, X.unsqueeze(1))
+
+
+def _empty_gaussian(k: int, covariance_type: str, like: torch.Tensor):
+    """Means, covariances and precision factors of a Gaussian block over no column."""
+    shape = {"full": (k, 0, 0), "tied": (0, 0), "diag": (k, 0), "spherical": (k,)}[covariance_type]
+    ones = like.new_ones(shape)
+    return like.new_zeros(k, 0), ones, ones
 
 
 # ---------------------------------------------------------------------- estimator
 class GaussianMixtureDensity(EMModel, GenerativeModel):
-    """Gaussian mixture density fitted by expectation-maximisation in torch.
+    """Mixture density of a table fitted by expectation-maximisation in torch.
 
-    A drop-in counterpart of :class:`sklearn.mixture.GaussianMixture` with the
-    skgenerative contract: exact ``score_samples``, ``sample``, outlier thresholds,
-    CPU or GPU.
+    Each component is a product of blocks (see Notes): a Gaussian over the real and
+    (on the log scale) positive columns, times per-component families over the
+    binary, categorical, ordinal and count columns. On numbers alone it is a drop-in
+    counterpart of :class:`sklearn.mixture.GaussianMixture` with the skgenerative
+    contract: exact ``score_samples``, ``sample``, outlier thresholds, CPU or GPU.
 
     Parameters
     ----------
     n_components : int, default=1
         Number of mixture components.
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
-        Structure of the component covariances.
+        Structure of the Gaussian block's covariances.
     tol : float, default=1e-3
         EM stops when the mean log-likelihood improves by less than ``tol``.
     reg_covar : float, default=1e-6
-        Added to the diagonal of every covariance (in the units of ``X``); keeps
-        them positive definite.
+        Added to the diagonal of every covariance (in the units of the Gaussian block).
+    covariance_floor : float, default=1e-6
+        Least size of a covariance relative to the columns' variances (see
+        :func:`floor_covariances`): a component that collapses (duplicated rows, a
+        column constant within a group) is lifted to it instead of failing the fit.
+        Well-posed covariances are never changed; 0 turns it off.
     covariance_prior : float, default=0.0
         Weight ``c`` (in pseudo-observations) of a conjugate prior that shrinks each
-        covariance towards the data's diagonal covariance: the M-step gives
-        ``Sigma_k = (n_k S_k + c diag(var(X))) / (n_k + c)`` (Fraley & Raftery, 2007).
-        0 (the default) is plain maximum likelihood, as scikit-learn. A few
-        pseudo-observations stop a component from collapsing onto a handful of
-        points (an isolated outlier, duplicated rows), the classic failure of
-        mixtures on small or contaminated tables.
+        covariance towards the data's diagonal covariance: ``Sigma_k = (n_k S_k + c
+        diag(var)) / (n_k + c)`` (Fraley & Raftery, 2007). 0 is maximum likelihood,
+        as scikit-learn; a few pseudo-observations stop a component from collapsing
+        onto a handful of points (an outlier, duplicated rows).
     max_iter : int, default=100
         Maximum EM iterations per initialisation.
     n_init : int, default=1
         Number of initialisations; the one with the best final bound is kept.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
-        How responsibilities are initialised (as in scikit-learn): labels of Lloyd's
-        k-means from k-means++ seeds, the k-means++ seeds alone, random
-        responsibilities, or random data points. All run in torch.
+        How responsibilities are initialised, as in scikit-learn, in torch.
     weights_init, means_init, precisions_init : array-like, default=None
-        User-provided starting weights (K,), means (K, D) and precisions (shape by
-        covariance type, as in scikit-learn).
+        Starting weights (K,), means (K, D) and precisions (shape by covariance type)
+        of the Gaussian block.
     warm_start : bool, default=False
         Start from the previous fit's solution (with one initialisation).
     level_prior : float > 0, default=0.1
-        Pseudo-count added to every level of every discrete column in every
-        component at each M-step (tables with discrete columns only): the level
-        probabilities are the posterior mode under a symmetric Dirichlet(1 +
-        level_prior) prior, so none is exactly 0 (see Notes).
+        Pseudo-count of every family parameter at each M-step: each level of a
+        discrete column, "zero" and "positive" of a positive column (Dirichlet(1 +
+        level_prior) posterior modes), and ``level_prior`` observations of a count
+        column's mean for its Poisson rate. No probability is then exactly 0.
     column_types : dict, list, tuple or None, default=None
-        Types of the columns of a DataFrame (``{column: type}`` or one per column)
-        where the pandas dtypes do not say it (see :mod:`skgenerative._schema`):
-        ``real``, ``positive`` and ``count`` columns are modelled by the Gaussians,
-        ``binary``, ``categorical`` and ``ordinal`` ones by per-component level
-        probabilities (see Notes).
+        Types of the columns where the pandas dtypes do not say it (see
+        :mod:`skgenerative._schema`); they choose the blocks (see Notes).
     contamination : float, default=0.1
         Fraction of training rows below the outlier threshold ``offset_``.
     device : str or torch.device, default="auto"
-        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``.
     dtype : {"auto", "float32", "float64"}, default="auto"
-        ``"auto"``: fit in float32 and evaluate (``score_samples``, ``transform``,
-        ``impute``, ``sample``) in float64, so that EM costs float32 (statistics
-        still summed in float64; see Notes on accuracy) and scores stay exact and
-        batch-invariant. ``"float32"`` or ``"float64"``: that
-        precision for both.
+        ``"auto"``: fit in float32 (statistics summed in float64) and evaluate in
+        float64; a fit that float32 breaks is redone in float64.
     random_state : int, RandomState instance or None, default=None
-        Seed of the initialisation.
     verbose : int, default=0
-        1 prints each initialisation, 2 also each iteration.
+        1: a progress bar and a summary line; 2: a line per iteration.
 
     Attributes
     ----------
     weights_ : ndarray of shape (n_components,)
-    means_ : ndarray of shape (n_components, n_features)
-        Over the numeric columns only when the table has discrete ones (``D`` is
-        then the number of numeric columns, possibly 0).
-    covariances_ : ndarray
-        Shape (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical.
+    means_, covariances_, precisions_, precisions_cholesky_ : ndarray
+        The Gaussian block (``D`` real and positive columns, the positive ones as
+        ``log x``; ``D`` may be 0); covariances (K, D, D) full, (D, D) tied, (K, D)
+        diag, (K,) spherical.
     level_probabilities_ : list of ndarray
-        One array of shape (n_components, n_levels) per discrete column, in column
-        order: ``theta_kj(l)``, rows summing to one. Empty for numeric data.
-    precisions_ : ndarray
-        Inverses of the covariances, same shape.
-    precisions_cholesky_ : ndarray
-        Cholesky factors of the precisions, same shape.
-    converged_ : bool
-    n_iter_ : int
-        EM iterations of the best initialisation.
-    lower_bound_ : float
-        Mean log-likelihood of the training data at the last E-step of the best
-        initialisation.
-    lower_bounds_ : list of float
-        The same, per iteration.
-    offset_ : float
-        The ``contamination`` quantile of the training log-densities.
-    device_ : torch.device
-        Where the model was fitted.
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        Only when ``X`` has string feature names.
+        One (n_components, n_levels) array per binary, categorical or ordinal column,
+        in column order, rows summing to one.
+    zero_probabilities_ : ndarray of shape (n_components, n_positive)
+        ``P(x_j = 0 | k)`` of each positive column.
+    count_rates_ : ndarray of shape (n_components, n_count)
+        The Poisson rate of each count column in each component.
+    converged_, n_iter_, lower_bound_, lower_bounds_, offset_, device_, n_features_in_, feature_names_in_
+        As in every EM model of the package (see :class:`skgenerative._em.EMModel`).
 
     See Also
     --------
     sklearn.mixture.GaussianMixture : the numpy reference implementation.
     PPCADensity : a single Gaussian with low-rank plus isotropic covariance.
-    GenerativeOutlierDetector : outlier detection in pipelines.
 
     Notes
     -----
-    ``score_samples`` is the exact log-density ``log sum_k w_k N(x; mu_k, Sigma_k)``.
-    ``transform`` and ``predict_proba`` give the posterior component probabilities,
-    ``predict`` the most probable component. ``sample`` returns rows in random order
-    (not grouped by component).
-
-    The EM iterations follow scikit-learn's step for step: started from the same
-    ``weights_init``, ``means_init`` and ``precisions_init``, a ``dtype="float64"`` fit
-    gives scikit-learn's model up to rounding. The sufficient statistics are accumulated
-    in float64 across chunks; in float32 the second moments are formed around the data
-    mean, so components far from it (relative to their spread) lose a few digits:
-    prefer float64 for such data.
-
-    **Mixed tables.** Fitted on a DataFrame with discrete columns (binary,
-    categorical, ordinal: see :mod:`skgenerative._schema`), each component is a
-    Gaussian over the numeric columns times independent level probabilities
-    ``theta_kj`` over each discrete column (a latent class model when no column is
-    numeric): ``p(x) = sum_k w_k N(x_num; mu_k, Sigma_k) prod_j theta_kj(x_j)``. An
-    ordinal column is categorical over its ordered levels (the order serves
-    ``impute``'s median). ``score_samples`` is the log-density of the observed
-    numbers plus the log-probability of the observed levels; a missing number is
-    marginalised, a missing level drops its factor. EM is exact: the
-    responsibilities include the level probabilities and the M-step sets
-    ``theta_kj(l) = (c_kjl + a) / (c_kj + a K_j)`` from the expected counts with
-    ``a = level_prior`` (so each step never decreases log-likelihood + ``a sum log
-    theta``). k-means starts from the standardised numbers and the level
-    indicators. The conditional ``p(x_j = l | x_obs) = sum_k p(k | x_obs)
-    theta_kj(l)`` is exact (``impute_proba``; ``impute`` takes its mode, or its median
-    for ordinal columns, and draws from it with ``n_draws``). The maths are in the
-    user guide (``docs/user_guide/mixture.rst``); the model is that of Hunt &
-    Jorgensen (2003).
-
-    ``fit`` accepts missing values (NaN): EM then uses, per row and component, the
-    conditional Gaussian of the missing entries given the observed ones
-    (:func:`mixture_statistics`); ``score_samples`` of a row with NaN is the exact
-    log-density of its observed entries, and :meth:`impute` fills the gaps with the
-    conditional expectation (or draws from the conditional mixture).
+    ``p(x) = sum_k w_k N(y_G; mu_k, Sigma_k) prod_{positive j} |dy_j/dx_j| prod_b
+    p_kb(x_b)``, with ``y = x`` on real and ``y = log x`` on positive columns (a zero
+    is a point mass ``pi_kj``, and ``1 - pi_kj`` multiplies a positive value);
+    binary columns are Bernoulli, categorical and ordinal ones categorical over their
+    levels (the order serves the ordinal median), counts Poisson, all independent
+    given the component: dependence comes from the components and, among the real
+    and positive columns, from the covariance. ``score_samples`` is the exact
+    log-density of the observed cells (numbers a density in the user's units, zeros
+    and levels a probability); missing cells are marginalised exactly. EM is exact
+    (each step never decreases the log-likelihood plus the log-prior); ``impute``,
+    ``impute_proba`` and ``impute(n_draws=...)`` use the exact conditional given the
+    observed cells: means (geometric for positive cells), levels' modes or medians,
+    and draws. On numbers the EM iterations follow scikit-learn's step for step:
+    from the same ``*_init`` a ``dtype="float64"`` fit is scikit-learn's model to
+    rounding. The maths are in the user guide (``docs/user_guide/mixture.rst``).
 
     References
     ----------
-    Dempster, A. P., Laird, N. M. & Rubin, D. B. (1977). Maximum likelihood from
-    incomplete data via the EM algorithm. JRSS B, 39(1), 1-38.
-    Ghahramani, Z. & Jordan, M. I. (1994). Supervised learning from incomplete
-    data via an EM approach. NIPS 6.
-    Fraley, C. & Raftery, A. E. (2007). Bayesian regularization for normal mixture
-    estimation and model-based clustering. Journal of Classification, 24, 155-181.
-    Hunt, L. & Jorgensen, M. (2003). Mixture model clustering for mixed data with
-    missing information. Computational Statistics & Data Analysis, 41, 429-440.
+    Dempster, Laird & Rubin (1977), JRSS B 39(1); Ghahramani & Jordan (1994), NIPS 6;
+    Fraley & Raftery (2007), J. Classification 24; Hunt & Jorgensen (2003), CSDA 41;
+    Aitchison (1955), JASA 50 (the delta-lognormal).
 
     Examples
     --------
@@ -878,6 +1381,7 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         "covariance_type": [StrOptions({"full", "tied", "diag", "spherical"})],
         "tol": [Interval(Real, 0.0, None, closed="left")],
         "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "covariance_floor": [Interval(Real, 0.0, None, closed="left")],
         "covariance_prior": [Interval(Real, 0.0, None, closed="left")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
@@ -892,35 +1396,20 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
 
     _supports_missing = True
     _supported_column_types = frozenset(COLUMN_TYPES)
+    _column_families = {**FAMILIES, "positive": ZeroInflatedLogNormal}
     _em_divergence_hint = "scale the input or increase reg_covar"
 
     def __init__(
-        self,
-        n_components=1,
-        *,
-        covariance_type="full",
-        tol=1e-3,
-        reg_covar=1e-6,
-        covariance_prior=0.0,
-        max_iter=100,
-        n_init=1,
-        init_params="kmeans",
-        weights_init=None,
-        means_init=None,
-        precisions_init=None,
-        warm_start=False,
-        level_prior=0.1,
-        column_types=None,
-        contamination=0.1,
-        device="auto",
-        dtype="auto",
-        random_state=None,
-        verbose=0,
+        self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6, covariance_floor=1e-6,
+        covariance_prior=0.0, max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
+        means_init=None, precisions_init=None, warm_start=False, level_prior=0.1, column_types=None,
+        contamination=0.1, device="auto", dtype="auto", random_state=None, verbose=0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
         self.reg_covar = reg_covar
+        self.covariance_floor = covariance_floor
         self.covariance_prior = covariance_prior
         self.max_iter = max_iter
         self.n_init = n_init
@@ -938,449 +1427,199 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ EM
-    def _fit(self, X: torch.Tensor):
-        """EM over the numeric columns' Gaussians, times level tables for discrete ones."""
-        n = X.shape[0]
-        k, cov = self.n_components, self.covariance_type
-        if n < k:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}"
-            )
-        numeric, discrete = self._column_split()
-        Xn = X[:, numeric] if discrete else X
-        d = Xn.shape[1]
-        init = check_initial_parameters(self.weights_init, self.means_init, self.precisions_init, k, d, cov)
-        # EM runs on data centred at its mean (the model is translation equivariant);
-        # it keeps the uncentred second moments well conditioned.
-        has_missing = d > 0 and has_nan(Xn)
-        center = (torch.nanmean(Xn, 0) if has_missing else Xn.mean(0)) if d else Xn.new_zeros(0)
-        # centred in the data's own precision, then cast to the training dtype
-        Xc = (Xn - center).to(self._dtype)
-        tied_second_moments = None
-        if cov == "tied" and d:  # incomplete rows add expected moments per pass
-            complete = (Xc[~torch.isnan(Xn).any(1)] if has_missing else Xc).double()
-            tied_second_moments = (complete.T @ complete).to(Xc.dtype)
-        if d:
-            prior_variance = torch.nanmean(Xc.square(), 0) if has_missing else Xc.square().mean(0)
-        else:
-            prior_variance = Xc.new_zeros(0)
-        levels = {}
-        if discrete:  # the mixed model (a latent class model when d == 0)
-            n_levels = tuple(self.schema_.n_levels(j) for j in discrete)
-            levels = dict(onehot=one_hot_levels(X[:, discrete], n_levels).to(self._dtype), n_levels=n_levels)
-        data = _MixtureFitData(
-            X=Xc,
-            center=center,
-            chunk_size=chunk_rows(self._row_bytes(X.shape[1]) * 2, n, X.device),
-            has_missing=has_missing,
-            prior_variance=prior_variance,
-            tied_second_moments=tied_second_moments,
-            init=init,
-            **levels,
-        )
-        self._em_fit(
-            data,
-            n_init=self.n_init,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            warm_start=self.warm_start,
-            generator=generator_from(seed_from(self.random_state), X.device),
-        )
+    def _fit(self, source):
+        seed = seed_from(self.random_state)
+        data = prepare_mixture_fit(self, source, seed)
+        self._em_fit(data, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+                     warm_start=self.warm_start, generator=generator_from(seed, source.device))
 
-    def _fit_blocks(self, X) -> None:
-        """EM on a dask array: statistics per block, merged as a tree (see _dask)."""
-        _dask.fit_mixture(self, X)
-
-    # ------------------------------------------------ mixed tables (latent classes)
-    def _column_split(self) -> tuple[list, list]:
-        """Positions of the numeric and of the discrete columns."""
-        return self.schema_.numeric_columns, self.schema_.discrete
-
-    def _log_levels(self, counts: torch.Tensor, data: _MixtureFitData) -> torch.Tensor:
-        probabilities = level_probabilities_from_counts(counts.double(), data.n_levels, self.level_prior)
-        return torch.log(probabilities).to(data.X.dtype)
-
-    def _empty_gaussians(self, like: torch.Tensor):
-        """Means, covariances and precision factors over no numeric column."""
-        k = self.n_components
-        shape = {"full": (k, 0, 0), "tied": (0, 0), "diag": (k, 0), "spherical": (k,)}[self.covariance_type]
-        ones = like.new_ones(shape)
-        return like.new_zeros(k, 0), ones, ones
-
-    def _em_initialize_mixed(self, data: _MixtureFitData, generator) -> MixtureParameters:
-        """Responsibilities from k-means on the standardised numbers and the level indicators."""
-        X = torch.nan_to_num(data.X, nan=0.0) if data.has_missing else data.X
-        n, d = X.shape
+    def _gaussian_m_step(self, data: _MixtureFitData, nk, sx, sxx):
+        """Weights' counts, means, covariances (MAP with the prior, floored) and precision factors."""
         cov = self.covariance_type
-        scale = data.prior_variance.sqrt()
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        # one unit of distance per numeric column (its spread) and at most one per
-        # discrete column (two different levels are sqrt(2) apart in indicators)
-        Z = torch.cat([X / scale, data.onehot * math.sqrt(0.5)], dim=1)
-        resp = initial_responsibilities(Z, self.n_components, self.init_params, generator)
-        levels = (resp.T @ data.onehot).double()
-        as_t = lambda a: torch.as_tensor(a, dtype=X.dtype, device=X.device)  # noqa: E731
+        nk, means, covariances = gaussian_parameters_from_statistics(
+            nk, sx, sxx, self.reg_covar, cov, self.covariance_prior, data.prior_variance)
+        covariances = floor_covariances(covariances, cov, data.floor_variance, self.covariance_floor)
+        return nk, means, covariances
+
+    def _families_m_step(self, data: _MixtureFitData, statistics) -> tuple:
+        return tuple(block.m_step(s, self.level_prior, data.count_mean).to(data.dtype)
+                     for block, s in zip(data.layout.blocks, statistics))
+
+    def _em_initialize(self, data: _MixtureFitData, generator) -> MixtureParameters:
+        """Responsibilities by ``init_params`` (k-means on :func:`_initial_features`), one
+        M-step, then the ``*_init`` arrays."""
+        rows, layout = data.init_rows, data.layout
+        n, d, cov = rows.shape[0], layout.n_gaussian, self.covariance_type
+        resp = initial_responsibilities(_initial_features(data, rows), self.n_components, self.init_params,
+                                        generator)
+        as_t = lambda a: torch.as_tensor(a, dtype=rows.dtype, device=rows.device)  # noqa: E731
         init = data.init
         if d:
+            X = rows[:, :d]
+            X = torch.nan_to_num(X, nan=0.0) if data.has_missing else X
             total = accumulate(
-                iter_slices(n, data.chunk_size),
-                lambda rows: dict(zip(("nk", "sx", "sxx"), (
-                    s.double() for s in gaussian_statistics(X[rows], resp[rows], cov)
-                ))),
+                iter_slices(n, chunk_rows(data.e_step.row_bytes, n, X.device)),
+                lambda sub: dict(zip(("nk", "sx", "sxx"), (
+                    s.double() for s in gaussian_statistics(X[sub], resp[sub], cov)))),
             )
-            nk, means, covariances = gaussian_parameters_from_statistics(
-                *(total[key].to(X.dtype) for key in ("nk", "sx", "sxx")),
-                self.reg_covar, cov, self.covariance_prior, data.prior_variance,
-            )
-            means = as_t(torch.as_tensor(init["means"], dtype=data.center.dtype) - data.center.cpu()) \
-                if "means" in init else means
+            nk, means, covariances = self._gaussian_m_step(
+                data, *(total[key].to(X.dtype) for key in ("nk", "sx", "sxx")))
+            # shifted in the centre's precision, then cast to the training dtype
+            if "means" in init:
+                means = as_t(torch.as_tensor(init["means"], dtype=data.center.dtype) - data.center.cpu())
             if "precisions" in init:
                 prec_chol = _precision_cholesky_from_precisions(as_t(init["precisions"]), cov)
             else:
                 prec_chol = compute_precision_cholesky(covariances, cov)
         else:
             nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps
-            means, _, prec_chol = self._empty_gaussians(X)
+            means, covariances, prec_chol = _empty_gaussian(self.n_components, cov, rows)
         weights = as_t(init["weights"]) if "weights" in init else nk / n
-        return MixtureParameters(weights, means, None, prec_chol, self._log_levels(levels, data))
-
-    def _em_initialize(self, data: _MixtureFitData, generator) -> MixtureParameters:
-        """Responsibilities by ``init_params``, one M-step, then the ``*_init`` arrays."""
-        if data.onehot is not None:
-            return self._em_initialize_mixed(data, generator)
-        # missing entries start at the column means (zero after centring)
-        X = torch.nan_to_num(data.X, nan=0.0) if data.has_missing else data.X
-        n, cov = X.shape[0], self.covariance_type
-        resp = initial_responsibilities(X, self.n_components, self.init_params, generator)
-        total = accumulate(
-            iter_slices(n, data.chunk_size),
-            lambda rows: dict(zip(("nk", "sx", "sxx"), (
-                s.double() for s in gaussian_statistics(X[rows], resp[rows], cov)
-            ))),
-        )
-        nk, means, covariances = gaussian_parameters_from_statistics(
-            *(total[key].to(X.dtype) for key in ("nk", "sx", "sxx")),
-            self.reg_covar, cov, self.covariance_prior, data.prior_variance,
-        )
-        as_t = lambda a: torch.as_tensor(a, dtype=X.dtype, device=X.device)  # noqa: E731
-        init = data.init
-        weights = as_t(init["weights"]) if "weights" in init else nk / n
-        # shifted in the centre's precision, then cast to the training dtype
-        means = as_t(torch.as_tensor(init["means"], dtype=data.center.dtype) - data.center.cpu()) \
-            if "means" in init else means
-        if "precisions" in init:
-            prec_chol = _precision_cholesky_from_precisions(as_t(init["precisions"]), cov)
-        else:
-            prec_chol = compute_precision_cholesky(covariances, cov)
-        return MixtureParameters(weights, means, None, prec_chol)
+        families = self._families_m_step(
+            data, [block.statistics(rows[:, block.cells], resp) for block in layout.blocks])
+        return MixtureParameters(weights, means, None if d else covariances, prec_chol, families)
 
     def _em_resume(self, data: _MixtureFitData) -> MixtureParameters:
-        as_t = lambda a: torch.as_tensor(a, dtype=data.X.dtype, device=data.X.device)  # noqa: E731
+        as_t = lambda a: torch.as_tensor(a, dtype=data.dtype, device=data.center.device)  # noqa: E731
+        shapes = [tuple(p.shape[1:]) for p in self._family_parameters]
+        if self.means_.shape[1] != data.layout.n_gaussian or shapes != data.layout.parameter_shapes():
+            raise ValueError("warm_start needs the same columns, types and levels as the previous fit; "
+                             "fit again with warm_start=False.")
         means = as_t(torch.as_tensor(self.means_, dtype=data.center.dtype) - data.center.cpu())
-        params = MixtureParameters(as_t(self.weights_), means, None, as_t(self.precisions_cholesky_))
-        if data.onehot is not None:
-            if self._level_log_table.shape[1] != data.onehot.shape[1]:
-                raise ValueError(
-                    "warm_start needs the same columns and levels as the previous fit; "
-                    "fit again with warm_start=False."
-                )
-            params = params._replace(log_levels=as_t(self._level_log_table))
-        return params
+        return MixtureParameters(as_t(self.weights_), means, None, as_t(self.precisions_cholesky_),
+                                 tuple(as_t(p) for p in self._family_parameters))
 
     def _em_expectation_parameters(self, data: _MixtureFitData, params) -> MixtureParameters:
         # rows with missing entries see the covariances of the very precision factors
         # that score the complete rows: one Gaussian per component, to the last bit
-        if not data.has_missing or data.X.shape[1] == 0:
+        if not data.has_missing:
             return params
         covariances = covariances_from_precision_cholesky(params.precisions_cholesky, self.covariance_type)
         return params._replace(covariances=covariances)
 
-    def _em_chunks(self, data: _MixtureFitData):
-        """Row chunks; with missing values, their incomplete rows in smaller pieces first."""
-        X = data.X
-        n, d = X.shape
-        if data.onehot is not None:
-            yield from self._em_chunks_mixed(data)
-            return
-        for rows in iter_slices(n, data.chunk_size):
-            x = X[rows]
-            if data.has_missing:
-                incomplete = torch.isnan(x).any(1)
-                n_incomplete = int(incomplete.sum())
-                if n_incomplete:
-                    size = _incomplete_chunk_rows(n_incomplete, d, X.element_size(), X.device)
-                    for sub in iter_slices(n_incomplete, size):
-                        yield x[incomplete][sub]
-                    x = x[~incomplete]
-                if x.shape[0] == 0:
-                    continue
-            yield x
-
-    def _em_chunks_mixed(self, data: _MixtureFitData):
-        """Pairs (numbers, level indicators), split as in the numeric case."""
-        X, onehot = data.X, data.onehot
-        n, d = X.shape
-        for rows in iter_slices(n, data.chunk_size):
-            x, h = X[rows], onehot[rows]
-            if data.has_missing:
-                incomplete = torch.isnan(x).any(1)
-                n_incomplete = int(incomplete.sum())
-                if n_incomplete:
-                    size = _incomplete_chunk_rows(n_incomplete, d, X.element_size(), X.device)
-                    xi, hi = x[incomplete], h[incomplete]
-                    for sub in iter_slices(n_incomplete, size):
-                        yield xi[sub], hi[sub]
-                    x, h = x[~incomplete], h[~incomplete]
-                if x.shape[0] == 0:
-                    continue
-            yield x, h
-
-    def _em_statistics(self, chunk, params: MixtureParameters) -> dict:
-        if params.log_levels is not None:
-            return self._em_statistics_mixed(chunk, params)
-        # tied: the complete rows' sum x x^T is formed once, in _fit
-        return mixture_statistics(chunk, params, self.covariance_type, complete_second_moments=False)
-
-    def _em_statistics_mixed(self, chunk, params: MixtureParameters) -> dict:
-        x, onehot = chunk
-        levels = level_log_probabilities(onehot, params.log_levels)
-        if x.shape[1]:
-            return mixture_statistics(x, params, self.covariance_type, complete_second_moments=False,
-                                      row_log_prob=levels, onehot=onehot)
-        norm, resp = normalised_responsibilities(torch.log(params.weights) + levels)
-        return {"log_likelihood": norm.double().sum(), "n_samples": x.shape[0],
-                "nk": resp.sum(0).double(), "levels": (resp.T @ onehot).double()}
-
     def _em_m_step(self, data: _MixtureFitData, statistics: dict, params) -> MixtureParameters:
-        cov = self.covariance_type
-        if data.onehot is not None:
-            log_levels = self._log_levels(statistics["levels"], data)
-            if data.X.shape[1] == 0:
-                nk = statistics["nk"].to(data.X.dtype) + 10 * torch.finfo(data.X.dtype).eps
-                return MixtureParameters(nk / nk.sum(), params.means, params.precisions_cholesky,
-                                         params.precisions_cholesky, log_levels)
-            data = dataclasses_replace(data, onehot=None)
-            return self._em_m_step(data, statistics, params)._replace(log_levels=log_levels)
-        nk, sx, sxx = (statistics[key].to(data.X.dtype) for key in ("nk", "sx", "sxx"))
-        if cov == "tied":
-            sxx = data.tied_second_moments + sxx
-        nk, means, covariances = gaussian_parameters_from_statistics(
-            nk, sx, sxx, self.reg_covar, cov, self.covariance_prior, data.prior_variance
-        )
-        return MixtureParameters(nk / nk.sum(), means, covariances, compute_precision_cholesky(covariances, cov))
+        cov, layout = self.covariance_type, data.layout
+        nk = statistics["nk"].to(data.dtype)
+        means, covariances, prec_chol = params.means, params.covariances, params.precisions_cholesky
+        if layout.n_gaussian:
+            sx, sxx = (statistics[key].to(data.dtype) for key in ("sx", "sxx"))
+            sxx = data.tied_second_moments + sxx if cov == "tied" else sxx
+            nk, means, covariances = self._gaussian_m_step(data, nk, sx, sxx)
+            prec_chol = compute_precision_cholesky(covariances, cov)
+        else:
+            nk = nk + 10 * torch.finfo(data.dtype).eps
+        families = self._families_m_step(data, [statistics[f"family{b}"] for b in range(len(layout.blocks))])
+        return MixtureParameters(nk / nk.sum(), means, covariances, prec_chol, families)
 
     def _em_set_parameters(self, data: _MixtureFitData, params: MixtureParameters) -> None:
         # M-step weights are n_k / n in the compute dtype: in float32 they sum to one
         # only to about 1e-7, so they are normalised again in float64
         weights = params.weights.double()
         self.weights_ = (weights / weights.sum()).cpu().numpy()
-        self.level_probabilities_ = []
-        if params.log_levels is not None:
-            self._set_level_parameters(data, params)
-            if data.X.shape[1] == 0:
-                means, covariances, prec_chol = self._empty_gaussians(data.X.double())
-                self.means_ = means.cpu().numpy()
-                self.covariances_ = covariances.cpu().numpy()
-                self.precisions_cholesky_ = prec_chol.cpu().numpy()
-                self.precisions_ = prec_chol.cpu().numpy()
-                return
-        self.means_ = (params.means + data.center).double().cpu().numpy()
+        self._layout = layout = data.layout
         covariances = params.covariances
         if covariances is None:  # max_iter == 0: from the starting precisions
             covariances = covariances_from_precision_cholesky(params.precisions_cholesky, self.covariance_type)
-        self.covariances_ = covariances.double().cpu().numpy()
         prec_chol = params.precisions_cholesky
-        if prec_chol.dtype != torch.float64:
+        if layout.n_gaussian and prec_chol.dtype != torch.float64:
             # fitted in float32: the model is the float64 covariances, so its
             # precision factors are computed from them in float64 (the factors of the
             # float32 M-step agree with them only to float32 rounding)
             prec_chol = compute_precision_cholesky(covariances.double(), self.covariance_type)
+        self.means_ = (params.means + data.center).double().cpu().numpy()
+        self.covariances_ = covariances.double().cpu().numpy()
         self.precisions_cholesky_ = prec_chol.double().cpu().numpy()
         self.precisions_ = _precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
-
-    def _set_level_parameters(self, data: _MixtureFitData, params: MixtureParameters) -> None:
-        # normalised again in float64 (a float32 fit's blocks sum to one to ~1e-7)
-        table = torch.exp(params.log_levels.double())
-        blocks, start = [], 0
-        for k in data.n_levels:
-            block = table[:, start:start + k]
-            blocks.append((block / block.sum(1, keepdim=True)).cpu().numpy())
-            start += k
-        self.level_probabilities_ = blocks
-        self._level_table = np.concatenate(blocks, axis=1)
-        self._level_log_table = np.log(self._level_table)
+        self._family_parameters = [p.double().cpu().numpy() for p in params.families]
+        for name, value in layout.family_attributes(self._family_parameters, self.n_components).items():
+            setattr(self, name, value)
 
     # ----------------------------------------------------------- evaluation
     def _row_bytes(self, n_features: int) -> int:
-        k = self.n_components
-        width = k * n_features if self.covariance_type in ("full", "tied") else k
-        schema = getattr(self, "schema_", None)
-        if schema is not None and schema.has_discrete:  # level indicators
-            width += sum(schema.n_levels(j) for j in schema.discrete)
+        k, layout = self.n_components, MixtureLayout(self.schema_.types, self.schema_.level_counts)
+        width = k * layout.n_gaussian if self.covariance_type in ("full", "tied") else k
+        width += (k + 1) * (layout.width - layout.n_gaussian) + sum(self.schema_.level_counts)
         return self._itemsize * (width + 4 * k + 2 * n_features)
 
-    def _centred(self, X: torch.Tensor):
-        """``X`` and the means shifted by the mixture mean (as in EM, for accuracy)."""
+    def _impute_row_bytes(self, n_features: int, n_draws) -> int:
+        d = self._layout.n_gaussian
+        return self._itemsize * self.n_components * (8 * d * d + 2 * (n_draws or 1) * n_features)
+
+    def _evaluation(self, X: torch.Tensor):
+        """Model rows of ``X``, the fitted parameters, and the centre of the Gaussian block."""
         means = self._tensor("means_")
-        center = self._tensor("weights_") @ means
-        return X - center, means - center, center
+        center = self._tensor("weights_") @ means  # the mixture mean, for accuracy (as in EM)
+        params = MixtureParameters(self._tensor("weights_"), means - center, self._tensor("covariances_"),
+                                   self._tensor("precisions_cholesky_"), self._families())
+        return self._layout.rows(X, center, X.dtype), params, center
+
+    def _families(self) -> tuple:
+        """The family blocks' fitted parameters as tensors (cached like ``_tensor``)."""
+        key = ("families", str(self._device), self._dtype)
+        if key not in self._cache:
+            self._cache[key] = tuple(torch.as_tensor(p, dtype=self._dtype, device=self._device)
+                                     for p in self._family_parameters)
+        return self._cache[key]
 
     def _weighted_log_prob(self, X: torch.Tensor) -> torch.Tensor:
-        """``log w_k + log N(x_o; mu_k, Sigma_k)`` over the observed entries of each row.
-
-        For a mixed table, plus ``sum_j log theta_kj(x_ij)`` over its observed levels.
-        """
-        if not self.schema_.has_discrete:
-            return self._gaussian_weighted_log_prob(X)
-        numeric, discrete = self._column_split()
-        if numeric:
-            weighted = self._gaussian_weighted_log_prob(X[:, numeric])
-        else:
-            weighted = torch.log(self._tensor("weights_")).expand(X.shape[0], -1)
-        return weighted + self._level_log_prob(X[:, discrete])
-
-    def _level_log_prob(self, codes: torch.Tensor) -> torch.Tensor:
-        """``sum_j log theta_kj(x_ij)`` over the observed levels of each row: (n, K)."""
-        onehot = one_hot_levels(codes, [p.shape[1] for p in self.level_probabilities_])
-        return level_log_probabilities(onehot, self._tensor("_level_log_table"))
-
-    def _level_block(self, position: int) -> torch.Tensor:
-        """The level probabilities (K, K_j) of the discrete column at ``position``."""
-        index = self.schema_.discrete.index(position)
-        start = sum(p.shape[1] for p in self.level_probabilities_[:index])
-        stop = start + self.level_probabilities_[index].shape[1]
-        return self._tensor("_level_table")[:, start:stop]
-
-    def _mixed_parts(self, X: torch.Tensor):
-        """Responsibilities given the observed cells, and the numeric conditionals."""
-        numeric, discrete = self._column_split()
-        weighted = torch.log(self._tensor("weights_")) + self._level_log_prob(X[:, discrete])
-        parts, Xc, center = None, None, None
-        if numeric:
-            Xc, means, center = self._centred(X[:, numeric])
-            parts = component_conditionals(Xc, means, self._tensor("covariances_"), self.covariance_type)
-            weighted = weighted + torch.stack([p[0] for p in parts], dim=1)
-        return torch.softmax(weighted, dim=1), parts, Xc, center
-
-    def _impute_mixed(self, X: torch.Tensor, n_draws, generator) -> torch.Tensor:
-        numeric, discrete = self._column_split()
-        resp, parts, Xc, center = self._mixed_parts(X)
-        if n_draws is None:  # levels: the base takes them from _level_probabilities
-            out = X.clone()
-            if numeric:
-                out[:, numeric] = sum(resp[:, k, None] * f for k, (_, f, _) in enumerate(parts)) + center
-            return out
-        n = X.shape[0]
-        choice = torch.multinomial(resp, n_draws, replacement=True, generator=generator)
-        out = X.unsqueeze(1).repeat(1, n_draws, 1)
-        if numeric:
-            out[:, :, numeric] = draw_conditional_mixture(
-                Xc, parts, resp, n_draws, generator, self.covariance_type, choice=choice
-            ) + center
-        for j in discrete:
-            probabilities = self._level_block(j)[choice.reshape(-1)]
-            levels = torch.multinomial(probabilities, 1, generator=generator).reshape(n, n_draws)
-            out[:, :, j] = levels.to(X.dtype)
-        return out
-
-    def _point_imputation(self, X: torch.Tensor) -> torch.Tensor:
-        """As the base's, with the component posterior computed once for numbers and levels."""
-        if not self.schema_.has_discrete:
-            return super()._point_imputation(X)
-        numeric, discrete = self._column_split()
-        resp, parts, _, center = self._mixed_parts(X)
-        out = X.clone()
-        if numeric:
-            out[:, numeric] = sum(resp[:, k, None] * f for k, (_, f, _) in enumerate(parts)) + center
-        for j in discrete:
-            probabilities = (resp @ self._level_block(j)).cpu().numpy()
-            codes = point_levels(probabilities, self.schema_.types[j])
-            out[:, j] = torch.as_tensor(codes, dtype=out.dtype, device=out.device)
-        return out
-
-    def _level_probabilities(self, X: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
-        """``p(x_j = l | x_obs) = sum_k p(k | x_obs) theta_kj(l)``, exactly."""
-        resp = self._mixed_parts(X)[0]
-        return [resp @ self._level_block(j) for j in columns]
-
-    def _gaussian_weighted_log_prob(self, X: torch.Tensor) -> torch.Tensor:
-        """``log w_k + log N(x_o; mu_k, Sigma_k)`` over the observed numeric entries."""
-        Xc, means, _ = self._centred(X)
-        log_weights = torch.log(self._tensor("weights_"))
-        if not has_nan(Xc):
-            prec_chol = self._tensor("precisions_cholesky_")
-            return estimate_log_gaussian_prob(Xc, means, prec_chol, self.covariance_type) + log_weights
-        incomplete = torch.isnan(Xc).any(1)
-        out = torch.empty(X.shape[0], self.n_components, dtype=X.dtype, device=X.device)
-        if not bool(incomplete.all()):
-            out[~incomplete] = estimate_log_gaussian_prob(
-                Xc[~incomplete], means, self._tensor("precisions_cholesky_"), self.covariance_type
-            )
-        rows = torch.nonzero(incomplete).squeeze(1)
-        covariances = self._tensor("covariances_")
-        size = _incomplete_chunk_rows(rows.numel(), X.shape[1], self._itemsize, self._device)
-        for sub in iter_slices(rows.numel(), size):
-            parts = component_conditionals(Xc[rows[sub]], means, covariances, self.covariance_type)
-            out[rows[sub]] = torch.stack([p[0] for p in parts], dim=1)
-        return out + log_weights
-
-    def _impute(self, X: torch.Tensor, n_draws, generator) -> torch.Tensor:
-        """Mixture of the components' conditional Gaussians given the observed entries."""
-        if self.schema_.has_discrete:
-            return self._impute_mixed(X, n_draws, generator)
-        Xc, means, center = self._centred(X)
-        parts = component_conditionals(Xc, means, self._tensor("covariances_"), self.covariance_type)
-        weighted = torch.stack([p[0] for p in parts], dim=1) + torch.log(self._tensor("weights_"))
-        resp = torch.softmax(weighted, dim=1)
-        if n_draws is None:
-            return sum(resp[:, k, None] * f for k, (_, f, _) in enumerate(parts)) + center
-        return draw_conditional_mixture(Xc, parts, resp, n_draws, generator, self.covariance_type) + center
-
-    def _impute_row_bytes(self, n_features: int, n_draws) -> int:
-        itemsize = self._itemsize
-        return itemsize * self.n_components * (8 * n_features * n_features + 2 * (n_draws or 1) * n_features)
+        """``log w_k + log p_k(observed cells)`` (n, K), in the Gaussian block's units."""
+        rows, params, _ = self._evaluation(X)
+        d = self._layout.n_gaussian
+        size = _conditional_piece_rows(X.shape[0], self.n_components, d, self._itemsize, self._device)
+        return weighted_log_prob(rows, params, self._layout, self.covariance_type, size)
 
     def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
-        return torch.logsumexp(self._weighted_log_prob(X), dim=1)
+        score = torch.logsumexp(self._weighted_log_prob(X), dim=1)
+        if not self._layout.positive:
+            return score
+        # a zero where fit saw none: missing for the Gaussian, times Laplace's 1 / (n + 3)
+        unseen = self._layout.unseen_zeros(X) * math.log(1.0 / (self.schema_.n_samples + 3))
+        return score + self._layout.log_jacobian(X) + unseen
 
     def _explain(self, X: torch.Tensor) -> torch.Tensor:
         """Complete numeric rows: the precision-matrix closed form (:mod:`._explain`)."""
-        if has_nan(X) or self.schema_.has_discrete:
-            return super()._explain(X)  # through the marginal of the observed entries
-        Xc, means, _ = self._centred(X)
-        return gaussian_mixture_conditionals(
-            Xc, means, self._tensor("precisions_cholesky_"), self.covariance_type,
-            self._weighted_log_prob(X),
-        )
+        if has_nan(X) or self._layout.blocks or self._layout.positive:
+            return super()._explain(X)  # through the marginal of the observed cells
+        rows, params, _ = self._evaluation(X)
+        return gaussian_mixture_conditionals(rows, params.means, params.precisions_cholesky,
+                                             self.covariance_type, self._weighted_log_prob(X))
 
     def _encode(self, X: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self._weighted_log_prob(X), dim=1)
 
-    def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        if self.schema_.has_discrete:
-            return self._sample_mixed(n, generator)
-        return sample_mixture(
-            self._tensor("weights_"), self._tensor("means_"), self._tensor("covariances_"),
-            self.covariance_type, n, generator,
-        )
+    def _impute(self, X: torch.Tensor, n_draws, generator) -> torch.Tensor:
+        """Every block's conditional given the observed cells: points, or draws (n, S, D)."""
+        rows, params, center = self._evaluation(X)
+        if n_draws is None:
+            return impute_point(X, rows, params, center, self._layout, self.covariance_type)
+        return impute_draws(X, rows, params, center, self._layout, self.covariance_type, n_draws, generator)
 
-    def _sample_mixed(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        numeric, discrete = self._column_split()
-        weights = self._tensor("weights_")
+    def _point_imputation(self, X: torch.Tensor) -> torch.Tensor:
+        return self._impute(X, None, None)
+
+    def _level_probabilities(self, X: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
+        """``p(x_j = l | x_obs) = sum_k p(k | x_obs) theta_kj(l)``, exactly."""
+        resp = torch.softmax(self._weighted_log_prob(X), dim=1)
+        where = {j: (b, i) for j, b, i in self._layout.levels}
+        blocks, families = self._layout.blocks, self._families()
+        # a weighted sum per row, not a matrix product (whose rounding follows its shape)
+        return [(resp.unsqueeze(2) * blocks[where[j][0]].level_probabilities(families[where[j][0]])[:, where[j][1]]).sum(1)
+                for j in columns]
+
+    def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        layout, weights = self._layout, self._tensor("weights_")
         labels = torch.multinomial(weights, n, replacement=True, generator=generator)
         out = torch.empty(n, self.n_features_in_, dtype=weights.dtype, device=weights.device)
-        if numeric:
-            out[:, numeric] = sample_mixture(
-                weights, self._tensor("means_"), self._tensor("covariances_"),
-                self.covariance_type, n, generator, labels=labels,
-            )
-        for j in discrete:
-            probabilities = self._level_block(j)[labels]
-            out[:, j] = torch.multinomial(probabilities, 1, generator=generator).squeeze(1).to(out.dtype)
-        return out
+        gaussian = None
+        if layout.n_gaussian:
+            gaussian = sample_mixture(weights, self._tensor("means_"), self._tensor("covariances_"),
+                                      self.covariance_type, n, generator, labels=labels)
+            out[:, [layout.gaussian[i] for i in layout.real]] = gaussian[:, layout.real]
+        params = MixtureParameters(weights, None, None, None, self._families())
+        return _draw_families(out, gaussian, labels, params, layout, generator)
 
     def predict_proba(self, X):
-        """Posterior probability of each component for each sample.
+        """Posterior probability of each component for each sample (``transform``).
 
         Parameters
         ----------
@@ -1392,6 +1631,7 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         """
         return self.transform(X)
 
+    @lazy_rows
     def predict(self, X):
         """Most probable component of each sample.
 
@@ -1403,8 +1643,6 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        if _dask.is_dask_collection(X):
-            return _dask.map_rows(self, "predict", X)
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         return self._evaluate(lambda x: torch.argmax(self._weighted_log_prob(x), dim=1), X)
@@ -1413,19 +1651,12 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         """Fit, then return the most probable component of each training sample."""
         return self.fit(X).predict(X)
 
-    def _n_parameters(self) -> int:
-        k, d = self.means_.shape
-        levels = sum(k * (p.shape[1] - 1) for p in self.level_probabilities_)
-        if d == 0:  # a latent class model
-            return int(k - 1 + levels)
-        return n_mixture_parameters(k, d, self.covariance_type) + levels
-
     def bic(self, X):
-        """Bayesian information criterion on ``X`` (lower is better)."""
+        """Bayesian information criterion on ``X`` (lower is better): every block's parameters."""
         n = np.shape(X)[0] if not isinstance(X, torch.Tensor) else X.shape[0]
-        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+        return -2 * self.score(X) * n + self._layout.n_parameters(self.n_components, self.covariance_type) * np.log(n)
 
     def aic(self, X):
         """Akaike information criterion on ``X`` (lower is better)."""
         n = np.shape(X)[0] if not isinstance(X, torch.Tensor) else X.shape[0]
-        return -2 * self.score(X) * n + 2 * self._n_parameters()
+        return -2 * self.score(X) * n + 2 * self._layout.n_parameters(self.n_components, self.covariance_type)

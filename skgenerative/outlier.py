@@ -28,10 +28,19 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _dask
-from ._torch import to_numpy_input
 from ._schema import is_dataframe
-from .base import OutlierThresholdMixin, _all_numeric, check_magnitude, clone_with_verbose
+from ._sources import DaskSource
+from ._torch import to_numpy_input
+from .base import (
+    OutlierThresholdMixin,
+    _all_numeric,
+    _input_float_dtype,
+    check_magnitude,
+    clone_with_verbose,
+    fit_wrapped_on_blocks,
+    lazy_rows,
+    on_blocks,
+)
 
 __all__ = ["GenerativeOutlierDetector", "NumericColumnScaler"]
 
@@ -39,36 +48,76 @@ __all__ = ["GenerativeOutlierDetector", "NumericColumnScaler"]
 def default_outlier_estimator(mixed: bool = False):
     """The estimator ``GenerativeOutlierDetector`` uses when none is given.
 
-    Standardised features, then a two-component full-covariance Gaussian mixture
-    regularised by a conjugate prior worth 50 pseudo-observations (see the class
-    Notes for why). ``mixed``: the table is a DataFrame with discrete (non-numeric)
-    columns; the scaler then standardises its numeric columns only
-    (:class:`NumericColumnScaler`) and the mixture models the discrete ones itself.
+    Standardised numeric columns (:class:`NumericColumnScaler`: every column of an
+    array, the numeric ones of a DataFrame, whose other columns the mixture models
+    itself), then a two-component full-covariance Gaussian mixture regularised by a
+    conjugate prior worth 50 pseudo-observations (see the class Notes for why). The
+    same pipeline serves arrays and tables (``mixed``), in memory and on dask, and
+    marginalises missing cells.
     """
     from .mixture import GaussianMixtureDensity
 
     return make_pipeline(
-        NumericColumnScaler() if mixed else StandardScaler(),
+        NumericColumnScaler(),
         GaussianMixtureDensity(n_components=2, covariance_prior=50.0, random_state=0),
     )
 
 
-class NumericColumnScaler(TransformerMixin, BaseEstimator):
-    """Standardise the numeric columns of a DataFrame in place; keep every other column.
+def _scaler_from_moments(moments, names=None) -> StandardScaler:
+    """A ``StandardScaler`` fitted from column moments, as ``fit`` on the rows sets it."""
+    from sklearn.preprocessing._data import _handle_zeros_in_scale, _is_constant_feature
 
-    The scaler of the default detector on mixed tables: numeric (non-boolean)
-    columns become ``(x - mean) / std`` as ``StandardScaler`` computes them (NaN
-    ignored, a constant column divided by 1); categorical, ordinal and boolean
-    columns pass through with their dtypes and categories, and the columns keep
-    their names and order, so the density model's schema sees the user's table and
-    ``GenerativeOutlierDetector.explain`` maps back to it column for column.
-    (A ``ColumnTransformer`` with ``remainder="passthrough"`` would move the
-    numeric columns first.) Needs a DataFrame.
+    scaler = StandardScaler()
+    count = moments.count.cpu().numpy()
+    scaler.mean_ = moments.mean.cpu().numpy()
+    scaler.var_ = moments.variance.cpu().numpy()
+    missing = bool((count < moments.n_rows).any())
+    scaler.n_samples_seen_ = count.astype(np.int64) if missing else int(moments.n_rows)
+    constant = _is_constant_feature(scaler.var_, scaler.mean_, scaler.n_samples_seen_)
+    scaler.scale_ = _handle_zeros_in_scale(np.sqrt(scaler.var_), copy=False, constant_mask=constant)
+    scaler.n_features_in_ = scaler.mean_.shape[0]
+    if names is not None:
+        scaler.feature_names_in_ = np.asarray(names, dtype=object)
+    return scaler
+
+
+class NumericColumnScaler(TransformerMixin, BaseEstimator):
+    """Standardise the numeric columns in place; keep every other column.
+
+    The scaler of the default detector: numeric (non-boolean) columns become
+    ``(x - mean) / std`` as ``StandardScaler`` computes them (NaN ignored, a
+    constant column divided by 1); every column of an array is numeric. In a
+    DataFrame, categorical, ordinal and boolean columns pass through with their
+    dtypes and categories, and the columns keep their names and order, so the
+    density model's schema sees the user's table and
+    ``GenerativeOutlierDetector.explain`` maps back to it column for column. (A
+    ``ColumnTransformer`` with ``remainder="passthrough"`` would move the numeric
+    columns first.) A dask array or DataFrame is fitted from the columns' moments
+    (one pass over its blocks, nothing gathered) and transformed lazily.
     """
 
+    def _fit_on_blocks(self, method, X, arguments):
+        source = DaskSource(X)
+        meta = source.meta
+        if meta is None:
+            validate_data(self, X, reset=True, skip_check_array=True)
+            self.numeric_columns_ = None
+            self.scaler_ = _scaler_from_moments(source.column_moments())
+            return self
+        validate_data(self, meta, reset=True, skip_check_array=True)
+        names = [name for name in meta.columns if _all_numeric(meta[[name]])]
+        self.numeric_columns_ = np.array(names, dtype=object)
+        self.scaler_ = _scaler_from_moments(DaskSource(X[names]).column_moments(), names) if names else None
+        return self
+
+    @on_blocks(_fit_on_blocks)
     def fit(self, X, y=None):
-        """Learn the mean and scale of each numeric column of the DataFrame ``X``."""
-        self._check_frame(X)
+        """Learn the mean and scale of each numeric column of ``X``."""
+        if not is_dataframe(X):
+            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan")
+            self.numeric_columns_ = None
+            self.scaler_ = StandardScaler().fit(X)
+            return self
         validate_data(self, X, skip_check_array=True)
         self.numeric_columns_ = np.array(
             [name for name in X.columns if _all_numeric(X[[name]])], dtype=object
@@ -78,9 +127,13 @@ class NumericColumnScaler(TransformerMixin, BaseEstimator):
         )
         return self
 
+    @lazy_rows
     def transform(self, X):
-        """A copy of ``X`` with its numeric columns standardised (float64)."""
+        """``X`` with its numeric columns standardised (float64 in a DataFrame)."""
         check_is_fitted(self)
+        if self.numeric_columns_ is None:
+            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan")
+            return self.scaler_.transform(X)
         self._check_frame(X)
         validate_data(self, X, reset=False, skip_check_array=True)
         out = X.copy()
@@ -91,12 +144,20 @@ class NumericColumnScaler(TransformerMixin, BaseEstimator):
                 out[name] = scaled[:, j]
         return out
 
+    def _lazy_output(self, method, X, arguments) -> dict:
+        if self.numeric_columns_ is None:
+            return {"kind": "same", "dtype": _input_float_dtype(X)}
+        meta = X._meta.copy()
+        for name in self.numeric_columns_:
+            meta[name] = meta[name].astype(np.float64)
+        return {"kind": "same", "dtype": np.float64, "meta": meta}
+
     @staticmethod
     def _check_frame(X) -> None:
         if not is_dataframe(X):
             raise TypeError(
-                f"NumericColumnScaler needs a pandas DataFrame (it scales columns by their "
-                f"dtype), got {type(X).__name__}; use StandardScaler on arrays."
+                f"This NumericColumnScaler was fitted on a DataFrame (it scales columns by "
+                f"their dtype); pass a DataFrame, not {type(X).__name__}."
             )
 
     def get_feature_names_out(self, input_features=None):
@@ -230,12 +291,16 @@ class GenerativeOutlierDetector(
     A DataFrame with categorical (``category``, ``object``, string), ordinal
     (ordered ``category``) or ``bool`` columns is handed to the estimator as it is,
     and its column schema encodes it; ``score_samples`` is then the log-density of
-    a row's numbers plus the log-probability of its levels. The default then uses
-    :class:`NumericColumnScaler` (numeric columns standardised in place, the others
-    kept with their dtypes) before the same mixture, which fits per-component level
+    a row's numbers plus the log-probability of its levels. The default's
+    :class:`NumericColumnScaler` then standardises the numeric columns in place and
+    keeps the others with their dtypes, and the mixture fits per-component level
     probabilities: a combination of levels no component produces, or a level not
     seen in fit (probability ``1 / (n + K + 1)``, with a warning), scores low.
-    Missing cells are refused as on numbers unless the estimator accepts them.
+    The default marginalises missing cells (NaN, ``None``, ``pd.NA``) in numbers and
+    levels alike; an ``estimator`` that does not accept them gets them refused.
+    A dask array or DataFrame is fitted where its blocks are (the default's scaler
+    from column moments), methods of rows return lazy dask collections, and
+    ``calibration``, ``robust`` and ``feature_bagging`` are refused on it.
 
     ``explain(X)`` gives, per row and column, ``log p(x_j | x_-j)`` under the
     density model (lower = more surprising), in the standardised units the default
@@ -275,13 +340,23 @@ class GenerativeOutlierDetector(
         self.feature_bagging = feature_bagging
         self.random_state = random_state
 
+    def _fit_on_blocks(self, method, X, arguments):
+        """The estimator fits the blocks; ``offset_`` is the exact quantile of the lazy scores."""
+        needs_memory = [name for name in ("calibration", "feature_bagging", "robust") if getattr(self, name)]
+        for name in ("estimator_", "estimators_", "subspaces_", "member_scales_", "calibration_scores_"):
+            self.__dict__.pop(name, None)
+        fit_wrapped_on_blocks(self, X, self.estimator, default_outlier_estimator, needs_memory)
+        self._set_offset_on_blocks(X)
+        return self
+
     @_fit_context(prefer_skip_nested_validation=False)
+    @on_blocks(_fit_on_blocks)
     def fit(self, X, y=None):
         """Fit the density model and set the threshold ``offset_``.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask collection of shape (n_samples, n_features)
         y : None
             Ignored.
 
@@ -289,8 +364,6 @@ class GenerativeOutlierDetector(
         -------
         self : object
         """
-        if _dask.is_dask_collection(X):  # the estimator fits the blocks (see _dask)
-            return _dask.fit_meta(self, X, default_outlier_estimator)
         X = to_numpy_input(X)
         # a DataFrame with discrete columns goes to the estimator as it is: its column
         # schema encodes it (and names a column it cannot model)
@@ -393,8 +466,8 @@ class GenerativeOutlierDetector(
 
     def _allow_nan(self) -> bool:
         estimator = self.estimator
-        if estimator is None:
-            return False
+        if estimator is None:  # the default mixture marginalises missing cells
+            return True
         try:
             return bool(estimator.__sklearn_tags__().input_tags.allow_nan)
         except AttributeError:  # pragma: no cover - very old estimators
@@ -432,6 +505,7 @@ class GenerativeOutlierDetector(
                 )
         return X
 
+    @lazy_rows
     def score_samples(self, X):
         """Log-density of each sample under the fitted model (higher = more normal).
 
@@ -447,8 +521,6 @@ class GenerativeOutlierDetector(
         -------
         scores : ndarray of shape (n_samples,)
         """
-        if _dask.is_dask_collection(X):
-            return _dask.map_rows(self, "score_samples", X)
         return self._scores(self._validate(X))
 
     def p_values(self, X):
@@ -481,6 +553,7 @@ class GenerativeOutlierDetector(
         return (1.0 + below) / (self.calibration_scores_.size + 1.0)
 
     @available_if(_can_explain)
+    @lazy_rows
     def explain(self, X):
         """Per row and column, ``log p(x_j | x_-j)`` under the density model (lower = more surprising).
 

@@ -27,9 +27,9 @@ import torch
 from scipy.special import gammaln
 from sklearn.utils._param_validation import Interval
 
-from . import _dask
-from ._em import EMModel
-from ._torch import chunk_rows, has_nan, iter_slices
+from ._em import EMModel, EStep
+from ._sources import Cast
+from ._torch import has_nan
 from .base import GenerativeModel
 
 __all__ = [
@@ -209,8 +209,9 @@ def _em_row_bytes(n_features: int, n_latent: int, itemsize: int) -> int:
 
 
 class _PPCAFitData(NamedTuple):
-    X: torch.Tensor  # the training data, NaN where missing
+    e_step: EStep  # the statistics of the observed entries, over the rows' source
     start: PPCAParameters  # the closed form on mean-imputed data
+    dtype: torch.dtype  # the training dtype
 
 
 def closed_form_log_likelihood(
@@ -231,32 +232,28 @@ def closed_form_log_likelihood(
     return -0.5 * (d * math.log(2 * math.pi) + log_det + (n - 1) / n * fit)
 
 
-def _covariance(X: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-    """Sample covariance (divided by ``n - 1``), as fast as the numerics allow.
-
-    First ``(X^T X - n mu mu^T) / (n - 1)``, one product in torch. Its relative error
-    on feature ``j`` is about ``eps (1 + mu_j^2 / var_j)``; when that could exceed
-    1e-10 (data far from the origin relative to its spread, or float32) the covariance
-    is accumulated from centred chunks instead.
-    """
-    n, d = X.shape
-    gram = X.T @ X
-    cov = (gram - n * torch.outer(mean, mean)) / (n - 1)
-    variance = torch.diagonal(cov).clamp_min(torch.finfo(X.dtype).tiny)
-    worst = float((mean.square() * n / ((n - 1) * variance)).max())
-    if torch.finfo(X.dtype).eps * (1.0 + worst) <= 1e-10:
-        return cov
-    cov = torch.zeros(d, d, dtype=X.dtype, device=X.device)
-    for rows in iter_slices(n, chunk_rows(X.element_size() * d, n, X.device)):
-        centred = X[rows] - mean
-        cov.addmm_(centred.T, centred)
-    return cov / (n - 1)
-
-
 def _spectrum(cov: torch.Tensor):
     """Eigenvalues (decreasing, at least 0), unit eigenvectors (columns) and trace of ``cov``."""
     values, vectors = torch.linalg.eigh(0.5 * (cov + cov.T))
     return values.flip(0).clamp_min(0.0), vectors.flip(1), float(torch.trace(cov))
+
+
+def _gram_spectrum(X: torch.Tensor, mean: torch.Tensor):
+    """:func:`_spectrum` of the covariance of fewer rows than columns, from their Gram matrix.
+
+    ``S u = l u`` with ``u = Xc^T v / sqrt((n - 1) l)`` for ``G v = l v``, where
+    ``G = Xc Xc^T / (n - 1)`` is n x n: no D x D matrix, and only the ``n`` eigenvalues
+    that can be non-zero.
+    """
+    n = X.shape[0]
+    Xc = X - mean
+    gram = (Xc @ Xc.T) / (n - 1)
+    values, small = torch.linalg.eigh(0.5 * (gram + gram.T))
+    values, small = values.flip(0).clamp_min(0.0), small.flip(1)
+    scale = torch.sqrt((n - 1) * values.clamp_min(torch.finfo(Xc.dtype).tiny))
+    vectors = (Xc.T @ small) / scale
+    vectors = vectors / torch.linalg.vector_norm(vectors, dim=0).clamp_min(1e-300)
+    return values, vectors, float(torch.trace(gram))
 
 
 def minka_dimension(eigenvalues: np.ndarray, n_samples: int, n_features: int) -> int:
@@ -334,6 +331,10 @@ class PPCADensity(EMModel, GenerativeModel):
     random_state : int, RandomState instance or None, default=None
         Unused by the fit (it is deterministic); kept for the common contract.
     verbose : int, default=0
+        1: one line with the dimension Minka's evidence chose (when
+        ``n_components=None``) and, with missing values, a progress bar of the EM
+        iterations where a terminal or notebook shows it, then one summary line;
+        2: also a line per EM iteration.
 
     Attributes
     ----------
@@ -469,29 +470,31 @@ class PPCADensity(EMModel, GenerativeModel):
         if q is not None and q > n:
             raise ValueError(f"n_components={q} must be at most n_samples={n}.")
 
-    def _fit(self, X: torch.Tensor):
-        X = X.to(self._dtype)  # the closed form in the training dtype
-        n, d = X.shape
+    def _fit(self, source):
+        """The closed form from the rows' mean and covariance, in the training dtype.
+
+        With missing values: the closed form of the data imputed by column means is
+        the start (and gives the dimension) of EM over the observed entries.
+        """
+        n, d = source.shape
         self._check_dimensions(n, d)
-        mean = X.mean(0)
-        # a NaN anywhere makes its column's mean NaN: one pass finds both
-        has_missing = bool(torch.isnan(mean).any())
-        if has_missing:  # closed form on mean-imputed data: the start (and the dimension)
-            incomplete = torch.isnan(X)
-            X_observed = X
-            X = torch.where(incomplete, torch.nanmean(X, 0).expand_as(X), X)
+        dtype = self._dtype
+        has_missing = source.has_missing
+        if n < d:  # fewer rows than columns: the n x n Gram matrix of the rows
+            X = source.sample(limit=n).to(dtype)
+            if has_missing:
+                X = torch.where(torch.isnan(X), torch.nanmean(X, 0).expand_as(X), X)
             mean = X.mean(0)
-        eigenvalues, vectors, total_variance = self._leading_eigenpairs(X, mean)
-        make_data = (lambda start: _PPCAFitData(X_observed, start)) if has_missing else None
-        self._fit_spectrum(mean, eigenvalues, vectors, total_variance, n, d, make_data)
+            spectrum = _gram_spectrum(X, mean)
+        else:
+            mean, cov = source.covariance(dtype, fill_missing=has_missing)
+            spectrum = _spectrum(cov)
 
-    def _fit_blocks(self, X) -> None:
-        """The closed form from block moments of a dask array (EM with missing values)."""
-        _dask.fit_ppca(self, X)
+        def make_data(start: PPCAParameters) -> _PPCAFitData:
+            row_bytes = _em_row_bytes(d, start.loadings.shape[1], torch.finfo(dtype).bits // 8)
+            return _PPCAFitData(EStep(source.map(Cast(dtype), dtype=dtype), ppca_statistics, row_bytes), start, dtype)
 
-    def _fit_from_covariance(self, mean, cov, n: int, d: int, make_data=None) -> None:
-        """The fit from the data's mean and covariance (divisor ``n - 1``)."""
-        self._fit_spectrum(mean, *_spectrum(cov), n, d, make_data)
+        self._fit_spectrum(mean, *spectrum, n, d, make_data if has_missing else None)
 
     def _fit_spectrum(self, mean, eigenvalues, vectors, total_variance, n, d, make_data) -> None:
         """Closed form from the covariance's spectrum; EM from it when ``make_data`` is given.
@@ -536,43 +539,14 @@ class PPCADensity(EMModel, GenerativeModel):
     def _em_initialize(self, data, generator) -> PPCAParameters:
         return data.start
 
-    def _em_chunks(self, data):
-        (n, d), q = data.X.shape, data.start.loadings.shape[1]
-        size = chunk_rows(_em_row_bytes(d, q, data.X.element_size()), n, data.X.device)
-        for rows in iter_slices(n, size):
-            yield data.X[rows]
-
-    def _em_statistics(self, chunk, params) -> dict:
-        return ppca_statistics(chunk, params)
-
     def _em_m_step(self, data, statistics, params) -> PPCAParameters:
-        return ppca_m_step(statistics, params, min_noise=float(torch.finfo(data.X.dtype).eps))
+        return ppca_m_step(statistics, params, min_noise=float(torch.finfo(data.dtype).eps))
 
     def _em_set_parameters(self, data, params) -> None:
         mean, W, noise = params
         # back to orthonormal directions: W W^T = U diag(s^2) U^T
         U, singular, _ = torch.linalg.svd(W, full_matrices=False)
         self._set_parameters(mean, U.T.contiguous(), singular.square() + noise, noise)
-
-    @staticmethod
-    def _leading_eigenpairs(X: torch.Tensor, mean: torch.Tensor):
-        """Eigenvalues (decreasing), unit eigenvectors (columns) and trace of the covariance.
-
-        Uses the D x D covariance when n >= D, accumulated from centred chunks (no
-        centred copy of X, no cancellation), otherwise the n x n Gram matrix
-        (``S u = l u`` with ``u = Xc^T v / sqrt((n - 1) l)`` for ``G v = l v``).
-        """
-        n, d = X.shape
-        if n >= d:
-            return _spectrum(_covariance(X, mean))
-        Xc = X - mean
-        gram = (Xc @ Xc.T) / (n - 1)
-        values, small = torch.linalg.eigh(0.5 * (gram + gram.T))
-        values, small = values.flip(0).clamp_min(0.0), small.flip(1)
-        scale = torch.sqrt((n - 1) * values.clamp_min(torch.finfo(Xc.dtype).tiny))
-        vectors = (Xc.T @ small) / scale
-        vectors = vectors / torch.linalg.vector_norm(vectors, dim=0).clamp_min(1e-300)
-        return values, vectors, float(torch.trace(gram))
 
     def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
         if has_nan(X):  # the marginal of the observed entries

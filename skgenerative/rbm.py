@@ -47,18 +47,19 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from numbers import Integral, Real
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Hidden, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._progress import Progress
 from ._torch import adaptive_threads, chunk_rows, generator_from, iter_slices, seed_from
-from ._training import DEPRECATED, MinibatchModel, renamed_parameter
-from .nn import softplus
+from ._training import MinibatchModel
+from .distributions import Bernoulli, Categorical, ColumnFamilies, Statistics, softplus
 
 __all__ = [
     "BernoulliRBM",
@@ -68,6 +69,8 @@ __all__ = [
     "VisibleBlocks",
     "softplus",
     "bernoulli_conditional_log_prob",
+    "column_free_energies",
+    "conditional_log_prob",
     "free_energy",
     "hidden_free_energy",
     "log_partition_exact",
@@ -102,24 +105,32 @@ def _count(n_states: int) -> str:
 
 # ------------------------------------------------------------------ visible layers
 def bernoulli(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Binary draws with probabilities ``p``: ``(u < p)`` for float32 uniforms ``u``."""
-    u = torch.rand(p.shape, generator=generator, dtype=torch.float32, device=p.device)
-    return torch.lt(u, p).to(p.dtype)
+    """Binary draws with probabilities ``p``: the Bernoulli family's (float32 uniforms ``u < p``)."""
+    return Bernoulli.sample_statistics(p, generator)
 
 
 def base_rate_bias(marginals: torch.Tensor, n_samples: int) -> torch.Tensor:
     """Visible biases of the base-rate model: logits of the smoothed marginals.
 
     ``b_A = log(p / (1 - p))`` with ``p = (n m + 1/2) / (n + 1)`` for marginals
-    ``m`` over ``n`` rows (half a pseudo-count each way keeps the logits finite
-    for columns that are always 0 or always 1). Also the initial visible biases.
+    ``m`` over ``n`` rows: the Bernoulli family's M-step with half a pseudo-count
+    each way (:meth:`~skgenerative.distributions.Bernoulli.m_step`), which keeps the
+    logits finite for columns that are always 0 or always 1. Also the initial
+    visible biases.
     """
-    p = (marginals * n_samples + 0.5) / (n_samples + 1.0)
-    return torch.log(p) - torch.log1p(-p)
+    return BernoulliVisible(marginals.shape[-1]).base_rate_bias(marginals, n_samples)
 
 
-class _DiscreteVisible:
-    """What discrete visible layers share: a width, and the counting base measure."""
+class _FamilyVisible:
+    """Visible units that are the statistics of one exponential family's columns.
+
+    Given their input ``x`` (the natural parameters ``b + h W``) the units are
+    ``T(v)`` of independent cells ``p(v | x) = h(v) exp(x . T(v) - A(x))``: the
+    layer's log-normaliser, conditional mean and draws are the family's
+    (:mod:`skgenerative.distributions`), with the counting base measure.
+    """
+
+    family: type
 
     def __init__(self, n_units: int):
         self.n_units = int(n_units)
@@ -131,9 +142,30 @@ class _DiscreteVisible:
         """The units' own term of ``-E``: ``b.v`` (``log mu(v) = 0``)."""
         return v @ b
 
+    def _natural(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
 
-class BernoulliVisible(_DiscreteVisible):
-    """A block of ``n_units`` binary visible units, ``v_i`` in {0, 1}.
+    def log_normalizer(self, x: torch.Tensor) -> torch.Tensor:
+        """``A(x) = log sum_v exp(x.v)`` over the last dimension (the family's log-normaliser)."""
+        return self.family.log_normalizer(self._natural(x)).reshape(x.shape[:-1] + (-1,)).sum(-1)
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        """``E[v | x] = grad A(x)``."""
+        return self.family.mean_statistics(self._natural(x)).reshape(x.shape)
+
+    def sample(self, mean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Draws with conditional mean ``mean`` (the family's sampler)."""
+        return self.family.sample_statistics(mean, generator)
+
+    def base_rate_bias(self, marginals: torch.Tensor, n_samples: int) -> torch.Tensor:
+        """The natural parameters of the family fitted to the marginals (half a pseudo-count per level)."""
+        sums = (marginals * n_samples).reshape(self._natural(marginals).shape)
+        count = torch.full(sums.shape[:-1], float(n_samples), dtype=sums.dtype, device=sums.device)
+        return self.family.m_step(Statistics(count, sums), pseudo_count=0.5).natural.reshape(marginals.shape)
+
+
+class BernoulliVisible(_FamilyVisible):
+    """A block of ``n_units`` binary visible units, ``v_i`` in {0, 1}: Bernoulli columns.
 
     Given their input ``x``, the units are independent with ``P(v_i = 1) =
     sigmoid(x_i)``: ``A(x) = sum_i softplus(x_i)``, counting base measure.
@@ -155,49 +187,43 @@ class BernoulliVisible(_DiscreteVisible):
     True
     """
 
+    family = Bernoulli
+
+    def _natural(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unsqueeze(-1)
+
     @property
     def n_states(self) -> int:
         return 2**self.n_units
-
-    def log_normalizer(self, x: torch.Tensor) -> torch.Tensor:
-        """``A(x) = log sum_v exp(x.v) = sum_i softplus(x_i)``, over the last dimension."""
-        return softplus(x).sum(-1)
-
-    def mean(self, x: torch.Tensor) -> torch.Tensor:
-        """``E[v | x] = sigmoid(x)``."""
-        return torch.sigmoid(x)
-
-    def sample(self, mean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Draws with conditional mean ``mean``."""
-        return bernoulli(mean, generator)
-
-    def base_rate_bias(self, marginals: torch.Tensor, n_samples: int) -> torch.Tensor:
-        """Biases whose model (no weights) has the smoothed data marginals: :func:`base_rate_bias`."""
-        return base_rate_bias(marginals, n_samples)
 
     def states(self, codes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """The states with integer codes ``codes`` (bit ``i`` of the code is ``v_i``)."""
         bits = torch.arange(self.n_units, device=codes.device, dtype=torch.int64)
         return ((codes.unsqueeze(1) >> bits) & 1).to(dtype)
 
+    def column_states(self, dtype: torch.dtype, device) -> list[tuple[slice, torch.Tensor]]:
+        """Per column: its units and its states, ``[0]`` and ``[1]``."""
+        states = torch.tensor([[0.0], [1.0]], dtype=dtype, device=device)
+        return [(slice(i, i + 1), states) for i in range(self.n_units)]
+
     def check_values(self, X: np.ndarray, advice: str = "") -> None:
-        """Values must lie in [0, 1] (binary, or probabilities of being 1)."""
-        if X.size == 0:
-            return
-        low, high = float(np.min(X)), float(np.max(X))
-        if low < 0.0 or high > 1.0:
+        """Values must lie in [0, 1] (binary, or probabilities of being 1): the family's support."""
+        x = torch.as_tensor(np.ascontiguousarray(X))
+        if x.numel() and bool(Bernoulli.outside_support(x).any()):
             raise ValueError(
                 "Binary visible units expect values in [0, 1] (binary data, or "
-                f"probabilities of being 1); got values in [{low:g}, {high:g}]. {advice}".rstrip()
+                f"probabilities of being 1); got values in [{float(x.min()):g}, {float(x.max()):g}]. "
+                f"{advice}".rstrip()
             )
 
 
-class SoftmaxVisible(_DiscreteVisible):
-    """One categorical variable with ``n_levels`` levels, as one-hot (softmax) units.
+class SoftmaxVisible(_FamilyVisible):
+    """One categorical column with ``n_levels`` levels, as one-hot (softmax) units.
 
-    ``v`` is a one-hot vector of length ``K``; given the input ``x``, ``P(v = e_k) =
-    softmax(x)_k``: ``A(x) = logsumexp(x)``. The base-rate biases are the logs of
-    the level frequencies, smoothed by half a pseudo-count per level.
+    ``v`` is a one-hot vector of length ``L``; given the input ``x``, ``P(v = e_k) =
+    softmax(x)_k``: ``A(x) = logsumexp(x)``, the categorical family's. The
+    base-rate biases are the logs of the level frequencies, smoothed by half a
+    pseudo-count per level.
 
     Parameters
     ----------
@@ -212,31 +238,21 @@ class SoftmaxVisible(_DiscreteVisible):
     [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
     """
 
-    def __init__(self, n_levels: int):
-        super().__init__(n_levels)
+    family = Categorical
+
+    def _natural(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
     @property
     def n_states(self) -> int:
         return self.n_units
 
-    def log_normalizer(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.logsumexp(x, dim=-1)
-
-    def mean(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(x, dim=-1)
-
-    def sample(self, mean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """One-hot draws with level probabilities ``mean`` (inverse CDF of a float32 uniform)."""
-        u = torch.rand(mean.shape[:-1] + (1,), generator=generator, dtype=torch.float32, device=mean.device)
-        level = torch.lt(mean.cumsum(-1), u).sum(-1).clamp_max(self.n_units - 1)
-        return torch.nn.functional.one_hot(level, self.n_units).to(mean.dtype)
-
-    def base_rate_bias(self, marginals: torch.Tensor, n_samples: int) -> torch.Tensor:
-        """``log p_k`` with ``p_k = (n m_k + 1/2) / (n + K/2)`` for level frequencies ``m``."""
-        return torch.log((marginals * n_samples + 0.5) / (n_samples + 0.5 * self.n_units))
-
     def states(self, codes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return torch.nn.functional.one_hot(codes, self.n_units).to(dtype)
+
+    def column_states(self, dtype: torch.dtype, device) -> list[tuple[slice, torch.Tensor]]:
+        """One column: all the units, and the one-hot states."""
+        return [(slice(0, self.n_units), torch.eye(self.n_units, dtype=dtype, device=device))]
 
     def check_values(self, X: np.ndarray, advice: str = "") -> None:
         """Rows must be probability vectors over the levels (one-hot for observed levels)."""
@@ -258,6 +274,7 @@ class VisibleBlocks:
     blocks' own, on their slices of ``v`` and ``x``: ``A(x) = sum_k A_k(x_k)``, the
     means and draws are concatenated, and the states are every combination of the
     blocks' states (a mixed-radix code, ``blocks[0]`` the fastest digit).
+    :meth:`from_columns` builds the layer of a table's column families.
 
     Parameters
     ----------
@@ -279,6 +296,20 @@ class VisibleBlocks:
         ends = np.cumsum([0] + widths).tolist()
         self.slices = [slice(a, b) for a, b in zip(ends[:-1], ends[1:])]
         self.n_units = ends[-1]
+
+    @classmethod
+    def from_columns(cls, columns: ColumnFamilies):
+        """The visible layer of ``columns`` (Bernoulli and categorical blocks, in column
+        order); a single block is returned as it is."""
+        blocks = []
+        for block in columns.blocks:
+            if block.family is Bernoulli:
+                blocks.append(BernoulliVisible(len(block.columns)))
+            elif block.family is Categorical:
+                blocks.append(SoftmaxVisible(block.n_levels))
+            else:
+                raise ValueError(f"An RBM's visible units are Bernoulli or categorical, not {block.family.__name__}.")
+        return blocks[0] if len(blocks) == 1 else cls(blocks)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.blocks!r})"
@@ -308,6 +339,14 @@ class VisibleBlocks:
             parts.append(block.states(codes % block.n_states, dtype))
             codes = codes // block.n_states
         return torch.cat(parts, dim=1)
+
+    def column_states(self, dtype: torch.dtype, device) -> list[tuple[slice, torch.Tensor]]:
+        """Per column, in order: its units (a slice of ``v``) and its states."""
+        return [
+            (slice(s.start + units.start, s.start + units.stop), states)
+            for block, s in zip(self.blocks, self.slices)
+            for units, states in block.column_states(dtype, device)
+        ]
 
     def check_values(self, X: np.ndarray, advice: str = "") -> None:
         for block, s in zip(self.blocks, self.slices):
@@ -343,25 +382,51 @@ def free_energy(
     return -visible.log_potential(v, b) - softplus(torch.addmm(c, v, W.T)).sum(1)
 
 
+def column_free_energies(
+    v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, visible=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``-F(v)`` (n,) and, per column ``j``, ``log sum_s exp(-F(v with column j in state s))`` (n, J).
+
+    A column is one binary unit (states 0 and 1) or the one-hot units of a
+    categorical column (its ``L`` levels), in the visible layer's column order
+    (``visible.column_states``). With ``a = c + W v``, setting column ``j``'s units
+    ``v_j`` to ``s`` moves the hidden input to ``a - W_j v_j + W_j s`` and the
+    visible term to ``b.v - b_j.v_j + b_j.s``: ``O(n H L_j)`` per column.
+    """
+    visible = _default_visible(visible, W.shape[1])
+    pre = torch.addmm(c, v, W.T)  # (n, H)
+    potential = v @ b
+    neg_free = potential + softplus(pre).sum(1)
+    out = []
+    for units, states in visible.column_states(v.dtype, v.device):
+        W_j = W[:, units]
+        off = pre - v[:, units] @ W_j.T  # hidden input with the column's units at 0
+        rest = potential - v[:, units] @ b[units]
+        shifted = off.unsqueeze(1) + (states @ W_j.T).unsqueeze(0)  # (n, L_j, H)
+        energies = (rest.unsqueeze(1) + (states @ b[units]).unsqueeze(0)) + softplus(shifted).sum(2)
+        out.append(torch.logsumexp(energies, 1))
+    return neg_free, torch.stack(out, 1)
+
+
+def conditional_log_prob(
+    v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, visible=None
+) -> torch.Tensor:
+    """``log p(x_j | x_-j)`` of every column, shape (n, J), exactly.
+
+    ``log Z`` cancels: ``log p(x_j | x_-j) = -F(v) - log sum_s exp(-F(v^(j=s)))`` over
+    the states ``s`` of column ``j`` (:func:`column_free_energies`): a bit for a
+    binary unit, a level for a categorical column's one-hot block.
+    """
+    neg_free, normalizers = column_free_energies(v, W, b, c, visible)
+    return neg_free.unsqueeze(1) - normalizers
+
+
 def bernoulli_conditional_log_prob(
     v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor
 ) -> torch.Tensor:
-    """``log p(v_j | v_-j)`` of every binary unit, shape (n, D), exactly.
-
-    ``log Z`` cancels: ``log p(v_j | v_-j) = -F(v) - logsumexp(-F(v^(j=0)), -F(v^(j=1)))``
-    with ``v^(j=a)`` the row with unit ``j`` set to ``a``; for binary ``v`` the
-    denominator holds ``v`` itself and ``v`` with bit ``j`` flipped. One pass per
-    unit over the whole chunk, ``O(n H)`` each.
-    """
-    pre = torch.addmm(c, v, W.T)  # (n, H)
-    neg_free = v @ b + softplus(pre).sum(1)
-    out = torch.empty_like(v)
-    for j in range(v.shape[1]):
-        off = pre - v[:, j : j + 1] * W[:, j]  # pre-activations with v_j = 0
-        rest = v @ b - v[:, j] * b[j]
-        both = torch.stack([rest + softplus(off).sum(1), rest + b[j] + softplus(off + W[:, j]).sum(1)])
-        out[:, j] = neg_free - torch.logsumexp(both, 0)
-    return out
+    """``log p(v_j | v_-j)`` of every binary unit, shape (n, D): :func:`conditional_log_prob`
+    of binary units."""
+    return conditional_log_prob(v, W, b, c)
 
 
 def hidden_free_energy(
@@ -712,8 +777,6 @@ class BaseRBM(MinibatchModel):
         Its visible layer (a :class:`BernoulliVisible`, :class:`VisibleBlocks`, ...).
     ``_visible_units(X)`` (optional)
         Raw rows -> the values of the visible units (identity by default).
-    ``_max_iter()`` (optional)
-        The number of epochs of ``fit``, or ``"auto"`` (``max_iter`` by default).
 
     The parameters are numpy attributes (``components_``, ``intercept_visible_``,
     ``intercept_hidden_``); a training call works on tensor copies and writes them
@@ -754,9 +817,6 @@ class BaseRBM(MinibatchModel):
         """Visible states -> rows in the model's columns (the identity by default)."""
         return v
 
-    def _max_iter(self):
-        return self.max_iter
-
     def _row_bytes(self, n_features: int) -> int:
         return self._itemsize * (3 * n_features + 4 * int(self.n_components) + 8)
 
@@ -779,7 +839,7 @@ class BaseRBM(MinibatchModel):
         self.n_updates_ = 0
 
     def _n_epochs(self, n_train: int) -> int:
-        max_iter = self._max_iter()
+        max_iter = self.max_iter
         if max_iter != "auto":
             return int(max_iter)
         per_epoch = math.ceil(n_train / self._batch_size(n_train))
@@ -798,7 +858,7 @@ class BaseRBM(MinibatchModel):
                 "partition_method='auto' or 'ais'."
             )
         n_old, n_new = self.n_samples_seen_, train.shape[0]
-        batch_mean = train.mean(0, dtype=torch.float64).cpu().numpy()
+        batch_mean = train.column_moments().mean.cpu().numpy()
         if n_old == 0:
             self.visible_marginals_ = batch_mean
         else:
@@ -828,7 +888,7 @@ class BaseRBM(MinibatchModel):
                 chains = as_t(self.h_samples_)
             else:
                 rows = torch.randint(train.shape[0], (n_chains,), generator=generator, device=train.device)
-                chains = sample_hidden(train[rows], W, c, generator)
+                chains = sample_hidden(train.take(rows), W, c, generator)
         schedule = None
         if self.learning_rate_schedule == "linear" and n_epochs is not None:
             n_batches = math.ceil(train.shape[0] / self._batch_size(train.shape[0]))
@@ -983,12 +1043,65 @@ class BaseRBM(MinibatchModel):
         )
 
     def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
+        """``-F(v) - log Z``; a row with unseen levels: ``log sum`` over their levels (exact).
+
+        The marginal probability of the row's other cells: the unseen cells are
+        summed out by enumerating their levels (``score_samples`` then adds the
+        unseen-level penalty of :mod:`skgenerative._schema`).
+        """
+        scores = self._complete_log_prob(X)
+        for i in self._rows_with_unseen_levels(X):
+            scores[i] = torch.logsumexp(self._complete_log_prob(self._completions(X[i])), 0)
+        return scores
+
+    def _complete_log_prob(self, X: torch.Tensor) -> torch.Tensor:
         W, b, c = self._params()
         return -free_energy(self._visible_units(X), W, b, c, self._visible_layer()) - self.log_partition_
 
     def _encode(self, X: torch.Tensor) -> torch.Tensor:
+        """``P(h = 1 | v)``; a row with unseen levels: ``E[P(h = 1 | v)]`` over their levels given the rest."""
         W, _, c = self._params()
-        return hidden_means(self._visible_units(X), W, c)
+        means = hidden_means(self._visible_units(X), W, c)
+        for i in self._rows_with_unseen_levels(X):
+            rows = self._completions(X[i])
+            weights = torch.softmax(self._complete_log_prob(rows), 0)
+            means[i] = weights @ hidden_means(self._visible_units(rows), W, c)
+        return means
+
+    def _explain(self, X: torch.Tensor) -> torch.Tensor:
+        """``log p(x_j | x_-j)`` of every column (:func:`conditional_log_prob`), exactly.
+
+        A binary or binarised column conditions on its bit, a categorical one on its
+        level (its one-hot block). A row with unseen levels sums them out on both
+        sides: ``log sum_u p(x, u) - log sum_u sum_s p(x_(j=s), u)``.
+        """
+        W, b, c = self._params()
+        visible = self._visible_layer()
+        neg_free, normalizers = column_free_energies(self._visible_units(X), W, b, c, visible)
+        out = neg_free.unsqueeze(1) - normalizers
+        for i in self._rows_with_unseen_levels(X):
+            neg_free, normalizers = column_free_energies(
+                self._visible_units(self._completions(X[i])), W, b, c, visible
+            )
+            out[i] = torch.logsumexp(neg_free, 0) - torch.logsumexp(normalizers, 0)
+        return out
+
+
+    # ------------------------------------------- levels not seen in fit
+    def _rows_with_unseen_levels(self, X: torch.Tensor) -> list[int]:
+        """Rows with a level not seen in fit (NaN: an RBM takes no missing value)."""
+        if not self.schema_.discrete:
+            return []
+        return torch.nonzero(torch.isnan(X).any(1)).flatten().tolist()
+
+    def _completions(self, x: torch.Tensor) -> torch.Tensor:
+        """Every completion of a row ``x`` (D,) whose NaN cells (unseen levels) take each level."""
+        columns = torch.nonzero(torch.isnan(x)).flatten().tolist()
+        grids = [torch.arange(self.schema_.n_levels(j), dtype=x.dtype, device=x.device) for j in columns]
+        combos = torch.cartesian_prod(*grids).reshape(-1, len(columns))
+        rows = x.repeat(combos.shape[0], 1)
+        rows[:, columns] = combos
+        return rows
 
     def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         W, b, c = self._params()
@@ -1081,11 +1194,16 @@ class BernoulliRBM(BaseRBM):
     weight_decay : float, default=1e-4
         L2 penalty on the weights (not the biases): ``weight_decay * W`` is
         subtracted from the weight gradient.
-    binarize : float or None, default=None
-        ``None``: inputs must lie in [0, 1] (binary data, or probabilities of being
-        1 as in scikit-learn); anything else raises ``ValueError``. A float ``t``:
-        inputs are binarised as ``x > t`` before fitting, scoring, ``transform``
-        and ``gibbs``, and any finite real input is accepted.
+    binarize : "auto", float or None, default="auto"
+        How real columns become binary units. ``"auto"``: a column whose training
+        values all lie in [0, 1] is used as it is (binary data, or probabilities
+        of being 1 as in scikit-learn); a column with values outside [0, 1] is
+        binarised as ``x > (min + max) / 2`` of its training values, with a
+        ``UserWarning`` that names it (``binarize_threshold_`` keeps the
+        thresholds). A float ``t``: every real column is binarised as ``x > t``,
+        and any finite real input is accepted. ``None``: inputs must lie in
+        [0, 1]; anything else raises ``ValueError``. Thresholds apply in fit and in
+        every later call (scoring, ``transform``, ``gibbs``, ``explain``).
     burn_in : int, default=1000
         Block Gibbs steps each chain of :meth:`sample` runs before its state is
         returned.
@@ -1118,11 +1236,10 @@ class BernoulliRBM(BaseRBM):
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, the minibatch order, the Gibbs chains and AIS.
     verbose : int, default=0
-        1 prints a line per epoch (with the mean-field reconstruction error,
-        computed only then) and the AIS estimate.
-    n_iter : int or "auto"
-        Deprecated former name of ``max_iter``; setting it warns
-        (``FutureWarning``) and takes precedence. Removed in 0.3.
+        1: a progress bar of the epochs where a terminal or notebook shows it (with
+        the mean-field reconstruction error, computed only then), then one summary
+        line, and one line for the AIS estimate when ``log Z`` is first needed; 2: also
+        a line per epoch.
 
     Attributes
     ----------
@@ -1139,6 +1256,9 @@ class BernoulliRBM(BaseRBM):
         method standard error of the log mean importance weight (see Notes).
     log_partition_method_ : {"exact", "ais"}
         Which of the two ``log_partition_`` is.
+    binarize_threshold_ : ndarray of shape (n_features,)
+        The threshold ``t`` of each real column binarised as ``x > t``; NaN for
+        columns used as they are (binary, categorical, or real within [0, 1]).
     visible_marginals_ : ndarray of shape (n_features,)
         Mean of each (binarised) input column over all data seen. Starts the
         chains of :meth:`sample` and defines the AIS base model.
@@ -1203,7 +1323,10 @@ class BernoulliRBM(BaseRBM):
     in both cases. For inputs with fractional values the same formula is used,
     a "soft" free energy that is not a probability.
 
-    Inputs outside [0, 1] raise ``ValueError`` unless ``binarize`` is set.
+    Binary units cannot model values outside [0, 1]: at the default
+    ``binarize="auto"`` such a column is binarised at the middle of its training
+    range, and says so (a ``UserWarning``); ``binarize=None`` raises instead. A
+    later input outside [0, 1] in a column fitted as it is raises ``ValueError``.
 
     **Tables.** Fitted on a DataFrame with categorical (or ordinal) columns, each
     such column of ``K`` levels is a :class:`SoftmaxVisible` block of ``K`` one-hot
@@ -1227,7 +1350,7 @@ class BernoulliRBM(BaseRBM):
     The initial weights are ``N(0, 0.01^2)``, the visible biases the logits of the
     smoothed data marginals, the hidden biases zero. :meth:`sample` runs
     ``burn_in`` block Gibbs steps from vectors drawn from the data marginals and
-    returns binary vectors (binarised ones when ``binarize`` is set).
+    returns binary vectors (the binarised units of binarised columns).
     ``transform`` gives ``P(h = 1 | v) = sigmoid(c + W v)``.
 
     References
@@ -1270,11 +1393,8 @@ class BernoulliRBM(BaseRBM):
 
     _parameter_constraints: dict = {
         **BaseRBM._parameter_constraints,
-        "binarize": [Interval(Real, None, None, closed="neither"), None],
+        "binarize": [Interval(Real, None, None, closed="neither"), StrOptions({"auto"}), None],
         "column_types": [dict, list, tuple, None],
-        "n_iter": [
-            Interval(Integral, 0, None, closed="left"), StrOptions({"auto"}), Hidden(StrOptions({DEPRECATED}))
-        ],
     }
 
     def __init__(
@@ -1289,7 +1409,7 @@ class BernoulliRBM(BaseRBM):
         persistent=True,
         momentum=0.5,
         weight_decay=1e-4,
-        binarize=None,
+        binarize="auto",
         burn_in=1000,
         partition_method="auto",
         n_ais_chains=50,
@@ -1300,7 +1420,6 @@ class BernoulliRBM(BaseRBM):
         dtype="auto",
         random_state=None,
         verbose=0,
-        n_iter=DEPRECATED,
     ):
         self.n_components = n_components
         self.learning_rate = learning_rate
@@ -1322,144 +1441,108 @@ class BernoulliRBM(BaseRBM):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
-        self.n_iter = n_iter
 
     # ------------------------------------------------------------- input
     def _continuous_likelihood(self) -> bool:
         return False
 
-    @property
-    def _table(self) -> bool:
-        """Whether the columns are a table's (binary or categorical ones beside the bits)."""
-        return self.schema_.has_discrete
-
-    def _blocks(self) -> list[tuple[str, list[int]]]:
-        """The columns as visible blocks: runs of bit columns, one softmax block per level column.
-
-        ``("bits", columns)`` for consecutive real (values in [0, 1]) and binary
-        columns, ``("levels", [j])`` for each categorical or ordinal column.
-        """
-        blocks: list[tuple[str, list[int]]] = []
-        for j, kind in enumerate(self.schema_.types):
-            if kind in ("categorical", "ordinal"):
-                blocks.append(("levels", [j]))
-            elif blocks and blocks[-1][0] == "bits":
-                blocks[-1][1].append(j)
-            else:
-                blocks.append(("bits", [j]))
-        return blocks
+    # ------------------------------------------------------------- input
+    def _visible_columns(self) -> ColumnFamilies:
+        """The columns as visible units: real (values in [0, 1]) and binary columns are
+        Bernoulli units, categorical and ordinal ones (the order unused) softmax blocks."""
+        schema = self.schema_
+        return ColumnFamilies(schema.types, schema.level_counts, families=_VISIBLE_FAMILIES, order="column")
 
     def _visible_layer(self):
-        if not self._table:
-            return BernoulliVisible(self.n_features_in_)
-        schema = self.schema_
-        return VisibleBlocks([
-            BernoulliVisible(len(columns)) if kind == "bits" else SoftmaxVisible(schema.n_levels(columns[0]))
-            for kind, columns in self._blocks()
-        ])
+        return VisibleBlocks.from_columns(self._visible_columns())
+
+    _fit_encoding_attributes = ("binarize_threshold_",)
+
+    def _fit_input_encoding(self, X: np.ndarray) -> None:
+        """``binarize_threshold_``: how each real column becomes binary units (see ``binarize``).
+
+        On a dask collection the thresholds come from its first rows (up to 5000),
+        which set the schema too, and apply to every block.
+        """
+        self.binarize_threshold_ = binarize_thresholds(X, self.schema_, self.binarize, type(self).__name__)
 
     def _check_values(self, X: np.ndarray) -> None:
-        if self.binarize is None:
-            real = self.schema_.numeric_columns if self._table else slice(None)
-            BernoulliVisible(X.shape[1]).check_values(
-                X[:, real], "Scale the data to [0, 1], or set binarize=<threshold> to binarise it as X > threshold."
+        """Real columns used as they are must lie in [0, 1] (the Bernoulli family's support)."""
+        real = np.array([t == "real" for t in self.schema_.types])
+        as_is = np.flatnonzero(real & np.isnan(self.binarize_threshold_))
+        if as_is.size:
+            self.schema_.check_support(
+                X if as_is.size == X.shape[1] else X[:, as_is], [Bernoulli] * as_is.size, columns=as_is,
+                advice="Scale the data to [0, 1], or set binarize=<threshold> to binarise it as "
+                "X > threshold (binarize='auto' chooses thresholds when fitting on such data).",
             )
 
     def _visible_units(self, X: torch.Tensor) -> torch.Tensor:
-        """The input, or ``X > binarize`` when ``binarize`` is set.
-
-        A table: its bit columns so (binary codes as they are), each categorical
-        column as one-hot units; a level not seen in fit (NaN) gives NaN units.
-        """
-        if not self._table:
-            if self.binarize is None:
-                return X
-            return torch.gt(X, float(self.binarize)).to(X.dtype)
-        parts = []
-        types = self.schema_.types
-        for kind, columns in self._blocks():
-            if kind == "bits":
-                bits = X[:, columns]
-                if self.binarize is not None:
-                    real = torch.tensor([types[j] == "real" for j in columns], device=X.device)
-                    bits = torch.where(real, torch.gt(bits, float(self.binarize)).to(X.dtype), bits)
-                parts.append(bits)
-            else:
-                (j,) = columns
-                code = X[:, j]
-                unseen = torch.isnan(code)
-                n_levels = self.schema_.n_levels(j)
-                one_hot = torch.nn.functional.one_hot(
-                    torch.where(unseen, torch.zeros_like(code), code).long(), n_levels
-                ).to(X.dtype)
-                parts.append(torch.where(unseen.unsqueeze(1), torch.full_like(one_hot, math.nan), one_hot))
-        return torch.cat(parts, dim=1)
+        """Rows -> the visible units: real columns binarised where ``binarize_threshold_``
+        says, then each column's statistics (:meth:`ColumnFamilies.statistics`): bits as
+        they are, one-hot vectors of levels (zeros for a level not seen in fit)."""
+        columns = np.flatnonzero(~np.isnan(self.binarize_threshold_))
+        if columns.size:
+            thresholds = torch.as_tensor(self.binarize_threshold_[columns], device=X.device)
+            X = X.clone()
+            X[:, columns] = torch.gt(X[:, columns], thresholds).to(X.dtype)
+        # only a categorical cell can be NaN (a level not seen in fit): arrays skip the masking
+        return self._visible_columns().statistics(X, masked=bool(self.schema_.discrete))
 
     def _visible_values(self, v: torch.Tensor) -> torch.Tensor:
         """Visible states -> rows: bits as they are, each one-hot block as its level code."""
-        if not self._table:
-            return v
-        out = torch.empty(v.shape[0], self.n_features_in_, dtype=v.dtype, device=v.device)
-        start = 0
-        for kind, columns in self._blocks():
-            width = len(columns) if kind == "bits" else self.schema_.n_levels(columns[0])
-            block = v[:, start : start + width]
-            if kind == "bits":
-                out[:, columns] = block
-            else:
-                out[:, columns[0]] = block.argmax(1).to(v.dtype)
-            start += width
-        return out
+        return self._visible_columns().values(v)
 
     def _n_units(self, n_features: int) -> int:
-        if getattr(self, "schema_", None) is None or not self._table:
+        if getattr(self, "schema_", None) is None:
             return n_features
-        return self._visible_layer().n_units
+        return self._visible_columns().n_statistics
 
     def _row_bytes(self, n_features: int) -> int:
         return super()._row_bytes(self._n_units(n_features))
 
-    # ------------------------------------------- levels not seen in fit
-    def _completions(self, x: torch.Tensor) -> torch.Tensor:
-        """Every completion of a row ``x`` (D,) whose NaN cells (unseen levels) take each level."""
-        columns = torch.nonzero(torch.isnan(x)).flatten().tolist()
-        grids = [torch.arange(self.schema_.n_levels(j), dtype=x.dtype, device=x.device) for j in columns]
-        combos = torch.cartesian_prod(*grids).reshape(-1, len(columns))
-        rows = x.repeat(combos.shape[0], 1)
-        rows[:, columns] = combos
-        return rows
 
-    def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
-        """``-F(v) - log Z``; a row with unseen levels: ``log sum`` over their levels (exact).
+#: the family of each column type an RBM's visible layer has units for
+_VISIBLE_FAMILIES = {"real": Bernoulli, "binary": Bernoulli, "categorical": Categorical, "ordinal": Categorical}
 
-        The marginal probability of the row's other cells: the unseen cells are
-        summed out by enumerating their levels (``score_samples`` then adds the
-        unseen-level penalty of :mod:`skgenerative._schema`).
-        """
-        scores = super()._log_prob(X)
-        if not self._table:
-            return scores
-        for i in torch.nonzero(torch.isnan(X).any(1)).flatten().tolist():
-            scores[i] = torch.logsumexp(super()._log_prob(self._completions(X[i])), 0)
-        return scores
 
-    def _encode(self, X: torch.Tensor) -> torch.Tensor:
-        """``P(h = 1 | v)``; a row with unseen levels: ``E[P(h = 1 | v)]`` over their levels given the rest."""
-        means = super()._encode(X)
-        if not self._table:
-            return means
-        for i in torch.nonzero(torch.isnan(X).any(1)).flatten().tolist():
-            rows = self._completions(X[i])
-            weights = torch.softmax(super()._log_prob(rows), 0)
-            means[i] = weights @ super()._encode(rows)
-        return means
+def binarize_thresholds(X: np.ndarray, schema, binarize, owner: str = "BernoulliRBM") -> np.ndarray:
+    """Per column, the threshold ``t`` that binarises a real column as ``x > t`` (NaN: as it is).
 
-    def _max_iter(self):
-        return renamed_parameter(self, "max_iter", "n_iter")
-
-    def _explain(self, X: torch.Tensor) -> torch.Tensor:
-        W, b, c = self._params()
-        return bernoulli_conditional_log_prob(self._visible_units(X), W, b, c)
+    ``binarize=None``: none. A float: that threshold for every real column.
+    ``"auto"``: a real column whose values all lie in [0, 1] is used as it is
+    (binary, or probabilities of being 1); any other real column is binarised at
+    the middle of its range at fit, ``(min + max) / 2`` (what scaling it to [0, 1]
+    and thresholding at 1/2 does), with a ``UserWarning`` naming the columns: the
+    model never trains silently on values its units cannot take.
+    """
+    thresholds = np.full(X.shape[1], np.nan)
+    real = [j for j, t in enumerate(schema.types) if t == "real"]
+    if binarize is None or not real:
+        return thresholds
+    if binarize != "auto":
+        thresholds[real] = float(binarize)
+        return thresholds
+    values = X if len(real) == X.shape[1] else X[:, real]  # an RBM's input has no missing value
+    low, high = values.min(axis=0), values.max(axis=0)
+    outside = (low < 0.0) | (high > 1.0)
+    if outside.any():
+        columns = np.asarray(real)[outside]
+        thresholds[columns] = 0.5 * (low[outside] + high[outside])
+        shown = ", ".join(
+            f"{schema.names[j]!r} in [{lo:g}, {hi:g}] at {t:g}"
+            for j, lo, hi, t in zip(columns[:5], low[outside], high[outside], thresholds[columns])
+        )
+        warnings.warn(
+            f"{owner} has binary visible units, but {len(columns)} real column(s) have values "
+            f"outside [0, 1]: binarize='auto' binarises each as x > (min + max) / 2 of its "
+            f"training values ({shown}{' ...' if len(columns) > 5 else ''}), in fit and in every "
+            "later call. Scale X to [0, 1] to model values as they are, set binarize=<threshold> "
+            "to choose, or binarize=None to raise an error instead.",
+            UserWarning,
+            stacklevel=7,  # the caller of fit (through validation and sklearn's fit context)
+        )
+    return thresholds
 
 
 class _CDState:
@@ -1477,12 +1560,14 @@ class _CDState:
         self.seed, self.generator = seed, generator
 
 
-def _reconstruction_error(X, W, b, c, visible) -> float:
-    """Mean squared error of the mean-field reconstruction ``E[v | h = q(v)]``."""
-    total = 0.0
-    size = chunk_rows(X.element_size() * (2 * X.shape[1] + W.shape[0]), X.shape[0], X.device)
-    for rows in iter_slices(X.shape[0], size):
-        v = X[rows]
-        q = hidden_means(v, W, c)
-        total += float((visible.mean(torch.addmm(b, q, W)) - v).square().sum())
-    return total / X.numel()
+def _squared_reconstruction_error(v, W, b, c, visible) -> dict:
+    q = hidden_means(v, W, c)
+    return {"error": (visible.mean(torch.addmm(b, q, W)) - v).square().sum().double()}
+
+
+def _reconstruction_error(train, W, b, c, visible) -> float:
+    """Mean squared error of the mean-field reconstruction ``E[v | h = q(v)]`` of a source's rows."""
+    n, d = train.shape
+    row_bytes = W.element_size() * (2 * d + W.shape[0])
+    total = train.reduce(_squared_reconstruction_error, W, b, c, visible, row_bytes=row_bytes)
+    return float(total["error"]) / (n * d)

@@ -3,7 +3,7 @@
 Model (Kingma & Welling, 2014)::
 
     z ~ N(0, I_q)                          prior
-    x | z ~ p(x | z) = head(decoder(z))    Gaussian or Bernoulli likelihood
+    x | z ~ p(x | z) = head(decoder(z))    one family per column (normal, Bernoulli, ...)
     q(z | x) = N(mu(x), diag sigma^2(x))   amortised approximate posterior
 
 Training maximises the evidence lower bound with one reparameterised sample
@@ -22,14 +22,19 @@ top of :meth:`BaseVAE._posterior_sample` (draw ``z`` from ``q`` given the noise 
 return ``log q``).
 
 Missing values (MIWAE, Mattei & Frellsen 2019): with ``o`` the observed entries of
-a row, every likelihood term becomes ``log p(x_o | z)`` (the heads' ``observed``
-mask), the encoder sees the row zero-filled after standardisation together with
+a row, every likelihood term becomes ``log p(x_o | z)`` (the column families
+ignore missing cells), the encoder sees the row zero-filled after standardisation together with
 its missingness indicators, and training maximises the ``K``-sample bound
 ``L_K(x_o)`` (``n_training_samples``). ``impute`` estimates ``E[x_m | x_o] =
 sum_s w_s E[x_m | z_s]`` with the self-normalised weights ``w_s`` proportional to
 ``p(x_o | z_s) p(z_s) / q(z_s | x_o)``, and draws by resampling ``z_s`` with
-probabilities ``w_s``. The masking lives in ``_log_weights`` and the encoder input,
+probabilities ``w_s``. The masking lives in the families and the encoder input,
 below the two hooks, so a subclass posterior inherits it.
+
+Columns: a numeric array is a table of normal columns (Bernoulli ones with
+``likelihood="bernoulli"``), a DataFrame one family per column type
+(:mod:`skgenerative.distributions`); the head (:class:`~skgenerative.nn.ColumnLikelihood`)
+reads each family's parameters from its slice of the decoder's output.
 
 Training runs in the loop every minibatch model shares
 (:class:`~skgenerative._training.NeuralGenerativeModel`: Adam, early stopping with
@@ -69,18 +74,11 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from ._schema import COLUMN_TYPES, DISCRETE_TYPES
+from ._schema import COLUMN_TYPES
 from ._torch import has_nan, keyed_normal, row_keys
-from ._training import DEPRECATED, NeuralGenerativeModel
-from .nn import (
-    ACTIVATIONS,
-    MixedLikelihood,
-    fill_missing,
-    make_likelihood,
-    make_linear,
-    make_mlp,
-    standard_normal_log_prob,
-)
+from ._training import NeuralGenerativeModel
+from .distributions import Bernoulli, ColumnFamilies, Poisson
+from .nn import ACTIVATIONS, ColumnLikelihood, make_linear, make_mlp, standard_normal_log_prob
 
 __all__ = [
     "NeuralGenerativeModel",
@@ -108,8 +106,10 @@ class Encoded(NamedTuple):
     Examples
     --------
     >>> import torch
+    >>> from skgenerative.nn import ColumnLikelihood
     >>> from skgenerative.vae import VAEModule
-    >>> module = VAEModule(4, 2, (8,), "elu", "gaussian", False, torch.Generator().manual_seed(0))
+    >>> head = ColumnLikelihood.for_columns(["real"] * 4)
+    >>> module = VAEModule(head, 2, (8,), "elu", torch.Generator().manual_seed(0))
     >>> encoded = module.encode(torch.zeros(3, 4))
     >>> encoded.mean.shape, encoded.log_var.shape, encoded.context.shape
     (torch.Size([3, 2]), torch.Size([3, 2]), torch.Size([3, 8]))
@@ -153,8 +153,10 @@ class VAEModule(nn.Module):
     """Encoder, decoder and likelihood head of a VAE.
 
     The encoder is an MLP with ``hidden_layer_sizes`` followed by two linear heads
-    (posterior mean and log-variance); the decoder mirrors it (the widths reversed)
-    and outputs one likelihood parameter per feature.
+    (posterior mean and log-variance); it reads the head's ``encoder_features`` of
+    a row (numbers as they are, ``log(1 + x)`` for counts, one-hot vectors for
+    levels). The decoder mirrors it (the widths reversed) and outputs the head's
+    parameters, one slice per column family (:class:`~skgenerative.nn.ColumnLikelihood`).
 
     For rows with missing entries the encoder also sees the missingness
     indicators ``r`` (1 where missing): its first affine map becomes
@@ -167,29 +169,21 @@ class VAEModule(nn.Module):
 
     Parameters
     ----------
-    n_features, n_latent : int
+    likelihood : ColumnLikelihood
+        The head: ``p(x | decoder output)``, one family per column.
+    n_latent : int
     hidden_layer_sizes : sequence of int
     activation : str
-    likelihood : {"gaussian", "bernoulli"}
-    conditional_variance : bool
-        Gaussian likelihood only: the decoder outputs each feature's variance
-        (two outputs per feature) instead of one variance shared by all ``z``.
     generator : torch.Generator
         CPU generator the initial weights are drawn from.
-    layout : sequence of (str, int) or None, default=None
-        A table's columns, ``(kind, n_levels)`` each: the likelihood is then a
-        :class:`~skgenerative.nn.MixedLikelihood` (one head per column type,
-        ``likelihood`` ignored) and the encoder reads its ``encoder_features``.
-        ``None``: every column is modelled by the ``likelihood`` head.
-    count_offsets : sequence of float or None, default=None
-        With ``layout``: the log mean of each count column (the heads' offsets).
 
     Examples
     --------
     >>> import torch
+    >>> from skgenerative.nn import ColumnLikelihood
     >>> from skgenerative.vae import VAEModule
-    >>> module = VAEModule(n_features=5, n_latent=2, hidden_layer_sizes=(16,), activation="elu",
-    ...                    likelihood="gaussian", conditional_variance=True,
+    >>> head = ColumnLikelihood.for_columns(["real"] * 5, conditional_variance=True)
+    >>> module = VAEModule(head, n_latent=2, hidden_layer_sizes=(16,), activation="elu",
     ...                    generator=torch.Generator().manual_seed(0))
     >>> module.decode(torch.zeros(3, 2)).shape  # a mean and a variance per feature
     torch.Size([3, 10])
@@ -197,50 +191,35 @@ class VAEModule(nn.Module):
 
     def __init__(
         self,
-        n_features: int,
+        likelihood: ColumnLikelihood,
         n_latent: int,
         hidden_layer_sizes,
         activation: str,
-        likelihood: str,
-        conditional_variance: bool,
         generator: torch.Generator,
-        layout=None,
-        count_offsets=None,
     ):
         super().__init__()
         hidden = [int(h) for h in hidden_layer_sizes]
         self.n_latent = n_latent
-        self.mixed = layout is not None
-        if self.mixed:
-            self.likelihood = MixedLikelihood(
-                layout, conditional=conditional_variance, count_offsets=count_offsets
-            )
-            n_inputs = self.likelihood.input_width
-        else:
-            n_inputs = n_features
+        n_inputs = likelihood.input_width
         self.context_dim = hidden[-1] if hidden else n_inputs
         self.encoder = make_mlp(n_inputs, hidden, None, activation, generator)
         self.encoder_mean = make_linear(self.context_dim, n_latent, generator)
         self.encoder_log_var = make_linear(self.context_dim, n_latent, generator)
-        if not self.mixed:
-            self.likelihood = make_likelihood(likelihood, n_features, conditional_variance)
-        self.decoder = make_mlp(
-            n_latent, hidden[::-1], self.likelihood.n_params, activation, generator
-        )
+        self.likelihood = likelihood
+        self.decoder = make_mlp(n_latent, hidden[::-1], likelihood.n_params, activation, generator)
         first_width = hidden[0] if hidden else 2 * n_latent
         # skip_init, then zeros: no draw from any generator, the global one included
-        self.encoder_missing = nn.utils.skip_init(nn.Linear, n_features, first_width, bias=False)
+        self.encoder_missing = nn.utils.skip_init(nn.Linear, likelihood.n_features, first_width, bias=False)
         nn.init.zeros_(self.encoder_missing.weight)
 
     def encode(self, x: torch.Tensor, missing: torch.Tensor | None = None) -> Encoded:
-        """Posterior parameters and context for rows ``x`` (n, D).
+        """Posterior parameters and context for rows ``x`` (n, D) in model units.
 
-        ``missing`` (n, D), optional: 1 where an entry is missing (``x`` holds 0
-        there), 0 where observed. A table's rows (``layout``) are read through the
-        head's ``encoder_features`` first.
+        ``missing`` (n, D), optional: 1 where an entry is missing (NaN in ``x``), 0
+        where observed; ``None`` for rows with no missing entry. The rows are read
+        through the head's ``encoder_features`` (0 for every missing cell).
         """
-        if getattr(self, "mixed", False):  # modules pickled before tables had no flag
-            x = self.likelihood.encoder_features(x, missing)
+        x = self.likelihood.encoder_features(x, masked=missing is not None)
         if missing is None:
             context = self.encoder(x)
             mean, log_var = self.encoder_mean(context), self.encoder_log_var(context)
@@ -268,12 +247,17 @@ class BaseVAE(NeuralGenerativeModel):
     Written over the hooks ``_build_module`` (the network, a :class:`VAEModule` or
     one with the same ``encode``, ``decode`` and ``likelihood``) and
     ``_posterior_sample`` (the approximate posterior): the KL-weighted ``K``-sample
-    training bound with its warm-up, the standardisation and its log-Jacobian,
-    the importance-weighted scores, the MIWAE treatment of missing values,
-    imputation by self-normalised importance sampling, ``transform``,
-    ``inverse_transform`` and ``sample``. A subclass declares the parameters in
-    ``__init__`` (those of ``_parameter_constraints`` and the network's own) and
-    supplies the network; see :class:`VariationalAutoencoder`.
+    training bound with its warm-up, the importance-weighted scores, the MIWAE
+    treatment of missing values, imputation by self-normalised importance
+    sampling, ``transform``, ``inverse_transform`` and ``sample``. The columns are
+    one table of families (:class:`~skgenerative.distributions.ColumnFamilies`):
+    a numeric array is a table of normal columns (Bernoulli ones with
+    ``likelihood="bernoulli"``), so arrays and tables take one path. The families
+    work in model units (standardised numbers, positive columns on the log scale);
+    the columns convert, and give the log-Jacobian that puts scores in the units
+    of ``X``. A subclass declares the parameters in ``__init__`` (those of
+    ``_parameter_constraints`` and the network's own) and supplies the network;
+    see :class:`VariationalAutoencoder`.
     """
 
     _supports_missing = True
@@ -290,79 +274,66 @@ class BaseVAE(NeuralGenerativeModel):
         "column_types": [dict, list, tuple, None],
     }
 
-    # ------------------------------------------------------------ the data
-    @property
-    def _mixed(self) -> bool:
-        """Whether the columns are a table's (a type other than real): one head per type."""
-        return any(t != "real" for t in self.schema_.types)
+    # ------------------------------------------------------------ the columns
+    def _columns(self) -> ColumnFamilies:
+        """The columns' families (real columns Bernoulli with ``likelihood="bernoulli"``).
 
-    def _layout(self) -> list[tuple[str, int]]:
-        schema = self.schema_
-        return [
-            (t, schema.n_levels(j) if t in DISCRETE_TYPES else 0) for j, t in enumerate(schema.types)
-        ]
-
-    def _columns(self, kind: str) -> list[int]:
-        return [j for j, t in enumerate(self.schema_.types) if t == kind]
+        Kept in the fitted model's cache while its schema stays the one it was built for.
+        """
+        cache = self.__dict__.get("_cache")
+        entry = None if cache is None else cache.get("columns")
+        if entry is None or entry[0] is not self.schema_ or entry[1] != self.likelihood:
+            families = {"real": Bernoulli} if self.likelihood == "bernoulli" else None
+            entry = (self.schema_, self.likelihood,
+                     ColumnFamilies(self.schema_.types, self.schema_.level_counts, families=families))
+            if cache is not None:
+                cache["columns"] = entry
+        return entry[2]
 
     def _continuous_likelihood(self) -> bool:
         return self.likelihood == "gaussian"
 
     def _check_values(self, X: np.ndarray) -> None:
-        if self._mixed:
-            self._check_table_values(X)
-            return
-        if self.likelihood != "bernoulli":
-            return
-        values = X[~np.isnan(X)] if np.isnan(X).any() else X
-        if values.size and (values.min() < 0 or values.max() > 1):
-            raise ValueError(
-                "likelihood='bernoulli' needs data in [0, 1], got values in "
-                f"[{values.min():g}, {values.max():g}]. Scale the data (e.g. MinMaxScaler, or "
-                "binarise it) or use likelihood='gaussian'."
-            )
-
-    def _check_table_values(self, X: np.ndarray) -> None:
-        """Positive columns > 0, counts integers >= 0 (observed cells); no Bernoulli table."""
-        names = self.schema_.names
+        """Every observed cell inside its family's support (positive > 0, counts integers >= 0, ...)."""
         if self.likelihood == "bernoulli":
-            raise ValueError(
-                "likelihood='bernoulli' models every column as a Bernoulli pixel, but X has "
-                f"typed columns ({', '.join(sorted(set(self.schema_.types)))}). Keep "
-                "likelihood='gaussian' and declare binary columns as 'binary' (column_types "
-                "or a bool dtype): each column type gets its own head."
-            )
-        for j in self._columns("positive"):
-            values = X[:, j][~np.isnan(X[:, j])]
-            if values.size and values.min() <= 0:
+            if any(t != "real" for t in self.schema_.types):
                 raise ValueError(
-                    f"Column {names[j]!r} is modelled as positive (log-normal) but has values "
-                    f"<= 0 (min {values.min():g}); declare it real."
+                    "likelihood='bernoulli' models every column as a Bernoulli pixel, but X has "
+                    f"typed columns ({', '.join(sorted(set(self.schema_.types)))}). Keep "
+                    "likelihood='gaussian' and declare binary columns as 'binary' (column_types "
+                    "or a bool dtype): each column type gets its own head."
                 )
-        for j in self._columns("count"):
-            values = X[:, j][~np.isnan(X[:, j])]
-            if values.size and (values.min() < 0 or not np.array_equal(values, np.round(values))):
-                raise ValueError(
-                    f"Column {names[j]!r} is modelled as a count (Poisson) but has negative or "
-                    "fractional values; counts are integers >= 0. Declare it real or positive."
-                )
+            advice = ("likelihood='bernoulli' needs data in [0, 1]: scale the data (e.g. MinMaxScaler, "
+                      "or binarise it) or use likelihood='gaussian'.")
+        else:
+            advice = None
+        self.schema_.check_support(X, self._columns().families, advice=advice)
 
     def _fit_preprocessing(self, X: torch.Tensor) -> None:
+        """The model units: the standardisation of the location-scale columns, the count offsets.
+
+        ``mean_`` and ``scale_`` are the moments of ``x`` (real) or ``log x``
+        (positive) over each column's observed cells, 0 and 1 for the other columns
+        (counts, levels, Bernoulli pixels). The Poisson heads start at ``log(mean
+        count + 1/2)`` of their column.
+        """
+        columns = self._columns()
+        values = columns.natural_values(X.detach().double())
         d = X.shape[1]
-        if self._mixed:
-            self._fit_table_preprocessing(X)
-            return
-        if self.likelihood != "gaussian":
-            self.mean_, self.scale_ = np.zeros(d), np.ones(d)
-            return
-        values = X.detach().double()
-        if has_nan(values):  # moments of each column's observed entries
-            mean = torch.nanmean(values, 0)
-            scale = torch.sqrt(torch.nanmean((values - mean).square(), 0))
-        else:
-            mean = values.mean(0)
-            scale = values.std(0, correction=0)
+        mean = torch.zeros(d, dtype=torch.float64, device=X.device)
+        scale = torch.ones(d, dtype=torch.float64, device=X.device)
+        standard = columns.location_scale
+        if standard:
+            part = values if len(standard) == d else values[:, standard]
+            if has_nan(part):  # moments of each column's observed entries
+                centre = torch.nanmean(part, 0)
+                spread = torch.sqrt(torch.nanmean((part - centre).square(), 0))
+            else:
+                centre, spread = part.mean(0), part.std(0, correction=0)
+            mean[standard], scale[standard] = centre, spread
         self._set_standardisation(mean, scale, X.dtype)
+        counts = [j for block in columns.blocks if block.family is Poisson for j in block.columns]
+        self._count_offsets = [math.log(float(torch.nanmean(values[:, j])) + 0.5) for j in counts]
 
     def _set_standardisation(self, mean: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> None:
         """``mean_`` and ``scale_`` from the columns' (float64) means and spreads."""
@@ -372,70 +343,29 @@ class BaseVAE(NeuralGenerativeModel):
         self.mean_ = mean.cpu().numpy()
         self.scale_ = scale.cpu().numpy()
 
-    def _fit_table_preprocessing(self, X: torch.Tensor) -> None:
-        """A table: real columns standardised, positive ones on the log scale, the rest as is.
-
-        ``mean_`` and ``scale_`` are the moments of ``x`` (real) or ``log x``
-        (positive) over the observed cells, 0 and 1 for counts and level codes.
-        The count heads start at the log of their column's mean count.
-        """
-        values = X.detach().double().clone()
-        positive = self._columns("positive")
-        values[:, positive] = torch.log(values[:, positive])
-        d = X.shape[1]
-        mean, scale = np.zeros(d), np.ones(d)
-        for j in self._columns("real") + positive:
-            column = values[:, j]
-            column = column[~torch.isnan(column)]
-            m = float(column.mean())
-            s = float(column.std(correction=0))
-            tiny = 100 * float(torch.finfo(X.dtype).eps) * max(abs(m), 1.0)
-            mean[j], scale[j] = m, (s if s > tiny else 1.0)
-        self.mean_, self.scale_ = mean, scale
-        counts = [values[:, j][~torch.isnan(values[:, j])] for j in self._columns("count")]
-        self._count_offsets = [math.log(float(c.mean()) + 0.5) for c in counts]
-
     def _preprocess(self, X: torch.Tensor) -> torch.Tensor:
         # in the rows' own precision: training data are standardised before the cast
         # to the training dtype, so float32 never rounds values far from the origin
-        if self._mixed:
-            positive = self._columns("positive")
-            if positive:
-                X = X.clone()
-                X[:, positive] = torch.log(X[:, positive])
-        return (X - self._tensor("mean_", X.dtype)) / self._tensor("scale_", X.dtype)
+        return self._columns().to_model_units(X, self._tensor("mean_", X.dtype), self._tensor("scale_", X.dtype))
 
-    def _table_log_jacobian(self, x: torch.Tensor, observed: torch.Tensor | None) -> torch.Tensor:
-        """Per row (n,), ``log |d u / d x|`` of a table's observed numeric cells.
+    def _user_units(self, u: torch.Tensor) -> torch.Tensor:
+        """Rows in model units -> the user's (:meth:`ColumnFamilies.to_user_units`)."""
+        return self._columns().to_user_units(u, self._tensor("mean_", u.dtype), self._tensor("scale_", u.dtype))
 
-        ``u = (g(x) - mean_) / scale_`` with ``g = log`` on positive columns, so
-        ``-sum_j log scale_j - sum_{j positive} log x_j`` over the observed cells
-        (counts and levels: 0). ``x`` is the preprocessed rows (``log x_j =
-        u_j scale_j + mean_j``).
+    def _log_jacobian(self, observed: torch.Tensor | None = None, u: torch.Tensor | None = None):
+        """``log |du/dx|`` of each row's observed cells, for rows ``u`` in model units (n,).
+
+        ``-sum_j log scale_j`` plus the log-normal columns' ``-log x_j`` (the
+        family's Jacobian). A float, the same for every row, when every cell is
+        observed (``observed=None``) and no column is log-normal.
         """
-        log_scale = torch.log(self._tensor("scale_", x.dtype)).to(x.device)
+        columns = self._columns()
         if observed is None:
-            observed = torch.ones(x.shape, dtype=torch.bool, device=x.device)
-        # a reduction per row, not a matrix-vector product: BLAS may round a row
-        # differently by its position in the batch
-        zero = torch.zeros((), dtype=x.dtype, device=x.device)
-        out = -torch.where(observed, log_scale, zero).sum(1)
-        positive = self._columns("positive")
-        if positive:
-            log_x = x[:, positive] * self._tensor("scale_", x.dtype)[positive] + self._tensor("mean_", x.dtype)[positive]
-            out = out - torch.where(observed[:, positive], log_x, zero).sum(1)
-        return out
-
-    def _log_jacobian(self, observed: torch.Tensor | None = None) -> float | torch.Tensor:
-        """``log |d standardise / dx| = -sum log scale_`` (a float: no tensor op a step).
-
-        With a mask ``observed`` (n, D), the log-Jacobian of each row's observed
-        entries, ``-sum_{j observed} log scale_j``, shape (n,).
-        """
-        if observed is None:
-            return -float(np.log(self.scale_).sum())
-        log_scale = torch.log(self._tensor("scale_")).to(observed.device)
-        return -(observed.to(log_scale.dtype) @ log_scale)
+            if not columns.log_normal:
+                return -float(np.log(self.scale_).sum())
+            observed = torch.ones(u.shape, dtype=torch.bool, device=u.device)
+        dtype = self._dtype if u is None else u.dtype
+        return columns.log_jacobian(observed, self._tensor("scale_", dtype), u, self._tensor("mean_", dtype))
 
     # ------------------------------------------------------------- training
     def _prepare_training(self, train: torch.Tensor, valid: torch.Tensor | None) -> None:
@@ -487,14 +417,10 @@ class BaseVAE(NeuralGenerativeModel):
         observed = ~torch.isnan(batch) if self._missing_in_training else None
         log_weights = self._log_weights(module, batch, eps, kl_weight, observed)
         bound = log_weights.mean() if k == 1 else importance_weighted_bound(log_weights).mean()
-        if self._mixed:
-            return -(bound + self._table_log_jacobian(batch, observed).mean())
-        if observed is None:
-            return -(bound + self._log_jacobian())
-        return -(bound + self._log_jacobian(observed).mean())
+        jacobian = self._log_jacobian(observed, batch)
+        return -(bound + (jacobian if isinstance(jacobian, float) else jacobian.mean()))
 
     # ------------------------------------------------------------ inference
-
     def _log_prior(self, module: nn.Module, z: torch.Tensor) -> torch.Tensor:
         """``log p(z)`` summed over the latent dimensions (standard normal)."""
         return standard_normal_log_prob(z)
@@ -526,15 +452,15 @@ class BaseVAE(NeuralGenerativeModel):
     def _run_encoder(
         self, module: nn.Module, x: torch.Tensor, observed: torch.Tensor | None
     ) -> Encoded:
-        """The encoder on standardised rows, missing entries (NaN) set to 0.
+        """The encoder on rows in model units, with the missingness indicators when a mask is given.
 
-        0 is the column mean of the observed entries (the standardisation's centre),
-        so the encoder sees an incomplete row mean-imputed, with the missingness
-        indicators beside it.
+        A missing cell is 0 in the encoder's features: the column mean of the
+        observed entries (the standardisation's centre) for a number, so the
+        encoder sees an incomplete row mean-imputed, with the indicators beside it.
         """
         if observed is None:
             return module.encode(x)
-        return module.encode(fill_missing(x, observed), (~observed).to(x.dtype))
+        return module.encode(x, (~observed).to(x.dtype))
 
     def _importance_sample(
         self,
@@ -546,16 +472,16 @@ class BaseVAE(NeuralGenerativeModel):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Log importance weights (n, S) and the decoder's output for each ``z_s`` (n, S, P).
 
-        ``x`` is standardised. With a mask ``observed`` (n, D) the missing entries of
-        ``x`` (NaN) are ignored: the encoder sees them as 0 and the likelihood runs
-        over the observed entries only (MIWAE), so the weights are those of
-        ``p(x_o | z) p(z) / q(z | x_o)``.
+        ``x`` is in model units; its missing cells (NaN) are ignored by the column
+        families, so the likelihood runs over the observed cells only (MIWAE) and
+        the weights are those of ``p(x_o | z) p(z) / q(z | x_o)``. A mask
+        ``observed`` (n, D) also gives the encoder the missingness indicators.
         """
         encoded = self._run_encoder(module, x, observed)
         z, log_q = self._posterior_sample(module, encoded, eps)
         params = module.decode(z)
-        mask = None if observed is None else observed.unsqueeze(1)
-        log_lik = module.likelihood.log_prob(x.unsqueeze(1), params, mask)
+        # without a mask the rows are complete: the families may skip their masking
+        log_lik = module.likelihood.log_prob(x.unsqueeze(1), params, masked=observed is not None)
         return log_lik + kl_weight * (self._log_prior(module, z) - log_q), params
 
     def _log_weights(
@@ -568,9 +494,9 @@ class BaseVAE(NeuralGenerativeModel):
     ) -> torch.Tensor:
         """``log p(x_o | z_s) + kl_weight * (log p(z_s) - log q(z_s | x))``, shape (n, S).
 
-        ``x`` is standardised; ``observed`` masks its observed entries (``None``: all
-        of them). With ``kl_weight=1`` these are the log importance weights, whose
-        mean over ``s`` is the ELBO.
+        ``x`` is in model units; ``observed`` masks its observed entries (``None``:
+        all of them). With ``kl_weight=1`` these are the log importance weights,
+        whose mean over ``s`` is the ELBO.
         """
         return self._importance_sample(module, x, eps, kl_weight, observed)[0]
 
@@ -585,53 +511,39 @@ class BaseVAE(NeuralGenerativeModel):
         # the noise is keyed on the raw rows: the same row, the same draws
         eps = self._score_noise(X, int(self.n_importance_samples))
         x = self._preprocess(X)
-        module = self.module_
-        if self._mixed:
-            return self._table_log_prob(module, X, x, eps)
         if not has_nan(X):
-            return importance_weighted_bound(self._log_weights(module, x, eps)) + self._log_jacobian()
-        # complete rows take the complete-data path, so they score exactly as before
+            return self._bound(x, eps, None)
+        # complete rows take the complete-data path as a batch of their own, so they
+        # score bit for bit as they do alone
         observed = ~torch.isnan(X)
         complete = observed.all(1)
         out = torch.empty(X.shape[0], dtype=X.dtype, device=X.device)
         if bool(complete.any()):
-            out[complete] = importance_weighted_bound(
-                self._log_weights(module, x[complete], eps[complete])
-            ) + self._log_jacobian()
+            out[complete] = self._bound(x[complete], eps[complete], None)
         rows = ~complete
-        observed = observed[rows]
-        log_weights = self._log_weights(module, x[rows], eps[rows], observed=observed)
-        scores = importance_weighted_bound(log_weights) + self._log_jacobian(observed)
-        # nothing observed: the density of no entries is exactly 1
-        out[rows] = torch.where(observed.any(1), scores, torch.zeros_like(scores))
+        out[rows] = self._bound(x[rows], eps[rows], observed[rows])
         return out
 
-    def _table_log_prob(self, module: nn.Module, X: torch.Tensor, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """A table's rows: the IW bound on ``log p(x_o)``, numbers in the units of X, levels as masses.
-
-        One path for complete and incomplete rows: the mixed head sums the same
-        cell terms whether or not a mask is given, so a row scores the same in any
-        batch.
-        """
-        observed = ~torch.isnan(X) if has_nan(X) else None
-        log_weights = self._log_weights(module, x, eps, observed=observed)
-        scores = importance_weighted_bound(log_weights) + self._table_log_jacobian(x, observed)
+    def _bound(self, x: torch.Tensor, eps: torch.Tensor, observed: torch.Tensor | None) -> torch.Tensor:
+        """The importance-weighted bound on ``log p(x_o)`` in the units of X; 0 when nothing is observed."""
+        log_weights = self._log_weights(self.module_, x, eps, observed=observed)
+        scores = importance_weighted_bound(log_weights) + self._log_jacobian(observed, x)
         if observed is None:
             return scores
-        # nothing observed: the density of no entries is exactly 1
         return torch.where(observed.any(1), scores, torch.zeros_like(scores))
 
     def _impute(self, X: torch.Tensor, n_draws: int | None, generator: torch.Generator) -> torch.Tensor:
-        """``E[x_m | x_o]`` by self-normalised importance sampling; draws by resampling.
+        """Points of ``p(x_m | x_o)`` by self-normalised importance sampling; draws by resampling.
 
-        With ``z_s ~ q(z | x_o)`` and ``w_s`` proportional to
-        ``p(x_o | z_s) p(z_s) / q(z_s | x_o)``, the conditional mean is
-        ``sum_s w_s E[x | z_s]`` (noise keyed on the rows, as for the scores); a
-        draw picks ``z_s`` with probability ``w_s`` and samples ``x ~ p(x | z_s)``
-        (noise from ``generator``). A row with nothing observed uses ``z_s ~ p(z)``
-        with equal weights: the marginal.
+        With ``z_s ~ q(z | x_o)`` and ``w_s`` proportional to ``p(x_o | z_s) p(z_s) /
+        q(z_s | x_o)``, each cell's point is that of the particle mixture ``sum_s w_s
+        p(x | z_s)`` (noise keyed on the rows, as for the scores): its mean for a
+        number, exponentiated on the log scale for a positive column (the
+        conditional geometric mean), its mode or median for a level
+        (:meth:`ColumnFamilies.point`). A draw picks ``z_s`` with probability
+        ``w_s`` and samples ``x ~ p(x | z_s)`` (noise from ``generator``). A row with
+        nothing observed uses ``z_s ~ p(z)`` with equal weights: the marginal.
         """
-        module = self.module_
         n, q = X.shape[0], int(self.n_components)
         s = self._n_impute_samples()
         if n_draws is None:
@@ -639,73 +551,15 @@ class BaseVAE(NeuralGenerativeModel):
         else:
             eps = torch.randn(n, s, q, generator=generator, dtype=X.dtype, device=X.device)
         weights, params = self._particles(X, eps)
-        if self._mixed:
-            if n_draws is None:
-                return self._table_point(module, params, weights)
-            index = torch.multinomial(weights, n_draws, replacement=True, generator=generator)
-            chosen = torch.gather(params, 1, index.unsqueeze(2).expand(-1, -1, params.shape[2]))
-            return self._user_units(module.likelihood.sample(chosen, generator))
+        head = self.module_.likelihood
         if n_draws is None:
-            filled = torch.einsum("ns,nsd->nd", weights, module.likelihood.mean(params))
-        else:
-            index = torch.multinomial(weights, n_draws, replacement=True, generator=generator)
-            chosen = torch.gather(params, 1, index.unsqueeze(2).expand(-1, -1, params.shape[2]))
-            filled = module.likelihood.sample(chosen, generator)
-        return filled * self._tensor("scale_") + self._tensor("mean_")
+            return self._user_units(head.point(params, weights))
+        index = torch.multinomial(weights, n_draws, replacement=True, generator=generator)
+        chosen = torch.gather(params, 1, index.unsqueeze(2).expand(-1, -1, params.shape[2]))
+        return self._user_units(head.sample(chosen, generator))
 
     def _n_impute_samples(self) -> int:
         return int(self.n_imputation_samples)
-
-    # ----------------------------------------------------- a table's columns
-    def _user_units(self, u: torch.Tensor) -> torch.Tensor:
-        """Head values (..., D) -> the user's: ``u s + m`` (real), ``exp(u s + m)`` (positive)."""
-        out = u.clone()
-        scale, mean = self._tensor("scale_", u.dtype), self._tensor("mean_", u.dtype)
-        for kind in ("real", "positive"):
-            columns = self._columns(kind)
-            if columns:
-                values = u[..., columns] * scale[columns] + mean[columns]
-                out[..., columns] = torch.exp(values) if kind == "positive" else values
-        return out
-
-    def _level_mixture(self, module: nn.Module, params: torch.Tensor, weights: torch.Tensor) -> list[torch.Tensor]:
-        """``sum_s w_s p(x_j = k | z_s)`` (n, K_j) for every discrete column, in column order."""
-        return [
-            torch.einsum("ns,nsk->nk", weights, torch.exp(log_p))
-            for log_p in module.likelihood.level_log_probs(params)
-        ]
-
-    def _table_point(self, module: nn.Module, params: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Point values of a table's cells under the particle mixture ``sum_s w_s p(x | z_s)``.
-
-        Numbers: the mixture's mean in the user's units (a Poisson's is its rate),
-        except positive columns, which get ``exp(E[log x])``, the conditional
-        geometric mean: a log-normal's mean ``exp(mu + sigma^2 / 2)`` grows
-        exponentially with its variance, so one particle with a wide decoder
-        variance would dominate (or overflow) the weighted sum. Levels: the mode,
-        or the median of an ordinal column (see
-        :func:`skgenerative._schema.point_levels`).
-        """
-        head = module.likelihood
-        n = params.shape[0]
-        out = torch.zeros(n, head.n_features, dtype=params.dtype, device=params.device)
-        mean, log_var, rate = head.numeric_means(params)
-        if head.gaussian:
-            columns = head.gaussian
-            scale = self._tensor("scale_", params.dtype)[columns]
-            centre = self._tensor("mean_", params.dtype)[columns]
-            values = torch.einsum("ns,nsg->ng", weights, mean * scale + centre)
-            positive = torch.tensor([j in head.positive for j in columns], device=params.device)
-            out[:, columns] = torch.where(positive, torch.exp(values), values)
-        if head.count:
-            out[:, head.count] = torch.einsum("ns,nsc->nc", weights, rate)
-        for j, probabilities in zip(head.discrete, self._level_mixture(module, params, weights)):
-            if self.schema_.types[j] == "ordinal":
-                code = (probabilities.cumsum(-1) < 0.5 - 1e-12).sum(-1).clamp_max(probabilities.shape[-1] - 1)
-            else:
-                code = probabilities.argmax(-1)
-            out[:, j] = code.to(params.dtype)
-        return out
 
     def _particles(self, X: torch.Tensor, eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Self-normalised weights (n, S) and decoder outputs (n, S, P) of posterior draws.
@@ -727,16 +581,13 @@ class BaseVAE(NeuralGenerativeModel):
         return torch.softmax(log_weights, dim=1), params
 
     def _point_imputation(self, X: torch.Tensor) -> torch.Tensor:
-        if not self._mixed:
-            return super()._point_imputation(X)
-        return self._impute(X, None, None)  # levels and numbers from one set of particles
+        return self._impute(X, None, None)  # numbers and levels from one set of particles
 
     def _level_probabilities(self, X: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
         """``p(x_j = k | x_o) ~ sum_s w_s p(x_j = k | z_s)``, self-normalised importance weights."""
         weights, params = self._particles(X)
-        head = self.module_.likelihood
-        mixture = dict(zip(head.discrete, self._level_mixture(self.module_, params, weights)))
-        return [mixture[j] for j in columns]
+        probabilities = self.module_.likelihood.level_probabilities(params, weights, columns)
+        return [probabilities[j] for j in columns]
 
     def _posterior_parameters(self, X: torch.Tensor) -> Encoded:
         """``q_0(z | x)``'s parameters and context for raw rows (missing entries as in training)."""
@@ -747,21 +598,13 @@ class BaseVAE(NeuralGenerativeModel):
         return self._posterior_parameters(X).mean
 
     def _decode(self, Z: torch.Tensor) -> torch.Tensor:
-        module = self.module_
-        if self._mixed:
-            params = module.decode(Z.to(self._dtype)).unsqueeze(1)
-            return self._table_point(module, params, torch.ones_like(params[..., 0]))
-        mean = module.likelihood.mean(module.decode(Z.to(self._dtype)))
-        return mean * self._tensor("scale_") + self._tensor("mean_")
+        params = self.module_.decode(Z.to(self._dtype)).unsqueeze(1)
+        return self._user_units(self.module_.likelihood.point(params, torch.ones_like(params[..., 0])))
 
     def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         module = self.module_
-        dtype, device = self._dtype, self._device
-        z = torch.randn(n, int(self.n_components), generator=generator, dtype=dtype, device=device)
-        x = module.likelihood.sample(module.decode(z), generator)
-        if self._mixed:
-            return self._user_units(x)
-        return x * self._tensor("scale_") + self._tensor("mean_")
+        z = torch.randn(n, int(self.n_components), generator=generator, dtype=self._dtype, device=self._device)
+        return self._user_units(module.likelihood.sample(module.decode(z), generator))
 
 
 class VariationalAutoencoder(BaseVAE):
@@ -853,10 +696,8 @@ class VariationalAutoencoder(BaseVAE):
         Seed of the initial weights, the validation split, the training noise and
         the scoring noise.
     verbose : int, default=0
-        1 prints a line per epoch.
-    max_epochs : int
-        Deprecated former name of ``max_iter``; setting it warns
-        (``FutureWarning``) and takes precedence. Removed in 0.3.
+        1: a progress bar of the epochs where a terminal or notebook shows it, then
+        one summary line (best epoch, why training stopped); 2: also a line per epoch.
 
     Attributes
     ----------
@@ -875,8 +716,7 @@ class VariationalAutoencoder(BaseVAE):
         Losses are in nats in the units of ``X``; with missing values, of the
         observed entries.
     n_iter_ : int
-        Epochs trained, over ``fit`` and ``partial_fit`` calls (``n_epochs_`` is its
-        deprecated former name).
+        Epochs trained, over ``fit`` and ``partial_fit`` calls.
     best_epoch_ : int or None
         Epoch (0-based) whose weights were kept by early stopping; None when the
         last call trained without validation (``partial_fit``, tiny data or
@@ -1054,7 +894,6 @@ class VariationalAutoencoder(BaseVAE):
         dtype="auto",
         random_state=None,
         verbose=0,
-        max_epochs=DEPRECATED,
     ):
         self.n_components = n_components
         self.likelihood = likelihood
@@ -1077,7 +916,6 @@ class VariationalAutoencoder(BaseVAE):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
-        self.max_epochs = max_epochs
 
     # ---------------------------------------------------------------- checks
     def _hidden_layer_sizes(self) -> tuple[int, ...]:
@@ -1091,9 +929,9 @@ class VariationalAutoencoder(BaseVAE):
 
     def _head_width(self, n_features: int) -> int:
         """Per-row width of the decoder's output and the encoder's input (one-hot levels)."""
-        if getattr(self, "schema_", None) is None or not self._mixed:
+        if getattr(self, "schema_", None) is None:
             return n_features
-        return n_features + sum(k for _, k in self._layout())
+        return n_features + sum(self.schema_.level_counts)
 
     def _row_bytes(self, n_features: int) -> int:
         n_features = self._head_width(n_features)
@@ -1105,17 +943,13 @@ class VariationalAutoencoder(BaseVAE):
 
     # ------------------------------------------------------------ the model
     def _build_module(self, n_features: int, generator: torch.Generator) -> nn.Module:
-        return VAEModule(
-            n_features,
-            int(self.n_components),
-            self._hidden_layer_sizes(),
-            self.activation,
-            self.likelihood,
-            self.decoder_variance == "conditional",
-            generator,
-            layout=self._layout() if self._mixed else None,
-            count_offsets=getattr(self, "_count_offsets", None) if self._mixed else None,
+        schema = self.schema_
+        head = ColumnLikelihood.for_columns(
+            schema.types, schema.level_counts, likelihood=self.likelihood,
+            conditional_variance=self.decoder_variance == "conditional",
+            count_offsets=getattr(self, "_count_offsets", None),
         )
+        return VAEModule(head, int(self.n_components), self._hidden_layer_sizes(), self.activation, generator)
 
     def _impute_row_bytes(self, n_features: int, n_draws: int | None) -> int:
         n_features = self._head_width(n_features)

@@ -1,9 +1,11 @@
-"""Dask collections on a real distributed cluster: lazy outputs and block-wise fits (#15).
+"""Dask collections on a real distributed cluster: lazy outputs and block-wise fits (#15, #21).
 
 One ``LocalCluster`` (two worker processes, one thread each, 1 GiB each) serves the
 module. Fits on dask collections are compared with in-memory fits of the same data
 (float64, same start: parameters to 1e-10 relative); lazy outputs with in-memory
-outputs, block for block; the task stream shows that both workers ran tasks.
+outputs, block for block; the task stream shows that both workers ran tasks. Mixed
+DataFrames, the default wrappers and the RBM fit through the same data-source layer;
+the per-estimator contract on dask input runs in test_common.py (no cluster).
 """
 
 import pickle
@@ -29,7 +31,7 @@ from skgenerative import (  # noqa: E402
     GenerativeOutlierDetector,
     PPCADensity,
     VariationalAutoencoder,
-    _dask,
+    _sources,
 )
 
 
@@ -96,7 +98,7 @@ def test_mixture_em_equals_in_memory(client, covariance_type, missing, n_init):
 
 def test_mixture_sampled_init_user_start_and_warm_start(client, monkeypatch):
     """Above INIT_SAMPLE_ROWS the start comes from a sample; user parameters override it."""
-    monkeypatch.setattr(_dask, "INIT_SAMPLE_ROWS", 200)
+    monkeypatch.setattr(_sources, "INIT_SAMPLE_ROWS", 200)
     X = _data(n=1200)
     ref = GaussianMixtureDensity(2, covariance_type="full", dtype="float64", random_state=0).fit(X)
     kw = dict(n_components=2, dtype="float64", tol=0.0, max_iter=5, random_state=1,
@@ -210,8 +212,98 @@ def test_detector_and_imputer(client):
     filled = imputer.transform(dX)
     assert isinstance(filled, da.Array) and filled.chunks == dX.chunks
     np.testing.assert_allclose(filled.compute(), GenerativeImputer(gmm).fit(X).transform(X), rtol=1e-10)
-    with pytest.raises(TypeError, match="dask collection"):
-        GenerativeOutlierDetector().fit(dX)  # the default pipeline's scaler takes no dask
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    with pytest.raises(TypeError, match="dask collection"):  # scikit-learn's scaler would gather
+        GenerativeOutlierDetector(make_pipeline(StandardScaler(), gmm)).fit(dX)
+
+
+def _table(n=600, seed=0, missing=0.1):
+    """Every column type a mixture takes, missing cells in each; strings get their levels in one pass."""
+    rng = np.random.RandomState(seed)
+    t = rng.normal(size=n)
+    df = pd.DataFrame({
+        "a": t + 0.3 * rng.normal(size=n),
+        "inc": np.where(rng.uniform(size=n) < 0.2, 0.0, np.exp(1.0 + 0.5 * t + 0.3 * rng.normal(size=n))),
+        "k": pd.array(rng.poisson(np.exp(0.5 * t + 1.0)), dtype="Int64"),
+        "flag": pd.array((t + 0.5 * rng.normal(size=n)) > 0, dtype="boolean"),
+        "shop": pd.Categorical(np.array(["hi", "lo", "mid"])[np.where(rng.uniform(size=n) < 0.8, (t > 0) * 1, 2)],
+                               categories=["hi", "lo", "mid", "never"]),  # a category never used
+        "size": pd.Categorical(np.digitize(t + 0.3 * rng.normal(size=n), [-1.0, 0.0, 1.0]).astype(str),
+                               categories=["0", "1", "2", "3"], ordered=True),
+        "city": np.array(["Oslo", "Lima", "Pune"], dtype=object)[rng.randint(3, size=n)],
+    })
+    for column in df.columns:
+        df.loc[rng.uniform(size=n) < missing, column] = None
+    return df
+
+
+def test_mixed_dataframe_fits_like_the_table_in_memory(client):
+    """Categorical (known categories), ordinal, boolean and string columns with missing cells."""
+    df = _table()
+    ddf = dd.from_pandas(df, npartitions=4)
+    assert ddf["shop"].cat.known
+    kw = dict(n_components=3, dtype="float64", tol=0.0, max_iter=6, random_state=0,
+              column_types={"inc": "positive", "k": "count"})  # a zero mass in inc, a Poisson k
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        memory = GaussianMixtureDensity(**kw).fit(df)
+        blocks = GaussianMixtureDensity(**kw).fit(ddf)
+    for name in df.columns:  # the levels of the whole table: known categories, or one pass
+        if name in memory.schema_.levels:
+            assert list(blocks.schema_.levels[name]) == list(memory.schema_.levels[name]), name
+    assert list(blocks.schema_.levels["shop"]) == ["hi", "lo", "mid", "never"]
+    assert blocks.schema_.types == memory.schema_.types and blocks.schema_.n_samples == len(df)
+    for name in _PARAMS:
+        assert _rel(getattr(blocks, name), getattr(memory, name)) < 1e-10, name
+    for a, b in zip(blocks.level_probabilities_ + [blocks.zero_probabilities_, blocks.count_rates_],
+                    memory.level_probabilities_ + [memory.zero_probabilities_, memory.count_rates_]):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+    assert memory.zero_probabilities_.min() > 0 and memory.count_rates_.shape == (3, 1)
+    assert blocks.offset_ == pytest.approx(memory.offset_, rel=1e-10)
+    scores = blocks.score_samples(ddf)
+    assert isinstance(scores, dd.Series)
+    np.testing.assert_allclose(scores.compute().to_numpy(), memory.score_samples(df), rtol=1e-10)
+    explained = blocks.explain(ddf)
+    assert isinstance(explained, dd.DataFrame) and list(explained.columns) == list(df.columns)
+    np.testing.assert_allclose(explained.compute().to_numpy(), memory.explain(df).to_numpy(), rtol=1e-9)
+    filled = blocks.impute(ddf)
+    assert isinstance(filled, dd.DataFrame)
+    expected = memory.impute(df)
+    got = filled.compute()
+    for name in df.columns:
+        if name in ("a", "inc", "k"):
+            np.testing.assert_allclose(got[name].to_numpy(dtype=float), expected[name].to_numpy(dtype=float), rtol=1e-9)
+        else:
+            assert got[name].astype(object).tolist() == expected[name].astype(object).tolist(), name
+    with pytest.raises(ValueError, match="positive"):  # a block breaking a declared type is found
+        bad = df.copy()
+        bad.loc[599, "inc"] = -1.0
+        GaussianMixtureDensity(**kw).fit(dd.from_pandas(bad, npartitions=4))
+
+
+def test_default_detector_and_imputer_on_dask_arrays_and_frames(client):
+    """The defaults fit dask input as they fit it in memory (float32 training: equal to its rounding)."""
+    X = _data(missing=0.05)
+    df = _table(n=400)
+    for data, lazy in ((X, da.from_array(X, chunks=(300, 4))), (df, dd.from_pandas(df, npartitions=2))):
+        memory = GenerativeOutlierDetector().fit(data)
+        blocks = GenerativeOutlierDetector().fit(lazy)
+        assert blocks.offset_ == pytest.approx(memory.offset_, rel=1e-5)
+        decision = blocks.decision_function(lazy).compute()
+        np.testing.assert_allclose(np.asarray(decision), memory.decision_function(data), rtol=1e-4, atol=1e-4)
+        scaler = blocks.estimator_[0].scaler_  # from the blocks' column moments
+        np.testing.assert_allclose(scaler.scale_, memory.estimator_[0].scaler_.scale_, rtol=1e-12)
+        imputer = GenerativeImputer().fit(lazy)
+        filled = imputer.transform(lazy).compute()
+        expected = GenerativeImputer().fit(data).transform(data)
+        if isinstance(expected, pd.DataFrame):
+            assert list(filled.columns) == list(expected.columns) and not filled.isna().any().any()
+            numbers = ["a", "inc"]
+            np.testing.assert_allclose(filled[numbers].to_numpy(float), expected[numbers].to_numpy(float), rtol=1e-4)
+        else:
+            np.testing.assert_allclose(filled, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_pipeline_with_dask_ml_scaler(client):
@@ -251,10 +343,24 @@ def test_incremental_partial_fit(client):
     np.testing.assert_array_equal(direct.components_, manual.components_)
 
 
-def test_unsupported_fit_is_a_clear_error(client):
-    X = (np.random.RandomState(0).rand(300, 6) > 0.5).astype(float)
-    with pytest.raises(TypeError, match="partial_fit"):
-        BernoulliRBM(n_components=2).fit(da.from_array(X, chunks=100))
+def test_rbm_fits_the_blocks(client):
+    """BernoulliRBM.fit of a dask array: epochs stream over the blocks, as the VAEs do."""
+    X = (np.random.RandomState(0).rand(400, 6) > 0.5).astype(float)
+    dX = da.from_array(X, chunks=(100, 6))
+    kw = dict(n_components=3, max_iter=4, batch_size=10, random_state=0, dtype="float64")
+    rbm = BernoulliRBM(**kw).fit(dX)
+    memory = BernoulliRBM(**kw).fit(X)
+    np.testing.assert_array_equal(rbm.visible_marginals_, X.mean(0))  # over all the blocks
+    assert rbm.n_samples_seen_ == 400 and rbm.n_updates_ == memory.n_updates_ == 4 * 40
+    assert rbm.log_partition_method_ == "exact" and np.isfinite(rbm.score_samples(X)).all()
+    assert rbm.offset_ == pytest.approx(np.quantile(rbm.score_samples(X), 0.1), rel=1e-12)
+    again = BernoulliRBM(**kw).fit(dX)  # seeded block order and shuffles: reproducible
+    np.testing.assert_array_equal(again.components_, rbm.components_)
+    # the first 5000 rows set the encoding (binarize='auto': these lie in [0, 1], so
+    # they are used as they are); a later block outside [0, 1] is found where it is
+    late = np.vstack([np.tile(X, (13, 1)), [[2.0] * 6]])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        BernoulliRBM(**kw).fit(da.from_array(late, chunks=(1000, 6)))
 
 
 @pytest.mark.parametrize("cls", [VariationalAutoencoder, FlowVAE])
@@ -310,12 +416,12 @@ def test_import_without_dask():
 @pytest.mark.parametrize("sketch", [1025, 3])
 def test_offset_quantile_is_exact(client, monkeypatch, sketch):
     """offset_'s two-pass quantile equals np.quantile, ties and tiny sketches included."""
-    monkeypatch.setattr(_dask, "_SKETCH", sketch)
+    monkeypatch.setattr(_sources, "_SKETCH", sketch)
     rng = np.random.RandomState(0)
     x = rng.normal(size=3000)
     x[rng.rand(3000) < 0.3] = 0.5
     for q in (0.0, 0.05, 0.1, 0.37, 1.0):
-        assert _dask.quantile(da.from_array(x, chunks=700), q) == np.quantile(x, q)
+        assert _sources.quantile(da.from_array(x, chunks=700), q) == np.quantile(x, q)
 
 
 def test_detector_options_that_need_memory_are_refused_by_name(client):
@@ -324,3 +430,21 @@ def test_detector_options_that_need_memory_are_refused_by_name(client):
         name = next(iter(option))
         with pytest.raises(ValueError, match=name):
             GenerativeOutlierDetector(GaussianMixtureDensity(2, random_state=0), **option).fit(X)
+
+
+def test_column_types_on_a_dask_array():
+    """column_types on a dask array: levels of the declared columns from one pass, as in memory."""
+    rng = np.random.RandomState(0)
+    X = np.column_stack([rng.normal(size=300), rng.normal(size=300), rng.choice([3.0, 7.0, 9.0], size=300)])
+    X[:, 0] += X[:, 2]
+    kw = dict(n_components=2, column_types={2: "categorical"}, random_state=0, dtype="float64")
+    import dask
+
+    with dask.config.set(scheduler="synchronous"):
+        memory = GaussianMixtureDensity(**kw).fit(X)
+        blocks = GaussianMixtureDensity(**kw).fit(da.from_array(X, chunks=(100, 3)))
+        assert list(blocks.schema_.levels["2"]) == [3.0, 7.0, 9.0] and not blocks.schema_.from_frame
+        for name in _PARAMS:
+            assert _rel(getattr(blocks, name), getattr(memory, name)) < 1e-10, name
+        np.testing.assert_allclose(blocks.score_samples(da.from_array(X, chunks=100)).compute(),
+                                   memory.score_samples(X), rtol=1e-12)

@@ -12,7 +12,8 @@ from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 
 from skgenerative import GaussianMixtureDensity, PPCADensity
-from skgenerative._em import EMModel, accumulate, add_statistics, mean_log_likelihood
+from skgenerative._em import EMModel, EStep, accumulate, add_statistics, mean_log_likelihood
+from skgenerative._sources import TensorSource
 from skgenerative.mixture import (
     MixtureParameters,
     compute_precision_cholesky,
@@ -30,8 +31,9 @@ COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 class ScriptedEM(EMModel):
     """A model whose bound follows a script: ``bounds[init][step]`` at step ``step``.
 
-    Parameters are ``(init, step)``; the M-step advances ``step``; the data are rows
-    split into chunks, each contributing its share of the scripted bound.
+    Parameters are ``(init, step)``; the M-step advances ``step``; the data are ten
+    rows in a source read in chunks of four, each contributing its share of the
+    scripted bound.
     """
 
     def __init__(self, bounds, verbose=0):
@@ -50,10 +52,7 @@ class ScriptedEM(EMModel):
     def _em_resume(self, data):
         return self.params_
 
-    def _em_chunks(self, data):
-        return np.array_split(data, 3)
-
-    def _em_statistics(self, chunk, params):
+    def _statistics(self, chunk, params):
         init, step = params
         return {"log_likelihood": self.bounds[init][step] * len(chunk), "n_samples": len(chunk)}
 
@@ -64,7 +63,27 @@ class ScriptedEM(EMModel):
         self.params_ = params
 
 
-DATA = np.zeros(10)
+class _Data:
+    """A fit's data as the driver sees it: the E-step over a source of ten rows."""
+
+    def __init__(self, model):
+        self.e_step = EStep(TensorSource(torch.zeros(10, 1)), model._statistics, row_bytes=2**20)
+
+
+def _fit(model, **kw):
+    model._em_fit(_Data(model), **kw)
+
+
+def test_the_e_step_folds_the_statistics_of_the_sources_chunks():
+    seen = []
+
+    def statistics(chunk, params):
+        seen.append(chunk.shape[0])
+        return {"log_likelihood": chunk.sum() * params, "n_samples": chunk.shape[0]}
+
+    source = TensorSource(torch.arange(10.0).unsqueeze(1))
+    total = EStep(source, statistics, row_bytes=2**22 // 4)(2.0)  # chunks of 4 rows on the CPU
+    assert seen == [4, 4, 2] and float(total["log_likelihood"]) == 90.0 and total["n_samples"] == 10
 
 
 def test_driver_keeps_the_best_final_bound_and_warns_when_it_did_not_converge():
@@ -75,7 +94,7 @@ def test_driver_keeps_the_best_final_bound_and_warns_when_it_did_not_converge():
     ]
     model = ScriptedEM(bounds)
     with pytest.warns(ConvergenceWarning, match="Best performing initialization did not converge"):
-        model._em_fit(DATA, n_init=3, max_iter=5, tol=1e-3)
+        _fit(model, n_init=3, max_iter=5, tol=1e-3)
     assert model.initialisations == 3
     assert not model.converged_ and model.n_iter_ == 5
     assert model.lower_bounds_ == pytest.approx(bounds[1][:5])
@@ -88,7 +107,7 @@ def test_driver_converges_on_the_absolute_change_and_stops_after_that_m_step():
     model = ScriptedEM(bounds)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        model._em_fit(DATA, n_init=2, max_iter=3, tol=1e-3)
+        _fit(model, n_init=2, max_iter=3, tol=1e-3)
     # init 0: a decrease of 5e-4 is a change below tol; init 1 ends lower (-4.5)
     assert model.converged_ and model.n_iter_ == 3
     assert model.lower_bound_ == pytest.approx(-4.0005)
@@ -99,9 +118,9 @@ def test_warm_start_resumes_with_one_initialisation():
     bounds = [[-5.0, -4.0, -3.0, -2.0, -1.0, -0.5, -0.4999]]
     model = ScriptedEM(bounds)
     with pytest.warns(ConvergenceWarning):
-        model._em_fit(DATA, n_init=1, max_iter=3, tol=1e-3)
+        _fit(model, n_init=1, max_iter=3, tol=1e-3)
     assert model.params_ == (0, 3)
-    model._em_fit(DATA, n_init=5, max_iter=4, tol=1e-3, warm_start=True)
+    _fit(model, n_init=5, max_iter=4, tol=1e-3, warm_start=True)
     assert model.initialisations == 1  # no new start: n_init is ignored
     # the first change is measured from the previous fit's bound (-3.0)
     assert model.lower_bounds_ == pytest.approx([-2.0, -1.0, -0.5, -0.4999])
@@ -112,30 +131,29 @@ def test_max_iter_zero_keeps_the_last_start_without_a_warning():
     model = ScriptedEM([[-1.0], [-2.0]])
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        model._em_fit(DATA, n_init=2, max_iter=0, tol=1e-3)
+        _fit(model, n_init=2, max_iter=0, tol=1e-3)
     assert model.params_ == (1, 0)
     assert model.n_iter_ == 0 and model.lower_bound_ == -math.inf and model.lower_bounds_ == []
 
 
 def test_verbose_levels(capsys):
     bounds = [[-2.0, -1.0, -1.0]]
-    ScriptedEM(bounds, verbose=1)._em_fit(DATA, n_init=1, max_iter=5, tol=1e-3)
-    out = capsys.readouterr().out
-    lines = out.splitlines()
-    assert lines[:2] == ["Initialization 0", "Initialization converged: lower bound -1.000000"]
-    # and a one-line summary (#18)
-    assert len(lines) == 3 and re.fullmatch(
-        r"done: 3 EM iterations in \d+\.\d\ds; 1 initialization, best lower bound -1\.000000 "
-        r"\(converged after 3 iterations\)", lines[2])
-    ScriptedEM(bounds, verbose=2)._em_fit(DATA, n_init=1, max_iter=5, tol=1e-3)
+    _fit(ScriptedEM(bounds, verbose=1), n_init=1, max_iter=5, tol=1e-3)
     lines = capsys.readouterr().out.splitlines()
+    # verbose=1 in a log: the one-line summary (#18) and nothing else (#24)
+    assert len(lines) == 1 and re.fullmatch(
+        r"done: 3 EM iterations in \d+\.\d\ds; 1 initialization, best lower bound -1\.000000 "
+        r"\(converged after 3 iterations\)", lines[0])
+    _fit(ScriptedEM(bounds, verbose=2), n_init=1, max_iter=5, tol=1e-3)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Initialization 0" and lines[-2] == "Initialization converged: lower bound -1.000000"
     assert len(lines) == 6 and lines[-1].startswith("done: 3 EM iterations")
     assert re.fullmatch(r"  Iteration 2\t lower bound -1\.000000\t change 1\.000e\+00", lines[2])
 
 
 def test_non_finite_bound_raises_naming_the_model():
     with pytest.raises(FloatingPointError, match="ScriptedEM: EM produced a non-finite"):
-        ScriptedEM([[-1.0, float("nan")]])._em_fit(DATA, n_init=1, max_iter=5, tol=1e-3)
+        _fit(ScriptedEM([[-1.0, float("nan")]]), n_init=1, max_iter=5, tol=1e-3)
 
 
 def test_accumulate_folds_left_to_right():
@@ -433,7 +451,7 @@ def test_ppca_m_step_noise_floor():
 def test_gmm_n_init_keeps_the_best_of_the_printed_runs(capsys):
     rng = np.random.RandomState(0)
     X = np.vstack([rng.normal(c, 1.0, size=(80, 2)) for c in ([0, 0], [5, 0], [0, 5], [5, 5])])
-    est = GaussianMixtureDensity(4, n_init=4, init_params="random_from_data", random_state=3, verbose=1).fit(X)
+    est = GaussianMixtureDensity(4, n_init=4, init_params="random_from_data", random_state=3, verbose=2).fit(X)
     out = capsys.readouterr().out
     finals = [float(v) for v in re.findall(r"Initialization (?:converged|did not converge): lower bound (-?[\d.]+)", out)]
     assert len(finals) == 4 and len(set(finals)) > 1  # the starts differ
@@ -470,3 +488,59 @@ def test_ppca_em_records_its_bounds_and_warns_through_the_driver():
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):
         short = PPCADensity(2, max_iter=2).fit(X)
     assert not short.converged_ and short.n_iter_ == 2
+
+
+# ------------------------------------------------- the family blocks in the same E-step
+def test_mixture_statistics_with_family_blocks_are_bayes_rule_by_hand():
+    """Responsibilities from the Gaussian marginal times each family's observed cells;
+    the families' statistics are the responsibility-weighted cell statistics."""
+    from skgenerative.distributions import Bernoulli, Categorical, Poisson
+    from skgenerative.mixture import FamilyBlock
+
+    weights, means, cov = _gmm_parameters("full", seed=8)
+    X = _incomplete_data(seed=9)
+    rng = np.random.RandomState(10)
+    n, k = len(X), len(weights)
+    binary = rng.randint(2, size=(n, 2)).astype(float)
+    counts = rng.poisson(2.0, size=(n, 1)).astype(float)
+    levels = rng.randint(3, size=(n, 1)).astype(float)
+    for cells in (binary, counts, levels):
+        cells[rng.uniform(size=cells.shape) < 0.2] = np.nan
+    logits, log_rates, table = rng.normal(size=(k, 2)), rng.normal(size=(k, 1)), rng.dirichlet(np.ones(3), size=(k, 1))
+    blocks = (FamilyBlock(Bernoulli, (3, 4), slice(0, 2)), FamilyBlock(Poisson, (5,), slice(2, 3)),
+              FamilyBlock(Categorical, (6,), slice(3, 4), n_levels=3))
+    params = _torch_parameters(weights, means, cov, "full")._replace(
+        families=(torch.as_tensor(logits), torch.as_tensor(log_rates), torch.as_tensor(np.log(table))))
+    families = tuple((b, torch.as_tensor(c)) for b, c in zip(blocks, (binary, counts, levels)))
+    got = mixture_statistics(torch.as_tensor(X), params, "full", families=families)
+    log_joint = np.zeros((n, k))
+    for i in range(n):
+        o = ~np.isnan(X[i])
+        for c in range(k):
+            log_joint[i, c] = np.log(weights[c]) + (
+                stats.multivariate_normal(means[c][o], cov[c][np.ix_(o, o)]).logpdf(X[i, o]) if o.any() else 0.0)
+            p = 1 / (1 + np.exp(-logits[c]))
+            log_joint[i, c] += np.nansum(np.where(np.isnan(binary[i]), np.nan, stats.bernoulli.logpmf(
+                np.nan_to_num(binary[i]), p)))
+            if not np.isnan(counts[i, 0]):
+                log_joint[i, c] += stats.poisson.logpmf(counts[i, 0], np.exp(log_rates[c, 0]))
+            if not np.isnan(levels[i, 0]):
+                log_joint[i, c] += np.log(table[c, 0, int(levels[i, 0])])
+    resp = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
+    assert got["log_likelihood"].item() == pytest.approx(logsumexp(log_joint, axis=1).sum(), rel=1e-12)
+    np.testing.assert_allclose(got["nk"].numpy(), resp.sum(0), rtol=1e-12)
+    for b, cells in enumerate((binary, counts)):
+        statistics = got[f"family{b}"]
+        np.testing.assert_allclose(statistics.count.numpy(), resp.T @ ~np.isnan(cells), rtol=1e-12)
+        np.testing.assert_allclose(statistics.sums[..., 0].numpy(), resp.T @ np.nan_to_num(cells), rtol=1e-12)
+    one_hot = np.stack([(levels[:, 0] == level) for level in range(3)], axis=1).astype(float)
+    np.testing.assert_allclose(got["family2"].sums[:, 0].numpy(), resp.T @ one_hot, rtol=1e-12)
+    # the Gaussian's expected sums take these responsibilities: sum_i r_ik E[x_i | x_i,o, k]
+    filled = np.zeros((n, k, X.shape[1]))
+    for i in range(n):
+        o, m = ~np.isnan(X[i]), np.isnan(X[i])
+        for c in range(k):
+            filled[i, c, o] = X[i, o]
+            gain = cov[c][np.ix_(m, o)] @ np.linalg.inv(cov[c][np.ix_(o, o)]) if o.any() else np.zeros((m.sum(), 0))
+            filled[i, c, m] = means[c][m] + gain @ (X[i, o] - means[c][o])
+    np.testing.assert_allclose(got["sx"].numpy(), np.einsum("ik,ikd->kd", resp, filled), rtol=1e-10)

@@ -11,7 +11,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-from skgenerative import GaussianMixtureDensity
+from skgenerative import DiscreteDataWarning, GaussianMixtureDensity
 from skgenerative.mixture import (
     compute_precision_cholesky,
     estimate_gaussian_parameters,
@@ -79,7 +79,8 @@ def test_float32_close_to_float64():
     X = _data()
     ref, _ = _matched_pair("full", X, max_iter=30, tol=0)
     init = dict(weights_init=ref.weights_init, means_init=ref.means_init, precisions_init=ref.precisions_init)
-    ours = GaussianMixtureDensity(3, max_iter=30, tol=0, dtype="float32", **init).fit(X)
+    with pytest.warns(ConvergenceWarning):  # tol=0: always the 30 iterations asked
+        ours = GaussianMixtureDensity(3, max_iter=30, tol=0, dtype="float32", **init).fit(X)
     assert abs(ours.score(X) - ref.score(X)) < 1e-4
 
 
@@ -161,7 +162,7 @@ def test_density_integrates_to_one_in_1d_and_2d(covariance_type):
 def test_sample_moments_match_the_model(covariance_type):
     X = _data()
     est = GaussianMixtureDensity(3, covariance_type=covariance_type, random_state=0).fit(X)
-    S = est.sample(200_000, random_state=1)
+    S = est.sample(200_000, random_state=1, bounds=None)  # the model's draws, not truncated
     cov = est.covariances_
     d = X.shape[1]
     comp_cov = {
@@ -236,11 +237,19 @@ def test_max_iter_zero_keeps_the_initial_parameters():
 
 
 def test_singular_covariance_points_to_reg_covar():
-    X = np.repeat(np.array([[0.0, 1.0], [2.0, 3.0]]), 10, axis=0)
-    with pytest.raises(ValueError, match="reg_covar"):  # float32 rounding can hide the singularity
-        GaussianMixtureDensity(2, reg_covar=0.0, random_state=0, dtype="float64").fit(X)
+    X = np.repeat(np.array([[0.0, 1.0], [2.0, 3.0]]), 10, axis=0)  # two values a column: warned
+    with pytest.warns(DiscreteDataWarning), pytest.raises(ValueError, match="reg_covar"):
+        # float32 rounding can hide the singularity; the covariance floor (#21) would lift it
+        GaussianMixtureDensity(2, reg_covar=0.0, covariance_floor=0.0, random_state=0, dtype="float64").fit(X)
+    # the floor alone (relative to the columns' variances) keeps the fit defined
+    with pytest.warns(DiscreteDataWarning):
+        floored = GaussianMixtureDensity(2, reg_covar=0.0, random_state=0, dtype="float64").fit(X)
+    scale = np.sqrt(np.var(X, axis=0))
+    relative = floored.covariances_ / np.outer(scale, scale)
+    np.testing.assert_allclose(np.linalg.eigvalsh(relative).min(axis=-1), 1e-6, rtol=1e-6)
     # the default regularisation copes with collapsed components
-    est = GaussianMixtureDensity(2, random_state=0).fit(X)
+    with pytest.warns(DiscreteDataWarning):
+        est = GaussianMixtureDensity(2, random_state=0).fit(X)
     assert np.isfinite(est.score_samples(X)).all()
 
 
@@ -297,3 +306,102 @@ def test_covariance_prior_stops_a_component_collapsing_on_an_outlier():
     # outlier's density drops from the highest of all to the bottom 2 percent
     assert shrunk.covariances_.min() > 0.5
     assert shrunk.score_samples(X[-1:])[0] < np.quantile(shrunk.score_samples(X), 0.02)
+
+
+# ------------------------------------------------- fits that never fail for lack of data
+def test_covariance_floor_lifts_only_the_covariances_below_it():
+    from skgenerative.mixture import floor_covariances
+
+    rng = np.random.RandomState(0)
+    variances = torch.as_tensor([4.0, 0.25, 9.0], dtype=torch.float64)
+    A = torch.as_tensor(rng.normal(size=(3, 3, 3)))
+    well = A @ A.transpose(1, 2) + torch.eye(3)
+    collapsed = torch.zeros(3, 3, dtype=torch.float64)
+    collapsed[0, 0] = 1e-9  # rows on a point in two columns
+    cov = torch.stack([well[0], collapsed, well[1]])
+    floored = floor_covariances(cov, "full", variances, 1e-6)
+    assert torch.equal(floored[[0, 2]], cov[[0, 2]])  # bit for bit
+    scale = variances.sqrt()
+    smallest = torch.linalg.eigvalsh(floored[1] / torch.outer(scale, scale))[0]
+    assert float(smallest) == pytest.approx(1e-6, rel=1e-6)
+    assert torch.equal(floor_covariances(cov, "full", variances, 0.0), cov)
+    diag = torch.as_tensor([[1.0, 1e-12, 2.0], [3.0, 0.2, 0.1]], dtype=torch.float64)
+    np.testing.assert_array_equal(floor_covariances(diag, "diag", variances, 1e-6).numpy(),
+                                  [[1.0, 0.25e-6, 2.0], [3.0, 0.2, 0.1]])
+    spherical = torch.as_tensor([1e-15, 2.0], dtype=torch.float64)
+    np.testing.assert_allclose(floor_covariances(spherical, "spherical", variances, 1e-6).numpy(),
+                               [1e-6 * variances.mean().item(), 2.0])
+
+
+def credit_card_table(n=1500, seed=0):
+    """24 columns like the credit-card default table: amounts with many zeros (and all
+    zero for cards never used), payment columns mostly zero, status codes constant
+    within groups, 5% duplicated rows."""
+    rng = np.random.RandomState(seed)
+    limit = np.round(np.exp(rng.normal(11.5, 0.8, n)), -4)
+    status = rng.choice([-2, -1, 0, 1, 2], size=(n, 1), p=[0.15, 0.2, 0.5, 0.1, 0.05])
+    pay = np.clip(status + rng.choice([-1, 0, 0, 0, 1], size=(n, 6)), -2, 8)
+    bills = np.round(limit[:, None] * rng.uniform(size=(n, 1)) * np.exp(rng.normal(0, 0.3, (n, 6))))
+    bills[status[:, 0] == -2] = 0
+    bills[rng.uniform(size=(n, 6)) < 0.1] = 0
+    pays = np.round(bills * rng.uniform(0, 0.2, (n, 6)))
+    pays[rng.uniform(size=(n, 6)) < 0.4] = 0
+    X = np.column_stack([limit, rng.randint(1, 3, n), rng.randint(1, 5, n), rng.randint(1, 4, n),
+                         rng.randint(21, 75, n), pay, bills, pays]).astype(float)
+    X[-n // 20:] = X[rng.choice(n, n // 20)]
+    import pandas as pd
+
+    names = (["LIMIT_BAL", "SEX", "EDUCATION", "MARRIAGE", "AGE"] + [f"PAY_{i}" for i in range(6)]
+             + [f"BILL_AMT{i}" for i in range(1, 7)] + [f"PAY_AMT{i}" for i in range(1, 7)])
+    return pd.DataFrame(X, columns=names)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_sixteen_components_fit_a_credit_card_table_at_the_defaults(covariance_type):
+    """Before the covariance floor this raised "ill-defined empirical covariance"."""
+    df = credit_card_table()
+    amounts = {c: "positive" for c in df.columns if c.startswith(("BILL", "PAY_AMT"))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # few distinct values in the status columns
+        for column_types in (None, amounts):
+            est = GaussianMixtureDensity(16, covariance_type=covariance_type, column_types=column_types,
+                                         random_state=0).fit(df)
+            scores = est.score_samples(df)
+            assert np.isfinite(scores).all()
+            assert est.lower_bound_ == pytest.approx(scores.mean(), rel=0.02)  # a float32 fit's mean score
+    assert est.zero_probabilities_.shape == (16, 12) and est.zero_probabilities_.max() > 0.5
+
+
+def test_default_fits_on_the_shared_tables():
+    """Adult and Wine (declared types: positive columns with zeros, counts) and the ADBench
+    tables: no default fit fails (skipped where the shared data are absent)."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from skgenerative import GenerativeImputer, GenerativeOutlierDetector
+
+    root = next((p / "shared" / "data" for p in Path(__file__).resolve().parents
+                 if (p / "shared" / "data" / "mixed").is_dir()), None)
+    if root is None:
+        pytest.skip("no shared data beside the repository")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in ("adult", "wine"):
+            types = json.loads((root / "mixed" / f"{name}.types.json").read_text())
+            df = pd.read_csv(root / "mixed" / f"{name}.csv").sample(2000, random_state=0)
+            for column, kind in types.items():
+                if kind in ("categorical", "ordinal"):
+                    df[column] = df[column].astype(str).where(df[column].notna()).astype("category")
+            declared = {c: k for c, k in types.items() if k in ("positive", "count")}
+            for est in (GaussianMixtureDensity(column_types=declared), GaussianMixtureDensity(16, column_types=declared),
+                        GaussianMixtureDensity(16)):
+                assert np.isfinite(est.fit(df).score_samples(df)).all(), (name, est)
+            holes = df.mask(np.random.RandomState(0).uniform(size=df.shape) < 0.2)
+            assert not GenerativeImputer().fit_transform(holes).isna().any().any()
+            assert np.isfinite(GenerativeOutlierDetector().fit(holes).score_samples(holes)).all()
+        for path in sorted((root / "adbench").glob("*.npz")):
+            X = np.load(path)["X"][:3000].astype(float)
+            for est in (GaussianMixtureDensity(), GaussianMixtureDensity(16)):
+                assert np.isfinite(est.fit(X).score_samples(X)).all(), (path.name, est)

@@ -43,6 +43,7 @@ import itertools  # noqa: E402
 import math  # noqa: E402
 import warnings  # noqa: E402
 
+from scipy import stats  # noqa: E402
 from scipy.stats import multivariate_normal  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score  # noqa: E402
@@ -326,7 +327,8 @@ def test_a_level_only_in_the_test_fold_scores_finite():
     as_missing["city"] = None
     expected = fitted.score_samples(as_missing) - math.log(60 + 2 + 1)
     np.testing.assert_allclose(unseen, expected, rtol=1e-12)
-    assert fitted.impute(df.iloc[[89]]).loc[89, "city"] == "only-in-the-last-fold"
+    with pytest.warns(UserWarning, match="'city'.*only-in-the-last-fold"):
+        assert fitted.impute(df.iloc[[89]]).loc[89, "city"] == "only-in-the-last-fold"
 
 
 def test_an_impossible_combination_of_levels_scores_below_every_normal_row():
@@ -400,3 +402,276 @@ def test_column_types_on_an_array_are_applied_not_ignored():
     assert np.isin(model.sample(50, random_state=0)[:, 2], [3.0, 7.0, 9.0]).all()
     with pytest.raises(ValueError, match="'2' \\(categorical\\)"):
         PPCADensity(1, column_types=["real", "real", "categorical"]).fit(X)
+
+
+# ------------------------------------- every block: positive (with zeros) and count columns
+BLOCK_TYPES = {"inc": "positive", "k": "count"}
+
+
+def _block_table(n=400, seed=0, missing=0.0, zeros=0.25):
+    """A real, a positive column with zeros, a count, a binary, a categorical and an ordinal column."""
+    rng = np.random.RandomState(seed)
+    t = rng.normal(size=n)
+    inc = np.exp(1.0 + 0.5 * t + 0.3 * rng.normal(size=n))
+    inc[rng.uniform(size=n) < np.where(t > 0, zeros / 2, 3 * zeros / 2)] = 0.0
+    df = pd.DataFrame({
+        "a": t + 0.3 * rng.normal(size=n),
+        "inc": inc,
+        "k": rng.poisson(np.exp(0.5 * t + 1.0)).astype(np.int64),
+        "flag": (t + 0.5 * rng.normal(size=n)) > 0,
+        "shop": pd.Categorical(np.array(LEVELS["shop"])[np.where(rng.uniform(size=n) < 0.8, (t > 0) * 2, 1)],
+                               categories=LEVELS["shop"]),
+        "size": pd.Categorical(np.array(LEVELS["size"])[np.digitize(t, [-0.5, 0.5])],
+                               categories=LEVELS["size"], ordered=True),
+    })
+    if missing:
+        df["flag"] = df["flag"].astype("boolean")
+        df["k"] = df["k"].astype("Int64")
+        for column in df.columns:
+            df.loc[rng.uniform(size=n) < missing, column] = np.nan if column in ("a", "inc") else None
+    return df
+
+
+def _block_joint_by_hand(model, row):
+    """``w_k p_k(observed cells)`` per component from the fitted parameters and scipy, in the
+    user's units: the Gaussian over (a, log inc) with the Jacobian 1 / inc, the zero mass,
+    the Poisson and the level tables."""
+    a, inc, k, flag, shop, size = row
+    covariances = _full_covariances(model)
+    out = np.array(model.weights_, dtype=float)
+    y = np.array([a, np.log(inc) if inc is not None and inc > 0 else np.nan])
+    observed = ~np.isnan(y)
+    for c in range(model.n_components):
+        if observed.any():
+            out[c] *= multivariate_normal(model.means_[c, observed],
+                                          covariances[c][np.ix_(observed, observed)]).pdf(y[observed])
+        if inc is not None and not np.isnan(inc):
+            zero = model.zero_probabilities_[c, 0]
+            out[c] *= zero if inc == 0 else (1 - zero) / inc
+        if k is not None:
+            out[c] *= stats.poisson(model.count_rates_[c, 0]).pmf(k)
+        for j, (column, value) in enumerate(zip(LEVELS_BLOCK, (flag, shop, size))):
+            if value is not None:
+                out[c] *= model.level_probabilities_[j][c, list(LEVELS_BLOCK[column]).index(value)]
+    return out
+
+
+LEVELS_BLOCK = {"flag": [False, True], "shop": LEVELS["shop"], "size": LEVELS["size"]}
+
+
+def _cells(df):
+    """Rows as tuples, missing cells as None (NaN for the numbers)."""
+    out = []
+    for row in df.itertuples(index=False):
+        a, inc, k, flag, shop, size = (None if pd.isna(v) else v for v in row)
+        out.append((np.nan if a is None else a, inc, k, flag, shop, size))
+    return out
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_every_block_scores_the_product_density_of_the_observed_cells(covariance_type):
+    df = _block_table(missing=0.1)
+    model = GaussianMixtureDensity(3, covariance_type=covariance_type, column_types=BLOCK_TYPES,
+                                   random_state=0).fit(df)
+    assert model.means_.shape == (3, 2) and model.count_rates_.shape == (3, 1)
+    assert model.zero_probabilities_.shape == (3, 1) and 0 < model.zero_probabilities_.min()
+    scores = model.score_samples(df)
+    by_hand = np.log([_block_joint_by_hand(model, row).sum() for row in _cells(df)])
+    np.testing.assert_allclose(scores, by_hand, rtol=1e-11, atol=1e-11)
+    # the posterior of the components is Bayes' rule with the same factors
+    joint = np.array([_block_joint_by_hand(model, row) for row in _cells(df.iloc[:20])])
+    np.testing.assert_allclose(model.predict_proba(df.iloc[:20]), joint / joint.sum(1, keepdims=True),
+                               rtol=1e-10, atol=1e-12)
+    # bic and aic count every block: weights, Gaussian means and covariances over
+    # (a, log inc), the zero mass, the Poisson rate, 1 + 2 + 2 level probabilities
+    k = 3
+    gaussian = {"full": k * 3, "tied": 3, "diag": k * 2, "spherical": k}[covariance_type] + k * 2
+    n_parameters = (k - 1) + gaussian + k + k + k * (1 + 2 + 2)
+    n = len(df)
+    assert model.bic(df) == pytest.approx(-2 * scores.sum() + n_parameters * np.log(n), rel=1e-12)
+    assert model.aic(df) == pytest.approx(-2 * scores.sum() + 2 * n_parameters, rel=1e-12)
+
+
+def test_positive_count_and_levels_sum_to_one_over_every_value():
+    """sum over the levels and counts of (P(inc = 0) + integral of the density over inc > 0) = 1."""
+    df = _block_table(300, seed=1)[["inc", "k", "flag"]]
+    model = GaussianMixtureDensity(2, column_types=BLOCK_TYPES, random_state=0, dtype="float64").fit(df)
+    y = np.linspace(-12.0, 14.0, 2601)  # log inc: the density of inc times inc, on a log grid
+    counts = np.arange(60)
+    grid = pd.DataFrame({
+        "inc": np.tile(np.concatenate([[0.0], np.exp(y)]), 2 * len(counts)),
+        "k": np.repeat(np.tile(counts, 2), len(y) + 1),
+        "flag": np.repeat([False, True], len(counts) * (len(y) + 1)),
+    })
+    p = np.exp(model.score_samples(grid)).reshape(2, len(counts), len(y) + 1)
+    zero_mass = p[..., 0].sum()
+    positive = np.trapezoid(p[..., 1:] * np.exp(y), y, axis=-1).sum()
+    assert zero_mass == pytest.approx(float(model.weights_ @ model.zero_probabilities_[:, 0]), rel=1e-10)
+    assert zero_mass + positive == pytest.approx(1.0, abs=1e-8)
+
+
+def test_em_with_every_block_increases_the_log_posterior_at_every_step():
+    """MAP-EM: log-likelihood + the families' log-priors never decrease (float64, no
+    covariance regularisation): Dirichlet(1 + a) levels and zero masses, Gamma rates."""
+    df = _block_table(300, seed=2, missing=0.2)
+    a = 0.1
+    model = GaussianMixtureDensity(3, reg_covar=0.0, covariance_floor=0.0, column_types=BLOCK_TYPES,
+                                   dtype="float64", random_state=0, warm_start=True, max_iter=1)
+    mean_count = df["k"].astype(float).mean()
+    objectives = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(25):
+            model.fit(df)
+            rates, zero = model.count_rates_[:, 0], model.zero_probabilities_[:, 0]
+            log_prior = (a * sum(np.log(p).sum() for p in model.level_probabilities_)
+                         + a * (np.log(zero) + np.log1p(-zero)).sum()
+                         + (a * mean_count * np.log(rates) - a * rates).sum())
+            objectives.append(model.score_samples(df).sum() + log_prior)
+    steps = np.diff(objectives)
+    assert steps.min() > -1e-9 * abs(objectives[-1]), steps
+    assert objectives[-1] > objectives[0] + 1.0
+
+
+def test_conditionals_of_positive_count_and_level_cells_are_bayes_rule():
+    df = _block_table(500, seed=3, missing=0.1)
+    model = GaussianMixtureDensity(3, column_types=BLOCK_TYPES, random_state=0).fit(df)
+    query = df.iloc[:4].copy()
+    query.loc[query.index[0], ["inc", "k", "shop"]] = [np.nan, None, None]
+    query.loc[query.index[1], ["a", "inc", "flag"]] = [np.nan, np.nan, None]
+    query.loc[query.index[2], ["inc", "size"]] = [0.0, None]
+    query.loc[query.index[3], ["a", "k", "size"]] = [np.nan, None, None]
+    rows = _cells(query)
+    covariances = _full_covariances(model)
+    filled = model.impute(query)
+    probabilities = model.impute_proba(query)
+    for i, row in enumerate(rows):
+        joint = _block_joint_by_hand(model, row)
+        resp = joint / joint.sum()
+        if row[1] is None or np.isnan(row[1]):  # inc missing: 0, or the conditional geometric mean
+            zero = resp @ model.zero_probabilities_[:, 0]
+            given_positive = resp * (1 - model.zero_probabilities_[:, 0])
+            log_mean = []
+            for c in range(3):
+                mean, cov = model.means_[c], covariances[c]
+                log_mean.append(mean[1] + cov[1, 0] / cov[0, 0] * (row[0] - mean[0]) if not np.isnan(row[0])
+                                else mean[1])
+            expected = 0.0 if zero >= 0.5 else np.exp(given_positive @ np.array(log_mean) / given_positive.sum())
+            assert filled["inc"].iloc[i] == pytest.approx(expected, rel=1e-10, abs=1e-12)
+        if row[2] is None:  # count missing: the conditional mean, rounded in an integer column
+            assert filled["k"].iloc[i] == np.rint(resp @ model.count_rates_[:, 0])
+        for j, column in enumerate(LEVELS_BLOCK):  # p(level | the other observed cells)
+            others = list(row)
+            expected = []
+            for level in LEVELS_BLOCK[column]:
+                others[3 + j] = level
+                expected.append(_block_joint_by_hand(model, tuple(others)).sum())
+            expected = np.array(expected) / np.sum(expected)
+            np.testing.assert_allclose(probabilities[column].iloc[i].to_numpy(), expected, rtol=1e-10)
+    # draws of row 0: zeros at the conditional zero probability, log inc among the
+    # positive draws at the conditional mean given inc > 0, counts at the mixture mean
+    resp = _block_joint_by_hand(model, rows[0])
+    resp /= resp.sum()
+    draws = model.impute(query.iloc[[0]], n_draws=3000, random_state=0)  # one frame a draw: few
+    inc = np.array([d["inc"].iloc[0] for d in draws])
+    k = np.array([d["k"].iloc[0] for d in draws], dtype=float)
+    zero = resp @ model.zero_probabilities_[:, 0]
+    assert abs((inc == 0).mean() - zero) < 5 * np.sqrt(zero * (1 - zero) / len(inc)) + 1e-3
+    given_positive = resp * (1 - model.zero_probabilities_[:, 0])
+    given_positive /= given_positive.sum()
+    means = np.array([model.means_[c, 1] + covariances[c][1, 0] / covariances[c][0, 0] * (rows[0][0] - model.means_[c, 0])
+                      for c in range(3)])
+    variances = np.array([covariances[c][1, 1] - covariances[c][1, 0] ** 2 / covariances[c][0, 0] for c in range(3)])
+    logs = np.log(inc[inc > 0])
+    second = given_positive @ (variances + means ** 2)
+    se = np.sqrt((second - (given_positive @ means) ** 2) / len(logs))
+    assert abs(logs.mean() - given_positive @ means) < 5 * se
+    rate = resp @ model.count_rates_[:, 0]
+    assert abs(k.mean() - rate) < 5 * np.sqrt((resp @ (model.count_rates_[:, 0] * (1 + model.count_rates_[:, 0]))
+                                               - rate ** 2) / len(k))
+    assert all(d["a"].iloc[0] == query["a"].iloc[0] for d in draws[:10])
+
+
+def test_sample_keeps_positive_columns_positive_or_zero_and_counts_whole():
+    df = _block_table(600, seed=4)
+    model = GaussianMixtureDensity(4, column_types=BLOCK_TYPES, random_state=0).fit(df)
+    sample = model.sample(20000, random_state=0)
+    assert sample.dtypes.equals(df.dtypes)
+    assert (sample["inc"] >= 0).all() and (sample["k"] >= 0).all()
+    zero = float(model.weights_ @ model.zero_probabilities_[:, 0])
+    assert abs((sample["inc"] == 0).mean() - zero) < 5 * np.sqrt(zero * (1 - zero) / 20000)
+    assert abs(sample["k"].mean() - model.weights_ @ model.count_rates_[:, 0]) < 0.05
+    # the plain positive income of the module docstring's example: never negative
+    rng = np.random.RandomState(0)
+    income = pd.DataFrame({"age": rng.uniform(20, 70, 1000)})
+    income["income"] = np.exp(9.0 + 0.02 * income["age"] + 0.8 * rng.normal(size=1000))
+    as_positive = GaussianMixtureDensity(4, column_types={"income": "positive"}, random_state=0).fit(income)
+    assert (as_positive.sample(5000, random_state=0)["income"] > 0).all()
+    assert not as_positive.zero_probabilities_.any()  # no zero at fit: no zero mass
+
+
+def test_a_zero_in_a_positive_column_that_had_none_scores_like_an_unseen_level():
+    df = _block_table(300, seed=5, zeros=0.0)
+    model = GaussianMixtureDensity(2, column_types=BLOCK_TYPES, random_state=0).fit(df)
+    assert not model.zero_probabilities_.any()
+    row = df.iloc[[0]].copy()
+    row["inc"] = 0.0
+    as_missing = df.iloc[[0]].copy()
+    as_missing["inc"] = np.nan
+    np.testing.assert_allclose(model.score_samples(row), model.score_samples(as_missing) - np.log(300 + 3),
+                               rtol=1e-12)
+    assert model.explain(row)["inc"].iloc[0] == pytest.approx(-np.log(303), rel=1e-10)
+    assert (model.sample(5000, random_state=0)["inc"] > 0).all()
+
+
+def test_zeros_in_a_declared_positive_column_the_mixture_models_others_refuse():
+    df = _block_table(200, seed=6)
+    GaussianMixtureDensity(2, column_types=BLOCK_TYPES, random_state=0).fit(df)
+    with pytest.raises(ValueError, match=r"'inc' \(declared positive\).*LogNormal.*> 0"):
+        PPCADensity(1, column_types={"inc": "positive"}).fit(df[["a", "inc"]])
+    negative = df.copy()
+    negative.loc[3, "inc"] = -1.0
+    with pytest.raises(ValueError, match=r"'inc' \(declared positive\).*ZeroInflatedLogNormal.*>= 0"):
+        GaussianMixtureDensity(2, column_types=BLOCK_TYPES).fit(negative)
+
+
+@pytest.mark.parametrize("dtype", ["auto", "float32"])
+def test_block_scores_do_not_depend_on_the_batch(dtype):
+    df = _block_table(240, seed=7, missing=0.2)
+    model = GaussianMixtureDensity(3, dtype=dtype, column_types=BLOCK_TYPES, random_state=0).fit(df)
+    for method in ("score_samples", "predict_proba"):
+        whole = getattr(model, method)(df)
+        for size in (1, 7, 50):
+            pieces = np.concatenate([getattr(model, method)(df.iloc[i:i + size]) for i in range(0, len(df), size)])
+            np.testing.assert_array_equal(pieces, whole, err_msg=f"{method} in batches of {size}")
+    filled = model.impute(df)
+    pieces = pd.concat([model.impute(df.iloc[i:i + 7]) for i in range(0, len(df), 7)])
+    pd.testing.assert_frame_equal(pieces, filled)
+
+
+def test_explain_is_the_score_minus_the_marginal_without_the_cell_on_every_block():
+    df = _block_table(300, seed=8, missing=0.1)
+    model = GaussianMixtureDensity(3, column_types=BLOCK_TYPES, random_state=0).fit(df)
+    rows = df.iloc[:12]
+    explained = model.explain(rows)
+    full = model.score_samples(rows)
+    for column in df.columns:
+        without = rows.copy()
+        without[column] = np.nan if column in ("a", "inc") else None
+        expected = np.where(rows[column].isna(), np.nan, full - model.score_samples(without))
+        np.testing.assert_allclose(explained[column].to_numpy(dtype=float), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_sample_given_a_zero_in_a_positive_column_is_bayes_rule():
+    """A zero is a condition like a level: p(k | inc = 0) is proportional to w_k pi_k."""
+    df = _block_table(600, seed=9)
+    model = GaussianMixtureDensity(3, column_types=BLOCK_TYPES, random_state=0).fit(df)
+    rows = model.sample(20000, random_state=0, given={"inc": 0.0}, bounds=None)
+    assert (rows["inc"] == 0).all()
+    posterior = model.weights_ * model.zero_probabilities_[:, 0]
+    posterior /= posterior.sum()
+    rate = posterior @ model.count_rates_[:, 0]
+    second = posterior @ (model.count_rates_[:, 0] * (1 + model.count_rates_[:, 0]))
+    assert abs(rows["k"].mean() - rate) < 5 * np.sqrt((second - rate ** 2) / len(rows))
+    flag = posterior @ model.level_probabilities_[0][:, 1]
+    assert abs(rows["flag"].mean() - flag) < 5 * np.sqrt(flag * (1 - flag) / len(rows))

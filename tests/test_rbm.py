@@ -5,6 +5,7 @@ training update replayed with the pure functions those tests check."""
 
 from __future__ import annotations
 
+import warnings
 from itertools import product
 
 import numpy as np
@@ -254,18 +255,29 @@ def test_partial_fit_streams_minibatches():
         rbm.partial_fit(X[:, :5])
 
 
-def test_inputs_outside_unit_interval_are_rejected_unless_binarize():
+def test_inputs_outside_unit_interval_are_binarised_with_a_warning_or_rejected():
     X = prototype_data(n_features=6)
     for bad in (X * 2, X - 0.5):
         with pytest.raises(ValueError, match=r"values in \[0, 1\].*binarize"):
-            BernoulliRBM(n_components=3, max_iter=1).fit(bad)
-    fitted = BernoulliRBM(n_components=3, max_iter=2, random_state=0).fit(X)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            BernoulliRBM(n_components=3, max_iter=1, binarize=None).fit(bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # binary data and probabilities: used as they are, silently
+        fitted = BernoulliRBM(n_components=3, max_iter=2, random_state=0).fit(X)
+        BernoulliRBM(n_components=3, max_iter=1).fit(0.3 + 0.4 * X)
+    assert np.isnan(fitted.binarize_threshold_).all()
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):  # a column fitted as it is stays in [0, 1]
         fitted.score_samples(X * 3)
-    BernoulliRBM(n_components=3, max_iter=1).fit(0.3 + 0.4 * X)  # probabilities are fine
-    # binarize=t: x > t, on fit and on every evaluation
     rng = np.random.RandomState(0)
     continuous = rng.normal(size=X.shape) + 3 * X
+    # the default binarises what its units cannot take, at the middle of each column's range, and says so
+    with pytest.warns(UserWarning, match=r"6 real column\(s\).*binarize='auto'.*'x0' in \["):
+        auto = BernoulliRBM(n_components=3, max_iter=2, random_state=0).fit(continuous)
+    middle = (continuous.min(0) + continuous.max(0)) / 2
+    np.testing.assert_array_equal(auto.binarize_threshold_, middle)
+    reference = BernoulliRBM(n_components=3, max_iter=2, random_state=0).fit((continuous > middle) * 1.0)
+    np.testing.assert_array_equal(auto.components_, reference.components_)
+    np.testing.assert_allclose(auto.score_samples(continuous), reference.score_samples(continuous > middle))
+    # binarize=t: x > t, on fit and on every evaluation
     binarized = BernoulliRBM(n_components=3, max_iter=2, binarize=1.5, random_state=0).fit(continuous)
     reference = BernoulliRBM(n_components=3, max_iter=2, random_state=0).fit((continuous > 1.5) * 1.0)
     np.testing.assert_array_equal(binarized.components_, reference.components_)
@@ -487,7 +499,7 @@ def test_history_and_the_linear_step_size_schedule():
 
 
 def test_verbose_prints_the_reconstruction_error(capsys):
-    BernoulliRBM(n_components=3, max_iter=2, verbose=1, random_state=0).fit(prototype_data(n=60, n_features=6))
+    BernoulliRBM(n_components=3, max_iter=2, verbose=2, random_state=0).fit(prototype_data(n=60, n_features=6))
     out = capsys.readouterr().out.splitlines()
     lines = [line for line in out if "] epoch " in line]
     assert len(lines) == 2 and "reconstruction error" in lines[0]

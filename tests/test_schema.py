@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from skgenerative._schema import TableSchema, point_levels
-from skgenerative.base import GenerativeModel
+from skgenerative.base import DiscreteDataWarning, GenerativeModel
 
 
 def _table(n=12, seed=0):
@@ -107,6 +107,11 @@ def test_point_levels_are_the_mode_or_the_median():
 
 
 # --------------------------------------------------- the contract, through a toy model
+def _level_counts(chunk, j, n_levels):
+    codes = chunk[:, j]
+    return {"counts": torch.bincount(codes[~torch.isnan(codes)].long(), minlength=n_levels).double()}
+
+
 class IndependentColumns(GenerativeModel):
     """Independent columns: a Gaussian per numeric one, frequencies per discrete one."""
 
@@ -118,13 +123,13 @@ class IndependentColumns(GenerativeModel):
         self.contamination, self.device, self.dtype = contamination, device, dtype
         self.n_components, self.random_state, self.verbose = 1, None, 0
 
-    def _fit(self, X):
-        X = X.cpu().numpy()
-        self.mean_ = np.nanmean(X, 0)
-        self.var_ = np.nanvar(X, 0) + 1e-9
+    def _fit(self, source):
+        moments = source.column_moments()
+        self.mean_ = moments.mean.numpy()
+        self.var_ = moments.variance.numpy() + 1e-9
         self.freq_ = {}
         for j in self.schema_.discrete:
-            counts = np.bincount(X[~np.isnan(X[:, j]), j].astype(int), minlength=self.schema_.n_levels(j))
+            counts = source.reduce(_level_counts, j, self.schema_.n_levels(j), row_bytes=64)["counts"].numpy()
             self.freq_[j] = (counts + 1.0) / (counts.sum() + len(counts))
 
     def _cell_log_prob(self, X):
@@ -191,7 +196,8 @@ def _brute_force_score(model, df):
 
 def test_mixed_row_scores_numbers_plus_levels_with_the_unseen_policy():
     df = _table(30)
-    model = IndependentColumns().fit(df)
+    with pytest.warns(DiscreteDataWarning, match="'items', 'rating'"):  # integers taken as real
+        model = IndependentColumns().fit(df)
     assert model.schema_.types[1] == "categorical"
     new = df.head(4).copy()
     new["country"] = pd.Series(["FR", "ZZ", None, "DE"], dtype=object, index=new.index)
@@ -208,7 +214,8 @@ def test_mixed_row_scores_numbers_plus_levels_with_the_unseen_policy():
 
 def test_impute_and_sample_return_the_users_table():
     df = _table(40)
-    model = IndependentColumns().fit(df)
+    with pytest.warns(DiscreteDataWarning, match="'items', 'rating'"):  # integers taken as real
+        model = IndependentColumns().fit(df)
     holes = df.copy()
     holes.loc[[0, 3], "merchant"] = np.nan
     holes.loc[[1], "size"] = np.nan
@@ -216,7 +223,8 @@ def test_impute_and_sample_return_the_users_table():
     holes["online"] = holes["online"].astype("boolean")
     holes.loc[[5], "online"] = pd.NA
     holes.loc[[6], "rating"] = pd.NA
-    refit = IndependentColumns().fit(holes)
+    with pytest.warns(DiscreteDataWarning, match="'items', 'rating'"):
+        refit = IndependentColumns().fit(holes)
     filled = refit.impute(holes)
     assert list(filled.columns) == list(holes.columns)
     for column in holes.columns:
@@ -241,7 +249,8 @@ def test_impute_and_sample_return_the_users_table():
 
 def test_impute_proba_gives_each_levels_conditional_probability():
     df = _table(25)
-    model = IndependentColumns().fit(df)
+    with pytest.warns(DiscreteDataWarning, match="'rating'"):  # an integer column taken as real
+        model = IndependentColumns().fit(df)
     probabilities = model.impute_proba(df.head(3))
     assert set(probabilities) == {"merchant", "size", "online", "country"}
     merchant = probabilities["merchant"]

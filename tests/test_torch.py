@@ -104,3 +104,77 @@ def test_fits_are_identical_at_one_and_two_threads(monkeypatch):
                 )
     finally:
         torch.set_num_threads(before)
+
+
+def test_two_fits_in_two_python_threads_keep_each_others_thread_counts(monkeypatch):
+    """Fits in two Python threads at once: each chooses and restores its own count.
+
+    With torch's OpenMP backend a thread's count is its own, but a thread started
+    while another holds a lowered count inherits it. Here the blocks overlap without
+    nesting (the first ends while the second runs): neither may undo the other's
+    choice, and once both are done torch's setting is the one from before, in this
+    thread and for threads started afterwards; the models equal sequential fits.
+    """
+    import threading
+
+    monkeypatch.setattr(_torch, "_available_cores", lambda: 2)
+    monkeypatch.setattr(_torch, "_runnable_elsewhere", lambda: 1)  # one core busy: 1 thread
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    X = np.random.RandomState(0).normal(size=(300, 3))
+    expected = GaussianMixtureDensity(2, random_state=0, dtype="float64").fit(X).score_samples(X)
+    first_inside, second_inside, first_done = threading.Event(), threading.Event(), threading.Event()
+    seen, scores, errors = {}, {}, []
+
+    def fit(name):
+        scores[name] = GaussianMixtureDensity(2, random_state=0, dtype="float64").fit(X).score_samples(X)
+
+    def first():
+        try:
+            with adaptive_threads():
+                seen["first inside"] = torch.get_num_threads()
+                first_inside.set()
+                second_inside.wait()
+                fit("first")
+            seen["first after"] = torch.get_num_threads()
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            first_done.set()
+
+    def second():  # starts while the first holds one thread, ends after it
+        try:
+            first_inside.wait()
+            seen["second at start"] = torch.get_num_threads()
+            with adaptive_threads():
+                second_inside.set()
+                first_done.wait()
+                seen["second after the first ended"] = torch.get_num_threads()
+                fit("second")
+            seen["second after"] = torch.get_num_threads()
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            second_inside.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert seen["first inside"] == 1 and seen["first after"] == 2
+        assert seen["second at start"] == 1  # torch's rule: the first thread's count, inherited
+        assert seen["second after the first ended"] == 1  # the first's restore left it alone
+        assert seen["second after"] == 2  # the last block to end restores the setting from before
+        assert torch.get_num_threads() == 2  # this thread: untouched
+        fresh = {}
+        later = threading.Thread(target=lambda: fresh.update(n=torch.get_num_threads()))
+        later.start()
+        later.join()
+        assert fresh["n"] == 2  # threads started afterwards get the setting from before
+        np.testing.assert_array_equal(scores["first"], expected)
+        np.testing.assert_array_equal(scores["second"], expected)
+    finally:
+        torch.set_num_threads(before)

@@ -4,22 +4,20 @@
 records what the loop asks of it, so the tests can check the loop's contract exactly:
 which rows each epoch sees and in which (seeded) order, what ``fit`` and
 ``partial_fit`` prepare, when early stopping stops and which weights it restores,
-and the errors of a diverging run. The renamed parameters of the estimators that
-use the loop are checked at the end.
+and the errors of a diverging run.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import warnings
 
 import numpy as np
 import pytest
 import torch
-from sklearn.utils._param_validation import InvalidParameterError
 
 from skgenerative import BernoulliRBM, FlowVAE, VariationalAutoencoder
+from skgenerative._sources import TensorSource
 from skgenerative._torch import generator_from
 from skgenerative._training import EarlyStopping, MinibatchModel
 
@@ -49,7 +47,9 @@ class MeanModel(MinibatchModel):
         return min(self.batch_size, n_train)
 
     def _split_validation(self, data):
-        return (data, None) if self.validation_losses is None else (data[:-2], data[-2:])
+        if self.validation_losses is None:
+            return data, None
+        return TensorSource(data.tensor[:-2]), data.tensor[-2:]
 
     def _prepare_training(self, train, valid):
         self.calls_.append(("prepare", train.shape[0], None if valid is None else valid.shape[0]))
@@ -184,8 +184,14 @@ def test_a_diverging_run_names_the_epoch_and_what_to_change():
         NonFinite(max_iter=5).fit(_rows())
 
 
-def test_verbose_prints_the_record_of_each_epoch(capsys):
+def test_verbose_prints_only_a_summary_in_a_log_at_1(capsys):
     MeanModel(max_iter=2, verbose=1).fit(_rows())
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and re.fullmatch(r"\[MeanModel\] done: 2 epochs in \d+\.\d\ds; .*", lines[0])
+
+
+def test_verbose_2_prints_the_record_of_each_epoch(capsys):
+    MeanModel(max_iter=2, verbose=2).fit(_rows())
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[0].startswith("[MeanModel] epoch    1  train loss ")
     assert "warm up 0.0000" in lines[0] and lines[0].endswith("s")
@@ -193,44 +199,12 @@ def test_verbose_prints_the_record_of_each_epoch(capsys):
     assert re.fullmatch(r"\[MeanModel\] done: 2 epochs in \d+\.\d\ds; .*", lines[2])
 
 
-# ------------------------------------------------------------ renamed parameters
-def _quiet_fit(estimator, X):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return estimator.fit(X)
-
-
-VAE_QUICK = dict(n_components=1, hidden_layer_sizes=(8,), random_state=0, device="cpu")
-
-
-@pytest.mark.parametrize(
-    "cls, quick, old, data",
-    [
-        (VariationalAutoencoder, VAE_QUICK, "max_epochs", _rows(40)),
-        (FlowVAE, {**VAE_QUICK, "n_flows": 1}, "max_epochs", _rows(40)),
-        (BernoulliRBM, dict(n_components=2, random_state=0), "n_iter", (_rows(40) > 2.0) * 1.0),
-    ],
-)
-def test_old_names_of_max_iter_warn_and_still_work(cls, quick, old, data):
-    assert cls().get_params()[old] == "deprecated"
-    new = _quiet_fit(cls(**quick, max_iter=3), data)
-    with pytest.warns(FutureWarning, match=f"'{old}' of {cls.__name__} was renamed 'max_iter'") as record:
-        former = cls(**quick, **{old: 3}).fit(data)
-    assert record[0].filename == __file__  # the warning points at the user's call
-    assert former.n_iter_ == new.n_iter_ == 3
-    np.testing.assert_array_equal(former.score_samples(data), new.score_samples(data))
-    # the old name, when given, wins over max_iter (sklearn's rule)
-    with pytest.warns(FutureWarning):
-        assert cls(**quick, max_iter=5, **{old: 2}).fit(data).n_iter_ == 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", FutureWarning)
-        cls(**quick, max_iter=1).fit(data)  # the new name alone: no warning
-    with pytest.raises(InvalidParameterError, match=f"'{old}' parameter"):
-        cls(**quick, **{old: -1}).fit(data)
-
-
-def test_n_epochs_attribute_is_the_deprecated_name_of_n_iter():
-    vae = _quiet_fit(VariationalAutoencoder(**VAE_QUICK, max_iter=2), _rows(40))
-    with pytest.warns(FutureWarning, match="'n_epochs_' was renamed 'n_iter_'"):
-        assert vae.n_epochs_ == vae.n_iter_ == 2
-    assert not hasattr(VariationalAutoencoder(), "n_iter_")
+@pytest.mark.parametrize("cls, removed", [
+    (VariationalAutoencoder, "max_epochs"), (FlowVAE, "max_epochs"), (BernoulliRBM, "n_iter"),
+])
+def test_one_name_for_the_number_of_epochs(cls, removed):
+    """0.1.0 is the first release: max_iter is the only name (no renamed aliases)."""
+    assert "max_iter" in cls().get_params() and removed not in cls().get_params()
+    with pytest.raises(TypeError, match=removed):
+        cls(**{removed: 3})
+    assert not hasattr(cls, "n_epochs_")

@@ -27,7 +27,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skgenerative import GenerativeImputer, VariationalAutoencoder
-from skgenerative.nn import BernoulliLikelihood, GaussianLikelihood, standard_normal_log_prob
+from skgenerative.nn import ColumnLikelihood, standard_normal_log_prob
 from skgenerative.vae import gaussian_posterior_sample, importance_weighted_bound
 from test_vae import QUICK, AffinePosteriorVAE, _gaussian_data, _linear_marginal, _linear_vae
 
@@ -68,11 +68,11 @@ def test_masked_heads_sum_over_the_observed_entries_only(head):
     rng = np.random.RandomState(0)
     n, d = 6, 4
     if head == "bernoulli":
-        module = BernoulliLikelihood(d)
+        module = ColumnLikelihood.for_columns(["real"] * d, likelihood="bernoulli")
         x = (rng.rand(n, d) < 0.5).astype(float)
         params = torch.tensor(rng.normal(size=(n, 3, d)), requires_grad=True)
     else:
-        module = GaussianLikelihood(d, conditional=head.endswith("conditional")).double()
+        module = ColumnLikelihood.for_columns(["real"] * d, conditional_variance=head.endswith("conditional")).double()
         x = rng.normal(size=(n, d))
         width = module.n_params
         params = torch.tensor(rng.normal(size=(n, 3, width)), requires_grad=True)
@@ -285,7 +285,7 @@ class _BeforeMissingValues(VariationalAutoencoder):
     def _old_log_weights(self, module, x, eps, kl_weight=1.0):
         encoded = module.encode(x)
         z, log_q = gaussian_posterior_sample(encoded.mean, encoded.log_var, eps)
-        log_lik = module.likelihood.log_prob(x.unsqueeze(1), module.decode(z))
+        log_lik = module.likelihood.log_prob(x.unsqueeze(1), module.decode(z), masked=False)  # no mask then
         return log_lik + kl_weight * (standard_normal_log_prob(z) - log_q)
 
     def _negative_bound(self, module, batch, generator, kl_weight):

@@ -21,7 +21,15 @@ from scipy import special, stats
 from sklearn.model_selection import KFold, cross_val_score
 
 from skgenerative import FlowVAE, VariationalAutoencoder
-from skgenerative.nn import ORDINAL_MIN_GAP, MixedLikelihood, ordinal_log_probs, ordinal_thresholds
+from skgenerative.distributions import (
+    ORDINAL_MIN_GAP,
+    Normal,
+    OrderedLogistic,
+    Poisson,
+    ordinal_log_probs,
+    ordinal_thresholds,
+)
+from skgenerative.nn import ColumnLikelihood
 
 TYPES = {"inc": "positive", "k": "count"}
 
@@ -63,6 +71,25 @@ def fitted():
 
 
 # ------------------------------------------------------------------ the heads
+def _head(layout, **kwargs):
+    return ColumnLikelihood.for_columns([k for k, _ in layout], [n for _, n in layout], **kwargs).double()
+
+
+def _by_column(head, params):
+    """Per column: (mean, log-variance) of a normal-scale one, a count's rate, a level's log-probabilities."""
+    out = {}
+    for block, family in zip(head.columns.blocks, head.families(params)):
+        for i, j in enumerate(block.columns):
+            if isinstance(family, Normal):
+                shape = family.batch_shape
+                out[j] = (family.loc.expand(shape)[..., i], family.log_var.expand(shape)[..., i])
+            elif isinstance(family, Poisson):
+                out[j] = family.rate[..., i]
+            else:
+                out[j] = family.level_log_probs()[..., i, :]
+    return out
+
+
 def _random_params(head, shape=(7,), seed=0):
     g = torch.Generator().manual_seed(seed)
     return 1.5 * torch.randn(shape + (head.n_params,), generator=g, dtype=torch.float64)
@@ -71,7 +98,7 @@ def _random_params(head, shape=(7,), seed=0):
 @pytest.mark.parametrize("conditional", [True, False], ids=["conditional", "shared"])
 def test_each_head_is_scipys_density_or_mass(conditional):
     layout = [("real", 0), ("positive", 0), ("count", 0), ("binary", 2), ("categorical", 3), ("ordinal", 4)]
-    head = MixedLikelihood(layout, conditional=conditional, count_offsets=[0.7]).double()
+    head = _head(layout, conditional_variance=conditional, count_offsets=[0.7])
     if not conditional:
         with torch.no_grad():
             head.raw_log_variance.copy_(torch.tensor([0.4, -1.3], dtype=torch.float64))
@@ -81,7 +108,7 @@ def test_each_head_is_scipys_density_or_mass(conditional):
         rng.normal(size=7), rng.normal(size=7), rng.poisson(3, 7), rng.randint(2, size=7),
         rng.randint(3, size=7), rng.randint(4, size=7),
     ]).astype(float)
-    got = head.column_log_probs(torch.as_tensor(x), params).detach().numpy()
+    got = head.cell_log_prob(torch.as_tensor(x), params).detach().numpy()
     p = params.numpy()
     if not conditional:  # the same layout without the two raw log-variances
         p = np.column_stack([p[:, :2], np.tile([0.4, -1.3], (7, 1)), p[:, 2:]])
@@ -107,16 +134,16 @@ def test_positive_column_is_lognormal_in_the_users_units(fitted):
     model, df = fitted
     head = model.module_.likelihood
     params = model.module_.decode(torch.zeros(1, 1, dtype=torch.float64))
-    mean, log_var = (t.detach().numpy() for t in head.gaussian_mean_and_log_variance(params))
-    j, g = 1, head.gaussian.index(1)
+    j = 1
+    mean, log_var = (t.detach().numpy() for t in _by_column(head, params)[j])
     x = df["inc"].to_numpy()[:5]
     u = (np.log(x) - model.mean_[j]) / model.scale_[j]
-    ours = head.column_log_probs(
+    ours = head.cell_log_prob(
         torch.as_tensor(np.column_stack([np.zeros(5), u, np.zeros((5, 4))])), params
     ).detach().numpy()[:, j]
     jacobian = -np.log(model.scale_[j]) - np.log(x)
-    sigma = np.sqrt(np.exp(log_var[0, g])) * model.scale_[j]
-    exact = stats.lognorm.logpdf(x, s=sigma, scale=np.exp(mean[0, g] * model.scale_[j] + model.mean_[j]))
+    sigma = np.sqrt(np.exp(log_var[0])) * model.scale_[j]
+    exact = stats.lognorm.logpdf(x, s=sigma, scale=np.exp(mean[0] * model.scale_[j] + model.mean_[j]))
     np.testing.assert_allclose(ours + jacobian, exact, rtol=1e-10)
 
 
@@ -133,12 +160,13 @@ def test_ordinal_thresholds_increase_and_levels_sum_to_one():
 def test_fitted_ordinal_thresholds_increase(fitted):
     model, _ = fitted
     z = torch.linspace(-4, 4, 50, dtype=torch.float64).unsqueeze(1)
-    (theta,) = model.module_.likelihood.thresholds(model.module_.decode(z))
+    families = model.module_.likelihood.families(model.module_.decode(z))
+    (theta,) = [f.cutpoints.squeeze(-2) for f in families if isinstance(f, OrderedLogistic)]
     assert theta.shape == (50, 3) and bool((theta.diff(dim=-1) > 0).all())
 
 
 def test_head_sums_to_one_over_every_level_combination():
-    head = MixedLikelihood([("binary", 2), ("categorical", 3), ("ordinal", 3)]).double()
+    head = _head([("binary", 2), ("categorical", 3), ("ordinal", 3)])
     params = _random_params(head, (2,))
     x = torch.tensor(list(itertools.product(range(2), range(3), range(3))), dtype=torch.float64)
     total = head.log_prob(x.unsqueeze(1), params.unsqueeze(0)).exp().sum(0)
@@ -151,9 +179,7 @@ def _cell_log_probs_by_scipy(model, row: pd.Series, z: np.ndarray) -> np.ndarray
     module = model.module_
     head = module.likelihood
     params = module.decode(torch.as_tensor(z[:, None]))
-    mean, log_var = (t.detach().numpy() for t in head.gaussian_mean_and_log_variance(params))
-    rate = np.exp(head.log_rates(params).detach().numpy())
-    levels = dict(zip(head.discrete, (t.detach().numpy() for t in head.level_log_probs(params))))
+    by_column = _by_column(head, params)
     schema = model.schema_
     total = np.zeros(len(z))
     for j, (name, kind) in enumerate(zip(schema.names, schema.types)):
@@ -162,18 +188,18 @@ def _cell_log_probs_by_scipy(model, row: pd.Series, z: np.ndarray) -> np.ndarray
             continue
         m, s = model.mean_[j], model.scale_[j]
         if kind in ("real", "positive"):
-            g = head.gaussian.index(j)
-            sigma = np.sqrt(np.exp(log_var[..., g])) * s
-            loc = mean[:, g] * s + m
+            mean, log_var = (t.detach().numpy() for t in by_column[j])
+            sigma = np.sqrt(np.exp(log_var)) * s
+            loc = mean * s + m
             if kind == "real":
                 total += stats.norm.logpdf(float(value), loc, sigma)
             else:
                 total += stats.lognorm.logpdf(float(value), s=sigma, scale=np.exp(loc))
         elif kind == "count":
-            total += stats.poisson.logpmf(int(value), rate[:, head.count.index(j)])
+            total += stats.poisson.logpmf(int(value), by_column[j].detach().numpy())
         else:
             code = list(schema.levels[name]).index(value)
-            total += levels[j][:, code]
+            total += by_column[j].detach().numpy()[:, code]
     return total
 
 
@@ -395,7 +421,7 @@ def test_a_numeric_array_takes_the_unchanged_path():
     kwargs = dict(QUICK, max_iter=3, column_types=None)
     a = _fit(VariationalAutoencoder(n_components=1, **kwargs), X)
     b = _fit(VariationalAutoencoder(n_components=1, **kwargs), frame)
-    assert not a._mixed and not hasattr(a.module_.likelihood, "layout")
+    assert [(b.family, b.columns) for b in a.module_.likelihood.columns.blocks] == [(Normal, [0, 1, 2])]
     np.testing.assert_array_equal(a.score_samples(X), b.score_samples(frame))
 
 
