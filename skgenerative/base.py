@@ -675,9 +675,11 @@ class TableColumnsMixin:
                if t not in self._supported_column_types]
         if not bad:
             return
+        import skgenerative  # the public estimators only (not the base classes)
+
         others = sorted(
             cls.__name__ for cls in _subclasses(GenerativeModel)
-            if not cls.__name__.startswith("_") and cls.__module__.startswith("skgenerative")
+            if cls.__name__ in skgenerative.__all__ and cls.__module__.startswith("skgenerative")
             and all(t in cls._supported_column_types for _, t in bad)
         )
         listed = ", ".join(f"{n!r} ({t})" for n, t in bad[:8]) + (" ..." if len(bad) > 8 else "")

@@ -449,3 +449,133 @@ def test_dask_input_fits_and_evaluates_as_in_memory(estimator):
             assert isinstance(lazy, da.Array), method
             np.testing.assert_allclose(lazy.compute(), getattr(memory, method)(given), rtol=1e-12, err_msg=method)
         assert memory.score(dX) == pytest.approx(memory.score(X), rel=1e-12)
+
+
+# ------------------------------------------------------------ the contract over tables
+def _table_for(estimator, n=160, seed=0):
+    """A DataFrame with one column of every type the estimator models, related through a
+    latent class (so the models have something to learn), with its column types declared."""
+    rng = np.random.RandomState(seed)
+    z = rng.randint(2, size=n)
+    columns = {
+        "real": rng.normal(size=n) + 3.0 * z,
+        "positive": np.exp(rng.normal(size=n) + z),
+        "count": rng.poisson(2.0 + 4.0 * z),
+        "binary": rng.uniform(size=n) < 0.2 + 0.6 * z,
+        "categorical": pd.Categorical(np.where(z == 1, rng.choice(["a", "b"], n), rng.choice(["b", "c"], n)),
+                                      categories=["a", "b", "c"]),
+        "ordinal": pd.Categorical(np.array(["lo", "mid", "hi"])[np.minimum(z + rng.randint(2, size=n), 2)],
+                                  categories=["lo", "mid", "hi"], ordered=True),
+    }
+    supported = estimator._supported_column_types
+    frame = pd.DataFrame({name: values for name, values in columns.items() if name in supported})
+    declared = {name: name for name in ("positive", "count") if name in frame}
+    return frame, declared
+
+
+@pytest.fixture(params=ESTIMATORS, ids=IDS)
+def fitted_table(request):
+    estimator = clone(request.param)
+    X, declared = _table_for(estimator)
+    if declared:
+        estimator.set_params(column_types=declared)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the quick configurations stop before converging
+        estimator.fit(X)
+    return estimator, X
+
+
+def test_tables_every_column_type_fits_and_scores(fitted_table):
+    est, X = fitted_table
+    assert list(est.feature_names_in_) == list(X.columns)
+    assert list(est.schema_.types) == [{"real": "real"}.get(c, c) for c in X.columns]
+    scores = est.score_samples(X)
+    assert scores.shape == (len(X),) and np.isfinite(scores).all()
+    # deterministic per row: a shuffled subset scores as the whole batch did
+    order = np.random.RandomState(1).permutation(len(X))[:37]
+    np.testing.assert_allclose(est.score_samples(X.iloc[order]), scores[order], rtol=1e-6, atol=1e-6)
+    assert est.score(X) == pytest.approx(scores.mean(), rel=1e-10)
+    assert est.transform(X).shape[0] == len(X)
+
+
+def test_tables_explain_has_one_value_per_column(fitted_table):
+    est, X = fitted_table
+    parts = est.explain(X.iloc[:25])
+    assert isinstance(parts, pd.DataFrame) and list(parts.columns) == list(X.columns)
+    assert parts.shape == (25, X.shape[1]) and np.isfinite(parts.to_numpy(float)).all()
+
+
+def test_tables_sample_keeps_the_dtypes_levels_and_supports(fitted_table):
+    est, X = fitted_table
+    drawn = est.sample(300, random_state=0)
+    if isinstance(drawn, tuple):
+        drawn = drawn[0]
+    assert list(drawn.columns) == list(X.columns)
+    for name in X.columns:
+        assert drawn[name].dtype == X[name].dtype, name
+        column = drawn[name]
+        if isinstance(X[name].dtype, pd.CategoricalDtype):  # the input's categories, only fitted levels
+            assert list(column.cat.categories) == list(X[name].cat.categories)
+            assert set(column.dropna()) <= set(X[name].dropna()), name
+        elif name == "positive":
+            assert (column > 0).all()
+        elif name == "count":
+            assert (column >= 0).all()
+    assert set(drawn.columns) and not drawn.isna().any().any()
+    again = est.sample(300, random_state=0)
+    again = again[0] if isinstance(again, tuple) else again
+    pd.testing.assert_frame_equal(drawn, again)  # a seed reproduces the draw
+
+
+def test_tables_impute_keeps_observed_cells_and_dtypes(fitted_table):
+    est, X = fitted_table
+    if not est.__sklearn_tags__().input_tags.allow_nan:
+        pytest.skip(f"{type(est).__name__} takes no missing cells")
+    holes = X.copy()
+    rng = np.random.RandomState(2)
+    for name in X.columns[:3]:
+        holes.loc[rng.uniform(size=len(X)) < 0.2, name] = np.nan
+    filled = est.impute(holes)
+    assert list(filled.columns) == list(X.columns) and not filled.isna().any().any()
+    for name in X.columns:
+        assert filled[name].dtype == X[name].dtype, name
+        seen = holes[name].notna().to_numpy()
+        assert filled[name][seen].tolist() == X[name][seen].tolist(), name
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_tables_on_dask_fit_and_evaluate_as_in_memory(estimator):
+    """A dask DataFrame with every column type the model takes: the levels come from the
+    known categories, one partition fits as the in-memory table does, and the methods of
+    rows return lazy frames equal to the in-memory ones."""
+    dask = pytest.importorskip("dask")
+    dd = pytest.importorskip("dask.dataframe")
+    est = clone(estimator)
+    X, declared = _table_for(est)
+    est.set_params(**({"column_types": declared} if declared else {}),
+                   **({"early_stopping": False} if "early_stopping" in est.get_params() else {}))
+    with dask.config.set(scheduler="synchronous"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        memory = clone(est).fit(X)
+        lazy = clone(est).fit(dd.from_pandas(X, npartitions=1))
+        assert {k: list(v) for k, v in lazy.schema_.levels.items()} == \
+            {k: list(v) for k, v in memory.schema_.levels.items()}
+        np.testing.assert_allclose(lazy.score_samples(X), memory.score_samples(X), rtol=1e-6, atol=1e-6)
+        parts = dd.from_pandas(X, npartitions=3)
+        np.testing.assert_allclose(np.asarray(memory.score_samples(parts).compute()), memory.score_samples(X),
+                                   rtol=1e-12)
+        explained = memory.explain(parts).compute()
+        np.testing.assert_allclose(explained.to_numpy(float), memory.explain(X).to_numpy(float), rtol=1e-12)
+
+
+def test_a_column_type_the_model_does_not_take_is_named_with_the_public_estimators_that_do():
+    from skgenerative import BernoulliRBM, PPCADensity
+
+    X, _ = _table_for(GaussianMixtureDensity())
+    with pytest.raises(ValueError, match=r"'cat\w*' \(categorical\)") as info:
+        PPCADensity(n_components=1).fit(X)
+    named = str(info.value).split("Estimators that model them: ")[1].split(".")[0].split(", ")
+    assert named == ["BernoulliRBM", "FlowVAE", "GaussianMixtureDensity", "VariationalAutoencoder"]
+    with pytest.raises(ValueError, match=r"'positive' \(positive\), 'count' \(count\)") as info:
+        BernoulliRBM(column_types={"positive": "positive", "count": "count"}).fit(X)
+    assert "Base" not in str(info.value) and "NeuralGenerativeModel" not in str(info.value)
