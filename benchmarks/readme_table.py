@@ -439,8 +439,29 @@ def dask(files: Files):
             + "-".join(f"{v:.1f}" for v in dict.fromkeys([loads[0], loads[-1]])) + ")", entries)
 
 
+def dask_mixed(files: Files):
+    entries = sorted(files.all("dask", "mixed"), key=lambda e: e["variant"]["rows"])
+    if not entries:
+        return None
+    per_million = [e["rows"][0]["seconds_per_iteration"] / (e["variant"]["rows"] / 1e6) for e in entries]
+    workers = [v for e in entries for v in e["rows"][0]["peak_worker_rss_mib"]]
+    clients = [e["rows"][0]["peak_client_rss_mib"] for e in entries]
+    sizes = [e["variant"]["rows"] for e in entries]
+    s = entries[0]["settings"]
+    loads = sorted({e["environment"]["load_average"]["mean_1min"] for e in entries})
+    return (f"the mixture over the column families ({s['n_components']} full components; {s['real_columns']} real, "
+            f"categorical, ordinal, boolean columns, 1% missing) on a lazily generated dask DataFrame, "
+            f"{s['workers']}-worker LocalCluster, {sizes[0] / 1e6:g}-{sizes[-1] / 1e6:g}M rows (`bench_dask.py`)",
+            "-", "-",
+            " / ".join(f"{e['rows'][0]['seconds_per_iteration']:.3g}" for e in entries) + " s per EM iteration at "
+            + " / ".join(f"{n / 1e6:g}M" for n in sizes) + " rows",
+            f"{min(per_million):.1f}-{max(per_million):.1f} s per iteration per million rows; peak worker memory "
+            f"{min(workers):.0f}-{max(workers):.0f} MiB, client {min(clients):.0f}-{max(clients):.0f} MiB across "
+            "sizes (load " + "-".join(f"{v:.1f}" for v in dict.fromkeys([loads[0], loads[-1]])) + ")", entries)
+
+
 ROWS = (foundation_gmm, foundation_ppca, foundation_memory, rbm, vae_speed, vae_digits, flow_vae, adbench, impute,
-        mixed, defaults_vae, defaults_rbm, defaults_gmm, dask)
+        mixed, defaults_vae, defaults_rbm, defaults_gmm, dask, dask_mixed)
 
 
 def machines(entries: list[dict]) -> str:
