@@ -17,7 +17,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import ESTIMATORS, data_for
 from skgenerative import GaussianMixtureDensity, GenerativeOutlierDetector, PPCADensity
-from skgenerative.outlier import NumericColumnScaler
+from skgenerative.outlier import NumericColumnScaler, log_density
 
 WRAPPED = [
     GenerativeOutlierDetector(),
@@ -304,9 +304,14 @@ def test_verbose_is_passed_down_to_the_density_model(capsys):
     assert capsys.readouterr().out == ""  # verbose=0: silent, as sklearn users expect
     detector = GenerativeOutlierDetector(random_state=0, verbose=1).fit(X)
     out = capsys.readouterr().out
-    assert "[GaussianMixtureDensity] done:" in out and "EM iteration" in out
+    # the default says what it chose from the data (PPCA's closed form has no iterations)
+    assert "[GenerativeOutlierDetector] default density: Yeo-Johnson" in out and "PPCADensity" in out
     # the fitted pipeline step got the value; the user's estimator is left as given
     assert detector.estimator_[-1].verbose == 1
+    holes = X.copy()
+    holes[::7, 1] = np.nan  # missing cells: PPCA's EM reports its iterations
+    GenerativeOutlierDetector(random_state=0, verbose=1).fit(holes)
+    assert "[PPCADensity] done:" in capsys.readouterr().out
     model = GaussianMixtureDensity(2, random_state=0)
     GenerativeOutlierDetector(model, verbose=2).fit(X)
     assert model.verbose == 0 and "iteration" in capsys.readouterr().out
@@ -361,17 +366,20 @@ def test_numeric_column_scaler_keeps_the_table():
 
 
 def _default_by_hand():
-    """The default detector's estimator, written out."""
-    return make_pipeline(NumericColumnScaler(), GaussianMixtureDensity(2, covariance_prior=50.0, random_state=0))
+    """The default detector's estimator on a table with discrete columns, written out."""
+    return make_pipeline(NumericColumnScaler(power="yeo-johnson"),
+                         GaussianMixtureDensity(2, covariance_prior=50.0, random_state=0))
 
 
 def test_detector_on_a_mixed_table():
     df = _fraud_frame()
     det = GenerativeOutlierDetector(contamination=0.05).fit(df)
-    # the mixed default: numeric columns standardised, the mixture models the others
+    # the mixed default: numeric columns transformed, the mixture models the others;
+    # the score is the mixture's plus the transform's log-Jacobian
     by_hand = _default_by_hand().fit(df)
     scores = det.score_samples(df)
-    np.testing.assert_allclose(scores, by_hand.score_samples(df))
+    np.testing.assert_allclose(scores, by_hand.score_samples(df) + by_hand[0].log_abs_det_jacobian(df).sum(1))
+    np.testing.assert_allclose(scores, log_density(by_hand, df))
     assert det.offset_ == pytest.approx(np.quantile(scores, 0.05))
     np.testing.assert_allclose(det.decision_function(df), scores - det.offset_)
     np.testing.assert_array_equal(det.predict(df), np.where(scores < det.offset_, -1, 1))
@@ -387,24 +395,27 @@ def test_detector_on_a_mixed_table():
     with pytest.warns(UserWarning, match="casino"):
         explained = det.explain(odd)
     assert list(explained.columns) == list(df.columns) and (explained.index == odd.index).all()
-    # the same values as the density model's, on the standardised table
+    # the density model's values on the transformed table, plus each cell's
+    # log-Jacobian (from the standardised column: units of standard deviations)
     scaled = by_hand[0].transform(odd)
     with pytest.warns(UserWarning, match="casino"):
-        np.testing.assert_allclose(explained.to_numpy(), by_hand[-1].explain(scaled).to_numpy())
+        np.testing.assert_allclose(explained.to_numpy(), by_hand[-1].explain(scaled).to_numpy()
+                                   + by_hand[0].log_abs_det_jacobian(odd, standardised=True))
     # an online grocery purchase: a discrete cell is the surprise, not the numbers
     assert explained.iloc[0].idxmin() in ("merchant", "online")
     assert explained.iloc[1].idxmin() == "merchant"
 
 
-def test_numeric_array_path_is_unchanged():
+def test_numeric_array_path_by_hand():
     X, _ = _contaminated()
     det = GenerativeOutlierDetector().fit(X)
-    by_hand = make_pipeline(
-        StandardScaler(), GaussianMixtureDensity(2, covariance_prior=50.0, random_state=0)
-    ).fit(X)
-    np.testing.assert_array_equal(det.score_samples(X), by_hand.score_samples(X))
-    np.testing.assert_array_equal(det.explain(X), by_hand[-1].explain(by_hand[0].transform(X)))
+    by_hand = make_pipeline(NumericColumnScaler(power="yeo-johnson"), PPCADensity(2, random_state=0)).fit(X)
+    ladj = by_hand[0].log_abs_det_jacobian(X)
+    np.testing.assert_array_equal(det.score_samples(X), by_hand.score_samples(X) + ladj.sum(1))
+    np.testing.assert_allclose(det.explain(X), by_hand[-1].explain(by_hand[0].transform(X))
+                               + by_hand[0].log_abs_det_jacobian(X, standardised=True))
     assert isinstance(det.estimator_[0], NumericColumnScaler)
+    assert det.default_choice_["density"] == "PPCADensity(n_components=2, random_state=0)"
 
 
 def test_mixed_table_with_explicit_mixture_and_missing_cells():
@@ -418,7 +429,7 @@ def test_mixed_table_with_explicit_mixture_and_missing_cells():
     assert np.isfinite(det.score_samples(holes)).all()  # the mixture marginalises them
     # so does the default's mixture, behind its scaler (NaN passes through it)
     default = GenerativeOutlierDetector().fit(df)
-    np.testing.assert_allclose(default.score_samples(holes), default.estimator_.score_samples(holes))
+    np.testing.assert_allclose(default.score_samples(holes), log_density(default.estimator_, holes))
     assert np.isfinite(default.score_samples(holes)).all()
     # an estimator that does not take missing cells: refused, naming the columns
     from skgenerative import BernoulliRBM
@@ -441,10 +452,10 @@ def test_calibration_and_robust_on_a_mixed_table():
     train, held = np.sort(order[80:]), np.sort(order[:80])
     fitted = default_outlier_estimator(mixed=True).fit(df.iloc[train])
     n_trim = int(np.floor(0.05 * len(train)))
-    keep = np.sort(np.argsort(fitted.score_samples(df.iloc[train]), kind="stable")[n_trim:])
+    keep = np.sort(np.argsort(log_density(fitted, df.iloc[train]), kind="stable")[n_trim:])
     refit = default_outlier_estimator(mixed=True).fit(df.iloc[train].iloc[keep])
-    np.testing.assert_allclose(det.score_samples(df), refit.score_samples(df))
-    np.testing.assert_allclose(det.calibration_scores_, np.sort(refit.score_samples(df.iloc[held])))
+    np.testing.assert_allclose(det.score_samples(df), log_density(refit, df))
+    np.testing.assert_allclose(det.calibration_scores_, np.sort(log_density(refit, df.iloc[held])))
     with pytest.warns(UserWarning, match="casino"):
         p = det.p_values(_odd_rows(df))
     np.testing.assert_allclose(p, 1 / 81)  # below every held-out row
@@ -540,7 +551,7 @@ def test_default_detector_on_a_table_with_strings_and_missing_cells():
         det = GenerativeOutlierDetector(contamination=0.05).fit(penguins)
         by_hand = _default_by_hand().fit(penguins)
     scores = det.score_samples(penguins)
-    np.testing.assert_array_equal(scores, by_hand.score_samples(penguins))
+    np.testing.assert_array_equal(scores, log_density(by_hand, penguins))
     assert np.isfinite(scores).all() and det.offset_ == pytest.approx(np.quantile(scores, 0.05))
     # a row with missing cells scores the marginal of its observed cells
     row = penguins.iloc[[8]]  # sex missing
