@@ -108,8 +108,8 @@ def yeo_johnson(x: Tensor, lmbda: Tensor) -> tuple[Tensor, Tensor]:
     I.-K. Yeo and R. A. Johnson, "A new family of power transformations to improve
     normality or symmetry", Biometrika 87(4), 2000.
     """
-    log1p_abs = torch.log1p(x.abs())
     positive = x >= 0
+    log1p_abs = torch.log1p(torch.where(positive, x, -x))  # |x|, differentiable at 0 from the right
     lmbda = torch.as_tensor(lmbda, dtype=x.dtype, device=x.device)
     a = torch.where(positive, lmbda, 2.0 - lmbda)
     small = a.abs() < 1e-8

@@ -138,6 +138,8 @@ def _as_source(X):
 
 def _head(X, source) -> np.ndarray:
     rows = source.head(_ATOM_HEAD_ROWS) if is_dask_collection(X) else X[:_ATOM_HEAD_ROWS]
+    if is_dataframe(rows):
+        return rows.to_numpy(dtype=np.float64, na_value=np.nan)
     return np.asarray(rows, dtype=np.float64)
 
 
@@ -330,9 +332,14 @@ class NumericColumnScaler(TransformerMixin, BaseEstimator):
             self.__dict__.pop(name, None)
         if self.power is None or source is None:
             return self
+        import torch
+
+        from ._torch import adaptive_threads
+
         candidates = _most_common(_head(X, source))
-        self.atom_share_, self.lambdas_, self.power_mean_, self.power_scale_ = _fit_power(
-            source, self.scaler_, candidates, self.atom_threshold)
+        with torch.inference_mode(), adaptive_threads():  # torch threads for the machine's load
+            self.atom_share_, self.lambdas_, self.power_mean_, self.power_scale_ = _fit_power(
+                source, self.scaler_, candidates, self.atom_threshold)
         return self
 
     def _numbers(self, X) -> np.ndarray:
@@ -343,8 +350,11 @@ class NumericColumnScaler(TransformerMixin, BaseEstimator):
 
         from .flows import yeo_johnson
 
+        from ._torch import adaptive_threads
+
         u = self._standardised(X)
-        y, _ = yeo_johnson(torch.from_numpy(u), torch.from_numpy(self.lambdas_))
+        with torch.inference_mode(), adaptive_threads():
+            y, _ = yeo_johnson(torch.from_numpy(u), torch.from_numpy(self.lambdas_))
         return (y.numpy() - self.power_mean_) / self.power_scale_
 
     def _standardised(self, numbers) -> np.ndarray:
@@ -405,9 +415,11 @@ class NumericColumnScaler(TransformerMixin, BaseEstimator):
 
             from .flows import yeo_johnson
 
+            from ._torch import adaptive_threads
+
             u = self._standardised(numbers)
-            ladj += yeo_johnson(torch.from_numpy(u),
-                                torch.from_numpy(self.lambdas_))[1].numpy()
+            with torch.inference_mode(), adaptive_threads():
+                ladj += yeo_johnson(torch.from_numpy(u), torch.from_numpy(self.lambdas_))[1].numpy()
         ladj[np.isnan(numbers)] = 0.0
         out[:, where] = ladj
         return out
