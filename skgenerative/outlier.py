@@ -488,10 +488,13 @@ class GenerativeOutlierDetector(
     Parameters
     ----------
     estimator : estimator with ``fit`` and ``score_samples``, default=None
-        The density model, cloned at fit. ``None`` uses a standardising pipeline
-        with a regularised Gaussian mixture (see Notes); on a DataFrame with
-        discrete columns the scaler standardises only its numeric columns and the
-        mixture models the others. Any skgenerative estimator,
+        The density model, cloned at fit. ``None`` uses a per-column power
+        transform (Yeo-Johnson) followed by probabilistic PCA with 2 components,
+        scored with the transform's log-Jacobian (see Notes); on a DataFrame with
+        discrete columns the transform acts on its numeric columns only and a
+        regularised two-component Gaussian mixture models them all. A pipeline
+        step with a ``log_abs_det_jacobian`` method has it added to the score.
+        Any skgenerative estimator,
         scikit-learn's ``GaussianMixture`` or ``KernelDensity``, or a ``Pipeline``
         ending in one of them, works.
     contamination : float in (0, 0.5], default=0.1
@@ -517,9 +520,9 @@ class GenerativeOutlierDetector(
         Fit that many copies of ``estimator`` on random halves of the columns
         (feature bagging, Lazarevic & Kumar 2005) and score by the mean of their
         log-densities, each standardised by its training median and interquartile
-        range. Not a log-density, so ``explain`` is not available. On ADBench, 20
-        members with ``robust=1`` average 90.6 AUCROC, level with IsolationForest
-        and above the default on every table (user guide, "Anomaly detection").
+        range. Not a log-density, so ``explain`` is not available. It was the
+        opt-in way to IsolationForest's mean on ADBench before the current default
+        (user guide, "Anomaly detection").
     random_state : int, RandomState instance or None, default=None
         Seed of the calibration split and of the feature subsets.
     verbose : int, default=0
@@ -530,7 +533,12 @@ class GenerativeOutlierDetector(
     Attributes
     ----------
     estimator_ : estimator
-        The fitted clone of ``estimator``.
+        The fitted clone of ``estimator`` (or of the default pipeline).
+    default_choice_ : dict
+        Only for the default estimator: what it chose from the data, the density
+        model (``"density"``), each numeric column's Yeo-Johnson exponent
+        (``"yeo_johnson_lambdas"``) and the columns with an atom, left linear
+        (``"columns_with_an_atom"``). ``verbose=1`` prints it as a line.
     offset_ : float
         Training log-densities below it are outliers;
         ``decision_function = score_samples - offset_``.
@@ -550,21 +558,42 @@ class GenerativeOutlierDetector(
 
     Notes
     -----
-    The default estimator standardises the features, then fits a two-component
-    Gaussian mixture with full covariances, each shrunk towards the (unit) feature
-    variances by a conjugate prior worth 50 pseudo-observations
-    (``covariance_prior=50``, Fraley & Raftery 2007). Why:
+    The default estimator (:func:`default_outlier_estimator`) models each row as
 
-    - standardising does not change the ranking of rows (it adds the same
-      log-Jacobian to every score) but makes the regularisation scale-free, so
-      features on very different scales and constant columns are handled;
-    - the prior stops a component from collapsing onto an isolated outlier or a
-      block of duplicated rows (maximum-likelihood mixtures give such points the
-      highest density of all); it matters on small tables and fades on large ones;
-    - the model is deliberately parsimonious: on ADBench's classical datasets
-      (``benchmarks/bench_adbench.py``, one setting for all, no per-dataset tuning)
-      more flexible mixtures, including those ``GridSearchCV`` prefers by held-out
-      likelihood, fit the training contamination and detect worse.
+        z_j = (psi_j((x_j - mean_j) / std_j) - m_j) / s_j,   z ~ N(mu, W W^T + sigma^2 I)
+
+    with ``psi_j`` the Yeo-Johnson power transform of column ``j`` (Yeo & Johnson
+    2000; exponent by maximum likelihood, :class:`NumericColumnScaler`) and ``W`` of
+    rank 2 (probabilistic PCA, Tipping & Bishop 1999), and scores it by
+
+        log p(x) = log N(z; mu, W W^T + sigma^2 I) + sum_j log |dz_j / dx_j|,
+
+    a proper log-density of the row in the units it was given in. Why:
+
+    - tables of measurements are skewed (concentrations, counts, durations); a
+      Gaussian on the raw columns spends its covariance on the tails, while a
+      transformed column is close to normal. The Jacobian term matters as much as
+      the transform: without it the score is the density of ``z``, and a
+      transform that pulls a long tail in pulls the outliers in that tail with it
+      (on ADBench, 85.1 AUCROC with the transform and no Jacobian, 91.0 with it);
+    - a column where one value holds more than 20% of the cells (a spike: the zeros
+      of a measurement that is rarely non-zero, the floor of a 1-10 scale) has no
+      maximum-likelihood exponent: the likelihood grows without bound as the
+      exponent squeezes the spike. Such a column is only standardised;
+    - two principal directions plus isotropic noise, not a full covariance or a
+      mixture: models chosen by held-out likelihood (more components, more
+      directions) also fit the anomalies present in the training rows when they are
+      clustered (ADBench's cardio) and detect worse; a low rank keeps the
+      covariance from following them. Every candidate tried, with its figures,
+      is listed in ``benchmarks/results/adbench.md``;
+    - on a DataFrame with discrete columns, PPCA cannot model levels: the same
+      transform is followed by a two-component full-covariance Gaussian mixture
+      (each covariance shrunk towards the identity by a conjugate prior worth 50
+      pseudo-observations, Fraley & Raftery 2007) whose components also hold the
+      level probabilities. On 2 columns PPCA has 1 direction; 1 column is a Gaussian.
+
+    What the default chose from the data is in ``default_choice_`` and, with
+    ``verbose=1``, in a summary line.
 
     Pass any ``estimator`` to change it.
 
@@ -572,19 +601,23 @@ class GenerativeOutlierDetector(
     (ordered ``category``) or ``bool`` columns is handed to the estimator as it is,
     and its column schema encodes it; ``score_samples`` is then the log-density of
     a row's numbers plus the log-probability of its levels. The default's
-    :class:`NumericColumnScaler` then standardises the numeric columns in place and
+    :class:`NumericColumnScaler` then transforms the numeric columns in place and
     keeps the others with their dtypes, and the mixture fits per-component level
     probabilities: a combination of levels no component produces, or a level not
     seen in fit (probability ``1 / (n + K + 1)``, with a warning), scores low.
     The default marginalises missing cells (NaN, ``None``, ``pd.NA``) in numbers and
     levels alike; an ``estimator`` that does not accept them gets them refused.
-    A dask array or DataFrame is fitted where its blocks are (the default's scaler
-    from column moments), methods of rows return lazy dask collections, and
+    A dask array or DataFrame is fitted where its blocks are (the default's
+    transform from passes over the blocks: moments, atoms, the exponents'
+    likelihoods on two grids), methods of rows return lazy dask collections, and
     ``calibration``, ``robust`` and ``feature_bagging`` are refused on it.
 
-    ``explain(X)`` gives, per row and column, ``log p(x_j | x_-j)`` under the
-    density model (lower = more surprising), in the standardised units the default
-    model sees, so columns in different units rank fairly. ``calibration`` makes the
+    ``explain(X)`` gives, per row and column, ``log p(x_j | x_-j)`` (lower = more
+    surprising): the density model's value on the transformed row plus the cell's
+    log-Jacobian, exact because the transform acts on each column alone. It is in
+    standard deviations of each column (``x_j`` measured from its mean in units of
+    its standard deviation), so columns in different units rank fairly; in the
+    units of ``X`` each value would shift by ``-log std_j``. ``calibration`` makes the
     false-alarm rate on new normal data the one asked for; ``robust`` refits without
     the least likely rows. Measured on ADBench (``benchmarks/results/adbench.md``)
     and explained in the user guide, "Anomaly detection".
@@ -868,12 +901,16 @@ class GenerativeOutlierDetector(
         """Per row and column, ``log p(x_j | x_-j)`` under the density model (lower = more surprising).
 
         The wrapped model's :meth:`~skgenerative.base.GenerativeModel.explain`. When
-        it is a pipeline, the rows go through its transformers first and the values
-        are in the units the density model sees (standardised ones for the default
-        estimator): a column's conditional log-density then does not depend on the
-        unit it was measured in, so columns can be ranked against each other. (In
-        the units of ``X`` each value would shift by ``-log`` of its column's scale.)
-        The transformers must keep the columns (scalers do); ``PCA`` does not.
+        it is a pipeline, the rows go through its transformers first; a transformer
+        with a ``log_abs_det_jacobian`` (the default's :class:`NumericColumnScaler`)
+        adds each cell's log-derivative from the column in standard deviations,
+        ``log |dz_j / du_j|`` with ``u_j = (x_j - mean_j) / std_j``, so that the
+        value is ``log p(u_j | u_-j)`` for the default: exact (the transform acts on
+        each column alone), and independent of the unit the column was measured in,
+        so columns can be ranked against each other. (In the units of ``X`` each
+        value would shift by ``-log std_j``.) Other transformers' values are in the
+        units the density model sees. The transformers must keep the columns
+        (scalers do); ``PCA`` does not.
 
         Parameters
         ----------
