@@ -29,7 +29,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._schema import is_dataframe
-from ._sources import DaskSource, is_dask_collection
+from ._sources import DaskSource
 from ._torch import to_numpy_input
 from .base import (
     OutlierThresholdMixin,
@@ -124,20 +124,17 @@ _POWER_REFINE = np.linspace(-0.9, 0.9, 19)
 _ATOM_HEAD_ROWS = 5000
 
 
-def _as_source(X):
-    """The rows of a numeric array (numpy, NaN allowed) or dask collection as a source."""
+def _memory_source(X: np.ndarray):
+    """The rows of a numeric array (NaN allowed) as a source, like a dask collection's."""
     import torch
 
     from ._sources import TensorSource
 
-    if is_dask_collection(X):
-        return DaskSource(X)
     X = np.ascontiguousarray(X, dtype=np.float64)
     return TensorSource(torch.from_numpy(X if X.flags.writeable else X.copy()))
 
 
-def _head(X, source) -> np.ndarray:
-    rows = source.head(_ATOM_HEAD_ROWS) if is_dask_collection(X) else X[:_ATOM_HEAD_ROWS]
+def _float_rows(rows) -> np.ndarray:
     if is_dataframe(rows):
         return rows.to_numpy(dtype=np.float64, na_value=np.nan)
     return np.asarray(rows, dtype=np.float64)
@@ -289,7 +286,7 @@ class NumericColumnScaler(TransformerMixin, BaseEstimator):
             validate_data(self, X, reset=True, skip_check_array=True)
             self.numeric_columns_ = None
             self.scaler_ = _scaler_from_moments(source.column_moments())
-            return self._fit_power(X, source)
+            return self._fit_power(source.head(_ATOM_HEAD_ROWS), source)
         validate_data(self, meta, reset=True, skip_check_array=True)
         names = [name for name in meta.columns if _all_numeric(meta[[name]])]
         self.numeric_columns_ = np.array(names, dtype=object)
@@ -298,7 +295,7 @@ class NumericColumnScaler(TransformerMixin, BaseEstimator):
             return self._fit_power(None, None)
         numeric = DaskSource(X[names])
         self.scaler_ = _scaler_from_moments(numeric.column_moments(), names)
-        return self._fit_power(X[names], numeric)
+        return self._fit_power(numeric.head(_ATOM_HEAD_ROWS), numeric)
 
     @_fit_context(prefer_skip_nested_validation=True)
     @on_blocks(_fit_on_blocks)
@@ -323,11 +320,13 @@ class NumericColumnScaler(TransformerMixin, BaseEstimator):
             self.scaler_ = StandardScaler().fit(
                 numbers if self.numeric_columns_ is None else X[list(self.numeric_columns_)])
             return self
-        source = _as_source(numbers)
+        source = _memory_source(numbers)
         self.scaler_ = _scaler_from_moments(source.column_moments(), self.numeric_columns_)
-        return self._fit_power(numbers, source)
+        return self._fit_power(numbers[:_ATOM_HEAD_ROWS], source)
 
-    def _fit_power(self, X, source):
+    def _fit_power(self, head, source):
+        """With ``power``: the exponents and atoms from ``source``, the candidate atoms
+        from ``head`` (the first rows, in memory)."""
         for name in ("lambdas_", "atom_share_", "power_mean_", "power_scale_"):
             self.__dict__.pop(name, None)
         if self.power is None or source is None:
@@ -336,7 +335,7 @@ class NumericColumnScaler(TransformerMixin, BaseEstimator):
 
         from ._torch import adaptive_threads
 
-        candidates = _most_common(_head(X, source))
+        candidates = _most_common(_float_rows(head))
         with torch.inference_mode(), adaptive_threads():  # torch threads for the machine's load
             self.atom_share_, self.lambdas_, self.power_mean_, self.power_scale_ = _fit_power(
                 source, self.scaler_, candidates, self.atom_threshold)
