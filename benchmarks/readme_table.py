@@ -264,8 +264,8 @@ ADBENCH_OURS = ("GenerativeOutlierDetector (default)", "GenerativeOutlierDetecto
 
 
 def adbench(files: Files):
-    peer = files.get("adbench", "detectors", detector="IsolationForest")
-    ours = [e for name in ADBENCH_OURS if (e := files.get("adbench", "detectors", detector=name))]
+    peer = files.get("adbench", "detectors", detector="IsolationForest", threads="1")
+    ours = [e for name in ADBENCH_OURS if (e := files.get("adbench", "detectors", detector=name, threads="1"))]
     if not peer or not ours:
         return None
 
@@ -295,8 +295,8 @@ def adbench(files: Files):
         else:
             behind.append(FAILED)
     s = peer["settings"]
-    return (f"mean AUCROC, {len(s['datasets'])} ADBench tables, seeds {', '.join(map(str, s['seeds']))} "
-            "(`bench_adbench.py`)", "`IsolationForest`", num(p, 4), ", ".join(cells),
+    return (f"mean AUCROC, {len(s['datasets'])} ADBench tables, seeds {', '.join(map(str, s['seeds']))}, "
+            "1 thread (`bench_adbench.py`)", "`IsolationForest`", num(p, 4), ", ".join(cells),
             "difference to IsolationForest (tables more than 2 points behind): " + "; ".join(behind),
             [peer, *ours])
 

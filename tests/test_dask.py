@@ -303,6 +303,13 @@ def test_default_detector_and_imputer_on_dask_arrays_and_frames(client):
         np.testing.assert_allclose(np.asarray(decision), memory.decision_function(data), rtol=1e-4, atol=1e-4)
         scaler = blocks.estimator_[0].scaler_  # from the blocks' column moments
         np.testing.assert_allclose(scaler.scale_, memory.estimator_[0].scaler_.scale_, rtol=1e-12)
+        # the power transform's exponents and atoms, from passes over the blocks
+        np.testing.assert_array_equal(blocks.estimator_[0].lambdas_, memory.estimator_[0].lambdas_)
+        np.testing.assert_allclose(blocks.estimator_[0].atom_share_, memory.estimator_[0].atom_share_)
+        assert blocks.default_choice_ == memory.default_choice_
+        explained = blocks.explain(lazy).compute()
+        np.testing.assert_allclose(np.asarray(explained, dtype=float), np.asarray(memory.explain(data), dtype=float),
+                                   rtol=1e-4, atol=1e-4)
         with expect():
             imputer = GenerativeImputer().fit(lazy)
         filled = imputer.transform(lazy).compute()

@@ -185,9 +185,11 @@ def test_detector_explains_in_standardised_units_so_units_do_not_matter():
     det = GenerativeOutlierDetector().fit(X)
     scaled = GenerativeOutlierDetector().fit(X * scales)
     np.testing.assert_allclose(scaled.explain(X[:20] * scales), det.explain(X[:20]), rtol=1e-6, atol=1e-6)
-    # the density model's own explanation of the standardised rows
+    # the density model's own explanation of the transformed rows, plus each cell's
+    # log-Jacobian from its standardised column (the transform acts per column)
     Xt = det.estimator_[:-1].transform(X[:20])
-    np.testing.assert_allclose(det.explain(X[:20]), det.estimator_[-1].explain(Xt))
+    np.testing.assert_allclose(det.explain(X[:20]), det.estimator_[-1].explain(Xt)
+                               + det.estimator_[0].log_abs_det_jacobian(X[:20], standardised=True))
 
 
 def test_detector_explain_needs_a_model_that_explains():

