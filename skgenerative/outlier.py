@@ -63,7 +63,43 @@ def default_outlier_estimator(mixed: bool = False, n_features: int | None = None
     ``GenerativeOutlierDetector`` adds the transform's log-Jacobian to the model's
     log-density, so its score is a log-density of the rows as given. The same
     pipeline serves arrays and tables, in memory and on dask, and marginalises
-    missing cells. See the detector's Notes for why.
+    missing cells.
+
+    Notes
+    -----
+    The row is modelled as
+
+        z_j = (psi_j((x_j - mean_j) / std_j) - m_j) / s_j,   z ~ N(mu, W W^T + sigma^2 I)
+
+    with ``psi_j`` the Yeo-Johnson power transform of column ``j`` (Yeo & Johnson
+    2000; exponent by maximum likelihood, :class:`NumericColumnScaler`) and ``W`` of
+    rank 2 (probabilistic PCA, Tipping & Bishop 1999), and scores it by
+
+        log p(x) = log N(z; mu, W W^T + sigma^2 I) + sum_j log |dz_j / dx_j|,
+
+    a proper log-density of the row in the units it was given in. Why:
+
+    - tables of measurements are skewed (concentrations, counts, durations); a
+      Gaussian on the raw columns spends its covariance on the tails, while a
+      transformed column is close to normal. The Jacobian term matters as much as
+      the transform: without it the score is the density of ``z``, and a
+      transform that pulls a long tail in pulls the outliers in that tail with it
+      (on ADBench, 85.1 AUCROC with the transform and no Jacobian, 91.0 with it);
+    - a column where one value holds more than 20% of the cells (a spike: the zeros
+      of a measurement that is rarely non-zero, the floor of a 1-10 scale) has no
+      maximum-likelihood exponent: the likelihood grows without bound as the
+      exponent squeezes the spike. Such a column is only standardised;
+    - two principal directions plus isotropic noise, not a full covariance or a
+      mixture: models chosen by held-out likelihood (more components, more
+      directions) also fit the anomalies present in the training rows when they are
+      clustered (ADBench's cardio) and detect worse; a low rank keeps the
+      covariance from following them. Every candidate tried, with its figures,
+      is listed in ``benchmarks/results/adbench.md``;
+    - on a DataFrame with discrete columns, PPCA cannot model levels: the same
+      transform is followed by a two-component full-covariance Gaussian mixture
+      (each covariance shrunk towards the identity by a conjugate prior worth 50
+      pseudo-observations, Fraley & Raftery 2007) whose components also hold the
+      level probabilities. On 2 columns PPCA has 1 direction; 1 column is a Gaussian.
     """
     from .mixture import GaussianMixtureDensity
     from .ppca import PPCADensity
@@ -479,8 +515,103 @@ def _can_explain(detector) -> bool:
     return estimator is None or hasattr(_density_step(estimator), "explain")
 
 
+class DensityFitsMixin:
+    """How the detector fits its density: a clone of the estimator (or the default),
+    trimmed-likelihood refits (``robust``), feature-bagged members, the calibration
+    split, and the scores these give (log-densities with the pipeline's Jacobians)."""
+
+    def _fit_models(self, estimator, X, random_state) -> None:
+        """``estimator_``, or with ``feature_bagging`` the members and their scales."""
+        if self.feature_bagging is None:
+            self.estimator_ = self._fit_density(estimator, X)
+            return
+        n_features = X.shape[1]
+        width = min(n_features, max(2, int(round(n_features / 2))))
+        self.subspaces_, self.estimators_, scales = [], [], []
+        for _ in range(int(self.feature_bagging)):
+            columns = np.sort(random_state.choice(n_features, width, replace=False))
+            model = self._fit_density(estimator, _columns(X, columns))
+            scores = log_density(model, _columns(X, columns))
+            self._check_scores(scores, "the training data")
+            low, median, high = np.percentile(scores, [25, 50, 75])
+            spread = high - low if high > low else (np.std(scores) or 1.0)
+            self.subspaces_.append(columns)
+            self.estimators_.append(model)
+            scales.append((median, spread))
+        self.member_scales_ = np.array(scales)
+
+    def _describe_default(self) -> None:
+        """``default_choice_`` (what the default estimator chose from the data), and at
+        ``verbose >= 1`` a line saying it."""
+        model = self.__dict__.get("estimator_")
+        if self.estimator is not None or model is None:
+            return
+        scaler, density = model.steps[0][1], model.steps[-1][1]
+        names = (list(scaler.numeric_columns_) if scaler.numeric_columns_ is not None
+                 else list(getattr(self, "feature_names_in_", range(self.n_features_in_))))
+        choice = {"density": repr(density)}
+        if hasattr(scaler, "lambdas_"):
+            atoms = scaler.atom_share_ > scaler.atom_threshold
+            choice.update({
+                "yeo_johnson_lambdas": dict(zip(map(str, names), scaler.lambdas_.round(2).tolist())),
+                "columns_with_an_atom": [str(n) for n, a in zip(names, atoms) if a],
+            })
+            text = (f"default density: Yeo-Johnson exponents fitted on {int((~atoms).sum())} of {len(names)} "
+                    f"numeric columns ({int(atoms.sum())} with an atom left linear), then {density!r}")
+        else:
+            text = f"default density: {density!r}"
+        self.default_choice_ = choice
+        if self.verbose:
+            print(f"[{type(self).__name__}] {text}", flush=True)
+
+    def _calibration_split(self, n: int, random_state):
+        n_held = int(round(self.calibration * n))
+        if n_held < 1 or n - n_held < 2:
+            raise ValueError(
+                f"calibration={self.calibration} of {n} rows leaves {n_held} rows to "
+                f"calibrate on and {n - n_held} to fit on; at least 1 and 2 are needed."
+            )
+        order = random_state.permutation(n)
+        return np.sort(order[n_held:]), np.sort(order[:n_held])
+
+    def _fit_density(self, estimator, X):
+        """Fit a clone; with ``robust``, refit on the rows it finds likely (trimmed likelihood).
+
+        Each round drops the ``contamination`` fraction of training rows with the
+        lowest log-density under the current fit and refits the clone on the rest,
+        until the kept rows stop changing or ``robust`` rounds have run
+        (``True`` means 2).
+        """
+        if estimator is None:
+            estimator = default_outlier_estimator(mixed=getattr(self, "_table", False), n_features=X.shape[1])
+        model = clone_with_verbose(estimator, self.verbose).fit(X)
+        rounds = 2 if self.robust is True else int(self.robust)
+        n_trim = int(np.floor(self.contamination * X.shape[0]))
+        if rounds == 0 or n_trim == 0 or X.shape[0] - n_trim < 2:
+            return model
+        kept = None
+        for _ in range(rounds):
+            scores = log_density(model, X)
+            self._check_scores(scores, "the training data")
+            keep = np.sort(np.argsort(scores, kind="stable")[n_trim:])
+            if kept is not None and np.array_equal(keep, kept):
+                break
+            kept = keep
+            model = clone_with_verbose(estimator, self.verbose).fit(_rows(X, keep))
+        return model
+
+    def _scores(self, X) -> np.ndarray:
+        if "estimators_" not in self.__dict__:
+            return log_density(self.estimator_, X)
+        total = np.zeros(X.shape[0])
+        for columns, model, (median, spread) in zip(self.subspaces_, self.estimators_, self.member_scales_):
+            member = log_density(model, _columns(X, columns))
+            total += (member - median) / spread
+        return total / len(self.estimators_)
+
+
 class GenerativeOutlierDetector(
-    OutlierThresholdMixin, MetaEstimatorMixin, OutlierMixin, BaseEstimator
+    DensityFitsMixin, OutlierThresholdMixin, MetaEstimatorMixin, OutlierMixin, BaseEstimator
 ):
     """Outlier detector from any density estimator: low log-density means outlier.
 
@@ -557,44 +688,9 @@ class GenerativeOutlierDetector(
 
     Notes
     -----
-    The default estimator (:func:`default_outlier_estimator`) models each row as
-
-        z_j = (psi_j((x_j - mean_j) / std_j) - m_j) / s_j,   z ~ N(mu, W W^T + sigma^2 I)
-
-    with ``psi_j`` the Yeo-Johnson power transform of column ``j`` (Yeo & Johnson
-    2000; exponent by maximum likelihood, :class:`NumericColumnScaler`) and ``W`` of
-    rank 2 (probabilistic PCA, Tipping & Bishop 1999), and scores it by
-
-        log p(x) = log N(z; mu, W W^T + sigma^2 I) + sum_j log |dz_j / dx_j|,
-
-    a proper log-density of the row in the units it was given in. Why:
-
-    - tables of measurements are skewed (concentrations, counts, durations); a
-      Gaussian on the raw columns spends its covariance on the tails, while a
-      transformed column is close to normal. The Jacobian term matters as much as
-      the transform: without it the score is the density of ``z``, and a
-      transform that pulls a long tail in pulls the outliers in that tail with it
-      (on ADBench, 85.1 AUCROC with the transform and no Jacobian, 91.0 with it);
-    - a column where one value holds more than 20% of the cells (a spike: the zeros
-      of a measurement that is rarely non-zero, the floor of a 1-10 scale) has no
-      maximum-likelihood exponent: the likelihood grows without bound as the
-      exponent squeezes the spike. Such a column is only standardised;
-    - two principal directions plus isotropic noise, not a full covariance or a
-      mixture: models chosen by held-out likelihood (more components, more
-      directions) also fit the anomalies present in the training rows when they are
-      clustered (ADBench's cardio) and detect worse; a low rank keeps the
-      covariance from following them. Every candidate tried, with its figures,
-      is listed in ``benchmarks/results/adbench.md``;
-    - on a DataFrame with discrete columns, PPCA cannot model levels: the same
-      transform is followed by a two-component full-covariance Gaussian mixture
-      (each covariance shrunk towards the identity by a conjugate prior worth 50
-      pseudo-observations, Fraley & Raftery 2007) whose components also hold the
-      level probabilities. On 2 columns PPCA has 1 direction; 1 column is a Gaussian.
-
-    What the default chose from the data is in ``default_choice_`` and, with
-    ``verbose=1``, in a summary line.
-
-    Pass any ``estimator`` to change it.
+    The default estimator is :func:`default_outlier_estimator` (its docstring says
+    what it models and why); what it chose from the data is in ``default_choice_``
+    and, with ``verbose=1``, in a summary line. Pass any ``estimator`` to change it.
 
     A DataFrame with categorical (``category``, ``object``, string), ordinal
     (ordered ``category``) or ``bool`` columns is handed to the estimator as it is,
@@ -716,95 +812,6 @@ class GenerativeOutlierDetector(
         else:
             self.offset_ = float(self.calibration_scores_[rank - 1])
         return self
-
-    def _fit_models(self, estimator, X, random_state) -> None:
-        """``estimator_``, or with ``feature_bagging`` the members and their scales."""
-        if self.feature_bagging is None:
-            self.estimator_ = self._fit_density(estimator, X)
-            return
-        n_features = X.shape[1]
-        width = min(n_features, max(2, int(round(n_features / 2))))
-        self.subspaces_, self.estimators_, scales = [], [], []
-        for _ in range(int(self.feature_bagging)):
-            columns = np.sort(random_state.choice(n_features, width, replace=False))
-            model = self._fit_density(estimator, _columns(X, columns))
-            scores = log_density(model, _columns(X, columns))
-            self._check_scores(scores, "the training data")
-            low, median, high = np.percentile(scores, [25, 50, 75])
-            spread = high - low if high > low else (np.std(scores) or 1.0)
-            self.subspaces_.append(columns)
-            self.estimators_.append(model)
-            scales.append((median, spread))
-        self.member_scales_ = np.array(scales)
-
-    def _describe_default(self) -> None:
-        """``default_choice_`` (what the default estimator chose from the data), and at
-        ``verbose >= 1`` a line saying it."""
-        model = self.__dict__.get("estimator_")
-        if self.estimator is not None or model is None:
-            return
-        scaler, density = model.steps[0][1], model.steps[-1][1]
-        names = (list(scaler.numeric_columns_) if scaler.numeric_columns_ is not None
-                 else list(getattr(self, "feature_names_in_", range(self.n_features_in_))))
-        choice = {"density": repr(density)}
-        if hasattr(scaler, "lambdas_"):
-            atoms = scaler.atom_share_ > scaler.atom_threshold
-            choice.update({
-                "yeo_johnson_lambdas": dict(zip(map(str, names), scaler.lambdas_.round(2).tolist())),
-                "columns_with_an_atom": [str(n) for n, a in zip(names, atoms) if a],
-            })
-            text = (f"default density: Yeo-Johnson exponents fitted on {int((~atoms).sum())} of {len(names)} "
-                    f"numeric columns ({int(atoms.sum())} with an atom left linear), then {density!r}")
-        else:
-            text = f"default density: {density!r}"
-        self.default_choice_ = choice
-        if self.verbose:
-            print(f"[{type(self).__name__}] {text}", flush=True)
-
-    def _calibration_split(self, n: int, random_state):
-        n_held = int(round(self.calibration * n))
-        if n_held < 1 or n - n_held < 2:
-            raise ValueError(
-                f"calibration={self.calibration} of {n} rows leaves {n_held} rows to "
-                f"calibrate on and {n - n_held} to fit on; at least 1 and 2 are needed."
-            )
-        order = random_state.permutation(n)
-        return np.sort(order[n_held:]), np.sort(order[:n_held])
-
-    def _fit_density(self, estimator, X):
-        """Fit a clone; with ``robust``, refit on the rows it finds likely (trimmed likelihood).
-
-        Each round drops the ``contamination`` fraction of training rows with the
-        lowest log-density under the current fit and refits the clone on the rest,
-        until the kept rows stop changing or ``robust`` rounds have run
-        (``True`` means 2).
-        """
-        if estimator is None:
-            estimator = default_outlier_estimator(mixed=getattr(self, "_table", False), n_features=X.shape[1])
-        model = clone_with_verbose(estimator, self.verbose).fit(X)
-        rounds = 2 if self.robust is True else int(self.robust)
-        n_trim = int(np.floor(self.contamination * X.shape[0]))
-        if rounds == 0 or n_trim == 0 or X.shape[0] - n_trim < 2:
-            return model
-        kept = None
-        for _ in range(rounds):
-            scores = log_density(model, X)
-            self._check_scores(scores, "the training data")
-            keep = np.sort(np.argsort(scores, kind="stable")[n_trim:])
-            if kept is not None and np.array_equal(keep, kept):
-                break
-            kept = keep
-            model = clone_with_verbose(estimator, self.verbose).fit(_rows(X, keep))
-        return model
-
-    def _scores(self, X) -> np.ndarray:
-        if "estimators_" not in self.__dict__:
-            return log_density(self.estimator_, X)
-        total = np.zeros(X.shape[0])
-        for columns, model, (median, spread) in zip(self.subspaces_, self.estimators_, self.member_scales_):
-            member = log_density(model, _columns(X, columns))
-            total += (member - median) / spread
-        return total / len(self.estimators_)
 
     def _allow_nan(self) -> bool:
         estimator = self.estimator
