@@ -620,9 +620,10 @@ class GenerativeOutlierDetector(
     estimator : estimator with ``fit`` and ``score_samples``, default=None
         The density model, cloned at fit. ``None`` uses a per-column power
         transform (Yeo-Johnson) followed by probabilistic PCA with 2 components,
-        scored with the transform's log-Jacobian (see Notes); on a DataFrame with
-        discrete columns the transform acts on its numeric columns only and a
-        regularised two-component Gaussian mixture models them all. A pipeline
+        scored with the transform's log-Jacobian (:func:`default_outlier_estimator`
+        says why); on a DataFrame with discrete columns the transform acts on its
+        numeric columns only and a regularised two-component Gaussian mixture
+        models them all. A pipeline
         step with a ``log_abs_det_jacobian`` method has it added to the score.
         Any skgenerative estimator,
         scikit-learn's ``GaussianMixture`` or ``KernelDensity``, or a ``Pipeline``
@@ -644,8 +645,8 @@ class GenerativeOutlierDetector(
         training rows with the lowest log-density, refit on the rest; ``True``
         means 2 rounds, an integer that many (stops early when the kept rows no
         longer change). Resists anomalies in the training data at the cost of a
-        refit per round; on ADBench it helps some tables and hurts others (see
-        Notes), so it is off by default.
+        refit per round; on ADBench it helps some tables and hurts others (user
+        guide, "Anomaly detection"), so it is off by default.
     feature_bagging : int or None, default=None
         Fit that many copies of ``estimator`` on random halves of the columns
         (feature bagging, Lazarevic & Kumar 2005) and score by the mean of their
