@@ -301,9 +301,18 @@ def generators(mode: str) -> dict:
 
 def explored(mode: str) -> dict:
     """The mixture configurations explored for the recommended call (``--explore``)."""
-    return {
-        "GMM(32)": Ours(_gmm(n_components=32)),
-    }
+    found = {}
+    for k in ("auto", 16, 32, 64):
+        for prior in (0.0, 2.0, 10.0):
+            name = f"GMM({k!r}" + (f", covariance_prior={prior:g}" if prior else "") + ")"
+            found[name] = Ours(_gmm(n_components=k, covariance_prior=prior))
+    found["GMM('auto', n_init=3)"] = Ours(_gmm(n_components="auto", n_init=3))
+    found["GMM('auto', covariance_prior=2, n_init=3)"] = Ours(_gmm(n_components="auto", covariance_prior=2.0, n_init=3))
+    found["GMM('auto', tol=1e-2)"] = Ours(_gmm(n_components="auto", tol=1e-2))
+    found["GMM('auto', level_prior=1)"] = Ours(_gmm(n_components="auto", level_prior=1.0))
+    found["GMM('auto', diag)"] = Ours(_gmm(n_components="auto", covariance_type="diag"))
+    found["GMM('auto') raw draws"] = Ours(_gmm(n_components="auto"), bounds=None)
+    return found
 
 
 # ---------------------------------------------------------------------- metrics
