@@ -278,7 +278,7 @@ def _vae(**fixed):
 
 
 #: the call the user guide recommends for synthetic tables
-RECOMMENDED = None
+RECOMMENDED = "GaussianMixtureDensity(n_components='auto')"
 
 
 def generators(mode: str) -> dict:
@@ -292,8 +292,10 @@ def generators(mode: str) -> dict:
             "SDV CTGAN": SDV("CTGANSynthesizer", **short),
         })
     found.update({
+        RECOMMENDED: Ours(_gmm(n_components="auto")),
         "GaussianMixtureDensity()": Ours(_gmm()),
         "GaussianMixtureDensity(16)": Ours(_gmm(n_components=16)),
+        "GaussianMixtureDensity(64)": Ours(_gmm(n_components=64)),
         "VariationalAutoencoder()": Ours(_vae(**({"max_iter": 3} if mode == "smoke" else {}))),
     })
     return found
@@ -311,6 +313,14 @@ def explored(mode: str) -> dict:
     found["GMM('auto', tol=1e-2)"] = Ours(_gmm(n_components="auto", tol=1e-2))
     found["GMM('auto', level_prior=1)"] = Ours(_gmm(n_components="auto", level_prior=1.0))
     found["GMM('auto', diag)"] = Ours(_gmm(n_components="auto", covariance_type="diag"))
+    for k in (64, 128):
+        found[f"GMM({k}, n_init=3)"] = Ours(_gmm(n_components=k, n_init=3))
+        found[f"GMM({k}, level_prior=0.01)"] = Ours(_gmm(n_components=k, level_prior=0.01))
+        found[f"GMM({k}, level_prior=1)"] = Ours(_gmm(n_components=k, level_prior=1.0))
+        found[f"GMM({k}, diag)"] = Ours(_gmm(n_components=k, covariance_type="diag"))
+        found[f"GMM({k}, tol=1e-2)"] = Ours(_gmm(n_components=k, tol=1e-2))
+    found["GMM(128)"] = Ours(_gmm(n_components=128))
+    found["GMM(256, diag)"] = Ours(_gmm(n_components=256, covariance_type="diag"))
     found["GMM('auto') raw draws"] = Ours(_gmm(n_components="auto"), bounds=None)
     return found
 

@@ -416,6 +416,12 @@ def fit_wrapped_on_blocks(wrapper, X, estimator, default, needs_memory=()):
     wrapper.estimator_ = clone_with_verbose(estimator, getattr(wrapper, "verbose", 0)).fit(data)
 
 
+def _same_rows(rows: np.ndarray) -> bool:
+    """Whether every row equals the first (NaN equal to NaN)."""
+    first = rows[:1]
+    return bool(((rows == first) | (np.isnan(rows) & np.isnan(first))).all())
+
+
 def _empty_dtype(schema, name):
     """A dtype that holds only missing cells of the column ``name`` (for given frames)."""
     return np.float64 if schema.types[schema.names.index(name)] in NUMERIC_TYPES else object
@@ -1210,6 +1216,10 @@ class GenerativeModel(
 
     #: whether ``fit`` and the evaluation methods accept NaN (missing entries)
     _supports_missing = False
+    #: whether ``_impute(x, n_draws)`` gives independent draws of ``p(missing | x)`` (so
+    #: rows sharing one condition are drawn from one row's conditional at once);
+    #: importance resampling reuses its particles and is not
+    _independent_imputation_draws = False
     #: whether ``offset_`` waits for its first use (models whose scores are costly)
     _defer_offset = False
     #: the training dtype of ``dtype="auto"`` (evaluation is float64): float32 for
@@ -1620,10 +1630,17 @@ class GenerativeModel(
         failure = None
         if rows.size:
             try:
-                filled = self._evaluate(
-                    lambda x: self._impute(x, 1, generator)[:, 0], partial[rows],
-                    row_bytes=self._impute_row_bytes(partial.shape[1], 1),
-                )
+                if rows.size > 1 and self._independent_imputation_draws and _same_rows(partial[rows]):
+                    # one condition shared by every row (given a dict): one conditional, its draws
+                    filled = self._evaluate(
+                        lambda x: self._impute(x, rows.size, generator), partial[rows[:1]],
+                        row_bytes=self._impute_row_bytes(partial.shape[1], rows.size),
+                    )[0]
+                else:
+                    filled = self._evaluate(
+                        lambda x: self._impute(x, 1, generator)[:, 0], partial[rows],
+                        row_bytes=self._impute_row_bytes(partial.shape[1], 1),
+                    )
                 out[rows] = np.where(drawn[rows], filled, partial[rows])
             except RuntimeError as error:  # torch.multinomial of NaN probabilities
                 failure = error

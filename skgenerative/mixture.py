@@ -376,6 +376,32 @@ class GaussianConditionals(NamedTuple):
         missing = (A.diagonal(dim1=-2, dim2=-1) == 0).to(A.dtype)  # (P, K, D)
         return (S - S @ A @ S) * (missing.unsqueeze(-1) * missing.unsqueeze(-2))
 
+    def conditional_factors(self) -> torch.Tensor:
+        """Factors ``F`` (P, K, D, D) with ``F F^T = Cov[x_m | x_o, k]``, zero outside the
+        missing block (full and tied covariances).
+
+        With the observed entries ordered first, the Cholesky factor of the joint
+        covariance is ``[[L_oo, 0], [L_mo, L_mm]]`` and ``L_mm L_mm^T`` is the Schur
+        complement ``S_mm - S_mo S_oo^{-1} S_om``: the conditional's factor without the
+        subtraction, which loses positive definiteness to rounding when the observed
+        entries explain the missing ones almost exactly (many components, duplicated
+        values). ``F`` is ``L_mm`` put back in the columns' order.
+        """
+        S, A = self.covariances, self.inverse
+        n_patterns, d = A.shape[0], A.shape[-1]
+        k = S.shape[0]
+        missing = A[:, 0].diagonal(dim1=-2, dim2=-1) == 0  # (P, D)
+        order = torch.argsort(missing.to(torch.int8), dim=1, stable=True)  # observed first
+        rows = order[:, None, :, None].expand(n_patterns, k, d, d)
+        cols = order[:, None, None, :].expand(n_patterns, k, d, d)
+        joint = torch.gather(torch.gather(S.expand(n_patterns, k, d, d), 2, rows), 3, cols)
+        tail = torch.gather(missing, 1, order).to(S.dtype)  # the missing entries, last
+        factor = torch.linalg.cholesky(joint) * (tail[:, None, :, None] * tail[:, None, None, :])
+        back = torch.argsort(order, dim=1)
+        rows = back[:, None, :, None].expand(n_patterns, k, d, d)
+        cols = back[:, None, None, :].expand(n_patterns, k, d, d)
+        return torch.gather(torch.gather(factor, 2, rows), 3, cols)
+
     def weighted_second_moments(self, resp: torch.Tensor, covariance_type: str) -> torch.Tensor:
         """``sum_i r_ik (x^_ik x^_ik^T + C_ik)`` per component (full), summed over them
         (tied), or its diagonal (diag, spherical).
@@ -516,11 +542,11 @@ def draw_conditional_mixture(
     n, d = X.shape
     n_draws = choice.shape[1]
     out = torch.zeros(n, n_draws, d, dtype=X.dtype, device=X.device)
-    filled, conditional = conditionals.filled, conditionals.conditional_covariances()
+    filled = conditionals.filled
     if covariance_type in ("full", "tied"):
-        # the identity on the observed block keeps the factorisation defined
-        observed = (conditionals.inverse.diagonal(dim1=-2, dim2=-1) != 0).to(X.dtype)
-        factors = torch.linalg.cholesky(conditional + torch.diag_embed(observed))
+        factors = conditionals.conditional_factors()  # from the joint's Cholesky: no subtraction
+    else:
+        conditional = conditionals.conditional_covariances()
     for k in range(filled.shape[1]):
         z = torch.randn(n, n_draws, d, generator=generator, dtype=X.dtype, device=X.device)
         if covariance_type in ("full", "tied"):
@@ -1427,6 +1453,7 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
     }
 
     _supports_missing = True
+    _independent_imputation_draws = True  # exact conditionals: draws are independent
     _supported_column_types = frozenset(COLUMN_TYPES)
     _column_families = {**FAMILIES, "positive": ZeroInflatedLogNormal}
     _em_divergence_hint = "scale the input or increase reg_covar"
