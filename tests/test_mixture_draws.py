@@ -105,3 +105,32 @@ def test_a_shared_condition_with_many_components_on_adult_is_fast_enough_to_run(
     rows = model.sample(3000, random_state=0, given={"age": 37, "hours_per_week": 40})
     assert (rows["age"] == 37).all() and (rows["hours_per_week"] == 40).all()
     assert rows["fnlwgt"].between(df["fnlwgt"].min(), df["fnlwgt"].max()).all()
+
+
+def test_a_dask_fitted_model_records_what_sample_needs():
+    """A fit on a dask DataFrame records the observed ranges, decimals, frequent values
+    (the zeros) and holes as the in-memory fit does, so its samples stay in range."""
+    dd = pytest.importorskip("dask.dataframe")
+    df = _table(n=4000, seed=1)
+    df["count"] = np.random.RandomState(2).poisson(3, len(df)).astype(np.int64)
+    df.loc[df.index[::7], "y"] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # amounts declared positive: a zero is a point mass (inferred, they would be real)
+        params = dict(random_state=0, column_types={"amount": "positive"})
+        memory = GaussianMixtureDensity(4, **params).fit(df)
+        lazy = GaussianMixtureDensity(4, **params).fit(dd.from_pandas(df, npartitions=4))
+    a, b = memory.schema_.observed, lazy.schema_.observed
+    assert b and a["ranges"] == b["ranges"] and a["decimals"] == b["decimals"] and a["n_rows"] == b["n_rows"]
+    np.testing.assert_array_equal(a["missing"][0], b["missing"][0])
+    np.testing.assert_array_equal(a["missing"][1], b["missing"][1])
+    zeros = dict(zip(*b["frequent"]["amount"][:2]))
+    assert zeros[0.0] == (df["amount"] == 0).sum()
+    rows = lazy.sample(5000, random_state=0)
+    for column in ("x", "y", "amount", "count"):
+        assert rows[column].between(df[column].min(), df[column].max()).all(), column
+    assert (rows["amount"] == 0).mean() == pytest.approx((df["amount"] == 0).mean(), abs=0.03)
+    assert rows["count"].dtype == np.int64
+    assert np.allclose(rows["amount"], rows["amount"].round(2))
+    holes = lazy.sample(5000, random_state=0, missing=True)
+    assert holes["y"].isna().mean() == pytest.approx(1 / 7, abs=0.02)
