@@ -538,8 +538,39 @@ def combined(entries: list) -> str:
     return "\n".join(md)
 
 
+def speed_note(entry: dict) -> str:
+    rows = {r["generator"]: r for r in entry["rows"]}
+    tvae = rows.get("SDV TVAE", {}).get("median_s")
+    lines = [f"- TVAE / {name}: {tvae / r['median_s']:.1f}x" for name, r in rows.items()
+             if name != "SDV TVAE" and isinstance(tvae, float) and isinstance(r.get("median_s"), float)]
+    return "Fit + sample, medians of interleaved repeats in one process (the load hits every side alike):\n\n" + \
+        "\n".join(lines)
+
+
+def speed(table: Table, seed: int, repeats: int, mode: str) -> tuple[list, list]:
+    """fit + sample of the recommended call, GMM(64) and TVAE, interleaved."""
+    from _common import interleaved
+
+    found = generators(mode)
+    chosen = {name: found[name] for name in (RECOMMENDED, "GaussianMixtureDensity(64)", "SDV TVAE") if name in found}
+
+    def run(synthesizer):
+        def go():
+            seed_everything(seed)
+            synthesizer.fit(table, seed)
+            return synthesizer.sample(len(table.train), seed)
+        return go
+
+    runs = interleaved({name: run(s) for name, s in chosen.items()}, repeats)
+    rows = [{"generator": name, "median_s": r.median if r.error is None else FAILED,
+             "seconds": r.seconds} for name, r in runs.items()]
+    return rows, [f"{name}: {r.error}" for name, r in runs.items() if r.error]
+
+
 FIGURES = {
     "synthesizers": Figure("Synthetic tables: skgenerative against SDV", combine=combined),
+    "speed": Figure("Fit + sample: the recommended call against TVAE, interleaved", ["generator", "median_s", "seconds"],
+                    note=speed_note),
     "explore": Figure("Mixture configurations explored for the recommended call", combine=combined),
 }
 
@@ -556,6 +587,9 @@ def main(argv=None):
     parser.add_argument("--explore", action="store_true", help="the mixture configurations explored (own figure)")
     parser.add_argument("--full-peers", action="store_true", help="run SDV's CTGAN and TVAE on adult_full too")
     parser.add_argument("--threads", default="1", help="thread setting of every generator: 1 (default), 2, default")
+    parser.add_argument("--speed", action="store_true",
+                        help="only the interleaved fit+sample timing of the recommended call against TVAE (adult)")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats of --speed (default 2; smoke 1)")
     args = parser.parse_args(argv)
     mode = run_mode(args)
     seeds = args.seeds if args.seeds is not None else pick(mode, [0, 1, 2], [0], [0])
@@ -573,6 +607,16 @@ def main(argv=None):
     if importlib.util.find_spec("sdmetrics") is None:
         print("skipped: sdmetrics is not installed (pip install -e '.[benchmark]')")
         return
+    if args.speed or mode == "smoke":
+        table = load("adult", rows, seeds[0])
+        repeats = args.repeats or pick(mode, 2, 1, 1)
+        with threads(args.threads), LoadMonitor() as load_monitor:
+            out, failures = speed(table, seeds[0], repeats, mode)
+        results.record("speed", {"table": "adult"}, {"rows": rows, "seed": seeds[0], "repeats": repeats,
+                                                    "threads": args.threads, "recommended": RECOMMENDED},
+                       out, load_monitor, failures)
+        if args.speed:
+            return
     figure = "explore" if args.explore else "synthesizers"
     found = explored(mode) if args.explore else generators(mode)
     unknown = set(args.only or ()) - set(found) - {REAL}
