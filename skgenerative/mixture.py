@@ -1409,10 +1409,11 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
 
     ``n_components="auto"`` uses held-out log-likelihood rather than BIC: BIC counts
     parameters, and with the family blocks a component carries a level table per
-    discrete column (about 80 parameters per component on the Adult table), so BIC
-    stops at a few components where held-out rows still gain from more; held-out
-    likelihood measures what a model is used for (new rows), needs no parameter
-    count, and works the same on a dask collection (the source's ``split``).
+    discrete column (71 parameters per component on the Adult table), so BIC stops
+    earlier than held-out rows gain (on 3000 Adult rows BIC is lowest at 16
+    components, the held-out log-likelihood highest at 32); held-out likelihood
+    measures what a model is used for (new rows), needs no parameter count, and
+    works the same on a dask collection (the source's ``split``).
 
     References
     ----------
