@@ -511,26 +511,22 @@ def combined(entries: list) -> str:
         real = next((e for e in group if e["variant"]["generator"] == REAL), None)
         extra = sorted({k for e in group for r in e["rows"] for k in r if k.startswith("tstr_")})
         columns = METRICS + [(k, k.replace("tstr_", "TSTR ")) for k in extra] + AFTER
-        tvae = next((summary(e) for e in group if e["variant"]["generator"] == "SDV TVAE"), None)
-        tvae_s = (tvae["fit_s"] + tvae["sample_s"]) if tvae and all(
-            isinstance(tvae.get(k), float) for k in ("fit_s", "sample_s")) else None
         settings = (real or group[0])["settings"]
         md += [f"### {table_name}", "",
                f"{settings.get('n_train', '?')} training rows, {settings.get('n_test', '?')} held-out rows, "
-               f"seeds {settings.get('seeds')}; TSTR target {settings.get('target')}. Means over the seeds.", "",
-               "| generator | " + " | ".join(label for _, label in columns) + " | fit+sample vs TVAE | seeds | run |",
-               "|" + "---|" * (len(columns) + 4)]
+               f"seeds {settings.get('seeds')}; TSTR target {settings.get('target')}. Means over the seeds. "
+               "Seconds are each entry's own, at its own load (the run column): compare speed in the "
+               "interleaved figure below.", "",
+               "| generator | " + " | ".join(label for _, label in columns) + " | seeds | run |",
+               "|" + "---|" * (len(columns) + 3)]
         for e in group:
             s = summary(e)
             name = e["variant"]["generator"]
             if name == e["settings"].get("recommended"):
                 name = f"**{name}**"
-            total = s.get("fit_s", 0) + s.get("sample_s", 0) if all(
-                isinstance(s.get(k), float) for k in ("fit_s", "sample_s")) else None
-            speed = f"{tvae_s / total:.1f}x" if tvae_s and total else ""
             seeds = ",".join(str(r.get("seed", "?")) for r in e["rows"])
             md.append("| " + " | ".join([name] + [_cell(k, s.get(k)) for k, _ in columns]
-                                        + [speed, seeds, short_run(e)]) + " |")
+                                        + [seeds, short_run(e)]) + " |")
         failures = [f"- {e['variant']['generator']}: {f}" for e in group for f in e.get("failures", [])]
         if failures:
             md += ["", "Failures:", "", *failures]
