@@ -15,13 +15,12 @@ Every generator fits the training rows and samples as many rows. How each sees t
 - ours get the table as a user holds it: categorical columns as pandas ``category``
   (strings), the ordinal one (Adult's education) as an ordered ``category`` of integers,
   numbers as read (``int64`` where the CSV has whole numbers, ``float64`` otherwise);
-  ``sample`` at its defaults (``bounds="observed"``). Configurations named "declared"
-  also pass ``column_types`` from ``NAME.types.json`` where the schema accepts it
-  (``count`` for whole numbers >= 0, ``positive`` only where every value is above 0:
-  HI-VAE's "positive" columns with zeros stay real);
+  ``sample`` at its defaults (``bounds="observed"``);
 - SDV gets plain columns, as it reads a CSV: strings for categorical and ordinal columns,
   numbers as read, with metadata that says which is which; its synthesizers at their
-  defaults (``enforce_min_max_values`` and ``enforce_rounding`` on).
+  defaults (``enforce_min_max_values`` and ``enforce_rounding`` on). The smoke run
+  gives TVAE and CTGAN one epoch (it checks the code, not the figures) and runs
+  none of SDV when it is not installed.
 
 Metrics, every generator on the same rows (a "canonical" copy of each table: discrete
 columns as categories of strings, numbers as float64):
@@ -31,8 +30,8 @@ columns as categories of strings, numbers as float64):
   native) telling the training rows from the synthetic ones; 0.5 = indistinguishable;
 - TSTR: balanced accuracy on the held-out rows of ``HistGradientBoostingClassifier``
   trained on the synthetic rows to predict ``relationship`` (Adult, 6 levels) or
-  ``quality`` (Wine, 3 to 9 as classes), against the same classifier trained on the real
-  training rows ("real" in the table);
+  ``quality`` (Wine, 3 to 9 as classes; also ``color``), against the same classifier
+  trained on the real training rows (the "real rows" line);
 - log-lik: ``score`` of the held-out rows (mean log-density per row, nats, numbers in the
   table's units; an importance-weighted bound for the VAE); ours only;
 - DCR share: for each synthetic row (at most 5000), its distance to the closest training
@@ -40,38 +39,36 @@ columns as categories of strings, numbers as float64):
   and held-out rows; the share closer to a training row, ties counting half. 0.5 means
   the synthetic rows are no closer to the rows the model saw than to rows it did not.
   Distance (Gower's, with ranks): each number replaced by its mid-rank in the training
-  column divided by the number of rows (so 0.1 = a tenth of the rows lie between two
-  values, robust to heavy tails such as capital gains), absolute differences; a discrete
-  column adds 1 when the levels differ; the sum divided by the number of columns (0 to 1);
-- copies: share of synthetic rows equal in every column to some training row; "real" is
-  the same share among the held-out rows (Adult has duplicate rows of its own);
-- fit s, sample s: wall-clock seconds, every generator at the same torch thread count
-  (``--threads``, default 1: on a shared 2-core machine two spinning threads per process
-  stall, and SDV's TVAE took 269 s instead of about 15 s for 1000 rows); load average
-  before each run in the JSON. The metrics' classifiers run at one OpenMP thread (they
-  are not timed; on a loaded 2-core machine their spinning threads slow them 30-fold).
+  column divided by the number of rows, absolute differences; a discrete column adds 1
+  when the levels differ; the sum divided by the number of columns (0 to 1);
+- copies: share of synthetic rows equal in every column to some training row; on the
+  "real rows" line the same share among the held-out rows (Adult has duplicates of its own);
+- fit s, sample s: wall-clock seconds, every generator at the same thread setting
+  (``--threads``, default 1: torch and the BLAS at one thread; on a shared 2-core machine
+  two spinning threads per process stall); the load average of each entry is in the JSON
+  and in the table. The metrics' classifiers run at one OpenMP thread (not timed).
 
-A run that raises is recorded as failed, with its error, and its cell reads "failed" in
-the Markdown (never averaged away with the seeds that worked).
+A seed that raises is recorded as failed, with its error, and its cells read "failed"
+(never averaged away with the seeds that worked).
 
-    python benchmarks/bench_synth.py                 # adult, wine, adult_full; seeds 0 1 2
+    python benchmarks/bench_synth.py                 # adult, wine (3 seeds), adult_full (seed 0)
     python benchmarks/bench_synth.py --quick         # 1000 training rows, seed 0, no adult_full
-    python benchmarks/bench_synth.py --explore       # also the mixture configurations explored
+    python benchmarks/bench_synth.py --explore       # the mixture configurations explored (own figure)
     python benchmarks/bench_synth.py --tables adult_full --full-peers --seeds 0
+    python benchmarks/bench_synth.py --only "SDV TVAE"   # rerun some; the others' entries are kept
+
+Results merge into ``results/synth.json`` and ``synth.md``: one entry per table and
+generator (the "real rows" line is an entry too).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
+import importlib.util
 import json
-import os
-import platform
 import random
-import subprocess
 import sys
 import time
-import traceback
 import warnings
 from pathlib import Path
 
@@ -83,17 +80,13 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    FAILED, MIXED, Figure, LoadMonitor, Results, add_run_arguments, attempt, mean_or_failed, pick, run_mode,
+    short_run, threads,
+)
 
-import skgenerative  # noqa: E402
 from skgenerative import GaussianMixtureDensity, VariationalAutoencoder  # noqa: E402
 
-# ../shared/data/mixed beside the repository (also from a worktree one level deeper)
-MIXED = Path(os.environ.get("SKGENERATIVE_MIXED", next(
-    (p / "shared" / "data" / "mixed" for p in Path(__file__).resolve().parents[2:4]
-     if (p / "shared" / "data" / "mixed").is_dir()),
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "mixed",
-)))
 #: TSTR targets: the first is the table's "tstr"; others are reported as "tstr_<column>"
 TARGETS = {"adult": ["relationship"], "wine": ["quality", "color"]}
 DISCRETE = ("categorical", "ordinal")
@@ -177,62 +170,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class Families:
-    """Per-column families emulated in the data, to preview what the mixture's family blocks give.
+def load(name: str, rows: int, seed: int) -> Table:
+    source = "adult" if name.startswith("adult") else name
+    types = json.loads((MIXED / f"{source}.types.json").read_text())
+    df = pd.read_csv(MIXED / f"{source}.csv").dropna().reset_index(drop=True)
+    for column, kind in types.items():
+        if kind == "categorical":
+            df[column] = df[column].astype(str).astype("category")
+        elif kind == "ordinal":
+            levels = sorted(pd.unique(df[column]))
+            df[column] = pd.Categorical(df[column], categories=levels, ordered=True)
+    order = np.random.RandomState(seed).permutation(len(df))
+    n_train = int(round(0.7 * len(df)))
+    train, test = df.iloc[order[:n_train]], df.iloc[order[n_train:]]
+    if not name.endswith("_full"):
+        train, test = train.iloc[:rows], test.iloc[:rows]
+    return Table(name, source, types, train.reset_index(drop=True), test.reset_index(drop=True))
 
-    Not a generator of its own: a transform around one of ours (configurations named
-    "families"). A ``positive`` column of ``types.json`` above 0 everywhere enters as
-    ``log x`` (a log-normal inside each Gaussian component); one with zeros (Adult's
-    capital gains, Wine's citric acid) as a hurdle: a bool column ``x > 0`` (its
-    probability per component) and ``log x``, missing where ``x = 0`` (marginalised
-    exactly by the mixture), so each component holds a point mass at 0 and a log-normal
-    above it. Sampled rows go back through ``exp``, to 0 where the indicator is False,
-    and to the column's training range and decimal places. Held-out log-likelihoods get
-    the Jacobian ``- sum log x`` of the cells above 0, so they are in the table's units.
-    """
 
-    def __init__(self, table: Table):
-        from skgenerative._schema import _decimal_places
-
-        positive = [c for c, t in table.types.items() if t == "positive"]
-        self.logged = [c for c in positive if (table.train[c] > 0).all()]
-        self.hurdles = [c for c in positive if c not in self.logged and (table.train[c] >= 0).all()]
-        self.dtypes = table.train.dtypes
-        self.ranges = {c: (table.train[c].min(), table.train[c].max()) for c in self.logged + self.hurdles}
-        self.decimals = {c: _decimal_places(table.train[c].to_numpy(dtype=float)) for c in self.ranges}
-
-    def forward(self, frame: pd.DataFrame) -> pd.DataFrame:
-        out = frame.copy()
-        for c in self.logged:
-            out[c] = np.log(frame[c].astype(float))
-        for c in self.hurdles:
-            above = frame[c].to_numpy(dtype=float) > 0
-            with np.errstate(divide="ignore"):
-                out[c] = np.where(above, np.log(frame[c].to_numpy(dtype=float)), np.nan)
-            out[f"{c} > 0"] = above
-        return out
-
-    def inverse(self, frame: pd.DataFrame) -> pd.DataFrame:
-        out = frame[[c for c in self.dtypes.index]].copy()
-        for c in self.logged + self.hurdles:
-            values = np.exp(frame[c].to_numpy(dtype=float))
-            if c in self.hurdles:
-                values = np.where(frame[f"{c} > 0"].to_numpy(dtype=bool), values, 0.0)
-            lo, hi = self.ranges[c]
-            values = np.clip(values, lo if c in self.logged else 0.0, hi)
-            if self.decimals[c] is not None:
-                values = np.round(values, self.decimals[c])
-            out[c] = values.astype(self.dtypes[c]) if self.dtypes[c].kind != "i" else np.rint(values).astype(self.dtypes[c])
-        return out
-
-    def log_jacobian(self, frame: pd.DataFrame) -> float:
-        """Mean over rows of ``- sum log x`` over the transformed cells above 0."""
-        total = np.zeros(len(frame))
-        for c in self.logged + self.hurdles:
-            values = frame[c].to_numpy(dtype=float)
-            with np.errstate(divide="ignore"):
-                total -= np.where(values > 0, np.log(np.where(values > 0, values, 1.0)), 0.0)
-        return float(total.mean())
+# ------------------------------------------------------------------- generators
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 class Ours:
@@ -240,30 +200,33 @@ class Ours:
 
     kind = "ours"
 
-    def __init__(self, make, declared: bool = False, families: bool = False, **sample_params):
-        self.make, self.declared, self.families, self.sample_params = make, declared, families, sample_params
+    def __init__(self, make, declared: bool = False, **sample_params):
+        self.make, self.declared, self.sample_params = make, declared, sample_params
 
     def fit(self, table: Table, seed: int):
         params = {"random_state": seed}
         if self.declared:
             params["column_types"] = table.declared_types()
         self.model = self.make(**params)
-        self.transform = Families(table) if self.families else None
-        train = self.transform.forward(table.train) if self.transform else table.train
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.model.fit(train)
+            self.model.fit(table.train)
 
     def sample(self, n: int, seed: int) -> pd.DataFrame:
-        rows = self.model.sample(n, random_state=seed, **self.sample_params)
-        return self.transform.inverse(rows) if self.transform else rows
+        return self.model.sample(n, random_state=seed, **self.sample_params)
 
     def log_likelihood(self, table: Table) -> float:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if self.transform is None:
-                return float(self.model.score(table.test))
-            return float(self.model.score(self.transform.forward(table.test))) + self.transform.log_jacobian(table.test)
+            return float(self.model.score(table.test))
+
+    def settings(self) -> dict:
+        params = self.model.get_params()
+        out = {k: v for k, v in params.items() if k in (
+            "n_components", "covariance_type", "covariance_prior", "n_init", "level_prior", "column_types")}
+        if hasattr(self.model, "n_components_"):
+            out["n_components_"] = int(self.model.n_components_)
+        return {**out, **{f"sample_{k}": v for k, v in self.sample_params.items()}}
 
 
 class SDV:
@@ -271,8 +234,8 @@ class SDV:
 
     kind = "peer"
 
-    def __init__(self, class_name: str):
-        self.class_name = class_name
+    def __init__(self, class_name: str, **params):
+        self.class_name, self.params = class_name, params
 
     def fit(self, table: Table, seed: int):
         from sdv.metadata import Metadata
@@ -280,7 +243,7 @@ class SDV:
 
         metadata = Metadata.load_from_dict({"tables": {table.source: table.sdv_metadata_dict()}})
         seed_everything(seed)
-        self.model = getattr(sdv.single_table, self.class_name)(metadata)
+        self.model = getattr(sdv.single_table, self.class_name)(metadata, **self.params)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.model.fit(self._data(table.source, table.for_sdv(table.train)))
@@ -302,44 +265,63 @@ class SDV:
     def log_likelihood(self, table: Table):
         return None  # SDV's synthesizers give no likelihood
 
+    def settings(self) -> dict:
+        return {"sdv": self.class_name, **self.params}
+
 
 def _gmm(**fixed):
     return lambda **params: GaussianMixtureDensity(**{**fixed, **params})
 
 
-def generators(explore: bool, quick: bool) -> dict:
-    """name -> synthesizer; the defaults and peers always, the explored configurations with ``explore``."""
-    found = {
-        "SDV GaussianCopula": SDV("GaussianCopulaSynthesizer"),
-        "SDV TVAE": SDV("TVAESynthesizer"),
-        "SDV CTGAN": SDV("CTGANSynthesizer"),
+def _vae(**fixed):
+    return lambda **params: VariationalAutoencoder(**{**fixed, **params})
+
+
+#: the call the user guide recommends for synthetic tables
+RECOMMENDED = "GaussianMixtureDensity(n_components='auto')"
+
+
+def generators(mode: str) -> dict:
+    """name -> synthesizer: the peers (SDV, when installed) and ours at their defaults."""
+    found = {}
+    if importlib.util.find_spec("sdv") is not None:
+        short = {"epochs": 1} if mode == "smoke" else {}
+        found.update({
+            "SDV GaussianCopula": SDV("GaussianCopulaSynthesizer"),
+            "SDV TVAE": SDV("TVAESynthesizer", **short),
+            "SDV CTGAN": SDV("CTGANSynthesizer", **short),
+        })
+    found.update({
+        RECOMMENDED: Ours(_gmm(n_components="auto")),
         "GaussianMixtureDensity()": Ours(_gmm()),
         "GaussianMixtureDensity(16)": Ours(_gmm(n_components=16)),
-        "VariationalAutoencoder()": Ours(VariationalAutoencoder),
-    }
-    if explore:
-        found.update({
-            "GMM(16) raw draws": Ours(_gmm(n_components=16), bounds=None),
-            "GMM(16) declared": Ours(_gmm(n_components=16), declared=True),
-            "GMM(32)": Ours(_gmm(n_components=32)),
-            "GMM(64)": Ours(_gmm(n_components=64)),
-            "GMM(32, cov_prior=2)": Ours(_gmm(n_components=32, covariance_prior=2.0)),
-            "GMM(64, cov_prior=2)": Ours(_gmm(n_components=64, covariance_prior=2.0)),
-            "GMM(32, diag)": Ours(_gmm(n_components=32, covariance_type="diag")),
-            "GMM(64, diag)": Ours(_gmm(n_components=64, covariance_type="diag")),
-            "GMM(128, diag)": Ours(_gmm(n_components=128, covariance_type="diag")),
-            "GMM(32, tied)": Ours(_gmm(n_components=32, covariance_type="tied")),
-            "GMM(32, level_prior=1)": Ours(_gmm(n_components=32, level_prior=1.0)),
-            "GMM(32, level_prior=0.01)": Ours(_gmm(n_components=32, level_prior=0.01)),
-            "GMM(32) declared": Ours(_gmm(n_components=32), declared=True),
-            "GMM(16) families": Ours(_gmm(n_components=16), families=True),
-            "GMM(32) families": Ours(_gmm(n_components=32), families=True),
-            "GMM(64) families": Ours(_gmm(n_components=64), families=True),
-            "GMM(32, cov_prior=2) families": Ours(_gmm(n_components=32, covariance_prior=2.0), families=True),
-            "GMM(64, diag) families": Ours(_gmm(n_components=64, covariance_type="diag"), families=True),
-            "GMM(128, diag) families": Ours(_gmm(n_components=128, covariance_type="diag"), families=True),
-            "GMM(32, n_init=3)": Ours(_gmm(n_components=32, n_init=3)),
-        })
+        "GaussianMixtureDensity(64)": Ours(_gmm(n_components=64)),
+        "VariationalAutoencoder()": Ours(_vae(**({"max_iter": 3} if mode == "smoke" else {}))),
+    })
+    return found
+
+
+def explored(mode: str) -> dict:
+    """The mixture configurations explored for the recommended call (``--explore``)."""
+    found = {}
+    for k in ("auto", 16, 32, 64):
+        for prior in (0.0, 2.0, 10.0):
+            name = f"GMM({k!r}" + (f", covariance_prior={prior:g}" if prior else "") + ")"
+            found[name] = Ours(_gmm(n_components=k, covariance_prior=prior))
+    found["GMM('auto', n_init=3)"] = Ours(_gmm(n_components="auto", n_init=3))
+    found["GMM('auto', covariance_prior=2, n_init=3)"] = Ours(_gmm(n_components="auto", covariance_prior=2.0, n_init=3))
+    found["GMM('auto', tol=1e-2)"] = Ours(_gmm(n_components="auto", tol=1e-2))
+    found["GMM('auto', level_prior=1)"] = Ours(_gmm(n_components="auto", level_prior=1.0))
+    found["GMM('auto', diag)"] = Ours(_gmm(n_components="auto", covariance_type="diag"))
+    for k in (64, 128):
+        found[f"GMM({k}, n_init=3)"] = Ours(_gmm(n_components=k, n_init=3))
+        found[f"GMM({k}, level_prior=0.01)"] = Ours(_gmm(n_components=k, level_prior=0.01))
+        found[f"GMM({k}, level_prior=1)"] = Ours(_gmm(n_components=k, level_prior=1.0))
+        found[f"GMM({k}, diag)"] = Ours(_gmm(n_components=k, covariance_type="diag"))
+        found[f"GMM({k}, tol=1e-2)"] = Ours(_gmm(n_components=k, tol=1e-2))
+    found["GMM(128)"] = Ours(_gmm(n_components=128))
+    found["GMM(256, diag)"] = Ours(_gmm(n_components=256, covariance_type="diag"))
+    found["GMM('auto') raw draws"] = Ours(_gmm(n_components="auto"), bounds=None)
     return found
 
 
@@ -448,7 +430,6 @@ def metric_threads():
 
 
 def run_one(table: Table, synthesizer, seed: int, real_canonical, test_canonical) -> dict:
-    load_before = os.getloadavg()
     seed_everything(seed)
     start = time.perf_counter()
     synthesizer.fit(table, seed)
@@ -459,6 +440,7 @@ def run_one(table: Table, synthesizer, seed: int, real_canonical, test_canonical
     synthetic_canonical = table.canonical(synthetic)
     with metric_threads():
         result = {
+            "seed": seed,
             **quality(table, real_canonical, synthetic_canonical),
             "detection_auc": detection_auc(real_canonical, synthetic_canonical, seed),
             "tstr": tstr(table, synthetic_canonical, test_canonical, seed),
@@ -466,21 +448,23 @@ def run_one(table: Table, synthesizer, seed: int, real_canonical, test_canonical
             "dcr_share": dcr_share(table, real_canonical, test_canonical, synthetic_canonical, seed),
             "copies": copy_rate(real_canonical, synthetic_canonical),
         }
-    result.update({
-        "fit_s": fit_s,
-        "sample_s": sample_s,
-        "load_before": list(load_before),
-        "torch_threads": torch.get_num_threads(),
-    })
+    result.update({"fit_s": fit_s, "sample_s": sample_s})
     loglik = synthesizer.log_likelihood(table)
     if loglik is not None:
         result["loglik"] = loglik
+    result["model"] = synthesizer.settings()
     if isinstance(synthesizer, Ours):
-        params = synthesizer.model.get_params()
-        result["params"] = {k: v for k, v in params.items() if k in ("n_components", "covariance_type",
-                            "covariance_prior", "level_prior", "column_types")}
         result["usable"] = usable_rows(table, synthetic)
     return result
+
+
+def real_rows(table: Table, seed: int, real_canonical, test_canonical) -> dict:
+    """The classifier trained on the real training rows, and copies among held-out rows."""
+    with metric_threads():
+        return {"seed": seed, "tstr": tstr(table, real_canonical, test_canonical, seed),
+                **{f"tstr_{t}": tstr(table, real_canonical, test_canonical, seed, t) for t in table.targets[1:]},
+                "copies": copy_rate(real_canonical, test_canonical),
+                "n_train": len(table.train), "n_test": len(table.test)}
 
 
 def usable_rows(table: Table, synthetic: pd.DataFrame) -> dict:
@@ -496,176 +480,181 @@ def usable_rows(table: Table, synthetic: pd.DataFrame) -> dict:
     return out
 
 
-def summarise(name: str, runs: list) -> dict:
-    """Mean per metric over the seeds; ``failed`` when any seed failed."""
-    failed = [r for r in runs if "error" in r]
-    if failed:
-        return {"failed": f"{len(failed)} of {len(runs)} seed(s): {failed[0]['error'].splitlines()[-1][:200]}"}
-    metrics = [k for k, v in runs[0].items() if isinstance(v, float)]
-    return {k: float(np.mean([r[k] for r in runs])) for k in metrics} | (
-        {f"{k}_std": float(np.std([r[k] for r in runs])) for k in metrics} if len(runs) > 1 else {})
+# -------------------------------------------------------------------- report
+METRICS = [("shapes", "shapes"), ("pairs", "pair trends"), ("detection_auc", "detection AUC"), ("tstr", "TSTR")]
+AFTER = [("loglik", "log-lik"), ("dcr_share", "DCR share"), ("copies", "copies"), ("fit_s", "fit s"),
+         ("sample_s", "sample s")]
+REAL = "real rows"
 
 
-COLUMNS = [("shapes", "shapes", 3), ("pairs", "pair trends", 3), ("detection_auc", "detection AUC", 3),
-           ("tstr", "TSTR", 3), ("loglik", "log-lik", 2), ("dcr_share", "DCR share", 3),
-           ("copies", "copies", 4), ("fit_s", "fit s", 2), ("sample_s", "sample s", 2)]
+def summary(entry: dict) -> dict:
+    """Mean per metric over the seeds; "failed" when any seed failed."""
+    rows = entry["rows"]
+    keys = list(dict.fromkeys(k for r in rows if isinstance(r, dict) for k, v in r.items()
+                              if isinstance(v, (int, float)) and k not in ("seed", "n_train", "n_test")))
+    return {k: mean_or_failed(r.get(k, FAILED) if "error" not in r else FAILED for r in rows) for k in keys}
 
 
-#: metrics shown with their standard deviation over the seeds
-SPREAD = ("shapes", "pairs", "detection_auc", "tstr", "dcr_share")
+def _cell(key: str, value) -> str:
+    if not isinstance(value, float):
+        return "" if value is None else str(value)
+    return f"{value:.{4 if key == 'copies' else 2 if key in ('loglik', 'fit_s', 'sample_s') else 3}f}"
 
 
-def markdown(results: dict, real: dict, settings: dict) -> str:
-    lines = [
-        "# Synthetic tables: skgenerative against SDV (issue #22)",
-        "",
-        f"Date {settings['date']}, commit {settings['commit']}, seeds {settings['seeds']}. "
-        f"Machine: {settings['machine']}; load average at start {settings['load_start']}, at end "
-        f"{settings['load_end']} (a shared machine: times are indicative). Versions: {settings['versions']}.",
-        "",
-        "Metrics (see the script's docstring): SDMetrics QualityReport column shapes and pair trends "
-        "(higher is better); detection AUC of a boosted classifier telling training rows from synthetic "
-        "ones (0.5 best); TSTR balanced accuracy on held-out rows of a classifier trained on synthetic "
-        "rows (\"real\": trained on the real training rows); log-lik of held-out rows (nats per row, ours "
-        "only; a bound for the VAE); DCR share (0.5 = no memorisation); copies: share of synthetic rows "
-        "equal to a training row (\"real\": held-out rows equal to a training row); wall-clock seconds. "
-        "Means over the seeds (± their standard deviation); \"failed\" when any seed failed.",
-    ]
-    for table_name, by_generator in results.items():
-        r = real[table_name]
-        extra = [k for k in r if k.startswith("tstr_")]
-        columns = COLUMNS[:4] + [(k, k.replace("tstr_", "TSTR "), 3) for k in extra] + COLUMNS[4:]
-        lines += ["", f"## {table_name}: {r['n_train']} training rows, {r['n_test']} held-out rows; "
-                  f"TSTR target {r['target']}", "",
-                  f"Real rows: TSTR (train on real) {r['tstr']:.3f}"
-                  + "".join(f", {k.replace('tstr_', 'TSTR ')} {r[k]:.3f}" for k in extra)
-                  + f"; copies among held-out rows {r['copies']:.4f}.", ""]
-        header = ["generator"] + [label for _, label, _ in columns] + ["fit+sample vs TVAE"]
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        tvae = by_generator.get("SDV TVAE", {})
-        tvae_time = tvae.get("fit_s", np.nan) + tvae.get("sample_s", np.nan) if "failed" not in tvae else np.nan
-        for name, summary in by_generator.items():
-            if "failed" in summary:
-                lines.append("| " + " | ".join([name] + ["failed"] * (len(header) - 1)) + " |")
-                continue
-            cells = [name]
-            for key, _, digits in columns:
-                value, spread = summary.get(key), summary.get(f"{key}_std")
-                if value is None:
-                    cells.append("-")
-                elif spread is not None and key in SPREAD:
-                    cells.append(f"{value:.{digits}f} ± {spread:.{digits}f}")
-                else:
-                    cells.append(f"{value:.{digits}f}")
-            total = summary["fit_s"] + summary["sample_s"]
-            cells.append(f"{tvae_time / total:.1f}x faster" if np.isfinite(tvae_time) and total > 0 else "-")
-            lines.append("| " + " | ".join(cells) + " |")
-        failures = [f"{n}: {s['failed']}" for n, s in by_generator.items() if "failed" in s]
+def combined(entries: list) -> str:
+    md = []
+    order = {name: i for i, name in enumerate(["adult", "wine", "adult_full"])}
+    for table_name in sorted({e["variant"]["table"] for e in entries}, key=lambda t: order.get(t, 99)):
+        group = [e for e in entries if e["variant"]["table"] == table_name]
+        group.sort(key=lambda e: ({"real": 0, "peer": 1}.get(e["settings"].get("kind"), 2),
+                                  e["variant"]["generator"] != e["settings"].get("recommended")))
+        real = next((e for e in group if e["variant"]["generator"] == REAL), None)
+        extra = sorted({k for e in group for r in e["rows"] for k in r if k.startswith("tstr_")})
+        columns = METRICS + [(k, k.replace("tstr_", "TSTR ")) for k in extra] + AFTER
+        settings = (real or group[0])["settings"]
+        md += [f"### {table_name}", "",
+               f"{settings.get('n_train', '?')} training rows, {settings.get('n_test', '?')} held-out rows, "
+               f"seeds {settings.get('seeds')}; TSTR target {settings.get('target')}. Means over the seeds. "
+               "Seconds are each entry's own, at its own load (the run column): compare speed in the "
+               "interleaved figure below.", "",
+               "| generator | " + " | ".join(label for _, label in columns) + " | seeds | run |",
+               "|" + "---|" * (len(columns) + 3)]
+        for e in group:
+            s = summary(e)
+            name = e["variant"]["generator"]
+            if name == e["settings"].get("recommended"):
+                name = f"**{name}**"
+            seeds = ",".join(str(r.get("seed", "?")) for r in e["rows"])
+            md.append("| " + " | ".join([name] + [_cell(k, s.get(k)) for k, _ in columns]
+                                        + [seeds, short_run(e)]) + " |")
+        failures = [f"- {e['variant']['generator']}: {f}" for e in group for f in e.get("failures", [])]
         if failures:
-            lines += ["", "Failed: " + "; ".join(failures)]
-    return "\n".join(lines)
+            md += ["", "Failures:", "", *failures]
+        md.append("")
+    return "\n".join(md)
 
 
-def versions() -> dict:
-    out = {"python": platform.python_version(), "skgenerative": skgenerative.__version__}
-    for package in ("numpy", "pandas", "sklearn", "torch", "sdv", "sdmetrics", "ctgan", "rdt", "copulas"):
-        try:
-            out[package] = __import__(package).__version__
-        except Exception:  # noqa: BLE001 - a peer not installed is reported, not fatal
-            out[package] = None
-    return out
+def speed_note(entry: dict) -> str:
+    rows = {r["generator"]: r for r in entry["rows"]}
+    tvae = rows.get("SDV TVAE", {}).get("median_s")
+    lines = [f"- TVAE / {name}: {tvae / r['median_s']:.1f}x" for name, r in rows.items()
+             if name != "SDV TVAE" and isinstance(tvae, float) and isinstance(r.get("median_s"), float)]
+    return "Fit + sample, medians of interleaved repeats in one process (the load hits every side alike):\n\n" + \
+        "\n".join(lines)
 
 
-def commit() -> str:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+def speed(table: Table, seed: int, repeats: int, mode: str) -> tuple[list, list]:
+    """fit + sample of the recommended call, GMM(64) and TVAE, interleaved."""
+    from _common import interleaved
+
+    found = generators(mode)
+    chosen = {name: found[name] for name in (RECOMMENDED, "GaussianMixtureDensity(64)", "SDV TVAE") if name in found}
+
+    def run(synthesizer):
+        def go():
+            seed_everything(seed)
+            synthesizer.fit(table, seed)
+            return synthesizer.sample(len(table.train), seed)
+        return go
+
+    runs = interleaved({name: run(s) for name, s in chosen.items()}, repeats)
+    rows = [{"generator": name, "median_s": r.median if r.error is None else FAILED,
+             "seconds": r.seconds} for name, r in runs.items()]
+    return rows, [f"{name}: {r.error}" for name, r in runs.items() if r.error]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="1000 training rows, seed 0, adult and wine only")
-    parser.add_argument("--seeds", type=int, nargs="*", default=None)
+FIGURES = {
+    "synthesizers": Figure("Synthetic tables: skgenerative against SDV", combine=combined),
+    "speed": Figure("Fit + sample: the recommended call against TVAE, interleaved", ["generator", "median_s", "seconds"],
+                    note=speed_note),
+    "explore": Figure("Mixture configurations explored for the recommended call", combine=combined),
+}
+
+
+# ---------------------------------------------------------------------- main
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_run_arguments(parser, "1000 training rows, seed 0, adult and wine only")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--rows", type=int, default=None, help="training rows of adult and wine (default 3000)")
-    parser.add_argument("--tables", nargs="*", default=None, help="adult, wine, adult_full")
-    parser.add_argument("--only", nargs="*", help="generator names to run")
-    parser.add_argument("--explore", action="store_true", help="also the mixture configurations explored")
+    parser.add_argument("--tables", nargs="+", default=None, help="adult, wine, adult_full")
+    parser.add_argument("--full-seeds", type=int, nargs="+", default=[0], help="seeds of adult_full")
+    parser.add_argument("--only", nargs="+", help="generator names to run (the others' saved entries are kept)")
+    parser.add_argument("--explore", action="store_true", help="the mixture configurations explored (own figure)")
     parser.add_argument("--full-peers", action="store_true", help="run SDV's CTGAN and TVAE on adult_full too")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads of every generator, ours and SDV's (default 1; 0: torch's default)")
-    parser.add_argument("--name", default=None, help="results file name (default synth[_quick][_explore])")
-    parser.add_argument("--rewrite", metavar="NAME", help="only write results/NAME.md again from results/NAME.json")
-    args = parser.parse_args()
-    if args.rewrite:
-        from _common import RESULTS
-
-        saved = json.loads((RESULTS / f"{args.rewrite}.json").read_text())
-        (RESULTS / f"{args.rewrite}.md").write_text(markdown(saved["results"], saved["real"], saved["settings"]) + "\n")
-        return
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
-    rows = args.rows or (1000 if args.quick else 3000)
-    tables = args.tables or (["adult", "wine"] if args.quick else ["adult", "wine", "adult_full"])
+    parser.add_argument("--threads", default="1", help="thread setting of every generator: 1 (default), 2, default")
+    parser.add_argument("--speed", action="store_true",
+                        help="only the interleaved fit+sample timing of the recommended call against TVAE (adult)")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats of --speed (default 2; smoke 1)")
+    args = parser.parse_args(argv)
+    mode = run_mode(args)
+    seeds = args.seeds if args.seeds is not None else pick(mode, [0, 1, 2], [0], [0])
+    rows = args.rows or pick(mode, 3000, 1000, 200)
+    tables = args.tables or pick(mode, ["adult", "wine", "adult_full"], ["adult", "wine"], ["adult", "wine"])
     tables = [t for t in tables if (MIXED / f"{t.split('_')[0]}.csv").exists()]
+    results = Results("synth", args, title="Synthetic tables: skgenerative against SDV (issue #22)",
+                      about=__doc__.split("    python")[0].split("\n\n", 1)[1], figures=FIGURES)
+    if args.report:
+        return results.save()
     if not tables:
-        print(f"skipped: no mixed tables in {MIXED}")
+        print(f"skipped: no mixed tables in {MIXED}; set SKGENERATIVE_DATA (the folder holding mixed/) "
+              "or SKGENERATIVE_MIXED.")
         return
-    try:
-        import sdmetrics  # noqa: F401 - the quality metrics; SDV's synthesizers fail alone without sdv
-    except ImportError:
+    if importlib.util.find_spec("sdmetrics") is None:
         print("skipped: sdmetrics is not installed (pip install -e '.[benchmark]')")
         return
-    found = generators(args.explore, args.quick)
-    if args.only:
-        found = {n: g for n, g in found.items() if n in args.only}
-    settings = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit(), "seeds": seeds, "rows": rows, "tables": tables, "quick": args.quick,
-        "full_peers": args.full_peers, "threads": torch.get_num_threads(),
-        "load_start": [round(v, 2) for v in os.getloadavg()], "versions": versions(), "machine": machine(),
-        "split": "complete rows, shuffled by the seed, 70% training / 30% held out",
-        "dcr_rows": DCR_ROWS,
-    }
-    results, real, runs = {}, {}, {}
+    if args.speed or mode == "smoke":
+        table = load("adult", rows, seeds[0])
+        repeats = args.repeats or pick(mode, 2, 1, 1)
+        with threads(args.threads), LoadMonitor() as load_monitor:
+            out, failures = speed(table, seeds[0], repeats, mode)
+        results.record("speed", {"table": "adult"}, {"rows": rows, "seed": seeds[0], "repeats": repeats,
+                                                    "threads": args.threads, "recommended": RECOMMENDED},
+                       out, load_monitor, failures)
+        if args.speed:
+            return
+    figure = "explore" if args.explore else "synthesizers"
+    found = explored(mode) if args.explore else generators(mode)
+    unknown = set(args.only or ()) - set(found) - {REAL}
+    if unknown:
+        raise SystemExit(f"unknown generators {sorted(unknown)}; known: {list(found)}")
+    if not args.explore:
+        found = {REAL: None, **found}
     for table_name in tables:
-        for seed in seeds:
+        table_seeds = args.full_seeds if table_name.endswith("_full") else seeds
+        data = {}
+        for seed in table_seeds:
             table = load(table_name, rows, seed)
-            real_canonical, test_canonical = table.canonical(table.train), table.canonical(table.test)
-            real.setdefault(table_name, {"n_train": len(table.train), "n_test": len(table.test),
-                                         "target": table.target, "tstr": [], "copies": [],
-                                         **{f"tstr_{t}": [] for t in table.targets[1:]}})
-            with metric_threads():
-                real[table_name]["tstr"].append(tstr(table, real_canonical, test_canonical, seed))
-                for t in table.targets[1:]:
-                    real[table_name][f"tstr_{t}"].append(tstr(table, real_canonical, test_canonical, seed, t))
-                real[table_name]["copies"].append(copy_rate(real_canonical, test_canonical))
-            for name, synthesizer in found.items():
-                if table_name.endswith("_full") and name in ("SDV TVAE", "SDV CTGAN") and not args.full_peers:
-                    continue
-                try:
-                    result = run_one(table, synthesizer, seed, real_canonical, test_canonical)
-                except Exception:  # report, never hide, a failing generator
-                    result = {"error": traceback.format_exc()}
-                    print(f"  {name} failed on {table_name} (seed {seed}):\n{result['error']}", flush=True)
-                runs.setdefault(table_name, {}).setdefault(name, []).append({"seed": seed, **result})
-                if "error" not in result:
-                    print(f"{table_name} seed {seed} {name}: " + ", ".join(
-                        f"{k} {v:.3f}" for k, v in result.items() if isinstance(v, float)), flush=True)
-        real[table_name] = {k: float(np.mean(v)) if isinstance(v, list) else v
-                            for k, v in real[table_name].items()}
-        results[table_name] = {name: summarise(name, r) for name, r in runs[table_name].items()}
-    settings["load_end"] = [round(v, 2) for v in os.getloadavg()]
-    md = markdown(results, real, settings)
-    print("\n" + md)
-    name = args.name or ("synth" + ("_quick" if args.quick else "") + ("_explore" if args.explore else ""))
-    write_results(name, {"settings": settings, "real": real, "results": results, "runs": runs}, md)
+            data[seed] = (table, table.canonical(table.train), table.canonical(table.test))
+        table = data[table_seeds[0]][0]
+        base = {"table": table_name, "seeds": table_seeds, "rows": rows, "n_train": len(table.train),
+                "n_test": len(table.test), "target": table.target, "threads": args.threads,
+                "split": "complete rows, shuffled by the seed, 70% training / 30% held out",
+                "dcr_rows": DCR_ROWS, "recommended": RECOMMENDED}
+        for name, synthesizer in found.items():
+            if args.only and name not in args.only:
+                continue
+            if table_name.endswith("_full") and name in ("SDV TVAE", "SDV CTGAN") and not args.full_peers:
+                continue
+            kind = "real" if synthesizer is None else synthesizer.kind
+            out, failures = [], []
+            with threads(args.threads), LoadMonitor() as load_monitor:
+                for seed, (table, real_canonical, test_canonical) in data.items():
+                    if synthesizer is None:
+                        run = lambda: real_rows(table, seed, real_canonical, test_canonical)  # noqa: E731
+                    else:
+                        run = lambda: run_one(table, synthesizer, seed, real_canonical, test_canonical)  # noqa: E731
+                    result, error = attempt(run)
+                    if error is not None:
+                        print(f"  {name} failed on {table_name} (seed {seed}): {error}", flush=True)
+                        failures.append(f"seed {seed}: {error}")
+                        result = {"seed": seed, "error": error}
+                    else:
+                        print(f"{table_name} seed {seed} {name}: " + ", ".join(
+                            f"{k} {v:.3f}" for k, v in result.items() if isinstance(v, float)), flush=True)
+                    out.append(result)
+            results.record(figure, {"table": table_name, "generator": name}, {**base, "kind": kind},
+                           out, load_monitor, failures)
 
 
 if __name__ == "__main__":

@@ -460,8 +460,55 @@ def dask_mixed(files: Files):
             "sizes (load " + "-".join(f"{v:.1f}" for v in dict.fromkeys([loads[0], loads[-1]])) + ")", entries)
 
 
+
+def _seed_mean(entry: dict, key: str):
+    """Mean of a metric over an entry's seeds; "failed" when a seed failed or lacks it."""
+    values = [r.get(key) for r in entry["rows"]]
+    if not values or any(not isinstance(v, (int, float)) for v in values):
+        return FAILED
+    return sum(values) / len(values)
+
+
+def synth(files: Files):
+    entries = files.all("synth", "synthesizers")
+    peer_cell, ours_cell, result, used, names = [], [], [], [], []
+    for table in ("adult", "wine", "adult_full"):
+        group = [e for e in entries if e["variant"]["table"] == table]
+        ours = next((e for e in group if e["variant"]["generator"] == e["settings"].get("recommended")), None)
+        peers = [e for e in group if e["settings"].get("kind") == "peer"]
+        real = next((e for e in group if e["settings"].get("kind") == "real"), None)
+        if ours is None or not peers:
+            continue
+        pairs = [v for v in (_seed_mean(e, "pairs") for e in peers) if isinstance(v, float)]
+        detection = [v for v in (_seed_mean(e, "detection_auc") for e in peers) if isinstance(v, float)]
+        peer_cell.append(f"{table}: pair trends {num(max(pairs)) if pairs else FAILED}, detection AUC "
+                         f"{num(min(detection)) if detection else FAILED} (best of {len(peers)})")
+        ours_cell.append(f"{table}: pair trends {num(_seed_mean(ours, 'pairs'))}, detection AUC "
+                         f"{num(_seed_mean(ours, 'detection_auc'))}, TSTR {num(_seed_mean(ours, 'tstr'))} "
+                         f"(real rows {num(_seed_mean(real, 'tstr')) if real else '-'})")
+        names.append(table)
+        recommended = ours["variant"]["generator"]
+        used += [ours, *peers] + ([real] if real else [])
+    if not used:
+        return None
+    timing = files.get("synth", "speed", table="adult")
+    if timing is not None:
+        rows = {r["generator"]: r["median_s"] for r in timing["rows"]}
+        tvae, ours = rows.get("SDV TVAE"), rows.get(recommended)
+        if isinstance(tvae, float) and isinstance(ours, float):
+            result.append(f"fit+sample on adult ({timing['settings']['rows']} rows), TVAE / ours "
+                          + headline(times(tvae / ours), timing)
+                          + f" ({threads_label(timing['settings']['threads'])}, {load(timing)})")
+            used.append(timing)
+    s = used[0]["settings"]
+    return (f"synthetic tables ({', '.join(names)}; {s['rows']} training rows, seeds "
+            f"{', '.join(map(str, s['seeds']))}; adult_full every row) (`bench_synth.py`)",
+            "SDV GaussianCopula, TVAE, CTGAN (defaults)", "; ".join(peer_cell),
+            f"`{recommended}`: " + "; ".join(ours_cell), "; ".join(result) or "-", used)
+
+
 ROWS = (foundation_gmm, foundation_ppca, foundation_memory, rbm, vae_speed, vae_digits, flow_vae, adbench, impute,
-        mixed, defaults_vae, defaults_rbm, defaults_gmm, dask, dask_mixed)
+        mixed, synth, defaults_vae, defaults_rbm, defaults_gmm, dask, dask_mixed)
 
 
 def machines(entries: list[dict]) -> str:

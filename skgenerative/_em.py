@@ -99,6 +99,10 @@ class EMModel:
     def _em_expectation_parameters(self, data, params):
         return params
 
+    def _em_summary(self) -> str:
+        """What the model adds to the summary line of a fit (e.g. a choice it made)."""
+        return ""
+
     def _em_e_step(self, data, params) -> tuple[float, Statistics]:
         """The mean log-likelihood at ``params`` and the statistics of all the data."""
         statistics = data.e_step(self._em_expectation_parameters(data, params))
@@ -111,7 +115,7 @@ class EMModel:
         return bound, statistics
 
     def _em_fit(self, data, *, n_init: int, max_iter: int, tol: float, warm_start: bool = False,
-                generator: torch.Generator | None = None) -> None:
+                generator: torch.Generator | None = None, verbose: int | None = None) -> None:
         """Run EM from ``n_init`` starts (one when warm starting); keep the best.
 
         Each iteration is an E-step (the bound at the current parameters) followed by an
@@ -124,11 +128,13 @@ class EMModel:
         best, best_bound, best_bounds, best_iter, best_converged = None, -math.inf, [], 0, False
         # a bar over all iterations where someone watches; a line each (and one per
         # initialization) at verbose >= 2, so verbose=1 leaves the summary line alone
+        verbose = self.verbose if verbose is None else max(int(verbose), 0)
         progress = Progress(type(self).__name__, "EM iteration", n_init * max_iter or None,
-                            self.verbose, line_level=2, log=lambda line: self._log(line, 1))
+                            verbose, line_level=2, log=lambda line: verbose >= 1 and self._log(line, 1))
         with progress:
             for init in range(n_init):
-                self._log(f"Initialization {init}", 2)
+                if verbose >= 2:
+                    self._log(f"Initialization {init}", 2)
                 params = self._em_initialize(data, generator) if do_init else self._em_resume(data)
                 bound = -math.inf if do_init else self.lower_bound_
                 bounds, converged, n_iter = [], False, 0
@@ -146,14 +152,15 @@ class EMModel:
                     if abs(change) < tol:
                         converged = True
                         break
-                self._log(f"Initialization {'converged' if converged else 'did not converge'}: "
-                          f"lower bound {bound:.6f}", 2)
+                if verbose >= 2:
+                    self._log(f"Initialization {'converged' if converged else 'did not converge'}: "
+                              f"lower bound {bound:.6f}", 2)
                 if bound > best_bound or best_bound == -math.inf:
                     best, best_bound, best_bounds, best_iter, best_converged = params, bound, bounds, n_iter, converged
             progress.close(
                 f"{n_init} initialization{'s' if n_init != 1 else ''}, best lower bound "
                 f"{best_bound:.6f} ({'converged' if best_converged else 'not converged'} "
-                f"after {best_iter} iteration{'s' if best_iter != 1 else ''})"
+                f"after {best_iter} iteration{'s' if best_iter != 1 else ''})" + self._em_summary()
             )
 
         if not best_converged and max_iter > 0:

@@ -264,6 +264,13 @@ class TableSchema:
         values and pattern counts added (a value frequent in neither part alone is
         not kept).
         """
+        now = self.observed_of(X)
+        observed = merge_observed(self.observed, now) if merge and self.observed else now
+        return dataclasses.replace(self, observed=observed)
+
+    def observed_of(self, X: np.ndarray) -> dict:
+        """What the encoded rows ``X`` show (see :meth:`with_observed`), for one part of
+        the rows: a dask collection's blocks each give one, merged by :func:`merge_observed`."""
         ranges, decimals, frequent = {}, {}, {}
         for j in self.numeric_columns:
             values = X[:, j]
@@ -277,36 +284,14 @@ class TableSchema:
                 decimals[name] = places
             distinct, counts = np.unique(values, return_counts=True)
             shared = counts >= FREQUENT_MIN_ROWS
-            frequent[name] = (distinct[shared], counts[shared], values.size)
+            frequent[name] = (distinct[shared].astype(np.float64), counts[shared], values.size)
         holes = np.isnan(X)
         missing = None
         if holes.any():
             patterns, counts = np.unique(holes, axis=0, return_counts=True)
             missing = (patterns, counts.astype(np.int64))
-        n_rows = X.shape[0]
-        before = self.observed if merge else {}
-        if before:  # a grid serves the union when it serves every part that had values
-            old_ranges, old_decimals = before.get("ranges", {}), before.get("decimals", {})
-            joined, grid = {}, {}
-            for name in set(ranges) | set(old_ranges):
-                parts = [r for r in (ranges.get(name), old_ranges.get(name)) if r is not None]
-                joined[name] = (min(p[0] for p in parts), max(p[1] for p in parts))
-                places = [d.get(name) for d, r in ((decimals, ranges), (old_decimals, old_ranges)) if name in r]
-                if None not in places:
-                    grid[name] = max(places)
-            ranges, decimals = joined, grid
-            for name, (values, counts, total) in before.get("frequent", {}).items():
-                if name in frequent:  # values frequent in either part (rare ones are not kept)
-                    now_values, now_counts, now_total = frequent[name]
-                    merged = pd.Series(counts, index=values).add(pd.Series(now_counts, index=now_values), fill_value=0)
-                    frequent[name] = (merged.index.to_numpy(dtype=np.float64), merged.to_numpy(np.int64), total + now_total)
-                else:
-                    frequent[name] = (values, counts, total)
-            missing = _merged_patterns(before.get("missing"), missing, before.get("n_rows", 0), n_rows)
-            n_rows += before.get("n_rows", 0)
-        observed = {"ranges": ranges, "decimals": decimals, "frequent": frequent,
-                    "missing": missing, "n_rows": n_rows}
-        return dataclasses.replace(self, observed=observed)
+        return {"ranges": ranges, "decimals": decimals, "frequent": frequent,
+                "missing": missing, "n_rows": int(X.shape[0])}
 
     # ------------------------------------------------------ rows to sample
     def limits(self, bounds="observed") -> "SampleLimits":
@@ -678,6 +663,37 @@ def _warn_if_identifier(series: pd.Series, name: str) -> None:
         IdentifierColumnWarning,
         stacklevel=5,
     )
+
+
+def merge_observed(before: dict | None, now: dict | None) -> dict | None:
+    """What two parts of the rows show together (:meth:`TableSchema.observed_of` of
+    each): ranges joined, the finer of the two grids where both parts had a grid,
+    frequent values' counts added (a value frequent in neither part alone is not
+    kept), missingness patterns' counts added."""
+    if not before:
+        return now
+    if not now:
+        return before
+    ranges, decimals, frequent = now["ranges"], now["decimals"], dict(now["frequent"])
+    old_ranges, old_decimals = before.get("ranges", {}), before.get("decimals", {})
+    joined, grid = {}, {}
+    for name in set(ranges) | set(old_ranges):
+        parts = [r for r in (ranges.get(name), old_ranges.get(name)) if r is not None]
+        joined[name] = (min(p[0] for p in parts), max(p[1] for p in parts))
+        places = [d.get(name) for d, r in ((decimals, ranges), (old_decimals, old_ranges)) if name in r]
+        if None not in places:
+            grid[name] = max(places)
+    for name, (values, counts, total) in before.get("frequent", {}).items():
+        if name in frequent:  # values frequent in either part (rare ones are not kept)
+            now_values, now_counts, now_total = frequent[name]
+            merged = pd.Series(counts, index=values).add(pd.Series(now_counts, index=now_values), fill_value=0)
+            frequent[name] = (merged.index.to_numpy(dtype=np.float64), merged.to_numpy(np.int64), total + now_total)
+        else:
+            frequent[name] = (values, counts, total)
+    n_before, n_now = before.get("n_rows", 0), now["n_rows"]
+    return {"ranges": joined, "decimals": grid, "frequent": frequent,
+            "missing": _merged_patterns(before.get("missing"), now["missing"], n_before, n_now),
+            "n_rows": n_before + n_now}
 
 
 def _merged_patterns(before, now, n_before: int, n_now: int):

@@ -85,7 +85,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._progress import Progress
-from ._schema import DISCRETE_TYPES, NUMERIC_TYPES, TableSchema, is_dataframe, point_levels
+from ._schema import DISCRETE_TYPES, NUMERIC_TYPES, TableSchema, is_dataframe, merge_observed, point_levels
 from ._sources import DaskSource, TensorSource, is_dask_collection, map_rows, quantile
 from ._torch import (
     adaptive_threads,
@@ -414,6 +414,21 @@ def fit_wrapped_on_blocks(wrapper, X, estimator, default, needs_memory=()):
     wrapper._table = table
     data = X if table or meta is None else X.to_dask_array()
     wrapper.estimator_ = clone_with_verbose(estimator, getattr(wrapper, "verbose", 0)).fit(data)
+
+
+def _observed_part(chunk: torch.Tensor, schema: TableSchema) -> dict:
+    """What a chunk of encoded rows shows for ``sample`` (a block task: module level)."""
+    return schema.observed_of(chunk.detach().cpu().double().numpy())
+
+
+def _merge_observed_parts(a: dict | None, b: dict | None) -> dict | None:
+    return merge_observed(a, b)
+
+
+def _same_rows(rows: np.ndarray) -> bool:
+    """Whether every row equals the first (NaN equal to NaN)."""
+    first = rows[:1]
+    return bool(((rows == first) | (np.isnan(rows) & np.isnan(first))).all())
 
 
 def _empty_dtype(schema, name):
@@ -967,7 +982,11 @@ class DataSourceMixin:
         dtype = torch.float32 if head_X.dtype == np.float32 else torch.float64
         source = DaskSource(raw.collection, encode=_BlockValidator(self), dtype=dtype)
         moments = source.column_moments()
-        self.schema_ = dataclasses.replace(self.schema_, n_samples=moments.n_rows)
+        # what sample needs (ranges, decimals, frequent values such as zeros, holes):
+        # one more pass, each block's part merged as the parts of partial_fit are
+        observed = source.reduce(_observed_part, self.schema_, combine=_merge_observed_parts,
+                                 row_bytes=16 * max(1, self.n_features_in_))
+        self.schema_ = dataclasses.replace(self.schema_, n_samples=moments.n_rows, observed=observed)
         if self._supports_missing:
             self._check_no_empty_column(np.where(moments.count.numpy() == 0, np.nan, 0.0)[None, :])
         return source
@@ -1212,6 +1231,10 @@ class GenerativeModel(
 
     #: whether ``fit`` and the evaluation methods accept NaN (missing entries)
     _supports_missing = False
+    #: whether ``_impute(x, n_draws)`` gives independent draws of ``p(missing | x)`` (so
+    #: rows sharing one condition are drawn from one row's conditional at once);
+    #: importance resampling reuses its particles and is not
+    _independent_imputation_draws = False
     #: whether ``offset_`` waits for its first use (models whose scores are costly)
     _defer_offset = False
     #: the training dtype of ``dtype="auto"`` (evaluation is float64): float32 for
@@ -1622,10 +1645,17 @@ class GenerativeModel(
         failure = None
         if rows.size:
             try:
-                filled = self._evaluate(
-                    lambda x: self._impute(x, 1, generator)[:, 0], partial[rows],
-                    row_bytes=self._impute_row_bytes(partial.shape[1], 1),
-                )
+                if rows.size > 1 and self._independent_imputation_draws and _same_rows(partial[rows]):
+                    # one condition shared by every row (given a dict): one conditional, its draws
+                    filled = self._evaluate(
+                        lambda x: self._impute(x, rows.size, generator), partial[rows[:1]],
+                        row_bytes=self._impute_row_bytes(partial.shape[1], rows.size),
+                    )[0]
+                else:
+                    filled = self._evaluate(
+                        lambda x: self._impute(x, 1, generator)[:, 0], partial[rows],
+                        row_bytes=self._impute_row_bytes(partial.shape[1], 1),
+                    )
                 out[rows] = np.where(drawn[rows], filled, partial[rows])
             except RuntimeError as error:  # torch.multinomial of NaN probabilities
                 failure = error
