@@ -72,6 +72,13 @@ def imputers():
     return found
 
 
+def choice(imputer) -> str:
+    """The default's stack, ``components: weight``, and whether the clock cut its search."""
+    stack = ", ".join(f"{e.n_components}: {w:.2f}" for w, e in zip(imputer.weights_, imputer.estimators_))
+    clock = any("time budget" in r["status"] for r in imputer.selection_)
+    return stack + (" (time budget reached)" if clock else "")
+
+
 def masked(X, rate, seed):
     rng = np.random.RandomState(seed)
     mask = rng.rand(*X.shape) < rate
@@ -138,6 +145,12 @@ def _combined(entries) -> str:
             if ratios:
                 md.append("Default GenerativeImputer / best peer: " + ", ".join(
                     f"{c} {r:.3f}" for c, r in ratios.items()) + f" (worst {max(ratios.values()):.3f}).")
+            choices = {r["cell"]: r["choice per seed"] for e in entries if e["variant"]["imputer"] == default
+                       for r in e["rows"] if r.get("choice per seed")}
+            if choices:
+                md += ["", "The default's choice (components: stacking weight; per seed):", ""]
+                md += [f"- {c}: " + "; ".join(v) for c, v in choices.items()]
+                md.append("")
             if FOREST in seconds and seconds[default] > 0:
                 md.append(f"Time {FOREST} / default GenerativeImputer (all cells): "
                           f"{seconds[FOREST] / seconds[default]:.1f}x.")
@@ -174,13 +187,14 @@ def main(argv=None):
                 for data_name, X in tables.items():
                     for rate in RATES:
                         cell = f"{data_name} {int(rate * 100)}%"
-                        errors, seconds = [], []
+                        errors, seconds, choices = [], [], []
                         for seed in seeds:
                             Xm, mask = masked(X, rate, seed)
                             start = time.perf_counter()
                             with warnings.catch_warnings():
                                 warnings.simplefilter("ignore")
-                                filled, error = attempt(lambda: factory(seed).fit_transform(Xm))
+                                imputer = factory(seed)
+                                filled, error = attempt(lambda: imputer.fit_transform(Xm))
                             seconds.append(time.perf_counter() - start)
                             if error:
                                 print(f"  {name} failed on {cell} (seed {seed}): {error}", flush=True)
@@ -188,8 +202,11 @@ def main(argv=None):
                                 errors.append(FAILED)
                             else:
                                 errors.append(float(np.sqrt(np.mean((filled - X)[mask] ** 2))))
+                                if getattr(imputer, "selection_", None):
+                                    choices.append(choice(imputer))
                         rows.append({"cell": cell, "RMSE": mean_or_failed(errors), "RMSE per seed": errors,
-                                     "seconds": float(np.sum(seconds))})
+                                 "seconds": float(np.sum(seconds)),
+                                 **({"choice per seed": choices} if choices else {})})
             print(f"{name} (threads={setting}): " + ", ".join(f"{r['cell']} {_cell(r['RMSE'])}" for r in rows),
                   flush=True)
             results.record("imputers", {"imputer": name, "threads": setting},

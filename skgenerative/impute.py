@@ -204,8 +204,9 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     Parameters
     ----------
     estimator : estimator with ``fit`` and ``impute``, default=None
-        The density model, cloned at fit. ``None`` uses a regularised Gaussian
-        mixture (see Notes), the mixed one on tables with discrete columns. Any
+        The density model, cloned at fit. ``None``: regularised Gaussian mixtures of
+        a capacity chosen from the data (see Notes), the mixed mixture on tables
+        with discrete columns. Any
         skgenerative estimator that accepts NaN (and the table's column types) works.
     sample_posterior : bool, default=False
         Draw each missing entry from the model's conditional distribution instead of
@@ -215,16 +216,35 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         Append ``MissingIndicator`` columns (features with missing values at fit).
     random_state : int, RandomState instance or None, default=None
         Seed of the draws when ``sample_posterior=True``; a fixed seed gives the same
-        draws at every ``transform`` call.
+        draws at every ``transform`` call. At the default on a numeric table it also
+        seeds the held-out folds and the candidates' starts (``None``: 0, so that the
+        default's choice is the same at every fit).
     verbose : int, default=0
         Passed down to the density model (its ``verbose``, or its pipeline steps'):
         ``1`` shows a progress bar of its EM iterations or epochs and a summary line,
-        ``2`` a line per step. ``0`` leaves the model's own setting.
+        ``2`` a line per step. ``0`` leaves the model's own setting. At the default on
+        a numeric table, ``1`` also prints the choice (each candidate's held-out score
+        and weight) and ``2`` a line per candidate.
 
     Attributes
     ----------
     estimator_ : estimator
-        The fitted clone of ``estimator``.
+        The fitted clone of ``estimator``; at the default on a numeric table, the
+        stacked model of the largest weight (``estimators_[0]``).
+    estimators_ : list of estimators
+        The fitted models whose conditionals are pooled (one unless the default
+        stacked several), largest weight first.
+    weights_ : ndarray of shape (n_estimators,)
+        Their stacking weights (sum 1).
+    selection_ : list of dict or None
+        The default's choice on a numeric table in memory, one dict per candidate:
+        ``estimator`` (its repr), ``held_out_conditional_log_likelihood`` (mean over
+        the observed cells of ``log p(x_ij | rest of row i)`` from the folds that
+        left row ``i`` out; None if not tried), ``seconds``, ``status`` ("chosen" for
+        the best alone, "tried", "failed: ...", "not tried (...)", "stopped (...)"),
+        ``weight`` (its stacking weight) and ``weight_kept`` (after dropping weights
+        under 0.01). ``None`` when ``estimator`` was given, on mixed tables, dask
+        input, or fewer than 50 rows.
     indicator_ : sklearn.impute.MissingIndicator or None
     n_features_in_ : int
     feature_names_in_ : ndarray of str
@@ -236,13 +256,33 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
 
     Notes
     -----
-    The default estimator is a two-component Gaussian mixture with full covariances,
-    a conjugate prior worth 2 pseudo-observations and the better of two k-means
-    starts (``GaussianMixtureDensity(2, covariance_prior=2, n_init=2)``). With one
-    component it would be the classical multivariate-normal EM imputer; the second
-    captures clusters and some non-linear structure, and the prior keeps small tables
-    from collapsing a component (without it, more components impute worse). It was
-    chosen on ``benchmarks/bench_impute.py`` with one setting for all datasets.
+    On a numeric table the default is chosen from the data at fit time. Candidates:
+    full-covariance Gaussian mixtures of 1, 2, 3, 4, 6 and 8 components, each with a
+    conjugate covariance prior worth 2 pseudo-observations and the better of two
+    k-means starts (``GaussianMixtureDensity(k, covariance_prior=2, n_init=2)``).
+    Each is fitted on two thirds of the rows and scores the held-out third (3
+    shuffled folds) by ``explain``: ``log p(x_ij | x_i,-j)`` of every observed cell
+    given the rest of its row, the density of exactly what an imputation predicts.
+    Candidates go in order of size; the search stops after two that do not beat the
+    best mean score, or once 30 seconds have passed (``SELECTION_TIME_BUDGET``; on
+    the tables of ``benchmarks/`` it stops on the scores, not the clock). The
+    candidates' held-out cell densities are then stacked (Yao et al., 2018): weights
+    ``w`` maximising ``sum_cells log sum_m w_m p_m(cell | rest)``; the models of
+    weight at least 0.01 are refitted on every row, and a missing cell gets the
+    pooled conditional ``sum_m w_m p_m(x_missing | x_observed)`` (its mean, or a draw
+    with ``sample_posterior=True``). The choice is kept in ``selection_``,
+    ``estimators_`` and ``weights_``, and ``verbose=1`` prints it in one line.
+
+    Why stacking rather than the best candidate: the capacity that imputes best
+    differs from table to table and with the missing rate, and the held-out joint
+    likelihood of rows overrates components that sit on a discrete column (on
+    ``load_diabetes``' sex it chooses 4 components, which impute worse than 1 or
+    2); the pooled conditionals were at least as good as the best single capacity on
+    every cell of ``benchmarks/bench_impute.py`` (the exploration is listed in
+    ``benchmarks/results/impute.md``). With one component it would be the classical
+    multivariate-normal EM imputer. A dask collection (whose blocks are not gathered
+    for held-out folds) and tables under 50 rows get the former fixed default
+    instead, ``GaussianMixtureDensity(2, covariance_prior=2, n_init=2)``.
 
     On a DataFrame with discrete (non-numeric) columns the default is the mixed
     mixture (Gaussians over the numbers times level probabilities, see
@@ -301,6 +341,8 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         meta = getattr(X, "_meta", None)
         self._schema = TableSchema.infer(meta) if is_dataframe(meta) and not self._table else None
         self.indicator_ = None
+        # no held-out folds over blocks: the fixed model (see the Notes)
+        self.selection_, self.estimators_, self.weights_ = None, [self.estimator_], np.ones(1)
         return self
 
     @_fit_context(prefer_skip_nested_validation=False)
