@@ -264,8 +264,9 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     shuffled folds) by ``explain``: ``log p(x_ij | x_i,-j)`` of every observed cell
     given the rest of its row, the density of exactly what an imputation predicts.
     Candidates go in order of size; the search stops after two that do not beat the
-    best mean score, or once 30 seconds have passed (``SELECTION_TIME_BUDGET``; on
-    the tables of ``benchmarks/`` it stops on the scores, not the clock). The
+    best mean score, or once 30 seconds have passed (``SELECTION_TIME_BUDGET``; then
+    the choice depends on the machine's speed and load, and ``selection_`` says which
+    candidates the clock left out). The
     candidates' held-out cell densities are then stacked (Yao et al., 2018): weights
     ``w`` maximising ``sum_cells log sum_m w_m p_m(cell | rest)``; the models of
     weight at least 0.01 are refitted on every row, and a missing cell gets the
