@@ -4,12 +4,20 @@ Datasets: scikit-learn's breast_cancer, wine, diabetes and iris, standardised.
 Entries are masked completely at random at 20% and 50%; each imputer is fitted on
 the masked table and scored by the RMSE on the masked entries (standardised units),
 the mean over seeds 0, 1, 2. Every imputer runs in this one process on the same masks,
-at the libraries' default threading. An imputer that fails on a table, rate and seed
-has a "failed" cell, with the reason listed.
+at each ``--threads`` setting (``default``: the libraries' own threading; ``1``: one
+torch and BLAS thread). An imputer that fails on a table, rate and seed has a "failed"
+cell, with the reason listed.
+
+Peers: scikit-learn's SimpleImputer (mean), KNNImputer (5 neighbours),
+IterativeImputer with BayesianRidge (``max_iter=25``) and with forests:
+``IterativeImputer(ExtraTreesRegressor(n_estimators=100), max_iter=10)`` (one job, as
+scikit-learn's default ``n_jobs=None``). Times are fit + transform, summed over the
+seeds of a cell.
 
     python benchmarks/bench_impute.py            # 3 seeds
     python benchmarks/bench_impute.py --quick    # seed 0 only
     python benchmarks/bench_impute.py --only "GenerativeImputer (default)"
+    python benchmarks/bench_impute.py --threads default 1
 
 Results merge into ``results/impute.json`` and ``impute.md``, one entry per imputer:
 ``--only`` reruns some imputers and keeps the others' saved results.
@@ -33,6 +41,7 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     FAILED, Figure, LoadMonitor, Results, add_run_arguments, attempt, mean_or_failed, pick, run_mode, short_run,
+    thread_variants, threads,
 )
 
 import skgenerative  # noqa: E402
@@ -63,6 +72,13 @@ def imputers():
     return found
 
 
+def choice(imputer) -> str:
+    """The default's stack, ``components: weight``, and whether the clock cut its search."""
+    stack = ", ".join(f"{e.n_components}: {w:.2f}" for w, e in zip(imputer.weights_, imputer.estimators_))
+    clock = any("time budget" in r["status"] for r in imputer.selection_)
+    return stack + (" (time budget reached)" if clock else "")
+
+
 def masked(X, rate, seed):
     rng = np.random.RandomState(seed)
     mask = rng.rand(*X.shape) < rate
@@ -76,11 +92,26 @@ def _cell(value):
 
 
 def combined(entries) -> str:
+    md = []
+    settings = sorted({e["variant"].get("threads", "default") for e in entries})
+    for setting in settings:
+        group = [e for e in entries if e["variant"].get("threads", "default") == setting]
+        if len(settings) > 1 or setting != "default":
+            md += [f"### threads={setting}", ""]
+        md += [_combined(group), ""]
+    return "\n".join(md)
+
+
+FOREST = "IterativeImputer(ExtraTrees)"
+
+
+def _combined(entries) -> str:
     order = list(imputers())
     entries = sorted(entries, key=lambda e: order.index(e["variant"]["imputer"])
                      if e["variant"]["imputer"] in order else len(order))
     cells = list(dict.fromkeys(r["cell"] for e in entries for r in e["rows"]))
     rmse = {e["variant"]["imputer"]: {r["cell"]: r["RMSE"] for r in e["rows"]} for e in entries}
+    seconds = {e["variant"]["imputer"]: sum(r["seconds"] for r in e["rows"]) for e in entries}
     seeds = sorted({tuple(e["settings"]["seeds"]) for e in entries})
     header = ["imputer"] + cells + ["total s", "run"]
     md = [f"RMSE on the masked entries (standardised units), mean over seeds "
@@ -89,7 +120,7 @@ def combined(entries) -> str:
     for e in entries:
         name = e["variant"]["imputer"]
         md.append("| " + " | ".join([name] + [_cell(rmse[name].get(c)) for c in cells]
-                                    + [f"{sum(r['seconds'] for r in e['rows']):.1f}", short_run(e)]) + " |")
+                                    + [f"{seconds[name]:.1f}", short_run(e)]) + " |")
     failures = [f"- {e['variant']['imputer']}: {f}" for e in entries for f in e.get("failures", [])]
     if failures:
         md += ["", "Failures:", "", *failures]
@@ -114,6 +145,15 @@ def combined(entries) -> str:
             if ratios:
                 md.append("Default GenerativeImputer / best peer: " + ", ".join(
                     f"{c} {r:.3f}" for c, r in ratios.items()) + f" (worst {max(ratios.values()):.3f}).")
+            choices = {r["cell"]: r["choice per seed"] for e in entries if e["variant"]["imputer"] == default
+                       for r in e["rows"] if r.get("choice per seed")}
+            if choices:
+                md += ["", "The default's choice (components: stacking weight; per seed):", ""]
+                md += [f"- {c}: " + "; ".join(v) for c, v in choices.items()]
+                md.append("")
+            if FOREST in seconds and seconds[default] > 0:
+                md.append(f"Time {FOREST} / default GenerativeImputer (all cells): "
+                          f"{seconds[FOREST] / seconds[default]:.1f}x.")
     return "\n".join(md)
 
 
@@ -124,6 +164,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_run_arguments(parser, "seed 0 only")
     parser.add_argument("--only", nargs="+", help="imputer names to run (the others' saved results are kept)")
+    parser.add_argument("--threads", nargs="+", default=["default"], help="thread settings: default, 1, 2, ...")
     args = parser.parse_args(argv)
     mode = run_mode(args)
     seeds = pick(mode, [0, 1, 2], [0], [0])
@@ -137,33 +178,40 @@ def main(argv=None):
     if args.report:
         return results.save()
     tables = {name: StandardScaler().fit_transform(DATASETS[name]().data) for name in datasets}
-    for name, (factory, kind) in found.items():
-        if args.only and name not in args.only:
-            continue
-        rows, failures = [], []
-        with LoadMonitor() as load:
-            for data_name, X in tables.items():
-                for rate in RATES:
-                    cell = f"{data_name} {int(rate * 100)}%"
-                    errors, seconds = [], []
-                    for seed in seeds:
-                        Xm, mask = masked(X, rate, seed)
-                        start = time.perf_counter()
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore")
-                            filled, error = attempt(lambda: factory(seed).fit_transform(Xm))
-                        seconds.append(time.perf_counter() - start)
-                        if error:
-                            print(f"  {name} failed on {cell} (seed {seed}): {error}", flush=True)
-                            failures.append(f"{cell}, seed {seed}: {error}")
-                            errors.append(FAILED)
-                        else:
-                            errors.append(float(np.sqrt(np.mean((filled - X)[mask] ** 2))))
-                    rows.append({"cell": cell, "RMSE": mean_or_failed(errors), "RMSE per seed": errors,
-                                 "seconds": float(np.sum(seconds))})
-        print(f"{name}: " + ", ".join(f"{r['cell']} {_cell(r['RMSE'])}" for r in rows), flush=True)
-        results.record("imputers", {"imputer": name}, {"kind": kind, "seeds": seeds, "datasets": datasets,
-                                                       "rates": RATES, "threads": "default"}, rows, load, failures)
+    for setting in thread_variants(args.threads):
+        for name, (factory, kind) in found.items():
+            if args.only and name not in args.only:
+                continue
+            rows, failures = [], []
+            with threads(setting), LoadMonitor() as load:
+                for data_name, X in tables.items():
+                    for rate in RATES:
+                        cell = f"{data_name} {int(rate * 100)}%"
+                        errors, seconds, choices = [], [], []
+                        for seed in seeds:
+                            Xm, mask = masked(X, rate, seed)
+                            start = time.perf_counter()
+                            with warnings.catch_warnings():
+                                warnings.simplefilter("ignore")
+                                imputer = factory(seed)
+                                filled, error = attempt(lambda: imputer.fit_transform(Xm))
+                            seconds.append(time.perf_counter() - start)
+                            if error:
+                                print(f"  {name} failed on {cell} (seed {seed}): {error}", flush=True)
+                                failures.append(f"{cell}, seed {seed}: {error}")
+                                errors.append(FAILED)
+                            else:
+                                errors.append(float(np.sqrt(np.mean((filled - X)[mask] ** 2))))
+                                if getattr(imputer, "selection_", None):
+                                    choices.append(choice(imputer))
+                        rows.append({"cell": cell, "RMSE": mean_or_failed(errors), "RMSE per seed": errors,
+                                 "seconds": float(np.sum(seconds)),
+                                 **({"choice per seed": choices} if choices else {})})
+            print(f"{name} (threads={setting}): " + ", ".join(f"{r['cell']} {_cell(r['RMSE'])}" for r in rows),
+                  flush=True)
+            results.record("imputers", {"imputer": name, "threads": setting},
+                           {"kind": kind, "seeds": seeds, "datasets": datasets, "rates": RATES},
+                           rows, load, failures)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Imputation of mixed tables (Adult, Wine): GenerativeImputer vs mean/mode, missForest, IterativeImputer.
+"""Imputation of mixed tables (Adult, Wine): GenerativeImputer vs mean/mode, missForest, miceforest, IterativeImputer.
 
 Data: ``../shared/data/mixed/{adult,wine}.csv`` with their ``.types.json`` (or the folder
 in ``SKGENERATIVE_MIXED``); skipped cleanly when absent. Categorical columns become
@@ -25,6 +25,13 @@ Imputers, all in this process on the same masks:
   matrix increases for the first time for both column types (returning the
   imputation before), or after ``--mf-iter`` iterations (default 5);
   ``--trees`` trees per forest (default 30), ``max_features="sqrt"`` as the paper;
+- miceforest (LightGBM chained equations; takes pandas categories as they are), when
+  installed (the ``benchmark`` extra; skipped cleanly otherwise): ``ImputationKernel(df,
+  mean_match_candidates=0)`` and ``mice(--mice-iter)`` (default 5), LightGBM at
+  miceforest's default parameters with one thread. No mean matching: the point
+  imputation (a number's prediction, a level's most probable class), what an RMSE and
+  an error rate judge; the default mean matching also fails on Adult (LightGBM gives
+  rare levels probability 0 and the matching's log-odds become infinite);
 - IterativeImputer(ExtraTreesRegressor) on level codes, discrete cells rounded to the
   nearest level (``--trees`` trees, ``max_iter=--ii-iter``, default 5);
 - GenerativeImputer: the default, and mixed Gaussian mixtures with other settings.
@@ -201,6 +208,21 @@ def iterative_extra_trees(holes: pd.DataFrame, types: dict, seed: int, trees: in
     return from_codes(imputer.fit_transform(codes(holes)), holes)
 
 
+def mice_forest(holes: pd.DataFrame, types: dict, seed: int, iterations: int = 5) -> pd.DataFrame:
+    """miceforest without mean matching (see the module docstring)."""
+    import miceforest
+
+    kernel = miceforest.ImputationKernel(holes, mean_match_candidates=0, random_state=seed)
+    kernel.mice(iterations, num_threads=1, verbose=False)
+    return kernel.complete_data()
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def generative(estimator=None):
     def run(holes, types, seed):
         imputer = GenerativeImputer(estimator)
@@ -208,7 +230,7 @@ def generative(estimator=None):
     return run
 
 
-def imputers(trees: int, mf_iter: int, ii_iter: int, neural: bool = False) -> dict:
+def imputers(trees: int, mf_iter: int, ii_iter: int, neural: bool = False, mice_iter: int = 5) -> dict:
     """name -> (function(holes, types, seed), kind).
 
     With ``neural``, every other skgenerative estimator that accepts NaN and
@@ -218,6 +240,8 @@ def imputers(trees: int, mf_iter: int, ii_iter: int, neural: bool = False) -> di
     found = {
         "mean/mode": (mean_mode, "peer"),
         f"missForest ({trees} trees)": (lambda h, t, s: miss_forest(h, t, s, trees, mf_iter), "peer"),
+        **({f"miceforest ({mice_iter} iterations)": (lambda h, t, s: mice_forest(h, t, s, mice_iter), "peer")}
+           if _installed("miceforest") else {}),
         f"IterativeImputer(ExtraTrees {trees})": (
             lambda h, t, s: iterative_extra_trees(h, t, s, trees, ii_iter), "peer"),
         "GenerativeImputer (default)": (generative(), "ours"),
@@ -237,6 +261,18 @@ def imputers(trees: int, mf_iter: int, ii_iter: int, neural: bool = False) -> di
     return found
 
 
+def _peer_versions() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for name in ("miceforest", "lightgbm", "scikit-learn"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 # ------------------------------------------------------------------------ main
 METRICS = ("nrmse", "error", "rank")
 
@@ -250,7 +286,7 @@ def combined(entries) -> str:
     for setting in sorted({e["variant"]["threads"] for e in entries}):
         group = [e for e in entries if e["variant"]["threads"] == setting]
         kinds = {e["variant"]["imputer"]: e["settings"].get("kind") for e in group}
-        prefixes = ("mean/mode", "missForest", "IterativeImputer", "GenerativeImputer (default)", "GenerativeImputer(GMM",
+        prefixes = ("mean/mode", "missForest", "miceforest", "IterativeImputer", "GenerativeImputer (default)", "GenerativeImputer(GMM",
                     "GenerativeImputer(")
         group.sort(key=lambda e: (kinds[e["variant"]["imputer"]] != "peer", next(
             (i for i, p in enumerate(prefixes) if e["variant"]["imputer"].startswith(p)), len(prefixes)),
@@ -264,7 +300,9 @@ def combined(entries) -> str:
         md += [f"### threads={setting}", "",
                f"Rows per table: {settings['rows']} (a fixed subsample). Seeds {settings['seeds']}. Peers' forests: "
                f"{settings['trees']} trees; missForest at most {settings['mf_iter']} iterations, IterativeImputer "
-               f"max_iter={settings['ii_iter']}. NRMSE: RMSE / column std, averaged over numeric columns; error: "
+               f"max_iter={settings['ii_iter']}"
+               + (f"; miceforest {settings['mice_iter']} iterations, no mean matching" if "mice_iter" in settings
+                  else "") + (f" (versions {settings['versions']})" if "versions" in settings else "") + ". NRMSE: RMSE / column std, averaged over numeric columns; error: "
                "share of wrong levels over categorical cells; rank: mean |rank shift| / (levels - 1) over ordinal "
                "cells (Adult's education). Lower is better everywhere; \"failed\": a seed failed in that cell.", "",
                "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -276,16 +314,17 @@ def combined(entries) -> str:
         failures = [f"- {e['variant']['imputer']}: {f}" for e in group for f in e.get("failures", [])]
         if failures:
             md += ["", "Failures:", "", *failures]
-        forest = next((n for n in values if n.startswith("missForest")), None)
         default = "GenerativeImputer (default)"
-        if forest and default in values:
-            md += ["", f"Default GenerativeImputer / {forest} (below 1: ours better):", ""]
+        for peer in [n for n in values if n.startswith(("missForest", "miceforest"))]:
+            if default not in values:
+                break
+            md += ["", f"Default GenerativeImputer / {peer} (below 1: ours better):", ""]
             for c in cells:
-                ours, peer = values[default].get(c, {}), values[forest].get(c, {})
-                ratios = [f"{m} {ours[m] / peer[m]:.3f}" for m in metrics[c]
-                          if isinstance(ours.get(m), float) and isinstance(peer.get(m), float)]
-                speed = (f"; time {forest} / ours {peer['seconds'] / ours['seconds']:.1f}x"
-                         if "seconds" in ours and "seconds" in peer else "")
+                ours, theirs = values[default].get(c, {}), values[peer].get(c, {})
+                ratios = [f"{m} {ours[m] / theirs[m]:.3f}" for m in metrics[c]
+                          if isinstance(ours.get(m), float) and isinstance(theirs.get(m), float)]
+                speed = (f"; time {peer} / ours {theirs['seconds'] / ours['seconds']:.1f}x"
+                         if "seconds" in ours and "seconds" in theirs else "")
                 md.append(f"- {c}: " + (", ".join(ratios) or "no figures to compare") + speed)
         md.append("")
     return "\n".join(md)
@@ -302,6 +341,7 @@ def main(argv=None):
     parser.add_argument("--trees", type=int, default=30, help="trees per forest of the peers")
     parser.add_argument("--mf-iter", type=int, default=5, help="missForest's maximum iterations")
     parser.add_argument("--ii-iter", type=int, default=5, help="IterativeImputer's max_iter")
+    parser.add_argument("--mice-iter", type=int, default=5, help="miceforest's iterations")
     parser.add_argument("--tables", nargs="+", default=["adult", "wine"])
     parser.add_argument("--only", nargs="+", help="imputer names to run (the others' saved results are kept)")
     parser.add_argument("--neural", action="store_true",
@@ -317,7 +357,10 @@ def main(argv=None):
         print(f"skipped: no mixed tables in {MIXED}; set SKGENERATIVE_DATA (the folder holding mixed/) "
               "or SKGENERATIVE_MIXED.")
         return
-    found = imputers(trees, args.mf_iter, args.ii_iter, args.neural)
+    mice_iter = pick(mode, args.mice_iter, args.mice_iter, min(args.mice_iter, 1))
+    if not _installed("miceforest"):
+        print("note: miceforest is not installed (pip install skgenerative[benchmark]); its peer is skipped")
+    found = imputers(trees, args.mf_iter, args.ii_iter, args.neural, mice_iter)
     unknown = set(args.only or ()) - set(found)
     if unknown:
         raise SystemExit(f"unknown imputers {sorted(unknown)}; known: {list(found)}")
@@ -357,7 +400,8 @@ def main(argv=None):
                               + f" ({row['seconds']:.1f}s)", flush=True)
             results.record("imputers", {"imputer": name, "threads": setting},
                            {"kind": kind, "seeds": seeds, "rows": rows, "tables": tables, "trees": trees,
-                            "mf_iter": args.mf_iter, "ii_iter": args.ii_iter, "forest_jobs": 1},
+                            "mf_iter": args.mf_iter, "ii_iter": args.ii_iter, "forest_jobs": 1,
+                            "mice_iter": mice_iter, "versions": _peer_versions()},
                            out, load_monitor, failures)
 
 

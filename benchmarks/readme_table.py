@@ -303,14 +303,17 @@ def adbench(files: Files):
 
 def impute(files: Files):
     entries = files.all("impute", "imputers")
+    setting = lambda e: e["variant"].get("threads", "default")  # noqa: E731
     peers = [e for e in entries if e["settings"].get("kind") == "peer"]
-    default = next((e for e in entries if e["variant"]["imputer"] == "GenerativeImputer (default)"), None)
+    ours_all = [e for e in entries if e["variant"]["imputer"] == "GenerativeImputer (default)"]
+    default = next((e for e in ours_all if setting(e) == "default"), ours_all[0] if ours_all else None)
     if not peers or not default:
         return None
+    peers_here = [e for e in peers if setting(e) == setting(default)] or peers
     cells = [r["cell"] for r in default["rows"]]
     best = {}
     for c in cells:
-        values = [row_by(e["rows"], "cell", c).get("RMSE") for e in peers]
+        values = [row_by(e["rows"], "cell", c).get("RMSE") for e in peers_here]
         best[c] = min(values) if all(isinstance(v, float) for v in values) else None
     ours = {r["cell"]: r["RMSE"] for r in default["rows"]}
     ratios = {c: ours[c] / best[c] for c in cells if isinstance(ours.get(c), float) and best[c]}
@@ -319,44 +322,60 @@ def impute(files: Files):
     worst = max(ratios.values()) if ratios else None
     s = default["settings"]
     text = (f"better in {wins} of {len(cells)} cells" + (f" ({failed} failed)" if failed else "")
-            + (f", worst cell {100 * (worst - 1):.1f}% behind" if worst and worst > 1 else ""))
+            + (f", worst cell {100 * (worst - 1):.1f}% behind" if worst and worst > 1 else "")
+            + (f", best cell {100 * (1 - min(ratios.values())):.1f}% ahead" if ratios else ""))
+    speed = []
+    for ours_entry in ours_all:
+        forest = next((e for e in peers if e["variant"]["imputer"].startswith("IterativeImputer(ExtraTrees")
+                       and setting(e) == setting(ours_entry)), None)
+        if forest:
+            ratio = sum(r["seconds"] for r in forest["rows"]) / sum(r["seconds"] for r in ours_entry["rows"])
+            speed.append(f"time IterativeImputer(ExtraTrees) / ours {ratio:.1f}x "
+                         f"({threads_label(setting(ours_entry))}, {load(ours_entry)})")
     return (f"imputation RMSE, {len(s['datasets'])} tables x {', '.join(f'{int(100 * r)}%' for r in s['rates'])} "
             f"MCAR, seeds {', '.join(map(str, s['seeds']))} (`bench_impute.py`)",
-            f"best of {len(peers)} scikit-learn imputers per cell", "-", "`GenerativeImputer()`", text,
-            [default, *peers])
+            f"best of {len(peers_here)} scikit-learn imputers per cell", "-", "`GenerativeImputer()`",
+            "; ".join([text, *speed]), [*ours_all, *peers])
 
 
 def mixed(files: Files):
     result, peer_cell, ours_cell, used = [], [], [], []
     for setting in ("default", "1"):
-        forest = next((e for e in files.all("mixed", "imputers") if e["variant"]["threads"] == setting
-                       and e["variant"]["imputer"].startswith("missForest")), None)
+        every = [e for e in files.all("mixed", "imputers") if e["variant"]["threads"] == setting]
+        forest = next((e for e in every if e["variant"]["imputer"].startswith("missForest")), None)
+        mice = next((e for e in every if e["variant"]["imputer"].startswith("miceforest")), None)
         ours = files.get("mixed", "imputers", imputer="GenerativeImputer (default)", threads=setting)
         if not forest or not ours:
             continue
-        better = total = 0
-        speed = []
-        for row in ours["rows"]:
-            peer = row_by(forest["rows"], "cell", row["cell"])
-            for metric in ("nrmse", "error", "rank"):
-                if metric in row:
-                    total += 1
-                    if isinstance(row[metric], float) and isinstance(peer.get(metric), float):
-                        better += row[metric] < peer[metric]
-            speed.append(peer["seconds"] / row["seconds"])
         t = threads_label(setting)
         mean_s = lambda e: sum(r["seconds"] for r in e["rows"]) / len(e["rows"])  # noqa: E731
-        peer_cell.append(f"{seconds(mean_s(forest))} per run ({t})")
+        parts = []
+        for name, peer_entry in (("missForest", forest), ("miceforest", mice)):
+            if peer_entry is None:
+                continue
+            better = total = 0
+            speed = []
+            for row in ours["rows"]:
+                peer = row_by(peer_entry["rows"], "cell", row["cell"])
+                for metric in ("nrmse", "error", "rank"):
+                    if metric in row:
+                        total += 1
+                        if isinstance(row[metric], float) and isinstance(peer.get(metric), float):
+                            better += row[metric] <= peer[metric]
+                speed.append(peer["seconds"] / row["seconds"])
+            parts.append(f"at least as good as {name} on {better} of {total} figures; time {name} / ours "
+                         + headline(f"{min(speed):.1f}-{max(speed):.1f}x", ours))
+            peer_cell.append(f"{name} {seconds(mean_s(peer_entry))} per run ({t})")
+            used.append(peer_entry)
         ours_cell.append(f"{seconds(mean_s(ours))} ({t})")
-        result.append(f"better on {better} of {total} figures; time missForest / ours "
-                      + headline(f"{min(speed):.1f}-{max(speed):.1f}x", ours) + f" ({t}, {load(ours)})")
-        used += [ours, forest]
+        result.append("; ".join(parts) + f" ({t}, {load(ours)})")
+        used.append(ours)
     if not used:
         return None
     s = used[0]["settings"]
     return (f"mixed tables ({', '.join(s['tables'])}; {s['rows']} rows), 20%/50% MCAR, seeds "
             f"{', '.join(map(str, s['seeds']))} (`bench_mixed.py`)",
-            f"missForest on scikit-learn forests ({s['trees']} trees)", "; ".join(peer_cell),
+            f"missForest on scikit-learn forests ({s['trees']} trees); miceforest (LightGBM)", "; ".join(peer_cell),
             "`GenerativeImputer()`: " + "; ".join(ours_cell), "; ".join(result), used)
 
 

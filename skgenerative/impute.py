@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, TransformerMixin, _fit_context
 from sklearn.impute import MissingIndicator
 from sklearn.utils._param_validation import HasMethods
@@ -27,9 +30,12 @@ __all__ = ["GenerativeImputer"]
 
 
 def default_imputation_estimator(mixed: bool = False):
-    """The estimator ``GenerativeImputer`` uses when none is given (see its Notes).
+    """The fixed estimator ``GenerativeImputer`` falls back on (see its Notes).
 
-    ``mixed``: the table has discrete (non-numeric) columns.
+    ``mixed``: the table has discrete (non-numeric) columns. On a numeric table held in
+    memory the default chooses among :func:`default_imputation_candidates` instead; this
+    is the model of a dask collection (whose rows are not gathered for held-out folds)
+    and of a mixed table.
     """
     from .mixture import GaussianMixtureDensity
 
@@ -42,6 +48,149 @@ def default_imputation_estimator(mixed: bool = False):
 
 #: components of the default model on tables with discrete columns (see the Notes)
 MIXED_DEFAULT_COMPONENTS = 16
+#: components of the default's candidates on numeric tables, tried in this order
+NUMERIC_CANDIDATE_COMPONENTS = (1, 2, 3, 4, 6, 8)
+#: candidates of smaller stacking weight are dropped (and the others' weights rescaled)
+MIN_STACKING_WEIGHT = 0.01
+#: fewer rows than this: the fixed default, without a choice
+MIN_ROWS_TO_CHOOSE = 50
+#: held-out folds of the default's choice
+SELECTION_FOLDS = 3
+#: the choice stops after this many candidates in a row without a better held-out score
+SELECTION_PATIENCE = 2
+#: seconds: no further candidate is started once the choice has taken this long
+SELECTION_TIME_BUDGET = 30.0
+
+
+def default_imputation_candidates(random_state: int = 0) -> list:
+    """The models the default ``GenerativeImputer`` chooses among on a numeric table.
+
+    Full-covariance Gaussian mixtures of ``NUMERIC_CANDIDATE_COMPONENTS`` components
+    with a conjugate covariance prior worth 2 pseudo-observations and two k-means
+    starts, cheapest first (see ``GenerativeImputer``'s Notes).
+    """
+    from .mixture import GaussianMixtureDensity
+
+    return [GaussianMixtureDensity(k, covariance_prior=2.0, n_init=2, random_state=random_state)
+            for k in NUMERIC_CANDIDATE_COMPONENTS]
+
+
+class _OutOfTime(Exception):
+    """The time budget of a choice ran out between two folds."""
+
+
+def held_out_conditional_log_likelihood(estimator, X: np.ndarray, n_splits: int, random_state: int,
+                                        deadline: float | None = None) -> np.ndarray:
+    """``log p(x_ij | x_i,-j)`` of every observed cell from a clone of ``estimator``
+    fitted without its row's fold: (n, D), NaN on missing cells.
+
+    Rows go to ``n_splits`` shuffled folds (``KFold``); each fold gets ``explain``
+    of a model fitted on the other folds: the density of each observed cell given
+    the other observed cells of its row, the quantity an imputation predicts (a
+    missing cell's conditional given the observed ones). A fit that fails raises;
+    ``deadline`` (a ``time.perf_counter`` value): no fold starts after it.
+    """
+    import time
+
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold
+
+    scores = np.empty(X.shape)
+    for train, test in KFold(n_splits, shuffle=True, random_state=random_state).split(X):
+        if deadline is not None and time.perf_counter() > deadline:
+            raise _OutOfTime
+        scores[test] = np.asarray(clone(estimator).fit(X[train]).explain(X[test]), dtype=np.float64)
+    return scores
+
+
+def select_by_held_out_likelihood(candidates, X: np.ndarray, *, n_splits: int = SELECTION_FOLDS,
+                                  patience: int = SELECTION_PATIENCE, time_budget: float = SELECTION_TIME_BUDGET,
+                                  random_state: int = 0, log=None):
+    """The candidate with the best mean held-out conditional log-likelihood per cell, and the record.
+
+    Candidates are tried in order (cheapest first); the search stops after
+    ``patience`` candidates in a row that do not beat the best so far, or once
+    ``time_budget`` seconds have passed (the candidates not tried are recorded as
+    such). A candidate whose fit fails on some fold is recorded with its reason and
+    never chosen. The score of a candidate is the mean over the observed cells of
+    :func:`held_out_conditional_log_likelihood`. Returns ``(index, record, scores)``:
+    ``record`` holds one dict per candidate (``estimator``,
+    ``held_out_conditional_log_likelihood``, ``seconds``, ``status``), ``scores`` maps the index
+    of each candidate scored to its held-out log-likelihoods of the observed cells
+    (a vector, the same cells for every candidate).
+    """
+    import time
+
+    start = time.perf_counter()
+    deadline = start + time_budget
+    record, best, worse, scores = [], None, 0, {}
+    for i, candidate in enumerate(candidates):
+        entry = {"estimator": " ".join(repr(candidate).split()), "held_out_conditional_log_likelihood": None, "seconds": 0.0}
+        record.append(entry)
+        if best is not None and worse >= patience:
+            entry["status"] = "not tried (no better score in the last candidates)"
+            continue
+        if time.perf_counter() > deadline:
+            entry["status"] = f"not tried (time budget of {time_budget:g} s spent)"
+            continue
+        tic = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cells = held_out_conditional_log_likelihood(candidate, X, n_splits, random_state, deadline)
+            rows = cells[~np.isnan(X)]
+            score = float(np.mean(rows))
+        except _OutOfTime:
+            entry.update(status=f"stopped (time budget of {time_budget:g} s spent)",
+                         seconds=time.perf_counter() - tic)
+            continue
+        except (ValueError, RuntimeError, np.linalg.LinAlgError, torch.linalg.LinAlgError) as error:
+            entry.update(status=f"failed: {type(error).__name__}: {error}"[:300],
+                         seconds=time.perf_counter() - tic)
+            continue
+        entry.update(held_out_conditional_log_likelihood=score, seconds=time.perf_counter() - tic, status="tried")
+        if not np.isfinite(score):
+            entry["status"] = "tried (non-finite score)"
+            continue
+        scores[i] = rows
+        if best is None or score > record[best]["held_out_conditional_log_likelihood"]:
+            best, worse = i, 0
+        else:
+            worse += 1
+        if log is not None:
+            log(f"candidate {entry['estimator']}: held-out log p(cell | rest of row) {score:.4f} per cell "
+                f"({entry['seconds']:.1f} s)")
+    if best is None:
+        return None, record, scores
+    record[best]["status"] = "chosen"
+    return best, record, scores
+
+
+def stacking_weights(log_likelihoods: np.ndarray, max_iter: int = 1000, tol: float = 1e-10) -> np.ndarray:
+    """Weights ``w`` on the simplex maximising ``sum_i log sum_m w_m p_m(x_i)``.
+
+    ``log_likelihoods`` (n, M): held-out ``log p_m(x_i)`` of case ``i`` under model
+    ``m`` (the imputer's cases are cells given the rest of their row). This is stacking of predictive densities (Yao, Vehtari, Simpson & Gelman,
+    2018, "Using stacking to average Bayesian predictive distributions"), solved by
+    EM on the weights of a mixture whose components are fixed: ``r_im ∝ w_m
+    p_m(x_i)``, ``w_m <- mean_i r_im``. The objective is concave in ``w``, so the
+    answer does not depend on the start (uniform).
+    """
+    from scipy.special import logsumexp
+
+    L = np.asarray(log_likelihoods, dtype=np.float64)
+    w = np.full(L.shape[1], 1.0 / L.shape[1])
+    previous = -np.inf
+    for _ in range(max_iter):
+        with np.errstate(divide="ignore"):
+            joint = L + np.log(w)
+        norm = logsumexp(joint, axis=1, keepdims=True)
+        w = np.exp(joint - norm).mean(0)
+        objective = float(norm.mean())
+        if objective - previous < tol:
+            break
+        previous = objective
+    return w / w.sum()
 
 
 class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
@@ -55,8 +204,9 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     Parameters
     ----------
     estimator : estimator with ``fit`` and ``impute``, default=None
-        The density model, cloned at fit. ``None`` uses a regularised Gaussian
-        mixture (see Notes), the mixed one on tables with discrete columns. Any
+        The density model, cloned at fit. ``None``: regularised Gaussian mixtures of
+        a capacity chosen from the data (see Notes), the mixed mixture on tables
+        with discrete columns. Any
         skgenerative estimator that accepts NaN (and the table's column types) works.
     sample_posterior : bool, default=False
         Draw each missing entry from the model's conditional distribution instead of
@@ -66,16 +216,35 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         Append ``MissingIndicator`` columns (features with missing values at fit).
     random_state : int, RandomState instance or None, default=None
         Seed of the draws when ``sample_posterior=True``; a fixed seed gives the same
-        draws at every ``transform`` call.
+        draws at every ``transform`` call. At the default on a numeric table it also
+        seeds the held-out folds and the candidates' starts (``None``: 0, so that the
+        default's choice is the same at every fit).
     verbose : int, default=0
         Passed down to the density model (its ``verbose``, or its pipeline steps'):
         ``1`` shows a progress bar of its EM iterations or epochs and a summary line,
-        ``2`` a line per step. ``0`` leaves the model's own setting.
+        ``2`` a line per step. ``0`` leaves the model's own setting. At the default on
+        a numeric table, ``1`` also prints the choice (each candidate's held-out score
+        and weight) and ``2`` a line per candidate.
 
     Attributes
     ----------
     estimator_ : estimator
-        The fitted clone of ``estimator``.
+        The fitted clone of ``estimator``; at the default on a numeric table, the
+        stacked model of the largest weight (``estimators_[0]``).
+    estimators_ : list of estimators
+        The fitted models whose conditionals are pooled (one unless the default
+        stacked several), largest weight first.
+    weights_ : ndarray of shape (n_estimators,)
+        Their stacking weights (sum 1).
+    selection_ : list of dict or None
+        The default's choice on a numeric table in memory, one dict per candidate:
+        ``estimator`` (its repr), ``held_out_conditional_log_likelihood`` (mean over
+        the observed cells of ``log p(x_ij | rest of row i)`` from the folds that
+        left row ``i`` out; None if not tried), ``seconds``, ``status`` ("chosen" for
+        the best alone, "tried", "failed: ...", "not tried (...)", "stopped (...)"),
+        ``weight`` (its stacking weight) and ``weight_kept`` (after dropping weights
+        under 0.01). ``None`` when ``estimator`` was given, on mixed tables, dask
+        input, or fewer than 50 rows.
     indicator_ : sklearn.impute.MissingIndicator or None
     n_features_in_ : int
     feature_names_in_ : ndarray of str
@@ -87,13 +256,34 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
 
     Notes
     -----
-    The default estimator is a two-component Gaussian mixture with full covariances,
-    a conjugate prior worth 2 pseudo-observations and the better of two k-means
-    starts (``GaussianMixtureDensity(2, covariance_prior=2, n_init=2)``). With one
-    component it would be the classical multivariate-normal EM imputer; the second
-    captures clusters and some non-linear structure, and the prior keeps small tables
-    from collapsing a component (without it, more components impute worse). It was
-    chosen on ``benchmarks/bench_impute.py`` with one setting for all datasets.
+    On a numeric table the default is chosen from the data at fit time. Candidates:
+    full-covariance Gaussian mixtures of 1, 2, 3, 4, 6 and 8 components, each with a
+    conjugate covariance prior worth 2 pseudo-observations and the better of two
+    k-means starts (``GaussianMixtureDensity(k, covariance_prior=2, n_init=2)``).
+    Each is fitted on two thirds of the rows and scores the held-out third (3
+    shuffled folds) by ``explain``: ``log p(x_ij | x_i,-j)`` of every observed cell
+    given the rest of its row, the density of exactly what an imputation predicts.
+    Candidates go in order of size; the search stops after two that do not beat the
+    best mean score, or once 30 seconds have passed (``SELECTION_TIME_BUDGET``; then
+    the choice depends on the machine's speed and load, and ``selection_`` says which
+    candidates the clock left out). The
+    candidates' held-out cell densities are then stacked (Yao et al., 2018): weights
+    ``w`` maximising ``sum_cells log sum_m w_m p_m(cell | rest)``; the models of
+    weight at least 0.01 are refitted on every row, and a missing cell gets the
+    pooled conditional ``sum_m w_m p_m(x_missing | x_observed)`` (its mean, or a draw
+    with ``sample_posterior=True``). The choice is kept in ``selection_``,
+    ``estimators_`` and ``weights_``, and ``verbose=1`` prints it in one line.
+
+    Why stacking rather than the best candidate: the capacity that imputes best
+    differs from table to table and with the missing rate, and the held-out joint
+    likelihood of rows overrates components that sit on a discrete column (on
+    ``load_diabetes``' sex it chooses 4 components, which impute worse than 1 or
+    2); the pooled conditionals were at least as good as the best single capacity on
+    every cell of ``benchmarks/bench_impute.py`` (the exploration is listed in
+    ``benchmarks/results/impute.md``). With one component it would be the classical
+    multivariate-normal EM imputer. A dask collection (whose blocks are not gathered
+    for held-out folds) and tables under 50 rows get the former fixed default
+    instead, ``GaussianMixtureDensity(2, covariance_prior=2, n_init=2)``.
 
     On a DataFrame with discrete (non-numeric) columns the default is the mixed
     mixture (Gaussians over the numbers times level probabilities, see
@@ -152,6 +342,8 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         meta = getattr(X, "_meta", None)
         self._schema = TableSchema.infer(meta) if is_dataframe(meta) and not self._table else None
         self.indicator_ = None
+        # no held-out folds over blocks: the fixed model (see the Notes)
+        self.selection_, self.estimators_, self.weights_ = None, [self.estimator_], np.ones(1)
         return self
 
     @_fit_context(prefer_skip_nested_validation=False)
@@ -182,14 +374,54 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
             X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan")
             check_no_empty_column(X, getattr(self, "feature_names_in_", None))
             check_magnitude(X, np.float64, getattr(self, "feature_names_in_", None))
-        estimator = (
-            default_imputation_estimator(mixed=self._table) if self.estimator is None else self.estimator
-        )
-        self.estimator_ = clone_with_verbose(estimator, self.verbose).fit(X)
+        self.selection_ = None
+        if self.estimator is not None:
+            ensemble = [(1.0, self.estimator)]
+        elif self._table:
+            ensemble = [(1.0, default_imputation_estimator(mixed=True))]
+        else:
+            ensemble = self._choose(X)
+        self.weights_ = np.array([w for w, _ in ensemble])
+        self.estimators_ = [clone_with_verbose(e, self.verbose).fit(X) for _, e in ensemble]
+        self.estimator_ = self.estimators_[0]
         self.indicator_ = (
             MissingIndicator(error_on_new=False).fit(self._missing(X)) if self.add_indicator else None
         )
         return self
+
+    def _log(self, message: str) -> None:
+        if self.verbose:
+            print(f"[{type(self).__name__}] {message}", flush=True)
+
+    def _choose(self, X: np.ndarray) -> list:
+        """The default's models for a numeric array, as ``[(weight, estimator), ...]``:
+        the candidates stacked by their held-out conditional log-likelihoods (``selection_``
+        records every candidate; see the Notes)."""
+        seed = 0 if self.random_state is None else seed_from(self.random_state)
+        candidates = default_imputation_candidates(seed)
+        if X.shape[0] < MIN_ROWS_TO_CHOOSE:
+            self._log(f"{X.shape[0]} rows: too few to hold rows out; the fixed default")
+            return [(1.0, default_imputation_estimator())]
+        index, record, scores = select_by_held_out_likelihood(
+            candidates, X, random_state=seed, log=self._log if self.verbose >= 2 else None)
+        self.selection_ = record
+        if index is None:  # every candidate failed: the fixed default (its own error, if any)
+            self._log("every candidate failed on held-out folds; the fixed default")
+            return [(1.0, default_imputation_estimator())]
+        scored = sorted(scores)
+        weights = stacking_weights(np.column_stack([scores[i] for i in scored]))
+        for i, w in zip(scored, weights):
+            record[i]["weight"] = float(w)
+        kept = [(float(w), i) for w, i in zip(weights, scored) if w >= MIN_STACKING_WEIGHT]
+        total = sum(w for w, _ in kept)
+        for i in scored:
+            record[i]["weight_kept"] = next((w / total for w, j in kept if j == i), 0.0)
+        tried = [f"{c.n_components}: {e['held_out_conditional_log_likelihood']:.3f} (weight {e['weight_kept']:.2f})"
+                 for c, e in zip(candidates, record) if e["held_out_conditional_log_likelihood"] is not None]
+        self._log(f"stacked {len(kept)} of {len(scored)} mixtures by the held-out log p(cell | rest of row) "
+                  f"over {SELECTION_FOLDS} folds (components: mean per cell, weight; {', '.join(tried)}) in "
+                  f"{sum(e['seconds'] for e in record):.1f} s; best alone: {record[index]['estimator']}")
+        return [(w / total, candidates[i]) for w, i in sorted(kept, key=lambda t: -t[0])]
 
     @staticmethod
     def _missing(X):
@@ -228,11 +460,7 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
                                  ensure_all_finite="allow-nan")
             if not frame_out:
                 X = data
-        if self.sample_posterior:
-            seed = seed_from(self.random_state)
-            imputed = self.estimator_.impute(data, n_draws=1, random_state=seed)[0]
-        else:
-            imputed = self.estimator_.impute(data)
+        imputed = self._impute(data)
         if frame_out and not is_dataframe(imputed):  # a model fitted on a numeric frame's values
             imputed = self._schema.to_frame(imputed, index=X.index)
         if self.indicator_ is None:
@@ -243,6 +471,43 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         names = self.indicator_.get_feature_names_out(np.asarray(imputed.columns, dtype=object))
         extra = pd.DataFrame(indicator.astype(np.float64), columns=names, index=imputed.index)
         return pd.concat([imputed, extra], axis=1)
+
+    def _impute(self, data):
+        """The estimators' imputation; several: the conditional of their stack.
+
+        The stack is the linear pool of the models' conditionals, ``p(x_m | x_o) =
+        sum_m w_m p_m(x_m | x_o)`` with the stacking weights ``weights_`` (fitted to
+        the held-out conditionals of single cells): its conditional mean is the
+        ``w``-weighted mean of the models' conditional means, and a draw takes a
+        model by ``w`` (per row), then a draw from that model's conditional.
+        """
+        estimators = getattr(self, "estimators_", [self.estimator_])
+        seed = seed_from(self.random_state) if self.sample_posterior else None
+        if len(estimators) == 1:
+            if self.sample_posterior:
+                return estimators[0].impute(data, n_draws=1, random_state=seed)[0]
+            return estimators[0].impute(data)
+        missing = np.isnan(data)
+        rows = missing.any(axis=1)
+        out = data.copy()
+        if not rows.any():
+            return out
+        part = data[rows]
+        if self.sample_posterior:
+            rng = np.random.RandomState(seed)
+            pick = np.searchsorted(np.cumsum(self.weights_), rng.uniform(size=len(part)) * self.weights_.sum())
+            pick = np.minimum(pick, len(estimators) - 1)
+            filled = np.empty(part.shape)
+            for m, e in enumerate(estimators):
+                chosen = pick == m
+                if chosen.any():
+                    filled[chosen] = e.impute(part[chosen], n_draws=1, random_state=seed + m)[0]
+        else:
+            filled = sum(w * e.impute(part).astype(np.float64) for w, e in zip(self.weights_, estimators))
+        block = out[rows]
+        block[missing[rows]] = filled[missing[rows]].astype(out.dtype)
+        out[rows] = block
+        return out
 
     def _lazy_output(self, method, X, arguments) -> dict:
         """Imputed rows keep the input's float dtype (observed cells bit for bit)."""
