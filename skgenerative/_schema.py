@@ -139,116 +139,10 @@ def _sorted_levels(values: pd.Series) -> np.ndarray:
         return np.asarray(sorted(distinct, key=str), dtype=object)
 
 
-@dataclass
-class TableSchema:
-    """Types, levels and dtypes of a table's columns (fitted; see the module docstring).
-
-    Attributes
-    ----------
-    names : list of str
-        Column names, in order.
-    types : list of str
-        One of ``COLUMN_TYPES`` per column.
-    levels : dict
-        Column name -> ndarray of levels (discrete columns only), code ``k`` being
-        ``levels[k]``.
-    dtypes : dict
-        Column name -> the pandas dtype the column had at fit (for the way back).
-    n_samples : int
-        Rows the schema was fitted on (for the probability of an unseen level).
-    from_frame : bool
-        Whether it was fitted on a DataFrame (rows are then returned as one).
-    observed : dict
-        What the training rows showed, for ``sample`` (:meth:`with_observed`):
-        ``"ranges"`` (column name -> ``(min, max)`` of its observed numbers),
-        ``"decimals"`` (column name -> the decimal places its values are written
-        with, for numeric columns on such a grid: 0 for whole numbers) and
-        ``"missing"`` (``(patterns, counts)``: the distinct missingness patterns of
-        the rows, a bool array (P, D), and how many rows had each; ``None`` when
-        no cell was missing). Empty when the model was fitted without seeing
-        every row in memory (a dask collection).
-    """
-
-    names: list
-    types: list
-    levels: dict = field(default_factory=dict)
-    dtypes: dict = field(default_factory=dict)
-    n_samples: int = 0
-    from_frame: bool = False
-    observed: dict = field(default_factory=dict, compare=False)
-
-    # ------------------------------------------------------------ building
-    @classmethod
-    def numeric(cls, n_features: int, n_samples: int = 0, names=None) -> "TableSchema":
-        """The schema of a numeric array: every column real."""
-        names = list(names) if names is not None else [f"x{j}" for j in range(n_features)]
-        return cls(names=names, types=["real"] * n_features, n_samples=n_samples)
-
-    @classmethod
-    def infer(cls, frame: pd.DataFrame, column_types=None, seen=None, families=None) -> "TableSchema":
-        """Infer the schema of ``frame``; ``column_types`` overrides it per column.
-
-        Parameters
-        ----------
-        frame : DataFrame
-        column_types : dict, sequence or None
-            ``{column name: type}`` for some columns, or one type per column.
-        seen : dict or None
-            ``{column name: distinct values}`` observed in the whole table when
-            ``frame`` holds only its first rows (the partitions of a dask DataFrame):
-            those columns get the sorted values as levels, as a whole frame would.
-        families : dict or None
-            Column type -> family whose support a declared column must respect (the
-            model's, e.g. a mixture's zero-inflated positive columns); by default
-            :data:`~skgenerative.distributions.FAMILIES`.
-        """
-        names = [str(c) for c in frame.columns]
-        types = cls.column_types_of(frame, column_types)
-        overrides = _overrides(column_types, names)
-        levels, dtypes = {}, {}
-        for position, (name, kind) in enumerate(zip(names, types)):
-            series = frame.iloc[:, position]
-            dtypes[name] = series.dtype
-            if kind in DISCRETE_TYPES:
-                values = None if seen is None or name not in seen else seen[name]
-                levels[name] = _levels_at_fit(series, kind, name, values)
-                if kind == "categorical" and name not in overrides:
-                    _warn_if_identifier(series, name)
-        schema = cls(names, types, levels, dtypes, n_samples=len(frame), from_frame=True)
-        restricted = schema._restricted_numeric(families)
-        if restricted:
-            values = np.column_stack([_numeric_values(frame.iloc[:, j], names[j]) for j in restricted])
-            schema.check_support(values, [(families or FAMILIES)[types[j]] for j in restricted],
-                                 columns=restricted, verb="declared")
-        return schema
-
-    @staticmethod
-    def column_types_of(frame: pd.DataFrame, column_types=None) -> list:
-        """The type of each column of ``frame``: declared in ``column_types``, else inferred."""
-        names = [str(c) for c in frame.columns]
-        overrides = _overrides(column_types, names)
-        return [overrides.get(name) or _inferred_type(frame.iloc[:, j]) for j, name in enumerate(names)]
-
-    def _restricted_numeric(self, families=None) -> list[int]:
-        """Positions of numeric columns whose family restricts its support (positive, count)."""
-        families = families or FAMILIES
-        return [j for j, t in enumerate(self.types)
-                if t in NUMERIC_TYPES and families[t].restricts_support]
-
-    def check_numbers(self, X, families=None) -> None:
-        """Observed numbers of an encoded matrix ``X`` (n, D) inside their families' support.
-
-        Positive columns > 0 (>= 0 for a model whose positive family has a zero mass)
-        and count columns whole numbers >= 0; otherwise a ``ValueError`` naming the
-        first column that breaks it (what a block of a dask collection is checked
-        against, as a whole frame is at fit). ``families``: the model's type ->
-        family map (default :data:`~skgenerative.distributions.FAMILIES`).
-        """
-        families = families or FAMILIES
-        restricted = self._restricted_numeric(families)
-        if restricted:
-            self.check_support(np.asarray(X)[:, restricted], [families[self.types[j]] for j in restricted],
-                               columns=restricted, verb="declared")
+class ObservedValuesMixin:
+    """What the training rows showed (``observed``: ranges, decimals, frequent values,
+    missingness patterns) and what ``sample`` makes of it: limits, snapping, zeros
+    and holes. Mixed into :class:`TableSchema`, whose ``observed`` field it reads."""
 
     def with_observed(self, X: np.ndarray, merge: bool = False) -> "TableSchema":
         """The schema with what the encoded training rows ``X`` show, for ``sample``.
@@ -293,7 +187,6 @@ class TableSchema:
         return {"ranges": ranges, "decimals": decimals, "frequent": frequent,
                 "missing": missing, "n_rows": int(X.shape[0])}
 
-    # ------------------------------------------------------ rows to sample
     def limits(self, bounds="observed") -> "SampleLimits":
         """Where each column's sampled numbers must fall, and how they are rounded.
 
@@ -415,6 +308,118 @@ class TableSchema:
     def missing_patterns(self):
         """``(patterns, counts)`` of the training rows' missing cells, or ``None``."""
         return (getattr(self, "observed", None) or {}).get("missing")
+
+
+@dataclass
+class TableSchema(ObservedValuesMixin):
+    """Types, levels and dtypes of a table's columns (fitted; see the module docstring).
+
+    Attributes
+    ----------
+    names : list of str
+        Column names, in order.
+    types : list of str
+        One of ``COLUMN_TYPES`` per column.
+    levels : dict
+        Column name -> ndarray of levels (discrete columns only), code ``k`` being
+        ``levels[k]``.
+    dtypes : dict
+        Column name -> the pandas dtype the column had at fit (for the way back).
+    n_samples : int
+        Rows the schema was fitted on (for the probability of an unseen level).
+    from_frame : bool
+        Whether it was fitted on a DataFrame (rows are then returned as one).
+    observed : dict
+        What the training rows showed, for ``sample`` (:meth:`with_observed`):
+        ``"ranges"`` (column name -> ``(min, max)`` of its observed numbers),
+        ``"decimals"`` (column name -> the decimal places its values are written
+        with, for numeric columns on such a grid: 0 for whole numbers) and
+        ``"missing"`` (``(patterns, counts)``: the distinct missingness patterns of
+        the rows, a bool array (P, D), and how many rows had each; ``None`` when
+        no cell was missing). Empty when the model was fitted without seeing
+        every row in memory (a dask collection).
+    """
+
+    names: list
+    types: list
+    levels: dict = field(default_factory=dict)
+    dtypes: dict = field(default_factory=dict)
+    n_samples: int = 0
+    from_frame: bool = False
+    observed: dict = field(default_factory=dict, compare=False)
+
+    # ------------------------------------------------------------ building
+    @classmethod
+    def numeric(cls, n_features: int, n_samples: int = 0, names=None) -> "TableSchema":
+        """The schema of a numeric array: every column real."""
+        names = list(names) if names is not None else [f"x{j}" for j in range(n_features)]
+        return cls(names=names, types=["real"] * n_features, n_samples=n_samples)
+
+    @classmethod
+    def infer(cls, frame: pd.DataFrame, column_types=None, seen=None, families=None) -> "TableSchema":
+        """Infer the schema of ``frame``; ``column_types`` overrides it per column.
+
+        Parameters
+        ----------
+        frame : DataFrame
+        column_types : dict, sequence or None
+            ``{column name: type}`` for some columns, or one type per column.
+        seen : dict or None
+            ``{column name: distinct values}`` observed in the whole table when
+            ``frame`` holds only its first rows (the partitions of a dask DataFrame):
+            those columns get the sorted values as levels, as a whole frame would.
+        families : dict or None
+            Column type -> family whose support a declared column must respect (the
+            model's, e.g. a mixture's zero-inflated positive columns); by default
+            :data:`~skgenerative.distributions.FAMILIES`.
+        """
+        names = [str(c) for c in frame.columns]
+        types = cls.column_types_of(frame, column_types)
+        overrides = _overrides(column_types, names)
+        levels, dtypes = {}, {}
+        for position, (name, kind) in enumerate(zip(names, types)):
+            series = frame.iloc[:, position]
+            dtypes[name] = series.dtype
+            if kind in DISCRETE_TYPES:
+                values = None if seen is None or name not in seen else seen[name]
+                levels[name] = _levels_at_fit(series, kind, name, values)
+                if kind == "categorical" and name not in overrides:
+                    _warn_if_identifier(series, name)
+        schema = cls(names, types, levels, dtypes, n_samples=len(frame), from_frame=True)
+        restricted = schema._restricted_numeric(families)
+        if restricted:
+            values = np.column_stack([_numeric_values(frame.iloc[:, j], names[j]) for j in restricted])
+            schema.check_support(values, [(families or FAMILIES)[types[j]] for j in restricted],
+                                 columns=restricted, verb="declared")
+        return schema
+
+    @staticmethod
+    def column_types_of(frame: pd.DataFrame, column_types=None) -> list:
+        """The type of each column of ``frame``: declared in ``column_types``, else inferred."""
+        names = [str(c) for c in frame.columns]
+        overrides = _overrides(column_types, names)
+        return [overrides.get(name) or _inferred_type(frame.iloc[:, j]) for j, name in enumerate(names)]
+
+    def _restricted_numeric(self, families=None) -> list[int]:
+        """Positions of numeric columns whose family restricts its support (positive, count)."""
+        families = families or FAMILIES
+        return [j for j, t in enumerate(self.types)
+                if t in NUMERIC_TYPES and families[t].restricts_support]
+
+    def check_numbers(self, X, families=None) -> None:
+        """Observed numbers of an encoded matrix ``X`` (n, D) inside their families' support.
+
+        Positive columns > 0 (>= 0 for a model whose positive family has a zero mass)
+        and count columns whole numbers >= 0; otherwise a ``ValueError`` naming the
+        first column that breaks it (what a block of a dask collection is checked
+        against, as a whole frame is at fit). ``families``: the model's type ->
+        family map (default :data:`~skgenerative.distributions.FAMILIES`).
+        """
+        families = families or FAMILIES
+        restricted = self._restricted_numeric(families)
+        if restricted:
+            self.check_support(np.asarray(X)[:, restricted], [families[self.types[j]] for j in restricted],
+                               columns=restricted, verb="declared")
 
     # ---------------------------------------------------------- properties
     @property

@@ -1155,8 +1155,301 @@ class TorchBackendMixin:
         return cache[key]
 
 
+class SamplingMixin:
+    """``sample``: new rows, or rows drawn given some of their values, as the user's
+    table (written once for every model; the models supply ``_sample`` and the
+    conditional draws of ``_impute``)."""
+
+    def sample(self, n_samples=1, random_state=None, given=None, *, bounds="observed", missing=False):
+        """Draw rows from the fitted model, or from its conditional given some values.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of rows. With ``given`` a table of partial rows, one row comes
+            back per row given: ``n_samples`` must then be 1 (the default) or that
+            number of rows.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the draw; ``None`` draws fresh randomness each call.
+        given : dict, DataFrame, array-like or None, default=None
+            Sample from the model's conditional distribution instead of its joint:
+
+            - a dict ``{column: value}``: ``n_samples`` rows that all share these
+              values (columns by name, or by position for a model fitted on an
+              array); the other columns are drawn from
+              ``p(other columns | given values)``;
+            - a DataFrame (or an array) of partial rows: its missing cells (NaN,
+              ``None``, ``pd.NA``) are drawn from ``p(missing | observed cells of
+              the row)``, its observed cells come back unchanged, and a column it
+              lacks is drawn in every row.
+
+            Exact for :class:`~skgenerative.GaussianMixtureDensity` and
+            :class:`~skgenerative.PPCADensity` (the conditional that ``impute``
+            uses); approximate for the variational autoencoders (sampling
+            importance resampling over ``n_imputation_samples`` posterior draws per
+            row, the draws of ``impute(X, n_draws=...)``). Never rejection: a rare
+            condition costs what a common one does. Models that cannot marginalise
+            a column (the RBM) raise. A level not seen in fit, an unknown column, a
+            number outside the column type's support (a negative count) or a
+            condition the model gives probability zero raises a ``ValueError``
+            naming the column and value.
+        bounds : {"observed"}, dict or None, default="observed"
+            Where drawn numbers may fall. ``"observed"``: within the range each
+            numeric column had at fit, rounded to the decimal places its values
+            had (whole numbers stay whole, cents stay cents), and, in a column
+            whose values repeat (values shared by at least 5 training rows make up
+            90% of it), snapped to the nearest such value: the model discretised
+            on the values the data take, as real tables are (a classifier tells
+            13.07 from a column of 13.0, 13.5 and 14.0). ``None``: the model's
+            draws, kept only
+            to the column type's support (``positive`` above 0, ``count``
+            non-negative). A dict ``{column: (low, high)}`` (``None`` for an open
+            side) sets those columns' intervals; the others are ``"observed"``. A
+            row with a drawn number outside is drawn again from the model (or the
+            conditional), up to 10 times, then clipped: the rows follow the model
+            restricted to the box, with a small remainder clipped onto its faces.
+            ``count`` columns and columns of an integer dtype always come back
+            as integers. Given cells are never changed.
+        missing : bool, default=False
+            Leave cells missing as the training rows did: each row takes the
+            missingness pattern of a training row drawn at random (the table's own
+            rates and co-occurrence, independent of the values drawn). Given
+            cells stay as given. A NumPy integer or bool column with holes comes
+            back as float or pandas' ``boolean``.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features), or DataFrame
+            A model fitted on a DataFrame returns a DataFrame with its column
+            names, order, dtypes and categories (levels are fitted ones), indexed
+            like ``given`` when ``given`` is a table.
+
+        Notes
+        -----
+        Synthetic rows are new draws from a model, not copies, but the model was
+        fitted on the training rows: this is not differential privacy. A model
+        with as many components as rows, a level per row of an identifier
+        column, or the recorded ranges (each end is a training value) can reveal
+        training values; see the user guide, "Synthetic tables".
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import pandas as pd
+        >>> from skgenerative import GaussianMixtureDensity
+        >>> rng = np.random.RandomState(0)
+        >>> table = pd.DataFrame({"age": rng.randint(18, 80, 300),
+        ...                       "smoker": rng.choice(["yes", "no"], 300)})
+        >>> model = GaussianMixtureDensity(2, random_state=0).fit(table)
+        >>> rows = model.sample(4, random_state=0, given={"smoker": "yes"})
+        >>> list(rows["smoker"]), bool(rows["age"].between(18, 79).all()), str(rows["age"].dtype)
+        (['yes', 'yes', 'yes', 'yes'], True, 'int64')
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
+            raise ValueError(
+                f"n_samples must be a positive integer, got n_samples={n_samples!r}."
+            )
+        if not isinstance(missing, (bool, np.bool_)):
+            raise ValueError(f"missing must be True or False, got missing={missing!r}.")
+        limits = self.schema_.limits(bounds)
+        generator = generator_from(seed_from(random_state), self._device)
+        index = None
+        if given is None:
+            partial = None
+            out = self._draw(n_samples, generator)
+            drawn = np.ones(out.shape, dtype=bool)
+        else:
+            partial, index = self._given_rows(given, n_samples)
+            drawn = np.isnan(partial)
+            out = self._draw_given(partial, drawn, generator)
+        for _ in range(_SAMPLE_REDRAWS):
+            rows = np.flatnonzero(self.schema_.outside(out, drawn, limits))
+            if not rows.size:
+                break
+            out[rows] = (self._draw(rows.size, generator) if partial is None
+                         else self._draw_given(partial[rows], drawn[rows], generator))
+        if np.isnan(out[drawn]).any():
+            raise FloatingPointError(
+                f"{type(self).__name__}.sample drew NaN values: the fitted model is not "
+                "finite. Refit it (scale the input, raise the regularisation)."
+            )
+        out = self.schema_.finish_numbers(out, drawn, limits)
+        if missing:
+            out = self._with_missing_cells(out, drawn, generator)
+        if not self.schema_.from_frame:
+            return self.schema_.to_values(out)
+        return self.schema_.to_frame(out, index=index)
+
+    def _draw(self, n_samples: int, generator: torch.Generator) -> np.ndarray:
+        """``n_samples`` draws of the ``_sample`` hook, chunk by chunk: (n, D) encoded."""
+        device = self._device
+        self._move_modules(device)
+        n_features = self.n_features_in_
+        size = chunk_rows(self._row_bytes(n_features), n_samples, device)
+        out = np.empty((n_samples, n_features), dtype=np.dtype(self._fit_dtype))
+        with torch.inference_mode(), adaptive_threads():
+            for rows in iter_slices(n_samples, size):
+                draws = self._sample(rows.stop - rows.start, generator)
+                out[rows] = draws.detach().to("cpu").numpy()
+        return out
+
+    def _draw_given(self, partial: np.ndarray, drawn: np.ndarray, generator) -> np.ndarray:
+        """One draw per row from ``p(drawn cells | the other cells)`` (the ``_impute`` hook)."""
+        out = partial.copy()
+        rows = np.flatnonzero(drawn.any(axis=1))
+        failure = None
+        if rows.size:
+            try:
+                if rows.size > 1 and self._independent_imputation_draws and _same_rows(partial[rows]):
+                    # one condition shared by every row (given a dict): one conditional, its draws
+                    filled = self._evaluate(
+                        lambda x: self._impute(x, rows.size, generator), partial[rows[:1]],
+                        row_bytes=self._impute_row_bytes(partial.shape[1], rows.size),
+                    )[0]
+                else:
+                    filled = self._evaluate(
+                        lambda x: self._impute(x, 1, generator)[:, 0], partial[rows],
+                        row_bytes=self._impute_row_bytes(partial.shape[1], 1),
+                    )
+                out[rows] = np.where(drawn[rows], filled, partial[rows])
+            except RuntimeError as error:  # torch.multinomial of NaN probabilities
+                failure = error
+        if failure is None and not np.isnan(np.where(drawn, out, 0.0)).any():
+            return out
+        # a draw failed: a condition of probability zero, or a model that is not finite
+        scores = self._evaluate(self._observed_log_prob, partial[rows])
+        impossible = rows[~(scores > -np.inf)]
+        if not impossible.size:
+            if failure is not None:
+                raise failure
+            return out  # NaN draws of a finite condition: reported by sample
+        row = partial[impossible[0]]
+        shown = {self.schema_.names[j]: self.schema_.to_values(row[None])[0, j]
+                 if self.schema_.types[j] not in NUMERIC_TYPES else row[j]
+                 for j in np.flatnonzero(~np.isnan(row))}
+        raise ValueError(
+            f"{type(self).__name__} gives the condition {shown} probability zero "
+            f"(in {impossible.size} row(s)), so nothing can be drawn given it: "
+            "condition on values the model can produce (see score_samples of the "
+            "partial row), or fit with more regularisation (e.g. level_prior)."
+        ) from failure
+
+    def _given_rows(self, given, n_samples: int):
+        """``given`` as encoded partial rows (NaN: cells to draw) and the output's index."""
+        if not self._supports_missing:
+            capable = sorted(
+                cls.__name__ for cls in _subclasses(GenerativeModel)
+                if cls._supports_missing and not cls.__name__.startswith(("_", "Base"))
+                and cls.__module__.startswith("skgenerative") and not cls.__module__.startswith("skgenerative._")
+            )
+            raise ValueError(
+                f"{type(self).__name__} cannot sample given some columns (given=...): it has "
+                "no conditional distribution of some columns given the others. Estimators "
+                f"that have one: {', '.join(capable)}."
+            )
+        schema = self.schema_
+        if isinstance(given, dict):
+            row = np.full(schema.n_features, np.nan)
+            for column, value in given.items():
+                name = schema._column_name(column)
+                row[schema.names.index(name)] = self._given_value(name, value)
+            return np.repeat(row[None], n_samples, axis=0), None
+        import pandas as pd
+
+        frame = given if is_dataframe(given) else None
+        if frame is not None:
+            unknown = [c for c in frame.columns if str(c) not in schema.names]
+            if unknown or not schema.from_frame:
+                raise ValueError(
+                    f"given has column(s) {unknown or list(frame.columns)} that the fitted "
+                    f"data do not have; its columns are {schema.names[:10]}"
+                    f"{' ...' if schema.n_features > 10 else ''}."
+                )
+            table = pd.DataFrame(
+                {name: frame[name] if name in frame.columns
+                 else pd.Series(np.nan, index=frame.index, dtype=_empty_dtype(schema, name))
+                 for name in schema.names},
+                index=frame.index,
+            )
+            index = frame.index
+        else:
+            table, index = given, None
+        if n_samples not in (1, len(table)):
+            raise ValueError(
+                f"given has {len(table)} partial rows, one row is drawn per row given; "
+                f"n_samples={n_samples} must then be 1 (the default) or {len(table)}. For "
+                "n_samples rows sharing one condition, pass given as a dict {column: value}."
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # unseen levels: an error below
+            X, unseen = self._validate_table(table, reset=False)
+        if unseen is not None:
+            i, j = np.argwhere(unseen)[0]
+            self._given_value(schema.names[j], np.asarray(table, dtype=object)[i, j])
+        for j in schema.numeric_columns:  # a number the column type cannot hold
+            values = X[:, j]
+            kind = schema.types[j]
+            with np.errstate(invalid="ignore"):
+                bad = (values <= 0) if kind == "positive" else (
+                    (values < 0) | (values != np.round(values)) if kind == "count" else np.zeros(len(values), bool))
+            bad &= ~np.isnan(values)
+            if bad.any():
+                self._given_value(schema.names[j], values[np.flatnonzero(bad)[0]])
+        return X, index
+
+    def _given_value(self, name: str, value) -> float:
+        """One given cell encoded (a number, or a level's code); errors name the column."""
+        schema = self.schema_
+        j = schema.names.index(name)
+        kind = schema.types[j]
+        if np.ndim(value) != 0:
+            raise ValueError(f"given[{name!r}] must be one value (all rows share it); got {value!r}.")
+        import pandas as pd
+
+        if pd.isna(value):
+            raise ValueError(
+                f"given[{name!r}] is missing ({value!r}): leave the column out to have it drawn."
+            )
+        if kind not in NUMERIC_TYPES:
+            levels = schema.levels[name]
+            codes = pd.Index(levels).get_indexer([value])
+            if codes[0] < 0:
+                shown = ", ".join(repr(v) for v in levels[:10]) + (" ..." if len(levels) > 10 else "")
+                raise ValueError(
+                    f"given[{name!r}] = {value!r} is not a level seen in fit, so the model "
+                    f"has no conditional given it; the levels are {shown}."
+                )
+            return float(codes[0])
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"given[{name!r}] = {value!r} is not a number; the column is {kind}.") from None
+        positive = number > 0 or number == 0 and schema.held_zeros(name)  # a zero mass, fitted
+        if kind == "positive" and not positive or kind == "count" and (number < 0 or number != round(number)):
+            raise ValueError(
+                f"given[{name!r}] = {value!r} is impossible for a {kind} column "
+                f"({'above 0' if kind == 'positive' else 'a whole number >= 0'})."
+            )
+        if not np.isfinite(number):
+            raise ValueError(f"given[{name!r}] = {value!r} is not a finite number.")
+        return number
+
+    def _with_missing_cells(self, X: np.ndarray, drawn: np.ndarray, generator) -> np.ndarray:
+        """Drawn cells set missing by the training rows' missingness patterns."""
+        found = self.schema_.missing_patterns()
+        if found is None:
+            return X
+        patterns, counts = found
+        weights = torch.as_tensor(counts, dtype=torch.float64, device=generator.device)
+        pick = torch.multinomial(weights, X.shape[0], replacement=True, generator=generator)
+        holes = patterns[pick.cpu().numpy()] & drawn
+        return np.where(holes, np.nan, X)
+
+
 class GenerativeModel(
     DataSourceMixin,
+    SamplingMixin,
     ImputationMixin,
     TorchBackendMixin,
     TableColumnsMixin,
@@ -1503,292 +1796,6 @@ class GenerativeModel(
                 f"is expecting {self._n_features_out} latent features as input."
             )
         return self._rows(self._evaluate(self._decode, Z, n_features=self.n_features_in_))
-
-    def sample(self, n_samples=1, random_state=None, given=None, *, bounds="observed", missing=False):
-        """Draw rows from the fitted model, or from its conditional given some values.
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-            Number of rows. With ``given`` a table of partial rows, one row comes
-            back per row given: ``n_samples`` must then be 1 (the default) or that
-            number of rows.
-        random_state : int, RandomState instance or None, default=None
-            Seed of the draw; ``None`` draws fresh randomness each call.
-        given : dict, DataFrame, array-like or None, default=None
-            Sample from the model's conditional distribution instead of its joint:
-
-            - a dict ``{column: value}``: ``n_samples`` rows that all share these
-              values (columns by name, or by position for a model fitted on an
-              array); the other columns are drawn from
-              ``p(other columns | given values)``;
-            - a DataFrame (or an array) of partial rows: its missing cells (NaN,
-              ``None``, ``pd.NA``) are drawn from ``p(missing | observed cells of
-              the row)``, its observed cells come back unchanged, and a column it
-              lacks is drawn in every row.
-
-            Exact for :class:`~skgenerative.GaussianMixtureDensity` and
-            :class:`~skgenerative.PPCADensity` (the conditional that ``impute``
-            uses); approximate for the variational autoencoders (sampling
-            importance resampling over ``n_imputation_samples`` posterior draws per
-            row, the draws of ``impute(X, n_draws=...)``). Never rejection: a rare
-            condition costs what a common one does. Models that cannot marginalise
-            a column (the RBM) raise. A level not seen in fit, an unknown column, a
-            number outside the column type's support (a negative count) or a
-            condition the model gives probability zero raises a ``ValueError``
-            naming the column and value.
-        bounds : {"observed"}, dict or None, default="observed"
-            Where drawn numbers may fall. ``"observed"``: within the range each
-            numeric column had at fit, rounded to the decimal places its values
-            had (whole numbers stay whole, cents stay cents), and, in a column
-            whose values repeat (values shared by at least 5 training rows make up
-            90% of it), snapped to the nearest such value: the model discretised
-            on the values the data take, as real tables are (a classifier tells
-            13.07 from a column of 13.0, 13.5 and 14.0). ``None``: the model's
-            draws, kept only
-            to the column type's support (``positive`` above 0, ``count``
-            non-negative). A dict ``{column: (low, high)}`` (``None`` for an open
-            side) sets those columns' intervals; the others are ``"observed"``. A
-            row with a drawn number outside is drawn again from the model (or the
-            conditional), up to 10 times, then clipped: the rows follow the model
-            restricted to the box, with a small remainder clipped onto its faces.
-            ``count`` columns and columns of an integer dtype always come back
-            as integers. Given cells are never changed.
-        missing : bool, default=False
-            Leave cells missing as the training rows did: each row takes the
-            missingness pattern of a training row drawn at random (the table's own
-            rates and co-occurrence, independent of the values drawn). Given
-            cells stay as given. A NumPy integer or bool column with holes comes
-            back as float or pandas' ``boolean``.
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features), or DataFrame
-            A model fitted on a DataFrame returns a DataFrame with its column
-            names, order, dtypes and categories (levels are fitted ones), indexed
-            like ``given`` when ``given`` is a table.
-
-        Notes
-        -----
-        Synthetic rows are new draws from a model, not copies, but the model was
-        fitted on the training rows: this is not differential privacy. A model
-        with as many components as rows, a level per row of an identifier
-        column, or the recorded ranges (each end is a training value) can reveal
-        training values; see the user guide, "Synthetic tables".
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> import pandas as pd
-        >>> from skgenerative import GaussianMixtureDensity
-        >>> rng = np.random.RandomState(0)
-        >>> table = pd.DataFrame({"age": rng.randint(18, 80, 300),
-        ...                       "smoker": rng.choice(["yes", "no"], 300)})
-        >>> model = GaussianMixtureDensity(2, random_state=0).fit(table)
-        >>> rows = model.sample(4, random_state=0, given={"smoker": "yes"})
-        >>> list(rows["smoker"]), bool(rows["age"].between(18, 79).all()), str(rows["age"].dtype)
-        (['yes', 'yes', 'yes', 'yes'], True, 'int64')
-        """
-        check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
-            raise ValueError(
-                f"n_samples must be a positive integer, got n_samples={n_samples!r}."
-            )
-        if not isinstance(missing, (bool, np.bool_)):
-            raise ValueError(f"missing must be True or False, got missing={missing!r}.")
-        limits = self.schema_.limits(bounds)
-        generator = generator_from(seed_from(random_state), self._device)
-        index = None
-        if given is None:
-            partial = None
-            out = self._draw(n_samples, generator)
-            drawn = np.ones(out.shape, dtype=bool)
-        else:
-            partial, index = self._given_rows(given, n_samples)
-            drawn = np.isnan(partial)
-            out = self._draw_given(partial, drawn, generator)
-        for _ in range(_SAMPLE_REDRAWS):
-            rows = np.flatnonzero(self.schema_.outside(out, drawn, limits))
-            if not rows.size:
-                break
-            out[rows] = (self._draw(rows.size, generator) if partial is None
-                         else self._draw_given(partial[rows], drawn[rows], generator))
-        if np.isnan(out[drawn]).any():
-            raise FloatingPointError(
-                f"{type(self).__name__}.sample drew NaN values: the fitted model is not "
-                "finite. Refit it (scale the input, raise the regularisation)."
-            )
-        out = self.schema_.finish_numbers(out, drawn, limits)
-        if missing:
-            out = self._with_missing_cells(out, drawn, generator)
-        if not self.schema_.from_frame:
-            return self.schema_.to_values(out)
-        return self.schema_.to_frame(out, index=index)
-
-    def _draw(self, n_samples: int, generator: torch.Generator) -> np.ndarray:
-        """``n_samples`` draws of the ``_sample`` hook, chunk by chunk: (n, D) encoded."""
-        device = self._device
-        self._move_modules(device)
-        n_features = self.n_features_in_
-        size = chunk_rows(self._row_bytes(n_features), n_samples, device)
-        out = np.empty((n_samples, n_features), dtype=np.dtype(self._fit_dtype))
-        with torch.inference_mode(), adaptive_threads():
-            for rows in iter_slices(n_samples, size):
-                draws = self._sample(rows.stop - rows.start, generator)
-                out[rows] = draws.detach().to("cpu").numpy()
-        return out
-
-    def _draw_given(self, partial: np.ndarray, drawn: np.ndarray, generator) -> np.ndarray:
-        """One draw per row from ``p(drawn cells | the other cells)`` (the ``_impute`` hook)."""
-        out = partial.copy()
-        rows = np.flatnonzero(drawn.any(axis=1))
-        failure = None
-        if rows.size:
-            try:
-                if rows.size > 1 and self._independent_imputation_draws and _same_rows(partial[rows]):
-                    # one condition shared by every row (given a dict): one conditional, its draws
-                    filled = self._evaluate(
-                        lambda x: self._impute(x, rows.size, generator), partial[rows[:1]],
-                        row_bytes=self._impute_row_bytes(partial.shape[1], rows.size),
-                    )[0]
-                else:
-                    filled = self._evaluate(
-                        lambda x: self._impute(x, 1, generator)[:, 0], partial[rows],
-                        row_bytes=self._impute_row_bytes(partial.shape[1], 1),
-                    )
-                out[rows] = np.where(drawn[rows], filled, partial[rows])
-            except RuntimeError as error:  # torch.multinomial of NaN probabilities
-                failure = error
-        if failure is None and not np.isnan(np.where(drawn, out, 0.0)).any():
-            return out
-        # a draw failed: a condition of probability zero, or a model that is not finite
-        scores = self._evaluate(self._observed_log_prob, partial[rows])
-        impossible = rows[~(scores > -np.inf)]
-        if not impossible.size:
-            if failure is not None:
-                raise failure
-            return out  # NaN draws of a finite condition: reported by sample
-        row = partial[impossible[0]]
-        shown = {self.schema_.names[j]: self.schema_.to_values(row[None])[0, j]
-                 if self.schema_.types[j] not in NUMERIC_TYPES else row[j]
-                 for j in np.flatnonzero(~np.isnan(row))}
-        raise ValueError(
-            f"{type(self).__name__} gives the condition {shown} probability zero "
-            f"(in {impossible.size} row(s)), so nothing can be drawn given it: "
-            "condition on values the model can produce (see score_samples of the "
-            "partial row), or fit with more regularisation (e.g. level_prior)."
-        ) from failure
-
-    def _given_rows(self, given, n_samples: int):
-        """``given`` as encoded partial rows (NaN: cells to draw) and the output's index."""
-        if not self._supports_missing:
-            capable = sorted(
-                cls.__name__ for cls in _subclasses(GenerativeModel)
-                if cls._supports_missing and not cls.__name__.startswith(("_", "Base"))
-                and cls.__module__.startswith("skgenerative") and not cls.__module__.startswith("skgenerative._")
-            )
-            raise ValueError(
-                f"{type(self).__name__} cannot sample given some columns (given=...): it has "
-                "no conditional distribution of some columns given the others. Estimators "
-                f"that have one: {', '.join(capable)}."
-            )
-        schema = self.schema_
-        if isinstance(given, dict):
-            row = np.full(schema.n_features, np.nan)
-            for column, value in given.items():
-                name = schema._column_name(column)
-                row[schema.names.index(name)] = self._given_value(name, value)
-            return np.repeat(row[None], n_samples, axis=0), None
-        import pandas as pd
-
-        frame = given if is_dataframe(given) else None
-        if frame is not None:
-            unknown = [c for c in frame.columns if str(c) not in schema.names]
-            if unknown or not schema.from_frame:
-                raise ValueError(
-                    f"given has column(s) {unknown or list(frame.columns)} that the fitted "
-                    f"data do not have; its columns are {schema.names[:10]}"
-                    f"{' ...' if schema.n_features > 10 else ''}."
-                )
-            table = pd.DataFrame(
-                {name: frame[name] if name in frame.columns
-                 else pd.Series(np.nan, index=frame.index, dtype=_empty_dtype(schema, name))
-                 for name in schema.names},
-                index=frame.index,
-            )
-            index = frame.index
-        else:
-            table, index = given, None
-        if n_samples not in (1, len(table)):
-            raise ValueError(
-                f"given has {len(table)} partial rows, one row is drawn per row given; "
-                f"n_samples={n_samples} must then be 1 (the default) or {len(table)}. For "
-                "n_samples rows sharing one condition, pass given as a dict {column: value}."
-            )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # unseen levels: an error below
-            X, unseen = self._validate_table(table, reset=False)
-        if unseen is not None:
-            i, j = np.argwhere(unseen)[0]
-            self._given_value(schema.names[j], np.asarray(table, dtype=object)[i, j])
-        for j in schema.numeric_columns:  # a number the column type cannot hold
-            values = X[:, j]
-            kind = schema.types[j]
-            with np.errstate(invalid="ignore"):
-                bad = (values <= 0) if kind == "positive" else (
-                    (values < 0) | (values != np.round(values)) if kind == "count" else np.zeros(len(values), bool))
-            bad &= ~np.isnan(values)
-            if bad.any():
-                self._given_value(schema.names[j], values[np.flatnonzero(bad)[0]])
-        return X, index
-
-    def _given_value(self, name: str, value) -> float:
-        """One given cell encoded (a number, or a level's code); errors name the column."""
-        schema = self.schema_
-        j = schema.names.index(name)
-        kind = schema.types[j]
-        if np.ndim(value) != 0:
-            raise ValueError(f"given[{name!r}] must be one value (all rows share it); got {value!r}.")
-        import pandas as pd
-
-        if pd.isna(value):
-            raise ValueError(
-                f"given[{name!r}] is missing ({value!r}): leave the column out to have it drawn."
-            )
-        if kind not in NUMERIC_TYPES:
-            levels = schema.levels[name]
-            codes = pd.Index(levels).get_indexer([value])
-            if codes[0] < 0:
-                shown = ", ".join(repr(v) for v in levels[:10]) + (" ..." if len(levels) > 10 else "")
-                raise ValueError(
-                    f"given[{name!r}] = {value!r} is not a level seen in fit, so the model "
-                    f"has no conditional given it; the levels are {shown}."
-                )
-            return float(codes[0])
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"given[{name!r}] = {value!r} is not a number; the column is {kind}.") from None
-        positive = number > 0 or number == 0 and schema.held_zeros(name)  # a zero mass, fitted
-        if kind == "positive" and not positive or kind == "count" and (number < 0 or number != round(number)):
-            raise ValueError(
-                f"given[{name!r}] = {value!r} is impossible for a {kind} column "
-                f"({'above 0' if kind == 'positive' else 'a whole number >= 0'})."
-            )
-        if not np.isfinite(number):
-            raise ValueError(f"given[{name!r}] = {value!r} is not a finite number.")
-        return number
-
-    def _with_missing_cells(self, X: np.ndarray, drawn: np.ndarray, generator) -> np.ndarray:
-        """Drawn cells set missing by the training rows' missingness patterns."""
-        found = self.schema_.missing_patterns()
-        if found is None:
-            return X
-        patterns, counts = found
-        weights = torch.as_tensor(counts, dtype=torch.float64, device=generator.device)
-        pick = torch.multinomial(weights, X.shape[0], replacement=True, generator=generator)
-        holes = patterns[pick.cpu().numpy()] & drawn
-        return np.where(holes, np.nan, X)
 
     # ----------------------------------------------------- sklearn integration
     def __sklearn_tags__(self):
