@@ -67,6 +67,15 @@ class Files:
         return by_mode["full"] or by_mode["quick"]
 
 
+def one_mode(entries: list[dict]) -> list[dict]:
+    """The thread settings of a figure from one run mode only: the full runs where the
+    first setting has one, else the quick runs (a row never mixes sizes)."""
+    if not entries:
+        return entries
+    mode = entries[0]["variant"].get("mode", "full")
+    return [e for e in entries if e["variant"].get("mode", "full") == mode]
+
+
 def str_or(value, like):
     """Variant values compare as stored (thread settings are strings, sizes numbers)."""
     return str(value) if isinstance(like, str) else value
@@ -125,7 +134,7 @@ def row_by(rows: list[dict], key: str, value) -> dict:
 
 # --------------------------------------------------------------------- rows
 def foundation_gmm(files: Files):
-    entries = [e for t in ("1", "default") if (e := files.get("foundation", "gmm", threads=t, device="cpu"))]
+    entries = one_mode([e for t in ("1", "default") if (e := files.get("foundation", "gmm", threads=t, device="cpu"))])
     if not entries:
         return None
     s = entries[0]["settings"]
@@ -147,7 +156,7 @@ def foundation_gmm(files: Files):
 
 
 def foundation_ppca(files: Files):
-    entries = [e for t in ("1", "default") if (e := files.get("foundation", "ppca", threads=t, device="cpu"))]
+    entries = one_mode([e for t in ("1", "default") if (e := files.get("foundation", "ppca", threads=t, device="cpu"))])
     if not entries:
         return None
     s = entries[0]["settings"]
@@ -210,7 +219,7 @@ def rbm(files: Files):
 
 
 def vae_speed(files: Files):
-    entries = [e for t in ("1", "default") if (e := files.get("vae", "speed", threads=t))]
+    entries = one_mode([e for t in ("1", "default") if (e := files.get("vae", "speed", threads=t))])
     if not entries:
         return None
     peer, ours, result = [], [], []
@@ -380,7 +389,7 @@ def mixed(files: Files):
 
 
 def defaults_vae(files: Files):
-    entries = [e for t in ("1", "default") if (e := files.get("defaults", "vae", threads=t))]
+    entries = one_mode([e for t in ("1", "default") if (e := files.get("defaults", "vae", threads=t))])
     if not entries:
         return None
     peer, ours, result = [], [], []
@@ -403,7 +412,7 @@ def defaults_vae(files: Files):
 
 
 def defaults_rbm(files: Files):
-    entries = [e for t in ("1", "default") if (e := files.get("defaults", "rbm", threads=t))]
+    entries = one_mode([e for t in ("1", "default") if (e := files.get("defaults", "rbm", threads=t))])
     if not entries:
         return None
     peer, ours, result = [], [], []
@@ -425,7 +434,7 @@ def defaults_rbm(files: Files):
 
 
 def defaults_gmm(files: Files):
-    entries = [e for t in ("1", "default") if (e := files.get("defaults", "gmm", threads=t))]
+    entries = one_mode([e for t in ("1", "default") if (e := files.get("defaults", "gmm", threads=t))])
     if not entries:
         return None
     peer, ours, result = [], [], []

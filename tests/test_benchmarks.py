@@ -180,3 +180,12 @@ def test_every_results_file_is_in_the_current_format():
         for entry in saved["entries"]:
             assert entry["environment"]["commit"] != "unknown" and entry["environment"]["load_average"], path.name
             assert entry["variant"]["mode"] in ("full", "quick"), path.name
+
+
+def test_a_row_never_mixes_a_full_run_with_a_quick_one(tmp_path):
+    _record(tmp_path, {"threads": "1"}, 1.0)  # full
+    _record(tmp_path, {"threads": "default"}, 2.0, mode="quick")  # only a quick run at this setting
+    files = readme_table.Files(tmp_path)
+    found = [e for t in ("1", "default") if (e := files.get("demo", "speed", threads=t))]
+    assert len(found) == 2  # each setting alone takes what it has
+    assert [e["variant"]["threads"] for e in readme_table.one_mode(found)] == ["1"]
