@@ -643,9 +643,13 @@ def _decimal_places(values: np.ndarray):
     ``0.27 * 100`` is ``27.000000000000004`` in binary floating point: a value is on
     the grid of ``k`` places when it is within a relative 1e-11 of it.
     """
+    def on_grid(part, places):
+        scaled = part * 10.0**places
+        return bool(np.all(np.abs(scaled - np.round(scaled)) <= 1e-11 * np.maximum(np.abs(scaled), 1.0)))
+
+    head = values[:64]  # a grid the first values miss is missed by the column: one full pass at most
     for places in range(MAX_DECIMALS + 1):
-        scaled = values * 10.0**places
-        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-11 * np.maximum(np.abs(scaled), 1.0)):
+        if on_grid(head, places) and on_grid(values, places):
             return places
     return None
 
