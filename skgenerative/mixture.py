@@ -1294,7 +1294,115 @@ def _empty_gaussian(k: int, covariance_type: str, like: torch.Tensor):
 
 
 # ---------------------------------------------------------------------- estimator
-class GaussianMixtureDensity(EMModel, GenerativeModel):
+class ComponentChoiceMixin:
+    """``n_components="auto"``: the number of components chosen by held-out
+    log-likelihood over a doubling grid (see :class:`GaussianMixtureDensity`)."""
+
+    def _choose_n_components(self, source, seed: int) -> int:
+        """``n_components="auto"``: the held-out log-likelihood over a doubling grid.
+
+        A fifth of the rows (:data:`AUTO_VALIDATION_FRACTION`, drawn from the seed) is
+        held out; mixtures of 1, 2, 4, ... components (at most
+        :data:`AUTO_MAX_COMPONENTS`, and at least :data:`AUTO_ROWS_PER_COMPONENT`
+        training rows per component) are fitted on the rest, each with this
+        estimator's settings, and scored on the held-out rows (mean log-likelihood,
+        the user's units). The grid stops at the first size that does not beat the
+        best so far; the best size is returned, to be refitted on every row.
+        """
+        n = source.shape[0]
+        train, held_out = source.split(AUTO_VALIDATION_FRACTION, lambda index: (seed * 1000003 + _AUTO_SPLIT + index) % (2**31 - 1))
+        n_train = n - (0 if held_out is None else held_out.shape[0])
+        largest = min(AUTO_MAX_COMPONENTS, n_train // AUTO_ROWS_PER_COMPONENT)
+        candidates, scores = [], []
+        started = time.perf_counter()
+        if held_out is not None and held_out.shape[0] and largest >= 2:
+            held_out = held_out.cpu().numpy()
+            k, best = 1, -math.inf
+            while k <= largest:
+                self.n_components_ = k
+                self._cache = {}
+                with warnings.catch_warnings():  # only the chosen fit's convergence is reported
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    data = prepare_mixture_fit(self, train, seed)
+                    self._em_fit(data, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+                                 generator=generator_from(seed, source.device), verbose=self.verbose - 1)
+                score = self._held_out_score(held_out)
+                candidates.append(k)
+                scores.append(score)
+                self._log(f"n_components={k}: held-out log-likelihood {score:.4f} per row", 2)
+                if not score > best:
+                    break
+                best = score
+                k *= 2
+        self._cache = {}
+        self.n_components_candidates_ = np.asarray(candidates or [1], dtype=np.int64)
+        self.n_components_scores_ = np.asarray(scores or [np.nan], dtype=np.float64)
+        chosen = int(self.n_components_candidates_[np.nanargmax(self.n_components_scores_)]) if scores else 1
+        tried = ", ".join(f"{k}: {v:.3f}" for k, v in zip(candidates, scores)) or "too few rows to hold any out"
+        self._auto_summary = (f"n_components='auto': {chosen} by held-out log-likelihood per row "
+                              f"({tried}; {time.perf_counter() - started:.1f} s)")
+        self._log(self._auto_summary, 2)
+        return chosen
+
+    def _held_out_score(self, rows: np.ndarray) -> float:
+        """Mean log-likelihood of ``rows`` under the parameters just fitted (evaluation dtype)."""
+        self._in_training = False
+        try:
+            return float(np.mean(self._evaluate(self._observed_log_prob, rows)))
+        finally:
+            self._in_training = True
+            self._cache = {}
+
+
+class ClusteringMixin:
+    """scikit-learn's ``GaussianMixture`` API on the fitted mixture: component
+    posteriors, hard labels and the information criteria."""
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each sample (``transform``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components)
+        """
+        return self.transform(X)
+
+    @lazy_rows
+    def predict(self, X):
+        """Most probable component of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._evaluate(lambda x: torch.argmax(self._weighted_log_prob(x), dim=1), X)
+
+    def fit_predict(self, X, y=None):
+        """Fit, then return the most probable component of each training sample."""
+        return self.fit(X).predict(X)
+
+    def bic(self, X):
+        """Bayesian information criterion on ``X`` (lower is better): every block's parameters."""
+        n = np.shape(X)[0] if not isinstance(X, torch.Tensor) else X.shape[0]
+        return -2 * self.score(X) * n + self._layout.n_parameters(self.n_components_, self.covariance_type) * np.log(n)
+
+    def aic(self, X):
+        """Akaike information criterion on ``X`` (lower is better)."""
+        n = np.shape(X)[0] if not isinstance(X, torch.Tensor) else X.shape[0]
+        return -2 * self.score(X) * n + 2 * self._layout.n_parameters(self.n_components_, self.covariance_type)
+
+
+class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, EMModel, GenerativeModel):
     """Mixture density of a table fitted by expectation-maximisation in torch.
 
     Each component is a product of blocks (see Notes): a Gaussian over the real and
@@ -1499,63 +1607,8 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         self._em_fit(data, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
                      warm_start=resume, generator=generator_from(seed, source.device))
 
-    def _choose_n_components(self, source, seed: int) -> int:
-        """``n_components="auto"``: the held-out log-likelihood over a doubling grid.
-
-        A fifth of the rows (:data:`AUTO_VALIDATION_FRACTION`, drawn from the seed) is
-        held out; mixtures of 1, 2, 4, ... components (at most
-        :data:`AUTO_MAX_COMPONENTS`, and at least :data:`AUTO_ROWS_PER_COMPONENT`
-        training rows per component) are fitted on the rest, each with this
-        estimator's settings, and scored on the held-out rows (mean log-likelihood,
-        the user's units). The grid stops at the first size that does not beat the
-        best so far; the best size is returned, to be refitted on every row.
-        """
-        n = source.shape[0]
-        train, held_out = source.split(AUTO_VALIDATION_FRACTION, lambda index: (seed * 1000003 + _AUTO_SPLIT + index) % (2**31 - 1))
-        n_train = n - (0 if held_out is None else held_out.shape[0])
-        largest = min(AUTO_MAX_COMPONENTS, n_train // AUTO_ROWS_PER_COMPONENT)
-        candidates, scores = [], []
-        started = time.perf_counter()
-        if held_out is not None and held_out.shape[0] and largest >= 2:
-            held_out = held_out.cpu().numpy()
-            k, best = 1, -math.inf
-            while k <= largest:
-                self.n_components_ = k
-                self._cache = {}
-                with warnings.catch_warnings():  # only the chosen fit's convergence is reported
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    data = prepare_mixture_fit(self, train, seed)
-                    self._em_fit(data, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
-                                 generator=generator_from(seed, source.device), verbose=self.verbose - 1)
-                score = self._held_out_score(held_out)
-                candidates.append(k)
-                scores.append(score)
-                self._log(f"n_components={k}: held-out log-likelihood {score:.4f} per row", 2)
-                if not score > best:
-                    break
-                best = score
-                k *= 2
-        self._cache = {}
-        self.n_components_candidates_ = np.asarray(candidates or [1], dtype=np.int64)
-        self.n_components_scores_ = np.asarray(scores or [np.nan], dtype=np.float64)
-        chosen = int(self.n_components_candidates_[np.nanargmax(self.n_components_scores_)]) if scores else 1
-        tried = ", ".join(f"{k}: {v:.3f}" for k, v in zip(candidates, scores)) or "too few rows to hold any out"
-        self._auto_summary = (f"n_components='auto': {chosen} by held-out log-likelihood per row "
-                              f"({tried}; {time.perf_counter() - started:.1f} s)")
-        self._log(self._auto_summary, 2)
-        return chosen
-
     def _em_summary(self) -> str:
         return f"; {self._auto_summary}" if self.n_components == "auto" and hasattr(self, "_auto_summary") else ""
-
-    def _held_out_score(self, rows: np.ndarray) -> float:
-        """Mean log-likelihood of ``rows`` under the parameters just fitted (evaluation dtype)."""
-        self._in_training = False
-        try:
-            return float(np.mean(self._evaluate(self._observed_log_prob, rows)))
-        finally:
-            self._in_training = True
-            self._cache = {}
 
     def _n_latent(self) -> int:
         return int(self.n_components_)
@@ -1745,45 +1798,3 @@ class GaussianMixtureDensity(EMModel, GenerativeModel):
         params = MixtureParameters(weights, None, None, None, self._families())
         return _draw_families(out, gaussian, labels, params, layout, generator)
 
-    def predict_proba(self, X):
-        """Posterior probability of each component for each sample (``transform``).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        resp : ndarray of shape (n_samples, n_components)
-        """
-        return self.transform(X)
-
-    @lazy_rows
-    def predict(self, X):
-        """Most probable component of each sample.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        return self._evaluate(lambda x: torch.argmax(self._weighted_log_prob(x), dim=1), X)
-
-    def fit_predict(self, X, y=None):
-        """Fit, then return the most probable component of each training sample."""
-        return self.fit(X).predict(X)
-
-    def bic(self, X):
-        """Bayesian information criterion on ``X`` (lower is better): every block's parameters."""
-        n = np.shape(X)[0] if not isinstance(X, torch.Tensor) else X.shape[0]
-        return -2 * self.score(X) * n + self._layout.n_parameters(self.n_components_, self.covariance_type) * np.log(n)
-
-    def aic(self, X):
-        """Akaike information criterion on ``X`` (lower is better)."""
-        n = np.shape(X)[0] if not isinstance(X, torch.Tensor) else X.shape[0]
-        return -2 * self.score(X) * n + 2 * self._layout.n_parameters(self.n_components_, self.covariance_type)
