@@ -38,6 +38,7 @@ cluster and mixed figures and per thread setting of the in-memory one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 import time
@@ -83,6 +84,22 @@ def _hwm() -> int:
 def _reset() -> None:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
+
+
+@contextlib.contextmanager
+def _local_cluster():
+    """The figures' cluster: 2 worker processes, 1 thread and 2 GiB each, skgenerative imported."""
+    import distributed
+
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       memory_limit="2GiB", dashboard_address=None)
+    client = distributed.Client(cluster)
+    try:
+        client.run(lambda: __import__("skgenerative") and None)
+        yield client
+    finally:
+        client.close()
+        cluster.close()
 
 
 class _IterationTimer:
@@ -226,7 +243,6 @@ def mixed_table(entries) -> str:
 
 
 def bench_mixed(results, sizes, block, iterations):
-    import distributed
     from sklearn.exceptions import ConvergenceWarning
 
     from skgenerative import GaussianMixtureDensity
@@ -239,11 +255,7 @@ def bench_mixed(results, sizes, block, iterations):
                 "dtype": "auto (float32 EM, float64 evaluation)", "partition_rows": block,
                 "em_iterations": iterations, "workers": 2, "threads_per_worker": 1, "memory_limit": "2GiB",
                 "init": f"k-means++ on {_init_sample_rows()} initialisation sample"}
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       memory_limit="2GiB", dashboard_address=None)
-    client = distributed.Client(cluster)
-    try:
-        client.run(lambda: __import__("skgenerative") and None)
+    with _local_cluster() as client:
         for n in sizes:
             print(f"[mixed] {n:,} rows", flush=True)
             X = lazy_mixed_table(n, block)
@@ -269,9 +281,6 @@ def bench_mixed(results, sizes, block, iterations):
             }
             print(record, flush=True)
             results.record("mixed", {"rows": n}, settings, [record], load)
-    finally:
-        client.close()
-        cluster.close()
 
 
 FIGURES = {
@@ -296,7 +305,6 @@ def _init_sample_rows():
 
 
 def bench_cluster(results, sizes, block, iterations):
-    import distributed
     from sklearn.exceptions import ConvergenceWarning
 
     from skgenerative import GaussianMixtureDensity, PPCADensity
@@ -305,11 +313,7 @@ def bench_cluster(results, sizes, block, iterations):
     settings = {"n_features": D, "n_components": K, "covariance_type": "full", "block_rows": block,
                 "em_iterations": iterations, "workers": 2, "threads_per_worker": 1, "memory_limit": "2GiB",
                 "init": f"k-means++ on {_init_sample_rows()} initialisation sample"}
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       memory_limit="2GiB", dashboard_address=None)
-    client = distributed.Client(cluster)
-    try:
-        client.run(lambda: __import__("skgenerative") and None)
+    with _local_cluster() as client:
         for n in sizes:
             print(f"[cluster] {n:,} rows", flush=True)
             X = lazy_data(n, block)
@@ -342,9 +346,6 @@ def bench_cluster(results, sizes, block, iterations):
             }
             print(record, flush=True)
             results.record("cluster", {"rows": n}, settings, [record], load)
-    finally:
-        client.close()
-        cluster.close()
 
 
 def bench_in_memory(results, n_mem: int, block: int, iterations: int, setting: str) -> None:
