@@ -170,31 +170,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load(name: str, rows: int, seed: int) -> Table:
-    source = "adult" if name.startswith("adult") else name
-    types = json.loads((MIXED / f"{source}.types.json").read_text())
-    df = pd.read_csv(MIXED / f"{source}.csv").dropna().reset_index(drop=True)
-    for column, kind in types.items():
-        if kind == "categorical":
-            df[column] = df[column].astype(str).astype("category")
-        elif kind == "ordinal":
-            levels = sorted(pd.unique(df[column]))
-            df[column] = pd.Categorical(df[column], categories=levels, ordered=True)
-    order = np.random.RandomState(seed).permutation(len(df))
-    n_train = int(round(0.7 * len(df)))
-    train, test = df.iloc[order[:n_train]], df.iloc[order[n_train:]]
-    if not name.endswith("_full"):
-        train, test = train.iloc[:rows], test.iloc[:rows]
-    return Table(name, source, types, train.reset_index(drop=True), test.reset_index(drop=True))
-
-
-# ------------------------------------------------------------------- generators
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 class Ours:
     """An skgenerative estimator as a synthesizer: fit the user's table, sample rows."""
 
