@@ -85,7 +85,7 @@ from _common import (  # noqa: E402
     short_run, threads,
 )
 
-from skgenerative import GaussianMixtureDensity, VariationalAutoencoder  # noqa: E402
+from skgenerative import GaussianMixtureDensity, VariationalAutoencoder, mixture  # noqa: E402
 
 #: TSTR targets: the first is the table's "tstr"; others are reported as "tstr_<column>"
 TARGETS = {"adult": ["relationship"], "wine": ["quality", "color"]}
@@ -175,17 +175,25 @@ class Ours:
 
     kind = "ours"
 
-    def __init__(self, make, declared: bool = False, **sample_params):
+    def __init__(self, make, declared: bool = False, search: dict | None = None, **sample_params):
         self.make, self.declared, self.sample_params = make, declared, sample_params
+        self.search = search or {}  # exploration only: constants of n_components="auto" (mixture.AUTO_*)
 
     def fit(self, table: Table, seed: int):
         params = {"random_state": seed}
         if self.declared:
             params["column_types"] = table.declared_types()
         self.model = self.make(**params)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.model.fit(table.train)
+        before = {name: getattr(mixture, name) for name in self.search}
+        try:
+            for name, value in self.search.items():
+                setattr(mixture, name, value)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.model.fit(table.train)
+        finally:
+            for name, value in before.items():
+                setattr(mixture, name, value)
 
     def sample(self, n: int, seed: int) -> pd.DataFrame:
         return self.model.sample(n, random_state=seed, **self.sample_params)
@@ -201,7 +209,7 @@ class Ours:
             "n_components", "covariance_type", "covariance_prior", "n_init", "level_prior", "column_types")}
         if hasattr(self.model, "n_components_"):
             out["n_components_"] = int(self.model.n_components_)
-        return {**out, **{f"sample_{k}": v for k, v in self.sample_params.items()}}
+        return {**out, **self.search, **{f"sample_{k}": v for k, v in self.sample_params.items()}}
 
 
 class SDV:
@@ -297,6 +305,13 @@ def explored(mode: str) -> dict:
     found["GMM(128)"] = Ours(_gmm(n_components=128))
     found["GMM(256, diag)"] = Ours(_gmm(n_components=256, covariance_type="diag"))
     found["GMM('auto') raw draws"] = Ours(_gmm(n_components="auto"), bounds=None)
+    # the search's rule: the largest size within 1 paired standard error of the best;
+    # at most 128 or 256 components
+    for errors in (1.0, 2.0):
+        found[f"GMM('auto', {errors:g} SE)"] = Ours(_gmm(n_components="auto"), search={"AUTO_STANDARD_ERRORS": errors})
+    for largest in (128, 256):
+        found[f"GMM('auto', at most {largest})"] = Ours(_gmm(n_components="auto"),
+                                                         search={"AUTO_MAX_COMPONENTS": largest})
     return found
 
 
