@@ -12,7 +12,10 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skgenerative import GaussianMixtureDensity
 from skgenerative._torch import seed_from
-from skgenerative.mixture import AUTO_MAX_COMPONENTS, AUTO_ROWS_PER_COMPONENT, AUTO_VALIDATION_FRACTION, _AUTO_SPLIT
+from skgenerative.mixture import (
+    AUTO_MAX_COMPONENTS, AUTO_ROWS_PER_COMPONENT, AUTO_STANDARD_ERRORS, AUTO_VALIDATION_FRACTION, _AUTO_SPLIT,
+    _close_to_best,
+)
 
 from test_mixture import credit_card_table
 
@@ -61,6 +64,45 @@ def test_candidate_scores_are_the_held_out_log_likelihoods_of_plain_fits():
     np.testing.assert_allclose(est.means_, again.means_)
 
 
+def _paired_choice(rows, errors):
+    """The rule by hand: the largest size whose mean is within ``errors`` standard errors
+    of the per-row differences from the best size's mean."""
+    means = [np.mean(r) for r in rows]
+    best = int(np.argmax(means))
+    close = []
+    for r in rows:
+        d = np.asarray(r) - np.asarray(rows[best])
+        se = np.sqrt(np.sum((d - d.mean()) ** 2) / (len(d) - 1) / len(d))
+        close.append(d.mean() >= -errors * se)
+    return close
+
+
+def test_close_to_best_is_the_paired_standard_error_rule():
+    rng = np.random.RandomState(0)
+    base = rng.normal(-10, 3, 200)
+    noise = lambda sd: (lambda e: e - e.mean())(rng.normal(0, sd, 200))  # noqa: E731 (mean exactly 0)
+    rows = [base - 1.0 + noise(0.1),   # 1 nat below, standard error ~0.007: far
+            base,                      # the best
+            base - 0.01 + noise(0.5)]  # 0.01 below, standard error ~0.035: close
+    np.testing.assert_array_equal(_close_to_best(rows), _paired_choice(rows, AUTO_STANDARD_ERRORS))
+    np.testing.assert_array_equal(_close_to_best(rows), [False, True, True])
+
+
+def test_auto_chooses_the_largest_size_within_one_standard_error():
+    """From plain fits on the same split: the candidates' per-row held-out scores, the
+    best size, and the largest size whose paired difference is within one standard error."""
+    X = _clusters(k=3, n=600)
+    est = GaussianMixtureDensity("auto", random_state=3).fit(X)
+    train, held_out = _held_out_split(len(X), 3)
+    rows = [GaussianMixtureDensity(int(k), random_state=3).fit(X[train]).score_samples(X[held_out])
+            for k in est.n_components_candidates_]
+    close = _paired_choice(rows, AUTO_STANDARD_ERRORS)
+    assert est.n_components_ == est.n_components_candidates_[np.flatnonzero(close)[-1]]
+    # the grid went on while each new size was close to the best so far, and stopped at
+    # the first that was not (or at the largest allowed)
+    assert all(_paired_choice(rows[:i + 1], AUTO_STANDARD_ERRORS)[-1] for i in range(len(rows) - 1))
+
+
 def test_auto_is_deterministic_and_bounded():
     X = _clusters(k=6, n=1500, d=4, seed=1)
     a = GaussianMixtureDensity("auto", random_state=0).fit(X)
@@ -70,10 +112,12 @@ def test_auto_is_deterministic_and_bounded():
     np.testing.assert_array_equal(a.means_, b.means_)
     n_train = len(X) - int(np.floor(AUTO_VALIDATION_FRACTION * len(X)))
     assert a.n_components_candidates_.max() <= min(AUTO_MAX_COMPONENTS, n_train // AUTO_ROWS_PER_COMPONENT)
-    # the grid doubles and stops at the first size that does not improve
+    # the grid doubles and stops at the first size far below the best (or at the largest)
     cand = a.n_components_candidates_
     assert list(cand) == [2**i for i in range(len(cand))]
-    assert np.all(np.diff(a.n_components_scores_[:-1]) > 0)
+    largest = min(AUTO_MAX_COMPONENTS, n_train // AUTO_ROWS_PER_COMPONENT)
+    scores = a.n_components_scores_
+    assert a.n_components_ in cand and (cand[-1] * 2 > largest or scores[-1] < scores.max())
 
 
 def test_auto_with_too_few_rows_is_one_component():
