@@ -151,7 +151,7 @@ def _log_det_cholesky(precisions_chol: torch.Tensor, covariance_type: str, n_fea
 #: ``n_components="auto"``: the share of rows held out to score the candidates, the
 #: largest candidate, and the least training rows per component of a candidate
 AUTO_VALIDATION_FRACTION = 0.2
-AUTO_MAX_COMPONENTS = 64
+AUTO_MAX_COMPONENTS = 128
 AUTO_ROWS_PER_COMPONENT = 25
 #: the candidates' EM stops at ``tol`` times this (the final fit at ``tol``); 1: a
 #: coarser tolerance (10) changed the choice on 2 of 7 benchmark fits (Adult, Wine)
@@ -1445,7 +1445,7 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, EMModel, Gen
     n_components : int or "auto", default=1
         Number of mixture components. ``"auto"`` chooses it by held-out
         log-likelihood: a fifth of the rows (drawn from ``random_state``) is held
-        out, mixtures of 1, 2, 4, 8, ... components (at most 64, and at least 25
+        out, mixtures of 1, 2, 4, 8, ... components (at most 128, and at least 25
         training rows per component) are fitted on the rest with the other
         parameters as given and scored by the mean log-likelihood of the held-out
         rows. The chosen size is the largest within one standard error (of the
