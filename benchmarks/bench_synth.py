@@ -183,6 +183,10 @@ class Ours:
         params = {"random_state": seed}
         if self.declared:
             params["column_types"] = table.declared_types()
+        self._fit_model(table.train, params)
+
+    def _fit_model(self, frame: pd.DataFrame, params: dict) -> None:
+        """``make(**params).fit(frame)`` with the search's constants set for the fit only."""
         self.model = self.make(**params)
         before = {name: getattr(mixture, name) for name in self.search}
         try:
@@ -190,7 +194,7 @@ class Ours:
                 setattr(mixture, name, value)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.model.fit(table.train)
+                self.model.fit(frame)
         finally:
             for name, value in before.items():
                 setattr(mixture, name, value)
@@ -219,8 +223,8 @@ class OursJoined(Ours):
     component the group's columns are then one joint table instead of independent ones.
     Not a feature of the package; the figure sizes what one would gain."""
 
-    def __init__(self, make, groups: list, **sample_params):
-        super().__init__(make, **sample_params)
+    def __init__(self, make, groups: list, search: dict | None = None, **sample_params):
+        super().__init__(make, search=search, **sample_params)
         self.groups = [tuple(g) for g in groups]
 
     def fit(self, table: Table, seed: int):
@@ -228,10 +232,7 @@ class OursJoined(Ours):
         for group in self.groups:
             frame["|".join(group)] = frame[list(group)].astype(str).agg("\x1f".join, axis=1).astype("category")
             frame = frame.drop(columns=list(group))
-        self.model = self.make(random_state=seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.model.fit(frame)
+        self._fit_model(frame, {"random_state": seed})
 
     def sample(self, n: int, seed: int) -> pd.DataFrame:
         rows = self.model.sample(n, random_state=seed, **self.sample_params)
@@ -345,13 +346,14 @@ def explored(mode: str) -> dict:
     # levels that depend on each other inside a component (Adult only: the others' columns differ)
     found["GMM('auto'), marital_status x relationship x sex joined"] = OursJoined(
         _gmm(n_components="auto"), [("marital_status", "relationship", "sex")])
-    # the search's rule: the largest size within 1 paired standard error of the best;
-    # at most 128 or 256 components
-    for errors in (1.0, 2.0):
-        found[f"GMM('auto', {errors:g} SE)"] = Ours(_gmm(n_components="auto"), search={"AUTO_STANDARD_ERRORS": errors})
-    for largest in (128, 256):
-        found[f"GMM('auto', at most {largest})"] = Ours(_gmm(n_components="auto"),
-                                                         search={"AUTO_MAX_COMPONENTS": largest})
+    # the search's rule (default: the largest size within 1 paired standard error of the
+    # best, at most 128 components): the best size alone, 2 errors, at most 256
+    found["GMM('auto', 0 SE)"] = Ours(_gmm(n_components="auto"), search={"AUTO_STANDARD_ERRORS": 0.0})
+    found["GMM('auto', 2 SE)"] = Ours(_gmm(n_components="auto"), search={"AUTO_STANDARD_ERRORS": 2.0})
+    found["GMM('auto', at most 256)"] = Ours(_gmm(n_components="auto"), search={"AUTO_MAX_COMPONENTS": 256})
+    found["GMM('auto', at most 256), marital_status x relationship x sex joined"] = OursJoined(
+        _gmm(n_components="auto"), [("marital_status", "relationship", "sex")],
+        search={"AUTO_MAX_COMPONENTS": 256})
     return found
 
 
