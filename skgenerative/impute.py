@@ -29,25 +29,34 @@ from .base import (
 __all__ = ["GenerativeImputer"]
 
 
-def default_imputation_estimator(mixed: bool = False):
+def default_imputation_estimator(mixed: bool = False, column_types: dict | None = None):
     """The fixed estimator ``GenerativeImputer`` falls back on (see its Notes).
 
-    ``mixed``: the table has discrete (non-numeric) columns. On a numeric table held in
-    memory the default chooses among :func:`default_imputation_candidates` instead; this
-    is the model of a dask collection (whose rows are not gathered for held-out folds)
-    and of a mixed table.
+    ``mixed``: the table has discrete (non-numeric) columns. In memory the default
+    chooses among :func:`default_imputation_candidates` (numeric tables) or
+    :func:`default_mixed_candidates` (mixed tables) instead; this is the model of a
+    dask collection (whose rows are not gathered for held-out cells) and of tables
+    under ``MIN_ROWS_TO_CHOOSE`` rows. ``column_types``: passed to the mixed model
+    (:func:`zero_inflated_columns`).
     """
     from .mixture import GaussianMixtureDensity
 
     if mixed:
         return GaussianMixtureDensity(
-            n_components=MIXED_DEFAULT_COMPONENTS, covariance_prior=2.0, tol=1e-2, random_state=0
+            n_components=MIXED_DEFAULT_COMPONENTS, covariance_prior=2.0, tol=1e-2, random_state=0,
+            column_types=column_types or None,
         )
     return GaussianMixtureDensity(n_components=2, covariance_prior=2.0, n_init=2, random_state=0)
 
 
-#: components of the default model on tables with discrete columns (see the Notes)
+#: components of the fixed model on tables with discrete columns (see the Notes)
 MIXED_DEFAULT_COMPONENTS = 16
+#: the mixed default's candidates, (components, covariance type), cheapest first (see the Notes)
+MIXED_CANDIDATES = ((16, "full"), (32, "diag"), (64, "diag"))
+#: share of the observed cells the mixed default holds out to weigh its candidates
+MIXED_HELD_OUT_SHARE = 0.1
+#: a numeric column with at least this share of exact zeros (and no negative value) is zero-inflated
+ZERO_INFLATED_SHARE = 0.1
 #: components of the default's candidates on numeric tables, tried in this order
 NUMERIC_CANDIDATE_COMPONENTS = (1, 2, 3, 4, 6, 8)
 #: candidates of smaller stacking weight are dropped (and the others' weights rescaled)
@@ -73,6 +82,69 @@ def default_imputation_candidates(random_state: int = 0) -> list:
 
     return [GaussianMixtureDensity(k, covariance_prior=2.0, n_init=2, random_state=random_state)
             for k in NUMERIC_CANDIDATE_COMPONENTS]
+
+
+def zero_inflated_columns(X: pd.DataFrame) -> dict:
+    """``{name: "positive"}`` for the numeric columns of ``X`` that are zero-inflated.
+
+    A column none of whose observed values is negative and at least
+    ``ZERO_INFLATED_SHARE`` (10%) of them exactly 0 holds a point mass at 0 that no
+    Gaussian represents (a component collapses onto it, or its spread is wasted on
+    it): the mixture's ``positive`` family models it as ``P(x = 0)`` times a
+    log-normal of the positive values, per component. Adult's capital gain and loss
+    (92% and 95% zeros) are such columns.
+    """
+    out = {}
+    for name in X.columns:
+        column = X[name]
+        if not pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+            continue
+        values = column.dropna().to_numpy(dtype=np.float64)
+        if values.size and values.min() >= 0 and np.mean(values == 0) >= ZERO_INFLATED_SHARE:
+            out[name] = "positive"
+    return out
+
+
+def default_mixed_candidates(column_types: dict | None = None, random_state: int = 0) -> list:
+    """The models the default ``GenerativeImputer`` stacks on a table with discrete columns.
+
+    Mixed mixtures (:class:`~skgenerative.GaussianMixtureDensity`: Gaussians over the
+    numbers times level tables) of ``MIXED_CANDIDATES`` components and covariance
+    types, with a conjugate covariance prior worth 2 pseudo-observations,
+    ``tol=1e-2`` and ``column_types`` (:func:`zero_inflated_columns`); see
+    ``GenerativeImputer``'s Notes.
+    """
+    from .mixture import GaussianMixtureDensity
+
+    return [GaussianMixtureDensity(k, covariance_type=kind, covariance_prior=2.0, tol=1e-2,
+                                   column_types=column_types or None, random_state=random_state)
+            for k, kind in MIXED_CANDIDATES]
+
+
+def hold_out_cells(X: pd.DataFrame, share: float, random_state: int) -> np.ndarray:
+    """A boolean mask of about ``share`` of the observed cells of ``X``, drawn at random.
+
+    Drawn with ``numpy.random.default_rng(random_state)`` (not the legacy
+    ``RandomState``, whose stream a caller's own MCAR mask of the same seed would
+    repeat). A column keeps at least one observed cell outside the mask.
+    """
+    observed = X.notna().to_numpy()
+    held = (np.random.default_rng(random_state).random(X.shape) < share) & observed
+    for j in np.flatnonzero(observed.any(0) & ~(observed & ~held).any(0)):
+        held[np.flatnonzero(observed[:, j])[0], j] = False
+    return held
+
+
+def held_out_cells_log_likelihood(model, X: pd.DataFrame, train: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """``log p(held-out cells of row i | its other observed cells)`` for each row in ``rows``.
+
+    ``model`` was fitted on ``train`` (``X`` with the held-out cells missing): the
+    difference of the log-densities of the row with and without them, ``log p(x_o)
+    - log p(x_o minus held)``, the density of what an imputation predicts (for one
+    held-out cell it is ``explain``'s value of that cell), in two passes over the rows.
+    """
+    return (np.asarray(model.score_samples(X.iloc[rows]), dtype=np.float64)
+            - np.asarray(model.score_samples(train.iloc[rows]), dtype=np.float64))
 
 
 class _OutOfTime(Exception):
@@ -191,6 +263,120 @@ def stacking_weights(log_likelihoods: np.ndarray, max_iter: int = 1000, tol: flo
             break
         previous = objective
     return w / w.sum()
+
+
+def stack_on_held_out_cells(candidates, X: pd.DataFrame, *, share: float = MIXED_HELD_OUT_SHARE,
+                            time_budget: float = SELECTION_TIME_BUDGET, random_state: int = 0, log=None):
+    """Candidates fitted once with some cells held out, and their stacking weights.
+
+    A share ``share`` of the observed cells (:func:`hold_out_cells`) is set missing;
+    each candidate is fitted on the rest and scores, for every row with held-out
+    cells, ``log p(held-out cells | the row's other observed cells)``
+    (:func:`held_out_cells_log_likelihood`). The weights maximise the rows' pooled
+    held-out log-likelihood (:func:`stacking_weights`); those under
+    ``MIN_STACKING_WEIGHT`` are dropped and the rest rescaled. The fitted candidates
+    are kept as they are (not refitted on the held-out cells: that would double the
+    cost for a tenth of the cells). No candidate starts once ``time_budget`` seconds
+    have passed. Returns ``(ensemble, record)``: ``ensemble`` a list of ``(weight,
+    fitted model)``, largest weight first (empty if every candidate failed),
+    ``record`` one dict per candidate as in :func:`select_by_held_out_likelihood`
+    (``held_out_conditional_log_likelihood`` per held-out cell).
+    """
+    import time
+
+    from sklearn.base import clone
+
+    held = hold_out_cells(X, share, random_state)
+    train = X.mask(held)
+    rows = np.flatnonzero(held.any(1))
+    deadline = time.perf_counter() + time_budget
+    record, fitted, scores = [], {}, {}
+    for i, candidate in enumerate(candidates):
+        entry = {"estimator": " ".join(repr(candidate).split()), "held_out_conditional_log_likelihood": None,
+                 "seconds": 0.0, "status": "tried"}
+        record.append(entry)
+        if fitted and time.perf_counter() > deadline:
+            entry["status"] = f"not tried (time budget of {time_budget:g} s spent)"
+            continue
+        tic = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = clone(candidate).fit(train)
+                row_scores = held_out_cells_log_likelihood(model, X, train, rows)
+        except (ValueError, RuntimeError, np.linalg.LinAlgError, torch.linalg.LinAlgError) as error:
+            entry.update(status=f"failed: {type(error).__name__}: {error}"[:300], seconds=time.perf_counter() - tic)
+            continue
+        entry.update(held_out_conditional_log_likelihood=float(row_scores.sum() / held.sum()),
+                     seconds=time.perf_counter() - tic)
+        fitted[i], scores[i] = model, row_scores
+        if log is not None:
+            log(f"candidate {entry['estimator']}: held-out log p(cells | rest of row) "
+                f"{entry['held_out_conditional_log_likelihood']:.4f} per cell ({entry['seconds']:.1f} s)")
+    if not fitted:
+        return [], record
+    scored = sorted(fitted)
+    matrix = np.column_stack([scores[i] for i in scored])
+    finite = np.isfinite(matrix).all(1)  # a row no candidate can score (a level unseen in training)
+    weights = stacking_weights(matrix[finite]) if finite.any() else np.full(len(scored), 1.0 / len(scored))
+    kept = [(float(w), i) for w, i in zip(weights, scored) if w >= MIN_STACKING_WEIGHT]
+    total = sum(w for w, _ in kept)
+    for i, w in zip(scored, weights):
+        record[i].update(weight=float(w), weight_kept=next((v / total for v, j in kept if j == i), 0.0))
+    return [(w / total, fitted[i]) for w, i in sorted(kept, key=lambda t: -t[0])], record
+
+
+def pooled_table_imputation(estimators, weights, frame: pd.DataFrame) -> pd.DataFrame:
+    """The point imputation of the linear pool ``sum_m w_m p_m(x_missing | x_observed)`` of a table.
+
+    ``estimators``: skgenerative models fitted on tables of the same schema. A
+    discrete cell takes the most probable level (the median level of an ordinal
+    column) of the pooled level probabilities ``sum_m w_m p_m(level | x_o)`` (not an
+    average of codes); a numeric cell the ``w``-weighted mean of the models' points
+    (conditional means; for a mixture's positive column its point, see
+    ``GaussianMixtureDensity.impute``). Observed cells are returned unchanged.
+    """
+    from ._schema import point_levels
+
+    first = estimators[0]
+    X, unseen = first._validate_table(frame, reset=False)
+    missing = np.isnan(X)
+    if unseen is not None:
+        missing &= ~unseen
+    rows = np.flatnonzero(missing.any(axis=1))
+    out = X.copy()
+    if rows.size:
+        schema, discrete = first.schema_, first.schema_.discrete
+        filled = np.zeros((rows.size, X.shape[1]))
+        probabilities = None
+        for w, model in zip(weights, estimators):
+            filled += w * model._evaluate(lambda x, m=model: m._impute(x, None, None), X[rows])
+            if discrete:
+                p = model._evaluate(lambda x, m=model: torch.cat(m._level_probabilities(x, discrete), dim=1), X[rows])
+                probabilities = w * p if probabilities is None else probabilities + w * p
+        start = 0
+        for j in discrete:
+            stop = start + len(schema.levels[schema.names[j]])
+            filled[:, j] = point_levels(probabilities[:, start:stop], schema.types[j])
+            start = stop
+        out[rows] = np.where(missing[rows], filled, X[rows])
+    return first._filled_frame(out, frame)
+
+
+def pooled_table_draws(estimators, weights, frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """One draw per row from the linear pool: a model by ``weights`` (per row), then its conditional."""
+    rng = np.random.RandomState(seed)
+    pick = np.minimum(np.searchsorted(np.cumsum(weights), rng.uniform(size=len(frame)) * np.sum(weights)),
+                      len(estimators) - 1)
+    parts, positions = [], []
+    for m, model in enumerate(estimators):
+        chosen = np.flatnonzero(pick == m)
+        if chosen.size:
+            parts.append(model.impute(frame.iloc[chosen], n_draws=1, random_state=seed + m)[0])
+            positions.append(chosen)
+    out = pd.concat(parts).iloc[np.argsort(np.concatenate(positions), kind="stable")]
+    out.index = frame.index
+    return out
 
 
 class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
@@ -378,16 +564,45 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         if self.estimator is not None:
             ensemble = [(1.0, self.estimator)]
         elif self._table:
-            ensemble = [(1.0, default_imputation_estimator(mixed=True))]
+            ensemble = self._choose_mixed(X)
         else:
             ensemble = self._choose(X)
         self.weights_ = np.array([w for w, _ in ensemble])
-        self.estimators_ = [clone_with_verbose(e, self.verbose).fit(X) for _, e in ensemble]
+        self.estimators_ = [e if fitted else clone_with_verbose(e, self.verbose).fit(X)
+                            for (_, e), fitted in zip(ensemble, self._fitted_already(ensemble))]
         self.estimator_ = self.estimators_[0]
         self.indicator_ = (
             MissingIndicator(error_on_new=False).fit(self._missing(X)) if self.add_indicator else None
         )
         return self
+
+    @staticmethod
+    def _fitted_already(ensemble) -> list:
+        """Which models of the ensemble the choice fitted already (the mixed default's)."""
+        return [hasattr(e, "n_features_in_") for _, e in ensemble]
+
+    def _choose_mixed(self, X: pd.DataFrame) -> list:
+        """The default's models for a table with discrete columns, as ``[(weight, fitted
+        estimator), ...]``: the mixed candidates stacked on held-out cells (see the Notes)."""
+        seed = 0 if self.random_state is None else seed_from(self.random_state)
+        types = zero_inflated_columns(X)
+        if X.shape[0] < MIN_ROWS_TO_CHOOSE:
+            self._log(f"{X.shape[0]} rows: too few to hold cells out; the fixed mixed default")
+            return [(1.0, default_imputation_estimator(mixed=True, column_types=types))]
+        candidates = [clone_with_verbose(c, self.verbose) for c in default_mixed_candidates(types, seed)]
+        ensemble, self.selection_ = stack_on_held_out_cells(
+            candidates, X, random_state=seed, log=self._log if self.verbose >= 2 else None)
+        if not ensemble:  # every candidate failed: the fixed default (its own error, if any)
+            self._log("every candidate failed on the held-out cells; the fixed mixed default")
+            return [(1.0, default_imputation_estimator(mixed=True, column_types=types))]
+        tried = [f"{c.n_components} {c.covariance_type}: {e['held_out_conditional_log_likelihood']:.3f} "
+                 f"(weight {e.get('weight_kept', 0.0):.2f})"
+                 for c, e in zip(candidates, self.selection_) if e["held_out_conditional_log_likelihood"] is not None]
+        self._log(f"stacked {len(ensemble)} mixed mixtures by the held-out log p(cells | rest of row) of "
+                  f"{MIXED_HELD_OUT_SHARE:.0%} of the cells (components: mean per cell, weight; "
+                  f"{', '.join(tried)}); zero-inflated columns: {sorted(types) or 'none'}; "
+                  f"{sum(e['seconds'] for e in self.selection_):.1f} s")
+        return ensemble
 
     def _log(self, message: str) -> None:
         if self.verbose:
@@ -487,6 +702,10 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
             if self.sample_posterior:
                 return estimators[0].impute(data, n_draws=1, random_state=seed)[0]
             return estimators[0].impute(data)
+        if is_dataframe(data):  # the mixed default's stack
+            if self.sample_posterior:
+                return pooled_table_draws(estimators, self.weights_, data, seed)
+            return pooled_table_imputation(estimators, self.weights_, data)
         missing = np.isnan(data)
         rows = missing.any(axis=1)
         out = data.copy()
