@@ -324,13 +324,15 @@ def stack_on_held_out_cells(candidates, X: pd.DataFrame, *, share: float = MIXED
     total = sum(w for w, _ in kept)
     for i, w in zip(scored, weights):
         record[i].update(weight=float(w), weight_kept=next((v / total for v, j in kept if j == i), 0.0))
-    ensemble = [(w / total, fitted[i]) for w, i in sorted(kept, key=lambda t: -t[0])]
-    for _, model in ensemble:  # EM resumed on every cell: a few iterations, not a second fit
+    ensemble = []
+    for w, i in sorted(kept, key=lambda t: -t[0]):  # EM resumed on every cell: a few iterations
         tic = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.set_params(warm_start=True).fit(X).set_params(warm_start=False)
-        record[next(i for i in fitted if fitted[i] is model)]["seconds"] += time.perf_counter() - tic
+        try:
+            model = fitted[i].set_params(warm_start=True).fit(X).set_params(warm_start=False)
+        except ValueError:  # a level seen only in held-out cells: the layout changed, a fresh fit
+            model = clone(candidates[i]).fit(X)
+        record[i]["seconds"] += time.perf_counter() - tic
+        ensemble.append((w / total, model))
     return ensemble, record
 
 
