@@ -599,40 +599,40 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
             check_no_empty_column(X, getattr(self, "feature_names_in_", None))
             check_magnitude(X, np.float64, getattr(self, "feature_names_in_", None))
         self.selection_ = None
+        fitted = False  # the mixed default's choice returns its models fitted
         if self.estimator is not None:
             ensemble = [(1.0, self.estimator)]
         elif self._table:
-            ensemble = self._choose_mixed(X)
+            ensemble, fitted = self._choose_mixed(X), True
         else:
             ensemble = self._choose(X)
         self.weights_ = np.array([w for w, _ in ensemble])
-        self.estimators_ = [e if fitted else clone_with_verbose(e, self.verbose).fit(X)
-                            for (_, e), fitted in zip(ensemble, self._fitted_already(ensemble))]
+        self.estimators_ = [e if fitted else clone_with_verbose(e, self.verbose).fit(X) for _, e in ensemble]
         self.estimator_ = self.estimators_[0]
         self.indicator_ = (
             MissingIndicator(error_on_new=False).fit(self._missing(X)) if self.add_indicator else None
         )
         return self
 
-    @staticmethod
-    def _fitted_already(ensemble) -> list:
-        """Which models of the ensemble the choice fitted already (the mixed default's)."""
-        return [hasattr(e, "n_features_in_") for _, e in ensemble]
-
     def _choose_mixed(self, X: pd.DataFrame) -> list:
         """The default's models for a table with discrete columns, as ``[(weight, fitted
         estimator), ...]``: the mixed candidates stacked on held-out cells (see the Notes)."""
         seed = 0 if self.random_state is None else seed_from(self.random_state)
         types = zero_inflated_columns(X)
+
+        def fixed():  # fitted, as the choice's models are
+            model = default_imputation_estimator(mixed=True, column_types=types)
+            return [(1.0, clone_with_verbose(model, self.verbose).fit(X))]
+
         if X.shape[0] < MIN_ROWS_TO_CHOOSE:
             self._log(f"{X.shape[0]} rows: too few to hold cells out; the fixed mixed default")
-            return [(1.0, default_imputation_estimator(mixed=True, column_types=types))]
+            return fixed()
         candidates = [clone_with_verbose(c, self.verbose) for c in default_mixed_candidates(types, seed)]
         ensemble, self.selection_ = stack_on_held_out_cells(
             candidates, X, random_state=seed, log=self._log if self.verbose >= 2 else None)
         if not ensemble:  # every candidate failed: the fixed default (its own error, if any)
             self._log("every candidate failed on the held-out cells; the fixed mixed default")
-            return [(1.0, default_imputation_estimator(mixed=True, column_types=types))]
+            return fixed()
         tried = [f"{c.n_components} {c.covariance_type}: {e['held_out_conditional_log_likelihood']:.3f} "
                  f"(weight {e.get('weight_kept', 0.0):.2f})"
                  for c, e in zip(candidates, self.selection_) if e["held_out_conditional_log_likelihood"] is not None]

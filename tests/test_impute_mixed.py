@@ -167,3 +167,11 @@ def test_small_tables_get_the_fixed_mixed_model():
     assert imputer.selection_ is None and len(imputer.estimators_) == 1
     assert imputer.estimator_.column_types == {"gain": "positive"}
     assert not imputer.transform(holes).isna().any().any()
+
+
+def test_a_given_estimator_is_cloned_even_when_fitted():
+    _, holes = _table(120)
+    given = GaussianMixtureDensity(2, random_state=0).fit(holes)
+    imputer = GenerativeImputer(given).fit(holes)
+    assert imputer.estimator_ is not given and imputer.selection_ is None
+    assert imputer.weights_.tolist() == [1.0]
