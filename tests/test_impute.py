@@ -168,18 +168,17 @@ def _mixed_frame(n=400, seed=0, rate=0.2):
 
 def test_mixed_frames_come_back_as_the_users_frame():
     full, holes = _mixed_frame()
-    # 'items' holds Poisson counts in an int64 column, which the schema reads as real
-    with pytest.warns(DiscreteDataWarning, match="'items'"):
-        imputer = GenerativeImputer().fit(holes)
-    from skgenerative.impute import MIXED_DEFAULT_COMPONENTS
+    imputer = GenerativeImputer().fit(holes)
+    from skgenerative.impute import MIXED_CANDIDATES
 
-    # the default on a table with discrete columns: the mixed mixture
-    assert imputer.estimator_.n_components == MIXED_DEFAULT_COMPONENTS
-    assert len(imputer.estimator_.level_probabilities_) == 4
-    with pytest.warns(DiscreteDataWarning, match="'items'"):
-        outputs = (imputer.transform(holes),
-                   GenerativeImputer(sample_posterior=True, random_state=0).fit(holes).transform(holes),
-                   GenerativeImputer().set_output(transform="pandas").fit(holes).transform(holes))
+    # the default on a table with discrete columns: mixed mixtures stacked on held-out
+    # cells; 'items' (Poisson counts in an int64 column, 18% zeros) is zero-inflated
+    assert len(imputer.selection_) == len(MIXED_CANDIDATES)
+    for model in imputer.estimators_:
+        assert model.column_types == {"items": "positive"} and len(model.level_probabilities_) == 4
+    outputs = (imputer.transform(holes),
+               GenerativeImputer(sample_posterior=True, random_state=0).fit(holes).transform(holes),
+               GenerativeImputer().set_output(transform="pandas").fit(holes).transform(holes))
     for out in outputs:
         assert isinstance(out, pd.DataFrame) and out.index.equals(holes.index)
         assert list(out.columns) == list(holes.columns) and out.dtypes.equals(holes.dtypes)
@@ -195,8 +194,7 @@ def test_mixed_frames_come_back_as_the_users_frame():
         ours = (out[column][missing].astype(object) != full[column][missing].astype(object)).mean()
         mode = (full[column][missing].astype(object) != holes[column].mode()[0]).mean()
         assert ours < 0.6 * mode, column
-    with pytest.warns(DiscreteDataWarning, match="'items'"):
-        with_indicator = GenerativeImputer(add_indicator=True).set_output(transform="pandas").fit(holes)
+    with_indicator = GenerativeImputer(add_indicator=True).set_output(transform="pandas").fit(holes)
     out = with_indicator.transform(holes)
     assert list(out.columns[6:]) == [f"missingindicator_{c}" for c in holes.columns if holes[c].isna().any()]
     np.testing.assert_array_equal(out["missingindicator_shop"].to_numpy(), holes["shop"].isna().to_numpy())
