@@ -314,10 +314,11 @@ def test_default_detector_and_imputer_on_dask_arrays_and_frames(client):
         with expect():
             imputer = GenerativeImputer().fit(lazy)
         filled = imputer.transform(lazy).compute()
-        # the blocks are not gathered for held-out folds: on numbers a dask fit is the
-        # fixed model that the in-memory default chooses among others (see its Notes)
+        # the blocks are not gathered for held-out folds or cells: a dask fit is the fixed
+        # model (numbers: one the in-memory default chooses among; tables: the former
+        # mixed default, without the stack and the zero-inflation rule; see the Notes)
         assert imputer.selection_ is None and len(imputer.estimators_) == 1
-        fixed = None if isinstance(data, pd.DataFrame) else default_imputation_estimator()
+        fixed = default_imputation_estimator(mixed=isinstance(data, pd.DataFrame))
         with expect():
             expected = GenerativeImputer(fixed).fit(data).transform(data)
         if isinstance(expected, pd.DataFrame):
