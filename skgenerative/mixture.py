@@ -477,7 +477,8 @@ def gaussian_conditionals(
     conditional = X.new_zeros(first.shape[0], cov.shape[0], width, width)
     r, means, padded = _padded(r), _padded(means), _padded(_padded(cov).transpose(-1, -2))
     precision, by_precision = None, (route == "precision") | ((route is None) & (counts <= d - counts))
-    bucket = torch.where(by_precision, _bucket(counts), -_bucket(d - counts) - 1)
+    forced = d if route is not None else None
+    bucket = torch.where(by_precision, _bucket(counts, forced or d // 2), -_bucket(d - counts, forced or (d - 1) // 2) - 1)
     row_bucket, slot = bucket[pattern], torch.empty_like(counts)
     for b in torch.unique(bucket).tolist():
         group = torch.nonzero(bucket == b).squeeze(1)
@@ -491,8 +492,8 @@ def gaussian_conditionals(
             missing = _columns(order[group], 0, m, b, d)
             log_det, maha, fill, block = _given_by_precision(r[rows], means, at, missing, *precision)
         else:
-            o = -b - 1  # the observed entries' width; at most d - (o // 2 + 1) missing
-            missing = _columns(order[group], 0, m, d - (o // 2 + 1) if o else d, d)
+            o = -b - 1  # the observed entries' width; at most d - (o // 2 + 1) missing above the least width
+            missing = _columns(order[group], 0, m, d - (o // 2 + 1) if o > _LEAST_WIDTH else d, d)
             observed_columns = _columns(order[group], m, seen, o, d)
             log_det, maha, fill, block = _given_by_covariance(r[rows], means, at, missing, observed_columns, padded)
         log_prob[rows] = -0.5 * (n_seen[at, None] * math.log(2 * math.pi) + log_det[at]) - 0.5 * maha
@@ -503,10 +504,17 @@ def gaussian_conditionals(
     return GaussianConditionals(log_prob, filled[..., :d].contiguous(), cov, conditional, index, pattern)
 
 
-def _bucket(sizes: torch.Tensor) -> torch.Tensor:
-    """The width a block of each size is padded to: the next power of two (0 stays 0),
-    so that patterns go in a few batches whatever their sizes, each row's by its own."""
-    return torch.where(sizes > 0, 2 ** torch.ceil(torch.log2(sizes.clamp_min(1).double())).long(), 0)
+#: blocks up to this width are padded to it (or to the largest block a route takes, if
+#: smaller): batches of small blocks cost their torch calls, not their arithmetic
+_LEAST_WIDTH = 8
+
+
+def _bucket(sizes: torch.Tensor, limit: int) -> torch.Tensor:
+    """The width a block of each size is padded to: the next power of two, at least
+    ``_LEAST_WIDTH`` and at most ``limit`` (the largest block of the route), so that
+    patterns go in a few batches whatever their sizes, each row's by its own size."""
+    power = 2 ** torch.ceil(torch.log2(sizes.clamp_min(1).double())).long()
+    return torch.minimum(power.clamp_min(_LEAST_WIDTH), torch.full_like(power, limit))
 
 
 def _padded(x: torch.Tensor) -> torch.Tensor:
