@@ -360,7 +360,9 @@ class GaussianConditionals(NamedTuple):
     (P, K, W, W) ``Cov[x_m | x_o, k]`` on those columns (zero on the padding); a tied
     model's one covariance has 1 in place of K (broadcast). Diag and spherical:
     ``covariances`` (n, K, D) are the conditional variances themselves (the
-    component's on missing entries, 0 on observed ones).
+    component's on missing entries, 0 on observed ones). ``leave_one_out`` (n, K, D),
+    when asked for: ``log N_k(x_j | the other observed entries)`` of each observed
+    entry ``j``, 0 on missing ones.
     """
 
     log_prob: torch.Tensor
@@ -369,6 +371,7 @@ class GaussianConditionals(NamedTuple):
     conditional: torch.Tensor | None = None
     index: torch.Tensor | None = None
     pattern: torch.Tensor | None = None
+    leave_one_out: torch.Tensor | None = None
 
     @property
     def missing(self) -> torch.Tensor:
@@ -433,6 +436,7 @@ class GaussianConditionals(NamedTuple):
 
 def gaussian_conditionals(
     X: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor, covariance_type: str, route: str | None = None,
+    leave_one_out: bool = False,
 ) -> GaussianConditionals:
     """Every component's Gaussian given the observed entries of the rows of ``X`` (NaN missing).
 
@@ -452,6 +456,11 @@ def gaussian_conditionals(
     pattern's factorisation and its own entries, not on the other rows. ``route``
     (``"precision"`` or ``"covariance"``) forces one of the two for every pattern
     (default ``None``: the smaller block; the others are there to compare them).
+
+    ``leave_one_out=True`` adds each observed entry's conditional given the row's other
+    observed entries, from ``Q = S_oo^{-1}``: ``x_j | rest ~ N(x_j - (Q r_o)_j / Q_jj,
+    1 / Q_jj)``, with ``Q = Lambda_oo - V V^T`` (``V = Lambda_om L^{-T}``) on the
+    precision route and ``Q = L^{-T} L^{-1}`` on the other.
     """
     n, d = X.shape
     k = means.shape[0]
@@ -463,7 +472,8 @@ def gaussian_conditionals(
         log_prob = -0.5 * torch.where(observed.unsqueeze(1), terms, torch.zeros_like(terms)).sum(-1)
         filled = torch.where(observed.unsqueeze(1), X.unsqueeze(1), means.expand(n, k, d))
         conditional = torch.where(observed.unsqueeze(1), torch.zeros_like(filled), var.expand(n, k, d))
-        return GaussianConditionals(log_prob, filled, conditional)
+        alone = torch.where(observed.unsqueeze(1), -0.5 * terms, torch.zeros_like(terms)) if leave_one_out else None
+        return GaussianConditionals(log_prob, filled, conditional, leave_one_out=alone)
     cov = covariances.unsqueeze(0) if covariance_type == "tied" else covariances  # tied: one factor a pattern
     first, pattern = _patterns(observed)
     counts = (~observed[first]).sum(1)  # missing entries per pattern
@@ -475,6 +485,7 @@ def gaussian_conditionals(
     filled = torch.where(observed.unsqueeze(1), X.unsqueeze(1), means.expand(n, k, d))
     filled = torch.cat([filled, filled.new_zeros(n, k, 1)], 2)
     conditional = X.new_zeros(first.shape[0], cov.shape[0], width, width)
+    alone = X.new_zeros(n, k, d + 1) if leave_one_out else None
     r, means, padded = _padded(r), _padded(means), _padded(_padded(cov).transpose(-1, -2))
     precision, by_precision = None, (route == "precision") | ((route is None) & (counts <= d - counts))
     forced = d if route is not None else None
@@ -490,18 +501,32 @@ def gaussian_conditionals(
         if b >= 0:
             precision = _precision(cov) if precision is None else precision
             missing = _columns(order[group], 0, m, b, d)
-            log_det, maha, fill, block = _given_by_precision(r[rows], means, at, missing, *precision)
+            log_det, maha, fill, block, rest = _given_by_precision(r[rows], means, at, missing, *precision,
+                                                                   leave_one_out=leave_one_out)
         else:
             o = -b - 1  # the observed entries' width; at most d - (o // 2 + 1) missing above the least width
             missing = _columns(order[group], 0, m, d - (o // 2 + 1) if o > _LEAST_WIDTH else d, d)
             observed_columns = _columns(order[group], m, seen, o, d)
-            log_det, maha, fill, block = _given_by_covariance(r[rows], means, at, missing, observed_columns, padded)
+            log_det, maha, fill, block, rest = _given_by_covariance(r[rows], means, at, missing, observed_columns,
+                                                                    padded, leave_one_out=leave_one_out)
         log_prob[rows] = -0.5 * (n_seen[at, None] * math.log(2 * math.pi) + log_det[at]) - 0.5 * maha
         columns = missing[at].unsqueeze(1).expand(rows.numel(), k, missing.shape[1])
         filled[rows] = filled[rows].scatter(2, columns, fill)
         w = min(missing.shape[1], width)
         conditional[group, :, :w, :w] = block[..., :w, :w]
-    return GaussianConditionals(log_prob, filled[..., :d].contiguous(), cov, conditional, index, pattern)
+        if leave_one_out:
+            alone[rows] = _log_normal(*rest)
+    if leave_one_out:
+        alone = torch.where(observed.unsqueeze(1), alone[..., :d], torch.zeros((), dtype=X.dtype, device=X.device))
+    return GaussianConditionals(log_prob, filled[..., :d].contiguous(), cov, conditional, index, pattern, alone)
+
+
+def _log_normal(projected: torch.Tensor, diagonal: torch.Tensor) -> torch.Tensor:
+    """``log N(x_j | rest) = 0.5 log(Q_jj / 2 pi) - 0.5 (Q r)_j^2 / Q_jj`` (NaN where
+    ``Q_jj`` is not positive: entries the caller masks)."""
+    diagonal = torch.where(diagonal > 0, diagonal, torch.full((), float("nan"), dtype=diagonal.dtype,
+                                                              device=diagonal.device))
+    return 0.5 * torch.log(diagonal / (2 * math.pi)) - 0.5 * projected.square() / diagonal
 
 
 #: blocks up to this width are padded to it (or to the largest block a route takes, if
@@ -566,7 +591,7 @@ def _row_apply(matrices: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
     return (matrices * vectors.unsqueeze(-2)).sum(-1)
 
 
-def _given_by_precision(r, means, at, missing, precision, log_det_full):
+def _given_by_precision(r, means, at, missing, precision, log_det_full, leave_one_out=False):
     """The rows of some patterns, from the precision's missing block: ``log det S_oo``
     (G, K), the Mahalanobis terms (n, K), ``E[x_m | x_o]`` (n, K, w) and ``Cov[x_m | x_o]``
     (G, K, w, w) (:func:`gaussian_conditionals`). ``r`` (n, K, D + 1) is zero on missing
@@ -584,10 +609,15 @@ def _given_by_precision(r, means, at, missing, precision, log_det_full):
     fill = torch.gather(means.expand(n, k, d), 2, columns) - shift
     kept = (~padding).to(r.dtype)
     block = (inv_chol.transpose(-1, -2) @ inv_chol) * (kept[:, None, :, None] * kept[:, None, None, :])
-    return log_det_full + log_det, maha, fill, block
+    rest = None
+    if leave_one_out:  # Q = Lambda_oo - V V^T, V = Lambda_om L^{-T}; Q r_o = u_o - V y
+        v = precision[:, :, missing].permute(2, 0, 1, 3) @ inv_chol.transpose(-1, -2)  # (G, K, D + 1, w)
+        diagonal = torch.diagonal(precision, dim1=-2, dim2=-1) - v.square().sum(-1)
+        rest = (u - _row_apply(v[at], y), diagonal[at])
+    return log_det_full + log_det, maha, fill, block, rest
 
 
-def _given_by_covariance(r, means, at, missing, seen, cov):
+def _given_by_covariance(r, means, at, missing, seen, cov, leave_one_out=False):
     """:func:`_given_by_precision` from the observed block ``S_oo`` (its columns ``seen``
     (G, o), padded with ``D`` as ``cov`` (K, D + 1, D + 1) is with zeros): ``S_oo = L L^T``,
     ``W = L^{-1} S_om``, ``Cov[x_m | x_o] = S_mm - W^T W`` and ``E[x_m | x_o] = mu_m +
@@ -598,7 +628,13 @@ def _given_by_covariance(r, means, at, missing, seen, cov):
     z = _row_apply(inv_chol[at], torch.gather(r, 2, seen[at].unsqueeze(1).expand(n, k, seen.shape[1])))
     columns = missing[at].unsqueeze(1).expand(n, k, missing.shape[1])
     fill = torch.gather(means.expand(n, k, d), 2, columns) + _row_apply(w[at].transpose(-1, -2), z)
-    return log_det, z.square().sum(-1), fill, _block(cov, missing, missing) - w.transpose(-1, -2) @ w
+    rest = None
+    if leave_one_out:  # Q = L^{-T} L^{-1} on the observed entries, put back in their columns
+        where = seen[at].unsqueeze(1).expand(n, k, seen.shape[1])
+        projected = r.new_zeros(n, k, d).scatter(2, where, _row_apply(inv_chol[at].transpose(-1, -2), z))
+        diagonal = r.new_zeros(n, k, d).scatter(2, where, inv_chol.square().sum(-2)[at].expand(n, k, -1))
+        rest = (projected, diagonal)
+    return log_det, z.square().sum(-1), fill, _block(cov, missing, missing) - w.transpose(-1, -2) @ w, rest
 
 
 def conditional_gaussian(X: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor):
@@ -1334,6 +1370,29 @@ def weighted_log_prob(
     return out + offset
 
 
+def explain_missing(rows: torch.Tensor, params: MixtureParameters, covariance_type: str,
+                    piece_rows: int) -> torch.Tensor:
+    """``log p(x_j | the row's other observed entries)`` (n, D) of a Gaussian mixture on
+    rows with missing entries (NaN; 0 on missing entries), in closed form.
+
+    ``log p(x_o) - log p(x_o without j)``, with ``log p_k(x_o without j) = log p_k(x_o) -
+    log N_k(x_j | rest)`` per component (:func:`gaussian_conditionals` with
+    ``leave_one_out=True``): one pass instead of one marginal per column, rows ordered
+    by pattern in pieces of ``piece_rows``; each row's value depends on its own entries.
+    """
+    out = torch.zeros_like(rows)
+    index = _by_pattern(rows)
+    log_weights = torch.log(params.weights)
+    for sub in iter_slices(index.numel(), piece_rows):
+        at = index[sub]
+        c = gaussian_conditionals(rows[at], params.means, params.covariances, covariance_type, leave_one_out=True)
+        weighted = c.log_prob + log_weights
+        rest = torch.logsumexp(weighted.unsqueeze(2) - c.leave_one_out, dim=1)
+        value = torch.logsumexp(weighted, dim=1, keepdim=True) - rest
+        out[at] = torch.where(torch.isnan(rows[at]), torch.zeros((), dtype=rows.dtype, device=rows.device), value)
+    return out
+
+
 def _posterior(rows, params: MixtureParameters, layout: MixtureLayout, covariance_type: str):
     """``p(k | observed cells)`` (n, K) and the Gaussian block's conditionals (or ``None``)."""
     weighted = torch.log(params.weights)
@@ -1891,12 +1950,17 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, EMModel, Gen
         return score + self._layout.log_jacobian(X) + unseen
 
     def _explain(self, X: torch.Tensor) -> torch.Tensor:
-        """Complete numeric rows: the precision-matrix closed form (:mod:`._explain`)."""
-        if has_nan(X) or self._layout.blocks or self._layout.positive:
+        """Numeric rows: closed forms, the precision's (:mod:`._explain`) when every entry
+        is observed, else :func:`explain_missing` (for every row of the batch, so that a
+        row's value does not depend on which path its neighbours took)."""
+        if self._layout.blocks or self._layout.positive:
             return super()._explain(X)  # through the marginal of the observed cells
         rows, params, _ = self._evaluation(X)
-        return gaussian_mixture_conditionals(rows, params.means, params.precisions_cholesky,
-                                             self.covariance_type, self._weighted_log_prob(X))
+        if not has_nan(X):
+            return gaussian_mixture_conditionals(rows, params.means, params.precisions_cholesky,
+                                                 self.covariance_type, self._weighted_log_prob(X))
+        size = _conditional_piece_rows(X.shape[0], self.n_components_, X.shape[1], self._itemsize, self._device)
+        return explain_missing(rows, params, self.covariance_type, max(1, size // 2))
 
     def _encode(self, X: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self._weighted_log_prob(X), dim=1)
