@@ -18,6 +18,13 @@ seeds of a cell.
     python benchmarks/bench_impute.py --quick    # seed 0 only
     python benchmarks/bench_impute.py --only "GenerativeImputer (default)"
     python benchmarks/bench_impute.py --threads default 1
+    python benchmarks/bench_impute.py --speed --threads default 1   # interleaved timing
+
+``--speed``: only the default GenerativeImputer against
+``IterativeImputer(ExtraTrees)``, alternated on the same masks (seed 0) in each cell
+and on digits (the first 1000 rows of scikit-learn's load_digits, 64 columns, 20%
+MCAR: a different missingness pattern in nearly every row), medians over
+``--repeats`` and the ratio per cell and over all cells (figure ``speed``).
 
 Results merge into ``results/impute.json`` and ``impute.md``, one entry per imputer:
 ``--only`` reruns some imputers and keeps the others' saved results.
@@ -32,7 +39,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris, load_wine
 from sklearn.ensemble import ExtraTreesRegressor
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
@@ -40,8 +47,8 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    FAILED, Figure, LoadMonitor, Results, add_run_arguments, attempt, mean_or_failed, pick, run_mode, short_run,
-    thread_variants, threads,
+    FAILED, Figure, LoadMonitor, Results, add_run_arguments, attempt, interleaved, mean_or_failed, pick, ratio,
+    run_mode, short_run, thread_variants, threads,
 )
 
 import skgenerative  # noqa: E402
@@ -157,7 +164,59 @@ def _combined(entries) -> str:
     return "\n".join(md)
 
 
-FIGURES = {"imputers": Figure("Imputation RMSE on MCAR-masked entries", combine=combined)}
+def speed_note(entry: dict) -> str:
+    rows = [r for r in entry["rows"] if r["cell"] != "all cells"]
+    total = next((r for r in entry["rows"] if r["cell"] == "all cells"), None)
+    lines = [f"Fit + transform, medians of {entry['settings']['repeats']} interleaved repeats in one process "
+             f"(threads={entry['variant']['threads']}; the load hits both sides alike)."]
+    if total and isinstance(total["ratio"], float):
+        lines.append(f"{FOREST} / default GenerativeImputer over the {len(rows)} cells: {total['ratio']:.1f}x; "
+                     f"slowest cell ratio {min(r['ratio'] for r in rows if isinstance(r['ratio'], float)):.1f}x.")
+    return "\n\n".join(lines)
+
+
+FIGURES = {
+    "imputers": Figure("Imputation RMSE on MCAR-masked entries", combine=combined),
+    "speed": Figure(f"Speed: default GenerativeImputer against {FOREST}, interleaved",
+                    ["cell", "default_s", "forest_s", "ratio", "default_RMSE", "forest_RMSE"], note=speed_note),
+}
+
+DIGITS_CELL = "digits 1000x64 20%"
+
+
+def speed(tables: dict, repeats: int, digits: bool = True) -> tuple[list, list]:
+    """The default GenerativeImputer and IterativeImputer(ExtraTrees) on the same masks
+    (seed 0), alternated ``repeats`` times per cell (and on digits); RMSE of the last run."""
+    found = imputers()
+    cells = [(f"{name} {int(rate * 100)}%", X, rate) for name, X in tables.items() for rate in RATES]
+    if digits:
+        cells.append((DIGITS_CELL, StandardScaler().fit_transform(load_digits().data[:1000]), 0.2))
+    rows, failures = [], []
+    for cell, X, rate in cells:
+        Xm, mask = masked(X, rate, 0)
+
+        def run(name):
+            def go():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return found[name][0](0).fit_transform(Xm)
+            return go
+
+        runs = interleaved({"default": run("GenerativeImputer (default)"), "forest": run(FOREST)}, repeats)
+        failures += [f"{cell}, {side}: {r.error}" for side, r in runs.items() if r.error]
+        error = {side: float(np.sqrt(np.mean((r.result - X)[mask] ** 2))) if r.error is None else FAILED
+                 for side, r in runs.items()}
+        median = {side: r.median if r.error is None else FAILED for side, r in runs.items()}
+        rows.append({"cell": cell, "default_s": median["default"], "forest_s": median["forest"],
+                     "ratio": ratio(median["forest"], median["default"]), "default_RMSE": error["default"],
+                     "forest_RMSE": error["forest"], "seconds": {s: r.seconds for s, r in runs.items()}})
+        print(f"  {cell}: default {median['default']}, forest {median['forest']}, ratio {rows[-1]['ratio']}",
+              flush=True)
+    timed = [r for r in rows if isinstance(r["ratio"], float)]
+    total = {side: sum(r[f"{side}_s"] for r in timed) for side in ("default", "forest")}
+    rows.append({"cell": "all cells", "default_s": total["default"], "forest_s": total["forest"],
+                 "ratio": ratio(total["forest"], total["default"]), "default_RMSE": "", "forest_RMSE": ""})
+    return rows, failures
 
 
 def main(argv=None):
@@ -165,6 +224,9 @@ def main(argv=None):
     add_run_arguments(parser, "seed 0 only")
     parser.add_argument("--only", nargs="+", help="imputer names to run (the others' saved results are kept)")
     parser.add_argument("--threads", nargs="+", default=["default"], help="thread settings: default, 1, 2, ...")
+    parser.add_argument("--speed", action="store_true",
+                        help=f"only the interleaved timing of the default against {FOREST} (figure speed)")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats of --speed (default 2; quick, smoke 1)")
     args = parser.parse_args(argv)
     mode = run_mode(args)
     seeds = pick(mode, [0, 1, 2], [0], [0])
@@ -178,6 +240,14 @@ def main(argv=None):
     if args.report:
         return results.save()
     tables = {name: StandardScaler().fit_transform(DATASETS[name]().data) for name in datasets}
+    if args.speed:
+        repeats = args.repeats or pick(mode, 2, 1, 1)
+        for setting in thread_variants(args.threads):
+            with threads(setting), LoadMonitor() as load:
+                rows, failures = speed(tables, repeats, digits=mode != "smoke")
+            results.record("speed", {"threads": setting}, {"repeats": repeats, "seed": 0, "datasets": datasets,
+                                                           "rates": RATES}, rows, load, failures)
+        return
     for setting in thread_variants(args.threads):
         for name, (factory, kind) in found.items():
             if args.only and name not in args.only:

@@ -39,19 +39,24 @@ def test_conditional_factors_give_the_schur_complement(k):
     assert np.abs(got[o]).max() == 0 and np.abs(got[:, o]).max() == 0
 
 
-def test_conditional_factors_exist_where_the_subtraction_breaks():
+@pytest.mark.parametrize("route", [None, "precision", "covariance"])
+def test_conditional_factors_exist_where_the_subtraction_breaks(route):
     """A missing entry the observed ones determine almost exactly: the Schur complement
-    computed by subtraction is not positive definite in some of these cases (the
-    LinAlgError of conditional draws seen on Adult); the factor of the joint always is."""
+    computed by subtraction from an explicit inverse ``S_mm - S_mo S_oo^{-1} S_om`` is
+    not positive in some of these cases (the LinAlgError of conditional draws seen on
+    Adult); both routes of gaussian_conditionals (``Lambda_mm^{-1}``, or ``S_mm - W^T W``
+    with ``W = L^{-1} S_om`` as in the joint's Cholesky factor) stay positive."""
     gen = torch.Generator().manual_seed(0)
     broken = 0
     for _ in range(200):
         B = torch.randn(4, 3, dtype=torch.float64, generator=gen) * 100
         S = (B @ B.T + 1e-11 * torch.eye(4, dtype=torch.float64)).unsqueeze(0)
         X = torch.tensor([[1.0, 2.0, 3.0, float("nan")]], dtype=torch.float64)
-        c = gaussian_conditionals(X, torch.zeros(1, 4, dtype=torch.float64), S, "full")
-        observed = (c.inverse.diagonal(dim1=-2, dim2=-1) != 0).to(X.dtype)
-        broken += int(torch.linalg.cholesky_ex(c.conditional_covariances() + torch.diag_embed(observed))[1].any())
+        S0 = S[0]
+        broken += int(S0[3, 3] - S0[3, :3] @ torch.linalg.inv(S0[:3, :3]) @ S0[:3, 3] <= 0)
+        c = gaussian_conditionals(X, torch.zeros(1, 4, dtype=torch.float64), S, "full", route=route)
+        assert c.missing.tolist() == [[False, False, False, True]]
+        assert c.conditional_covariances()[0, 0, 3, 3] > 0
         F = c.conditional_factors()
         assert torch.isfinite(F).all() and F[0, 0, 3, 3] > 0
     assert broken > 0  # the cases do break the subtraction
