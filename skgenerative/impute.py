@@ -367,9 +367,15 @@ def pooled_table_imputation(estimators, weights, frame: pd.DataFrame) -> pd.Data
         filled = np.zeros((rows.size, X.shape[1]))
         probabilities = None
         for w, model in zip(weights, estimators):
-            filled += w * model._evaluate(lambda x, m=model: m._impute(x, None, None), X[rows])
+            if discrete and hasattr(model, "_point_with_level_probabilities"):  # one posterior for both
+                both = model._evaluate(lambda x, m=model: m._point_with_level_probabilities(x, discrete), X[rows])
+                point, p = both[:, :X.shape[1]], both[:, X.shape[1]:]
+            else:
+                point = model._evaluate(lambda x, m=model: m._impute(x, None, None), X[rows])
+                p = model._evaluate(lambda x, m=model: torch.cat(m._level_probabilities(x, discrete), dim=1),
+                                    X[rows]) if discrete else None
+            filled += w * point
             if discrete:
-                p = model._evaluate(lambda x, m=model: torch.cat(m._level_probabilities(x, discrete), dim=1), X[rows])
                 probabilities = w * p if probabilities is None else probabilities + w * p
         start = 0
         for j in discrete:

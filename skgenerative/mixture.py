@@ -1495,9 +1495,11 @@ def _posterior(rows, params: MixtureParameters, layout: MixtureLayout, covarianc
 
 def impute_point(
     X: torch.Tensor, rows: torch.Tensor, params: MixtureParameters, center: torch.Tensor,
-    layout: MixtureLayout, covariance_type: str,
+    layout: MixtureLayout, covariance_type: str, posterior: tuple | None = None,
 ) -> torch.Tensor:
     """Every cell of the table rows ``X`` (n, n_features) at its conditional point.
+
+    ``posterior``: :func:`_posterior` of ``rows`` when the caller has it already.
 
     With ``r_k = p(k | observed cells)``: a real cell's ``sum_k r_k E_k[x_j | x_o]``; a
     positive cell's :class:`~skgenerative.distributions.ZeroInflatedLogNormal` point of
@@ -1506,7 +1508,7 @@ def impute_point(
     ``r_k (1 - pi_kj)``); a level's mode (its median when ordinal) and a count's mean
     of ``sum_k r_k p_kj``. Observed cells come back as well (callers keep their own).
     """
-    resp, conditionals = _posterior(rows, params, layout, covariance_type)
+    resp, conditionals = posterior or _posterior(rows, params, layout, covariance_type)
     out = X.clone()
     if conditionals is not None:
         filled = conditionals.filled
@@ -2084,7 +2086,19 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, EMModel, Gen
 
     def _level_probabilities(self, X: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
         """``p(x_j = l | x_obs) = sum_k p(k | x_obs) theta_kj(l)``, exactly."""
-        resp = torch.softmax(self._weighted_log_prob(X), dim=1)
+        return self._levels_given(torch.softmax(self._weighted_log_prob(X), dim=1), columns)
+
+    def _point_with_level_probabilities(self, X: torch.Tensor, columns: list[int]) -> torch.Tensor:
+        """:meth:`_point_imputation` and :meth:`_level_probabilities` of ``columns`` side by
+        side (n, n_features + their levels), from one posterior of the rows: the pooled
+        imputation of the mixed default needs both, and each took its own pass through
+        the Gaussian conditionals (the same numbers, to rounding)."""
+        rows, params, center = self._evaluation(X)
+        resp, conditionals = _posterior(rows, params, self._layout, self.covariance_type)
+        point = impute_point(X, rows, params, center, self._layout, self.covariance_type, (resp, conditionals))
+        return torch.cat([point] + self._levels_given(resp, columns), dim=1)
+
+    def _levels_given(self, resp: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
         where = {j: (b, i) for j, b, i in self._layout.levels}
         blocks, families = self._layout.blocks, self._families()
         # a weighted sum per row, not a matrix product (whose rounding follows its shape)
