@@ -250,17 +250,16 @@ def stacking_weights(log_likelihoods: np.ndarray, max_iter: int = 1000, tol: flo
     p_m(x_i)``, ``w_m <- mean_i r_im``. The objective is concave in ``w``, so the
     answer does not depend on the start (uniform).
     """
-    from scipy.special import logsumexp
-
     L = np.asarray(log_likelihoods, dtype=np.float64)
     w = np.full(L.shape[1], 1.0 / L.shape[1])
+    top = L.max(1, keepdims=True)  # per case: the shift of the log-sum-exp (finite rows)
+    shifted = np.exp(L - top)  # p_m(x_i) / max_m p_m(x_i), formed once: an iteration is a product
     previous = -np.inf
     for _ in range(max_iter):
-        with np.errstate(divide="ignore"):
-            joint = L + np.log(w)
-        norm = logsumexp(joint, axis=1, keepdims=True)
-        w = np.exp(joint - norm).mean(0)
-        objective = float(norm.mean())
+        joint = shifted * w
+        total = joint.sum(1, keepdims=True)
+        w = (joint / total).mean(0)
+        objective = float((top + np.log(total)).mean())
         if objective - previous < tol:
             break
         previous = objective
