@@ -531,8 +531,13 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     0.113 / 0.119 vs 0.123 / 0.136) and on Wine at 50% (NRMSE 0.767 vs 0.811,
     error 0.045 vs 0.059), and miceforest on every figure, but not missForest on
     Wine at 20% (NRMSE 0.663 vs 0.647, error 0.012 vs 0.011). The stack costs
-    about four single fits: on Adult about half missForest's time, on Wine as
-    much or more (the full-covariance EM with many missingness patterns).
+    about four single fits. Timed against that missForest in one process,
+    alternating (seed 0, medians of 3 runs, load about 2), missForest's fit +
+    impute takes 2.0x / 2.1x ours on Adult at 20% / 50% and 1.6x / 0.66x on Wine
+    at one thread (2.2x / 2.1x and 1.8x / 0.66x at default threads): on Wine the
+    full-covariance EM over nearly one missingness pattern per row is most of it,
+    and the EM must converge (``tol=1e-2``; resuming at ``2e-2`` saved 1.1-1.6x
+    but cost Adult 50% 0.005 of categorical error on each of 3 seeds).
     ``VariationalAutoencoder`` imputed both tables about as well, several times
     slower. Under 50 rows the default is the single ``GaussianMixtureDensity(16,
     covariance_prior=2, tol=1e-2)`` with the same zero-inflated columns; a dask
