@@ -496,7 +496,8 @@ def gaussian_conditionals(
     r, means, padded = _padded(r), _padded(means), _padded(_padded(cov).transpose(-1, -2))
     precision, by_precision = None, (route == "precision") | ((route is None) & (counts <= d - counts))
     forced = d if route is not None else None
-    bucket = torch.where(by_precision, _bucket(counts, forced or d // 2), -_bucket(d - counts, forced or (d - 1) // 2) - 1)
+    bucket = torch.where(by_precision, _bucket(counts, forced or d // 2),
+                         -_bucket(d - counts, forced or (d - 1) // 2) - 1)
     row_bucket, slot = bucket[pattern], torch.empty_like(counts)
     for b in torch.unique(bucket).tolist():
         group = torch.nonzero(bucket == b).squeeze(1)
@@ -572,7 +573,8 @@ def _precision(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device).expand_as(chol)
     inv_chol = torch.linalg.solve_triangular(chol, eye, upper=False)
     precision = inv_chol.transpose(-1, -2) @ inv_chol
-    return _padded(_padded(precision).transpose(-1, -2)), 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    log_det = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    return _padded(_padded(precision).transpose(-1, -2)), log_det
 
 
 def _inverse_factor(blocks: torch.Tensor, padding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
