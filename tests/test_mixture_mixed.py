@@ -675,3 +675,51 @@ def test_sample_given_a_zero_in_a_positive_column_is_bayes_rule():
     assert abs(rows["k"].mean() - rate) < 5 * np.sqrt((second - rate ** 2) / len(rows))
     flag = posterior @ model.level_probabilities_[0][:, 1]
     assert abs(rows["flag"].mean() - flag) < 5 * np.sqrt(flag * (1 - flag) / len(rows))
+
+
+def test_level_columns_score_and_count_as_one_one_hot_matrix_exactly_as_column_by_column():
+    """``LevelCells``: the stacked one-hot matmuls give each level block's log-probability
+    sum and E-step statistics as the family's own gather and weighted sums, missing cells
+    left out of both."""
+    import torch
+
+    from skgenerative.distributions import Categorical
+    from skgenerative.mixture import LevelCells, families_log_prob
+
+    df = _block_table(missing=0.3)
+    model = GaussianMixtureDensity(3, random_state=0, dtype="float64").fit(df)
+    X = torch.as_tensor(model._validate_table(df, reset=False)[0])
+    rows, params, _ = model._evaluation(X)
+    families = tuple((block, rows[:, block.cells]) for block in model._layout.blocks)
+    levels = LevelCells.of(families)
+    assert len(levels.blocks) == 2 and all(families[b][0].family is Categorical for b in levels.blocks)
+    assert torch.isnan(torch.cat([families[b][1] for b in levels.blocks])).any()
+    total, grouped = families_log_prob(families, params.families)
+    by_hand = sum(block.distribution(p).log_prob(cells.unsqueeze(1)).sum(-1)
+                  for (block, cells), p in zip(families, params.families))
+    assert grouped is not None
+    torch.testing.assert_close(total, by_hand, rtol=0, atol=1e-12)
+    resp = torch.softmax(torch.randn(rows.shape[0], 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)), 1)
+    subset = torch.arange(0, rows.shape[0], 3)
+    for index in (None, subset):
+        statistics = levels.statistics(families, resp if index is None else resp[index], index)
+        for b in levels.blocks:
+            block, cells = families[b]
+            cells = cells if index is None else cells[index]
+            expected = Categorical.weighted_statistics(cells, resp if index is None else resp[index], block.n_levels)
+            torch.testing.assert_close(statistics[b].count, expected.count, rtol=0, atol=1e-12)
+            torch.testing.assert_close(statistics[b].sums, expected.sums, rtol=0, atol=1e-12)
+
+
+def test_point_with_level_probabilities_is_both_passes_side_by_side():
+    import torch
+
+    df = _block_table(missing=0.3)
+    model = GaussianMixtureDensity(3, random_state=0).fit(df)
+    X = torch.as_tensor(model._validate_table(df, reset=False)[0])
+    columns = [j for j, _, _ in model._layout.levels]
+    both = model._point_with_level_probabilities(X, columns)
+    point = model._point_imputation(X)
+    levels = torch.cat(model._level_probabilities(X, columns), dim=1)
+    torch.testing.assert_close(both[:, :X.shape[1]], point, rtol=1e-12, atol=1e-12, equal_nan=True)
+    torch.testing.assert_close(both[:, X.shape[1]:], levels, rtol=1e-12, atol=1e-12)
