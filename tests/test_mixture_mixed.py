@@ -687,7 +687,7 @@ def test_level_columns_score_and_count_as_one_one_hot_matrix_exactly_as_column_b
     from skgenerative.mixture import LevelCells, families_log_prob
 
     df = _block_table(missing=0.3)
-    model = GaussianMixtureDensity(3, random_state=0, dtype="float64").fit(df)
+    model = GaussianMixtureDensity(3, column_types=BLOCK_TYPES, random_state=0, dtype="float64").fit(df)
     X = torch.as_tensor(model._validate_table(df, reset=False)[0])
     rows, params, _ = model._evaluation(X)
     families = tuple((block, rows[:, block.cells]) for block in model._layout.blocks)
@@ -715,7 +715,7 @@ def test_point_with_level_probabilities_is_both_passes_side_by_side():
     import torch
 
     df = _block_table(missing=0.3)
-    model = GaussianMixtureDensity(3, random_state=0).fit(df)
+    model = GaussianMixtureDensity(3, column_types=BLOCK_TYPES, random_state=0).fit(df)
     X = torch.as_tensor(model._validate_table(df, reset=False)[0])
     columns = [j for j, _, _ in model._layout.levels]
     both = model._point_with_level_probabilities(X, columns)
