@@ -100,7 +100,10 @@ def test_fold_fits_take_the_selection_parameters_and_are_handed_back():
                and kept[i].tol == SELECTION_FIT_PARAMS["tol"] for i, k in enumerate((1, 2)))
 
 
-def test_the_refit_resumes_em_from_the_fold_fit_on_every_row():
+def test_the_refit_resumes_em_from_the_fold_fit_on_every_row(monkeypatch):
+    import skgenerative.impute as impute
+
+    monkeypatch.setattr(impute, "SELECTION_WARM_REFIT", True)
     _, Xm = _clusters()
     candidate = GaussianMixtureDensity(3, covariance_prior=2.0, n_init=2, random_state=0)
     models = []
@@ -119,6 +122,14 @@ def test_the_refit_resumes_em_from_the_fold_fit_on_every_row():
     np.testing.assert_allclose(model.means_, by_hand.means_, atol=1e-5)
     np.testing.assert_allclose(model.covariances_, by_hand.covariances_, atol=1e-5)
     assert model.score(Xm) > before  # EM went on over every row from where the fold stopped
+    # switched off (the default): a fit from scratch, the fold's model untouched
+    monkeypatch.setattr(impute, "SELECTION_WARM_REFIT", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fresh = refit(candidate, models[1], Xm)
+        expected = GaussianMixtureDensity(3, covariance_prior=2.0, n_init=2, random_state=0).fit(Xm)
+    assert fresh is not models[1] and models[1].n_init == SELECTION_FIT_PARAMS["n_init"]
+    np.testing.assert_array_equal(fresh.means_, expected.means_)
 
 
 def test_a_failing_candidate_is_recorded_and_never_chosen():
