@@ -19,6 +19,7 @@ from skgenerative.impute import (
     MIN_ROWS_TO_CHOOSE,
     NUMERIC_CANDIDATE_COMPONENTS,
     SELECTION_FIT_PARAMS,
+    collapsed_columns,
     held_out_conditional_log_likelihood,
     refit,
     select_by_held_out_likelihood,
@@ -130,6 +131,23 @@ def test_the_refit_resumes_em_from_the_fold_fit_on_every_row(monkeypatch):
         expected = GaussianMixtureDensity(3, covariance_prior=2.0, n_init=2, random_state=0).fit(Xm)
     assert fresh is not models[1] and models[1].n_init == SELECTION_FIT_PARAMS["n_init"]
     np.testing.assert_array_equal(fresh.means_, expected.means_)
+
+
+def test_a_fold_fit_with_a_collapsed_column_is_refitted_from_scratch():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(200, 3))
+    X[:100, 2] = 0.0  # constant on the fold's rows: the fold fit's variance is at the floor
+    X[150:, 1] = 5.0  # constant on other rows only
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fold = GaussianMixtureDensity(1, random_state=0).fit(X[:100])
+        model = refit(GaussianMixtureDensity(1, random_state=0), fold, X)
+        expected = GaussianMixtureDensity(1, random_state=0).fit(X)
+    share = np.diagonal(fold.covariances_, axis1=1, axis2=2)[0] / X.var(0)
+    assert share[2] < 1e-5 and share[:2].min() > 0.1  # by hand
+    np.testing.assert_array_equal(collapsed_columns(fold, X), [False, False, True])
+    np.testing.assert_array_equal(model.covariances_, expected.covariances_)  # from scratch, not resumed
+    assert not collapsed_columns(expected, X).any()
 
 
 def test_a_failing_candidate_is_recorded_and_never_chosen():
