@@ -18,7 +18,10 @@ from skgenerative import GaussianMixtureDensity, GenerativeImputer, PPCADensity
 from skgenerative.impute import (
     MIN_ROWS_TO_CHOOSE,
     NUMERIC_CANDIDATE_COMPONENTS,
+    SELECTION_FIT_PARAMS,
+    collapsed_columns,
     held_out_conditional_log_likelihood,
+    refit,
     select_by_held_out_likelihood,
     stacking_weights,
 )
@@ -69,6 +72,82 @@ def test_held_out_scores_are_folds_fitted_by_hand():
                 fitted.score_samples(Xm[[i]])[0] - fitted.score_samples(without)[0], rel=1e-9)
     np.testing.assert_array_equal(got, expected)
     assert np.array_equal(np.isnan(got), np.isnan(Xm))  # a missing cell has nothing to predict
+
+
+def test_fold_fits_take_the_selection_parameters_and_are_handed_back():
+    _, Xm = _clusters()
+    model = GaussianMixtureDensity(2, covariance_prior=2.0, n_init=2, random_state=0)
+    models = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = held_out_conditional_log_likelihood(model, Xm, 3, random_state=1, fit_params={"n_init": 1, "tol": 0.05},
+                                                  models=models)
+        expected = np.empty(Xm.shape)
+        for fold, (train, test) in enumerate(KFold(3, shuffle=True, random_state=1).split(Xm)):
+            fitted = GaussianMixtureDensity(2, covariance_prior=2.0, tol=0.05, random_state=0).fit(Xm[train])
+            expected[test] = fitted.explain(Xm[test])
+            np.testing.assert_array_equal(models[fold].means_, fitted.means_)
+    np.testing.assert_array_equal(got, expected)
+    assert len(models) == 3 and all(m.n_init == 1 and m.tol == 0.05 for m in models)
+    assert model.n_init == 2 and model.tol == 1e-3 and not hasattr(model, "means_")  # the candidate untouched
+    # the choice keeps the first fold's model of each candidate scored
+    candidates = [GaussianMixtureDensity(k, covariance_prior=2.0, n_init=2, random_state=0) for k in (1, 2)]
+    kept = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, _, scores = select_by_held_out_likelihood(candidates, Xm, fit_params=SELECTION_FIT_PARAMS, fold_models=kept)
+    assert sorted(kept) == sorted(scores) == [0, 1]
+    assert all(kept[i].n_components == k and kept[i].n_init == SELECTION_FIT_PARAMS["n_init"]
+               and kept[i].tol == SELECTION_FIT_PARAMS["tol"] for i, k in enumerate((1, 2)))
+
+
+def test_the_refit_resumes_em_from_the_fold_fit_on_every_row(monkeypatch):
+    import skgenerative.impute as impute
+
+    monkeypatch.setattr(impute, "SELECTION_WARM_REFIT", True)
+    _, Xm = _clusters()
+    candidate = GaussianMixtureDensity(3, covariance_prior=2.0, n_init=2, random_state=0)
+    models = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        held_out_conditional_log_likelihood(candidate, Xm, 3, random_state=0, fit_params=SELECTION_FIT_PARAMS,
+                                            models=models)
+        fold = models[0]
+        before = fold.score(Xm)
+        # by hand: EM on every row started from the fold's parameters, at the candidate's tolerance
+        by_hand = GaussianMixtureDensity(3, covariance_prior=2.0, weights_init=fold.weights_, means_init=fold.means_,
+                                         precisions_init=fold.precisions_, random_state=0).fit(Xm)
+        model = refit(candidate, fold, Xm)
+    assert model.get_params() == candidate.get_params()  # the candidate's own tol and n_init, no warm_start
+    assert model.converged_ and model.n_iter_ == by_hand.n_iter_
+    np.testing.assert_allclose(model.means_, by_hand.means_, atol=1e-5)
+    np.testing.assert_allclose(model.covariances_, by_hand.covariances_, atol=1e-5)
+    assert model.score(Xm) > before  # EM went on over every row from where the fold stopped
+    # switched off (the default): a fit from scratch, the fold's model untouched
+    monkeypatch.setattr(impute, "SELECTION_WARM_REFIT", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fresh = refit(candidate, models[1], Xm)
+        expected = GaussianMixtureDensity(3, covariance_prior=2.0, n_init=2, random_state=0).fit(Xm)
+    assert fresh is not models[1] and models[1].n_init == SELECTION_FIT_PARAMS["n_init"]
+    np.testing.assert_array_equal(fresh.means_, expected.means_)
+
+
+def test_a_fold_fit_with_a_collapsed_column_is_refitted_from_scratch():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(200, 3))
+    X[:100, 2] = 0.0  # constant on the fold's rows: the fold fit's variance is at the floor
+    X[150:, 1] = 5.0  # constant on other rows only
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fold = GaussianMixtureDensity(1, random_state=0).fit(X[:100])
+        model = refit(GaussianMixtureDensity(1, random_state=0), fold, X)
+        expected = GaussianMixtureDensity(1, random_state=0).fit(X)
+    share = np.diagonal(fold.covariances_, axis1=1, axis2=2)[0] / X.var(0)
+    assert share[2] < 1e-5 and share[:2].min() > 0.1  # by hand
+    np.testing.assert_array_equal(collapsed_columns(fold, X), [False, False, True])
+    np.testing.assert_array_equal(model.covariances_, expected.covariances_)  # from scratch, not resumed
+    assert not collapsed_columns(expected, X).any()
 
 
 def test_a_failing_candidate_is_recorded_and_never_chosen():
