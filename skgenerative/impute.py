@@ -481,6 +481,13 @@ def pooled_table_draws(estimators, weights, frame: pd.DataFrame, seed: int) -> p
     return out
 
 
+def _missing_cells(X):
+    """NaN where a cell is missing, 0 elsewhere (for the indicator, any column type)."""
+    if is_dataframe(X):
+        return np.where(X.isna().to_numpy(), np.nan, 0.0)
+    return X
+
+
 class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     """Impute missing values from a generative model fitted on the incomplete data.
 
@@ -712,7 +719,7 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         self.estimators_ = [e if fitted else clone_with_verbose(e, self.verbose).fit(X) for _, e in ensemble]
         self.estimator_ = self.estimators_[0]
         self.indicator_ = (
-            MissingIndicator(error_on_new=False).fit(self._missing(X)) if self.add_indicator else None
+            MissingIndicator(error_on_new=False).fit(_missing_cells(X)) if self.add_indicator else None
         )
         return self
 
@@ -775,13 +782,6 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
                   f"{sum(e['seconds'] for e in record):.1f} s; best alone: {record[index]['estimator']}")
         return [(w, refit(clone_with_verbose(candidates[i], self.verbose), fold_models[i], X)) for w, i in kept]
 
-    @staticmethod
-    def _missing(X):
-        """NaN where a cell is missing, 0 elsewhere (for the indicator, any column type)."""
-        if is_dataframe(X):
-            return np.where(X.isna().to_numpy(), np.nan, 0.0)
-        return X
-
     @lazy_rows
     def transform(self, X):
         """Impute the missing entries of ``X``.
@@ -817,7 +817,7 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
             imputed = self._schema.to_frame(imputed, index=X.index)
         if self.indicator_ is None:
             return imputed
-        indicator = self.indicator_.transform(self._missing(X))
+        indicator = self.indicator_.transform(_missing_cells(X))
         if not is_dataframe(imputed):
             return np.hstack([imputed, indicator.astype(imputed.dtype)])
         names = self.indicator_.get_feature_names_out(np.asarray(imputed.columns, dtype=object))

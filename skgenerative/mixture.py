@@ -1702,7 +1702,33 @@ class ClusteringMixin:
         return -2 * self.score(X) * n + 2 * self._layout.n_parameters(self.n_components_, self.covariance_type)
 
 
-class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, EMModel, GenerativeModel):
+class LevelPosteriorMixin:
+    """Level probabilities of a mixed mixture's discrete columns given the observed cells
+    of each row (the pooled imputation of ``GenerativeImputer``'s mixed default)."""
+
+    def _level_probabilities(self, X: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
+        """``p(x_j = l | x_obs) = sum_k p(k | x_obs) theta_kj(l)``, exactly."""
+        return self._levels_given(torch.softmax(self._weighted_log_prob(X), dim=1), columns)
+
+    def _point_with_level_probabilities(self, X: torch.Tensor, columns: list[int]) -> torch.Tensor:
+        """:meth:`_point_imputation` and :meth:`_level_probabilities` of ``columns`` side by
+        side (n, n_features + their levels), from one posterior of the rows: the pooled
+        imputation of the mixed default needs both, and each took its own pass through
+        the Gaussian conditionals (the same numbers, to rounding)."""
+        rows, params, center = self._evaluation(X)
+        resp, conditionals = _posterior(rows, params, self._layout, self.covariance_type)
+        point = impute_point(X, rows, params, center, self._layout, self.covariance_type, (resp, conditionals))
+        return torch.cat([point] + self._levels_given(resp, columns), dim=1)
+
+    def _levels_given(self, resp: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
+        where = {j: (b, i) for j, b, i in self._layout.levels}
+        blocks, families = self._layout.blocks, self._families()
+        # a weighted sum per row, not a matrix product (whose rounding follows its shape)
+        return [(resp.unsqueeze(2) * blocks[where[j][0]].level_probabilities(families[where[j][0]])[:, where[j][1]]).sum(1)
+                for j in columns]
+
+
+class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteriorMixin, EMModel, GenerativeModel):
     """Mixture density of a table fitted by expectation-maximisation in torch.
 
     Each component is a product of blocks (see Notes): a Gaussian over the real and
@@ -2085,27 +2111,6 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, EMModel, Gen
 
     def _point_imputation(self, X: torch.Tensor) -> torch.Tensor:
         return self._impute(X, None, None)
-
-    def _level_probabilities(self, X: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
-        """``p(x_j = l | x_obs) = sum_k p(k | x_obs) theta_kj(l)``, exactly."""
-        return self._levels_given(torch.softmax(self._weighted_log_prob(X), dim=1), columns)
-
-    def _point_with_level_probabilities(self, X: torch.Tensor, columns: list[int]) -> torch.Tensor:
-        """:meth:`_point_imputation` and :meth:`_level_probabilities` of ``columns`` side by
-        side (n, n_features + their levels), from one posterior of the rows: the pooled
-        imputation of the mixed default needs both, and each took its own pass through
-        the Gaussian conditionals (the same numbers, to rounding)."""
-        rows, params, center = self._evaluation(X)
-        resp, conditionals = _posterior(rows, params, self._layout, self.covariance_type)
-        point = impute_point(X, rows, params, center, self._layout, self.covariance_type, (resp, conditionals))
-        return torch.cat([point] + self._levels_given(resp, columns), dim=1)
-
-    def _levels_given(self, resp: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
-        where = {j: (b, i) for j, b, i in self._layout.levels}
-        blocks, families = self._layout.blocks, self._families()
-        # a weighted sum per row, not a matrix product (whose rounding follows its shape)
-        return [(resp.unsqueeze(2) * blocks[where[j][0]].level_probabilities(families[where[j][0]])[:, where[j][1]]).sum(1)
-                for j in columns]
 
     def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         layout, weights = self._layout, self._tensor("weights_")
