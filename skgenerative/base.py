@@ -447,6 +447,19 @@ def _subclasses(cls):
         yield from _subclasses(sub)
 
 
+def public_estimators(predicate) -> list[str]:
+    """Names of the package's public estimators (no base class, no private module) that satisfy ``predicate``.
+
+    Read from the subclasses of :class:`GenerativeModel`, so this module never imports the
+    package above it; error messages use it to name the estimators that can do what was asked.
+    """
+    return sorted({
+        cls.__name__ for cls in _subclasses(GenerativeModel)
+        if not cls.__name__.startswith(("_", "Base")) and cls.__module__.startswith("skgenerative.")
+        and not cls.__module__.startswith("skgenerative._") and predicate(cls)
+    })
+
+
 def _has_decoder(estimator) -> bool:
     return getattr(type(estimator), "_decode", None) is not None
 
@@ -690,13 +703,7 @@ class TableColumnsMixin:
                if t not in self._supported_column_types]
         if not bad:
             return
-        import skgenerative  # the public estimators only (not the base classes)
-
-        others = sorted(
-            cls.__name__ for cls in _subclasses(GenerativeModel)
-            if cls.__name__ in skgenerative.__all__ and cls.__module__.startswith("skgenerative")
-            and all(t in cls._supported_column_types for _, t in bad)
-        )
+        others = public_estimators(lambda cls: all(t in cls._supported_column_types for _, t in bad))
         listed = ", ".join(f"{n!r} ({t})" for n, t in bad[:8]) + (" ..." if len(bad) > 8 else "")
         raise ValueError(
             f"{type(self).__name__} models {', '.join(sorted(self._supported_column_types))} "
@@ -1338,11 +1345,7 @@ class SamplingMixin:
     def _given_rows(self, given, n_samples: int):
         """``given`` as encoded partial rows (NaN: cells to draw) and the output's index."""
         if not self._supports_missing:
-            capable = sorted(
-                cls.__name__ for cls in _subclasses(GenerativeModel)
-                if cls._supports_missing and not cls.__name__.startswith(("_", "Base"))
-                and cls.__module__.startswith("skgenerative") and not cls.__module__.startswith("skgenerative._")
-            )
+            capable = public_estimators(lambda cls: cls._supports_missing)
             raise ValueError(
                 f"{type(self).__name__} cannot sample given some columns (given=...): it has "
                 "no conditional distribution of some columns given the others. Estimators "
