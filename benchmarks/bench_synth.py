@@ -210,9 +210,12 @@ class Ours:
     def settings(self) -> dict:
         params = self.model.get_params()
         out = {k: v for k, v in params.items() if k in (
-            "n_components", "covariance_type", "covariance_prior", "n_init", "level_prior", "column_types")}
+            "n_components", "covariance_type", "covariance_prior", "n_init", "level_prior", "level_groups",
+            "column_types")}
         if hasattr(self.model, "n_components_"):
             out["n_components_"] = int(self.model.n_components_)
+        if getattr(self.model, "level_groups_", None):
+            out["level_groups_"] = [" x ".join(g) for g in self.model.level_groups_]
         return {**out, **self.search, **{f"sample_{k}": v for k, v in self.sample_params.items()}}
 
 
@@ -300,6 +303,8 @@ def _vae(**fixed):
 
 #: the call the user guide recommends for synthetic tables
 RECOMMENDED = "GaussianMixtureDensity(n_components='auto')"
+#: the same with level groups chosen at fit (joint level tables per component; issue #22)
+GROUPED = "GaussianMixtureDensity(n_components='auto', level_groups='auto')"
 
 
 def generators(mode: str) -> dict:
@@ -314,6 +319,7 @@ def generators(mode: str) -> dict:
         })
     found.update({
         RECOMMENDED: Ours(_gmm(n_components="auto")),
+        GROUPED: Ours(_gmm(n_components="auto", level_groups="auto")),
         "GaussianMixtureDensity()": Ours(_gmm()),
         "GaussianMixtureDensity(16)": Ours(_gmm(n_components=16)),
         "GaussianMixtureDensity(64)": Ours(_gmm(n_components=64)),
