@@ -1003,7 +1003,8 @@ class MixtureLayout:
         """The fitted attributes of the family blocks from their float64 parameters:
         ``level_probabilities_`` (one (K, L) array per level column, in column order,
         rows normalised in float64), ``zero_probabilities_`` (K, positive columns; 0 for
-        a column without zeros) and ``count_rates_`` (K, count columns)."""
+        a column without zeros), ``count_rates_`` (K, count columns) and
+        ``level_group_probabilities_`` (one (K, L_1, ..., L_m) joint table per level group)."""
         tables = {j: block.level_probabilities(torch.as_tensor(p))[:, i]
                   for block, p in zip(self.blocks, parameters) for i, j in enumerate(block.columns) if block.levels}
         tables.update({j: t for b, block in self.groups
@@ -1015,8 +1016,10 @@ class MixtureLayout:
                 zeros[:, [self.positive.index(j) for j in block.columns]] = 1 / (1 + np.exp(-p))
             elif block.family is Poisson:
                 rates = np.exp(p)
+        joint = [torch.exp(block.combination_log_probs(torch.as_tensor(parameters[b]))).reshape(
+            (n_components,) + block.sizes).numpy() for b, block in self.groups]
         return {"level_probabilities_": [(t / t.sum(1, keepdim=True)).numpy() for _, t in sorted(tables.items())],
-                "zero_probabilities_": zeros, "count_rates_": rates}
+                "zero_probabilities_": zeros, "count_rates_": rates, "level_group_probabilities_": joint}
 
     def n_parameters(self, n_components: int, covariance_type: str) -> int:
         """Free parameters of a mixture with this layout (BIC, AIC)."""
