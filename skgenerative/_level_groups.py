@@ -88,13 +88,37 @@ class JointLevels:
         self.n_product = int(np.prod(self.sizes))
         self.n_unseen = self.n_product - len(self.seen)
         self.n_levels = len(self.seen) + (1 if self.n_unseen else 0)  # the slots
+        self._cache = {}
+
+    def __getstate__(self):
+        return {key: value for key, value in self.__dict__.items() if key != "_cache"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _cache={})
 
     def __repr__(self) -> str:
         return f"JointLevels(columns={self.columns}, slots={self.n_levels} of {self.n_product})"
 
     # ------------------------------------------------------------- the product
     def _product(self, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each combination's member codes (P, m) and slot (P,) (long tensors)."""
+        """Each combination's member codes (P, m) and slot (P,) (long tensors; cached per
+        device: EM asks for them in every chunk of every iteration)."""
+        key = ("product", str(device))
+        if key not in self._cache:
+            self._cache[key] = self._make_product(device)
+        return self._cache[key]
+
+    def _log_spread(self, like: torch.Tensor) -> torch.Tensor:
+        """``log M(slot)`` (slots,): 0 for a seen combination's, ``log U`` for "other"."""
+        key = ("spread", str(like.device), like.dtype)
+        if key not in self._cache:
+            spread = torch.zeros(self.n_levels, dtype=like.dtype, device=like.device)
+            if self.n_unseen:
+                spread[-1] = math.log(self.n_unseen)
+            self._cache[key] = spread
+        return self._cache[key]
+
+    def _make_product(self, device) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.arange(self.n_product, device=device)
         codes, rest = [], index
         for size in reversed(self.sizes):
@@ -106,11 +130,14 @@ class JointLevels:
 
     def combination_index(self, cells: torch.Tensor) -> torch.Tensor:
         """Product index (n,) of rows whose members are all observed (others: anything)."""
-        index = torch.zeros(cells.shape[0], dtype=torch.long, device=cells.device)
-        for i, size in enumerate(self.sizes):
-            code = torch.nan_to_num(cells[:, i], nan=0.0).long().clamp(0, size - 1)
-            index = index * size + code
-        return index
+        key = ("strides", str(cells.device))
+        if key not in self._cache:
+            strides = np.cumprod((1,) + self.sizes[:0:-1])[::-1].copy()
+            self._cache[key] = (torch.as_tensor(strides, device=cells.device),
+                                torch.as_tensor(self.sizes, device=cells.device) - 1)
+        strides, top = self._cache[key]
+        code = torch.minimum(torch.nan_to_num(cells, nan=0.0).long().clamp_min(0), top)
+        return (code * strides).sum(1)
 
     def consistent(self, cells: torch.Tensor) -> torch.Tensor:
         """``[combination c agrees with row i's observed members]`` (n, P), in ``cells``' dtype."""
@@ -122,15 +149,19 @@ class JointLevels:
             out = match if out is None else out & match
         return out.to(cells.dtype)
 
+    def slot_codes(self, cells: torch.Tensor) -> torch.Tensor:
+        """The slot (n, 1) of rows whose members are all observed, in ``cells``' dtype."""
+        _, slot = self._product(cells.device)
+        return slot[self.combination_index(cells)].to(cells.dtype).unsqueeze(1)
+
+    def slot_log_probs(self, parameter: torch.Tensor) -> torch.Tensor:
+        """``log p_k(c)`` (K, slots) of a combination in each slot."""
+        return torch.log_softmax(parameter[:, 0], dim=-1) - self._log_spread(parameter)
+
     def combination_log_probs(self, parameter: torch.Tensor) -> torch.Tensor:
         """``log p_k(c)`` (K, P) of every combination of the product."""
         _, slot = self._product(parameter.device)
-        log_slots = torch.log_softmax(parameter[:, 0], dim=-1)
-        if self.n_unseen:
-            spread = torch.zeros(self.n_levels, dtype=parameter.dtype, device=parameter.device)
-            spread[-1] = math.log(self.n_unseen)
-            log_slots = log_slots - spread
-        return log_slots[:, slot]
+        return self.slot_log_probs(parameter)[:, slot]
 
     def distribution(self, parameter: torch.Tensor) -> Categorical:
         """The categorical over the slots (K, 1, slots)."""
@@ -169,10 +200,13 @@ class JointLevels:
         ``r_ik`` at its combination's slot, a row with missing members ``r_ik q_ik(c)``
         over the consistent combinations, a row with none observed nothing."""
         _, slot = self._product(cells.device)
+        sums = resp.new_zeros(resp.shape[1], self.n_levels)
+        if not bool(torch.isnan(cells).any()):  # complete rows: a count at each row's slot
+            sums.index_add_(1, slot[self.combination_index(cells)], resp.T)
+            return Statistics(resp.sum(0).double().unsqueeze(1), sums.double().unsqueeze(1))
         missing = torch.isnan(cells)
         complete, partial = ~missing.any(1), missing.any(1) & ~missing.all(1)
-        one_hot = torch.nn.functional.one_hot(slot[self.combination_index(cells)], self.n_levels)
-        sums = resp.T @ (one_hot.to(resp.dtype) * complete.to(resp.dtype).unsqueeze(1))
+        sums.index_add_(1, slot[self.combination_index(cells)], (resp * complete.to(resp.dtype).unsqueeze(1)).T)
         if bool(partial.any()):
             rows = torch.nonzero(partial).squeeze(1)
             weights, mask, probs = self._posterior_weights(cells[rows], parameter, resp[rows])

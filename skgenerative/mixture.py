@@ -855,11 +855,15 @@ class LevelCells(NamedTuple):
 
     @classmethod
     def of(cls, families) -> LevelCells:
-        """From ``(block, cells)`` pairs; ``one_hot`` is None without a categorical block."""
-        blocks = tuple(b for b, (block, _) in enumerate(families) if block.family is Categorical)
+        """From ``(block, cells)`` pairs; ``one_hot`` is None without a categorical block.
+        A level group whose members are all observed in these rows joins as one
+        column of slot codes (:class:`~skgenerative._level_groups.JointLevels`)."""
+        blocks = tuple(b for b, (block, cells) in enumerate(families) if block.family is Categorical
+                       or (isinstance(block, JointLevels) and not has_nan(cells)))
         if not blocks:
             return cls((), None)
-        codes = torch.cat([families[b][1] for b in blocks], 1)
+        codes = torch.cat([block.slot_codes(cells) if isinstance(block, JointLevels) else cells
+                           for block, cells in (families[b] for b in blocks)], 1)
         sizes = torch.tensor([families[b][0].n_levels for b in blocks], device=codes.device)
         observed = ~torch.isnan(codes)
         column = torch.minimum(torch.where(observed, codes, 0.0).long().clamp(min=0), sizes - 1)
@@ -870,7 +874,8 @@ class LevelCells(NamedTuple):
     def log_prob(self, families, parameters) -> torch.Tensor | None:
         """``sum_j log p_kj(x_ij)`` over the rows' observed level cells (n, K); ``None``
         when a level has probability 0 (``-inf``: the caller scores block by block)."""
-        table = torch.cat([families[b][0].distribution(parameters[b]).level_log_probs()[:, 0, :]
+        table = torch.cat([families[b][0].slot_log_probs(parameters[b]) if isinstance(families[b][0], JointLevels)
+                           else families[b][0].distribution(parameters[b]).level_log_probs()[:, 0, :]
                            for b in self.blocks], 1)
         if not bool(torch.isfinite(table).all()):
             return None
