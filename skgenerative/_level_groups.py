@@ -41,8 +41,8 @@ import torch
 
 from .distributions import Categorical, Statistics, level_point, sample_levels
 
-__all__ = ["JointLevels", "choose_level_groups", "combination_counts", "pair_counts",
-           "resolve_level_groups"]
+__all__ = ["JointLevels", "choose_level_groups", "combination_counts", "level_groups_of", "pair_counts",
+           "resolve_level_groups", "summary"]
 
 #: ``level_groups="auto"``: an edge between two discrete columns needs an uncertainty
 #: coefficient ``I(a; b) / min(H(a), H(b))`` of at least this much (see
@@ -350,6 +350,21 @@ def choose_level_groups(source, types, level_counts, row_bytes: int) -> list[tup
         for j in merged:
             group_of[j] = merged
     return sorted({group for group in group_of.values() if len(group) > 1})
+
+
+def level_groups_of(level_groups, schema, source, itemsize: int, name: str) -> list[tuple]:
+    """The groups (sorted tuples of positions) that ``level_groups`` (None, "auto" or a
+    list of column groups) gives on a source of encoded rows."""
+    if level_groups is None:
+        return []
+    if isinstance(level_groups, str):  # "auto"
+        return choose_level_groups(source, schema.types, schema.level_counts, itemsize * 4 * source.shape[1])
+    return resolve_level_groups(level_groups, schema, name)
+
+
+def summary(groups) -> str:
+    """The groups of a fit for the ``verbose`` summary line."""
+    return "level groups: " + (", ".join(" x ".join(map(str, g)) for g in groups) or "none")
 
 
 def resolve_level_groups(level_groups, schema, name: str = "GaussianMixtureDensity") -> list[tuple]:

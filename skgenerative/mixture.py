@@ -54,7 +54,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._em import EMModel, EStep, accumulate, add_statistics
 from ._explain import gaussian_mixture_conditionals
-from ._level_groups import JointLevels, choose_level_groups, combination_counts, resolve_level_groups
+from ._level_groups import JointLevels, combination_counts, level_groups_of, summary
 from ._schema import COLUMN_TYPES
 from ._torch import chunk_rows, generator_from, has_nan, iter_slices, seed_from
 from .base import GenerativeModel, lazy_rows
@@ -1758,6 +1758,14 @@ class LevelPosteriorMixin:
     """Level probabilities of a mixed mixture's discrete columns given the observed cells
     of each row (the pooled imputation of ``GenerativeImputer``'s mixed default)."""
 
+    def _families(self) -> tuple:
+        """The family blocks' fitted parameters as tensors (cached like ``_tensor``)."""
+        key = ("families", str(self._device), self._dtype)
+        if key not in self._cache:
+            self._cache[key] = tuple(torch.as_tensor(p, dtype=self._dtype, device=self._device)
+                                     for p in self._family_parameters)
+        return self._cache[key]
+
     def _level_probabilities(self, X: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
         """``p(x_j = l | x_obs) = sum_k p(k | x_obs) theta_kj(l)``, exactly (a level group's
         member: the marginal of ``sum_k p(k | x_obs) p_k(c | its observed members)``)."""
@@ -1786,7 +1794,24 @@ class LevelPosteriorMixin:
                 for j in columns]
 
 
-class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteriorMixin, EMModel, GenerativeModel):
+class LevelGroupsMixin:
+    """``level_groups``: the groups chosen at fit (:mod:`skgenerative._level_groups`) and
+    the ``verbose`` summary that names them."""
+
+    def _set_level_groups(self, source) -> None:
+        """``level_groups_`` (names) and their positions, from ``level_groups``."""
+        self._level_group_columns = level_groups_of(self.level_groups, self.schema_, source, self._itemsize,
+                                                    type(self).__name__)
+        self.level_groups_ = [tuple(self.schema_.names[j] for j in group) for group in self._level_group_columns]
+
+    def _em_summary(self) -> str:
+        groups = "" if self.level_groups is None else f"; {summary(self.level_groups_)}"
+        auto = f"; {self._auto_summary}" if self.n_components == "auto" and hasattr(self, "_auto_summary") else ""
+        return groups + auto
+
+
+class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteriorMixin, LevelGroupsMixin, EMModel,
+                             GenerativeModel):
     """Mixture density of a table fitted by expectation-maximisation in torch.
 
     Each component is a product of blocks (see Notes): a Gaussian over the real and
@@ -1841,6 +1866,11 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteri
         discrete column, "zero" and "positive" of a positive column (Dirichlet(1 +
         level_prior) posterior modes), and ``level_prior`` observations of a count
         column's mean for its Poisson rate. No probability is then exactly 0.
+    level_groups : None, "auto" or list of column groups, default=None
+        Discrete columns that share one table over their combinations of levels per
+        component (:mod:`skgenerative._level_groups`; ``"auto"``: strongly dependent
+        pairs, linked). ``None``: they change every mixed fit and cost fit time; the
+        synthetic-table call uses ``"auto"`` (user guide, "Synthetic tables").
     column_types : dict, list, tuple or None, default=None
         Types of the columns where the pandas dtypes do not say it (see
         :mod:`skgenerative._schema`); they choose the blocks (see Notes).
@@ -1868,6 +1898,8 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteri
         ``P(x_j = 0 | k)`` of each positive column.
     count_rates_ : ndarray of shape (n_components, n_count)
         The Poisson rate of each count column in each component.
+    level_groups_, level_group_probabilities_ : list
+        The level groups (tuples of names) and their tables, (n_components, L_1, ..., L_m) each.
     n_components_ : int
         The number of components fitted (``n_components``, or the one ``"auto"`` chose).
     n_components_candidates_, n_components_scores_ : ndarray
@@ -1999,25 +2031,6 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteri
         self._em_fit(data, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
                      warm_start=resume, generator=generator_from(seed, source.device))
 
-    def _set_level_groups(self, source) -> None:
-        """``level_groups_`` (names) and their positions, from ``level_groups``."""
-        schema = self.schema_
-        if self.level_groups is None:
-            groups = []
-        elif isinstance(self.level_groups, str):  # "auto"
-            groups = choose_level_groups(source, schema.types, schema.level_counts,
-                                         row_bytes=self._itemsize * 4 * source.shape[1])
-        else:
-            groups = resolve_level_groups(self.level_groups, schema, type(self).__name__)
-        self._level_group_columns = groups
-        self.level_groups_ = [tuple(schema.names[j] for j in group) for group in groups]
-
-    def _em_summary(self) -> str:
-        groups = "" if self.level_groups is None else "; level groups: " + (
-            ", ".join(" x ".join(map(str, g)) for g in self.level_groups_) or "none")
-        auto = f"; {self._auto_summary}" if self.n_components == "auto" and hasattr(self, "_auto_summary") else ""
-        return groups + auto
-
     def _n_latent(self) -> int:
         return int(self.n_components_)
 
@@ -2142,14 +2155,6 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteri
         params = MixtureParameters(self._tensor("weights_"), means - center, self._tensor("covariances_"),
                                    self._tensor("precisions_cholesky_"), self._families())
         return self._layout.rows(X, center, X.dtype), params, center
-
-    def _families(self) -> tuple:
-        """The family blocks' fitted parameters as tensors (cached like ``_tensor``)."""
-        key = ("families", str(self._device), self._dtype)
-        if key not in self._cache:
-            self._cache[key] = tuple(torch.as_tensor(p, dtype=self._dtype, device=self._device)
-                                     for p in self._family_parameters)
-        return self._cache[key]
 
     def _weighted_log_prob(self, X: torch.Tensor) -> torch.Tensor:
         """``log w_k + log p_k(observed cells)`` (n, K), in the Gaussian block's units."""
