@@ -302,9 +302,9 @@ def _vae(**fixed):
 
 
 #: the call the user guide recommends for synthetic tables
-RECOMMENDED = "GaussianMixtureDensity(n_components='auto')"
-#: the same with level groups chosen at fit (joint level tables per component; issue #22)
-GROUPED = "GaussianMixtureDensity(n_components='auto', level_groups='auto')"
+RECOMMENDED = "GaussianMixtureDensity(n_components='auto', level_groups='auto')"
+#: the recommended call before level groups (independent level tables per component; issue #22)
+UNGROUPED = "GaussianMixtureDensity(n_components='auto')"
 
 
 def generators(mode: str) -> dict:
@@ -318,8 +318,8 @@ def generators(mode: str) -> dict:
             "SDV CTGAN": SDV("CTGANSynthesizer", **short),
         })
     found.update({
-        RECOMMENDED: Ours(_gmm(n_components="auto")),
-        GROUPED: Ours(_gmm(n_components="auto", level_groups="auto")),
+        RECOMMENDED: Ours(_gmm(n_components="auto", level_groups="auto")),
+        UNGROUPED: Ours(_gmm(n_components="auto")),
         "GaussianMixtureDensity()": Ours(_gmm()),
         "GaussianMixtureDensity(16)": Ours(_gmm(n_components=16)),
         "GaussianMixtureDensity(64)": Ours(_gmm(n_components=64)),
