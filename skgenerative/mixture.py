@@ -922,6 +922,9 @@ class MixtureLayout:
         other blocks; its columns leave their single-column blocks.
     """
 
+    #: the level groups, (block index, block) pairs (a class default for layouts pickled before them)
+    groups = ()
+
     def __init__(self, types, level_counts, zero_columns=(), groups=()):
         types = list(types)
         grouped = {j for columns, _ in groups for j in columns}
@@ -934,8 +937,8 @@ class MixtureLayout:
         self.zero_scale = [self.gaussian.index(j) for j in self.zeros]
         self.real = [i for i, j in enumerate(self.gaussian) if types[j] == "real"]
         families = [(Bernoulli, self.zeros, {"zeros": True}),
-                  (Bernoulli, [j for j, t in enumerate(kept) if t == "binary"], {}),
-                  (Poisson, [j for j, t in enumerate(types) if t == "count"], {})]
+                    (Bernoulli, [j for j, t in enumerate(kept) if t == "binary"], {}),
+                    (Poisson, [j for j, t in enumerate(types) if t == "count"], {})]
         families += [(Categorical, [j], {"n_levels": int(level_counts[j]), "ordered": t == "ordinal"})
                      for j, t in enumerate(kept) if t in ("categorical", "ordinal")]
         start, blocks = len(self.gaussian), []
@@ -948,7 +951,6 @@ class MixtureLayout:
                                       slice(start, start + len(columns)), [types[j] == "ordinal" for j in columns]))
             start += len(columns)
         self.blocks = tuple(blocks)
-        #: the level groups: (block index, block)
         self.groups = [(b, block) for b, block in enumerate(blocks) if isinstance(block, JointLevels)]
         self.width = start
         #: the level columns in table order: (column, block index, position in the block)
@@ -2145,8 +2147,9 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteri
         return self._itemsize * (width + 4 * k + 2 * n_features)
 
     def _impute_row_bytes(self, n_features: int, n_draws) -> int:
-        d = self._layout.n_gaussian
-        return self._itemsize * self.n_components_ * (8 * d * d + 2 * (n_draws or 1) * n_features)
+        d, product = self._layout.n_gaussian, sum(block.n_product for _, block in self._layout.groups)
+        return self._itemsize * (self.n_components_ * (8 * d * d + 2 * (n_draws or 1) * n_features)
+                                 + 2 * (n_draws or 1) * product)  # a group's draws: (S, P) per row
 
     def _evaluation(self, X: torch.Tensor):
         """Model rows of ``X``, the fitted parameters, and the centre of the Gaussian block."""
