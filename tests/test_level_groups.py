@@ -295,3 +295,45 @@ def test_one_component_imputes_and_draws_a_member_from_the_joint_table():
     draws = m.sample(20000, random_state=0, given={"a": "q"})
     expected = table[1, 1] / table[1].sum()
     assert abs(float((draws["b"] == "v").mean()) - expected) < 4 * np.sqrt(expected * (1 - expected) / 20000)
+
+
+def test_binary_and_ordinal_members_score_and_impute_by_enumeration():
+    rng = np.random.RandomState(0)
+    n = 900
+    size = rng.randint(0, 3, n)
+    flag = (rng.rand(n) < np.array([0.1, 0.5, 0.9])[size])
+    other = rng.randint(0, 2, n)
+    df = pd.DataFrame({"size": pd.Categorical(np.array(["S", "M", "L"])[size], categories=["S", "M", "L"],
+                                              ordered=True),
+                       "flag": flag, "other": pd.Categorical(np.array(["x", "y"])[other])})
+    m = GaussianMixtureDensity(2, level_groups="auto", dtype="float64", random_state=0).fit(df)
+    assert m.level_groups_ == [("size", "flag")]
+    assert m.schema_.types[:2] == ["ordinal", "binary"]
+    table, other_table = m.level_group_probabilities_[0], m.level_probabilities_[2]
+    rows = pd.DataFrame({"size": pd.Categorical(["S", None, "L", None], categories=["S", "M", "L"], ordered=True),
+                         "flag": pd.array([True, False, None, None], dtype="boolean"),
+                         "other": pd.Categorical(["x", "y", None, "x"])})
+    expected = []
+    for s_, f_, o_ in [(0, 1, 0), (None, 0, 1), (2, None, None), (None, None, 0)]:
+        t = table
+        t = t[:, [s_]] if s_ is not None else t
+        t = t[:, :, [f_]] if f_ is not None else t
+        o = other_table[:, o_] if o_ is not None else np.ones(2)
+        expected.append(np.log((m.weights_ * t.sum((1, 2)) * o).sum()))
+    np.testing.assert_allclose(m.score_samples(rows), expected, rtol=1e-10)
+    # the ordinal member's point imputation is the median of its conditional
+    posterior = m.weights_[:, None] * table[:, :, 0] * other_table[:, 1][:, None]  # flag False, other y
+    conditional = posterior.sum(0) / posterior.sum()
+    median = int(np.searchsorted(np.cumsum(conditional), 0.5))
+    assert m.impute(rows)["size"].iloc[1] == ["S", "M", "L"][median]
+
+
+def test_warm_start_keeps_the_groups():
+    df = _with_holes(_table(n=500))
+    m = GaussianMixtureDensity(2, level_groups="auto", warm_start=True, max_iter=5, level_prior=1e-9,
+                               dtype="float64", random_state=0).fit(df)
+    first, last = m.level_group_probabilities_[0].copy(), m.lower_bounds_[-1]
+    m.fit(df)  # resumes EM from the first fit's joint tables
+    assert m.level_groups_ == [("a", "b")]
+    assert m.level_group_probabilities_[0].shape == first.shape
+    assert m.lower_bounds_[0] >= last - 1e-10
