@@ -1389,14 +1389,15 @@ class _MixtureFitData:
         return torch.where(v > 0, v, torch.ones_like(v))
 
 
-def prepare_mixture_fit(estimator, source, seed: int) -> _MixtureFitData:
+def prepare_mixture_fit(estimator, source, seed: int, resume: bool = False) -> _MixtureFitData:
     """A data source's rows ready for a mixture's EM: one pass of column moments (on
     the Gaussian block's scale: ``log x`` for positive columns), the model rows (a map
     of the source), the initialisation's rows and, for tied covariances, the complete
     rows' ``sum x x^T``.
 
     EM runs on Gaussian values centred at their mean (the model is translation
-    equivariant): it keeps the uncentred second moments well conditioned.
+    equivariant): it keeps the uncentred second moments well conditioned. ``resume``
+    (a warm start) keeps the level groups' combinations of the fit it continues.
     """
     est = estimator
     n, k, cov = source.shape[0], est.n_components_, est.covariance_type
@@ -1410,7 +1411,9 @@ def prepare_mixture_fit(estimator, source, seed: int) -> _MixtureFitData:
     moments = source.map(layout.natural).column_moments() if layout.positive else raw
     zeros = [j for j in layout.positive if moments.count[j] < raw.count[j]]  # log 0 is missing
     row_bytes = est._row_bytes(source.shape[1]) * 2
-    layout = MixtureLayout(types, level_counts, zeros, _seen_combinations(est, source, row_bytes))
+    seen = (tuple((block.columns, block.seen) for _, block in est._layout.groups) if resume
+            else _seen_combinations(est, source, row_bytes))
+    layout = MixtureLayout(types, level_counts, zeros, seen)
     center = moments.mean[gaussian].to(device=source.device, dtype=source.dtype)
     dtype = est._dtype
     rows = source.map(_MixtureRows(layout, center, dtype), dtype=dtype, width=layout.width)
@@ -2028,7 +2031,7 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteri
             self.n_components_ = int(self.n_components)
         elif not resume:  # a warm start continues the components chosen before
             self.n_components_ = self._choose_n_components(source, seed)
-        data = prepare_mixture_fit(self, source, seed)
+        data = prepare_mixture_fit(self, source, seed, resume)
         # (the candidates of "auto" leave fitted parameters behind: never resumed from)
         self._em_fit(data, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
                      warm_start=resume, generator=generator_from(seed, source.device))

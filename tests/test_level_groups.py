@@ -337,3 +337,19 @@ def test_warm_start_keeps_the_groups():
     assert m.level_groups_ == [("a", "b")]
     assert m.level_group_probabilities_[0].shape == first.shape
     assert m.lower_bounds_[0] >= last - 1e-10
+
+
+def test_warm_start_on_rows_with_a_combination_new_to_the_groups():
+    # GenerativeImputer's kept candidates resume on every cell after a fit with held-out
+    # cells: a combination seen only now joins the shared slot instead of changing the layout
+    df = _table(n=500)
+    first = df[~((df["a"] == "q") & (df["b"] == "u"))]
+    m = GaussianMixtureDensity(2, level_groups=[["a", "b"]], warm_start=True, dtype="float64", random_state=0)
+    m.fit(first)
+    slots = m._layout.groups[0][1].n_levels
+    m.fit(df)
+    assert m._layout.groups[0][1].n_levels == slots
+    assert np.isfinite(m.score_samples(df)).all()
+    np.testing.assert_allclose(m.level_group_probabilities_[0].sum((1, 2)), 1.0, rtol=1e-12)
+    fresh = GaussianMixtureDensity(2, level_groups=[["a", "b"]], dtype="float64", random_state=0).fit(df)
+    assert fresh._layout.groups[0][1].n_levels == slots + 1
