@@ -143,9 +143,10 @@ class JointLevels:
         """``[combination c agrees with row i's observed members]`` (n, P), in ``cells``' dtype."""
         codes, _ = self._product(cells.device)
         out = None
-        for i, size in enumerate(self.sizes):
+        for i in range(len(self.sizes)):
             code = cells[:, i]
-            match = (codes[:, i] == torch.nan_to_num(code, nan=-1.0).long().unsqueeze(1)) | torch.isnan(code).unsqueeze(1)
+            observed = torch.nan_to_num(code, nan=-1.0).long().unsqueeze(1)
+            match = (codes[:, i] == observed) | torch.isnan(code).unsqueeze(1)
             out = match if out is None else out & match
         return out.to(cells.dtype)
 
