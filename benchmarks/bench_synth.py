@@ -85,7 +85,7 @@ from _common import (  # noqa: E402
     short_run, threads,
 )
 
-from skgenerative import GaussianMixtureDensity, VariationalAutoencoder, mixture  # noqa: E402
+from skgenerative import GaussianMixtureDensity, VariationalAutoencoder, _level_groups, mixture  # noqa: E402
 
 #: TSTR targets: the first is the table's "tstr"; others are reported as "tstr_<column>"
 TARGETS = {"adult": ["relationship"], "wine": ["quality", "color"]}
@@ -177,7 +177,9 @@ class Ours:
 
     def __init__(self, make, declared: bool = False, search: dict | None = None, **sample_params):
         self.make, self.declared, self.sample_params = make, declared, sample_params
-        self.search = search or {}  # exploration only: constants of n_components="auto" (mixture.AUTO_*)
+        # exploration only: constants of n_components="auto" (mixture.AUTO_*) and of
+        # level_groups="auto" (_level_groups.AUTO_GROUP_*)
+        self.search = search or {}
 
     def fit(self, table: Table, seed: int):
         params = {"random_state": seed}
@@ -188,16 +190,17 @@ class Ours:
     def _fit_model(self, frame: pd.DataFrame, params: dict) -> None:
         """``make(**params).fit(frame)`` with the search's constants set for the fit only."""
         self.model = self.make(**params)
-        before = {name: getattr(mixture, name) for name in self.search}
+        module = lambda name: _level_groups if name.startswith("AUTO_GROUP_") else mixture  # noqa: E731
+        before = {name: getattr(module(name), name) for name in self.search}
         try:
             for name, value in self.search.items():
-                setattr(mixture, name, value)
+                setattr(module(name), name, value)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self.model.fit(frame)
         finally:
             for name, value in before.items():
-                setattr(mixture, name, value)
+                setattr(module(name), name, value)
 
     def sample(self, n: int, seed: int) -> pd.DataFrame:
         return self.model.sample(n, random_state=seed, **self.sample_params)
@@ -210,9 +213,12 @@ class Ours:
     def settings(self) -> dict:
         params = self.model.get_params()
         out = {k: v for k, v in params.items() if k in (
-            "n_components", "covariance_type", "covariance_prior", "n_init", "level_prior", "column_types")}
+            "n_components", "covariance_type", "covariance_prior", "n_init", "level_prior", "level_groups",
+            "column_types")}
         if hasattr(self.model, "n_components_"):
             out["n_components_"] = int(self.model.n_components_)
+        if getattr(self.model, "level_groups_", None):
+            out["level_groups_"] = [" x ".join(g) for g in self.model.level_groups_]
         return {**out, **self.search, **{f"sample_{k}": v for k, v in self.sample_params.items()}}
 
 
@@ -299,7 +305,9 @@ def _vae(**fixed):
 
 
 #: the call the user guide recommends for synthetic tables
-RECOMMENDED = "GaussianMixtureDensity(n_components='auto')"
+RECOMMENDED = "GaussianMixtureDensity(n_components='auto', level_groups='auto')"
+#: the recommended call before level groups (independent level tables per component; issue #22)
+UNGROUPED = "GaussianMixtureDensity(n_components='auto')"
 
 
 def generators(mode: str) -> dict:
@@ -313,7 +321,8 @@ def generators(mode: str) -> dict:
             "SDV CTGAN": SDV("CTGANSynthesizer", **short),
         })
     found.update({
-        RECOMMENDED: Ours(_gmm(n_components="auto")),
+        RECOMMENDED: Ours(_gmm(n_components="auto", level_groups="auto")),
+        UNGROUPED: Ours(_gmm(n_components="auto")),
         "GaussianMixtureDensity()": Ours(_gmm()),
         "GaussianMixtureDensity(16)": Ours(_gmm(n_components=16)),
         "GaussianMixtureDensity(64)": Ours(_gmm(n_components=64)),
@@ -354,6 +363,14 @@ def explored(mode: str) -> dict:
     found["GMM('auto', at most 256), marital_status x relationship x sex joined"] = OursJoined(
         _gmm(n_components="auto"), [("marital_status", "relationship", "sex")],
         search={"AUTO_MAX_COMPONENTS": 256})
+    # level groups (the package's joint tables): the auto rule's threshold, larger groups, a smaller prior
+    grouped = _gmm(n_components="auto", level_groups="auto")
+    found["GMM('auto', level_groups='auto', U >= 0.1)"] = Ours(grouped, search={"AUTO_GROUP_DEPENDENCE": 0.1})
+    found["GMM('auto', level_groups='auto', U >= 0.15)"] = Ours(grouped, search={"AUTO_GROUP_DEPENDENCE": 0.15})
+    found["GMM('auto', level_groups='auto', level_prior=0.03)"] = Ours(
+        _gmm(n_components="auto", level_groups="auto", level_prior=0.03))
+    found["GMM('auto'), groups marital_status x relationship x sex x occupation"] = Ours(
+        _gmm(n_components="auto", level_groups=[["marital_status", "relationship", "sex", "occupation"]]))
     return found
 
 

@@ -54,6 +54,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._em import EMModel, EStep, accumulate, add_statistics
 from ._explain import gaussian_mixture_conditionals
+from ._level_groups import JointLevels, combination_counts, level_groups_of, summary
 from ._schema import COLUMN_TYPES
 from ._torch import chunk_rows, generator_from, has_nan, iter_slices, seed_from
 from .base import GenerativeModel, lazy_rows
@@ -854,11 +855,15 @@ class LevelCells(NamedTuple):
 
     @classmethod
     def of(cls, families) -> LevelCells:
-        """From ``(block, cells)`` pairs; ``one_hot`` is None without a categorical block."""
-        blocks = tuple(b for b, (block, _) in enumerate(families) if block.family is Categorical)
+        """From ``(block, cells)`` pairs; ``one_hot`` is None without a categorical block.
+        A level group whose members are all observed in these rows joins as one
+        column of slot codes (:class:`~skgenerative._level_groups.JointLevels`)."""
+        blocks = tuple(b for b, (block, cells) in enumerate(families) if block.family is Categorical
+                       or (isinstance(block, JointLevels) and not has_nan(cells)))
         if not blocks:
             return cls((), None)
-        codes = torch.cat([families[b][1] for b in blocks], 1)
+        codes = torch.cat([block.slot_codes(cells) if isinstance(block, JointLevels) else cells
+                           for block, cells in (families[b] for b in blocks)], 1)
         sizes = torch.tensor([families[b][0].n_levels for b in blocks], device=codes.device)
         observed = ~torch.isnan(codes)
         column = torch.minimum(torch.where(observed, codes, 0.0).long().clamp(min=0), sizes - 1)
@@ -869,7 +874,8 @@ class LevelCells(NamedTuple):
     def log_prob(self, families, parameters) -> torch.Tensor | None:
         """``sum_j log p_kj(x_ij)`` over the rows' observed level cells (n, K); ``None``
         when a level has probability 0 (``-inf``: the caller scores block by block)."""
-        table = torch.cat([families[b][0].distribution(parameters[b]).level_log_probs()[:, 0, :]
+        table = torch.cat([families[b][0].slot_log_probs(parameters[b]) if isinstance(families[b][0], JointLevels)
+                           else families[b][0].distribution(parameters[b]).level_log_probs()[:, 0, :]
                            for b in self.blocks], 1)
         if not bool(torch.isfinite(table).all()):
             return None
@@ -909,10 +915,20 @@ class MixtureLayout:
         mass at 0 (the "is zero" block). A positive column without one is log-normal
         in every component, and a zero there at evaluation is scored as a level never
         seen in fit (:meth:`unseen_zeros`).
+    groups : sequence of (columns, seen), default=()
+        Level groups (:mod:`skgenerative._level_groups`): the positions of their
+        discrete columns and the combinations seen at fit (product indices). Each
+        becomes one :class:`~skgenerative._level_groups.JointLevels` block, after the
+        other blocks; its columns leave their single-column blocks.
     """
 
-    def __init__(self, types, level_counts, zero_columns=()):
+    #: the level groups, (block index, block) pairs (a class default for layouts pickled before them)
+    groups = ()
+
+    def __init__(self, types, level_counts, zero_columns=(), groups=()):
         types = list(types)
+        grouped = {j for columns, _ in groups for j in columns}
+        kept = [t if j not in grouped else "grouped" for j, t in enumerate(types)]
         self.n_features = len(types)
         self.gaussian = [j for j, t in enumerate(types) if t in ("real", "positive")]
         self.positive = [j for j in self.gaussian if types[j] == "positive"]
@@ -920,17 +936,22 @@ class MixtureLayout:
         self.log_scale = [i for i, j in enumerate(self.gaussian) if types[j] == "positive"]
         self.zero_scale = [self.gaussian.index(j) for j in self.zeros]
         self.real = [i for i, j in enumerate(self.gaussian) if types[j] == "real"]
-        groups = [(Bernoulli, self.zeros, {"zeros": True}),
-                  (Bernoulli, [j for j, t in enumerate(types) if t == "binary"], {}),
-                  (Poisson, [j for j, t in enumerate(types) if t == "count"], {})]
-        groups += [(Categorical, [j], {"n_levels": int(level_counts[j]), "ordered": t == "ordinal"})
-                   for j, t in enumerate(types) if t in ("categorical", "ordinal")]
+        families = [(Bernoulli, self.zeros, {"zeros": True}),
+                    (Bernoulli, [j for j, t in enumerate(kept) if t == "binary"], {}),
+                    (Poisson, [j for j, t in enumerate(types) if t == "count"], {})]
+        families += [(Categorical, [j], {"n_levels": int(level_counts[j]), "ordered": t == "ordinal"})
+                     for j, t in enumerate(kept) if t in ("categorical", "ordinal")]
         start, blocks = len(self.gaussian), []
-        for family, columns, options in groups:
+        for family, columns, options in families:
             if columns:
                 blocks.append(FamilyBlock(family, tuple(columns), slice(start, start + len(columns)), **options))
                 start += len(columns)
+        for columns, seen in groups:
+            blocks.append(JointLevels(columns, [max(1, int(level_counts[j])) for j in columns], seen,
+                                      slice(start, start + len(columns)), [types[j] == "ordinal" for j in columns]))
+            start += len(columns)
         self.blocks = tuple(blocks)
+        self.groups = [(b, block) for b, block in enumerate(blocks) if isinstance(block, JointLevels)]
         self.width = start
         #: the level columns in table order: (column, block index, position in the block)
         self.levels = sorted((j, b, i) for b, block in enumerate(self.blocks) if block.levels
@@ -982,15 +1003,19 @@ class MixtureLayout:
 
     def parameter_shapes(self) -> list[tuple]:
         """The shape of each family block's parameter, without the components."""
-        return [(len(b.columns),) + ((b.n_levels,) if b.family is Categorical else ()) for b in self.blocks]
+        return [(len(b.columns),) + ((b.n_levels,) if b.family is Categorical else ()) if not isinstance(b, JointLevels)
+                else (1, b.n_levels) for b in self.blocks]
 
     def family_attributes(self, parameters: list[np.ndarray], n_components: int) -> dict:
         """The fitted attributes of the family blocks from their float64 parameters:
         ``level_probabilities_`` (one (K, L) array per level column, in column order,
         rows normalised in float64), ``zero_probabilities_`` (K, positive columns; 0 for
-        a column without zeros) and ``count_rates_`` (K, count columns)."""
+        a column without zeros), ``count_rates_`` (K, count columns) and
+        ``level_group_probabilities_`` (one (K, L_1, ..., L_m) joint table per level group)."""
         tables = {j: block.level_probabilities(torch.as_tensor(p))[:, i]
                   for block, p in zip(self.blocks, parameters) for i, j in enumerate(block.columns) if block.levels}
+        tables.update({j: t for b, block in self.groups
+                       for j, t in zip(block.columns, block.marginal_tables(torch.as_tensor(parameters[b])))})
         zeros = np.zeros((n_components, len(self.positive)))
         rates = np.zeros((n_components, 0))
         for block, p in zip(self.blocks, parameters):
@@ -998,8 +1023,10 @@ class MixtureLayout:
                 zeros[:, [self.positive.index(j) for j in block.columns]] = 1 / (1 + np.exp(-p))
             elif block.family is Poisson:
                 rates = np.exp(p)
+        joint = [torch.exp(block.combination_log_probs(torch.as_tensor(parameters[b]))).reshape(
+            (n_components,) + block.sizes).numpy() for b, block in self.groups]
         return {"level_probabilities_": [(t / t.sum(1, keepdim=True)).numpy() for _, t in sorted(tables.items())],
-                "zero_probabilities_": zeros, "count_rates_": rates}
+                "zero_probabilities_": zeros, "count_rates_": rates, "level_group_probabilities_": joint}
 
     def n_parameters(self, n_components: int, covariance_type: str) -> int:
         """Free parameters of a mixture with this layout (BIC, AIC)."""
@@ -1086,7 +1113,7 @@ def mixture_statistics(
             conditionals = gaussian_conditionals(X[incomplete], params.means, params.covariances, covariance_type)
             norm, resp = normalised_responsibilities(
                 conditionals.log_prob + (offset[incomplete] if offset.dim() == 2 else offset))
-            parts.append(_statistics(norm, resp, families, levels, incomplete) | {
+            parts.append(_statistics(norm, resp, families, levels, incomplete, params.families) | {
                 "sx": torch.einsum("nk,nkd->kd", resp, conditionals.filled).double(),
                 "sxx": conditionals.weighted_second_moments(resp, covariance_type).double(),
             })
@@ -1104,10 +1131,11 @@ def mixture_statistics(
             _, sx, sxx = gaussian_statistics(X, resp, covariance_type, second_moments=second_moments)
             if sxx is None:  # tied, left to the caller
                 sxx = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64, device=X.device)
-            parts.append(_statistics(norm, resp, families, levels) | {"sx": sx.double(), "sxx": sxx.double()})
+            parts.append(_statistics(norm, resp, families, levels, parameters=params.families)
+                         | {"sx": sx.double(), "sxx": sxx.double()})
         else:  # no Gaussian block: the families alone (a latent class model)
             norm, resp = normalised_responsibilities(offset.expand(X.shape[0], -1))
-            parts.append(_statistics(norm, resp, families, levels))
+            parts.append(_statistics(norm, resp, families, levels, parameters=params.families))
     total = parts[0]
     for part in parts[1:]:
         total = add_statistics(total, part)
@@ -1128,12 +1156,17 @@ def families_log_prob(families, parameters) -> tuple[torch.Tensor | None, LevelC
     return total, levels
 
 
-def _statistics(norm, resp, families, levels=None, rows=None) -> dict:
+def _statistics(norm, resp, families, levels=None, rows=None, parameters=()) -> dict:
     out = {"log_likelihood": norm.double().sum(), "n_samples": resp.shape[0], "nk": resp.sum(0).double()}
     grouped = levels.statistics(families, resp, rows) if levels is not None and levels.one_hot is not None else {}
     for b, (block, cells) in enumerate(families):
-        out[f"family{b}"] = grouped[b] if b in grouped else block.statistics(
-            cells if rows is None else cells[rows], resp)
+        cells = cells if rows is None else cells[rows]
+        if b in grouped:
+            out[f"family{b}"] = grouped[b]
+        elif isinstance(block, JointLevels):  # expected counts over the consistent combinations
+            out[f"family{b}"] = block.statistics(cells, resp, parameters[b])
+        else:
+            out[f"family{b}"] = block.statistics(cells, resp)
     return out
 
 
@@ -1356,14 +1389,15 @@ class _MixtureFitData:
         return torch.where(v > 0, v, torch.ones_like(v))
 
 
-def prepare_mixture_fit(estimator, source, seed: int) -> _MixtureFitData:
+def prepare_mixture_fit(estimator, source, seed: int, resume: bool = False) -> _MixtureFitData:
     """A data source's rows ready for a mixture's EM: one pass of column moments (on
     the Gaussian block's scale: ``log x`` for positive columns), the model rows (a map
     of the source), the initialisation's rows and, for tied covariances, the complete
     rows' ``sum x x^T``.
 
     EM runs on Gaussian values centred at their mean (the model is translation
-    equivariant): it keeps the uncentred second moments well conditioned.
+    equivariant): it keeps the uncentred second moments well conditioned. ``resume``
+    (a warm start) keeps the level groups' combinations of the fit it continues.
     """
     est = estimator
     n, k, cov = source.shape[0], est.n_components_, est.covariance_type
@@ -1376,11 +1410,13 @@ def prepare_mixture_fit(estimator, source, seed: int) -> _MixtureFitData:
     raw = source.column_moments()
     moments = source.map(layout.natural).column_moments() if layout.positive else raw
     zeros = [j for j in layout.positive if moments.count[j] < raw.count[j]]  # log 0 is missing
-    layout = MixtureLayout(types, level_counts, zeros)
+    row_bytes = est._row_bytes(source.shape[1]) * 2
+    seen = (tuple((block.columns, block.seen) for _, block in est._layout.groups) if resume
+            else _seen_combinations(est, source, row_bytes))
+    layout = MixtureLayout(types, level_counts, zeros, seen)
     center = moments.mean[gaussian].to(device=source.device, dtype=source.dtype)
     dtype = est._dtype
     rows = source.map(_MixtureRows(layout, center, dtype), dtype=dtype, width=layout.width)
-    row_bytes = est._row_bytes(source.shape[1]) * 2
     tied = None
     if cov == "tied" and d:  # incomplete rows add expected moments per pass
         tied = rows.reduce(_complete_second_moments, d, row_bytes=row_bytes)["sxx"].to(dtype)
@@ -1401,6 +1437,19 @@ def prepare_mixture_fit(estimator, source, seed: int) -> _MixtureFitData:
     )
 
 
+def _seen_combinations(estimator, source, row_bytes: int) -> tuple:
+    """``(columns, seen)`` of each of the estimator's level groups: the combinations of
+    levels in the source's rows with every member observed (one pass, sums over blocks)."""
+    groups = getattr(estimator, "_level_group_columns", [])
+    if not groups:
+        return ()
+    level_counts = estimator.schema_.level_counts
+    sized = tuple((columns, tuple(max(1, int(level_counts[j])) for j in columns)) for columns in groups)
+    counts = source.reduce(combination_counts, sized, row_bytes=row_bytes)
+    return tuple((columns, tuple(torch.nonzero(counts[f"group{g}"] > 0).squeeze(1).tolist()))
+                 for g, columns in enumerate(groups))
+
+
 def _initial_features(data: _MixtureFitData, rows: torch.Tensor) -> torch.Tensor:
     """What k-means reads: the Gaussian values (missing ones at the mean, 0 after
     centring); on a table with other blocks, those standardised, the counts
@@ -1417,9 +1466,10 @@ def _initial_features(data: _MixtureFitData, rows: torch.Tensor) -> torch.Tensor
         cells = rows[:, block.cells]
         if block.family is Poisson:
             numbers.append(torch.nan_to_num((cells - data.count_mean.to(cells.dtype)) / unit(data.count_scale)))
-    for j, b, i in layout.levels:
-        block = layout.blocks[b]
-        levels.append(_LEVEL_SCALE * Categorical.statistics(rows[:, block.cells][:, i], max(block.n_levels, 2)))
+    members = [(j, b, i, layout.blocks[b].n_levels) for j, b, i in layout.levels]
+    members += [(j, b, i, block.sizes[i]) for b, block in layout.groups for i, j in enumerate(block.columns)]
+    for j, b, i, n_levels in sorted(members):
+        levels.append(_LEVEL_SCALE * Categorical.statistics(rows[:, layout.blocks[b].cells][:, i], max(n_levels, 2)))
     if layout.positive:
         levels.append(_LEVEL_SCALE * Categorical.statistics(rows[:, layout.blocks[0].cells], 2).flatten(1))
     return torch.cat(numbers + levels, dim=1)
@@ -1521,21 +1571,28 @@ def impute_point(
         if block.zeros:
             log_x = filled[:, :, layout.zero_scale] + center[layout.zero_scale]
             cells = ZeroInflatedLogNormal(parameter, log_x, torch.zeros_like(log_x)).point(resp)
+        elif isinstance(block, JointLevels):  # the members' modes given the observed ones
+            cells = block.point(rows[:, block.cells], parameter, resp)
         else:
             cells = block.distribution(parameter).point(resp)
         out[:, list(block.columns)] = cells.to(out.dtype)
     return torch.where(torch.isnan(X), out, X)
 
 
-def _draw_families(out, gaussian, index, params: MixtureParameters, layout: MixtureLayout, generator):
+def _draw_families(out, gaussian, index, params: MixtureParameters, layout: MixtureLayout, generator, rows=None):
     """Cells of the family blocks drawn in components ``index`` (any shape), into ``out``
     (``index.shape + (n_features,)``); ``gaussian`` the Gaussian block's draws (user's
     scale before ``exp``). Levels by ``torch.multinomial``, column by column in table
-    order (the stream of draws the level tables had before the blocks)."""
+    order (the stream of draws the level tables had before the blocks), then each level
+    group's members together from its joint table, given the observed members of the
+    model ``rows`` (n, width) of ``index``'s first dimension when those are given."""
     for j, b, i in layout.levels:
         probabilities = layout.blocks[b].level_probabilities(params.families[b])[:, i][index]
         levels = torch.multinomial(probabilities.reshape(-1, probabilities.shape[-1]), 1, generator=generator)
         out[..., j] = levels.reshape(index.shape).to(out.dtype)
+    for b, block in layout.groups:
+        cells = None if rows is None else rows[:, block.cells]
+        out[..., list(block.columns)] = block.draw(params.families[b], index, generator, cells).to(out.dtype)
     if layout.positive:
         out[..., layout.positive] = torch.exp(gaussian[..., layout.log_scale])
     for block, parameter in zip(layout.blocks, params.families):
@@ -1566,7 +1623,7 @@ def impute_draws(
         gaussian = draw_conditional_mixture(rows[:, :layout.n_gaussian], conditionals, choice, generator,
                                             covariance_type) + center
         out[..., [layout.gaussian[i] for i in layout.real]] = gaussian[..., layout.real]
-    out = _draw_families(out, gaussian, choice, params, layout, generator)
+    out = _draw_families(out, gaussian, choice, params, layout, generator, rows)
     return torch.where(torch.isnan(X).unsqueeze(1), out, X.unsqueeze(1))
 
 
@@ -1706,9 +1763,19 @@ class LevelPosteriorMixin:
     """Level probabilities of a mixed mixture's discrete columns given the observed cells
     of each row (the pooled imputation of ``GenerativeImputer``'s mixed default)."""
 
+    def _families(self) -> tuple:
+        """The family blocks' fitted parameters as tensors (cached like ``_tensor``)."""
+        key = ("families", str(self._device), self._dtype)
+        if key not in self._cache:
+            self._cache[key] = tuple(torch.as_tensor(p, dtype=self._dtype, device=self._device)
+                                     for p in self._family_parameters)
+        return self._cache[key]
+
     def _level_probabilities(self, X: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
-        """``p(x_j = l | x_obs) = sum_k p(k | x_obs) theta_kj(l)``, exactly."""
-        return self._levels_given(torch.softmax(self._weighted_log_prob(X), dim=1), columns)
+        """``p(x_j = l | x_obs) = sum_k p(k | x_obs) theta_kj(l)``, exactly (a level group's
+        member: the marginal of ``sum_k p(k | x_obs) p_k(c | its observed members)``)."""
+        rows = self._evaluation(X)[0] if self._layout.groups else None
+        return self._levels_given(torch.softmax(self._weighted_log_prob(X), dim=1), columns, rows)
 
     def _point_with_level_probabilities(self, X: torch.Tensor, columns: list[int]) -> torch.Tensor:
         """:meth:`_point_imputation` and :meth:`_level_probabilities` of ``columns`` side by
@@ -1718,17 +1785,38 @@ class LevelPosteriorMixin:
         rows, params, center = self._evaluation(X)
         resp, conditionals = _posterior(rows, params, self._layout, self.covariance_type)
         point = impute_point(X, rows, params, center, self._layout, self.covariance_type, (resp, conditionals))
-        return torch.cat([point] + self._levels_given(resp, columns), dim=1)
+        return torch.cat([point] + self._levels_given(resp, columns, rows), dim=1)
 
-    def _levels_given(self, resp: torch.Tensor, columns: list[int]) -> list[torch.Tensor]:
+    def _levels_given(self, resp: torch.Tensor, columns: list[int], rows=None) -> list[torch.Tensor]:
         where = {j: (b, i) for j, b, i in self._layout.levels}
         blocks, families = self._layout.blocks, self._families()
+        posteriors = {b: block.posterior(rows[:, block.cells], families[b], resp) for b, block in self._layout.groups
+                      if any(j in block.columns for j in columns)}
+        grouped = {j: (b, i) for b, block in self._layout.groups for i, j in enumerate(block.columns)}
         # a weighted sum per row, not a matrix product (whose rounding follows its shape)
         return [(resp.unsqueeze(2) * blocks[where[j][0]].level_probabilities(families[where[j][0]])[:, where[j][1]]).sum(1)
+                if j in where else blocks[grouped[j][0]].member_probabilities(posteriors[grouped[j][0]], grouped[j][1])
                 for j in columns]
 
 
-class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteriorMixin, EMModel, GenerativeModel):
+class LevelGroupsMixin:
+    """``level_groups``: the groups chosen at fit (:mod:`skgenerative._level_groups`) and
+    the ``verbose`` summary that names them."""
+
+    def _set_level_groups(self, source) -> None:
+        """``level_groups_`` (names) and their positions, from ``level_groups``."""
+        self._level_group_columns = level_groups_of(self.level_groups, self.schema_, source, self._itemsize,
+                                                    type(self).__name__)
+        self.level_groups_ = [tuple(self.schema_.names[j] for j in group) for group in self._level_group_columns]
+
+    def _em_summary(self) -> str:
+        groups = "" if self.level_groups is None else f"; {summary(self.level_groups_)}"
+        auto = f"; {self._auto_summary}" if self.n_components == "auto" and hasattr(self, "_auto_summary") else ""
+        return groups + auto
+
+
+class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteriorMixin, LevelGroupsMixin, EMModel,
+                             GenerativeModel):
     """Mixture density of a table fitted by expectation-maximisation in torch.
 
     Each component is a product of blocks (see Notes): a Gaussian over the real and
@@ -1783,6 +1871,11 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteri
         discrete column, "zero" and "positive" of a positive column (Dirichlet(1 +
         level_prior) posterior modes), and ``level_prior`` observations of a count
         column's mean for its Poisson rate. No probability is then exactly 0.
+    level_groups : None, "auto" or list of column groups, default=None
+        Discrete columns that share one table over their combinations of levels per
+        component (:mod:`skgenerative._level_groups`; ``"auto"``: strongly dependent
+        pairs, linked). ``None``: they change every mixed fit and cost fit time; the
+        synthetic-table call uses ``"auto"`` (user guide, "Synthetic tables").
     column_types : dict, list, tuple or None, default=None
         Types of the columns where the pandas dtypes do not say it (see
         :mod:`skgenerative._schema`); they choose the blocks (see Notes).
@@ -1810,6 +1903,8 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteri
         ``P(x_j = 0 | k)`` of each positive column.
     count_rates_ : ndarray of shape (n_components, n_count)
         The Poisson rate of each count column in each component.
+    level_groups_, level_group_probabilities_ : list
+        The level groups (tuples of names) and their tables, (n_components, L_1, ..., L_m) each.
     n_components_ : int
         The number of components fitted (``n_components``, or the one ``"auto"`` chose).
     n_components_candidates_, n_components_scores_ : ndarray
@@ -1888,6 +1983,7 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteri
         "precisions_init": ["array-like", None],
         "warm_start": ["boolean"],
         "level_prior": [Interval(Real, 0.0, None, closed="neither")],
+        "level_groups": [StrOptions({"auto"}), list, tuple, None],
         "column_types": [dict, list, tuple, None],
     }
 
@@ -1900,8 +1996,8 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteri
     def __init__(
         self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6, covariance_floor=1e-6,
         covariance_prior=0.0, max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
-        means_init=None, precisions_init=None, warm_start=False, level_prior=0.1, column_types=None,
-        contamination=0.1, device="auto", dtype="auto", random_state=None, verbose=0,
+        means_init=None, precisions_init=None, warm_start=False, level_prior=0.1, level_groups=None,
+        column_types=None, contamination=0.1, device="auto", dtype="auto", random_state=None, verbose=0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -1917,6 +2013,7 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteri
         self.precisions_init = precisions_init
         self.warm_start = warm_start
         self.level_prior = level_prior
+        self.level_groups = level_groups
         self.column_types = column_types
         self.contamination = contamination
         self.device = device
@@ -1928,17 +2025,16 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteri
     def _fit(self, source):
         seed = seed_from(self.random_state)
         resume = self.warm_start and hasattr(self, "converged_")
+        if not resume:  # a warm start keeps the groups of the fit it continues
+            self._set_level_groups(source)
         if self.n_components != "auto":
             self.n_components_ = int(self.n_components)
         elif not resume:  # a warm start continues the components chosen before
             self.n_components_ = self._choose_n_components(source, seed)
-        data = prepare_mixture_fit(self, source, seed)
+        data = prepare_mixture_fit(self, source, seed, resume)
         # (the candidates of "auto" leave fitted parameters behind: never resumed from)
         self._em_fit(data, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
                      warm_start=resume, generator=generator_from(seed, source.device))
-
-    def _em_summary(self) -> str:
-        return f"; {self._auto_summary}" if self.n_components == "auto" and hasattr(self, "_auto_summary") else ""
 
     def _n_latent(self) -> int:
         return int(self.n_components_)
@@ -2049,11 +2145,14 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteri
         k, layout = self.n_components_, MixtureLayout(self.schema_.types, self.schema_.level_counts)
         width = k * layout.n_gaussian if self.covariance_type in ("full", "tied") else k
         width += (k + 1) * (layout.width - layout.n_gaussian) + sum(self.schema_.level_counts)
+        width += sum(2 * math.prod(self.schema_.level_counts[j] for j in g)  # masks of the level groups
+                     for g in getattr(self, "_level_group_columns", []))
         return self._itemsize * (width + 4 * k + 2 * n_features)
 
     def _impute_row_bytes(self, n_features: int, n_draws) -> int:
-        d = self._layout.n_gaussian
-        return self._itemsize * self.n_components_ * (8 * d * d + 2 * (n_draws or 1) * n_features)
+        d, product = self._layout.n_gaussian, sum(block.n_product for _, block in self._layout.groups)
+        return self._itemsize * (self.n_components_ * (8 * d * d + 2 * (n_draws or 1) * n_features)
+                                 + 2 * (n_draws or 1) * product)  # a group's draws: (S, P) per row
 
     def _evaluation(self, X: torch.Tensor):
         """Model rows of ``X``, the fitted parameters, and the centre of the Gaussian block."""
@@ -2062,14 +2161,6 @@ class GaussianMixtureDensity(ComponentChoiceMixin, ClusteringMixin, LevelPosteri
         params = MixtureParameters(self._tensor("weights_"), means - center, self._tensor("covariances_"),
                                    self._tensor("precisions_cholesky_"), self._families())
         return self._layout.rows(X, center, X.dtype), params, center
-
-    def _families(self) -> tuple:
-        """The family blocks' fitted parameters as tensors (cached like ``_tensor``)."""
-        key = ("families", str(self._device), self._dtype)
-        if key not in self._cache:
-            self._cache[key] = tuple(torch.as_tensor(p, dtype=self._dtype, device=self._device)
-                                     for p in self._family_parameters)
-        return self._cache[key]
 
     def _weighted_log_prob(self, X: torch.Tensor) -> torch.Tensor:
         """``log w_k + log p_k(observed cells)`` (n, K), in the Gaussian block's units."""
