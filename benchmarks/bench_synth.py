@@ -210,7 +210,8 @@ class Ours:
     def settings(self) -> dict:
         params = self.model.get_params()
         out = {k: v for k, v in params.items() if k in (
-            "n_components", "covariance_type", "covariance_prior", "n_init", "level_prior", "column_types")}
+            "n_components", "covariance_type", "covariance_prior", "n_init", "level_prior", "column_types",
+            "marginals")}
         if hasattr(self.model, "n_components_"):
             out["n_components_"] = int(self.model.n_components_)
         return {**out, **self.search, **{f"sample_{k}": v for k, v in self.sample_params.items()}}
@@ -333,7 +334,6 @@ def explored(mode: str) -> dict:
     found["GMM('auto', covariance_prior=2, n_init=3)"] = Ours(_gmm(n_components="auto", covariance_prior=2.0, n_init=3))
     found["GMM('auto', tol=1e-2)"] = Ours(_gmm(n_components="auto", tol=1e-2))
     found["GMM('auto', level_prior=1)"] = Ours(_gmm(n_components="auto", level_prior=1.0))
-    found["GMM('auto', diag)"] = Ours(_gmm(n_components="auto", covariance_type="diag"))
     for k in (64, 128):
         found[f"GMM({k}, n_init=3)"] = Ours(_gmm(n_components=k, n_init=3))
         found[f"GMM({k}, level_prior=0.01)"] = Ours(_gmm(n_components=k, level_prior=0.01))
@@ -342,6 +342,16 @@ def explored(mode: str) -> dict:
         found[f"GMM({k}, tol=1e-2)"] = Ours(_gmm(n_components=k, tol=1e-2))
     found["GMM(128)"] = Ours(_gmm(n_components=128))
     found["GMM(256, diag)"] = Ours(_gmm(n_components=256, covariance_type="diag"))
+    # the real columns' marginals (issue #22, "marginals"): the Gaussian block on the numbers
+    # as they are (the default before), normal scores with fewer knots, without dequantisation
+    found["GMM('auto', marginals='gaussian')"] = Ours(_gmm(n_components="auto", marginals="gaussian"))
+    for knots in (64, 256):
+        found[f"GMM('auto'), {knots} knots"] = Ours(_gmm(n_components="auto"), search={"MARGINAL_KNOTS": knots})
+    found["GMM('auto'), no dequantisation"] = Ours(_gmm(n_components="auto"), search={"MARGINAL_DEQUANTISE": False})
+    found["GMM('auto', diag)"] = Ours(_gmm(n_components="auto", covariance_type="diag"))
+    found["GMM(64, marginals='normal_scores')"] = Ours(_gmm(n_components=64, marginals="normal_scores"))
+    found["GMM('auto', marginals='gaussian') raw draws"] = Ours(_gmm(n_components="auto", marginals="gaussian"),
+                                                               bounds=None)
     found["GMM('auto') raw draws"] = Ours(_gmm(n_components="auto"), bounds=None)
     # levels that depend on each other inside a component (Adult only: the others' columns differ)
     found["GMM('auto'), marital_status x relationship x sex joined"] = OursJoined(

@@ -148,7 +148,8 @@ class NormalScores:
     def _tensors(self, device) -> list:
         key = str(device)
         if key not in self._cache:
-            self._cache[key] = [torch.as_tensor(k, dtype=torch.float64, device=device) for k in self.knots]
+            self._cache[key] = [tuple(torch.as_tensor(np.ascontiguousarray(k[:, c]), dtype=torch.float64,
+                                                      device=device) for c in (0, 1)) for k in self.knots]
         return self._cache[key]
 
     def dequantised(self, X: torch.Tensor) -> torch.Tensor:
@@ -159,7 +160,7 @@ class NormalScores:
         """``X`` (n, n_features) with the mapped columns on the normal scale."""
         out = X.clone()
         for i, (j, k) in enumerate(zip(self.columns, self._tensors(X.device))):
-            z, _ = _piecewise(X[:, j].double(), k[:, 0], k[:, 1], *self.tails[i])
+            z, _ = _piecewise(X[:, j].double(), k[0], k[1], *self.tails[i])
             out[:, j] = z.to(X.dtype)
         return out
 
@@ -168,7 +169,7 @@ class NormalScores:
         out = torch.empty_like(Z)
         for i, k in enumerate(self._tensors(Z.device)):
             low, high = self.tails[i]
-            x, _ = _piecewise(Z[..., i].double(), k[:, 1], k[:, 0], 1.0 / low, 1.0 / high)
+            x, _ = _piecewise(Z[..., i].double(), k[1], k[0], 1.0 / low, 1.0 / high)
             out[..., i] = x.to(Z.dtype)
         return out
 
@@ -177,7 +178,7 @@ class NormalScores:
         total = torch.zeros(X.shape[0], dtype=torch.float64, device=X.device)
         for i, (j, k) in enumerate(zip(self.columns, self._tensors(X.device))):
             x = X[:, j].double()
-            _, slope = _piecewise(x, k[:, 0], k[:, 1], *self.tails[i])
+            _, slope = _piecewise(x, k[0], k[1], *self.tails[i])
             total = total + torch.where(torch.isnan(x), torch.zeros_like(x), torch.log(slope))
         return total.to(X.dtype)
 

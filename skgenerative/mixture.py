@@ -54,7 +54,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._em import EMModel, EStep, accumulate, add_statistics
 from ._explain import gaussian_mixture_conditionals
-from ._marginals import NormalScores
+from ._marginals import KNOTS, NormalScores
 from ._schema import COLUMN_TYPES, _decimal_places
 from ._torch import chunk_rows, generator_from, has_nan, iter_slices, seed_from
 from .base import GenerativeModel, lazy_rows
@@ -161,6 +161,10 @@ AUTO_SEARCH_TOL_FACTOR = 1.0
 #: (of the per-row differences) below the best's: such a difference is noise, and
 #: samples gain from the components (see GaussianMixtureDensity, Notes)
 AUTO_STANDARD_ERRORS = 1.0
+#: ``marginals="normal_scores"``: the most knots of a column's map, and whether a column
+#: on a grid of decimal places is spread over it first (:mod:`skgenerative._marginals`)
+MARGINAL_KNOTS = KNOTS
+MARGINAL_DEQUANTISE = True
 _AUTO_SPLIT = 7211  # a stream of the seed of its own: the held-out rows
 
 #: rows per block of :func:`row_matmul`
@@ -1718,8 +1722,8 @@ class MarginalsMixin:
         for j in columns:
             values = rows[:, j][~np.isnan(rows[:, j])]
             places = _decimal_places(values) if values.size else None
-            steps.append(0.0 if places is None else 10.0 ** -places)
-        self.normal_scores_ = NormalScores.fit(rows, columns, steps, seed)
+            steps.append(0.0 if places is None or not MARGINAL_DEQUANTISE else 10.0 ** -places)
+        self.normal_scores_ = NormalScores.fit(rows, columns, steps, seed, MARGINAL_KNOTS)
 
 
 class ClusteringMixin:
