@@ -356,7 +356,8 @@ def explored(mode: str) -> dict:
         found[f"GMM('auto'), {knots} knots"] = Ours(_gmm(n_components="auto"), search={"MARGINAL_KNOTS": knots})
     found["GMM('auto'), no dequantisation"] = Ours(_gmm(n_components="auto"), search={"MARGINAL_DEQUANTISE": False})
     found["GMM('auto', diag)"] = Ours(_gmm(n_components="auto", covariance_type="diag"))
-    found["GMM(64, marginals='normal_scores')"] = Ours(_gmm(n_components=64, marginals="normal_scores"))
+    for k in (32, 64, 128):
+        found[f"GMM({k}, marginals='normal_scores')"] = Ours(_gmm(n_components=k, marginals="normal_scores"))
     found["GMM('auto', marginals='gaussian') raw draws"] = Ours(_gmm(n_components="auto", marginals="gaussian"),
                                                                bounds=None)
     found["GMM('auto') raw draws"] = Ours(_gmm(n_components="auto"), bounds=None)

@@ -1189,13 +1189,14 @@ class _MixtureStatistics:
     pieces small enough for their factors (:func:`gaussian_conditionals`), then the
     complete rows; each piece gives :func:`mixture_statistics`, and the pieces add up.
     A tied model's complete rows leave out ``sum x x^T`` (formed once). The
-    log-likelihood includes the positive cells' log-Jacobian ``-sum log x`` and the
-    normal-score cells' ``log T'(x)`` (constant in EM), so that it is the training
-    rows' mean score (``lower_bound_``; of the rows spread over their grids).
+    log-likelihood includes the positive cells' log-Jacobian ``-sum log x`` (constant
+    in EM; the normal-score cells' is added once per pass, :class:`_ShiftedEStep`), so
+    that it is the training rows' mean score (``lower_bound_``; of the rows spread over
+    their grids).
     """
 
-    def __init__(self, layout: MixtureLayout, covariance_type: str, center: torch.Tensor):
-        self.layout, self.covariance_type, self.center = layout, covariance_type, center
+    def __init__(self, layout: MixtureLayout, covariance_type: str, log_center: torch.Tensor):
+        self.layout, self.covariance_type, self.log_center = layout, covariance_type, log_center
 
     def __call__(self, chunk: torch.Tensor, params: MixtureParameters) -> dict:
         d = self.layout.n_gaussian
@@ -1217,15 +1218,31 @@ class _MixtureStatistics:
             families=tuple((block, piece[:, block.cells]) for block in self.layout.blocks),
         ))
         if self.layout.positive:
-            log_x = torch.cat([piece[:, self.layout.log_scale] for piece in pieces]).double()
-            log_x = log_x + self.center[self.layout.log_scale].to(log_x.device)
+            log_x = torch.cat([piece[:, self.layout.log_scale] for piece in pieces]).double() + self.log_center
             out["log_likelihood"] = out["log_likelihood"] - torch.nan_to_num(log_x).sum()
-        if self.layout.scores is not None:  # log T'(x) of the (spread) training values
-            scored = [self.layout.gaussian.index(j) for j in self.layout.scores.columns]
-            z = torch.cat([piece[:, scored] for piece in pieces]).double() + self.center[scored].to(chunk.device)
-            x = torch.full((z.shape[0], self.layout.n_features), math.nan, dtype=z.dtype, device=z.device)
-            x[:, self.layout.scores.columns] = self.layout.scores.inverse(z)
-            out["log_likelihood"] = out["log_likelihood"] + self.layout.scores.log_jacobian(x).sum()
+        return out
+
+
+class _ScoresLogJacobian:
+    """``sum log T'(x)`` of a chunk's training rows spread over their grids (picklable)."""
+
+    def __init__(self, scores):
+        self.scores = scores
+
+    def __call__(self, chunk: torch.Tensor) -> dict:
+        return {"log_jacobian": self.scores.log_jacobian(self.scores.dequantised(chunk)).double().sum()}
+
+
+@dataclass(frozen=True)
+class _ShiftedEStep(EStep):
+    """An E-step whose log-likelihood adds ``constant``: the normal-score cells'
+    ``sum log T'(x)``, the same in every pass (summed once, by :func:`prepare_mixture_fit`)."""
+
+    constant: float = 0.0
+
+    def __call__(self, params) -> dict:
+        out = super().__call__(params)
+        out["log_likelihood"] = out["log_likelihood"] + self.constant
         return out
 
 
@@ -1431,7 +1448,9 @@ def prepare_mixture_fit(estimator, source, seed: int) -> _MixtureFitData:
     as_t = lambda t: t.to(device=source.device, dtype=dtype)  # noqa: E731
     return _MixtureFitData(
         layout=layout,
-        e_step=EStep(rows, _MixtureStatistics(layout, cov, center.double()), row_bytes),
+        e_step=_ShiftedEStep(rows, _MixtureStatistics(layout, cov, center[layout.log_scale].double()), row_bytes,
+                             constant=0.0 if scores is None else float(
+                                 source.reduce(_ScoresLogJacobian(scores), row_bytes=row_bytes)["log_jacobian"])),
         init_rows=rows.sample(random_state=seed),
         center=center,
         dtype=dtype,
