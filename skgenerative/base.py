@@ -1252,7 +1252,7 @@ class SamplingMixin:
             )
         if not isinstance(missing, (bool, np.bool_)):
             raise ValueError(f"missing must be True or False, got missing={missing!r}.")
-        limits = self.schema_.limits(bounds)
+        limits = self._sample_limits(bounds)
         generator = generator_from(seed_from(random_state), self._device)
         index = None
         if given is None:
@@ -1280,6 +1280,11 @@ class SamplingMixin:
         if not self.schema_.from_frame:
             return self.schema_.to_values(out)
         return self.schema_.to_frame(out, index=index)
+
+    def _sample_limits(self, bounds):
+        """Where ``sample``'s numbers must fall and how they are rounded
+        (:meth:`TableSchema.limits`); a model whose draws need less may relax them."""
+        return self.schema_.limits(bounds)
 
     def _draw(self, n_samples: int, generator: torch.Generator) -> np.ndarray:
         """``n_samples`` draws of the ``_sample`` hook, chunk by chunk: (n, D) encoded."""

@@ -145,9 +145,15 @@ def test_samples_follow_the_training_quantiles():
     drawn = model.sample(20000, random_state=0, bounds=None)["sugar"].to_numpy()
     q = [0.05, 0.25, 0.5, 0.75, 0.95]
     np.testing.assert_allclose(np.quantile(drawn, q), np.quantile(df["sugar"], q), rtol=0.04)
-    # rounded back onto the grid of 0.1 (bounds="observed")
-    observed = model.sample(2000, random_state=0)["sugar"].to_numpy()
+    # rounded back onto the grid of 0.1 (bounds="observed"), and not snapped onto the
+    # values many rows share: a value held by fewer than 5 rows is drawn about as often
+    observed = model.sample(20000, random_state=0)["sugar"].to_numpy()
     np.testing.assert_allclose(observed * 10, np.round(observed * 10), atol=1e-9)
+    values, counts = np.unique(df["sugar"], return_counts=True)
+    frequent = values[counts >= 5]
+    inner = lambda x: x[(x >= frequent[0]) & (x <= frequent[-1])]  # noqa: E731
+    rare = lambda x: np.mean(~np.isin(np.round(inner(x), 1), np.round(frequent, 1)))  # noqa: E731
+    assert 0.5 * rare(df["sugar"].to_numpy()) < rare(observed) < 2 * rare(df["sugar"].to_numpy())
 
 
 def test_conditional_draws_and_point_are_bayes_rule_on_the_score_scale():
