@@ -54,6 +54,10 @@ columns as categories of strings, numbers as float64):
   two spinning threads per process stall); the load average of each entry is in the JSON
   and in the table. The metrics' classifiers run at one OpenMP thread (not timed).
 
+Ours: ``n_components="auto"`` on a DataFrame maps the real columns to normal scores
+(``marginals="auto"``) from commit ff3a753 on; the explored ``'auto'`` entries run
+before it (the "run" column) read the numbers as they are (``marginals="gaussian"``).
+
 A seed that raises is recorded as failed, with its error, and its cells read "failed"
 (never averaged away with the seeds that worked).
 

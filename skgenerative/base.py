@@ -1200,7 +1200,9 @@ class SamplingMixin:
             whose values repeat (values shared by at least 5 training rows make up
             90% of it), snapped to the nearest such value: the model discretised
             on the values the data take, as real tables are (a classifier tells
-            13.07 from a column of 13.0, 13.5 and 14.0). ``None``: the model's
+            13.07 from a column of 13.0, 13.5 and 14.0; the mixture's normal-score
+            columns are only rounded: their draws take the grid values at their
+            training frequencies already). ``None``: the model's
             draws, kept only
             to the column type's support (``positive`` above 0, ``count``
             non-negative). A dict ``{column: (low, high)}`` (``None`` for an open
