@@ -79,16 +79,18 @@ def grid_jitter(X: torch.Tensor, columns, steps, seed: int) -> torch.Tensor:
     return out
 
 
-def _piecewise(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, low: float, high: float):
-    """The piecewise linear map through ``(xs, ys)`` (increasing), linear with slopes
-    ``low`` and ``high`` beyond its ends: ``(y, slope at x)``. NaN stays NaN."""
-    piece = (torch.searchsorted(xs, x.contiguous(), right=True) - 1).clamp(0, xs.shape[0] - 2)
-    slopes = (ys[1:] - ys[:-1]) / (xs[1:] - xs[:-1])
-    slope = slopes[piece]
-    slope = torch.where(x < xs[0], torch.full_like(slope, low), slope)
-    slope = torch.where(x > xs[-1], torch.full_like(slope, high), slope)
-    start = torch.where(x > xs[-1], xs[-1], xs[piece])
-    base = torch.where(x > xs[-1], ys[-1], ys[piece])
+def _piecewise(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, last: torch.Tensor, low: torch.Tensor,
+               high: torch.Tensor):
+    """Per row ``c`` of ``x`` (C, n): the piecewise linear map through the knots
+    ``(xs[c, :last[c] + 1], ys[c, :last[c] + 1])`` (increasing; padded with ``inf``),
+    linear with slopes ``low[c]`` and ``high[c]`` beyond its ends: ``(y, slope at x)``.
+    NaN stays NaN."""
+    piece = torch.minimum((torch.searchsorted(xs, x.contiguous(), right=True) - 1).clamp_min(0), (last - 1)[:, None])
+    slope = ((ys[:, 1:] - ys[:, :-1]) / (xs[:, 1:] - xs[:, :-1])).gather(1, piece)
+    first, end, end_y = xs[:, :1], xs.gather(1, last[:, None]), ys.gather(1, last[:, None])
+    slope = torch.where(x < first, low[:, None], torch.where(x > end, high[:, None], slope))
+    start = torch.where(x > end, end, xs.gather(1, piece))
+    base = torch.where(x > end, end_y, ys.gather(1, piece))
     return base + (x - start) * slope, slope
 
 
@@ -145,42 +147,47 @@ class NormalScores:
         self.__dict__.update(state)
         self._cache = {}
 
-    def _tensors(self, device) -> list:
+    def _tensors(self, device) -> tuple:
+        """``(x knots, z knots, last index, low slopes, high slopes)`` on ``device``: the
+        knots as (C, max m) float64, each row padded with ``inf``."""
         key = str(device)
         if key not in self._cache:
-            self._cache[key] = [tuple(torch.as_tensor(np.ascontiguousarray(k[:, c]), dtype=torch.float64,
-                                                      device=device) for c in (0, 1)) for k in self.knots]
+            width = max(len(k) for k in self.knots)
+            padded = np.full((2, len(self.knots), width), np.inf)
+            for c, k in enumerate(self.knots):
+                padded[:, c, :len(k)] = k.T
+            as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
+            self._cache[key] = (as_t(padded[0]), as_t(padded[1]), as_t(np.array([len(k) - 1 for k in self.knots])),
+                                as_t(self.tails[:, 0]), as_t(self.tails[:, 1]))
         return self._cache[key]
 
     def dequantised(self, X: torch.Tensor) -> torch.Tensor:
         """Training rows spread over their columns' grids (:func:`grid_jitter`)."""
         return grid_jitter(X, self.columns, self.steps, self.seed)
 
+    def _map(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``T`` of the mapped columns of ``X`` and its slopes, both (C, n) float64."""
+        xs, zs, last, low, high = self._tensors(X.device)
+        return _piecewise(X[:, self.columns].double().T, xs, zs, last, low, high)
+
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """``X`` (n, n_features) with the mapped columns on the normal scale."""
         out = X.clone()
-        for i, (j, k) in enumerate(zip(self.columns, self._tensors(X.device))):
-            z, _ = _piecewise(X[:, j].double(), k[0], k[1], *self.tails[i])
-            out[:, j] = z.to(X.dtype)
+        out[:, self.columns] = self._map(X)[0].T.to(X.dtype)
         return out
 
     def inverse(self, Z: torch.Tensor) -> torch.Tensor:
         """Normal scores ``Z`` (..., n_columns), one per mapped column, in the columns' units."""
-        out = torch.empty_like(Z)
-        for i, k in enumerate(self._tensors(Z.device)):
-            low, high = self.tails[i]
-            x, _ = _piecewise(Z[..., i].double(), k[1], k[0], 1.0 / low, 1.0 / high)
-            out[..., i] = x.to(Z.dtype)
-        return out
+        xs, zs, last, low, high = self._tensors(Z.device)
+        flat = Z.reshape(-1, Z.shape[-1]).double().T
+        x, _ = _piecewise(flat, zs, xs, last, 1.0 / low, 1.0 / high)
+        return x.T.reshape(Z.shape).to(Z.dtype)
 
     def log_jacobian(self, X: torch.Tensor) -> torch.Tensor:
         """``sum_j log T_j'(x_j)`` over each row's observed mapped cells (n,)."""
-        total = torch.zeros(X.shape[0], dtype=torch.float64, device=X.device)
-        for i, (j, k) in enumerate(zip(self.columns, self._tensors(X.device))):
-            x = X[:, j].double()
-            _, slope = _piecewise(x, k[0], k[1], *self.tails[i])
-            total = total + torch.where(torch.isnan(x), torch.zeros_like(x), torch.log(slope))
-        return total.to(X.dtype)
+        _, slope = self._map(X)
+        observed = ~torch.isnan(X[:, self.columns].T)
+        return torch.where(observed, torch.log(slope), torch.zeros_like(slope)).sum(0).to(X.dtype)
 
 
 def _knots(values: np.ndarray, n_knots: int):
