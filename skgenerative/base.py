@@ -1207,7 +1207,9 @@ class SamplingMixin:
             whose values repeat (values shared by at least 5 training rows make up
             90% of it), snapped to the nearest such value: the model discretised
             on the values the data take, as real tables are (a classifier tells
-            13.07 from a column of 13.0, 13.5 and 14.0). ``None``: the model's
+            13.07 from a column of 13.0, 13.5 and 14.0; the mixture's normal-score
+            columns are only rounded: their draws take the grid values at their
+            training frequencies already). ``None``: the model's
             draws, kept only
             to the column type's support (``positive`` above 0, ``count``
             non-negative). A dict ``{column: (low, high)}`` (``None`` for an open
@@ -1259,7 +1261,7 @@ class SamplingMixin:
             )
         if not isinstance(missing, (bool, np.bool_)):
             raise ValueError(f"missing must be True or False, got missing={missing!r}.")
-        limits = self.schema_.limits(bounds)
+        limits = self._sample_limits(bounds)
         generator = generator_from(seed_from(random_state), self._device)
         index = None
         if given is None:
@@ -1287,6 +1289,11 @@ class SamplingMixin:
         if not self.schema_.from_frame:
             return self.schema_.to_values(out)
         return self.schema_.to_frame(out, index=index)
+
+    def _sample_limits(self, bounds):
+        """Where ``sample``'s numbers must fall and how they are rounded
+        (:meth:`TableSchema.limits`); a model whose draws need less may relax them."""
+        return self.schema_.limits(bounds)
 
     def _draw(self, n_samples: int, generator: torch.Generator) -> np.ndarray:
         """``n_samples`` draws of the ``_sample`` hook, chunk by chunk: (n, D) encoded."""

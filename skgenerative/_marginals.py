@@ -1,0 +1,210 @@
+"""Normal scores: a monotone map of each real column onto a standard normal scale.
+
+A column's map ``z = T(x)`` is piecewise linear between knots: ``x_i``, the column's
+empirical quantiles at the probabilities ``p_i = (i + 1/2) / m`` (``m`` knots, at most
+:data:`KNOTS`), and ``z_i = Phi^{-1}(p_i)``, the standard normal quantiles. Beyond the
+end knots ``T`` goes on linearly, with the slope of the chord over the outer
+:data:`TAIL_SHARE` of the knots on each side, so that ``T`` is a bijection of the real
+line: a density ``q(z)`` on the normal scale is the density ``q(T(x)) T'(x)`` in the
+column's units, which integrates to one, with ``log T'(x)`` (the log-slope of the
+piece ``x`` falls in) added to every observed cell's log-density. ``T^{-1}`` is the
+same map with the knots' roles swapped: exact (to rounding) on every real ``z``.
+
+**Dequantisation.** A column recorded on a grid (values written with a few decimal
+places: ``10^-places`` apart) holds ties; their knots would collapse onto each grid
+value and a mixture fitted on the normal scale would put components on them. The
+knots are therefore the quantiles of the values spread uniformly over their grid
+cell, ``x + u 10^-places`` with ``u`` in ``[-1/2, 1/2)``, and a mixture fits the
+spread rows (:func:`grid_jitter`); ``sample`` rounds its draws back onto the grid
+(``bounds="observed"``). ``u`` is a hash of the row's bits and of the seed: the same
+row gets the same ``u`` in every pass over the data, whichever chunk or dask block
+it arrives in (identical rows get identical ``u``).
+
+Torch only at evaluation (float64 inside, the caller's dtype out); knots and slopes
+are numpy arrays (picklable, inspected as fitted attributes).
+
+Reference: the quantile normalisation and dequantisation before a mixture of
+factorised components are TabPC's (arXiv 2603.23016); scikit-learn's
+``QuantileTransformer(output_distribution="normal")`` takes 1000 quantiles by
+default, as :data:`KNOTS`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.special import ndtri
+
+__all__ = ["KNOTS", "TAIL_SHARE", "NormalScores", "grid_jitter"]
+
+#: the most knots of a column (scikit-learn's ``QuantileTransformer`` default): with
+#: fewer, the map smooths the frequencies of a grid's values, which a classifier sees
+#: (Wine, 3000 rows: detection AUC 0.90 with 64 knots, 0.60 with 1000)
+KNOTS = 1000
+#: share of the knots on each side whose chord gives the slope of the map's tail
+TAIL_SHARE = 0.05
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: every bit of ``h`` (uint64) reaches every bit of the result."""
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def grid_jitter(X: torch.Tensor, columns, steps, seed: int) -> torch.Tensor:
+    """``X`` with each of ``columns`` moved by ``u * step`` (``u`` in ``[-1/2, 1/2)``).
+
+    ``u`` is a function of the row's bits, the column and ``seed`` (a hash: uniform
+    for practical purposes, and the same for a row in every pass and every chunk).
+    Missing cells stay missing; a step of 0 leaves its column alone.
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    if not len(columns) or not np.any(steps > 0):
+        return X
+    values = np.nan_to_num(X.detach().to("cpu", torch.float64).numpy()) + 0.0  # -0.0 -> 0.0
+    bits = np.ascontiguousarray(values).view(np.uint64)
+    with np.errstate(over="ignore"):
+        h = np.full(values.shape[0], np.uint64(seed % 2**63) * _GOLDEN, dtype=np.uint64)
+        for j in range(bits.shape[1]):
+            h = _mix(h ^ bits[:, j])
+        shift = np.empty((values.shape[0], len(columns)))
+        for i, step in enumerate(steps):
+            u = (_mix(h + np.uint64(i + 1) * _GOLDEN) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+            shift[:, i] = (u - 0.5) * step
+    out = X.clone()
+    out[:, list(columns)] = X[:, list(columns)] + torch.as_tensor(shift, dtype=X.dtype, device=X.device)
+    return out
+
+
+def _piecewise(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, last: torch.Tensor, low: torch.Tensor,
+               high: torch.Tensor):
+    """Per row ``c`` of ``x`` (C, n): the piecewise linear map through the knots
+    ``(xs[c, :last[c] + 1], ys[c, :last[c] + 1])`` (increasing; padded with ``inf``),
+    linear with slopes ``low[c]`` and ``high[c]`` beyond its ends: ``(y, slope at x)``.
+    NaN stays NaN."""
+    piece = torch.minimum((torch.searchsorted(xs, x.contiguous(), right=True) - 1).clamp_min(0), (last - 1)[:, None])
+    slope = ((ys[:, 1:] - ys[:, :-1]) / (xs[:, 1:] - xs[:, :-1])).gather(1, piece)
+    first, end, end_y = xs[:, :1], xs.gather(1, last[:, None]), ys.gather(1, last[:, None])
+    slope = torch.where(x < first, low[:, None], torch.where(x > end, high[:, None], slope))
+    start = torch.where(x > end, end, xs.gather(1, piece))
+    base = torch.where(x > end, end_y, ys.gather(1, piece))
+    return base + (x - start) * slope, slope
+
+
+class NormalScores:
+    """The normal-score maps of some columns of a table (see the module docstring).
+
+    Parameters
+    ----------
+    columns : sequence of int
+        The columns mapped (positions in the table's rows).
+    knots : list of ndarray of shape (m_j, 2)
+        Per column, its knots ``(x_i, z_i)``, both increasing.
+    tails : ndarray of shape (n_columns, 2)
+        Per column, the slopes ``dz/dx`` below the first knot and above the last.
+    steps : ndarray of shape (n_columns,)
+        Per column, its grid's step (0: not on a grid); the dequantisation's width.
+    seed : int
+        The dequantisation's seed.
+    """
+
+    def __init__(self, columns, knots, tails, steps, seed: int):
+        self.columns = [int(j) for j in columns]
+        self.knots = [np.asarray(k, dtype=np.float64) for k in knots]
+        self.tails = np.asarray(tails, dtype=np.float64).reshape(len(self.columns), 2)
+        self.steps = np.asarray(steps, dtype=np.float64)
+        self.seed = int(seed)
+        self._cache = {}
+
+    @classmethod
+    def fit(cls, X: np.ndarray, columns, steps, seed: int, n_knots: int = KNOTS) -> "NormalScores | None":
+        """The maps of ``columns`` of the rows ``X`` (numpy, NaN missing), spread over
+        their grids (``steps``) first. A column with fewer than two distinct (spread)
+        values has no map and is left out; ``None`` when none is left."""
+        steps = np.asarray(steps, dtype=np.float64)
+        spread = grid_jitter(torch.as_tensor(X, dtype=torch.float64), columns, steps, seed).numpy()
+        kept, knots, tails, kept_steps = [], [], [], []
+        for j, step in zip(columns, steps):
+            values = spread[:, j]
+            values = values[~np.isnan(values)]
+            found = _knots(values, n_knots)
+            if found is not None:
+                kept.append(j)
+                knots.append(found[0])
+                tails.append(found[1])
+                kept_steps.append(step)
+        if not kept:
+            return None
+        return cls(kept, knots, np.array(tails), np.array(kept_steps), seed)
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_cache"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._cache = {}
+
+    def _tensors(self, device) -> tuple:
+        """``(x knots, z knots, last index, low slopes, high slopes)`` on ``device``: the
+        knots as (C, max m) float64, each row padded with ``inf``."""
+        key = str(device)
+        if key not in self._cache:
+            width = max(len(k) for k in self.knots)
+            padded = np.full((2, len(self.knots), width), np.inf)
+            for c, k in enumerate(self.knots):
+                padded[:, c, :len(k)] = k.T
+            as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
+            self._cache[key] = (as_t(padded[0]), as_t(padded[1]), as_t(np.array([len(k) - 1 for k in self.knots])),
+                                as_t(self.tails[:, 0]), as_t(self.tails[:, 1]))
+        return self._cache[key]
+
+    def dequantised(self, X: torch.Tensor) -> torch.Tensor:
+        """Training rows spread over their columns' grids (:func:`grid_jitter`)."""
+        return grid_jitter(X, self.columns, self.steps, self.seed)
+
+    def _map(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``T`` of the mapped columns of ``X`` and its slopes, both (C, n) float64."""
+        xs, zs, last, low, high = self._tensors(X.device)
+        return _piecewise(X[:, self.columns].double().T, xs, zs, last, low, high)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """``X`` (n, n_features) with the mapped columns on the normal scale."""
+        out = X.clone()
+        out[:, self.columns] = self._map(X)[0].T.to(X.dtype)
+        return out
+
+    def inverse(self, Z: torch.Tensor) -> torch.Tensor:
+        """Normal scores ``Z`` (..., n_columns), one per mapped column, in the columns' units."""
+        xs, zs, last, low, high = self._tensors(Z.device)
+        flat = Z.reshape(-1, Z.shape[-1]).double().T
+        x, _ = _piecewise(flat, zs, xs, last, 1.0 / low, 1.0 / high)
+        return x.T.reshape(Z.shape).to(Z.dtype)
+
+    def log_jacobian(self, X: torch.Tensor) -> torch.Tensor:
+        """``sum_j log T_j'(x_j)`` over each row's observed mapped cells (n,)."""
+        _, slope = self._map(X)
+        observed = ~torch.isnan(X[:, self.columns].T)
+        return torch.where(observed, torch.log(slope), torch.zeros_like(slope)).sum(0).to(X.dtype)
+
+
+def _knots(values: np.ndarray, n_knots: int):
+    """``(knots (m, 2), (low slope, high slope))`` of one column's values, or ``None``."""
+    m = min(n_knots, values.size)
+    if m < 2:
+        return None
+    p = (np.arange(m) + 0.5) / m
+    x = np.quantile(values, p)
+    distinct, first, counts = np.unique(x, return_index=True, return_counts=True)
+    if distinct.size < 2:
+        return None
+    z = ndtri(p)
+    # tied quantiles (values that repeat off any grid) become one knot at their mean score
+    z = np.add.reduceat(z, first) / counts
+    knots = np.column_stack([distinct, z])
+    tail = max(1, int(round(TAIL_SHARE * (len(distinct) - 1))))
+    low = (z[tail] - z[0]) / (distinct[tail] - distinct[0])
+    high = (z[-1] - z[-1 - tail]) / (distinct[-1] - distinct[-1 - tail])
+    return knots, (low, high)
