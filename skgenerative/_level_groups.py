@@ -39,6 +39,7 @@ import math
 import numpy as np
 import torch
 
+from ._torch import row_matmul
 from .distributions import Categorical, Statistics, level_point, sample_levels
 
 __all__ = ["JointLevels", "choose_level_groups", "combination_counts", "level_groups_of", "pair_counts",
@@ -173,7 +174,6 @@ class JointLevels:
         """``log p_k(observed members)`` (n, K): the table's entry of a complete row, the
         marginal ``log sum_c [c consistent] p_k(c)`` of a row with missing members (0
         when all are missing), each row's value independent of the other rows."""
-        from .mixture import row_matmul
 
         table = self.combination_log_probs(parameter)  # (K, P)
         out = table.T[self.combination_index(cells)]
@@ -187,7 +187,6 @@ class JointLevels:
     def _posterior_weights(self, cells: torch.Tensor, parameter: torch.Tensor | None, resp: torch.Tensor):
         """``r_ik / p_k(x_o)`` (n, K), the consistency masks (n, P) and ``p_k(c)`` (K, P)
         (uniform over the product without a parameter: EM's initialisation)."""
-        from .mixture import row_matmul
 
         mask = self.consistent(cells).to(resp.dtype)
         if parameter is None:
@@ -227,7 +226,6 @@ class JointLevels:
     def posterior(self, cells: torch.Tensor, parameter: torch.Tensor, resp: torch.Tensor) -> torch.Tensor:
         """``p(c | the row's observed cells)`` (n, P): ``sum_k r_ik q_ik(c)`` with
         ``r_ik = p(k | observed cells)``."""
-        from .mixture import row_matmul
 
         weights, mask, probs = self._posterior_weights(cells, parameter, resp)
         out = mask * row_matmul(weights, probs)
@@ -235,7 +233,6 @@ class JointLevels:
 
     def member_probabilities(self, posterior: torch.Tensor, i: int) -> torch.Tensor:
         """``p(x_ji = l | ...)`` (n, L_i): the posterior over combinations summed per level."""
-        from .mixture import row_matmul
 
         codes, _ = self._product(posterior.device)
         one_hot = torch.nn.functional.one_hot(codes[:, i], self.sizes[i]).to(posterior.dtype)

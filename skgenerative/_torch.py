@@ -356,3 +356,27 @@ def keyed_normal(
     angle = (2.0 * math.pi) * u[:, 1]
     z = torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)], dim=1)
     return z[:, :n].to(dtype).reshape(len(keys), *shape)
+
+
+#: rows per block of :func:`row_matmul`
+_ROW_BLOCK = 64
+
+
+def row_matmul(A: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """``A @ W`` for rows ``A`` (n, *batch, d) and ``W`` (*batch, d, m), as (n, *batch, m),
+    each row's result independent of the other rows.
+
+    A matrix product's kernels depend on its shape (a product with one row takes
+    another path than one with many, and rounds differently), so a row's score would
+    depend on the batch it arrives in. Here the rows go in blocks of a fixed size
+    (the last one padded with zeros), all through products of one shape.
+    """
+    n, batch, d, m = A.shape[0], tuple(A.shape[1:-1]), A.shape[-1], W.shape[-1]
+    pad = (-n) % _ROW_BLOCK
+    if pad:
+        A = torch.cat([A, A.new_zeros((pad,) + tuple(A.shape[1:]))])
+    n_blocks = A.shape[0] // _ROW_BLOCK
+    blocks = A.reshape((n_blocks, _ROW_BLOCK) + batch + (d,)).movedim(1, -2).reshape(-1, _ROW_BLOCK, d)
+    weights = W.expand((n_blocks,) + batch + (d, m)).reshape(-1, d, m)
+    out = torch.bmm(blocks, weights).reshape((n_blocks,) + batch + (_ROW_BLOCK, m)).movedim(-2, 1)
+    return out.reshape((n_blocks * _ROW_BLOCK,) + batch + (m,))[:n]

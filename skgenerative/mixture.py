@@ -58,7 +58,7 @@ from ._explain import gaussian_mixture_conditionals
 from ._level_groups import JointLevels, combination_counts, level_groups_of, summary
 from ._marginals import KNOTS, NormalScores
 from ._schema import COLUMN_TYPES, _decimal_places
-from ._torch import chunk_rows, generator_from, has_nan, iter_slices, seed_from
+from ._torch import chunk_rows, generator_from, has_nan, iter_slices, row_matmul, seed_from
 from .base import GenerativeModel, lazy_rows
 from .distributions import (
     FAMILIES,
@@ -169,30 +169,6 @@ AUTO_STANDARD_ERRORS = 1.0
 MARGINAL_KNOTS = KNOTS
 MARGINAL_DEQUANTISE = True
 _AUTO_SPLIT = 7211  # a stream of the seed of its own: the held-out rows
-
-#: rows per block of :func:`row_matmul`
-_ROW_BLOCK = 64
-
-
-def row_matmul(A: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-    """``A @ W`` for rows ``A`` (n, *batch, d) and ``W`` (*batch, d, m), as (n, *batch, m),
-    each row's result independent of the other rows.
-
-    A matrix product's kernels depend on its shape (a product with one row takes
-    another path than one with many, and rounds differently), so a row's score would
-    depend on the batch it arrives in. Here the rows go in blocks of a fixed size
-    (the last one padded with zeros), all through products of one shape.
-    """
-    n, batch, d, m = A.shape[0], tuple(A.shape[1:-1]), A.shape[-1], W.shape[-1]
-    pad = (-n) % _ROW_BLOCK
-    if pad:
-        A = torch.cat([A, A.new_zeros((pad,) + tuple(A.shape[1:]))])
-    n_blocks = A.shape[0] // _ROW_BLOCK
-    blocks = A.reshape((n_blocks, _ROW_BLOCK) + batch + (d,)).movedim(1, -2).reshape(-1, _ROW_BLOCK, d)
-    weights = W.expand((n_blocks,) + batch + (d, m)).reshape(-1, d, m)
-    out = torch.bmm(blocks, weights).reshape((n_blocks,) + batch + (_ROW_BLOCK, m)).movedim(-2, 1)
-    return out.reshape((n_blocks * _ROW_BLOCK,) + batch + (m,))[:n]
-
 
 def estimate_log_gaussian_prob(
     X: torch.Tensor, means: torch.Tensor, precisions_chol: torch.Tensor, covariance_type: str,
@@ -1946,8 +1922,25 @@ class LevelGroupsMixin:
         return groups + super()._em_summary()
 
 
+class ChunkSizeMixin:
+    """Bytes per row of the mixture's computations, from which the chunks of rows are sized."""
+
+    def _row_bytes(self, n_features: int) -> int:
+        k, layout = self.n_components_, MixtureLayout(self.schema_.types, self.schema_.level_counts)
+        width = k * layout.n_gaussian if self.covariance_type in ("full", "tied") else k
+        width += (k + 1) * (layout.width - layout.n_gaussian) + sum(self.schema_.level_counts)
+        width += sum(2 * math.prod(self.schema_.level_counts[j] for j in g)  # masks of the level groups
+                     for g in getattr(self, "_level_group_columns", []))
+        return self._itemsize * (width + 4 * k + 2 * n_features)
+
+    def _impute_row_bytes(self, n_features: int, n_draws) -> int:
+        d, product = self._layout.n_gaussian, sum(block.n_product for _, block in self._layout.groups)
+        return self._itemsize * (self.n_components_ * (8 * d * d + 2 * (n_draws or 1) * n_features)
+                                 + 2 * (n_draws or 1) * product)  # a group's draws: (S, P) per row
+
+
 class GaussianMixtureDensity(LevelGroupsMixin, ComponentChoiceMixin, MarginalsMixin, ClusteringMixin, LevelPosteriorMixin,
-                             EMModel, GenerativeModel):
+                             ChunkSizeMixin, EMModel, GenerativeModel):
     """Mixture density of a table fitted by expectation-maximisation in torch.
 
     Each component is a product of blocks (see Notes): a Gaussian over the real and
@@ -2286,19 +2279,6 @@ class GaussianMixtureDensity(LevelGroupsMixin, ComponentChoiceMixin, MarginalsMi
             setattr(self, name, value)
 
     # ----------------------------------------------------------- evaluation
-    def _row_bytes(self, n_features: int) -> int:
-        k, layout = self.n_components_, MixtureLayout(self.schema_.types, self.schema_.level_counts)
-        width = k * layout.n_gaussian if self.covariance_type in ("full", "tied") else k
-        width += (k + 1) * (layout.width - layout.n_gaussian) + sum(self.schema_.level_counts)
-        width += sum(2 * math.prod(self.schema_.level_counts[j] for j in g)  # masks of the level groups
-                     for g in getattr(self, "_level_group_columns", []))
-        return self._itemsize * (width + 4 * k + 2 * n_features)
-
-    def _impute_row_bytes(self, n_features: int, n_draws) -> int:
-        d, product = self._layout.n_gaussian, sum(block.n_product for _, block in self._layout.groups)
-        return self._itemsize * (self.n_components_ * (8 * d * d + 2 * (n_draws or 1) * n_features)
-                                 + 2 * (n_draws or 1) * product)  # a group's draws: (S, P) per row
-
     def _evaluation(self, X: torch.Tensor):
         """Model rows of ``X``, the fitted parameters, and the centre of the Gaussian block."""
         means = self._tensor("means_")
