@@ -548,16 +548,20 @@ ROWS = (foundation_gmm, foundation_ppca, foundation_memory, rbm, vae_speed, vae_
 
 
 def machines(entries: list[dict]) -> str:
-    seen = []
+    """The distinct machines and versions of the entries, and PyOD's version (the
+    benchmarks without a PyOD peer also run where it is not installed)."""
+    seen, pyod = [], []
     for e in entries:
         env = e["environment"]
         v = env.get("versions", {})
         text = (f"{env.get('cpu')} ({env.get('cores')} cores, {env.get('memory_gib')} GiB"
                 + (f", {env['cuda']}" if env.get("cuda") else ", no GPU") + f"); torch {v.get('torch')}, "
-                f"scikit-learn {v.get('scikit-learn')}, PyOD {v.get('pyod')}")
+                f"scikit-learn {v.get('scikit-learn')}")
         if text not in seen:
             seen.append(text)
-    return "; ".join(seen)
+        if v.get("pyod") and v["pyod"] not in pyod:
+            pyod.append(v["pyod"])
+    return "; ".join(seen) + "".join(f", PyOD {p}" for p in pyod)
 
 
 def render(folder: Path = RESULTS) -> str:

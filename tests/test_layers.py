@@ -12,8 +12,8 @@ import skgenerative
 
 PACKAGE = pathlib.Path(skgenerative.__file__).parent
 LAYERS = [
-    {"_torch", "_progress", "_png", "_explain", "distributions"},
-    {"_schema", "nn", "flows"},
+    {"_torch", "_progress", "_png", "_explain", "_marginals", "distributions"},
+    {"_schema", "_level_groups", "nn", "flows"},
     {"_sources"},
     {"base", "_em", "_training"},
     {"mixture", "ppca", "rbm", "vae", "flow_vae"},
