@@ -57,6 +57,8 @@ MIXED_CANDIDATES = ((4, "full"), (8, "full"), (16, "full"), (32, "diag"))
 MIXED_HELD_OUT_SHARE = 0.1
 #: EM tolerance of the candidates' fits without the held-out cells (the kept ones resume at theirs)
 MIXED_HELD_OUT_TOL = 5e-2
+#: EM acceleration of the mixed candidates (see the Notes)
+MIXED_ACCELERATION = "squarem"
 #: a numeric column with at least this share of exact zeros (and no negative value) is zero-inflated
 ZERO_INFLATED_SHARE = 0.1
 #: components of the default's candidates on numeric tables, tried in this order
@@ -147,7 +149,8 @@ def default_mixed_candidates(column_types: dict | None = None, random_state: int
     from .mixture import GaussianMixtureDensity
 
     return [GaussianMixtureDensity(k, covariance_type=kind, covariance_prior=2.0, tol=1e-2,
-                                   column_types=column_types or None, random_state=random_state)
+                                   acceleration=MIXED_ACCELERATION, column_types=column_types or None,
+                                   random_state=random_state)
             for k, kind in MIXED_CANDIDATES]
 
 
