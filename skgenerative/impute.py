@@ -392,7 +392,7 @@ def stack_on_held_out_cells(candidates, X: pd.DataFrame, *, share: float = MIXED
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model = clone(candidate).set_params(tol=MIXED_HELD_OUT_TOL).fit(train)
+                model = lazy_threshold(clone(candidate).set_params(tol=MIXED_HELD_OUT_TOL)).fit(train)
                 row_scores = held_out_cells_log_likelihood(model, X, train, rows)
         except (ValueError, RuntimeError, np.linalg.LinAlgError, torch.linalg.LinAlgError) as error:
             entry.update(status=f"failed: {type(error).__name__}: {error}"[:300], seconds=time.perf_counter() - tic)
@@ -419,10 +419,20 @@ def stack_on_held_out_cells(candidates, X: pd.DataFrame, *, share: float = MIXED
         try:
             model = fitted[i].set_params(warm_start=True, tol=candidates[i].tol).fit(X).set_params(warm_start=False)
         except ValueError:  # a level seen only in held-out cells: the layout changed, a fresh fit
-            model = clone(candidates[i]).fit(X)
+            model = lazy_threshold(clone(candidates[i])).fit(X)
         record[i]["seconds"] += time.perf_counter() - tic
         ensemble.append((w / total, model))
     return ensemble, record
+
+
+def lazy_threshold(model):
+    """``model``, whose fits leave its outlier threshold ``offset_`` to be computed when
+    first asked for (as the neural models' do: ``_defer_offset``) instead of scoring
+    every training row at the end of each fit: the imputer never reads it, and on
+    Wine (50% missing, seed 0, one thread) the candidates' scores took 12% of the
+    default's time (6.5-7.4 s -> 6.0 s); the value, when asked, is the same."""
+    model._defer_offset = True
+    return model
 
 
 def pooled_table_imputation(estimators, weights, frame: pd.DataFrame) -> pd.DataFrame:
