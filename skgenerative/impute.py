@@ -607,7 +607,9 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     cells is held out at random (``MIXED_HELD_OUT_SHARE``); each candidate is fitted
     once on the rest and scores ``log p(held-out cells | rest of the row)``; the
     stacking weights are fitted to these scores as above, and the candidates kept
-    resume EM on every cell (``warm_start``, a few iterations). One fit per
+    resume EM on every cell (``warm_start``, a few iterations). Their EM
+    extrapolates its steps (SQUAREM, ``MIXED_ACCELERATION``: Wine 50%'s 16-full
+    resumption took 10 E-steps instead of 26, to a higher likelihood). One fit per
     candidate instead of three folds and a refit: held-out cells are what an
     imputation predicts, and they cost the candidates a tenth of their cells only
     until the warm restart. A missing cell gets the pool of the models'
@@ -629,17 +631,18 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     0.658, and neither a smaller or larger covariance prior nor treating Wine's
     quality as a count or dequantising it helped). Over seeds 0, 1, 2 the default
     beats the benchmark's missForest (30 trees) on Adult at 20% and 50% (NRMSE
-    0.951 / 0.983 vs 0.996 / 1.124, error 0.302 / 0.359 vs 0.307 / 0.372, rank
-    0.113 / 0.119 vs 0.123 / 0.136) and on Wine at 50% (NRMSE 0.767 vs 0.811,
-    error 0.045 vs 0.059), and miceforest on every figure, but not missForest on
-    Wine at 20% (NRMSE 0.663 vs 0.647, error 0.012 vs 0.011). The stack costs
-    about four single fits. Timed against that missForest in one process,
-    alternating (seed 0, medians of 3 runs, load about 2), missForest's fit +
-    impute takes 2.0x / 2.1x ours on Adult at 20% / 50% and 1.6x / 0.66x on Wine
-    at one thread (2.2x / 2.1x and 1.8x / 0.66x at default threads): on Wine the
-    full-covariance EM over nearly one missingness pattern per row is most of it,
-    and the EM must converge (``tol=1e-2``; resuming at ``2e-2`` saved 1.1-1.6x
-    but cost Adult 50% 0.005 of categorical error on each of 3 seeds).
+    0.953 / 0.977 vs 0.996 / 1.124, error 0.301 / 0.354 vs 0.307 / 0.372, rank
+    0.112 / 0.119 vs 0.123 / 0.136) and on Wine at 50% (NRMSE 0.768 vs 0.811,
+    error 0.044 vs 0.059), and miceforest on every figure, but not missForest on
+    Wine at 20% (NRMSE 0.663 vs 0.647, error 0.012 vs 0.011: its skewed columns,
+    residual sugar, citric acid, sulphates, 0.04 each). Timed against that
+    missForest in one process, alternating (seed 0, medians of 3 runs, load about
+    4), missForest's fit + impute takes 2.4x / 2.0x ours on Adult at 20% / 50% and
+    1.9x / 1.1x on Wine at one thread (2.5x / 2.1x / 1.8x / 0.66x before SQUAREM,
+    at load 2): on Wine the full-covariance EM over nearly one missingness pattern
+    per row is most of it, and the EM must converge (``tol=1e-2``; resuming at
+    ``2e-2`` cost Adult 50% 0.005 of categorical error on each of 3 seeds, no
+    resumption 0.014 of Wine 50%'s error).
     ``VariationalAutoencoder`` imputed both tables about as well, several times
     slower. Under 50 rows the default is the single ``GaussianMixtureDensity(16,
     covariance_prior=2, tol=1e-2)`` with the same zero-inflated columns; a dask

@@ -1775,7 +1775,7 @@ class MixtureParameterFormsMixin:
 
     @property
     def _em_accelerated(self) -> bool:
-        return self.acceleration == "squarem"
+        return getattr(self, "acceleration", None) == "squarem"  # (models pickled before it: plain)
 
     def _em_expectation_parameters(self, data: _MixtureFitData, params) -> MixtureParameters:
         # rows with missing entries see the covariances of the very precision factors
