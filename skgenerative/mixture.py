@@ -711,25 +711,6 @@ def _by_pattern(X: torch.Tensor) -> torch.Tensor:
     return torch.argsort(_patterns(torch.isnan(X))[1], stable=True)
 
 
-def _pattern_pieces(X: torch.Tensor, size: int, bands: bool) -> list[torch.Tensor]:
-    """Row indices of ``X`` (NaN missing) in pieces of at most ``size`` rows, each
-    piece's rows ordered by missingness pattern. With ``bands``, a piece holds only
-    rows missing ``m <= D / 2`` entries, or only rows missing the same ``m > D / 2``:
-    :func:`gaussian_conditionals` pads each pattern's conditional covariance to the
-    most entries missing in its call, and a row missing most of its entries then made
-    every pattern of the piece pay for its (P, K, D, D) block (Wine, 50% missing:
-    the full-covariance E-step took 1.5-2x as long)."""
-    missing = torch.isnan(X)
-    order = _by_pattern(X)
-    if not bands:
-        return [order[sub] for sub in iter_slices(order.numel(), size)]
-    count = missing.sum(1)[order]
-    band = torch.where(count > X.shape[1] // 2, count, 0)
-    order = order[torch.argsort(band, stable=True)]  # by band, by pattern within one
-    sizes = torch.unique_consecutive(torch.sort(band).values, return_counts=True)[1].tolist()
-    return [part[sub] for part in torch.split(order, sizes) for sub in iter_slices(part.numel(), size)]
-
-
 def _conditional_piece_rows(n_rows: int, k: int, d: int, itemsize: int, device) -> int:
     """Rows with missing entries per piece: each gathers a (K, w, w) factor of its
     pattern's smaller block (``w <= D / 2``, :func:`gaussian_conditionals`) and holds
@@ -1210,10 +1191,10 @@ class _MixtureStatistics:
             n_incomplete = int(incomplete.sum())
             if n_incomplete:
                 rows = chunk[incomplete]
+                rows = rows[_by_pattern(rows[:, :d])]
                 k = params.weights.shape[0]
                 size = _conditional_piece_rows(n_incomplete, k, d, chunk.element_size(), chunk.device)
-                bands = self.covariance_type in ("full", "tied")
-                pieces += [rows[index] for index in _pattern_pieces(rows[:, :d], size, bands)]
+                pieces += [rows[sub] for sub in iter_slices(n_incomplete, size)]
                 chunk = chunk[~incomplete]
         if chunk.shape[0] or not pieces:
             pieces.append(chunk)

@@ -109,32 +109,8 @@ def test_explain_of_rows_with_missing_entries_equals_the_marginals_path(covarian
     np.testing.assert_allclose(model.explain(X[5:40]), fast[5:40], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("bands", [False, True])
-def test_pattern_pieces_partition_the_rows_by_band_and_pattern(bands):
-    """The E-step's pieces (_pattern_pieces): every row once; with bands, a piece's rows
-    all miss at most D / 2 entries or all the same number above it; rows of a pattern
-    next to each other; at most ``size`` rows a piece."""
-    from skgenerative.mixture import _pattern_pieces, _patterns
-
-    X, _, _ = _problem(7, 9, 1, n=200)
-    X = torch.as_tensor(X[np.isnan(X).any(1)])
-    pieces = _pattern_pieces(X, 16, bands)
-    order = torch.cat(pieces)
-    assert sorted(order.tolist()) == list(range(X.shape[0])) and max(p.numel() for p in pieces) <= 16
-    count = torch.isnan(X).sum(1)
-    band = torch.where(count > 4, count, 0)
-    pattern = _patterns(torch.isnan(X))[1][order]
-    runs = torch.unique_consecutive(pattern).numel()
-    assert runs == torch.unique(pattern).numel()  # each pattern's rows in one run
-    for piece in pieces:
-        if bands:
-            assert torch.unique(band[piece]).numel() == 1
-    if not bands:
-        assert (torch.diff(pattern) >= 0).all()
-
-
-def test_the_e_step_in_bands_gives_the_statistics_of_all_rows_at_once():
-    """_MixtureStatistics (pieces by band) against mixture_statistics over every row."""
+def test_the_e_steps_pieces_give_the_statistics_of_all_rows_at_once():
+    """_MixtureStatistics (rows by pattern, in pieces) against mixture_statistics over every row."""
     from skgenerative.mixture import MixtureLayout, MixtureParameters, _MixtureStatistics, mixture_statistics
 
     X, mu, S = _problem(8, 9, 3, n=120)
