@@ -636,11 +636,12 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     error 0.044 vs 0.059), and miceforest on every figure, but not missForest on
     Wine at 20% (NRMSE 0.663 vs 0.647, error 0.012 vs 0.011: its skewed columns,
     residual sugar, citric acid, sulphates, 0.04 each). Timed against that
-    missForest in one process, alternating (seed 0, medians of 3 runs, load about
-    4), missForest's fit + impute takes 2.4x / 2.0x ours on Adult at 20% / 50% and
-    1.9x / 1.1x on Wine at one thread (2.5x / 2.1x / 1.8x / 0.66x before SQUAREM,
-    at load 2): on Wine the full-covariance EM over nearly one missingness pattern
-    per row is most of it, and the EM must converge (``tol=1e-2``; resuming at
+    missForest in one process, alternating (seed 0, medians of 3 runs, load 1.1 to
+    1.9), missForest's fit + impute takes 3.3x / 2.8x ours on Adult at 20% / 50% and
+    2.1x / 1.2x on Wine at one thread, 3.8x / 3.0x / 2.8x / 1.5x at default threads
+    (SQUAREM and the deferred thresholds: 1.31x / 1.21x / 1.00x / 1.53x faster than
+    before at one thread): on Wine the full-covariance EM over nearly one
+    missingness pattern per row is most of it, and the EM must converge (``tol=1e-2``; resuming at
     ``2e-2`` cost Adult 50% 0.005 of categorical error on each of 3 seeds, no
     resumption 0.014 of Wine 50%'s error).
     ``VariationalAutoencoder`` imputed both tables about as well, several times
