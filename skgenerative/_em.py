@@ -18,6 +18,24 @@ supplies its mathematics through hooks:
     New parameters from the statistics summed over all the rows.
 ``_em_set_parameters(data, params)``
     Store the best parameters as fitted attributes.
+``_em_coordinates(data, params)`` and ``_em_from_coordinates(data, coordinates, params)``
+    (models that opt in to acceleration, ``_em_accelerated`` true) The parameters as a
+    tuple of tensors in a space where a straight line between two of them makes sense
+    (log-weights, logits, covariances), and back: parameters, or ``None`` where the
+    coordinates give none (a covariance that is not positive definite).
+
+Acceleration: SQUAREM (Varadhan & Roland, 2008, scheme S3; https://doi.org/10.1111/j.1467-9469.2007.00585.x).
+Two EM steps ``theta1 = F(theta0)``, ``theta2 = F(theta1)`` give ``r = theta1 - theta0``
+and ``v = theta2 - 2 theta1 + theta0``; the step ``alpha = -|r| / |v|`` (at most -1)
+extrapolates to ``theta' = theta0 - 2 alpha r + alpha^2 v``, and EM goes on from
+``F(theta')``. Safeguard: where ``theta'`` is no parameter or its log-likelihood is
+below ``theta1``'s, EM goes on from ``theta2`` (the plain steps) and that E-step is
+wasted; so the recorded bounds never decrease (beyond rounding), and the fixed points
+are EM's. Convergence is judged on whole cycles: the change of the bound between
+the starts of two cycles, per E-step between them, below ``tol`` (the plain criterion
+on a mean step; a plain step's change would stop too early: where SQUAREM
+has taken the fast directions, EM's step along the slow ones is small while the bound
+is still well below its limit); ``n_iter_`` counts E-steps.
 
 and its E-step, ``data.e_step``: an :class:`EStep`, that is the data source the rows
 come from (:mod:`skgenerative._sources`), the additive sufficient statistics of a chunk
@@ -99,6 +117,93 @@ class EMModel:
     def _em_expectation_parameters(self, data, params):
         return params
 
+    #: whether the driver extrapolates the EM steps (SQUAREM; the coordinate hooks)
+    _em_accelerated = False
+
+    def _em_coordinates(self, data, params) -> tuple:  # pragma: no cover
+        raise NotImplementedError  # abstract hook (accelerated models)
+
+    def _em_from_coordinates(self, data, coordinates: tuple, params):  # pragma: no cover
+        raise NotImplementedError  # abstract hook (accelerated models)
+
+    def _em_extrapolate(self, data, params, first, second):
+        """SQUAREM's point from ``params`` and its two EM images (``None``: none, or the
+        step is the plain one)."""
+        c0, c1, c2 = (self._em_coordinates(data, p) for p in (params, first, second))
+        r = [b - a for a, b in zip(c0, c1)]
+        v = [c - 2 * b + a for a, b, c in zip(c0, c1, c2)]
+        r_norm = math.sqrt(sum(float(t.double().square().sum()) for t in r))
+        v_norm = math.sqrt(sum(float(t.double().square().sum()) for t in v))
+        if not (v_norm > 0 and math.isfinite(r_norm / v_norm)):
+            return None
+        alpha = -r_norm / v_norm
+        if alpha > -1.0:
+            return None  # the plain two steps
+        point = tuple(a - 2 * alpha * dr + alpha ** 2 * dv for a, dr, dv in zip(c0, r, v))
+        if not all(bool(torch.isfinite(t).all()) for t in point):
+            return None
+        return self._em_from_coordinates(data, point, second)
+
+    def _em_try_e_step(self, data, params):
+        """The E-step at an extrapolated point: ``(bound, statistics)``, or ``None`` where it
+        is not finite or its parameters are not valid for the E-step."""
+        try:
+            return self._em_e_step(data, params)
+        except (FloatingPointError, ValueError):
+            return None
+
+    def _em_run(self, data, params, bound: float, max_iter: int, tol: float, progress, init: int):
+        """One EM run from ``params``: ``(params, bound, bounds, converged, n_iter)``.
+
+        Each plain iteration is an E-step (the bound at the current parameters)
+        followed by an M-step; the run stops after the M-step of the plain step whose
+        bound changed by less than ``tol``. Accelerated models interleave SQUAREM's
+        extrapolations (module docstring)."""
+        bounds, converged, n_iter = [], False, 0
+        accelerate = self._em_accelerated
+        plain = []  # the EM images since the last extrapolation: (params, bound at the previous point)
+
+        def record(value, change):
+            bounds.append(value)
+            progress.update(f"  Iteration {n_iter}\t lower bound {value:.6f}\t change {change:.3e}",
+                            init=init, bound=value, change=change)
+
+        cycle_start, cycle_iter = bound, 0  # the bound and E-step where the last SQUAREM cycle started
+        while n_iter < max_iter:
+            refresh_threads()  # a long fit follows the machine's load
+            previous = bound
+            bound, statistics = self._em_e_step(data, params)
+            n_iter += 1
+            record(bound, bound - previous)
+            plain.append((params, bound))
+            params = self._em_m_step(data, statistics, params)
+            if not accelerate:
+                if abs(bound - previous) < tol:
+                    converged = True
+                    break
+                continue
+            if len(plain) == 1:  # a cycle's start: the mean change per E-step since the last one's
+                if abs(bound - cycle_start) < tol * (n_iter - cycle_iter):
+                    converged = True
+                    break
+                cycle_start, cycle_iter = bound, n_iter
+                continue
+            if n_iter >= max_iter:
+                break
+            (start, _), (first, first_bound) = plain
+            plain = []
+            point = self._em_extrapolate(data, start, first, params)
+            if point is None:
+                continue
+            tried = self._em_try_e_step(data, point)
+            n_iter += 1
+            if tried is None or not tried[0] >= first_bound:
+                continue  # the plain steps: EM goes on from theta2
+            bound, statistics = tried
+            record(bound, bound - first_bound)
+            params = self._em_m_step(data, statistics, point)
+        return params, bound, bounds, converged, n_iter
+
     def _em_summary(self) -> str:
         """What the model adds to the summary line of a fit (e.g. a choice it made)."""
         return ""
@@ -137,21 +242,8 @@ class EMModel:
                     self._log(f"Initialization {init}", 2)
                 params = self._em_initialize(data, generator) if do_init else self._em_resume(data)
                 bound = -math.inf if do_init else self.lower_bound_
-                bounds, converged, n_iter = [], False, 0
-                for n_iter in range(1, max_iter + 1):
-                    refresh_threads()  # a long fit follows the machine's load
-                    previous = bound
-                    bound, statistics = self._em_e_step(data, params)
-                    params = self._em_m_step(data, statistics, params)
-                    bounds.append(bound)
-                    change = bound - previous
-                    progress.update(
-                        f"  Iteration {n_iter}\t lower bound {bound:.6f}\t change {change:.3e}",
-                        init=init, bound=bound, change=change,
-                    )
-                    if abs(change) < tol:
-                        converged = True
-                        break
+                params, bound, bounds, converged, n_iter = self._em_run(
+                    data, params, bound, max_iter, tol, progress, init)
                 if verbose >= 2:
                     self._log(f"Initialization {'converged' if converged else 'did not converge'}: "
                               f"lower bound {bound:.6f}", 2)

@@ -156,6 +156,111 @@ def test_non_finite_bound_raises_naming_the_model():
         _fit(ScriptedEM([[-1.0, float("nan")]]), n_init=1, max_iter=5, tol=1e-3)
 
 
+class LinearEM(EMModel):
+    """EM whose step is a contraction to ``a``: ``F(theta) = a + rho (theta - a)`` per
+    coordinate, bound ``-|theta - a|^2``; SQUAREM (``_em_accelerated``) lands on ``a``
+    in one cycle, exactly (``alpha = -1 / (1 - rho)``). ``refuse``: the coordinates of
+    an extrapolated point give no parameters."""
+
+    verbose = 0
+
+    def __init__(self, rho, accelerated, refuse=False):
+        self.a, self.rho = torch.tensor([1.0, -2.0], dtype=torch.float64), rho
+        self._em_accelerated, self.refuse = accelerated, refuse
+
+    def _log(self, message, level=1):
+        pass
+
+    def _em_initialize(self, data, generator):
+        return torch.tensor([5.0, 3.0], dtype=torch.float64)
+
+    def _statistics(self, chunk, params):
+        return {"log_likelihood": -float((params - self.a).square().sum()) * len(chunk), "n_samples": len(chunk)}
+
+    def _em_m_step(self, data, statistics, params):
+        return self.a + self.rho * (params - self.a)
+
+    def _em_coordinates(self, data, params):
+        return (params,)
+
+    def _em_from_coordinates(self, data, coordinates, params):
+        return None if self.refuse else coordinates[0]
+
+    def _em_set_parameters(self, data, params):
+        self.params_ = params
+
+
+def test_squarem_lands_on_a_linear_maps_fixed_point_in_one_cycle():
+    plain, fast = LinearEM(0.9, False), LinearEM(0.9, True)
+    _fit(plain, n_init=1, max_iter=500, tol=1e-12)
+    _fit(fast, n_init=1, max_iter=500, tol=1e-12)
+    # two EM steps and the extrapolated point (a, to rounding), then a cycle or two of
+    # (nearly) zero change: at most 7 E-steps against plain EM's 143 at rho = 0.9
+    assert fast.lower_bounds_[2] == pytest.approx(0.0, abs=1e-20) and fast.n_iter_ <= 7
+    assert plain.n_iter_ > 100
+    np.testing.assert_allclose(fast.params_.numpy(), plain.params_.numpy(), atol=1e-5)
+    np.testing.assert_allclose(fast.params_.numpy(), [1.0, -2.0], atol=1e-12)
+    assert (np.diff(fast.lower_bounds_) >= 0).all() and (np.diff(plain.lower_bounds_) >= 0).all()
+
+
+def test_squarem_without_a_valid_extrapolation_is_plain_em():
+    plain, refused = LinearEM(0.5, False), LinearEM(0.5, True, refuse=True)
+    with pytest.warns(ConvergenceWarning):
+        _fit(plain, n_init=1, max_iter=6, tol=0.0)
+    with pytest.warns(ConvergenceWarning):
+        _fit(refused, n_init=1, max_iter=6, tol=0.0)
+    # each refused point costs nothing (no E-step): the same six steps, bounds and end
+    assert refused.lower_bounds_ == plain.lower_bounds_ and refused.n_iter_ == 6
+    assert torch.equal(refused.params_, plain.params_)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_squarem_mixture_reaches_plain_ems_fixed_point_in_fewer_e_steps(covariance_type):
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(0, 1, (150, 3)), rng.normal(1.5, 0.7, (150, 3))])
+    X[rng.uniform(size=X.shape) < 0.25] = np.nan
+    fits = {}
+    for acceleration in (None, "squarem"):
+        fits[acceleration] = GaussianMixtureDensity(
+            2, covariance_type=covariance_type, tol=1e-10, max_iter=5000, dtype="float64", random_state=0,
+            acceleration=acceleration).fit(X)
+    plain, fast = fits[None], fits["squarem"]
+    assert plain.converged_ and fast.converged_ and fast.n_iter_ < 0.6 * plain.n_iter_  # 19 vs 37 (diag)
+    assert fast.lower_bound_ == pytest.approx(plain.lower_bound_, abs=1e-8)
+    np.testing.assert_allclose(fast.means_, plain.means_, atol=1e-4)
+    np.testing.assert_allclose(fast.covariances_, plain.covariances_, atol=1e-4)
+    np.testing.assert_allclose(fast.weights_, plain.weights_, atol=1e-4)
+    assert (np.diff(fast.lower_bounds_) >= -1e-9).all()  # the safeguard: the bound never drops
+
+
+def test_squarem_on_a_table_reaches_plain_ems_fixed_point():
+    """Levels and a count beside the numbers (the families' logits and log-rates are
+    coordinates too), and levels alone (a latent class model: no Gaussian block)."""
+    import pandas as pd
+
+    rng = np.random.RandomState(1)
+    z = rng.randint(2, size=400)
+    frame = pd.DataFrame({
+        "x": rng.normal(2.0 * z, 1.0),
+        "n": rng.poisson(np.where(z, 6.0, 2.0)).astype(np.int64),
+        "c": pd.Categorical(np.where(rng.uniform(size=400) < 0.8, z, 1 - z).astype(str)),
+        "d": pd.Categorical(np.array(["a", "b", "c"])[np.clip(z + rng.randint(0, 2, 400), 0, 2)]),
+    })
+    frame.loc[rng.uniform(size=400) < 0.2, "x"] = np.nan
+    # the table: a fast EM (SQUAREM saves little there); levels alone are weakly
+    # identified: plain EM creeps (1965 E-steps to tol 1e-13, SQUAREM 868)
+    for columns, tol in ((["x", "n", "c", "d"], 1e-10), (["c", "d"], 1e-13)):
+        types = {"n": "count"} if "n" in columns else None
+        fits = [GaussianMixtureDensity(2, tol=tol, max_iter=5000, dtype="float64", random_state=0, column_types=types,
+                                       acceleration=a).fit(frame[columns]) for a in (None, "squarem")]
+        assert fits[0].converged_ and fits[1].converged_
+        assert fits[1].lower_bound_ == pytest.approx(fits[0].lower_bound_, abs=1e-7)
+        assert len(columns) > 2 or fits[1].n_iter_ < 0.6 * fits[0].n_iter_
+        np.testing.assert_allclose(fits[1].weights_, fits[0].weights_, atol=1e-4)
+        for got, want in zip(fits[1]._family_parameters, fits[0]._family_parameters):
+            np.testing.assert_allclose(got, want, atol=1e-3)
+
+
 def test_accumulate_folds_left_to_right():
     parts = [{"a": 1.0, "n": 1}, {"a": 2.0, "n": 2}, {"a": 4.0, "n": 3}]
     seen = []

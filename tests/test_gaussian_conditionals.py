@@ -107,3 +107,18 @@ def test_explain_of_rows_with_missing_entries_equals_the_marginals_path(covarian
     np.testing.assert_array_equal(np.isnan(fast), np.isnan(X))
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-9)
     np.testing.assert_allclose(model.explain(X[5:40]), fast[5:40], rtol=0, atol=0)
+
+
+def test_the_e_steps_pieces_give_the_statistics_of_all_rows_at_once():
+    """_MixtureStatistics (rows by pattern, in pieces) against mixture_statistics over every row."""
+    from skgenerative.mixture import MixtureLayout, MixtureParameters, _MixtureStatistics, mixture_statistics
+
+    X, mu, S = _problem(8, 9, 3, n=120)
+    X, mu, S = (torch.as_tensor(a) for a in (X, mu, S))
+    params = MixtureParameters(torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64), mu, S,
+                               torch.linalg.cholesky(torch.linalg.inv(S)))
+    layout = MixtureLayout(["real"] * 9, {})
+    got = _MixtureStatistics(layout, "full", torch.zeros(0, dtype=torch.float64))(X, params)
+    want = mixture_statistics(X, params, "full")
+    for key in ("log_likelihood", "nk", "sx", "sxx"):
+        torch.testing.assert_close(got[key], want[key], rtol=1e-12, atol=1e-9)
