@@ -636,21 +636,20 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     from 0.123 to 0.110; stacking took it to 0.300, and Wine's NRMSE from 0.658 to
     0.648 (pooling full mixtures of several sizes; no single size did better than
     0.658, and neither a smaller or larger covariance prior nor treating Wine's
-    quality as a count or dequantising it helped). Over seeds 0, 1, 2 the default
-    beats the benchmark's missForest (30 trees) on Adult at 20% and 50% (NRMSE
-    0.953 / 0.977 vs 0.996 / 1.124, error 0.301 / 0.354 vs 0.307 / 0.372, rank
-    0.112 / 0.119 vs 0.123 / 0.136) and on Wine at 50% (NRMSE 0.768 vs 0.811,
-    error 0.044 vs 0.059), and miceforest on every figure, but not missForest on
-    Wine at 20% (NRMSE 0.663 vs 0.647, error 0.012 vs 0.011: its skewed columns,
-    residual sugar, citric acid, sulphates, 0.04 each). Timed against that
-    missForest in one process, alternating (seed 0, medians of 3 runs, load 1.1 to
-    1.9), missForest's fit + impute takes 3.3x / 2.8x ours on Adult at 20% / 50% and
-    2.1x / 1.2x on Wine at one thread, 3.8x / 3.0x / 2.8x / 1.5x at default threads
-    (SQUAREM and the deferred thresholds: 1.31x / 1.21x / 1.00x / 1.53x faster than
-    before at one thread): on Wine the full-covariance EM over nearly one
-    missingness pattern per row is most of it, and the EM must converge (``tol=1e-2``; resuming at
-    ``2e-2`` cost Adult 50% 0.005 of categorical error on each of 3 seeds, no
-    resumption 0.014 of Wine 50%'s error).
+    quality as a count or dequantising it helped). The candidates read real columns
+    on normal scores (``MIXED_MARGINALS``: a skewed column's conditional follows its
+    skew). Over seeds 0, 1, 2 the default beats the benchmark's missForest (30 trees)
+    and miceforest on all ten figures: Adult 20% / 50% NRMSE 0.947 / 0.978 vs
+    0.996 / 1.124, error 0.296 / 0.351 vs 0.307 / 0.372, rank 0.105 / 0.115 vs
+    0.123 / 0.136; Wine NRMSE 0.637 / 0.752 vs 0.647 / 0.811, error 0.007 / 0.033 vs
+    0.011 / 0.059. Timed against that missForest in one process, alternating (seed
+    0, medians of 3 runs, load 1.1 to 1.3), missForest's fit + impute takes 2.8x /
+    2.1x ours on Adult and 2.2x / 1.1x on Wine at one thread, 3.2x / 2.4x / 3.0x /
+    1.5x at default threads (SQUAREM and the deferred thresholds made it 1.31x /
+    1.21x / 1.00x / 1.53x faster at one thread; ``missing.rst``): on Wine the
+    full-covariance EM over nearly one missingness pattern per row is most of it,
+    and the EM must converge (``tol=1e-2``; resuming at ``2e-2`` cost Adult 50% 0.005
+    of categorical error on each of 3 seeds, no resumption 0.014 of Wine 50%'s error).
     ``VariationalAutoencoder`` imputed both tables about as well, several times
     slower. Under 50 rows the default is the single ``GaussianMixtureDensity(16,
     covariance_prior=2, tol=1e-2)`` with the same zero-inflated columns; a dask

@@ -130,6 +130,8 @@ def test_the_default_choice_on_a_table_is_recorded_and_deterministic(capsys):
     np.testing.assert_allclose(sorted(kept, reverse=True), imputer.weights_)
     assert imputer.weights_.sum() == pytest.approx(1.0)
     assert all(m.column_types == {"gain": "positive"} for m in imputer.estimators_)
+    # the real column reaches the candidates on normal scores (the positive one through its log)
+    assert all(list(m.normal_scores_.columns) == [0] for m in imputer.estimators_)
     assert imputer.estimator_ is imputer.estimators_[0]
     again = GenerativeImputer().fit(holes)
     np.testing.assert_array_equal(again.weights_, imputer.weights_)
