@@ -86,6 +86,7 @@ def test_score_samples_equal_enumeration_with_missing_members(model):
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # a fixed number of EM steps
 @pytest.mark.parametrize("numeric_holes", [False, True])
 def test_grouped_fit_equals_the_hand_joined_column(numeric_holes):
     df = _table(unseen=False)
@@ -137,6 +138,7 @@ def test_expected_counts_with_missing_members_equal_enumeration():
     np.testing.assert_allclose(stats.count[:, 0].numpy(), count, rtol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # a fixed number of EM steps
 def test_em_with_missing_members_never_decreases_the_likelihood():
     df = _with_holes(_table(n=600))
     m = GaussianMixtureDensity(3, level_groups=[["a", "b"]], level_prior=1e-9, dtype="float64", tol=0.0,
@@ -331,6 +333,7 @@ def test_binary_and_ordinal_members_score_and_impute_by_enumeration():
     assert m.impute(rows)["size"].iloc[1] == ["S", "M", "L"][median]
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # a fixed number of EM steps
 def test_warm_start_keeps_the_groups():
     df = _with_holes(_table(n=500))
     m = GaussianMixtureDensity(2, level_groups="auto", warm_start=True, max_iter=5, level_prior=1e-9,
