@@ -198,6 +198,20 @@ def collect(only: str | None = None) -> dict:
         if name.startswith("gmm_full"):
             case(f"{name}/latent_class", lambda make=make: _outputs(make().fit(D), D, missing_X=None))
 
+    # the synthetic-table call (size search, normal-score marginals, level groups) and a
+    # fixed group with normal scores, with missing cells and conditional draws
+    from skgenerative import GaussianMixtureDensity
+
+    case("synth/recommended", lambda: {
+        **_outputs(m := GaussianMixtureDensity(n_components="auto", level_groups="auto", random_state=0).fit(T),
+                   T, missing_X=Tm),
+        "chosen": [m.n_components_, [list(g) for g in m.level_groups_]],
+        "given": _values(m.sample(7, given={"c": "mid"}, random_state=4)),
+    })
+    case("synth/group_normal_scores", lambda: _outputs(
+        GaussianMixtureDensity(3, level_groups=[["c", "o"]], marginals="normal_scores", column_types=TYPES,
+                               random_state=0).fit(Tm), Tm, missing_X=Tm))
+
     # the wrappers at their defaults
     case("detector/array", lambda: {
         "score_samples": (d := GenerativeOutlierDetector(random_state=0).fit(X)).score_samples(X),
