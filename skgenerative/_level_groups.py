@@ -201,10 +201,10 @@ class JointLevels:
         over the consistent combinations, a row with none observed nothing."""
         _, slot = self._product(cells.device)
         sums = resp.new_zeros(resp.shape[1], self.n_levels)
-        if not bool(torch.isnan(cells).any()):  # complete rows: a count at each row's slot
+        missing = torch.isnan(cells)
+        if not bool(missing.any()):  # complete rows: a count at each row's slot
             sums.index_add_(1, slot[self.combination_index(cells)], resp.T)
             return Statistics(resp.sum(0).double().unsqueeze(1), sums.double().unsqueeze(1))
-        missing = torch.isnan(cells)
         complete, partial = ~missing.any(1), missing.any(1) & ~missing.all(1)
         sums.index_add_(1, slot[self.combination_index(cells)], (resp * complete.to(resp.dtype).unsqueeze(1)).T)
         if bool(partial.any()):
@@ -218,6 +218,11 @@ class JointLevels:
     def m_step(self, statistics: Statistics, level_prior: float, count_mean=None) -> torch.Tensor:
         """Logits (K, 1, slots): ``(S + a) / (n + a slots)`` (:meth:`Categorical.m_step`)."""
         return Categorical.m_step(statistics, pseudo_count=level_prior).logits
+
+    @property
+    def parameter_shape(self) -> tuple:
+        """The parameter's shape without the components: logits (1, slots)."""
+        return (1, self.n_levels)
 
     def n_parameters(self, n_components: int) -> int:
         return n_components * (self.n_levels - 1)

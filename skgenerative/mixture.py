@@ -837,6 +837,11 @@ class FamilyBlock(NamedTuple):
         """``theta_kj(l)`` (K, C, L): a Bernoulli's as the two levels ``(1 - p, p)``."""
         return torch.exp(self.distribution(parameter).level_log_probs())
 
+    @property
+    def parameter_shape(self) -> tuple:
+        """The parameter's shape without the components: (C,), or (1, L) for a categorical."""
+        return (len(self.columns),) + ((self.n_levels,) if self.family is Categorical else ())
+
     def n_parameters(self, n_components: int) -> int:
         per_cell = self.n_levels - 1 if self.family is Categorical else 1
         return n_components * len(self.columns) * per_cell
@@ -1034,8 +1039,7 @@ class MixtureLayout:
 
     def parameter_shapes(self) -> list[tuple]:
         """The shape of each family block's parameter, without the components."""
-        return [(len(b.columns),) + ((b.n_levels,) if b.family is Categorical else ()) if not isinstance(b, JointLevels)
-                else (1, b.n_levels) for b in self.blocks]
+        return [block.parameter_shape for block in self.blocks]
 
     def family_attributes(self, parameters: list[np.ndarray], n_components: int) -> dict:
         """The fitted attributes of the family blocks from their float64 parameters:
