@@ -1016,11 +1016,6 @@ class MixtureLayout:
                           torch.zeros_like(x)).sum(1)
         return out if self.scores is None else out + self.scores.log_jacobian(X)
 
-    def fit_natural(self, X: torch.Tensor) -> torch.Tensor:
-        """:meth:`natural` of training rows, spread over their grids first (the
-        dequantisation of normal-score columns; :func:`skgenerative._marginals.grid_jitter`)."""
-        return self.natural(X if self.scores is None else self.scores.dequantised(X))
-
     def from_scores(self, out: torch.Tensor) -> torch.Tensor:
         """Rows ``out`` (..., n_features) whose normal-score columns hold scores, with
         those columns back in the user's units (in place; returned)."""
@@ -1213,8 +1208,6 @@ class _MixtureRows:
         self.layout, self.center, self.dtype = layout, center, dtype
 
     def __call__(self, X: torch.Tensor) -> torch.Tensor:
-        if self.layout.scores is not None:
-            X = self.layout.scores.dequantised(X)
         return self.layout.rows(X, self.center.to(X.device), self.dtype)
 
 
@@ -1260,13 +1253,13 @@ class _MixtureStatistics:
 
 
 class _ScoresLogJacobian:
-    """``sum log T'(x)`` of a chunk's training rows spread over their grids (picklable)."""
+    """``sum log T'(x)`` of a chunk of training rows, already spread over their grids (picklable)."""
 
     def __init__(self, scores):
         self.scores = scores
 
     def __call__(self, chunk: torch.Tensor) -> dict:
-        return {"log_jacobian": self.scores.log_jacobian(self.scores.dequantised(chunk)).double().sum()}
+        return {"log_jacobian": self.scores.log_jacobian(chunk).double().sum()}
 
 
 @dataclass(frozen=True)
@@ -1471,7 +1464,10 @@ def prepare_mixture_fit(estimator, source, seed: int, resume: bool = False) -> _
     gaussian, d = layout.gaussian, layout.n_gaussian
     init = check_initial_parameters(est.weights_init, est.means_init, est.precisions_init, k, d, cov)
     raw = source.column_moments()
-    moments = source.map(layout.fit_natural).column_moments() if layout.transformed else raw
+    # normal-score columns are spread over their grids once: a map of the source, which a
+    # dask collection applies in each pass (the spread is a function of the row's bits)
+    spread = source if scores is None else source.map(scores.dequantised)
+    moments = spread.map(layout.natural).column_moments() if layout.transformed else raw
     zeros = [j for j in layout.positive if moments.count[j] < raw.count[j]]  # log 0 is missing
     row_bytes = est._row_bytes(source.shape[1]) * 2
     seen = (tuple((block.columns, block.seen) for _, block in est._layout.groups) if resume
@@ -1479,7 +1475,7 @@ def prepare_mixture_fit(estimator, source, seed: int, resume: bool = False) -> _
     layout = MixtureLayout(types, level_counts, zeros, seen, scores)
     center = moments.mean[gaussian].to(device=source.device, dtype=source.dtype)
     dtype = est._dtype
-    rows = source.map(_MixtureRows(layout, center, dtype), dtype=dtype, width=layout.width)
+    rows = spread.map(_MixtureRows(layout, center, dtype), dtype=dtype, width=layout.width)
     tied = None
     if cov == "tied" and d:  # incomplete rows add expected moments per pass
         tied = rows.reduce(_complete_second_moments, d, row_bytes=row_bytes)["sxx"].to(dtype)
@@ -1489,7 +1485,7 @@ def prepare_mixture_fit(estimator, source, seed: int, resume: bool = False) -> _
         layout=layout,
         e_step=_ShiftedEStep(rows, _MixtureStatistics(layout, cov, center[layout.log_scale].double()), row_bytes,
                              constant=0.0 if scores is None else float(
-                                 source.reduce(_ScoresLogJacobian(scores), row_bytes=row_bytes)["log_jacobian"])),
+                                 spread.reduce(_ScoresLogJacobian(scores), row_bytes=row_bytes)["log_jacobian"])),
         init_rows=rows.sample(random_state=seed),
         center=center,
         dtype=dtype,
