@@ -815,8 +815,10 @@ class FamilyBlock(NamedTuple):
             return picked.masked_fill(missing.unsqueeze(1), 0.0)
         return self.distribution(parameter).log_prob(cells.unsqueeze(1)).sum(-1)
 
-    def statistics(self, cells: torch.Tensor, resp: torch.Tensor) -> Statistics:
-        """Expected counts and sums of the observed cells per component (float64)."""
+    def statistics(self, cells: torch.Tensor, resp: torch.Tensor, parameter: torch.Tensor | None = None) -> Statistics:
+        """Expected counts and sums of the observed cells per component (float64); the
+        observed cells are sufficient, so ``parameter`` is not read (a level group's
+        statistics need theirs: :meth:`JointLevels.statistics`)."""
         out = self.family.weighted_statistics(cells, resp, self.n_levels)
         return Statistics(out.count.double(), out.sums.double())
 
@@ -1143,7 +1145,7 @@ def mixture_statistics(
             conditionals = gaussian_conditionals(X[incomplete], params.means, params.covariances, covariance_type)
             norm, resp = normalised_responsibilities(
                 conditionals.log_prob + (offset[incomplete] if offset.dim() == 2 else offset))
-            parts.append(_statistics(norm, resp, families, levels, incomplete, params.families) | {
+            parts.append(_statistics(norm, resp, families, levels, incomplete, parameters=params.families) | {
                 "sx": torch.einsum("nk,nkd->kd", resp, conditionals.filled).double(),
                 "sxx": conditionals.weighted_second_moments(resp, covariance_type).double(),
             })
@@ -1186,17 +1188,12 @@ def families_log_prob(families, parameters) -> tuple[torch.Tensor | None, LevelC
     return total, levels
 
 
-def _statistics(norm, resp, families, levels=None, rows=None, parameters=()) -> dict:
+def _statistics(norm, resp, families, levels=None, rows=None, *, parameters) -> dict:
     out = {"log_likelihood": norm.double().sum(), "n_samples": resp.shape[0], "nk": resp.sum(0).double()}
     grouped = levels.statistics(families, resp, rows) if levels is not None and levels.one_hot is not None else {}
     for b, (block, cells) in enumerate(families):
         cells = cells if rows is None else cells[rows]
-        if b in grouped:
-            out[f"family{b}"] = grouped[b]
-        elif isinstance(block, JointLevels):  # expected counts over the consistent combinations
-            out[f"family{b}"] = block.statistics(cells, resp, parameters[b])
-        else:
-            out[f"family{b}"] = block.statistics(cells, resp)
+        out[f"family{b}"] = grouped[b] if b in grouped else block.statistics(cells, resp, parameters[b])
     return out
 
 
