@@ -715,8 +715,9 @@ def main(argv=None):
         repeats = args.repeats or pick(mode, 2, 1, 1)
         with threads(args.threads), LoadMonitor() as load_monitor:
             out, failures = speed(table, seeds[0], repeats, mode)
-        results.record("speed", {"table": "adult"}, {"rows": rows, "seed": seeds[0], "repeats": repeats,
-                                                    "threads": args.threads, "recommended": RECOMMENDED},
+        results.record("speed", {"table": "adult", "threads": args.threads},
+                       {"rows": rows, "seed": seeds[0], "repeats": repeats, "threads": args.threads,
+                        "recommended": RECOMMENDED},
                        out, load_monitor, failures)
         if args.speed:
             return
