@@ -220,17 +220,15 @@ class EMModel:
         return bound, statistics
 
     def _em_fit(self, data, *, n_init: int, max_iter: int, tol: float, warm_start: bool = False,
-                generator: torch.Generator | None = None, verbose: int | None = None, start=None) -> None:
+                generator: torch.Generator | None = None, verbose: int | None = None) -> None:
         """Run EM from ``n_init`` starts (one when warm starting); keep the best.
 
         Each iteration is an E-step (the bound at the current parameters) followed by an
         M-step; a run stops after the M-step of the iteration whose bound changed by less
         than ``tol``. The run with the highest final bound is stored (the last run when
-        ``max_iter == 0``, whose bound stays ``-inf``). ``start`` (parameters in the
-        model's EM form) replaces the starts: one run from it, its first bound compared
-        with nothing (a start fitted on other rows, such as a size search's).
+        ``max_iter == 0``, whose bound stays ``-inf``).
         """
-        do_init = start is None and not (warm_start and hasattr(self, "converged_"))
+        do_init = not (warm_start and hasattr(self, "converged_"))
         n_init = n_init if do_init else 1
         best, best_bound, best_bounds, best_iter, best_converged = None, -math.inf, [], 0, False
         # a bar over all iterations where someone watches; a line each (and one per
@@ -242,11 +240,8 @@ class EMModel:
             for init in range(n_init):
                 if verbose >= 2:
                     self._log(f"Initialization {init}", 2)
-                if start is not None:
-                    params, bound = start, -math.inf
-                else:
-                    params = self._em_initialize(data, generator) if do_init else self._em_resume(data)
-                    bound = -math.inf if do_init else self.lower_bound_
+                params = self._em_initialize(data, generator) if do_init else self._em_resume(data)
+                bound = -math.inf if do_init else self.lower_bound_
                 params, bound, bounds, converged, n_iter = self._em_run(
                     data, params, bound, max_iter, tol, progress, init)
                 if verbose >= 2:

@@ -165,16 +165,6 @@ class JointLevels:
         _, slot = self._product(parameter.device)
         return self.slot_log_probs(parameter)[:, slot]
 
-    def logits_from(self, table: torch.Tensor) -> torch.Tensor:
-        """Logits (K, 1, slots) of this group's slots for the combination log-probabilities
-        ``table`` (K, P) of another fit of the same members (with other seen
-        combinations): a seen combination keeps its probability, the unseen slot gets the
-        sum over the combinations it holds, so where those all had one probability (the
-        other fit saw a subset of these combinations) the distribution is the same."""
-        _, slot = self._product(table.device)
-        sums = table.new_zeros(table.shape[0], self.n_levels).index_add_(1, slot, torch.exp(table))
-        return torch.log(sums).unsqueeze(1)
-
     def distribution(self, parameter: torch.Tensor) -> Categorical:
         """The categorical over the slots (K, 1, slots)."""
         return Categorical(parameter)

@@ -168,8 +168,6 @@ AUTO_STANDARD_ERRORS = 1.0
 #: on a grid of decimal places is spread over it first (:mod:`skgenerative._marginals`)
 MARGINAL_KNOTS = KNOTS
 MARGINAL_DEQUANTISE = True
-#: the fitted attributes a size search keeps of each size (what EM resumes from)
-_SEARCH_START = ("weights_", "means_", "precisions_cholesky_", "_family_parameters")
 _AUTO_SPLIT = 7211  # a stream of the seed of its own: the held-out rows
 
 def estimate_log_gaussian_prob(
@@ -1735,13 +1733,13 @@ class ComponentChoiceMixin:
         is *close* to the best when its mean is at most :data:`AUTO_STANDARD_ERRORS`
         standard errors of the paired per-row differences below the best's. The grid
         stops at the first size that is not close; the largest close size is returned,
-        and its fit kept as the start of the fit on every row (:meth:`_search_start`).
+        to be refitted on every row.
         """
         n = source.shape[0]
         train, held_out = source.split(AUTO_VALIDATION_FRACTION, lambda index: (seed * 1000003 + _AUTO_SPLIT + index) % (2**31 - 1))
         n_train = n - (0 if held_out is None else held_out.shape[0])
         largest = min(AUTO_MAX_COMPONENTS, n_train // AUTO_ROWS_PER_COMPONENT)
-        candidates, rows, fitted = [], [], []
+        candidates, rows = [], []
         started = time.perf_counter()
         if held_out is not None and held_out.shape[0] and largest >= 2:
             held_out = held_out.cpu().numpy()
@@ -1756,7 +1754,6 @@ class ComponentChoiceMixin:
                                  tol=self.tol * AUTO_SEARCH_TOL_FACTOR,
                                  generator=generator_from(seed, source.device), verbose=self.verbose - 1)
                 candidates.append(k)
-                fitted.append(tuple(getattr(self, name) for name in _SEARCH_START) + (self._layout,))
                 rows.append(self._held_out_scores(held_out))
                 self._log(f"n_components={k}: held-out log-likelihood {rows[-1].mean():.4f} per row", 2)
                 if not _close_to_best(rows)[-1]:
@@ -1766,39 +1763,12 @@ class ComponentChoiceMixin:
         scores = [float(np.mean(r)) for r in rows]
         self.n_components_candidates_ = np.asarray(candidates or [1], dtype=np.int64)
         self.n_components_scores_ = np.asarray(scores or [np.nan], dtype=np.float64)
-        index = np.flatnonzero(_close_to_best(rows))[-1] if rows else None
-        chosen = 1 if index is None else candidates[index]
-        self._search_fit = None if index is None else fitted[index]
+        chosen = candidates[np.flatnonzero(_close_to_best(rows))[-1]] if rows else 1
         tried = ", ".join(f"{k}: {v:.3f}" for k, v in zip(candidates, scores)) or "too few rows to hold any out"
         self._auto_summary = (f"n_components='auto': {chosen} by held-out log-likelihood per row "
                               f"({tried}; {time.perf_counter() - started:.1f} s)")
         self._log(self._auto_summary, 2)
         return chosen
-
-    def _search_start(self, data):
-        """EM's start for the fit on every row: the chosen size's fit on the search's
-        rows (the final fit resumes it instead of starting from k-means again), or
-        ``None`` (no search, or the blocks differ: a positive column whose zeros were
-        all held out). A level group that meets combinations the search's rows lacked
-        gets the same distribution on its own slots (:meth:`JointLevels.logits_from`)."""
-        fitted, self._search_fit = getattr(self, "_search_fit", None), None
-        if fitted is None:
-            return None
-        *attributes, layout = fitted
-        for name, value in zip(_SEARCH_START, attributes):
-            setattr(self, name, value)
-        parameters = list(self._family_parameters)
-        for b, (block, before) in enumerate(zip(data.layout.blocks, layout.blocks)):
-            if block.parameter_shape == before.parameter_shape:
-                continue
-            if not (hasattr(block, "logits_from") and getattr(before, "sizes", None) == block.sizes):
-                return None
-            table = before.combination_log_probs(torch.as_tensor(parameters[b]))
-            parameters[b] = block.logits_from(table).numpy()
-        if len(parameters) != len(data.layout.blocks):
-            return None
-        self._family_parameters = parameters
-        return self._em_resume(data)
 
     def _em_summary(self) -> str:
         return f"; {self._auto_summary}" if self.n_components == "auto" and hasattr(self, "_auto_summary") else ""
@@ -2060,12 +2030,9 @@ class GaussianMixtureDensity(LevelGroupsMixin, ComponentChoiceMixin, MarginalsMi
         parameters as given and scored by the mean log-likelihood of the held-out
         rows. The chosen size is the largest within one standard error (of the
         row-by-row differences) of the best size's mean, the doubling stopping at
-        the first size further below; EM then goes on from that size's fit on every
-        row (a start that is already near an optimum: a few iterations instead of
-        k-means and a fit from scratch; a level group that meets combinations only
-        in the held-out rows starts from k-means again). The candidates cost at
-        most about four fits at the chosen size (on 80% of the rows: the grid is
-        geometric), plus the final fit. See Notes.
+        the first size further below; it is fitted again on every row. The
+        candidates cost at most about four fits at the chosen size (on 80% of the
+        rows: the grid is geometric), plus the final fit. See Notes.
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
         Structure of the Gaussian block's covariances.
     tol : float, default=1e-3
@@ -2283,9 +2250,9 @@ class GaussianMixtureDensity(LevelGroupsMixin, ComponentChoiceMixin, MarginalsMi
         elif not resume:  # a warm start continues the components chosen before
             self.n_components_ = self._choose_n_components(source, seed)
         data = prepare_mixture_fit(self, source, seed, resume)
-        start = None if resume or self.n_components != "auto" else self._search_start(data)
+        # (the candidates of "auto" leave fitted parameters behind: never resumed from)
         self._em_fit(data, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
-                     warm_start=resume, generator=generator_from(seed, source.device), start=start)
+                     warm_start=resume, generator=generator_from(seed, source.device))
 
     def _gaussian_m_step(self, data: _MixtureFitData, nk, sx, sxx):
         """Weights' counts, means, covariances (MAP with the prior, floored) and precision factors."""

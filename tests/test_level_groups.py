@@ -10,7 +10,6 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from scipy.stats import norm
 
 from skgenerative import GaussianMixtureDensity
@@ -378,45 +377,3 @@ def test_pooled_imputation_posteriors_equal_enumeration(model):
             expected = [np.exp(_brute(m, row.copy().set_axis(row.index).where(row.index != "a", level)) - base)
                         for level in A_LEVELS]
             np.testing.assert_allclose(separate[i, :3], expected, rtol=1e-9)
-
-
-def test_logits_from_reexpresses_a_subset_fit_exactly():
-    # the size search fits 80% of the rows: a combination seen only in the held-out rows
-    # gets its own slot in the final fit, whose start must be the same distribution
-    from skgenerative._level_groups import JointLevels
-
-    sizes, cells = (3, 2), slice(1, 3)
-    before = JointLevels((1, 2), sizes, (0, 2, 3), cells)  # (p, v) (r, u) (r, v) unseen
-    after = JointLevels((1, 2), sizes, (0, 2, 3, 4), cells)  # (r, u) seen now
-    logits = torch.as_tensor(np.random.RandomState(0).normal(size=(4, 1, before.n_levels)))
-    table = before.combination_log_probs(logits)
-    moved = after.logits_from(table)
-    assert moved.shape == (4, 1, after.n_levels)
-    np.testing.assert_allclose(after.combination_log_probs(moved), table, rtol=0, atol=1e-12)
-
-
-def test_size_search_start_is_the_chosen_fit_on_the_final_slots():
-    df = _table(n=400)
-    df.loc[0, ["a", "b"]] = ["p", "v"]  # a combination seen once, in row 0
-    starts = {}
-
-    class Spy(GaussianMixtureDensity):
-        def _search_start(self, data):
-            fitted = self._search_fit
-            start = super()._search_start(data)
-            starts.update(fitted=fitted, start=start, layout=data.layout)
-            return start
-
-    for seed in range(20):  # a seed whose held-out fifth holds row 0
-        m = Spy("auto", level_groups=[["a", "b"]], dtype="float64", random_state=seed).fit(df)
-        *_, families, layout = starts["fitted"]
-        (b, before), (_, after) = layout.groups[0], starts["layout"].groups[0]
-        if before.n_levels != after.n_levels:
-            break
-    else:
-        pytest.fail("no seed held the rare combination out")
-    assert starts["start"] is not None
-    table = before.combination_log_probs(torch.as_tensor(families[b]))
-    np.testing.assert_allclose(after.combination_log_probs(starts["start"].families[b].double()), table,
-                               atol=1e-6)
-    assert np.isfinite(m.score_samples(df)).all()
