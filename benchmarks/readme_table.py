@@ -527,8 +527,10 @@ def synth(files: Files):
         used += [ours, *peers] + ([real] if real else [])
     if not used:
         return None
-    timing = files.get("synth", "speed", table="adult")
-    if timing is not None:
+    for threads in ("1", "default"):
+        timing = files.get("synth", "speed", table="adult", threads=threads)
+        if timing is None:
+            continue
         rows = {r["generator"]: r["median_s"] for r in timing["rows"]}
         tvae, ours = rows.get("SDV TVAE"), rows.get(recommended)
         if isinstance(tvae, float) and isinstance(ours, float):
