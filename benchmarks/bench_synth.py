@@ -401,6 +401,14 @@ def explored(mode: str) -> dict:
         _gmm(n_components="auto", level_groups="auto", level_prior=0.03))
     found["GMM('auto'), groups marital_status x relationship x sex x occupation"] = Ours(
         _gmm(n_components="auto", level_groups=[["marital_status", "relationship", "sex", "occupation"]]))
+    # Wine's TSTR on unseen rows (issue #22): quality (7 values) as a category inside the
+    # components, not spread over its unit cells, and more components on normal scores
+    found["GMM('auto', level_groups='auto'), quality categorical"] = Ours(
+        _gmm(n_components="auto", level_groups="auto", column_types={"quality": "categorical"}))
+    found["GMM('auto', level_groups='auto'), columns of at most 20 values not spread"] = Ours(
+        grouped, search={"MARGINAL_UNSPREAD_LEVELS": 20})
+    found["GMM(32, level_groups='auto', marginals='normal_scores')"] = Ours(
+        _gmm(n_components=32, level_groups="auto", marginals="normal_scores"))
     return found
 
 

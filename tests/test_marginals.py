@@ -89,6 +89,30 @@ def test_grid_jitter_stays_in_the_cell_and_depends_on_the_row_not_the_batch():
     assert not torch.equal(grid_jitter(X, [0], [0.1], seed=6), spread)  # the seed's
 
 
+def test_a_column_of_few_values_is_spread_unless_the_exploration_switch_says_not(monkeypatch):
+    from scipy.special import ndtri
+
+    from skgenerative import mixture
+
+    df = _table().assign(rating=lambda f: np.clip(np.round(f["sugar"] / 2), 0, 6).astype(np.int64))
+    assert df["rating"].nunique() <= 7
+    spread = _fit(df).normal_scores_
+    assert list(spread.steps) == [0.1, 1.0, 1.0]  # every grid column spread over its cells (default)
+    monkeypatch.setattr(mixture, "MARGINAL_UNSPREAD_LEVELS", 20)
+    kept = _fit(df).normal_scores_
+    assert list(kept.steps) == [0.1, 1.0, 0.0]  # sugar and dose have more than 20 values
+    # the rating's knots: the quantiles of its values as they are (ties: one knot at their
+    # mean normal score), so each value is a knot; spread, none is
+    values = df["rating"].to_numpy()
+    p = (np.arange(len(values)) + 0.5) / len(values)
+    x, z = np.quantile(values, p), ndtri(p)
+    expected = np.array([[u, z[x == u].mean()] for u in np.unique(x)])
+    np.testing.assert_allclose(kept.knots[2], expected, rtol=0, atol=1e-12)
+    assert set(np.unique(values)) <= set(kept.knots[2][:, 0])
+    assert not set(np.unique(values)) & set(spread.knots[2][:, 0])
+    np.testing.assert_array_equal(kept.knots[0], spread.knots[0])
+
+
 # ---------------------------------------------------------- the density
 def test_score_is_the_gaussian_mixture_of_the_scores_plus_the_log_slopes():
     df = _table()
