@@ -105,7 +105,9 @@ from _common import (  # noqa: E402
     short_run, threads,
 )
 
-from skgenerative import GaussianMixtureDensity, VariationalAutoencoder, _level_groups, mixture  # noqa: E402
+from skgenerative import (  # noqa: E402
+    GaussianMixtureDensity, VariationalAutoencoder, _level_groups, _marginals, mixture,
+)
 
 #: TSTR targets: the first is the table's "tstr"; others are reported as "tstr_<column>"
 TARGETS = {"adult": ["relationship"], "wine": ["quality", "color"]}
@@ -197,8 +199,9 @@ class Ours:
 
     def __init__(self, make, declared: bool = False, search: dict | None = None, **sample_params):
         self.make, self.declared, self.sample_params = make, declared, sample_params
-        # exploration only: constants of n_components="auto" (mixture.AUTO_*) and of
-        # level_groups="auto" (_level_groups.AUTO_GROUP_*)
+        # exploration only: constants of n_components="auto" (mixture.AUTO_*), of
+        # level_groups="auto" (_level_groups.AUTO_GROUP_*) and of the marginals
+        # (mixture.MARGINAL_*, _marginals.ORDER_*)
         self.search = search or {}
 
     def fit(self, table: Table, seed: int):
@@ -210,7 +213,8 @@ class Ours:
     def _fit_model(self, frame: pd.DataFrame, params: dict) -> None:
         """``make(**params).fit(frame)`` with the search's constants set for the fit only."""
         self.model = self.make(**params)
-        module = lambda name: _level_groups if name.startswith("AUTO_GROUP_") else mixture  # noqa: E731
+        module = lambda name: (_level_groups if name.startswith("AUTO_GROUP_") else  # noqa: E731
+                               _marginals if name.startswith("ORDER_") else mixture)
         before = {name: getattr(module(name), name) for name in self.search}
         try:
             for name, value in self.search.items():
@@ -409,6 +413,11 @@ def explored(mode: str) -> dict:
         grouped, search={"MARGINAL_UNSPREAD_LEVELS": 20})
     found["GMM(32, level_groups='auto', marginals='normal_scores')"] = Ours(
         _gmm(n_components=32, level_groups="auto", marginals="normal_scores"))
+    # the recommended call before columns of few values were spread in the order of the row
+    found["GMM('auto', level_groups='auto'), every column spread by the hash"] = Ours(
+        grouped, search={"MARGINAL_ORDERED_LEVELS": 0})
+    found["GMM('auto', level_groups='auto'), few values in the order of the prediction alone"] = Ours(
+        grouped, search={"ORDER_NOISE": 0.0})
     return found
 
 
