@@ -323,6 +323,24 @@ def test_a_dask_frame_gives_the_in_memory_maps_and_model():
     np.testing.assert_allclose(blocks.means_, memory.means_, rtol=1e-10)
 
 
+def test_a_dask_frame_gives_the_in_memory_order_of_a_rating():
+    dd = pytest.importorskip("dask.dataframe")
+    import dask
+
+    df = _rated()
+    kw = dict(n_components="auto", dtype="float64", random_state=0, max_iter=5, tol=0)
+    with warnings.catch_warnings(), dask.config.set(scheduler="synchronous"):
+        warnings.simplefilter("ignore")
+        memory = GaussianMixtureDensity(**kw).fit(df)
+        blocks = GaussianMixtureDensity(**kw).fit(dd.from_pandas(df, npartitions=3))
+    (w, levels, keys, residual), (w2, levels2, keys2, residual2) = memory.normal_scores_.orders[2], \
+        blocks.normal_scores_.orders[2]
+    np.testing.assert_array_equal(w, w2)
+    np.testing.assert_array_equal(levels, levels2)
+    assert residual == residual2 and all(np.array_equal(a, b) for a, b in zip(keys, keys2))
+    np.testing.assert_allclose(blocks.score_samples(df), memory.score_samples(df), rtol=1e-10)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_a_cuda_fit_has_the_cpu_maps_and_scores_on_a_cpu_machine():
     df = _table()
