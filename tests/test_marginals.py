@@ -323,6 +323,22 @@ def test_a_dask_frame_gives_the_in_memory_maps_and_model():
     np.testing.assert_allclose(blocks.means_, memory.means_, rtol=1e-10)
 
 
+def test_a_rating_the_maps_spread_does_not_warn_of_discrete_data_but_one_off_any_grid_does():
+    from skgenerative import DiscreteDataWarning
+
+    def warned(frame, **kw):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            GaussianMixtureDensity("auto", random_state=0, max_iter=5, **kw).fit(frame)
+        return [str(w.message) for w in caught if issubclass(w.category, DiscreteDataWarning)]
+
+    df = _rated()
+    assert warned(df) == []  # normal scores spread the rating over its unit cells
+    assert len(warned(df, marginals="gaussian")) == 1 and "'rating'" in warned(df, marginals="gaussian")[0]
+    thirds = warned(df.assign(rating=df["rating"] / 3))  # 1/3, 2/3, ...: no grid to spread over
+    assert len(thirds) == 1 and "'rating'" in thirds[0]
+
+
 def test_a_dask_frame_gives_the_in_memory_order_of_a_rating():
     dd = pytest.importorskip("dask.dataframe")
     import dask
