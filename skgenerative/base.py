@@ -268,7 +268,9 @@ class DiscreteDataWarning(UserWarning):
     """Continuous density model fitted to columns that take few distinct values.
 
     Raised by ``fit`` when a real-valued column takes at most 20 distinct values,
-    each seen five times on average or more (over the first 5000 rows). A density on
+    each seen five times on average or more (over the first 5000 rows), unless the
+    model spreads the column over its grid itself (``GaussianMixtureDensity``'s
+    normal-score marginals: whole numbers over their unit cells). A density on
     such a column is unbounded: the model can concentrate on the values and report
     ever larger log-likelihoods, which then mean nothing. Dequantise the column (add
     uniform noise of one step), declare its type (``column_types``, or a pandas
