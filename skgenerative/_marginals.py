@@ -69,8 +69,8 @@ KNOTS = 1000
 #: share of the knots on each side whose chord gives the slope of the map's tail
 TAIL_SHARE = 0.05
 #: a grid column with at most this many values is spread in the order of the rest of the
-#: row (module docstring); the number of values below which base.DiscreteDataWarning
-#: calls a real column discrete
+#: row (module docstring); base.DiscreteDataWarning calls a real column of at most this
+#: many values discrete
 ORDERED_MAX_LEVELS = 20
 #: ridge of the least squares behind that order (scores are standardised: a small one
 #: only keeps collinear columns solvable)
@@ -147,9 +147,11 @@ class NormalScores:
         The dequantisation's seed.
     orders : dict or None, default=None
         Per position ``i`` (in ``columns``) of a column of few values spread in the order
-        of the rest of the row: ``(weights (n_columns,), levels (m,), predictions)``,
+        of the rest of the row: ``(weights (n_columns,), levels (m,), keys, residual)``,
         the least-squares weights on the other columns' scores (0 on its own), the
-        column's values, and per value the sorted predictions of its training rows.
+        column's values, per value the sorted keys of its training rows (prediction
+        plus ``residual`` times the row's normal draw), and the residual's standard
+        deviation (times :data:`ORDER_NOISE`).
     """
 
     def __init__(self, columns, knots, tails, steps, seed: int, orders: dict | None = None):
@@ -266,7 +268,7 @@ class NormalScores:
         scores = self._scores(out)
         values = X.detach().to("cpu", torch.float64).numpy()
         hashed = out.detach().to("cpu", torch.float64).numpy()
-        for i, (weights, levels, predictions, residual) in orders.items():
+        for i, (weights, levels, keys, residual) in orders.items():
             j, step = self.columns[i], self.steps[i]
             x = values[:, j]
             level = np.clip(np.searchsorted(levels, x), 0, levels.size - 1)
@@ -275,11 +277,11 @@ class NormalScores:
                 continue
             predicted = self._latent(scores, hashed, values, i, weights, residual)
             u = np.zeros(len(x))
-            for v, sorted_predictions in enumerate(predictions):
+            for v, sorted_keys in enumerate(keys):
                 rows = known & (level == v)
-                n = len(sorted_predictions)
-                ranks = np.searchsorted(sorted_predictions, predicted[rows], "left") + \
-                    np.searchsorted(sorted_predictions, predicted[rows], "right")
+                n = len(sorted_keys)
+                ranks = np.searchsorted(sorted_keys, predicted[rows], "left") + \
+                    np.searchsorted(sorted_keys, predicted[rows], "right")
                 u[rows] = np.clip(ranks / (2.0 * n), 0.5 / n, 1 - 0.5 / n) - 0.5
             moved = torch.as_tensor(np.where(known, x + u * step, out[:, j].detach().cpu().numpy()),
                                     dtype=out.dtype, device=out.device)
