@@ -66,6 +66,9 @@ columns as categories of strings, numbers as float64):
 Ours: ``n_components="auto"`` on a DataFrame maps the real columns to normal scores
 (``marginals="auto"``) from commit ff3a753 on; the explored ``'auto'`` entries run
 before it (the "run" column) read the numbers as they are (``marginals="gaussian"``).
+From commit 2cbf261 on, a grid column of at most 20 values (Wine's quality) is spread
+over its cells in the order of the rest of the row (``skgenerative._marginals``); the
+explored entry "every column spread by the hash" is the call before it.
 
 A seed that raises is recorded as failed, with its error, and its cells read "failed"
 (never averaged away with the seeds that worked).
