@@ -519,9 +519,14 @@ def synth(files: Files):
         detection = [v for v in (_seed_mean(e, "detection_auc") for e in peers) if isinstance(v, float)]
         peer_cell.append(f"{table}: pair trends {num(max(pairs)) if pairs else FAILED}, detection AUC "
                          f"{num(min(detection)) if detection else FAILED} (best of {len(peers)})")
+        # where held-out rows repeat training rows (Wine), TSTR on the others too (bench_synth)
+        seen, unseen = _seed_mean(real, "seen") if real else None, _seed_mean(ours, "tstr_unseen")
+        on_unseen = (f"; on held-out rows no training row repeats {num(unseen)}, real rows "
+                     f"{num(_seed_mean(real, 'tstr_unseen'))}") if isinstance(seen, float) and seen > 0.01 \
+            and isinstance(unseen, float) else ""
         ours_cell.append(f"{table}: pair trends {num(_seed_mean(ours, 'pairs'))}, detection AUC "
                          f"{num(_seed_mean(ours, 'detection_auc'))}, TSTR {num(_seed_mean(ours, 'tstr'))} "
-                         f"(real rows {num(_seed_mean(real, 'tstr')) if real else '-'})")
+                         f"(real rows {num(_seed_mean(real, 'tstr')) if real else '-'}{on_unseen})")
         names.append(table)
         recommended = ours["variant"]["generator"]
         used += [ours, *peers] + ([real] if real else [])

@@ -268,7 +268,9 @@ class DiscreteDataWarning(UserWarning):
     """Continuous density model fitted to columns that take few distinct values.
 
     Raised by ``fit`` when a real-valued column takes at most 20 distinct values,
-    each seen five times on average or more (over the first 5000 rows). A density on
+    each seen five times on average or more (over the first 5000 rows), unless the
+    model spreads the column over its grid itself (``GaussianMixtureDensity``'s
+    normal-score marginals: whole numbers over their unit cells). A density on
     such a column is unbounded: the model can concentrate on the values and report
     ever larger log-likelihoods, which then mean nothing. Dequantise the column (add
     uniform noise of one step), declare its type (``column_types``, or a pandas
@@ -302,21 +304,23 @@ _DISCRETE_MAX_LEVELS = 20
 _DISCRETE_PROBE_ROWS = 5000
 
 
-def warn_if_discrete(X: np.ndarray, schema, owner: str) -> None:
+def warn_if_discrete(X: np.ndarray, schema, owner: str, spread=()) -> None:
     """Warn once per fit when real-valued columns look discrete.
 
     A column looks discrete when, over the first rows (at most 5000), it takes at
     most 20 distinct values, each seen five times on average or more. A density
     on such a column is unbounded: a model can concentrate on the values and its
     log-likelihood grows without limit (a VAE on ``load_digits().data / 16``
-    reported large positive log-likelihoods after loss spikes).
+    reported large positive log-likelihoods after loss spikes). The columns in
+    ``spread`` are dequantised by the model itself (spread over their grid cells:
+    a bounded density) and never warn.
     """
     probe = X[:_DISCRETE_PROBE_ROWS]
     if probe.shape[0] < 5 * 2:
         return
     found = []
     for j, kind in enumerate(schema.types):
-        if kind != "real":
+        if kind != "real" or j in spread:
             continue
         values = probe[:, j]
         values = values[~np.isnan(values)]
@@ -645,7 +649,7 @@ class TableColumnsMixin:
             if self._supports_missing and whole:
                 self._check_no_empty_column(X)
             if self._continuous_likelihood():
-                warn_if_discrete(X, self.schema_, type(self).__name__)
+                warn_if_discrete(X, self.schema_, type(self).__name__, self._spread_columns(X))
             self._fit_input_encoding(X)
         if self._squares_input:
             dtype = self._resolved_dtypes()[0] if reset else getattr(self, "_fit_dtype", "float64")
@@ -1583,6 +1587,11 @@ class GenerativeModel(
     def _continuous_likelihood(self) -> bool:
         """Whether real columns get a density (not a probability): warn on discrete data."""
         return True
+
+    def _spread_columns(self, X: np.ndarray) -> list:
+        """Real columns of the training rows ``X`` the model dequantises itself (no
+        warning on discrete data for them); none by default."""
+        return []
 
     def _row_bytes(self, n_features: int) -> int:
         """Temporary bytes one row needs during evaluation (sets the chunk size)."""

@@ -189,3 +189,33 @@ def test_a_row_never_mixes_a_full_run_with_a_quick_one(tmp_path):
     found = [e for t in ("1", "default") if (e := files.get("demo", "speed", threads=t))]
     assert len(found) == 2  # each setting alone takes what it has
     assert [e["variant"]["threads"] for e in readme_table.one_mode(found)] == ["1"]
+
+
+def test_synth_unseen_rows_are_the_held_out_rows_no_training_row_repeats_and_tstr_scores_them():
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import balanced_accuracy_score
+
+    import bench_synth
+
+    rng = np.random.RandomState(0)
+    n = 300
+    frame = lambda m: pd.DataFrame({  # noqa: E731
+        "a": rng.randint(3, size=m).astype(float), "b": rng.randint(40, size=m).astype(float),
+        "kind": pd.Categorical(rng.choice(["x", "y"], m), categories=["x", "y"]),
+        "quality": rng.randint(3, 6, size=m).astype(float)})
+    train, test = frame(n), frame(n)  # 240 feature combinations: some held-out rows repeat one
+    table = bench_synth.Table("wine", "wine", {"a": "real", "b": "real", "kind": "categorical", "quality": "count"},
+                              train, test)
+    unseen = bench_synth.unseen_rows(train, test, "quality")
+    seen = {tuple(map(str, r)) for r in train[["a", "b", "kind"]].itertuples(index=False)}
+    brute = np.array([tuple(map(str, r)) not in seen for r in test[["a", "b", "kind"]].itertuples(index=False)])
+    np.testing.assert_array_equal(unseen, brute)
+    assert 0 < unseen.sum() < n  # the check covers both kinds of rows
+    # the quality label plays no part: a training row with another label still counts
+    assert not bench_synth.unseen_rows(train.assign(quality=9.0), test, "quality")[~unseen].any()
+    whole, on_unseen = bench_synth.tstr(table, train, test, 0, unseen=unseen)
+    assert whole == bench_synth.tstr(table, train, test, 0)
+    model = bench_synth._classifier(0).fit(train.drop(columns=["quality"]), train["quality"].astype(int).astype(str))
+    predicted = model.predict(test.drop(columns=["quality"]))[unseen]
+    assert on_unseen == balanced_accuracy_score(test["quality"].astype(int).astype(str)[unseen], predicted)

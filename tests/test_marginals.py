@@ -89,6 +89,96 @@ def test_grid_jitter_stays_in_the_cell_and_depends_on_the_row_not_the_batch():
     assert not torch.equal(grid_jitter(X, [0], [0.1], seed=6), spread)  # the seed's
 
 
+def test_a_column_of_few_values_is_spread_unless_the_exploration_switch_says_not(monkeypatch):
+    from scipy.special import ndtri
+
+    from skgenerative import mixture
+
+    df = _table().assign(rating=lambda f: np.clip(np.round(f["sugar"] / 2), 0, 6).astype(np.int64))
+    assert df["rating"].nunique() <= 7
+    spread = _fit(df).normal_scores_
+    assert list(spread.steps) == [0.1, 1.0, 1.0]  # every grid column spread over its cells (default)
+    monkeypatch.setattr(mixture, "MARGINAL_UNSPREAD_LEVELS", 20)
+    kept = _fit(df).normal_scores_
+    assert list(kept.steps) == [0.1, 1.0, 0.0]  # sugar and dose have more than 20 values
+    # the rating's knots: the quantiles of its values as they are (ties: one knot at their
+    # mean normal score), so each value is a knot; spread, none is
+    values = df["rating"].to_numpy()
+    p = (np.arange(len(values)) + 0.5) / len(values)
+    x, z = np.quantile(values, p), ndtri(p)
+    expected = np.array([[u, z[x == u].mean()] for u in np.unique(x)])
+    np.testing.assert_allclose(kept.knots[2], expected, rtol=0, atol=1e-12)
+    assert set(np.unique(values)) <= set(kept.knots[2][:, 0])
+    assert not set(np.unique(values)) & set(spread.knots[2][:, 0])
+    np.testing.assert_array_equal(kept.knots[0], spread.knots[0])
+
+
+def _rated(n=600, seed=0):
+    """_table() with a rating of 7 values that follows sugar (noisily)."""
+    df = _table(n, seed)
+    noise = np.random.RandomState(seed + 1).normal(0, 1.0, n)
+    return df.assign(rating=np.clip(np.round(df["sugar"] / 2 + noise), 0, 6).astype(np.int64))
+
+
+def test_the_synthetic_call_spreads_a_rating_in_the_order_of_the_rest_of_the_row():
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+
+    df = _rated()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = GaussianMixtureDensity("auto", random_state=0).fit(df)
+        again = GaussianMixtureDensity("auto", random_state=0).fit(df)
+    scores = model.normal_scores_
+    assert scores.columns == [0, 1, 3] and list(scores.orders) == [2]  # the rating only
+    X = torch.as_tensor(df.assign(kind=df["kind"].cat.codes).to_numpy(dtype=float))
+    spread = scores.dequantised(X).numpy()
+    rating, u = X[:, 3].numpy(), spread[:, 3] - X[:, 3].numpy()
+    # the order: least squares of the rating's score on the other columns' scores, plus
+    # the residual's standard deviation times the normal quantile of the row's hash spread
+    hashed = grid_jitter(X, scores.columns, scores.steps, scores.seed).numpy()
+    first = NormalScores.fit(X.numpy(), scores.columns, scores.steps, scores.seed, ordered_max_levels=0)
+    Z, _ = _np_scores(first, hashed)  # the maps of the hash spread, before the order
+    design = np.column_stack([Z[:, [0, 1]], np.ones(len(Z))])
+    coef, *_ = np.linalg.lstsq(design, Z[:, 3], rcond=None)
+    weights, levels, _, residual = scores.orders[2]
+    np.testing.assert_allclose(weights[:2], coef[:2], rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(residual, np.std(Z[:, 3] - design @ coef), rtol=1e-4)
+    assert weights[2] == 0 and list(levels) == sorted(np.unique(rating))
+    key = Z[:, [0, 1]] @ coef[:2] + residual * ndtri(hashed[:, 3] - rating + 0.5)
+    for v in np.unique(rating):
+        rows = rating == v
+        # each level covers its cell uniformly, in the key's order: mid-ranks (i + 1/2) / n - 1/2
+        # (identical rows share theirs)
+        ranks = (rankdata(key[rows]) - 0.5) / rows.sum() - 0.5
+        np.testing.assert_allclose(u[rows], ranks, rtol=0, atol=1e-9)
+    # a function of the row: in pieces as in one batch; the seed's fit is the same fit
+    pieces = torch.cat([scores.dequantised(X[s]) for s in (slice(0, 250), slice(250, None))])
+    torch.testing.assert_close(pieces, torch.as_tensor(spread), rtol=0, atol=0)
+    np.testing.assert_array_equal(model.score_samples(df), again.score_samples(df))
+    # the explicit normal scores (the imputer's) spread by the hash alone
+    assert not _fit(df).normal_scores_.orders
+
+
+def test_an_ordered_rating_keeps_its_frequencies_and_its_dependence_on_the_rest():
+    from skgenerative import mixture
+
+    df = _rated(2000)
+    draws = {}
+    for levels in (0, mixture.MARGINAL_ORDERED_LEVELS):
+        with warnings.catch_warnings(), pytest.MonkeyPatch.context() as patch:
+            warnings.simplefilter("ignore")
+            patch.setattr(mixture, "MARGINAL_ORDERED_LEVELS", levels)
+            draws[levels] = GaussianMixtureDensity("auto", random_state=0).fit(df).sample(20000, random_state=1)
+    ordered = draws[mixture.MARGINAL_ORDERED_LEVELS]
+    frequencies = lambda f: f["rating"].value_counts(normalize=True).reindex(range(7), fill_value=0)  # noqa: E731
+    assert np.abs(frequencies(ordered) - frequencies(df)).max() < 0.02
+    # the rating's correlation with sugar: real 0.79; spread by the hash alone the
+    # synthetic rows understate it (0.75), in the order of the rest they keep it
+    correlation = lambda f: np.corrcoef(f["rating"], f["sugar"])[0, 1]  # noqa: E731
+    assert abs(correlation(ordered) - correlation(df)) < 0.025 < abs(correlation(draws[0]) - correlation(df))
+
+
 # ---------------------------------------------------------- the density
 def test_score_is_the_gaussian_mixture_of_the_scores_plus_the_log_slopes():
     df = _table()
@@ -231,6 +321,40 @@ def test_a_dask_frame_gives_the_in_memory_maps_and_model():
     for a, b in zip(memory.normal_scores_.knots, blocks.normal_scores_.knots):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(blocks.means_, memory.means_, rtol=1e-10)
+
+
+def test_a_rating_the_maps_spread_does_not_warn_of_discrete_data_but_one_off_any_grid_does():
+    from skgenerative import DiscreteDataWarning
+
+    def warned(frame, **kw):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            GaussianMixtureDensity("auto", random_state=0, max_iter=5, **kw).fit(frame)
+        return [str(w.message) for w in caught if issubclass(w.category, DiscreteDataWarning)]
+
+    df = _rated()
+    assert warned(df) == []  # normal scores spread the rating over its unit cells
+    assert len(warned(df, marginals="gaussian")) == 1 and "'rating'" in warned(df, marginals="gaussian")[0]
+    thirds = warned(df.assign(rating=df["rating"] / 3))  # 1/3, 2/3, ...: no grid to spread over
+    assert len(thirds) == 1 and "'rating'" in thirds[0]
+
+
+def test_a_dask_frame_gives_the_in_memory_order_of_a_rating():
+    dd = pytest.importorskip("dask.dataframe")
+    import dask
+
+    df = _rated()
+    kw = dict(n_components="auto", dtype="float64", random_state=0, max_iter=5, tol=0)
+    with warnings.catch_warnings(), dask.config.set(scheduler="synchronous"):
+        warnings.simplefilter("ignore")
+        memory = GaussianMixtureDensity(**kw).fit(df)
+        blocks = GaussianMixtureDensity(**kw).fit(dd.from_pandas(df, npartitions=3))
+    (w, levels, keys, residual), (w2, levels2, keys2, residual2) = memory.normal_scores_.orders[2], \
+        blocks.normal_scores_.orders[2]
+    np.testing.assert_array_equal(w, w2)
+    np.testing.assert_array_equal(levels, levels2)
+    assert residual == residual2 and all(np.array_equal(a, b) for a, b in zip(keys, keys2))
+    np.testing.assert_allclose(blocks.score_samples(df), memory.score_samples(df), rtol=1e-10)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
