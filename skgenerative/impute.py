@@ -57,6 +57,9 @@ MIXED_CANDIDATES = ((4, "full"), (8, "full"), (16, "full"), (32, "diag"))
 MIXED_HELD_OUT_SHARE = 0.1
 #: EM tolerance of the candidates' fits without the held-out cells (the kept ones resume at theirs)
 MIXED_HELD_OUT_TOL = 5e-2
+#: the candidates kept that resume EM on every cell, the largest weights first; the others
+#: impute from their fit without the held-out cells (see the Notes)
+MIXED_RESUMED = 1
 #: EM acceleration of the mixed candidates (see the Notes)
 MIXED_ACCELERATION = "squarem"
 #: how the mixed candidates read the real columns: normal scores (a monotone map fitted per
@@ -421,15 +424,28 @@ def stack_on_held_out_cells(candidates, X: pd.DataFrame, *, share: float = MIXED
     for i, w in zip(scored, weights):
         record[i].update(weight=float(w), weight_kept=next((v / total for v, j in kept if j == i), 0.0))
     ensemble = []
-    for w, i in sorted(kept, key=lambda t: -t[0]):  # EM resumed on every cell: a few iterations
+    for rank, (w, i) in enumerate(sorted(kept, key=lambda t: -t[0])):
         tic = time.perf_counter()
-        try:
-            model = fitted[i].set_params(warm_start=True, tol=candidates[i].tol).fit(X).set_params(warm_start=False)
-        except ValueError:  # a level seen only in held-out cells: the layout changed, a fresh fit
-            model = lazy_threshold(clone(candidates[i])).fit(X)
+        model = fitted[i]
+        resume = rank < MIXED_RESUMED or not same_levels(model, X)
+        record[i]["resumed"] = resume
+        if resume:  # EM resumed on every cell: a few iterations
+            try:
+                model = model.set_params(warm_start=True, tol=candidates[i].tol).fit(X).set_params(warm_start=False)
+            except ValueError:  # a level seen only in held-out cells: the layout changed, a fresh fit
+                model = lazy_threshold(clone(candidates[i])).fit(X)
         record[i]["seconds"] += time.perf_counter() - tic
         ensemble.append((w / total, model))
     return ensemble, record
+
+
+def same_levels(model, X: pd.DataFrame) -> bool:
+    """Whether ``model`` (fitted on ``X`` with some cells held out) knows the levels of every
+    discrete column of ``X``, in the same order: a level seen only in held-out cells
+    would give its cells codes the model does not have."""
+    levels = TableSchema.infer(X).levels
+    return levels.keys() == model.schema_.levels.keys() and all(
+        np.array_equal(levels[name], model.schema_.levels[name]) for name in levels)
 
 
 def lazy_threshold(model):
