@@ -715,8 +715,8 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     impute takes 5.4x / 3.4x ours on Adult and 3.2x / 1.1x on Wine at one thread,
     3.9x / 2.9x / 3.3x / 1.05x at default threads; missForest at its published
     default (100 trees, 10 iterations) 22x / 18x / 23x / 8.9x and 15x / 17x / 17x /
-    7.7x. On Wine the full-covariance EM over nearly a missingness pattern per row
-    is most of the time (``missing.rst``).
+    7.7x (it beats ours on Wine 20%'s NRMSE only, 0.637). On Wine the EM over about
+    a missingness pattern per row is most of the time (``missing.rst``).
     ``VariationalAutoencoder`` imputed both tables about as well, several times
     slower. Under 50 rows the default is the single ``GaussianMixtureDensity(16,
     covariance_prior=2, tol=1e-2)`` with the same zero-inflated columns; a dask
