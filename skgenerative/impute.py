@@ -14,7 +14,7 @@ from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from ._schema import TableSchema, is_dataframe
-from ._torch import seed_from, threads_for_load, to_numpy_input
+from ._torch import seed_from, to_numpy_input
 from .base import (
     _all_numeric,
     _input_float_dtype,
@@ -401,34 +401,29 @@ def stack_on_held_out_cells(candidates, X: pd.DataFrame, *, share: float = MIXED
     train = X.mask(held)
     rows = np.flatnonzero(held.any(1))
     deadline = time.perf_counter() + time_budget
-    record = [{"estimator": " ".join(repr(c).split()), "held_out_conditional_log_likelihood": None,
-               "seconds": 0.0, "status": "tried"} for c in candidates]
-    fitted, scores = {}, {}
-
-    def held_out_fit(i):
-        entry = record[i]
+    record, fitted, scores = [], {}, {}
+    for i, candidate in enumerate(candidates):
+        entry = {"estimator": " ".join(repr(candidate).split()), "held_out_conditional_log_likelihood": None,
+                 "seconds": 0.0, "status": "tried"}
+        record.append(entry)
         if fitted and time.perf_counter() > deadline:
             entry["status"] = f"not tried (time budget of {time_budget:g} s spent)"
-            return
+            continue
         tic = time.perf_counter()
         try:
-            model = lazy_threshold(clone(candidates[i]).set_params(tol=MIXED_HELD_OUT_TOL)).fit(train)
-            row_scores = held_out_cells_log_likelihood(model, X, train, rows)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = lazy_threshold(clone(candidate).set_params(tol=MIXED_HELD_OUT_TOL)).fit(train)
+                row_scores = held_out_cells_log_likelihood(model, X, train, rows)
         except (ValueError, RuntimeError, np.linalg.LinAlgError, torch.linalg.LinAlgError) as error:
             entry.update(status=f"failed: {type(error).__name__}: {error}"[:300], seconds=time.perf_counter() - tic)
-            return
+            continue
         entry.update(held_out_conditional_log_likelihood=float(row_scores.sum() / held.sum()),
                      seconds=time.perf_counter() - tic)
         fitted[i], scores[i] = model, row_scores
-
-    with warnings.catch_warnings():  # here, not in each task: the filters are the process's
-        warnings.simplefilter("ignore")
-        in_parallel(held_out_fit, range(len(candidates)), parallel_workers(len(candidates)))
-    if log is not None:
-        for entry in record:
-            if entry["held_out_conditional_log_likelihood"] is not None:
-                log(f"candidate {entry['estimator']}: held-out log p(cells | rest of row) "
-                    f"{entry['held_out_conditional_log_likelihood']:.4f} per cell ({entry['seconds']:.1f} s)")
+        if log is not None:
+            log(f"candidate {entry['estimator']}: held-out log p(cells | rest of row) "
+                f"{entry['held_out_conditional_log_likelihood']:.4f} per cell ({entry['seconds']:.1f} s)")
     if not fitted:
         return [], record
     scored = sorted(fitted)
@@ -453,41 +448,6 @@ def stack_on_held_out_cells(candidates, X: pd.DataFrame, *, share: float = MIXED
         record[i]["seconds"] += time.perf_counter() - tic
         ensemble.append((w / total, model))
     return ensemble, record
-
-
-def parallel_workers(n_tasks: int) -> int:
-    """Python threads for ``n_tasks`` independent fits: the cores that other processes
-    leave free within torch's thread setting (:func:`~skgenerative._torch.threads_for_load`),
-    at most ``n_tasks``; 1 (one after the other) at one torch thread."""
-    return max(1, min(n_tasks, threads_for_load(torch.get_num_threads())))
-
-
-def in_parallel(task, items, workers: int) -> None:
-    """``task(item)`` for each of ``items``: one after the other with one worker, else in
-    ``workers`` Python threads of one torch thread each (torch releases the GIL in its
-    kernels; small mixtures' kernels gain little from a second thread, their fits from
-    a second core). A fit's numbers do not depend on the thread that runs it, so the
-    results are those of the sequential run at one torch thread, bit for bit; torch's
-    setting is left as it was."""
-    items = list(items)
-    if workers <= 1:
-        for item in items:
-            task(item)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    setting = torch.get_num_threads()
-
-    def one_thread(item):
-        torch.set_num_threads(1)  # this Python thread's count (OpenMP), the others' unchanged
-        task(item)
-
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            for done in [pool.submit(one_thread, item) for item in items]:
-                done.result()
-    finally:
-        torch.set_num_threads(setting)  # the count that threads started later begin with
 
 
 def same_levels(model, X: pd.DataFrame) -> bool:

@@ -192,52 +192,6 @@ def test_only_the_largest_weights_resume_em_on_every_cell():
         assert resumed.lower_bound_ != clone(resumed).set_params(tol=MIXED_HELD_OUT_TOL).fit(train).lower_bound_
 
 
-def test_candidates_fitted_in_parallel_threads_equal_the_sequential_fits(monkeypatch):
-    import torch
-
-    from skgenerative import impute
-
-    _, holes = _table(300, seed=4)
-    candidates = default_mixed_candidates(zero_inflated_columns(holes), 0)
-    setting = torch.get_num_threads()
-    runs = []
-    for workers in (1, 2):
-        monkeypatch.setattr(impute, "parallel_workers", lambda n, w=workers: w)
-        torch.set_num_threads(1)  # the sequential run at one thread, as each parallel thread
-        try:
-            ensemble, record = stack_on_held_out_cells(candidates, holes, random_state=0)
-            runs.append((ensemble, record, torch.get_num_threads()))
-        finally:
-            torch.set_num_threads(setting)
-    (first, first_record, _), (second, second_record, after) = runs
-    assert after == 1  # the caller's torch setting is left as it was
-    assert [w for w, _ in first] == [w for w, _ in second] and len(first) > 1
-    for (_, a), (_, b) in zip(first, second):
-        for name in ("means_", "covariances_", "weights_"):
-            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
-    assert [e["held_out_conditional_log_likelihood"] for e in first_record] == \
-        [e["held_out_conditional_log_likelihood"] for e in second_record]
-
-
-def test_parallel_workers_follow_torch_threads_and_the_tasks(monkeypatch):
-    import torch
-
-    from skgenerative import impute
-
-    monkeypatch.setattr(impute, "threads_for_load", lambda cap: cap)  # an idle machine
-    setting = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        assert impute.parallel_workers(4) == 1
-        torch.set_num_threads(3)
-        assert impute.parallel_workers(4) == 3 and impute.parallel_workers(2) == 2
-    finally:
-        torch.set_num_threads(setting)
-    seen = []
-    impute.in_parallel(lambda item: seen.append((item, torch.get_num_threads())), range(5), 2)
-    assert sorted(seen) == [(i, 1) for i in range(5)] and torch.get_num_threads() == setting
-
-
 def test_small_tables_get_the_fixed_mixed_model():
     _, holes = _table(40)
     imputer = GenerativeImputer().fit(holes)
