@@ -383,10 +383,6 @@ def stack_on_held_out_cells(candidates, X: pd.DataFrame, *, share: float = MIXED
     the candidates' rough shape, the restart finishes them, and the pair costs about
     one fit (20% less time on Wine than both at ``tol=1e-2``, the same figures
     within a few cells). No candidate starts once ``time_budget`` seconds have passed.
-    The held-out fits are independent: where torch may use several threads and
-    cores are free they run in Python threads of one torch thread each
-    (:func:`in_parallel`, :func:`parallel_workers`), with the numbers of the
-    sequential one-thread fits.
 
     Returns ``(ensemble, record)``: ``ensemble`` a list of ``(weight, fitted
     model)``, largest weight first (empty if every candidate failed), ``record`` one
@@ -642,8 +638,7 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     once on the rest and scores ``log p(held-out cells | rest of the row)``; the
     stacking weights are fitted to these scores as above; the kept candidate of the
     largest weight resumes EM on every cell (``warm_start``, ``MIXED_RESUMED``), the
-    others impute from their held-out fits (run in threads where cores are free,
-    with the sequential fits' numbers). Their EM extrapolates its steps (SQUAREM,
+    others impute from their held-out fits. Their EM extrapolates its steps (SQUAREM,
     ``MIXED_ACCELERATION``: Wine 50%'s 16-full resumption took 10 E-steps instead
     of 26, to a higher likelihood). One fit per candidate instead of three folds and
     a refit: held-out cells are what an imputation predicts, and they cost the
