@@ -666,11 +666,11 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     0.996 / 1.124, error 0.297 / 0.354 vs 0.307 / 0.372, rank 0.108 / 0.116 vs
     0.123 / 0.136; Wine NRMSE 0.638 / 0.756 vs 0.647 / 0.811, error 0.007 / 0.033 vs
     0.011 / 0.059. Timed against that missForest in one process, alternating (seed
-    0, medians of 3 runs, shared machine at load 2 to 4.6), missForest's fit +
-    impute takes 5.4x / 3.4x ours on Adult and 3.2x / 1.1x on Wine at one thread,
-    3.9x / 2.9x / 3.3x / 1.05x at default threads; missForest at its published
-    default (100 trees, 10 iterations) 22x / 18x / 23x / 8.9x and 15x / 17x / 17x /
-    7.7x (it beats ours on Wine 20%'s NRMSE only, 0.637). On Wine the EM over about
+    0, medians of 3 runs, shared machine at load 1.0 to 2.6), missForest's fit +
+    impute takes 4.0x / 3.3x ours on Adult and 3.0x / 1.5x on Wine at one thread,
+    4.6x / 3.9x / 4.0x / 2.1x at default threads; missForest at its published
+    default (100 trees, 10 iterations) 16x / 18x / 20x / 10x and 18x / 20x / 26x /
+    14x (it beats ours on Wine 20%'s NRMSE only, 0.637). On Wine the EM over about
     a missingness pattern per row is most of the time (``missing.rst``).
     ``VariationalAutoencoder`` imputed both tables about as well, several times
     slower. Under 50 rows the default is the single ``GaussianMixtureDensity(16,
