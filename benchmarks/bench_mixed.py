@@ -25,6 +25,8 @@ Imputers, all in this process on the same masks:
   matrix increases for the first time for both column types (returning the
   imputation before), or after ``--mf-iter`` iterations (default 5);
   ``--trees`` trees per forest (default 30), ``max_features="sqrt"`` as the paper;
+  and once more at its published default (R ``missForest`` and ``missingpy.MissForest``:
+  100 trees, at most 10 iterations), "missForest (100 trees)";
 - miceforest (LightGBM chained equations; takes pandas categories as they are), when
   installed (the ``benchmark`` extra; skipped cleanly otherwise): ``ImputationKernel(df,
   mean_match_candidates=0)`` and ``mice(--mice-iter)`` (default 5), LightGBM at
@@ -78,6 +80,8 @@ from _common import (  # noqa: E402
 from skgenerative import GaussianMixtureDensity, GenerativeImputer  # noqa: E402
 
 RATES = [0.2, 0.5]
+#: missForest's published default (R missForest, missingpy.MissForest): trees, maximum iterations
+PUBLISHED_MISSFOREST = (100, 10)
 DISCRETE = ("categorical", "ordinal")
 
 
@@ -242,6 +246,8 @@ def imputers(trees: int, mf_iter: int, ii_iter: int, neural: bool = False, mice_
     found = {
         "mean/mode": (mean_mode, "peer"),
         f"missForest ({trees} trees)": (lambda h, t, s: miss_forest(h, t, s, trees, mf_iter), "peer"),
+        f"missForest ({PUBLISHED_MISSFOREST[0]} trees)": (
+            lambda h, t, s: miss_forest(h, t, s, *PUBLISHED_MISSFOREST), "peer"),
         **({f"miceforest ({mice_iter} iterations)": (lambda h, t, s: mice_forest(h, t, s, mice_iter), "peer")}
            if _installed("miceforest") else {}),
         f"IterativeImputer(ExtraTrees {trees})": (
@@ -336,33 +342,43 @@ FIGURES = {
     "imputers": Figure("Mixed-table imputation: Adult and Wine, MCAR over observed cells", combine=combined),
     "interleaved": Figure(
         "Speed, interleaved: missForest (30 trees) and the default in one process",
-        columns=["cell", "missForest s", "default s", "missForest / default", "load"],
+        columns=["cell", "missForest s", "default s", "missForest / default",
+                 "missForest (100 trees) s", "missForest (100 trees) / default", "load"],
         note="Seed 0; missForest and the default alternate, ``--interleaved`` times each; medians of the "
              "fit + impute wall-clock times, and the 1-minute load average after the cell (the machine "
-             "is shared: ratios, not seconds, are what survive the load)."),
+             "is shared: ratios, not seconds, are what survive the load). With ``--published``, "
+             "missForest at its published default (100 trees, at most 10 iterations) joins the rotation."),
 }
 
 
-def interleaved(data: dict, repeats: int, trees: int, mf_iter: int) -> list[dict]:
-    """missForest and the default alternating on seed 0's mask of each table and rate."""
+def interleaved(data: dict, repeats: int, trees: int, mf_iter: int, published: bool = False) -> list[dict]:
+    """missForest (and, with ``published``, missForest at its published default) and the
+    default alternating on seed 0's mask of each table and rate."""
     import os
 
     rows = []
     for table_name, (full, types) in data.items():
         for rate in RATES:
             holes, _ = mcar(full, rate, 0)
-            times = {"peer": [], "ours": []}
+            runs = {"peer": lambda: miss_forest(holes, types, 0, trees, mf_iter),
+                    "ours": lambda: generative()(holes, types, 0)}
+            if published:
+                runs["published"] = lambda: miss_forest(holes, types, 0, *PUBLISHED_MISSFOREST)
+            times = {who: [] for who in runs}
             for _ in range(repeats):
-                for who, run in (("peer", lambda: miss_forest(holes, types, 0, trees, mf_iter)),
-                                 ("ours", lambda: generative()(holes, types, 0))):
+                for who, run in runs.items():
                     start = time.perf_counter()
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         run()
                     times[who].append(time.perf_counter() - start)
-            peer, ours = float(np.median(times["peer"])), float(np.median(times["ours"]))
-            rows.append({"cell": f"{table_name} {int(rate * 100)}%", "missForest s": peer, "default s": ours,
-                         "missForest / default": peer / ours, "load": os.getloadavg()[0]})
+            median = {who: float(np.median(t)) for who, t in times.items()}
+            row = {"cell": f"{table_name} {int(rate * 100)}%", "missForest s": median["peer"],
+                   "default s": median["ours"], "missForest / default": median["peer"] / median["ours"]}
+            if published:
+                row[f"missForest ({PUBLISHED_MISSFOREST[0]} trees) s"] = median["published"]
+                row[f"missForest ({PUBLISHED_MISSFOREST[0]} trees) / default"] = median["published"] / median["ours"]
+            rows.append(row | {"load": os.getloadavg()[0]})
             print(f"  {rows[-1]}", flush=True)
     return rows
 
@@ -383,6 +399,8 @@ def main(argv=None):
     parser.add_argument("--threads", nargs="+", default=["default"], help="thread settings: default, 1, 2, ...")
     parser.add_argument("--interleaved", type=int, default=0,
                         help="only time missForest against the default, alternating, this many times each")
+    parser.add_argument("--published", action="store_true",
+                        help="with --interleaved: missForest at its published default (100 trees, 10 iterations) too")
     args = parser.parse_args(argv)
     mode = run_mode(args)
     seeds = args.seeds if args.seeds is not None else pick(mode, [0, 1, 2], [0], [0])
@@ -409,9 +427,10 @@ def main(argv=None):
         for setting in thread_variants(args.threads):
             print(f"[interleaved] threads={setting}", flush=True)
             with threads(setting), LoadMonitor() as load_monitor:
-                out = interleaved(data, args.interleaved, trees, args.mf_iter)
+                out = interleaved(data, args.interleaved, trees, args.mf_iter, args.published)
             results.record("interleaved", {"threads": setting}, {"rows": rows, "trees": trees, "seed": 0,
-                                                                  "repeats": args.interleaved}, out, load_monitor)
+                                                                  "repeats": args.interleaved,
+                                                                  "published": args.published}, out, load_monitor)
         return
     for setting in thread_variants(args.threads):
         for name, (run, kind) in found.items():

@@ -57,6 +57,13 @@ MIXED_CANDIDATES = ((4, "full"), (8, "full"), (16, "full"), (32, "diag"))
 MIXED_HELD_OUT_SHARE = 0.1
 #: EM tolerance of the candidates' fits without the held-out cells (the kept ones resume at theirs)
 MIXED_HELD_OUT_TOL = 5e-2
+#: the candidates kept that resume EM on every cell, the largest weights first; the others
+#: impute from their fit without the held-out cells. 1 rather than all of them (3 seeds,
+#: one thread, interleaved): Adult 20% / 50% and Wine 20% / 50% 1.46x / 1.43x / 1.36x /
+#: 1.42x faster; NRMSE .948 / .980 / .638 / .756 against .947 / .978 / .637 / .753,
+#: categorical error within .002, rank .108 / .116 against .105 / .115; two of them gave
+#: 1.33x / 1.21x / 1.15x / 1.16x and figures between (see the Notes)
+MIXED_RESUMED = 1
 #: EM acceleration of the mixed candidates (see the Notes)
 MIXED_ACCELERATION = "squarem"
 #: how the mixed candidates read the real columns: normal scores (a monotone map fitted per
@@ -365,12 +372,15 @@ def stack_on_held_out_cells(candidates, X: pd.DataFrame, *, share: float = MIXED
     cells, ``log p(held-out cells | the row's other observed cells)``
     (:func:`held_out_cells_log_likelihood`). The weights maximise the rows' pooled
     held-out log-likelihood (:func:`stacking_weights`); those under
-    ``MIN_STACKING_WEIGHT`` are dropped and the rest rescaled. The candidates kept
-    then resume EM on every cell from where they stopped (``warm_start``, at their
-    own ``tol``), which gives back the held-out cells (on Wine, 20% MCAR, seed 0,
-    NRMSE 0.655 -> 0.650 and error 0.013 -> 0.010). The fits without the held-out
-    cells stop at the looser ``MIXED_HELD_OUT_TOL`` (5e-2): the weights need the
-    candidates' rough shape, the restart finishes them, and the pair costs about
+    ``MIN_STACKING_WEIGHT`` are dropped and the rest rescaled. The ``MIXED_RESUMED``
+    kept candidates of the largest weights (default 1) then resume EM on every cell
+    from where they stopped (``warm_start``, at their own ``tol``), which gives back
+    the held-out cells (on Wine, 20% MCAR, seed 0, NRMSE 0.655 -> 0.650 and error
+    0.013 -> 0.010); the others impute from their fit without the held-out cells, as
+    it is (a candidate that never saw a level of ``X``, one seen only in held-out
+    cells, resumes whatever its rank: :func:`same_levels`). The fits without the
+    held-out cells stop at the looser ``MIXED_HELD_OUT_TOL`` (5e-2): the weights need
+    the candidates' rough shape, the restart finishes them, and the pair costs about
     one fit (20% less time on Wine than both at ``tol=1e-2``, the same figures
     within a few cells). No candidate starts once ``time_budget`` seconds have passed.
 
@@ -421,15 +431,28 @@ def stack_on_held_out_cells(candidates, X: pd.DataFrame, *, share: float = MIXED
     for i, w in zip(scored, weights):
         record[i].update(weight=float(w), weight_kept=next((v / total for v, j in kept if j == i), 0.0))
     ensemble = []
-    for w, i in sorted(kept, key=lambda t: -t[0]):  # EM resumed on every cell: a few iterations
+    for rank, (w, i) in enumerate(sorted(kept, key=lambda t: -t[0])):
         tic = time.perf_counter()
-        try:
-            model = fitted[i].set_params(warm_start=True, tol=candidates[i].tol).fit(X).set_params(warm_start=False)
-        except ValueError:  # a level seen only in held-out cells: the layout changed, a fresh fit
-            model = lazy_threshold(clone(candidates[i])).fit(X)
+        model = fitted[i]
+        resume = rank < MIXED_RESUMED or not same_levels(model, X)
+        record[i]["resumed"] = resume
+        if resume:  # EM resumed on every cell: a few iterations
+            try:
+                model = model.set_params(warm_start=True, tol=candidates[i].tol).fit(X).set_params(warm_start=False)
+            except ValueError:  # a level seen only in held-out cells: the layout changed, a fresh fit
+                model = lazy_threshold(clone(candidates[i])).fit(X)
         record[i]["seconds"] += time.perf_counter() - tic
         ensemble.append((w / total, model))
     return ensemble, record
+
+
+def same_levels(model, X: pd.DataFrame) -> bool:
+    """Whether ``model`` (fitted on ``X`` with some cells held out) knows the levels of every
+    discrete column of ``X``, in the same order: a level seen only in held-out cells
+    would give its cells codes the model does not have."""
+    levels = TableSchema.infer(X).levels
+    return levels.keys() == model.schema_.levels.keys() and all(
+        np.array_equal(levels[name], model.schema_.levels[name]) for name in levels)
 
 
 def lazy_threshold(model):
@@ -613,13 +636,13 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     want full covariances, Adult's levels many components). A tenth of the observed
     cells is held out at random (``MIXED_HELD_OUT_SHARE``); each candidate is fitted
     once on the rest and scores ``log p(held-out cells | rest of the row)``; the
-    stacking weights are fitted to these scores as above, and the candidates kept
-    resume EM on every cell (``warm_start``, a few iterations). Their EM
-    extrapolates its steps (SQUAREM, ``MIXED_ACCELERATION``: Wine 50%'s 16-full
-    resumption took 10 E-steps instead of 26, to a higher likelihood). One fit per
-    candidate instead of three folds and a refit: held-out cells are what an
-    imputation predicts, and they cost the candidates a tenth of their cells only
-    until the warm restart. A missing cell gets the pool of the models'
+    stacking weights are fitted to these scores as above; the kept candidate of the
+    largest weight resumes EM on every cell (``warm_start``, ``MIXED_RESUMED``), the
+    others impute from their held-out fits. Their EM extrapolates its steps (SQUAREM,
+    ``MIXED_ACCELERATION``: Wine 50%'s 16-full resumption took 10 E-steps instead
+    of 26, to a higher likelihood). One fit per candidate instead of three folds and
+    a refit: held-out cells are what an imputation predicts, and they cost the
+    candidates a tenth of their cells. A missing cell gets the pool of the models'
     conditionals: the most probable level (the median level of an ordinal column)
     of the ``w``-averaged level probabilities, never an average of codes; the
     ``w``-weighted mean of the models' conditional points for numbers; a draw takes
@@ -639,17 +662,16 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     quality as a count or dequantising it helped). The candidates read real columns
     on normal scores (``MIXED_MARGINALS``: a skewed column's conditional follows its
     skew). Over seeds 0, 1, 2 the default beats the benchmark's missForest (30 trees)
-    and miceforest on all ten figures: Adult 20% / 50% NRMSE 0.947 / 0.978 vs
-    0.996 / 1.124, error 0.296 / 0.351 vs 0.307 / 0.372, rank 0.105 / 0.115 vs
-    0.123 / 0.136; Wine NRMSE 0.637 / 0.752 vs 0.647 / 0.811, error 0.007 / 0.033 vs
+    and miceforest on all ten figures: Adult 20% / 50% NRMSE 0.948 / 0.980 vs
+    0.996 / 1.124, error 0.297 / 0.354 vs 0.307 / 0.372, rank 0.108 / 0.116 vs
+    0.123 / 0.136; Wine NRMSE 0.638 / 0.756 vs 0.647 / 0.811, error 0.007 / 0.033 vs
     0.011 / 0.059. Timed against that missForest in one process, alternating (seed
-    0, medians of 3 runs, load 1.1 to 1.3), missForest's fit + impute takes 2.8x /
-    2.1x ours on Adult and 2.2x / 1.1x on Wine at one thread, 3.2x / 2.4x / 3.0x /
-    1.5x at default threads (SQUAREM and the deferred thresholds made it 1.31x /
-    1.21x / 1.00x / 1.53x faster at one thread; ``missing.rst``): on Wine the
-    full-covariance EM over nearly one missingness pattern per row is most of it,
-    and the EM must converge (``tol=1e-2``; resuming at ``2e-2`` cost Adult 50% 0.005
-    of categorical error on each of 3 seeds, no resumption 0.014 of Wine 50%'s error).
+    0, medians of 3 runs, shared machine at load 1.0 to 2.6), missForest's fit +
+    impute takes 4.0x / 3.3x ours on Adult and 3.0x / 1.5x on Wine at one thread,
+    4.6x / 3.9x / 4.0x / 2.1x at default threads; missForest at its published
+    default (100 trees, 10 iterations) 16x / 18x / 20x / 10x and 18x / 20x / 26x /
+    14x (it beats ours on Wine 20%'s NRMSE only, 0.637). On Wine the EM over about
+    a missingness pattern per row is most of the time (``missing.rst``).
     ``VariationalAutoencoder`` imputed both tables about as well, several times
     slower. Under 50 rows the default is the single ``GaussianMixtureDensity(16,
     covariance_prior=2, tol=1e-2)`` with the same zero-inflated columns; a dask

@@ -10,6 +10,9 @@ import pytest
 from skgenerative import GaussianMixtureDensity, GenerativeImputer
 from skgenerative.impute import (
     MIXED_CANDIDATES,
+    MIXED_HELD_OUT_SHARE,
+    MIXED_HELD_OUT_TOL,
+    MIXED_RESUMED,
     default_mixed_candidates,
     held_out_cells_log_likelihood,
     hold_out_cells,
@@ -158,9 +161,35 @@ def test_a_rare_level_held_out_does_not_crash_the_choice():
         warnings.simplefilter("ignore")
         ensemble, record = stack_on_held_out_cells(candidates, holes, share=0.5, random_state=seed)
     assert ensemble and all(e["status"] == "tried" for e in record)
+    # a model that never saw 'rare' would code the table's levels differently: every
+    # candidate kept resumes on every cell, whatever its rank
+    assert all(e["resumed"] for e in record if e["weight_kept"] > 0)
     assert sum(w for w, _ in ensemble) == pytest.approx(1.0)
     imputed = pooled_table_imputation([m for _, m in ensemble], [w for w, _ in ensemble], holes)
     assert imputed.loc[3, "shop"] == "rare" and not imputed.isna().any().any()
+
+
+def test_only_the_largest_weights_resume_em_on_every_cell():
+    from sklearn.base import clone
+
+    _, holes = _table(300, seed=3, rate=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        imputer = GenerativeImputer().fit(holes)
+        kept = sorted((e for e in imputer.selection_ if e["weight_kept"] > 0), key=lambda e: -e["weight_kept"])
+        assert len(kept) > MIXED_RESUMED  # else the test shows nothing
+        assert [e["resumed"] for e in kept] == [True] * MIXED_RESUMED + [False] * (len(kept) - MIXED_RESUMED)
+        # a model not resumed is its fit without the held-out cells, bit for bit
+        train = holes.mask(hold_out_cells(holes, MIXED_HELD_OUT_SHARE, 0))
+        candidates = default_mixed_candidates(zero_inflated_columns(holes), 0)
+        for model in imputer.estimators_[MIXED_RESUMED:]:
+            i = next(i for i, c in enumerate(candidates) if (c.n_components, c.covariance_type) ==
+                     (model.n_components, model.covariance_type))
+            again = clone(candidates[i]).set_params(tol=MIXED_HELD_OUT_TOL).fit(train)
+            np.testing.assert_array_equal(model.means_, again.means_)
+            assert model.n_iter_ == again.n_iter_
+        resumed = imputer.estimators_[0]
+        assert resumed.lower_bound_ != clone(resumed).set_params(tol=MIXED_HELD_OUT_TOL).fit(train).lower_bound_
 
 
 def test_small_tables_get_the_fixed_mixed_model():
