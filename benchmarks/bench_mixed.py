@@ -329,8 +329,8 @@ def combined(entries) -> str:
             md += ["", f"Default GenerativeImputer / {peer} (below 1: ours better):", ""]
             for c in cells:
                 ours, theirs = values[default].get(c, {}), values[peer].get(c, {})
-                ratios = [f"{m} {ours[m] / theirs[m]:.3f}" for m in metrics[c]
-                          if isinstance(ours.get(m), float) and isinstance(theirs.get(m), float)]
+                ratios = [f"{m} {ours[m] / theirs[m]:.3f}" if theirs[m] else f"{m} {ours[m]:.3f} vs 0"
+                          for m in metrics[c] if isinstance(ours.get(m), float) and isinstance(theirs.get(m), float)]
                 speed = (f"; time {peer} / ours {theirs['seconds'] / ours['seconds']:.1f}x"
                          if "seconds" in ours and "seconds" in theirs else "")
                 md.append(f"- {c}: " + (", ".join(ratios) or "no figures to compare") + speed)
