@@ -208,7 +208,7 @@ class Ours:
         self.search = search or {}
 
     def fit(self, table: Table, seed: int):
-        params = {"random_state": seed}
+        params = {"random_state": seed, **({"device": DEVICE} if DEVICE else {})}
         if self.declared:
             params["column_types"] = table.declared_types()
         self._fit_model(table.train, params)
@@ -331,6 +331,8 @@ def _vae(**fixed):
     return lambda **params: VariationalAutoencoder(**{**fixed, **params})
 
 
+#: ``--device``: the device of our estimators (None: theirs, "auto": a GPU where there is one)
+DEVICE = None
 #: the call the user guide recommends for synthetic tables
 RECOMMENDED = "GaussianMixtureDensity(n_components='auto', level_groups='auto')"
 #: the recommended call before level groups (independent level tables per component; issue #22)
@@ -731,6 +733,20 @@ FIGURES = {
 }
 
 
+def record_speed(results, args, table_name: str, rows: int, seed: int, mode: str) -> None:
+    """The interleaved fit + sample figure on one table, at ``--threads`` (and ``--device``)."""
+    table = load(table_name, rows, seed)
+    repeats = args.repeats or pick(mode, 2, 1, 1)
+    with threads(args.threads), LoadMonitor() as load_monitor:
+        out, failures = speed(table, seed, repeats, mode)
+    device = {"device": args.device} if args.device else {}
+    results.record("speed", {"table": table_name, "threads": args.threads, **device},
+                   {"rows": len(table.train), "seed": seed, "repeats": repeats, "threads": args.threads,
+                    "recommended": RECOMMENDED, **device,
+                    **({"cuda": torch.cuda.get_device_name(0)} if torch.cuda.is_available() else {})},
+                   out, load_monitor, failures)
+
+
 # ---------------------------------------------------------------------- main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -744,7 +760,10 @@ def main(argv=None):
     parser.add_argument("--full-peers", action="store_true", help="run SDV's CTGAN and TVAE on adult_full too")
     parser.add_argument("--threads", default="1", help="thread setting of every generator: 1 (default), 2, default")
     parser.add_argument("--speed", action="store_true",
-                        help="only the interleaved fit+sample timing of the recommended call against TVAE (adult)")
+                        help="only the interleaved fit+sample timing of the recommended call against TVAE (on "
+                             "the first of --tables, default adult; needs no sdmetrics)")
+    parser.add_argument("--device", default=None,
+                        help="device of our estimators (default: theirs, 'auto'); a GPU figure: --device cuda")
     parser.add_argument("--repeats", type=int, default=None, help="repeats of --speed (default 2; smoke 1)")
     args = parser.parse_args(argv)
     mode = run_mode(args)
@@ -760,20 +779,15 @@ def main(argv=None):
         print(f"skipped: no mixed tables in {MIXED}; set SKGENERATIVE_DATA (the folder holding mixed/) "
               "or SKGENERATIVE_MIXED.")
         return
+    global DEVICE
+    DEVICE = args.device
+    if args.speed:
+        return record_speed(results, args, (args.tables or ["adult"])[0], rows, seeds[0], mode)
     if importlib.util.find_spec("sdmetrics") is None:
         print("skipped: sdmetrics is not installed (pip install -e '.[benchmark]')")
         return
-    if args.speed or mode == "smoke":
-        table = load("adult", rows, seeds[0])
-        repeats = args.repeats or pick(mode, 2, 1, 1)
-        with threads(args.threads), LoadMonitor() as load_monitor:
-            out, failures = speed(table, seeds[0], repeats, mode)
-        results.record("speed", {"table": "adult", "threads": args.threads},
-                       {"rows": rows, "seed": seeds[0], "repeats": repeats, "threads": args.threads,
-                        "recommended": RECOMMENDED},
-                       out, load_monitor, failures)
-        if args.speed:
-            return
+    if mode == "smoke":
+        record_speed(results, args, "adult", rows, seeds[0], mode)
     figure = "explore" if args.explore else "synthesizers"
     found = explored(mode) if args.explore else generators(mode)
     unknown = set(args.only or ()) - set(found) - {REAL}
