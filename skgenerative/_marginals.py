@@ -176,8 +176,7 @@ class NormalScores:
         maps = cls._maps(spread, columns, steps, seed, n_knots)
         if maps is None or ordered_max_levels <= 0:
             return maps
-        orders = maps._fit_orders(X, maps.dequantised(torch.as_tensor(X, dtype=torch.float64)).numpy(),
-                                  ordered_max_levels)
+        orders = maps._fit_orders(X, spread, ordered_max_levels)  # the hash spread of the mapped columns
         if not orders:
             return maps
         ordered = maps.dequantised(torch.as_tensor(X, dtype=torch.float64), orders).numpy()

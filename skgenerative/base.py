@@ -649,7 +649,8 @@ class TableColumnsMixin:
             if self._supports_missing and whole:
                 self._check_no_empty_column(X)
             if self._continuous_likelihood():
-                warn_if_discrete(X, self.schema_, type(self).__name__, self._spread_columns(X))
+                warn_if_discrete(X, self.schema_, type(self).__name__,
+                                 self._spread_columns(X[:_DISCRETE_PROBE_ROWS]))
             self._fit_input_encoding(X)
         if self._squares_input:
             dtype = self._resolved_dtypes()[0] if reset else getattr(self, "_fit_dtype", "float64")
@@ -1589,8 +1590,9 @@ class GenerativeModel(
         return True
 
     def _spread_columns(self, X: np.ndarray) -> list:
-        """Real columns of the training rows ``X`` the model dequantises itself (no
-        warning on discrete data for them); none by default."""
+        """Real columns of the rows ``X`` (the discrete-data check's probe of the training
+        rows) the model dequantises itself (no warning on discrete data for them); none
+        by default."""
         return []
 
     def _row_bytes(self, n_features: int) -> int:

@@ -430,11 +430,14 @@ def stack_on_held_out_cells(candidates, X: pd.DataFrame, *, share: float = MIXED
     total = sum(w for w, _ in kept)
     for i, w in zip(scored, weights):
         record[i].update(weight=float(w), weight_kept=next((v / total for v, j in kept if j == i), 0.0))
-    ensemble = []
+    ensemble, levels = [], None  # the table's levels with every cell seen, read once if asked
     for rank, (w, i) in enumerate(sorted(kept, key=lambda t: -t[0])):
         tic = time.perf_counter()
         model = fitted[i]
-        resume = rank < MIXED_RESUMED or not same_levels(model, X)
+        resume = rank < MIXED_RESUMED
+        if not resume:
+            levels = TableSchema.infer(X).levels if levels is None else levels
+            resume = not same_levels(model, levels)
         record[i]["resumed"] = resume
         if resume:  # EM resumed on every cell: a few iterations
             try:
@@ -446,11 +449,11 @@ def stack_on_held_out_cells(candidates, X: pd.DataFrame, *, share: float = MIXED
     return ensemble, record
 
 
-def same_levels(model, X: pd.DataFrame) -> bool:
-    """Whether ``model`` (fitted on ``X`` with some cells held out) knows the levels of every
-    discrete column of ``X``, in the same order: a level seen only in held-out cells
-    would give its cells codes the model does not have."""
-    levels = TableSchema.infer(X).levels
+def same_levels(model, levels: dict) -> bool:
+    """Whether ``model`` (fitted on a table with some cells held out) knows ``levels``, the
+    whole table's levels of every discrete column (``TableSchema.levels``), in the same
+    order: a level seen only in held-out cells would give its cells codes the model does
+    not have."""
     return levels.keys() == model.schema_.levels.keys() and all(
         np.array_equal(levels[name], model.schema_.levels[name]) for name in levels)
 

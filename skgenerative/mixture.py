@@ -1805,10 +1805,6 @@ def _close_to_best(scores: list) -> np.ndarray:
     return close
 
 
-#: rows read by the discrete-data warning's check of which columns are on a grid
-_GRID_PROBE_ROWS = 5000
-
-
 def _grid_steps(rows: np.ndarray, columns) -> list:
     """Per column of ``rows`` (numpy, NaN missing), the step of the grid of decimal places
     its values are written on, the width it is spread over; 0 off any grid, with
@@ -1839,7 +1835,7 @@ class MarginalsMixin:
         if resume:
             return
         self.normal_scores_ = None
-        columns = [j for j, t in enumerate(self.schema_.types) if t == "real"]
+        columns = self._real_columns()
         if self._marginals_used() != "normal_scores" or not columns:
             return
         rows = source.sample(random_state=seed).to("cpu", torch.float64).numpy()
@@ -1850,14 +1846,17 @@ class MarginalsMixin:
         ordered = MARGINAL_ORDERED_LEVELS if self.marginals == "auto" else 0
         self.normal_scores_ = NormalScores.fit(rows, columns, steps, seed, MARGINAL_KNOTS, ordered)
 
+    def _real_columns(self) -> list:
+        """Positions of the real columns: the ones the normal-score maps read."""
+        return [j for j, t in enumerate(self.schema_.types) if t == "real"]
 
     def _spread_columns(self, X: np.ndarray) -> list:
         """The real columns the normal-score maps spread over their grids (no
         :class:`~skgenerative.DiscreteDataWarning`: their density is bounded)."""
         if self._marginals_used() != "normal_scores":
             return []
-        columns = [j for j, t in enumerate(self.schema_.types) if t == "real"]
-        return [j for j, step in zip(columns, _grid_steps(X[:_GRID_PROBE_ROWS], columns)) if step > 0]
+        columns = self._real_columns()
+        return [j for j, step in zip(columns, _grid_steps(X, columns)) if step > 0]
 
     def _sample_limits(self, bounds):
         """Normal-score columns are not snapped to their repeated values: the map spreads
