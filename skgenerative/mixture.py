@@ -348,28 +348,46 @@ def floor_covariances(
 
 
 # ----------------------------------------------- the Gaussian block with missing entries
+class ConditionalGroup(NamedTuple):
+    """The patterns of one batch of :func:`gaussian_conditionals` and the factor their
+    conditional covariances come from.
+
+    ``patterns`` (G,) the group's patterns, ``index`` (G, w) their missing columns (in
+    increasing order, padded with ``D``). Precision route (``by_precision``): ``factor``
+    (G, K, w, w) is ``L^{-1}`` with ``Lambda_mm = L L^T``, zero on the padding, so that
+    ``Cov[x_m | x_o] = F^T F``. Covariance route: ``factor`` (G, K, o, w) is ``W = L^{-1}
+    S_om`` with ``S_oo = L L^T``, and ``Cov[x_m | x_o] = S_mm - W^T W``.
+    """
+
+    patterns: torch.Tensor
+    index: torch.Tensor
+    factor: torch.Tensor
+    by_precision: bool
+
+
 class GaussianConditionals(NamedTuple):
     """The Gaussian of each component given the observed entries of each row.
 
     ``log_prob`` (n, K): ``log N(x_o; mu_k,o, Sigma_k,oo)``, 0 for a row with nothing
     observed; ``filled`` (n, K, D): the row with its missing entries replaced by
     ``E[x_m | x_o, k]``. Full and tied covariances: ``covariances`` are the
-    components' (K, D, D), ``pattern`` (n,) each row's missingness pattern,
-    ``index`` (P, W) the missing columns of each pattern (in increasing order, padded
-    with ``D``; ``W`` the most missing entries of a pattern) and ``conditional``
-    (P, K, W, W) ``Cov[x_m | x_o, k]`` on those columns (zero on the padding); a tied
-    model's one covariance has 1 in place of K (broadcast). Diag and spherical:
-    ``covariances`` (n, K, D) are the conditional variances themselves (the
-    component's on missing entries, 0 on observed ones). ``leave_one_out`` (n, K, D),
-    when asked for: ``log N_k(x_j | the other observed entries)`` of each observed
-    entry ``j``, 0 on missing ones.
+    components' (K, D, D), ``pattern`` (n,) each row's missingness pattern (of
+    ``n_patterns``) and ``groups`` the :class:`ConditionalGroup` of each batch of
+    patterns, from which ``Cov[x_m | x_o, k]`` is formed only when asked for
+    (:meth:`conditional_covariances`, :meth:`conditional_factors`): EM needs only
+    their weighted sum (:meth:`weighted_second_moments`); a tied model's one
+    covariance has 1 in place of K (broadcast). Diag and spherical: ``covariances``
+    (n, K, D) are the conditional variances themselves (the component's on missing
+    entries, 0 on observed ones). ``leave_one_out`` (n, K, D), when asked for:
+    ``log N_k(x_j | the other observed entries)`` of each observed entry ``j``, 0 on
+    missing ones.
     """
 
     log_prob: torch.Tensor
     filled: torch.Tensor
     covariances: torch.Tensor
-    conditional: torch.Tensor | None = None
-    index: torch.Tensor | None = None
+    groups: tuple = ()
+    n_patterns: int = 0
     pattern: torch.Tensor | None = None
     leave_one_out: torch.Tensor | None = None
 
@@ -377,58 +395,98 @@ class GaussianConditionals(NamedTuple):
     def missing(self) -> torch.Tensor:
         """The missing entries of each pattern (P, D), boolean (full and tied covariances)."""
         d = self.filled.shape[-1]
-        out = torch.zeros(self.index.shape[0], d + 1, dtype=torch.bool, device=self.index.device)
-        return out.scatter_(1, self.index, True)[:, :d]
+        out = torch.zeros(self.n_patterns, d + 1, dtype=torch.bool, device=self.filled.device)
+        for group in self.groups:
+            out[group.patterns] = out[group.patterns].scatter(1, group.index, True)
+        return out[:, :d]
 
-    def _embedded(self, blocks: torch.Tensor) -> torch.Tensor:
-        """Blocks (P, K, W, W) on the missing columns put in zeros (P, K, D, D)."""
-        n_patterns, k, width = blocks.shape[:3]
+    def _blocks(self, group: ConditionalGroup) -> torch.Tensor:
+        """``Cov[x_m | x_o, k]`` of a group's patterns (G, K, w, w), zero on the padding."""
+        gram = group.factor.transpose(-1, -2) @ group.factor
+        if group.by_precision:
+            return gram
+        return _block(_padded(_padded(self.covariances).transpose(-1, -2)), group.index, group.index) - gram
+
+    def _embedded(self, pieces) -> torch.Tensor:
+        """Blocks ``(group, (G, K, w, w))`` on the missing columns put in zeros (P, K, D, D)."""
         d = self.filled.shape[-1]
-        flat = (self.index.unsqueeze(2) * (d + 1) + self.index.unsqueeze(1)).reshape(n_patterns, 1, -1)
-        out = blocks.new_zeros(n_patterns, k, (d + 1) ** 2)
-        out.scatter_add_(2, flat.expand(n_patterns, k, width * width), blocks.reshape(n_patterns, k, -1))
-        return out.view(n_patterns, k, d + 1, d + 1)[..., :d, :d]
+        k = self.covariances.shape[0]
+        out = self.filled.new_zeros(self.n_patterns, k, (d + 1) ** 2)
+        for group, blocks in pieces:
+            g, width = group.index.shape
+            flat = (group.index.unsqueeze(2) * (d + 1) + group.index.unsqueeze(1)).reshape(g, 1, -1)
+            out[group.patterns] = out[group.patterns].scatter(
+                2, flat.expand(g, k, width * width), blocks.reshape(g, k, -1))
+        return out.view(self.n_patterns, k, d + 1, d + 1)[..., :d, :d]
 
     def conditional_covariances(self) -> torch.Tensor:
         """``Cov[x_m | x_o, k]`` embedded in zeros: per pattern (P, K, D, D), or per row as
         a diagonal (n, K, D)."""
-        if self.conditional is None:
+        if self.pattern is None:
             return self.covariances
-        return self._embedded(self.conditional)
+        return self._embedded((group, self._blocks(group)) for group in self.groups)
 
     def conditional_factors(self) -> torch.Tensor:
         """Factors ``F`` (P, K, D, D) with ``F F^T = Cov[x_m | x_o, k]``, zero outside the
-        missing block (full and tied covariances): the Cholesky factors of
-        ``conditional``, which :func:`gaussian_conditionals` forms without subtracting
-        nearly equal matrices where the observed entries explain the missing ones
-        almost exactly (there the missing entries are few: ``(Lambda_mm)^{-1}``)."""
-        blocks = self.conditional
-        padding = (self.index == self.filled.shape[-1]).to(blocks.dtype)  # (P, W)
-        factor = torch.linalg.cholesky(blocks + torch.diag_embed(padding).unsqueeze(1))
-        kept = 1.0 - padding
-        return self._embedded(factor * (kept[:, None, :, None] * kept[:, None, None, :]))
+        missing block (full and tied covariances): the Cholesky factors of the
+        conditional covariances, which :func:`gaussian_conditionals` forms without
+        subtracting nearly equal matrices where the observed entries explain the
+        missing ones almost exactly (there the missing entries are few:
+        ``(Lambda_mm)^{-1}``)."""
+        d = self.filled.shape[-1]
+
+        def factor(group):
+            padding = (group.index == d).to(group.factor.dtype)  # (G, w)
+            chol = torch.linalg.cholesky(self._blocks(group) + torch.diag_embed(padding).unsqueeze(1))
+            kept = 1.0 - padding
+            return chol * (kept[:, None, :, None] * kept[:, None, None, :])
+
+        return self._embedded((group, factor(group)) for group in self.groups)
 
     def weighted_second_moments(self, resp: torch.Tensor, covariance_type: str) -> torch.Tensor:
         """``sum_i r_ik (x^_ik x^_ik^T + C_ik)`` per component (full), summed over them
         (tied), or its diagonal (diag, spherical).
 
         Full and tied: ``sum_i r_ik C_ik = sum_p R_pk C_pk`` with ``R_pk`` the
-        responsibilities summed over the rows of pattern ``p``, added onto the missing
-        block of each pattern (no (P, K, D, D) tensor).
+        responsibilities summed over the rows of pattern ``p``, formed group by group
+        and added in each pattern's missing columns (no (P, K, D, D) tensor, and no
+        store of every pattern's ``C_pk`` padded to the widest: on Wine, 50% missing, 16
+        components, that store was a sixth of the E-step). The precision route's few
+        missing columns: ``R_pk F_p^T F_p`` per pattern. The covariance route's many:
+        ``sum_p R_pk (S_mm - W_p^T W_p)`` as ``S`` times the weighted count of patterns
+        missing each pair of columns, less one matrix product over the factors' rows put
+        in their missing columns (instead of a ``W_p^T W_p`` and a subtraction per
+        pattern and component).
         """
         f = self.filled
-        if self.conditional is None:
+        if self.pattern is None:
             return torch.einsum("nk,nkd->kd", resp, f.square() + self.covariances)
-        per_pattern = torch.zeros(self.index.shape[0], resp.shape[1], dtype=resp.dtype, device=resp.device)
+        d = f.shape[-1]
+        per_pattern = torch.zeros(self.n_patterns, resp.shape[1], dtype=resp.dtype, device=resp.device)
         per_pattern.index_add_(0, self.pattern, resp)
         if covariance_type == "tied":
             per_pattern = per_pattern.sum(1, keepdim=True)
-        blocks = self.conditional * per_pattern[:, :, None, None]  # (P, K, W, W)
-        n_patterns, k, width = blocks.shape[:3]
-        d = f.shape[-1]
-        flat = (self.index.unsqueeze(2) * (d + 1) + self.index.unsqueeze(1)).reshape(-1)
-        spread = blocks.new_zeros((d + 1) ** 2, k)  # rows of K added at once (5% of Wine 50%'s time along K)
-        spread.index_add_(0, flat, blocks.permute(0, 2, 3, 1).reshape(-1, k))
+        k = per_pattern.shape[1]
+        spread = f.new_zeros((d + 1) ** 2, k)  # rows of K added at once (5% of Wine 50%'s time along K)
+        for group in self.groups:
+            weight = per_pattern[group.patterns]  # (G, K)
+            g, width = group.index.shape
+            if group.by_precision:  # few missing columns: each pattern's F^T F, added in its columns
+                blocks = self._blocks(group) * weight[:, :, None, None]
+                flat = (group.index.unsqueeze(2) * (d + 1) + group.index.unsqueeze(1)).reshape(-1)
+                spread.index_add_(0, flat, blocks.permute(0, 2, 3, 1).reshape(-1, k))
+                continue
+            # many: - sum_p R_pk W_p^T W_p as one product over the factors' rows put in their
+            # missing columns, + S times the weighted count of patterns missing each pair
+            rows = group.factor.shape[2]
+            put = f.new_zeros(k, g, rows, d + 1)
+            put.scatter_(3, group.index[None, :, None, :].expand(k, g, rows, width), group.factor.transpose(0, 1))
+            gram = torch.bmm((put * weight.T[:, :, None, None]).reshape(k, g * rows, d + 1).transpose(1, 2),
+                             put.reshape(k, g * rows, d + 1))
+            where = f.new_zeros(g, d + 1).scatter_(1, group.index, 1.0)
+            pairs = torch.einsum("gk,gi,gj->kij", weight, where, where)
+            part = pairs * _padded(_padded(self.covariances).transpose(-1, -2)) - gram
+            spread += part.reshape(k, -1).T
         spread = spread.T.reshape(k, d + 1, d + 1)[:, :d, :d]
         sxx = torch.einsum("nk,nkd,nke->kde", resp, f, f)
         return sxx.sum(0) + spread[0] if covariance_type == "tied" else sxx + spread
@@ -479,19 +537,18 @@ def gaussian_conditionals(
     counts = (~observed[first]).sum(1)  # missing entries per pattern
     order = torch.argsort(observed[first].to(torch.int8), dim=1, stable=True)  # missing first, in order
     order = torch.cat([order, order.new_full((order.shape[0], 1), d)], 1)  # index d: padding
-    width = int(counts.max()) if n else 0
-    index = torch.where(torch.arange(width, device=X.device) < counts.unsqueeze(1), order[:, :width], d)
     log_prob = X.new_empty(n, k)
-    filled = torch.where(observed.unsqueeze(1), X.unsqueeze(1), means.expand(n, k, d))
-    filled = torch.cat([filled, filled.new_zeros(n, k, 1)], 2)
-    conditional = X.new_zeros(first.shape[0], cov.shape[0], width, width)
+    # filled, flat, and one slot beyond it where the padding columns' fills go
+    filled = X.new_empty(n * k * d + 1)
+    filled[:-1].view(n, k, d).copy_(torch.where(observed.unsqueeze(1), X.unsqueeze(1), means))
+    first_entry = torch.arange(k, device=X.device) * d  # of each component in a row of filled
     alone = X.new_zeros(n, k, d + 1) if leave_one_out else None
     r, means, padded = _padded(r), _padded(means), _padded(_padded(cov).transpose(-1, -2))
     precision, by_precision = None, (route == "precision") | ((route is None) & (counts <= d - counts))
     forced = d if route is not None else None
     bucket = torch.where(by_precision, _bucket(counts, forced or d // 2),
                          -_bucket(d - counts, forced or (d - 1) // 2) - 1)
-    row_bucket, slot = bucket[pattern], torch.empty_like(counts)
+    row_bucket, slot, groups = bucket[pattern], torch.empty_like(counts), []
     for b in torch.unique(bucket).tolist():
         group = torch.nonzero(bucket == b).squeeze(1)
         rows = torch.nonzero(row_bucket == b).squeeze(1)
@@ -502,24 +559,25 @@ def gaussian_conditionals(
         if b >= 0:
             precision = _precision(cov) if precision is None else precision
             missing = _columns(order[group], 0, m, b, d)
-            log_det, maha, fill, block, rest = _given_by_precision(r[rows], means, at, missing, *precision,
-                                                                   leave_one_out=leave_one_out)
+            log_det, maha, fill, factor, rest = _given_by_precision(r[rows], means, at, missing, *precision,
+                                                                    leave_one_out=leave_one_out)
         else:
             o = -b - 1  # the observed entries' width; at most d - (o // 2 + 1) missing above the least width
             missing = _columns(order[group], 0, m, d - (o // 2 + 1) if o > _LEAST_WIDTH else d, d)
             observed_columns = _columns(order[group], m, seen, o, d)
-            log_det, maha, fill, block, rest = _given_by_covariance(r[rows], means, at, missing, observed_columns,
-                                                                    padded, leave_one_out=leave_one_out)
+            log_det, maha, fill, factor, rest = _given_by_covariance(r[rows], means, at, missing, observed_columns,
+                                                                     padded, leave_one_out=leave_one_out)
         log_prob[rows] = -0.5 * (_take(n_seen, at)[:, None] * math.log(2 * math.pi) + _take(log_det, at)) - 0.5 * maha
-        columns = _take(missing, at).unsqueeze(1).expand(rows.numel(), k, missing.shape[1])
-        filled[rows] = filled[rows].scatter(2, columns, fill)
-        w = min(missing.shape[1], width)
-        conditional[group, :, :w, :w] = block[..., :w, :w]
+        columns = _take(missing, at).unsqueeze(1)  # (rows, 1, w)
+        entries = rows[:, None, None] * (k * d) + first_entry[:, None] + columns
+        filled[torch.where(columns == d, n * k * d, entries).reshape(-1)] = fill.reshape(-1)
+        groups.append(ConditionalGroup(group, missing, factor, b >= 0))
         if leave_one_out:
             alone[rows] = _log_normal(*rest)
     if leave_one_out:
         alone = torch.where(observed.unsqueeze(1), alone[..., :d], torch.zeros((), dtype=X.dtype, device=X.device))
-    return GaussianConditionals(log_prob, filled[..., :d].contiguous(), cov, conditional, index, pattern, alone)
+    return GaussianConditionals(log_prob, filled[:-1].view(n, k, d), cov, tuple(groups), first.shape[0], pattern,
+                                alone)
 
 
 def _log_normal(projected: torch.Tensor, diagonal: torch.Tensor) -> torch.Tensor:
@@ -531,8 +589,10 @@ def _log_normal(projected: torch.Tensor, diagonal: torch.Tensor) -> torch.Tensor
 
 
 #: blocks up to this width are padded to it (or to the largest block a route takes, if
-#: smaller): batches of small blocks cost their torch calls, not their arithmetic
-_LEAST_WIDTH = 8
+#: smaller): batches of small blocks cost their torch calls more than their arithmetic.
+#: 4, not 8: on Wine (D = 12, 16 components, 20% missing) most patterns miss one to
+#: three entries, and their blocks padded to 6 made an E-step 1.5x slower than at 4
+_LEAST_WIDTH = 4
 
 
 def _bucket(sizes: torch.Tensor, limit: int) -> torch.Tensor:
@@ -614,8 +674,9 @@ def _row_apply(matrices: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
 
 def _given_by_precision(r, means, at, missing, precision, log_det_full, leave_one_out=False):
     """The rows of some patterns, from the precision's missing block: ``log det S_oo``
-    (G, K), the Mahalanobis terms (n, K), ``E[x_m | x_o]`` (n, K, w) and ``Cov[x_m | x_o]``
-    (G, K, w, w) (:func:`gaussian_conditionals`). ``r`` (n, K, D + 1) is zero on missing
+    (G, K), the Mahalanobis terms (n, K), ``E[x_m | x_o]`` (n, K, w) and the factor
+    ``F = L^{-1}`` of ``Cov[x_m | x_o] = Lambda_mm^{-1} = F^T F`` (G, K, w, w; zero on
+    the padding: :class:`ConditionalGroup`) (:func:`gaussian_conditionals`). ``r`` (n, K, D + 1) is zero on missing
     entries and on the padding, ``at`` each row's pattern among ``missing`` (G, w),
     the missing columns padded with ``D``."""
     n, k, d = r.shape
@@ -630,20 +691,19 @@ def _given_by_precision(r, means, at, missing, precision, log_det_full, leave_on
     shift = _row_apply(factor.transpose(-1, -2), y)  # Lambda_mm^{-1} b
     fill = torch.gather(means.expand(n, k, d), 2, columns) - shift
     kept = (~padding).to(r.dtype)
-    block = (inv_chol.transpose(-1, -2) @ inv_chol) * (kept[:, None, :, None] * kept[:, None, None, :])
     rest = None
     if leave_one_out:  # Q = Lambda_oo - V V^T, V = Lambda_om L^{-T}; Q r_o = u_o - V y
         v = precision[:, :, missing].permute(2, 0, 1, 3) @ inv_chol.transpose(-1, -2)  # (G, K, D + 1, w)
         diagonal = torch.diagonal(precision, dim1=-2, dim2=-1) - v.square().sum(-1)
         rest = (u - _row_apply(_take(v, at), y), _take(diagonal, at))
-    return log_det_full + log_det, maha, fill, block, rest
+    return log_det_full + log_det, maha, fill, inv_chol * kept[:, None, :, None], rest
 
 
 def _given_by_covariance(r, means, at, missing, seen, cov, leave_one_out=False):
     """:func:`_given_by_precision` from the observed block ``S_oo`` (its columns ``seen``
     (G, o), padded with ``D`` as ``cov`` (K, D + 1, D + 1) is with zeros): ``S_oo = L L^T``,
-    ``W = L^{-1} S_om``, ``Cov[x_m | x_o] = S_mm - W^T W`` and ``E[x_m | x_o] = mu_m +
-    W^T L^{-1} r_o``."""
+    ``W = L^{-1} S_om`` (returned in place of the factor), ``Cov[x_m | x_o] = S_mm - W^T W``
+    and ``E[x_m | x_o] = mu_m + W^T L^{-1} r_o``."""
     n, k, d = r.shape
     inv_chol, log_det = _inverse_factor(_block(cov, seen, seen), seen == d - 1)
     w = inv_chol @ _block(cov, seen, missing)  # (G, K, o, m)
@@ -657,7 +717,7 @@ def _given_by_covariance(r, means, at, missing, seen, cov, leave_one_out=False):
         projected = r.new_zeros(n, k, d).scatter(2, where, _row_apply(factor.transpose(-1, -2), z))
         diagonal = r.new_zeros(n, k, d).scatter(2, where, _take(inv_chol.square().sum(-2), at).expand(n, k, -1))
         rest = (projected, diagonal)
-    return log_det, z.square().sum(-1), fill, _block(cov, missing, missing) - w.transpose(-1, -2) @ w, rest
+    return log_det, z.square().sum(-1), fill, w, rest
 
 
 def conditional_gaussian(X: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor):
