@@ -746,13 +746,13 @@ def _patterns(observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     n, d = observed.shape
     words = max(1, -(-d // 62))
-    bits = torch.zeros(n, words * 62, dtype=torch.int64, device=observed.device)
-    bits[:, :d] = observed.to(torch.int64)
-    powers = 2 ** torch.arange(62, dtype=torch.int64, device=observed.device)
-    keys = (bits.view(n, words, 62) * powers).sum(-1)
-    if words == 1:
-        _, pattern = torch.unique(keys[:, 0], return_inverse=True)
+    powers = 2 ** torch.arange(min(d, 62), dtype=torch.int64, device=observed.device)
+    if words == 1:  # one key a row, from the mask itself (no padded copy)
+        _, pattern = torch.unique((observed.to(torch.int64) * powers).sum(-1), return_inverse=True)
     else:
+        bits = torch.zeros(n, words * 62, dtype=torch.int64, device=observed.device)
+        bits[:, :d] = observed.to(torch.int64)
+        keys = (bits.view(n, words, 62) * powers).sum(-1)
         _, pattern = torch.unique(keys, dim=0, return_inverse=True)
     first = torch.full((int(pattern.max()) + 1 if n else 0,), n, dtype=torch.int64, device=observed.device)
     first.scatter_reduce_(0, pattern, torch.arange(n, device=observed.device), reduce="amin")
