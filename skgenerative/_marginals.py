@@ -161,6 +161,7 @@ class NormalScores:
         self.steps = np.asarray(steps, dtype=np.float64)
         self.seed = int(seed)
         self.orders = dict(orders or {})
+        self.key_maps = None
         self._cache = {}
 
     @classmethod
@@ -180,7 +181,9 @@ class NormalScores:
         if not orders:
             return maps
         ordered = maps.dequantised(torch.as_tensor(X, dtype=torch.float64), orders).numpy()
-        return cls._maps(ordered, maps.columns, maps.steps, seed, n_knots, orders)
+        final = cls._maps(ordered, maps.columns, maps.steps, seed, n_knots, orders)
+        final.key_maps = maps  # the keys' scores, as the orders were fitted on (see dequantised)
+        return final
 
     @classmethod
     def _maps(cls, spread: np.ndarray, columns, steps, seed: int, n_knots: int, orders=None):
@@ -239,6 +242,7 @@ class NormalScores:
         return {k: v for k, v in self.__dict__.items() if k != "_cache"}
 
     def __setstate__(self, state):
+        self.key_maps = None  # absent from maps pickled before the keys kept their own
         self.__dict__.update(state)
         self._cache = {}
 
@@ -259,12 +263,17 @@ class NormalScores:
     def dequantised(self, X: torch.Tensor, orders: dict | None = None) -> torch.Tensor:
         """Training rows spread over their columns' grids (:func:`grid_jitter`), the
         columns of few values in the order of the rest of the row (``orders``, default
-        the fitted ones; see the module docstring)."""
+        the fitted ones; see the module docstring). The keys read the other columns'
+        scores through the maps the orders were fitted with (``key_maps``, fitted on the
+        hash spread), not through these maps refitted on the ordered spread: with two
+        or more ordered columns, a key would otherwise read another ordered column's
+        slightly moved score, and a training row's place within its cell could differ
+        between fit and use."""
         out = grid_jitter(X, self.columns, self.steps, self.seed)
         orders = self.orders if orders is None else orders
         if not orders:
             return out
-        scores = self._scores(out)
+        scores = (self.key_maps or self)._scores(out)
         values = X.detach().to("cpu", torch.float64).numpy()
         hashed = out.detach().to("cpu", torch.float64).numpy()
         for i, (weights, levels, keys, residual) in orders.items():

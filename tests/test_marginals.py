@@ -160,6 +160,31 @@ def test_the_synthetic_call_spreads_a_rating_in_the_order_of_the_rest_of_the_row
     assert not _fit(df).normal_scores_.orders
 
 
+def test_two_ordered_columns_spread_the_training_rows_at_use_as_at_fit():
+    """The keys of a column of few values read the other columns' scores; with two such
+    columns, the fitted maps (refitted on the ordered spread) move the other ordered
+    column's score. The keys read the maps the orders were fitted with, so the spread
+    the final knots were fitted on is the spread ``dequantised`` gives the same rows."""
+    rng = np.random.RandomState(3)
+    n = 600
+    z = rng.normal(size=n)
+    X = np.column_stack([z + 0.3 * rng.normal(size=n), np.clip(np.round(2 * z + 3 + rng.normal(size=n)), 0, 6),
+                         np.clip(np.round(-1.5 * z + 2 + rng.normal(size=n)), 0, 5), rng.gamma(2.0, size=n)])
+    steps = np.array([0.0, 1.0, 1.0, 0.0])
+    scores = NormalScores.fit(X, [0, 1, 2, 3], steps, seed=7)
+    assert sorted(scores.orders) == [1, 2]
+    first = NormalScores.fit(X, [0, 1, 2, 3], steps, seed=7, ordered_max_levels=0)
+    at_fit = first.dequantised(torch.as_tensor(X), scores.orders).numpy()  # what the final knots saw
+    at_use = scores.dequantised(torch.as_tensor(X)).numpy()
+    np.testing.assert_array_equal(at_use, at_fit)
+    # the refitted maps do move the ordered columns' scores (the keys would move with them)
+    moved = scores._scores(torch.as_tensor(at_fit)) - first._scores(torch.as_tensor(at_fit))
+    assert np.abs(moved[:, [1, 2]]).max() > 1e-3 and np.abs(moved[:, [0, 3]]).max() == 0
+    # and the keys survive pickling
+    again = pickle.loads(pickle.dumps(scores))
+    np.testing.assert_array_equal(again.dequantised(torch.as_tensor(X)).numpy(), at_fit)
+
+
 def test_an_ordered_rating_keeps_its_frequencies_and_its_dependence_on_the_rest():
     from skgenerative import mixture
 
