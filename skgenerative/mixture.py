@@ -682,17 +682,17 @@ def _patterns(observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Distinct rows of a boolean mask (n, D): the first row of each, and each row's pattern.
 
     Rows are keyed by their bits packed in 62-bit integers (``torch.unique(dim=0)``
-    compares rows one by one, which cost more than the factorisations it saves).
+    compares rows one by one, which cost more than the factorisations it saves), each
+    word from its own columns only: bits padded to whole 62-bit words took five times
+    as long at ``D = 5`` (330 us on 2400 rows against 64 us; the same keys).
     """
     n, d = observed.shape
-    words = max(1, -(-d // 62))
-    bits = torch.zeros(n, words * 62, dtype=torch.int64, device=observed.device)
-    bits[:, :d] = observed.to(torch.int64)
-    powers = 2 ** torch.arange(62, dtype=torch.int64, device=observed.device)
-    keys = (bits.view(n, words, 62) * powers).sum(-1)
-    if words == 1:
-        _, pattern = torch.unique(keys[:, 0], return_inverse=True)
+    bits = observed.to(torch.int64)
+    powers = 2 ** torch.arange(min(d, 62), dtype=torch.int64, device=observed.device)
+    if d <= 62:
+        _, pattern = torch.unique((bits * powers).sum(1), return_inverse=True)
     else:
+        keys = torch.stack([(bits[:, w:w + 62] * powers[:min(62, d - w)]).sum(1) for w in range(0, d, 62)], 1)
         _, pattern = torch.unique(keys, dim=0, return_inverse=True)
     first = torch.full((int(pattern.max()) + 1 if n else 0,), n, dtype=torch.int64, device=observed.device)
     first.scatter_reduce_(0, pattern, torch.arange(n, device=observed.device), reduce="amin")
@@ -1116,6 +1116,7 @@ def mixture_statistics(
     covariance_type: str,
     complete_second_moments: bool = True,
     families: tuple = (),
+    levels: LevelCells | None = None,
 ) -> dict:
     """E-step on a chunk: expected sufficient statistics given the observed cells.
 
@@ -1141,12 +1142,14 @@ def mixture_statistics(
     statistics of a partition of the rows add up to those of the whole. With
     ``complete_second_moments=False`` a tied model's ``sxx`` leaves out the complete
     rows' ``sum_i x_i x_i^T``, which does not depend on the parameters (EM forms it once).
+    ``levels``: ``LevelCells.of(families)``, where the caller has it already.
     """
     offset = torch.log(params.weights)
-    levels, families_part = None, None
     if families:
-        families_part, levels = families_log_prob(families, params.families)
+        families_part, levels = families_log_prob(families, params.families, levels)
         offset = offset + families_part
+    else:
+        levels = None
     parts = []
     if X.shape[1] and has_nan(X):
         incomplete = torch.isnan(X).any(1)
@@ -1183,10 +1186,12 @@ def mixture_statistics(
     return total
 
 
-def families_log_prob(families, parameters) -> tuple[torch.Tensor | None, LevelCells | None]:
+def families_log_prob(families, parameters, levels: LevelCells | None = None) -> tuple[torch.Tensor | None,
+                                                                                     LevelCells | None]:
     """``sum_b log p_kb`` of the ``(block, cells)`` pairs (n, K; ``None`` without one), and
-    their :class:`LevelCells` (``None`` if the level blocks were scored one by one)."""
-    levels = LevelCells.of(families)
+    their :class:`LevelCells` (``levels`` if given, else formed here; ``None`` if the
+    level blocks were scored one by one)."""
+    levels = LevelCells.of(families) if levels is None else levels
     total = levels.log_prob(families, parameters) if levels.one_hot is not None else None
     if total is None:
         levels = None
@@ -1217,6 +1222,15 @@ class _MixtureRows:
         return self.layout.rows(X, self.center.to(X.device), self.dtype)
 
 
+class _Piece(NamedTuple):
+    """Rows of a chunk that the E-step reads together: their Gaussian values, their
+    ``(block, cells)`` pairs and the :class:`LevelCells` of those."""
+
+    gaussian: torch.Tensor
+    families: tuple
+    levels: LevelCells
+
+
 class _MixtureStatistics:
     """The E-step on a chunk of model rows (picklable: it travels to dask workers).
 
@@ -1228,34 +1242,59 @@ class _MixtureStatistics:
     in EM; the normal-score cells' is added once per pass, :class:`_ShiftedEStep`), so
     that it is the training rows' mean score (``lower_bound_``; of the rows spread over
     their grids).
+
+    The pieces and that log-Jacobian depend on the rows alone: they are formed once
+    for a chunk and kept while the same chunk comes back (an in-memory source gives
+    the same view of its rows at every pass), one chunk at a time, never pickled.
     """
 
     def __init__(self, layout: MixtureLayout, covariance_type: str, log_center: torch.Tensor):
         self.layout, self.covariance_type, self.log_center = layout, covariance_type, log_center
+        self._prepared = None  # (chunk, its key, its pieces, its log-Jacobian)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_prepared": None}
 
     def __call__(self, chunk: torch.Tensor, params: MixtureParameters) -> dict:
-        d = self.layout.n_gaussian
-        pieces = []
+        pieces, log_jacobian = self._pieces(chunk, params.weights.shape[0])
+        out = accumulate(pieces, lambda piece: mixture_statistics(
+            piece.gaussian, params, self.covariance_type, complete_second_moments=False,
+            families=piece.families, levels=piece.levels,
+        ))
+        if log_jacobian is not None:
+            out["log_likelihood"] = out["log_likelihood"] - log_jacobian
+        return out
+
+    def _pieces(self, chunk: torch.Tensor, k: int) -> tuple[list[_Piece], torch.Tensor | None]:
+        """The chunk's pieces and ``sum log x`` over its positive cells (``None`` without
+        one), kept for the next call on the same rows (same memory, shape, strides and
+        version, unmodified since; the kept reference keeps the memory from being reused)."""
+        key = (chunk.data_ptr(), tuple(chunk.shape), chunk.stride(), chunk._version, chunk.dtype, chunk.device, k)
+        prepared = self._prepared
+        if prepared is not None and prepared[1] == key:
+            return prepared[2], prepared[3]
+        d, complete, rows = self.layout.n_gaussian, chunk, []
         if d and has_nan(chunk[:, :d]):
             incomplete = torch.isnan(chunk[:, :d]).any(1)
             n_incomplete = int(incomplete.sum())
             if n_incomplete:
-                rows = chunk[incomplete]
-                rows = rows[_by_pattern(rows[:, :d])]
-                k = params.weights.shape[0]
+                missing = chunk[incomplete]
+                missing = missing[_by_pattern(missing[:, :d])]
                 size = _conditional_piece_rows(n_incomplete, k, d, chunk.element_size(), chunk.device)
-                pieces += [rows[sub] for sub in iter_slices(n_incomplete, size)]
-                chunk = chunk[~incomplete]
-        if chunk.shape[0] or not pieces:
-            pieces.append(chunk)
-        out = accumulate(pieces, lambda piece: mixture_statistics(
-            piece[:, :d], params, self.covariance_type, complete_second_moments=False,
-            families=tuple((block, piece[:, block.cells]) for block in self.layout.blocks),
-        ))
+                rows += [missing[sub] for sub in iter_slices(n_incomplete, size)]
+                complete = chunk[~incomplete]
+        if complete.shape[0] or not rows:
+            rows.append(complete)
+        pieces = []
+        for piece in rows:
+            families = tuple((block, piece[:, block.cells]) for block in self.layout.blocks)
+            pieces.append(_Piece(piece[:, :d], families, LevelCells.of(families)))
+        log_jacobian = None
         if self.layout.positive:
-            log_x = torch.cat([piece[:, self.layout.log_scale] for piece in pieces]).double() + self.log_center
-            out["log_likelihood"] = out["log_likelihood"] - torch.nan_to_num(log_x).sum()
-        return out
+            log_x = torch.cat([piece[:, self.layout.log_scale] for piece in rows]).double() + self.log_center
+            log_jacobian = torch.nan_to_num(log_x).sum()
+        self._prepared = (chunk, key, pieces, log_jacobian)
+        return pieces, log_jacobian
 
 
 class _ScoresLogJacobian:
