@@ -312,13 +312,35 @@ class NormalScores:
         return torch.where(observed, torch.log(slope), torch.zeros_like(slope)).sum(0).to(X.dtype)
 
 
+def sorted_quantiles(values: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``np.quantile(values, p)`` (its default "linear" method; ``values`` without NaN) from
+    one sort, to the bit: numpy partitions the values at both neighbours of every
+    quantile, which at a thousand knots took 4 ms a column of 2700 values, where the
+    sort takes 0.01 ms (the mixed default's marginals on Adult, 20% missing: 45 -> 7 ms
+    a fit). The same order statistics and the same interpolation as numpy's ``_lerp``."""
+    ordered = np.sort(values)
+    n = ordered.size
+    virtual = (n - 1) * p
+    previous = np.floor(virtual)
+    following = previous + 1
+    above = virtual >= n - 1  # the largest value
+    previous[above], following[above] = -1, -1
+    previous, following = previous.astype(np.intp), following.astype(np.intp)
+    gamma = virtual - previous
+    low, high = ordered[previous], ordered[following]
+    step = high - low
+    out = low + step * gamma
+    np.subtract(high, step * (1 - gamma), out=out, where=gamma >= 0.5)
+    return out
+
+
 def _knots(values: np.ndarray, n_knots: int):
     """``(knots (m, 2), (low slope, high slope))`` of one column's values, or ``None``."""
     m = min(n_knots, values.size)
     if m < 2:
         return None
     p = (np.arange(m) + 0.5) / m
-    x = np.quantile(values, p)
+    x = sorted_quantiles(values, p)
     distinct, first, counts = np.unique(x, return_index=True, return_counts=True)
     if distinct.size < 2:
         return None
