@@ -182,7 +182,7 @@ class ObservedValuesMixin:
         holes = np.isnan(X)
         missing = None
         if holes.any():
-            patterns, counts = np.unique(holes, axis=0, return_counts=True)
+            patterns, counts = _distinct_rows(holes)
             missing = (patterns, counts.astype(np.int64))
         return {"ranges": ranges, "decimals": decimals, "frequent": frequent,
                 "missing": missing, "n_rows": int(X.shape[0])}
@@ -635,6 +635,20 @@ def _nearest(x: np.ndarray, values: np.ndarray) -> np.ndarray:
     snapped = np.where(np.abs(x - left) <= np.abs(right - x), left, right)
     with np.errstate(invalid="ignore"):
         return np.where((x >= values[0]) & (x <= values[-1]), snapped, x)
+
+
+def _distinct_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(mask, axis=0, return_counts=True)`` of a boolean matrix: its distinct
+    rows in lexicographic order (False first) and how often each occurs. Up to 63
+    columns a row is one integer, its first column the highest bit (the same order):
+    ``np.unique(axis=0)`` sorts rows as records, 5 ms on Adult's 3000 x 12 holes, a
+    fifth of that way (each fit reads its rows' missingness patterns)."""
+    n, d = mask.shape
+    if d > 63:
+        return np.unique(mask, axis=0, return_counts=True)
+    shifts = np.arange(d - 1, -1, -1, dtype=np.int64)
+    keys, counts = np.unique(mask.astype(np.int64) @ (np.int64(1) << shifts), return_counts=True)
+    return ((keys[:, None] >> shifts) & 1).astype(bool), counts
 
 
 def _decimal_places(values: np.ndarray):

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from skgenerative._schema import TableSchema, point_levels
+from skgenerative._schema import TableSchema, _distinct_rows, point_levels
 from skgenerative.base import DiscreteDataWarning, GenerativeModel
 
 
@@ -31,6 +31,19 @@ def _table(n=12, seed=0):
         "items": rng.poisson(3, n).astype(np.int64),
         "rating": pd.array(rng.randint(1, 6, n), dtype="Int64"),
     })
+
+
+@pytest.mark.parametrize("n_columns", [1, 12, 63, 64, 70])
+def test_distinct_rows_are_numpys_unique_rows(n_columns):
+    rng = np.random.default_rng(n_columns)
+    for share in (0.02, 0.3, 0.9):
+        mask = rng.uniform(size=(500, n_columns)) < share
+        mask[250:] = mask[:250][rng.integers(0, 250, 250)]  # repeated rows
+        patterns, counts = _distinct_rows(mask)
+        expected, expected_counts = np.unique(mask, axis=0, return_counts=True)
+        assert patterns.dtype == bool
+        np.testing.assert_array_equal(patterns, expected)
+        np.testing.assert_array_equal(counts, expected_counts)
 
 
 def test_types_are_inferred_from_pandas_dtypes_and_overridden():
