@@ -1155,19 +1155,25 @@ def mixture_statistics(
     if X.shape[1] and has_nan(X):
         incomplete = torch.isnan(X).any(1)
         if bool(incomplete.any()):
-            conditionals = gaussian_conditionals(X[incomplete], params.means, params.covariances, covariance_type)
+            # every row incomplete (the E-step's pieces of them): read in place, not copied
+            rows = None if bool(incomplete.all()) else incomplete
+            conditionals = gaussian_conditionals(X if rows is None else X[rows], params.means, params.covariances,
+                                                 covariance_type)
             norm, resp = normalised_responsibilities(
-                conditionals.log_prob + (offset[incomplete] if offset.dim() == 2 else offset))
-            parts.append(_statistics(norm, resp, families, levels, incomplete, parameters=params.families) | {
+                conditionals.log_prob + (offset[incomplete] if offset.dim() == 2 and rows is not None else offset))
+            parts.append(_statistics(norm, resp, families, levels, rows, parameters=params.families) | {
                 "sx": torch.einsum("nk,nkd->kd", resp, conditionals.filled).double(),
                 "sxx": conditionals.weighted_second_moments(resp, covariance_type).double(),
             })
-            complete = ~incomplete
-            X = X[complete]
-            offset = offset[complete] if offset.dim() == 2 else offset
-            families = tuple((block, cells[complete]) for block, cells in families)
-            levels = levels if levels is None or levels.one_hot is None else levels._replace(
-                one_hot=levels.one_hot[complete])
+            if rows is None:
+                X = X[:0]
+            else:
+                complete = ~incomplete
+                X = X[complete]
+                offset = offset[complete] if offset.dim() == 2 else offset
+                families = tuple((block, cells[complete]) for block, cells in families)
+                levels = levels if levels is None or levels.one_hot is None else levels._replace(
+                    one_hot=levels.one_hot[complete])
     if X.shape[0] > 0 or not parts:
         if X.shape[1]:
             weighted = estimate_log_gaussian_prob(X, params.means, params.precisions_cholesky, covariance_type)
