@@ -780,6 +780,16 @@ def sample_mixture(
 
 
 # ---------------------------------------------------------------------- the blocks
+def _sum_last(terms: torch.Tensor) -> torch.Tensor:
+    """``terms.sum(-1)``, two terms as one addition: torch's float64 sum over a last
+    dimension of 2 took 550 us on (2400, 16, 2) (Adult's "is zero" cells at 16
+    components, at every E-step), the addition 26 us. The same numbers: the sum adds
+    the terms in order from +0, so ``(0 + a) + b`` (``+ 0`` turns a -0 into +0)."""
+    if terms.shape[-1] != 2:
+        return terms.sum(-1)
+    return (terms[..., 0] + 0.0) + terms[..., 1]
+
+
 class FamilyBlock(NamedTuple):
     """Columns of one family with per-component parameters: one tensor of batch (K, C).
 
@@ -823,7 +833,7 @@ class FamilyBlock(NamedTuple):
             missing = torch.isnan(code)
             picked = table[torch.where(missing, 0.0, code).long().clamp(0, table.shape[0] - 1)]
             return picked.masked_fill(missing.unsqueeze(1), 0.0)
-        return self.distribution(parameter).log_prob(cells.unsqueeze(1)).sum(-1)
+        return _sum_last(self.distribution(parameter).log_prob(cells.unsqueeze(1)))
 
     def statistics(self, cells: torch.Tensor, resp: torch.Tensor, parameter: torch.Tensor | None = None) -> Statistics:
         """Expected counts and sums of the observed cells per component (float64); the
