@@ -790,6 +790,22 @@ def _sum_last(terms: torch.Tensor) -> torch.Tensor:
     return (terms[..., 0] + 0.0) + terms[..., 1]
 
 
+def _bernoulli_codes_log_prob(cells: torch.Tensor, family: Bernoulli) -> torch.Tensor:
+    """``sum_c log p_kc(x_ic)`` (n, K) of cells that are codes 0 or 1 (NaN missing): the
+    family's own ``log_prob`` at 0 and at 1 per component (and 0 for a missing cell),
+    picked per cell, column by column (n, K), then summed as :func:`_sum_last` sums: the
+    numbers of ``log_prob`` over the (n, K, C) broadcast and its ``sum(-1)``, whose
+    broadcast products and masks took twice as long (Adult's "is zero" cells, 2400 rows,
+    16 components: 630 -> 290 us, at every E-step and score)."""
+    table = family.log_prob(torch.tensor([0.0, 1.0], dtype=cells.dtype, device=cells.device).view(2, 1, 1))
+    table = torch.cat([table, torch.zeros_like(table[:1])]).permute(2, 0, 1).contiguous()  # (C, 3, K): 0, 1, missing
+    code = torch.where(torch.isnan(cells), 2.0, cells).long()
+    terms = [table[c][code[:, c]] for c in range(cells.shape[1])]
+    if len(terms) > 2:
+        return torch.stack(terms, -1).sum(-1)
+    return terms[0] + 0.0 if len(terms) == 1 else (terms[0] + 0.0) + terms[1]
+
+
 class FamilyBlock(NamedTuple):
     """Columns of one family with per-component parameters: one tensor of batch (K, C).
 
@@ -833,6 +849,8 @@ class FamilyBlock(NamedTuple):
             missing = torch.isnan(code)
             picked = table[torch.where(missing, 0.0, code).long().clamp(0, table.shape[0] - 1)]
             return picked.masked_fill(missing.unsqueeze(1), 0.0)
+        if self.family is Bernoulli:  # binary level codes, or "is zero" indicators
+            return _bernoulli_codes_log_prob(cells, self.distribution(parameter))
         return _sum_last(self.distribution(parameter).log_prob(cells.unsqueeze(1)))
 
     def statistics(self, cells: torch.Tensor, resp: torch.Tensor, parameter: torch.Tensor | None = None) -> Statistics:

@@ -741,3 +741,25 @@ def test_sum_of_two_terms_is_torchs_sum_to_the_bit():
             expected, got = terms.sum(-1), _sum_last(terms)
             torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True)
             assert torch.equal(torch.signbit(got), torch.signbit(expected))
+
+
+def test_bernoulli_codes_log_prob_is_the_familys_sum_to_the_bit():
+    """Binary codes and "is zero" cells scored by picking per cell: the family's log_prob summed over columns."""
+    import torch
+
+    from skgenerative.distributions import Bernoulli
+    from skgenerative.mixture import _bernoulli_codes_log_prob
+
+    generator = torch.Generator().manual_seed(0)
+    for dtype in (torch.float64, torch.float32):
+        for k in (1, 3, 16):
+            for n_columns in (1, 2, 3, 5):
+                cells = (torch.rand(400, n_columns, generator=generator) < 0.6).to(dtype)
+                cells[torch.rand(400, n_columns, generator=generator) < 0.2] = float("nan")
+                logits = 5 * torch.randn(k, n_columns, generator=generator, dtype=dtype)
+                logits[0, 0] = 40.0  # softplus's cut-off
+                family = Bernoulli(logits)
+                expected = family.log_prob(cells.unsqueeze(1)).sum(-1)
+                got = _bernoulli_codes_log_prob(cells, family)
+                torch.testing.assert_close(got, expected, rtol=0, atol=0)
+                assert torch.equal(torch.signbit(got), torch.signbit(expected))
