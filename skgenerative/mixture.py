@@ -40,6 +40,7 @@ Gaussians, as in scikit-learn: ``log N(x; mu, Sigma) = -D/2 log 2 pi + log|det P
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 import math
 import time
 import warnings
@@ -2508,6 +2509,11 @@ class GaussianMixtureDensity(LevelGroupsMixin, ComponentChoiceMixin, MarginalsMi
         return weighted_log_prob(rows, params, self._layout, self.covariance_type, size)
 
     def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
+        scores = self._layout.scores
+        with nullcontext() if scores is None else scores.reused(X):  # one map for the rows and the slopes
+            return self._log_prob_of(X)
+
+    def _log_prob_of(self, X: torch.Tensor) -> torch.Tensor:
         score = torch.logsumexp(self._weighted_log_prob(X), dim=1)
         if not self._layout.transformed:
             return score
