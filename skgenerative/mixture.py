@@ -1575,15 +1575,17 @@ def prepare_mixture_fit(estimator, source, seed: int, resume: bool = False) -> _
     # normal-score columns are spread over their grids once: a map of the source, which a
     # dask collection applies in each pass (the spread is a function of the row's bits)
     spread = source if scores is None else source.map(scores.dequantised)
-    moments = spread.map(layout.natural).column_moments() if layout.transformed else raw
-    zeros = [j for j in layout.positive if moments.count[j] < raw.count[j]]  # log 0 is missing
-    row_bytes = est._row_bytes(source.shape[1]) * 2
-    seen = (tuple((block.columns, block.seen) for _, block in est._layout.groups) if resume
-            else _seen_combinations(est, source, row_bytes))
-    layout = MixtureLayout(types, level_counts, zeros, seen, scores)
-    center = moments.mean[gaussian].to(device=source.device, dtype=source.dtype)
-    dtype = est._dtype
-    rows = spread.map(_MixtureRows(layout, center, dtype), dtype=dtype, width=layout.width)
+    # rows in memory: one normal-score map of them for their moments and the model rows
+    with nullcontext() if scores is None else scores.reused(getattr(spread, "tensor", None)):
+        moments = spread.map(layout.natural).column_moments() if layout.transformed else raw
+        zeros = [j for j in layout.positive if moments.count[j] < raw.count[j]]  # log 0 is missing
+        row_bytes = est._row_bytes(source.shape[1]) * 2
+        seen = (tuple((block.columns, block.seen) for _, block in est._layout.groups) if resume
+                else _seen_combinations(est, source, row_bytes))
+        layout = MixtureLayout(types, level_counts, zeros, seen, scores)
+        center = moments.mean[gaussian].to(device=source.device, dtype=source.dtype)
+        dtype = est._dtype
+        rows = spread.map(_MixtureRows(layout, center, dtype), dtype=dtype, width=layout.width)
     tied = None
     if cov == "tied" and d:  # incomplete rows add expected moments per pass
         tied = rows.reduce(_complete_second_moments, d, row_bytes=row_bytes)["sxx"].to(dtype)
