@@ -591,9 +591,15 @@ class TableSchema(ObservedValuesMixin):
             missing = column.isna().to_numpy()
             if missing.any():
                 replacement = filled.iloc[:, position]
-                out[out.columns[position]] = _restored(
-                    column.where(~missing, replacement.to_numpy()), self.dtypes.get(name)
-                )
+                if isinstance(column.dtype, pd.CategoricalDtype) and replacement.dtype == column.dtype:
+                    # the same categories: the codes merged (``where`` maps every level back
+                    # to its code, a tenth of the mixed default's transform on Adult)
+                    codes = np.where(missing, replacement.cat.codes.to_numpy(), column.cat.codes.to_numpy())
+                    merged = pd.Series(pd.Categorical.from_codes(codes, dtype=column.dtype), index=column.index,
+                                       name=column.name)
+                else:
+                    merged = column.where(~missing, replacement.to_numpy())
+                out[out.columns[position]] = _restored(merged, self.dtypes.get(name))
         return out
 
 

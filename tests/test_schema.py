@@ -46,6 +46,27 @@ def test_distinct_rows_are_numpys_unique_rows(n_columns):
         np.testing.assert_array_equal(counts, expected_counts)
 
 
+def test_fill_frame_merges_category_codes_as_where_does():
+    frame = pd.DataFrame({
+        "c": pd.Categorical(["a", None, "b", None, "a", "z"], categories=["a", "b", "z"]),
+        "o": pd.Categorical([1, 2, None, 3, None, 1], categories=[1, 2, 3], ordered=True),
+        "x": [1.0, np.nan, 2.0, 3.0, np.nan, 0.5],
+    }, index=[10, 11, 12, 13, 14, 15])
+    schema = TableSchema.infer(frame)
+    X, _ = schema.encode(frame)
+    codes = np.where(np.isnan(X), [[2.0, 1.0, 7.0]], X)  # the filled cells: "z", 2, 7.0
+    filled = schema.to_frame(codes, index=frame.index)
+    out = schema.fill_frame(frame, filled)
+    for column in frame.columns:
+        expected = frame[column].where(frame[column].notna(), filled[column].to_numpy())
+        pd.testing.assert_series_equal(out[column], expected, check_exact=True)
+    assert out["c"].tolist() == ["a", "z", "b", "z", "a", "z"] and out["o"].tolist() == [1, 2, 2, 3, 2, 1]
+    # a frame whose categories differ from the filled one's takes where's path
+    other = frame.assign(c=frame["c"].cat.add_categories(["w"]))
+    merged = schema.fill_frame(other, filled)
+    pd.testing.assert_series_equal(merged["c"], other["c"].where(other["c"].notna(), filled["c"].to_numpy()))
+
+
 def test_types_are_inferred_from_pandas_dtypes_and_overridden():
     df = _table()
     schema = TableSchema.infer(df)
