@@ -921,12 +921,18 @@ class LevelCells(NamedTuple):
         one_hot = codes.new_zeros(codes.shape[0], int(sizes.sum()))
         return cls(blocks, one_hot.scatter_(1, column, observed.to(codes.dtype)))
 
-    def log_prob(self, families, parameters) -> torch.Tensor | None:
+    def log_prob(self, families, parameters, tables: dict | None = None) -> torch.Tensor | None:
         """``sum_j log p_kj(x_ij)`` over the rows' observed level cells (n, K); ``None``
-        when a level has probability 0 (``-inf``: the caller scores block by block)."""
-        table = torch.cat([families[b][0].slot_log_probs(parameters[b]) if isinstance(families[b][0], JointLevels)
-                           else families[b][0].distribution(parameters[b]).level_log_probs()[:, 0, :]
-                           for b in self.blocks], 1)
+        when a level has probability 0 (``-inf``: the caller scores block by block).
+        ``tables``: the stacked tables of ``parameters`` already formed, by blocks (read
+        and filled: an E-step's pieces share their parameters)."""
+        table = None if tables is None else tables.get(self.blocks)
+        if table is None:
+            table = torch.cat([families[b][0].slot_log_probs(parameters[b]) if isinstance(families[b][0], JointLevels)
+                               else families[b][0].distribution(parameters[b]).level_log_probs()[:, 0, :]
+                               for b in self.blocks], 1)
+            if tables is not None:
+                tables[self.blocks] = table
         if not bool(torch.isfinite(table).all()):
             return None
         return self.one_hot @ table.T
@@ -1147,6 +1153,7 @@ def mixture_statistics(
     complete_second_moments: bool = True,
     families: tuple = (),
     levels: LevelCells | None = None,
+    tables: dict | None = None,
 ) -> dict:
     """E-step on a chunk: expected sufficient statistics given the observed cells.
 
@@ -1172,11 +1179,12 @@ def mixture_statistics(
     statistics of a partition of the rows add up to those of the whole. With
     ``complete_second_moments=False`` a tied model's ``sxx`` leaves out the complete
     rows' ``sum_i x_i x_i^T``, which does not depend on the parameters (EM forms it once).
-    ``levels``: ``LevelCells.of(families)``, where the caller has it already.
+    ``levels``: ``LevelCells.of(families)``, where the caller has it already; ``tables``:
+    the level tables of ``params`` other pieces formed (:meth:`LevelCells.log_prob`).
     """
     offset = torch.log(params.weights)
     if families:
-        families_part, levels = families_log_prob(families, params.families, levels)
+        families_part, levels = families_log_prob(families, params.families, levels, tables)
         offset = offset + families_part
     else:
         levels = None
@@ -1222,13 +1230,13 @@ def mixture_statistics(
     return total
 
 
-def families_log_prob(families, parameters, levels: LevelCells | None = None) -> tuple[torch.Tensor | None,
-                                                                                     LevelCells | None]:
+def families_log_prob(families, parameters, levels: LevelCells | None = None,
+                      tables: dict | None = None) -> tuple[torch.Tensor | None, LevelCells | None]:
     """``sum_b log p_kb`` of the ``(block, cells)`` pairs (n, K; ``None`` without one), and
     their :class:`LevelCells` (``levels`` if given, else formed here; ``None`` if the
-    level blocks were scored one by one)."""
+    level blocks were scored one by one); ``tables`` as in :meth:`LevelCells.log_prob`."""
     levels = LevelCells.of(families) if levels is None else levels
-    total = levels.log_prob(families, parameters) if levels.one_hot is not None else None
+    total = levels.log_prob(families, parameters, tables) if levels.one_hot is not None else None
     if total is None:
         levels = None
     for b, ((block, cells), parameter) in enumerate(zip(families, parameters)):
@@ -1290,20 +1298,26 @@ class _MixtureStatistics:
     for the chunks of one tensor at a time (a dask block is a new tensor at each pass:
     only the last is kept); never pickled. Forming them at every pass (sorting the
     rows by pattern, the level one-hots) took 5% of the mixed default's time on Adult.
+    The stacked level tables of the parameters are formed once a pass, not once a piece
+    (kept with the very parameters object the pass gives every chunk).
     """
 
     def __init__(self, layout: MixtureLayout, covariance_type: str, log_center: torch.Tensor):
         self.layout, self.covariance_type, self.log_center = layout, covariance_type, log_center
         self._kept = {}  # key of a chunk -> (the chunk, its pieces, its log-Jacobian, their bytes)
+        self._tables = None  # (the parameters of the last call, their level tables)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_kept": {}}
+        return {**self.__dict__, "_kept": {}, "_tables": None}
 
     def __call__(self, chunk: torch.Tensor, params: MixtureParameters) -> dict:
         pieces, log_jacobian = self._pieces(chunk, params.weights.shape[0])
+        tables = self._tables  # the chunks of one pass share their parameters (this very object)
+        if tables is None or tables[0] is not params:
+            tables = self._tables = (params, {})
         out = accumulate(pieces, lambda piece: mixture_statistics(
             piece.gaussian, params, self.covariance_type, complete_second_moments=False,
-            families=piece.families, levels=piece.levels,
+            families=piece.families, levels=piece.levels, tables=tables[1],
         ))
         if log_jacobian is not None:
             out["log_likelihood"] = out["log_likelihood"] - log_jacobian
