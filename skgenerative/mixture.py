@@ -784,27 +784,29 @@ def sample_mixture(
 def _sum_last(terms: torch.Tensor) -> torch.Tensor:
     """``terms.sum(-1)``, two terms as one addition: torch's float64 sum over a last
     dimension of 2 took 550 us on (2400, 16, 2) (Adult's "is zero" cells at 16
-    components, at every E-step), the addition 26 us. The same numbers: the sum adds
-    the terms in order from +0, so ``(0 + a) + b`` (``+ 0`` turns a -0 into +0)."""
-    if terms.shape[-1] != 2:
-        return terms.sum(-1)
-    return (terms[..., 0] + 0.0) + terms[..., 1]
+    components, at every E-step), the addition 26 us (:func:`_sum_terms`)."""
+    return _sum_terms(terms.unbind(-1)) if terms.shape[-1] == 2 else terms.sum(-1)
+
+
+def _sum_terms(terms) -> torch.Tensor:
+    """``torch.stack(terms, -1).sum(-1)``: up to two terms as additions, the same numbers
+    (the sum adds the terms in order from +0: ``(0 + a) + b``, a -0 made +0)."""
+    if len(terms) > 2:
+        return torch.stack(terms, -1).sum(-1)
+    return terms[0] + 0.0 if len(terms) == 1 else (terms[0] + 0.0) + terms[1]
 
 
 def _bernoulli_codes_log_prob(cells: torch.Tensor, family: Bernoulli) -> torch.Tensor:
     """``sum_c log p_kc(x_ic)`` (n, K) of cells that are codes 0 or 1 (NaN missing): the
     family's own ``log_prob`` at 0 and at 1 per component (and 0 for a missing cell),
-    picked per cell, column by column (n, K), then summed as :func:`_sum_last` sums: the
+    picked per cell, column by column (n, K), then summed by :func:`_sum_terms`: the
     numbers of ``log_prob`` over the (n, K, C) broadcast and its ``sum(-1)``, whose
     broadcast products and masks took twice as long (Adult's "is zero" cells, 2400 rows,
     16 components: 630 -> 290 us, at every E-step and score)."""
     table = family.log_prob(torch.tensor([0.0, 1.0], dtype=cells.dtype, device=cells.device).view(2, 1, 1))
     table = torch.cat([table, torch.zeros_like(table[:1])]).permute(2, 0, 1).contiguous()  # (C, 3, K): 0, 1, missing
     code = torch.where(torch.isnan(cells), 2.0, cells).long()
-    terms = [table[c][code[:, c]] for c in range(cells.shape[1])]
-    if len(terms) > 2:
-        return torch.stack(terms, -1).sum(-1)
-    return terms[0] + 0.0 if len(terms) == 1 else (terms[0] + 0.0) + terms[1]
+    return _sum_terms([table[c][code[:, c]] for c in range(cells.shape[1])])
 
 
 class FamilyBlock(NamedTuple):
