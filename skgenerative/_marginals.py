@@ -56,6 +56,8 @@ default, as :data:`KNOTS`.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from scipy.special import ndtri
@@ -297,9 +299,29 @@ class NormalScores:
         return out
 
     def _map(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``T`` of the mapped columns of ``X`` and its slopes, both (C, n) float64."""
+        """``T`` of the mapped columns of ``X`` and its slopes, both (C, n) float64 (not to
+        be written to: within :meth:`reused` they serve every call on ``X``)."""
+        kept = self._cache.get("reused")
+        if kept is not None and kept[0] is X and kept[1] is not None:
+            return kept[1]
         xs, zs, last, low, high = self._tensors(X.device)
-        return _piecewise(X[:, self.columns].double().T, xs, zs, last, low, high)
+        out = _piecewise(X[:, self.columns].double().T, xs, zs, last, low, high)
+        if kept is not None and kept[0] is X:
+            self._cache["reused"] = (X, out)
+        return out
+
+    @contextmanager
+    def reused(self, X: torch.Tensor):
+        """Within the block, the map of the rows ``X`` (this tensor, left unchanged there) is
+        formed once: a mixture's score reads it twice (the scores, then the log-slopes)
+        and a fit's preparation twice (the moments, then the model rows), and the binary
+        searches of the map were 3% of the mixed imputation default's time. Another
+        thread's block at the same time only costs this one its reuse."""
+        self._cache["reused"] = (X, None)
+        try:
+            yield
+        finally:
+            self._cache.pop("reused", None)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """``X`` (n, n_features) with the mapped columns on the normal scale."""
@@ -321,13 +343,35 @@ class NormalScores:
         return torch.where(observed, torch.log(slope), torch.zeros_like(slope)).sum(0).to(X.dtype)
 
 
+def sorted_quantiles(values: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``np.quantile(values, p)`` (its default "linear" method; ``values`` without NaN) from
+    one sort, to the bit: numpy partitions the values at both neighbours of every
+    quantile, which at a thousand knots took 4 ms a column of 2700 values, where the
+    sort takes 0.01 ms (the mixed default's marginals on Adult, 20% missing: 45 -> 7 ms
+    a fit). The same order statistics and the same interpolation as numpy's ``_lerp``."""
+    ordered = np.sort(values)
+    n = ordered.size
+    virtual = (n - 1) * p
+    previous = np.floor(virtual)
+    following = previous + 1
+    above = virtual >= n - 1  # the largest value
+    previous[above], following[above] = -1, -1
+    previous, following = previous.astype(np.intp), following.astype(np.intp)
+    gamma = virtual - previous
+    low, high = ordered[previous], ordered[following]
+    step = high - low
+    out = low + step * gamma
+    np.subtract(high, step * (1 - gamma), out=out, where=gamma >= 0.5)
+    return out
+
+
 def _knots(values: np.ndarray, n_knots: int):
     """``(knots (m, 2), (low slope, high slope))`` of one column's values, or ``None``."""
     m = min(n_knots, values.size)
     if m < 2:
         return None
     p = (np.arange(m) + 0.5) / m
-    x = np.quantile(values, p)
+    x = sorted_quantiles(values, p)
     distinct, first, counts = np.unique(x, return_index=True, return_counts=True)
     if distinct.size < 2:
         return None

@@ -182,7 +182,7 @@ class ObservedValuesMixin:
         holes = np.isnan(X)
         missing = None
         if holes.any():
-            patterns, counts = np.unique(holes, axis=0, return_counts=True)
+            patterns, counts = _distinct_rows(holes)
             missing = (patterns, counts.astype(np.int64))
         return {"ranges": ranges, "decimals": decimals, "frequent": frequent,
                 "missing": missing, "n_rows": int(X.shape[0])}
@@ -591,9 +591,15 @@ class TableSchema(ObservedValuesMixin):
             missing = column.isna().to_numpy()
             if missing.any():
                 replacement = filled.iloc[:, position]
-                out[out.columns[position]] = _restored(
-                    column.where(~missing, replacement.to_numpy()), self.dtypes.get(name)
-                )
+                if isinstance(column.dtype, pd.CategoricalDtype) and replacement.dtype == column.dtype:
+                    # the same categories: the codes merged (``where`` maps every level back
+                    # to its code, a tenth of the mixed default's transform on Adult)
+                    codes = np.where(missing, replacement.cat.codes.to_numpy(), column.cat.codes.to_numpy())
+                    merged = pd.Series(pd.Categorical.from_codes(codes, dtype=column.dtype), index=column.index,
+                                       name=column.name)
+                else:
+                    merged = column.where(~missing, replacement.to_numpy())
+                out[out.columns[position]] = _restored(merged, self.dtypes.get(name))
         return out
 
 
@@ -637,6 +643,20 @@ def _nearest(x: np.ndarray, values: np.ndarray) -> np.ndarray:
         return np.where((x >= values[0]) & (x <= values[-1]), snapped, x)
 
 
+def _distinct_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(mask, axis=0, return_counts=True)`` of a boolean matrix: its distinct
+    rows in lexicographic order (False first) and how often each occurs. Up to 63
+    columns a row is one integer, its first column the highest bit (the same order):
+    ``np.unique(axis=0)`` sorts rows as records, 5 ms on Adult's 3000 x 12 holes, a
+    fifth of that way (each fit reads its rows' missingness patterns)."""
+    n, d = mask.shape
+    if d > 63:
+        return np.unique(mask, axis=0, return_counts=True)
+    shifts = np.arange(d - 1, -1, -1, dtype=np.int64)
+    keys, counts = np.unique(mask.astype(np.int64) @ (np.int64(1) << shifts), return_counts=True)
+    return ((keys[:, None] >> shifts) & 1).astype(bool), counts
+
+
 def _decimal_places(values: np.ndarray):
     """The fewest decimal places (0 .. MAX_DECIMALS) that write every value, or None.
 
@@ -655,11 +675,16 @@ def _decimal_places(values: np.ndarray):
 
 
 def _warn_if_identifier(series: pd.Series, name: str) -> None:
-    observed = series.dropna()
-    n = len(observed)
+    if isinstance(series.dtype, pd.CategoricalDtype):  # from the codes: a third of dropna's and nunique's time
+        codes = series.cat.codes.to_numpy()
+        observed = codes[codes >= 0]
+        n, distinct = observed.size, (lambda: np.unique(observed).size)
+    else:
+        observed = series.dropna()
+        n, distinct = len(observed), observed.nunique
     if n < IDENTIFIER_MIN_ROWS:
         return
-    distinct = observed.nunique()
+    distinct = distinct()
     if distinct < IDENTIFIER_SHARE * n:
         return
     warnings.warn(

@@ -22,6 +22,7 @@ from skgenerative.impute import (
     collapsed_columns,
     held_out_conditional_log_likelihood,
     refit,
+    _row_sums,
     select_by_held_out_likelihood,
     stacking_weights,
 )
@@ -52,6 +53,19 @@ def test_stacking_weights_recover_the_proportions_of_a_known_mixture():
         assert logsumexp(L + np.log(np.maximum(other, 1e-300)), axis=1).mean() < best
     # one model better on every row takes all the weight
     np.testing.assert_allclose(stacking_weights(np.column_stack([L[:, 1], L[:, 1] - 1.0])), [1, 0], atol=1e-6)
+
+
+def test_row_sums_are_numpys_to_the_bit():
+    """The stacking iterations' row sums, column by column: numpy's sum's numbers, signed zeros too."""
+    rng = np.random.default_rng(0)
+    for n_columns in range(1, 10):
+        x = rng.uniform(size=(500, n_columns)) * np.exp(4 * rng.normal(size=(500, n_columns)))
+        x[rng.uniform(size=x.shape) < 0.2] = 0.0
+        x[rng.uniform(size=x.shape) < 0.2] = -0.0
+        x[:5] = -0.0
+        expected, got = x.sum(1, keepdims=True), _row_sums(x)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
 
 
 def test_held_out_scores_are_folds_fitted_by_hand():

@@ -19,7 +19,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal, norm
 
 from skgenerative import GaussianMixtureDensity
-from skgenerative._marginals import NormalScores, grid_jitter
+from skgenerative._marginals import KNOTS, NormalScores, grid_jitter, sorted_quantiles
 
 
 def _table(n=600, seed=0):
@@ -74,6 +74,23 @@ def test_inverse_undoes_the_map_and_log_slope_is_autograds_derivative():
     for k in scores.knots:
         assert len(k) <= 1000 and np.all(np.diff(k[:, 0]) > 0) and np.all(np.diff(k[:, 1]) > 0)
     np.testing.assert_allclose(scores.knots[1][:, 1], norm.ppf((np.arange(500) + 0.5) / 500))
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "half_zeros", "three_values", "two_rows"])
+def test_sorted_quantiles_are_numpys_to_the_bit(kind):
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        n = 2 if kind == "two_rows" else int(rng.integers(2, 3000))
+        values = rng.normal(size=n) * 10.0 ** rng.uniform(-4, 4)
+        if kind == "ties":
+            values = np.round(values)
+        elif kind == "half_zeros":
+            values[: n // 2] = 0.0
+        elif kind == "three_values":
+            values = rng.integers(0, 3, n).astype(np.float64)
+        m = min(KNOTS, n)
+        for p in ((np.arange(m) + 0.5) / m, np.concatenate([[0.0, 1.0], rng.uniform(size=7)])):
+            np.testing.assert_array_equal(sorted_quantiles(values, p), np.quantile(values, p))
 
 
 def test_grid_jitter_stays_in_the_cell_and_depends_on_the_row_not_the_batch():

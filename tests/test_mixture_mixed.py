@@ -723,3 +723,43 @@ def test_point_with_level_probabilities_is_both_passes_side_by_side():
     levels = torch.cat(model._level_probabilities(X, columns), dim=1)
     torch.testing.assert_close(both[:, :X.shape[1]], point, rtol=1e-12, atol=1e-12, equal_nan=True)
     torch.testing.assert_close(both[:, X.shape[1]:], levels, rtol=1e-12, atol=1e-12)
+
+
+def test_sum_of_two_terms_is_torchs_sum_to_the_bit():
+    """The E-step's per-row sums of a family block's two cells: an addition, the numbers of ``sum(-1)``."""
+    import torch
+
+    from skgenerative.mixture import _sum_last
+
+    generator = torch.Generator().manual_seed(0)
+    for dtype in (torch.float64, torch.float32):
+        for shape in [(300, 16, 2), (5, 1, 2), (0, 3, 2), (40, 2), (30, 4, 3), (9, 1)]:
+            terms = torch.randn(*shape, generator=generator, dtype=dtype)
+            terms = terms * torch.exp(5 * torch.randn(*shape, generator=generator, dtype=dtype))
+            flat = terms.view(-1)
+            flat[::7], flat[::5], flat[::11], flat[::13] = -0.0, 0.0, float("inf"), float("nan")
+            expected, got = terms.sum(-1), _sum_last(terms)
+            torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True)
+            assert torch.equal(torch.signbit(got), torch.signbit(expected))
+
+
+def test_bernoulli_codes_log_prob_is_the_familys_sum_to_the_bit():
+    """Binary codes and "is zero" cells scored by picking per cell: the family's log_prob summed over columns."""
+    import torch
+
+    from skgenerative.distributions import Bernoulli
+    from skgenerative.mixture import _bernoulli_codes_log_prob
+
+    generator = torch.Generator().manual_seed(0)
+    for dtype in (torch.float64, torch.float32):
+        for k in (1, 3, 16):
+            for n_columns in (1, 2, 3, 5):
+                cells = (torch.rand(400, n_columns, generator=generator) < 0.6).to(dtype)
+                cells[torch.rand(400, n_columns, generator=generator) < 0.2] = float("nan")
+                logits = 5 * torch.randn(k, n_columns, generator=generator, dtype=dtype)
+                logits[0, 0] = 40.0  # softplus's cut-off
+                family = Bernoulli(logits)
+                expected = family.log_prob(cells.unsqueeze(1)).sum(-1)
+                got = _bernoulli_codes_log_prob(cells, family)
+                torch.testing.assert_close(got, expected, rtol=0, atol=0)
+                assert torch.equal(torch.signbit(got), torch.signbit(expected))

@@ -406,6 +406,13 @@ def test_identifier_columns_are_warned_about_by_name():
     as_category = df.assign(name=df["name"].astype("category"))
     with pytest.warns(IdentifierColumnWarning, match="'name'"):
         GaussianMixtureDensity(1).fit(as_category)
+    # a category column counts its observed cells and the distinct levels among them (not its categories)
+    holes = as_category.assign(name=as_category["name"].where(np.arange(100) % 10 != 0))
+    with pytest.warns(IdentifierColumnWarning, match="'name' has a distinct value in 90 of its 90 rows"):
+        TableSchema.infer(holes)
+    repeated = as_category.assign(name=as_category["name"].where(np.arange(100) % 40 != 0, "person 1"))
+    with pytest.warns(IdentifierColumnWarning, match="'name' has a distinct value in 97 of its 100 rows"):
+        TableSchema.infer(repeated)
     with warnings.catch_warnings():
         warnings.simplefilter("error", IdentifierColumnWarning)
         TableSchema.infer(df, column_types={"name": "categorical"})  # declared: the user knows

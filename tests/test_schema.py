@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from skgenerative._schema import TableSchema, point_levels
+from skgenerative._schema import TableSchema, _distinct_rows, point_levels
 from skgenerative.base import DiscreteDataWarning, GenerativeModel
 
 
@@ -31,6 +31,40 @@ def _table(n=12, seed=0):
         "items": rng.poisson(3, n).astype(np.int64),
         "rating": pd.array(rng.randint(1, 6, n), dtype="Int64"),
     })
+
+
+@pytest.mark.parametrize("n_columns", [1, 12, 63, 64, 70])
+def test_distinct_rows_are_numpys_unique_rows(n_columns):
+    rng = np.random.default_rng(n_columns)
+    for share in (0.02, 0.3, 0.9):
+        mask = rng.uniform(size=(500, n_columns)) < share
+        mask[250:] = mask[:250][rng.integers(0, 250, 250)]  # repeated rows
+        patterns, counts = _distinct_rows(mask)
+        expected, expected_counts = np.unique(mask, axis=0, return_counts=True)
+        assert patterns.dtype == bool
+        np.testing.assert_array_equal(patterns, expected)
+        np.testing.assert_array_equal(counts, expected_counts)
+
+
+def test_fill_frame_merges_category_codes_as_where_does():
+    frame = pd.DataFrame({
+        "c": pd.Categorical(["a", None, "b", None, "a", "z"], categories=["a", "b", "z"]),
+        "o": pd.Categorical([1, 2, None, 3, None, 1], categories=[1, 2, 3], ordered=True),
+        "x": [1.0, np.nan, 2.0, 3.0, np.nan, 0.5],
+    }, index=[10, 11, 12, 13, 14, 15])
+    schema = TableSchema.infer(frame)
+    X, _ = schema.encode(frame)
+    codes = np.where(np.isnan(X), [[2.0, 1.0, 7.0]], X)  # the filled cells: "z", 2, 7.0
+    filled = schema.to_frame(codes, index=frame.index)
+    out = schema.fill_frame(frame, filled)
+    for column in frame.columns:
+        expected = frame[column].where(frame[column].notna(), filled[column].to_numpy())
+        pd.testing.assert_series_equal(out[column], expected, check_exact=True)
+    assert out["c"].tolist() == ["a", "z", "b", "z", "a", "z"] and out["o"].tolist() == [1, 2, 2, 3, 2, 1]
+    # a frame whose categories differ from the filled one's takes where's path
+    other = frame.assign(c=frame["c"].cat.add_categories(["w"]))
+    merged = schema.fill_frame(other, filled)
+    pd.testing.assert_series_equal(merged["c"], other["c"].where(other["c"].notna(), filled["c"].to_numpy()))
 
 
 def test_types_are_inferred_from_pandas_dtypes_and_overridden():

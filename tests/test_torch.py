@@ -22,6 +22,12 @@ def test_threads_follow_the_cores_other_processes_leave_free(monkeypatch):
     monkeypatch.setattr(_torch, "_runnable_elsewhere", lambda: None)  # unknown: the user's cap
     assert threads_for_load(6) == 6
 
+    def unread():
+        raise AssertionError("one thread needs no look at the load")
+
+    monkeypatch.setattr(_torch, "_runnable_elsewhere", unread)
+    assert threads_for_load(1) == 1
+
 
 def test_runnable_count_excludes_this_process():
     others = _torch._runnable_elsewhere()
