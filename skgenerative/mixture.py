@@ -668,10 +668,23 @@ def _take(x: torch.Tensor, at: torch.Tensor | None) -> torch.Tensor:
     return x if at is None else x[at]
 
 
+#: row products over at most this many columns add their terms one by one
+_LOOP_SUM_WIDTH = 4
+
+
 def _row_apply(matrices: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
     """``matrices @ vectors`` row by row (n, K, a, b) x (n, K, b) -> (n, K, a), as a sum of
-    products (no matrix-product kernel, whose rounding depends on the batch)."""
-    return (matrices * vectors.unsqueeze(-2)).sum(-1)
+    products (no matrix-product kernel, whose rounding depends on the batch). Up to
+    ``_LOOP_SUM_WIDTH`` columns the products are added one column at a time: torch's
+    sum over a last dimension of 2 to 4 is slow (float32, (1337, 16, w, w): 0.63 /
+    0.91 ms at w = 2 / 4 against 0.09 / 0.37 ms; from 6 on the sum is as fast or faster)."""
+    width = matrices.shape[-1]
+    if not 0 < width <= _LOOP_SUM_WIDTH:
+        return (matrices * vectors.unsqueeze(-2)).sum(-1)
+    out = matrices[..., 0] * vectors[..., :1]
+    for j in range(1, width):
+        out.addcmul_(matrices[..., j], vectors[..., j:j + 1])
+    return out
 
 
 def _given_by_precision(r, means, at, missing, precision, log_det_full, leave_one_out=False):

@@ -122,3 +122,18 @@ def test_the_e_steps_pieces_give_the_statistics_of_all_rows_at_once():
     want = mixture_statistics(X, params, "full")
     for key in ("log_likelihood", "nk", "sx", "sxx"):
         torch.testing.assert_close(got[key], want[key], rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 4, 5, 7])
+def test_row_products_are_the_matrix_products_and_each_rows_own(width):
+    """Term by term (narrow) or summed (wide): the products of each row's matrix and
+    vector, a row's bits the same alone as in the batch."""
+    from skgenerative.mixture import _row_apply
+
+    gen = torch.Generator().manual_seed(width)
+    A = torch.randn(50, 3, 4, width, generator=gen, dtype=torch.float64)
+    v = torch.randn(50, 3, width, generator=gen, dtype=torch.float64)
+    got = _row_apply(A, v)
+    torch.testing.assert_close(got, torch.einsum("nkab,nkb->nka", A, v), rtol=1e-13, atol=1e-13)
+    for rows in (slice(0, 1), slice(7, 30), [4, 2]):
+        assert torch.equal(_row_apply(A[rows], v[rows]), got[rows])
