@@ -2602,15 +2602,12 @@ class GaussianMixtureDensity(LevelGroupsMixin, ComponentChoiceMixin, MarginalsMi
     def _log_prob(self, X: torch.Tensor) -> torch.Tensor:
         scores = self._layout.scores
         with nullcontext() if scores is None else scores.reused(X):  # one map for the rows and the slopes
-            return self._log_prob_of(X)
-
-    def _log_prob_of(self, X: torch.Tensor) -> torch.Tensor:
-        score = torch.logsumexp(self._weighted_log_prob(X), dim=1)
-        if not self._layout.transformed:
-            return score
-        # a zero where fit saw none: missing for the Gaussian, times Laplace's 1 / (n + 3)
-        unseen = self._layout.unseen_zeros(X) * math.log(1.0 / (self.schema_.n_samples + 3))
-        return score + self._layout.log_jacobian(X) + unseen
+            score = torch.logsumexp(self._weighted_log_prob(X), dim=1)
+            if not self._layout.transformed:
+                return score
+            # a zero where fit saw none: missing for the Gaussian, times Laplace's 1 / (n + 3)
+            unseen = self._layout.unseen_zeros(X) * math.log(1.0 / (self.schema_.n_samples + 3))
+            return score + self._layout.log_jacobian(X) + unseen
 
     def _explain(self, X: torch.Tensor) -> torch.Tensor:
         """Numeric rows: closed forms, the precision's (:mod:`._explain`) when every entry
