@@ -407,7 +407,7 @@ class GaussianConditionals(NamedTuple):
         gram = group.factor.transpose(-1, -2) @ group.factor
         if group.by_precision:
             return gram
-        return _block(_padded(_padded(self.covariances).transpose(-1, -2)), group.index, group.index) - gram
+        return _block(_padded_matrices(self.covariances), group.index, group.index) - gram
 
     def _embedded(self, pieces) -> torch.Tensor:
         """Blocks ``(group, (G, K, w, w))`` on the missing columns put in zeros (P, K, D, D)."""
@@ -416,7 +416,7 @@ class GaussianConditionals(NamedTuple):
         out = self.filled.new_zeros(self.n_patterns, k, (d + 1) ** 2)
         for group, blocks in pieces:
             g, width = group.index.shape
-            flat = (group.index.unsqueeze(2) * (d + 1) + group.index.unsqueeze(1)).reshape(g, 1, -1)
+            flat = _pair_positions(group.index, d).reshape(g, 1, -1)
             out[group.patterns] = out[group.patterns].scatter(
                 2, flat.expand(g, k, width * width), blocks.reshape(g, k, -1))
         return out.view(self.n_patterns, k, d + 1, d + 1)[..., :d, :d]
@@ -470,12 +470,13 @@ class GaussianConditionals(NamedTuple):
             per_pattern = per_pattern.sum(1, keepdim=True)
         k = per_pattern.shape[1]
         spread = f.new_zeros((d + 1) ** 2, k)  # rows of K added at once (5% of Wine 50%'s time along K)
+        covariances = None  # padded, once, if a group takes the covariance route
         for group in self.groups:
             weight = per_pattern[group.patterns]  # (G, K)
             g, width = group.index.shape
             if group.by_precision:  # few missing columns: each pattern's F^T F, added in its columns
                 blocks = self._blocks(group) * weight[:, :, None, None]
-                flat = (group.index.unsqueeze(2) * (d + 1) + group.index.unsqueeze(1)).reshape(-1)
+                flat = _pair_positions(group.index, d).reshape(-1)
                 spread.index_add_(0, flat, blocks.permute(0, 2, 3, 1).reshape(-1, k))
                 continue
             # many: - sum_p R_pk W_p^T W_p as one product over the factors' rows put in their
@@ -487,7 +488,8 @@ class GaussianConditionals(NamedTuple):
                              put.reshape(k, g * rows, d + 1))
             where = f.new_zeros(g, d + 1).scatter_(1, group.index, 1.0)
             pairs = torch.einsum("gk,gi,gj->kij", weight, where, where)
-            part = pairs * _padded(_padded(self.covariances).transpose(-1, -2)) - gram
+            covariances = _padded_matrices(self.covariances) if covariances is None else covariances
+            part = pairs * covariances - gram
             spread += part.reshape(k, -1).T
         spread = spread.T.reshape(k, d + 1, d + 1)[:, :d, :d]
         sxx = torch.einsum("nk,nkd,nke->kde", resp, f, f)
@@ -545,7 +547,7 @@ def gaussian_conditionals(
     filled[:-1].view(n, k, d).copy_(torch.where(observed.unsqueeze(1), X.unsqueeze(1), means))
     first_entry = torch.arange(k, device=X.device) * d  # of each component in a row of filled
     alone = X.new_zeros(n, k, d + 1) if leave_one_out else None
-    r, means, padded = _padded(r), _padded(means), _padded(_padded(cov).transpose(-1, -2))
+    r, means, padded = _padded(r), _padded(means), _padded_matrices(cov)
     precision, by_precision = None, (route == "precision") | ((route is None) & (counts <= d - counts))
     forced = d if route is not None else None
     bucket = torch.where(by_precision, _bucket(counts, forced or d // 2),
@@ -610,6 +612,16 @@ def _padded(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, x.new_zeros(x.shape[:-1] + (1,))], -1)
 
 
+def _padded_matrices(x: torch.Tensor) -> torch.Tensor:
+    """Matrices (..., D, D) with a zero row and column appended (..., D + 1, D + 1)."""
+    return _padded(_padded(x).transpose(-1, -2))
+
+
+def _pair_positions(index: torch.Tensor, d: int) -> torch.Tensor:
+    """Flat positions (G, w, w) in a (D + 1, D + 1) matrix of each pair of columns ``index`` (G, w)."""
+    return index.unsqueeze(2) * (d + 1) + index.unsqueeze(1)
+
+
 def _columns(order: torch.Tensor, start: torch.Tensor, sizes: torch.Tensor, width: int, d: int) -> torch.Tensor:
     """``order[g, start[g]:start[g] + sizes[g]]`` padded with ``d`` to ``width`` columns."""
     width = min(width, d)
@@ -629,7 +641,7 @@ def _precision(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     inv_chol = torch.linalg.solve_triangular(chol, eye, upper=False)
     precision = inv_chol.transpose(-1, -2) @ inv_chol
     log_det = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-    return _padded(_padded(precision).transpose(-1, -2)), log_det
+    return _padded_matrices(precision), log_det
 
 
 def _inverse_factor(blocks: torch.Tensor, padding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -691,9 +703,9 @@ def _given_by_precision(r, means, at, missing, precision, log_det_full, leave_on
     """The rows of some patterns, from the precision's missing block: ``log det S_oo``
     (G, K), the Mahalanobis terms (n, K), ``E[x_m | x_o]`` (n, K, w) and the factor
     ``F = L^{-1}`` of ``Cov[x_m | x_o] = Lambda_mm^{-1} = F^T F`` (G, K, w, w; zero on
-    the padding: :class:`ConditionalGroup`) (:func:`gaussian_conditionals`). ``r`` (n, K, D + 1) is zero on missing
-    entries and on the padding, ``at`` each row's pattern among ``missing`` (G, w),
-    the missing columns padded with ``D``."""
+    the padding: :class:`ConditionalGroup`) (:func:`gaussian_conditionals`). ``r``
+    (n, K, D + 1) is zero on missing entries and on the padding, ``at`` each row's
+    pattern among ``missing`` (G, w), the missing columns padded with ``D``."""
     n, k, d = r.shape
     padding = missing == d - 1
     inv_chol, log_det = _inverse_factor(_block(precision, missing, missing), padding)
