@@ -137,3 +137,58 @@ def test_row_products_are_the_matrix_products_and_each_rows_own(width):
     torch.testing.assert_close(got, torch.einsum("nkab,nkb->nka", A, v), rtol=1e-13, atol=1e-13)
     for rows in (slice(0, 1), slice(7, 30), [4, 2]):
         assert torch.equal(_row_apply(A[rows], v[rows]), got[rows])
+
+
+@pytest.mark.parametrize("width", [1, 2, 4, 6, 8])
+def test_small_factors_are_lapacks_and_each_blocks_own(width):
+    """The looped Cholesky inverse of narrow blocks: LAPACK's ``L^{-1}`` and diagonal,
+    a block's bits the same alone as in the batch, and a block that is not positive
+    definite is told (a non-positive or non-finite diagonal entry)."""
+    from skgenerative.mixture import _small_inverse_factor
+
+    gen = torch.Generator().manual_seed(width)
+    a = torch.randn(20, 3, width, width + 2, generator=gen, dtype=torch.float64)
+    blocks = a @ a.transpose(-1, -2) + 0.1 * torch.eye(width, dtype=torch.float64)
+    inverse, diagonal = _small_inverse_factor(blocks)
+    chol = torch.linalg.cholesky(blocks)
+    eye = torch.eye(width, dtype=torch.float64).expand_as(chol)
+    torch.testing.assert_close(inverse, torch.linalg.solve_triangular(chol, eye, upper=False), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(diagonal, torch.diagonal(chol, dim1=-2, dim2=-1), rtol=1e-13, atol=0)
+    for rows in (slice(0, 1), slice(5, 17), [3, 1]):
+        alone = _small_inverse_factor(blocks[rows])
+        assert torch.equal(alone[0], inverse[rows]) and torch.equal(alone[1], diagonal[rows])
+    bad = blocks.clone()
+    bad[4, 1] = -bad[4, 1]  # negative definite
+    if width > 1:  # indefinite in its last pivot only: the last row the first's, its diagonal 1 less
+        bad[7, 2, -1], bad[7, 2, :, -1] = bad[7, 2, 0], bad[7, 2, 0]
+    bad[7, 2, -1, -1] = bad[7, 2, 0, 0] - 1.0 if width > 1 else 0.0
+    _, got = _small_inverse_factor(bad)
+    fails = ~((got > 0) & got.isfinite()).all(-1)
+    assert fails[4, 1] and fails[7, 2] and fails.sum() == 2
+
+
+def test_narrow_and_wide_blocks_give_the_same_conditionals():
+    """The looped factorisation of blocks up to ``_LOOP_FACTOR_WIDTH`` columns and
+    LAPACK's give the same conditionals (float64), and a covariance that is not
+    positive definite on a pattern's block raises either way."""
+    import skgenerative.mixture as mx
+
+    X, mu, S = _problem(7, 10, 3, n=60)
+    args = (torch.tensor(X), torch.tensor(mu), torch.tensor(S), "full")
+    got = gaussian_conditionals(*args)
+    saved = mx._LOOP_FACTOR_WIDTH
+    try:
+        mx._LOOP_FACTOR_WIDTH = 0
+        want = gaussian_conditionals(*args)
+    finally:
+        mx._LOOP_FACTOR_WIDTH = saved
+    torch.testing.assert_close(got.log_prob, want.log_prob, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got.filled, want.filled, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got.conditional_covariances(), want.conditional_covariances(), rtol=1e-12, atol=1e-12)
+    bad = S.copy()
+    bad[1, :2, :2] = [[1.0, 2.0], [2.0, 1.0]]  # an indefinite 2 x 2 block
+    bad[1, :2, 2:] = bad[1, 2:, :2] = 0.0
+    Xb = np.full((1, 10), np.nan)
+    Xb[0, :2] = [0.1, 0.2]  # the two columns observed: their block is the covariance route's
+    with pytest.raises(ValueError, match="covariance"):
+        gaussian_conditionals(torch.tensor(Xb), torch.tensor(mu), torch.tensor(bad), "full")
