@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from scipy.special import gammaln
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._em import EMModel, EStep
 from ._sources import Cast
@@ -100,7 +100,13 @@ def ppca_posterior(X: torch.Tensor, mean: torch.Tensor, W: torch.Tensor, noise_v
     q = W.shape[1]
     outer = (W.unsqueeze(2) * W.unsqueeze(1)).reshape(W.shape[0], q * q)
     M = (m @ outer).view(-1, q, q) + noise_variance * torch.eye(q, dtype=X.dtype, device=X.device)
-    chol = torch.linalg.cholesky(M)
+    chol, info = torch.linalg.cholesky_ex(M)
+    if bool((info != 0).any()):
+        raise ValueError(
+            f"PPCA: the latent posterior of a row with missing entries is degenerate (noise variance "
+            f"{noise_variance:.3g} against loadings of squared norm up to {float(W.square().sum(1).max()):.3g}): "
+            "the data lie on a subspace; scale the columns or set a smaller n_components."
+        )
     projected = r @ W
     z = torch.cholesky_solve(projected.unsqueeze(2), chol).squeeze(2)
     n_obs = m.sum(1)
@@ -206,6 +212,11 @@ def _quadratic_forms(A: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 def _em_row_bytes(n_features: int, n_latent: int, itemsize: int) -> int:
     """Temporaries of one row in :func:`ppca_statistics` (residuals, q x q moments)."""
     return itemsize * (6 * n_features + 8 * n_latent * n_latent + 4 * n_latent)
+
+
+def _least_noise(dtype: torch.dtype) -> float:
+    """The least noise variance of EM with missing values: the dtype's ``eps``."""
+    return float(torch.finfo(dtype).eps)
 
 
 class _PPCAFitData(NamedTuple):
@@ -314,6 +325,14 @@ class PPCADensity(EMModel, GenerativeModel):
     tol : float, default=1e-6
         EM stops when the mean log-likelihood of the observed entries improves by
         less than ``tol``.
+    acceleration : {"squarem", None}, default="squarem"
+        How EM with missing values steps. ``"squarem"`` (default) extrapolates its
+        steps (SQUAREM, :mod:`skgenerative._em`): the same fixed points in fewer
+        E-steps, judged converged on whole cycles. PPCA's EM moves at the rate of the
+        missing information and took hundreds of plain steps on real tables
+        (scikit-learn's and ADBench's, 20% of the entries missing at random: annthyroid
+        902 plain E-steps against 66, wine 1000 unconverged against 184, a lower
+        likelihood at the stop). None: plain EM, whose every step the bounds record.
     column_types : dict, list, tuple or None, default=None
         Types of the columns of a DataFrame (``{column: type}`` or one per column)
         where the pandas dtypes do not say it; see :mod:`skgenerative._schema`.
@@ -411,6 +430,7 @@ class PPCADensity(EMModel, GenerativeModel):
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0.0, None, closed="left")],
+        "acceleration": [StrOptions({"squarem"}), None],
         "column_types": [dict, list, tuple, None],
     }
 
@@ -429,6 +449,7 @@ class PPCADensity(EMModel, GenerativeModel):
         *,
         max_iter=1000,
         tol=1e-6,
+        acceleration="squarem",
         column_types=None,
         contamination=0.1,
         device="auto",
@@ -439,6 +460,7 @@ class PPCADensity(EMModel, GenerativeModel):
         self.n_components = n_components
         self.max_iter = max_iter
         self.tol = tol
+        self.acceleration = acceleration
         self.column_types = column_types
         self.contamination = contamination
         self.device = device
@@ -540,7 +562,24 @@ class PPCADensity(EMModel, GenerativeModel):
         return data.start
 
     def _em_m_step(self, data, statistics, params) -> PPCAParameters:
-        return ppca_m_step(statistics, params, min_noise=float(torch.finfo(data.dtype).eps))
+        return ppca_m_step(statistics, params, min_noise=_least_noise(data.dtype))
+
+    @property
+    def _em_accelerated(self) -> bool:
+        return getattr(self, "acceleration", None) == "squarem"  # (models pickled before it: plain)
+
+    def _em_coordinates(self, data, params) -> tuple:
+        """SQUAREM's coordinates (:mod:`skgenerative._em`): the mean, the loadings and
+        the log noise variance."""
+        log_noise = torch.tensor(math.log(params.noise_variance), dtype=params.mean.dtype, device=params.mean.device)
+        return params.mean, params.loadings, log_noise
+
+    def _em_from_coordinates(self, data, coordinates: tuple, params) -> PPCAParameters:
+        """Parameters from SQUAREM's coordinates, the noise variance floored as in the M-step."""
+        mean, loadings, log_noise = coordinates
+        if not float(log_noise) < 700.0:  # (a NaN too) no finite variance
+            return None
+        return PPCAParameters(mean, loadings, max(math.exp(float(log_noise)), _least_noise(data.dtype)))
 
     def _em_set_parameters(self, data, params) -> None:
         mean, W, noise = params

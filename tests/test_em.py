@@ -583,7 +583,7 @@ def test_ppca_closed_form_bound_is_the_training_log_likelihood():
 
 def test_ppca_em_records_its_bounds_and_warns_through_the_driver():
     X, _, _, _ = _ppca_problem(seed=6, n=300, d=7, q=2)
-    est = PPCADensity(2, tol=1e-8).fit(X)
+    est = PPCADensity(2, tol=1e-8, acceleration=None).fit(X)  # plain EM: every E-step recorded
     assert est.converged_ and est.n_iter_ == len(est.lower_bounds_) > 2
     assert np.all(np.diff(est.lower_bounds_) > -1e-12)
     assert est.lower_bound_ == est.lower_bounds_[-1]
@@ -593,6 +593,38 @@ def test_ppca_em_records_its_bounds_and_warns_through_the_driver():
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):
         short = PPCADensity(2, max_iter=2).fit(X)
     assert not short.converged_ and short.n_iter_ == 2
+
+
+def test_ppca_squarem_reaches_plain_ems_fixed_point_in_fewer_e_steps():
+    """The default SQUAREM and plain EM, both run to a tight tolerance from the same
+    start, stop at the fixed point of a much longer plain run; SQUAREM in a sixth of
+    the E-steps and closer to it (plain EM stops short along its slow directions,
+    where its steps fall under the tolerance), its recorded bounds never decreasing."""
+    X, _, _, _ = _ppca_problem(seed=7, n=400, d=8, q=3)
+    fast = PPCADensity(3, tol=1e-11, max_iter=20000).fit(X)
+    plain = PPCADensity(3, tol=1e-11, max_iter=20000, acceleration=None).fit(X)
+    limit = PPCADensity(3, tol=1e-14, max_iter=200000, acceleration=None).fit(X)
+    assert fast.converged_ and plain.converged_ and limit.converged_ and fast.n_iter_ < plain.n_iter_ / 4
+    assert np.all(np.diff(fast.lower_bounds_) > -1e-10)
+    assert fast.score(X) == pytest.approx(limit.score(X), abs=1e-11)
+    np.testing.assert_allclose(fast.mean_, limit.mean_, atol=1e-5)
+    np.testing.assert_allclose(fast.explained_variance_, limit.explained_variance_, rtol=1e-5)
+    assert fast.noise_variance_ == pytest.approx(limit.noise_variance_, rel=1e-5)
+    np.testing.assert_allclose(np.abs(fast.components_ @ limit.components_.T), np.eye(3), atol=1e-5)
+    assert np.abs(fast.mean_ - limit.mean_).max() < np.abs(plain.mean_ - limit.mean_).max()
+
+
+def test_ppca_degenerate_posterior_is_a_clear_error():
+    """Rows observing fewer entries than the latent dimension, with no noise left: the
+    latent posterior cannot be factorised, and the error says why (not torch's)."""
+    from skgenerative.ppca import ppca_posterior
+
+    W = torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 0.0]], dtype=torch.float64)  # the 2nd direction unused
+    X = torch.tensor([[0.3, float("nan"), 0.1]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="latent posterior .* degenerate .* scale the columns"):
+        ppca_posterior(X, torch.zeros(3, dtype=torch.float64), W, -1e-3)
+    log_lik, z, _ = ppca_posterior(X, torch.zeros(3, dtype=torch.float64), W, 1e-2)
+    assert torch.isfinite(log_lik).all() and torch.isfinite(z).all()
 
 
 # ------------------------------------------------- the family blocks in the same E-step
