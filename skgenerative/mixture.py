@@ -663,11 +663,11 @@ def _inverse_factor(blocks: torch.Tensor, padding: torch.Tensor) -> tuple[torch.
 
 
 #: blocks up to this width are factorised and inverted by :func:`_small_inverse_factor`,
-#: wider ones by LAPACK (float32, one thread, 16 components: 510 blocks of width 6 in
-#: 1.9-2.5 ms against 4.8 ms, width 4 in 0.45 ms against 1.35 ms, width 8 0.8 against
-#: 1.1 ms; the per-block calls of a batched ``cholesky`` and ``solve_triangular`` cost
-#: more than the arithmetic of a small block)
-_LOOP_FACTOR_WIDTH = 8
+#: wider ones by LAPACK: the per-block calls of a batched ``cholesky_ex`` and
+#: ``solve_triangular`` cost more than a narrow block's arithmetic (float32, one
+#: thread, 16 components: 510 blocks of width 6 in 1.8 ms against 3.7 ms, 248 of width
+#: 4 in 0.40 ms against 1.07 ms; 100 of width 8 in 1.06 ms against LAPACK's 0.92 ms)
+_LOOP_FACTOR_WIDTH = 6
 
 
 def _small_inverse_factor(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
