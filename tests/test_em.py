@@ -627,6 +627,58 @@ def test_ppca_degenerate_posterior_is_a_clear_error():
     assert torch.isfinite(log_lik).all() and torch.isfinite(z).all()
 
 
+def _fallback_case(X, missing, seed):
+    H = np.array(X, dtype=float)
+    H[np.random.default_rng(seed).random(H.shape) < missing] = np.nan
+    observed = np.isfinite(H).sum() / len(H)
+    return H, observed
+
+
+def _assert_default_is_the_fit_at_its_dimension(H, capsys):
+    default = PPCADensity(verbose=1).fit(H)
+    log = capsys.readouterr().out
+    explicit = PPCADensity(default.n_components_).fit(H)
+    for name in ("mean_", "components_", "explained_variance_", "noise_variance_", "lower_bound_"):
+        np.testing.assert_array_equal(getattr(default, name), getattr(explicit, name))
+    assert default.converged_ and np.isfinite(default.score_samples(H)).all()
+    return default, log
+
+
+def test_ppca_default_dimension_falls_back_where_the_noise_would_collapse(capsys):
+    """Eight informative columns and two constant ones, a fifth missing: Minka's
+    evidence keeps 9 dimensions, leaving zero eigenvalues beyond, so EM's noise variance
+    would collapse (``PPCADensity(9)`` raises). The default restarts at
+    ``min(9 // 2, m // 2)``, ``m`` the mean observed count of a row, and is exactly
+    the fit at that dimension."""
+    rng = np.random.default_rng(0)
+    X = np.hstack([rng.normal(size=(300, 8)) @ rng.normal(size=(8, 8)), np.zeros((300, 2))])
+    H, observed = _fallback_case(X, 0.2, seed=1)
+    default, log = _assert_default_is_the_fit_at_its_dimension(H, capsys)
+    assert "Minka's evidence chose n_components=9" in log and "beyond it are zero" in log
+    assert default.n_components_ == min(9 // 2, int(observed) // 2) == 3
+    with pytest.raises(ValueError, match="latent posterior .* degenerate"):
+        PPCADensity(9).fit(H)
+
+
+@pytest.mark.filterwarnings("ignore::skgenerative.DiscreteDataWarning")  # the rare columns: 2 values
+def test_ppca_default_dimension_falls_back_where_ems_posterior_degenerates(capsys):
+    """Eight informative columns and three equal, nearly constant ones (1 in two rows,
+    else 0), a fifth missing: Minka's evidence keeps 10 of 11 dimensions with noise
+    left beyond them (mean imputation breaks the columns' equality), then EM's noise
+    variance collapses until a row's posterior cannot be factorised. The default
+    restarts at ``min(10 // 2, m // 2)`` and is exactly the fit at that dimension."""
+    rng = np.random.default_rng(0)
+    rare = np.zeros((300, 3))
+    rare[:2] = 1.0
+    X = np.hstack([rng.normal(size=(300, 8)) @ rng.normal(size=(8, 8)), rare])
+    H, observed = _fallback_case(X, 0.2, seed=1)
+    default, log = _assert_default_is_the_fit_at_its_dimension(H, capsys)
+    assert "Minka's evidence chose n_components=10" in log and "posterior became degenerate" in log
+    assert default.n_components_ == min(10 // 2, int(observed) // 2) == 4
+    with pytest.raises(ValueError, match="latent posterior .* degenerate"):
+        PPCADensity(10).fit(H)
+
+
 # ------------------------------------------------- the family blocks in the same E-step
 def test_mixture_statistics_with_family_blocks_are_bayes_rule_by_hand():
     """Responsibilities from the Gaussian marginal times each family's observed cells;
