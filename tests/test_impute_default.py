@@ -162,6 +162,13 @@ def test_a_fold_fit_with_a_collapsed_column_is_refitted_from_scratch():
     np.testing.assert_array_equal(collapsed_columns(fold, X), [False, False, True])
     np.testing.assert_array_equal(model.covariances_, expected.covariances_)  # from scratch, not resumed
     assert not collapsed_columns(expected, X).any()
+    # a candidate of two starts: refitted from one, the warm refits' number of starts
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        two = refit(GaussianMixtureDensity(2, n_init=2, random_state=0), fold, X)
+        one = GaussianMixtureDensity(2, n_init=1, random_state=0).fit(X)
+    assert two.n_init == SELECTION_FIT_PARAMS["n_init"] == 1
+    np.testing.assert_array_equal(two.means_, one.means_)
 
 
 def test_a_failing_candidate_is_recorded_and_never_chosen():
