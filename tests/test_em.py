@@ -660,6 +660,20 @@ def test_ppca_default_dimension_falls_back_where_the_noise_would_collapse(capsys
         PPCADensity(9).fit(H)
 
 
+def test_ppca_default_dimension_fallback_is_the_same_on_dask():
+    """The fallback's mean observed count comes from the source's column moments: a
+    dask array of the same rows gets the same dimension and parameters."""
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(0)
+    X = np.hstack([rng.normal(size=(300, 8)) @ rng.normal(size=(8, 8)), np.zeros((300, 2))])
+    H, _ = _fallback_case(X, 0.5, seed=1)
+    local = PPCADensity().fit(H)
+    lazy = PPCADensity().fit(da.from_array(H, chunks=70))
+    assert local.n_components_ == lazy.n_components_ < 9
+    np.testing.assert_allclose(lazy.components_, local.components_, atol=1e-8)
+    assert lazy.noise_variance_ == pytest.approx(local.noise_variance_, rel=1e-8)
+
+
 @pytest.mark.filterwarnings("ignore::skgenerative.DiscreteDataWarning")  # the rare columns: 2 values
 def test_ppca_default_dimension_falls_back_where_ems_posterior_degenerates(capsys):
     """Eight informative columns and three equal, nearly constant ones (1 in two rows,
