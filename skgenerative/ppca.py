@@ -337,8 +337,8 @@ class PPCADensity(EMModel, GenerativeModel):
         missing information: with a fifth of the entries missing at random, plain EM
         stopped unconverged at ``max_iter`` on 6 of the 12 scikit-learn and ADBench
         tables of ``benchmarks/bench_ppca_missing.py`` (at a lower likelihood);
-        SQUAREM converged on all of them but the digits (see the Notes), 1.1x to 7.2x
-        sooner (satimage-2: 15 s against 92 s, one thread). None: plain EM, whose
+        SQUAREM converged on all of them, 1.07x to 7.6x sooner (satimage-2: 14 s
+        against 80 s, one thread). None: plain EM, whose
         every step the bounds record.
     column_types : dict, list, tuple or None, default=None
         Types of the columns of a DataFrame (``{column: type}`` or one per column)
