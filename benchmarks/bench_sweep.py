@@ -9,7 +9,7 @@ cells missing completely at random (seed 1). Models: ``GaussianMixtureDensity()`
 ``PPCADensity()`` (numeric tables: it models numbers only, and says so on the mixed
 ones), ``GenerativeOutlierDetector()`` and, with missing cells,
 ``GenerativeImputer()``; ``--models vae flowvae`` adds ``VariationalAutoencoder()``
-and ``FlowVAE()`` (``random_state=0``; minutes per table).
+and ``FlowVAE()`` (``random_state=0``; up to a minute or two a fit).
 
 A fit counts as failed when it raises, or when its output on the training rows is not
 finite: ``score_samples`` for the densities, ``decision_function`` for the detector,
@@ -19,7 +19,7 @@ time says what a user waits), and what the default chose where it chooses
 (``n_components_``; the imputer's stack).
 
     python benchmarks/bench_sweep.py                          # one thread, about 15 minutes
-    python benchmarks/bench_sweep.py --models vae flowvae     # and the VAEs (an hour or more)
+    python benchmarks/bench_sweep.py --models vae flowvae     # and the VAEs (about 30 minutes)
     python benchmarks/bench_sweep.py --quick
 """
 
