@@ -247,6 +247,17 @@ def closed_form_log_likelihood(
     return -0.5 * (d * math.log(2 * math.pi) + log_det + (n - 1) / n * fit)
 
 
+def _closed_form(mean, eigenvalues, vectors, total_variance: float, q: int, d: int):
+    """The closed form at ``q`` dimensions from the covariance's spectrum (decreasing):
+    ``(leading eigenvalues, those floored at the noise, noise variance, its floor,
+    directions (q, D))``. The noise is the mean discarded eigenvalue, at least
+    ``eps * lambda_1`` so that data lying exactly in a subspace get a finite density."""
+    leading = eigenvalues[:q]
+    floor = float(torch.finfo(mean.dtype).eps) * max(float(leading[0]), 1e-300)
+    noise = max((total_variance - float(leading.sum())) / (d - q), floor)
+    return leading, leading.clamp_min(noise), noise, floor, vectors[:, :q].T.contiguous()
+
+
 def _spectrum(cov: torch.Tensor):
     """Eigenvalues (decreasing, at least 0), unit eigenvectors (columns) and trace of ``cov``."""
     values, vectors = torch.linalg.eigh(0.5 * (cov + cov.T))
@@ -551,21 +562,21 @@ class PPCADensity(EMModel, GenerativeModel):
         if q is None:
             q = minka_dimension(eigenvalues.double().cpu().numpy(), n, d)
             self._log(f"Minka's evidence chose n_components={q}")
+        if make_data is None:
+            leading, kept, noise, _, components = _closed_form(mean, eigenvalues, vectors, total_variance, q, d)
+            self._set_parameters(mean, components, kept, noise)
+            self.n_iter_, self.converged_ = 1, True  # the closed form: one exact step
+            self.lower_bound_ = closed_form_log_likelihood(leading, kept, noise, total_variance, n, d)
+            self.lower_bounds_ = [self.lower_bound_]
+            return None
         while True:
-            leading = eigenvalues[:q]
-            noise = (total_variance - float(leading.sum())) / (d - q)
-            floor = float(torch.finfo(mean.dtype).eps) * max(float(leading[0]), 1e-300)
-            noise = max(noise, floor)
-            components = vectors[:, :q].T.contiguous()
-            kept = leading.clamp_min(noise)
-            if make_data is None:
-                break
-            start = PPCAParameters(mean, components.T * torch.sqrt(kept - noise), noise)
+            _, kept, noise, floor, components = _closed_form(mean, eigenvalues, vectors, total_variance, q, d)
             chosen = self.n_components is not None or q == 1
             # eigenvalues beyond q zero to rounding (numpy's matrix_rank tolerance): EM's
             # noise variance would collapse
             why = "the eigenvalues beyond it are zero"
             if chosen or noise > d * floor:
+                start = PPCAParameters(mean, components.T * torch.sqrt(kept - noise), noise)
                 try:
                     self._em_fit(make_data(start), n_init=1, max_iter=self.max_iter, tol=self.tol)
                     return None
@@ -580,11 +591,6 @@ class PPCADensity(EMModel, GenerativeModel):
                 f"{observed:.1f} entries on average): refitting with n_components={q_new}"
             )
             q = q_new
-        self._set_parameters(mean, components, kept, noise)
-        self.n_iter_, self.converged_ = 1, True  # the closed form: one exact step
-        self.lower_bound_ = closed_form_log_likelihood(leading, kept, noise, total_variance, n, d)
-        self.lower_bounds_ = [self.lower_bound_]
-        return None
 
     def _set_parameters(self, mean, components, eigenvalues, noise) -> None:
         # deterministic signs: the largest-magnitude entry of each direction positive
