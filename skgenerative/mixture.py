@@ -54,6 +54,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from . import _kernels
 from ._em import EMModel, EStep, accumulate, add_statistics
 from ._explain import gaussian_mixture_conditionals
 from ._level_groups import JointLevels, combination_counts, level_groups_of, summary
@@ -1281,14 +1282,16 @@ def mixture_statistics(
         if bool(incomplete.any()):
             # every row incomplete (the E-step's pieces of them): read in place, not copied
             rows = None if bool(incomplete.all()) else incomplete
-            conditionals = gaussian_conditionals(X if rows is None else X[rows], params.means, params.covariances,
-                                                 covariance_type)
-            norm, resp = normalised_responsibilities(
-                conditionals.log_prob + (offset[incomplete] if offset.dim() == 2 and rows is not None else offset))
-            parts.append(_statistics(norm, resp, families, levels, rows, parameters=params.families) | {
-                "sx": torch.einsum("nk,nkd->kd", resp, conditionals.filled).double(),
-                "sxx": conditionals.weighted_second_moments(resp, covariance_type).double(),
-            })
+            part_offset = offset[incomplete] if offset.dim() == 2 and rows is not None else offset
+            if _kernel_applies(X, covariance_type):
+                norm, resp, moments = _kernel_statistics(X if rows is None else X[rows], params, part_offset)
+            else:
+                conditionals = gaussian_conditionals(X if rows is None else X[rows], params.means,
+                                                     params.covariances, covariance_type)
+                norm, resp = normalised_responsibilities(conditionals.log_prob + part_offset)
+                moments = {"sx": torch.einsum("nk,nkd->kd", resp, conditionals.filled).double(),
+                           "sxx": conditionals.weighted_second_moments(resp, covariance_type).double()}
+            parts.append(_statistics(norm, resp, families, levels, rows, parameters=params.families) | moments)
             if rows is None:
                 X = X[:0]
             else:
@@ -1315,6 +1318,40 @@ def mixture_statistics(
     for part in parts[1:]:
         total = add_statistics(total, part)
     return total
+
+
+#: whether the E-step of full covariances on CPU rows with missing entries runs the
+#: compiled kernel (:mod:`skgenerative._kernels`) where numba is there; tests turn it off
+#: to compare it with the torch code
+_use_kernel = _kernels.AVAILABLE
+
+
+def _kernel_applies(X: torch.Tensor, covariance_type: str) -> bool:
+    return _use_kernel and covariance_type == "full" and X.device.type == "cpu"
+
+
+def _kernel_conditionals(X: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor,
+                         offset: torch.Tensor | None = None, accumulate: bool = True) -> tuple:
+    """:func:`skgenerative._kernels.incomplete_rows` on tensors (float64 tensors back)."""
+    def array(t):
+        return t.detach().double().numpy()
+
+    out = _kernels.incomplete_rows(array(X), array(means), array(covariances),
+                                   None if offset is None else array(offset), accumulate)
+    if out is None:
+        raise ValueError(_COVARIANCE_ERROR.format(extra=""))
+    return tuple(None if a is None else torch.from_numpy(a) for a in out)
+
+
+def _kernel_statistics(X: torch.Tensor, params: MixtureParameters, offset: torch.Tensor) -> tuple:
+    """``(norm, resp, {"sx", "sxx"})`` of rows with missing entries from the compiled
+    kernel: the numbers of :func:`gaussian_conditionals`, :func:`normalised_responsibilities`
+    and :meth:`GaussianConditionals.weighted_second_moments`, formed in float64 row by
+    row (``resp`` in ``X``'s dtype)."""
+    _, norm, resp, filled, weighted = _kernel_conditionals(X, params.means, params.covariances, offset)
+    moments = {"sx": torch.einsum("nk,nkd->kd", resp, filled),
+               "sxx": torch.einsum("nk,nkd,nke->kde", resp, filled, filled) + weighted}
+    return norm, resp.to(X.dtype), moments
 
 
 def families_log_prob(families, parameters, levels: LevelCells | None = None,
@@ -1775,9 +1812,12 @@ def weighted_log_prob(
                                                       rowwise=True)
     index = torch.nonzero(incomplete).squeeze(1)
     index = index[_by_pattern(g[index])]
+    kernel = _kernel_applies(g, covariance_type)
     for sub in iter_slices(index.numel(), piece_rows):
         rows_sub = index[sub]
-        out[rows_sub] = gaussian_conditionals(g[rows_sub], means, params.covariances, covariance_type).log_prob
+        out[rows_sub] = (_kernel_conditionals(g[rows_sub], means, params.covariances, accumulate=False)[0].to(g.dtype)
+                         if kernel else
+                         gaussian_conditionals(g[rows_sub], means, params.covariances, covariance_type).log_prob)
     return out + offset
 
 
@@ -1804,15 +1844,28 @@ def explain_missing(rows: torch.Tensor, params: MixtureParameters, covariance_ty
     return out
 
 
-def _posterior(rows, params: MixtureParameters, layout: MixtureLayout, covariance_type: str):
-    """``p(k | observed cells)`` (n, K) and the Gaussian block's conditionals (or ``None``)."""
+class _Filled(NamedTuple):
+    """The part of :class:`GaussianConditionals` a point imputation reads."""
+
+    log_prob: torch.Tensor
+    filled: torch.Tensor
+
+
+def _posterior(rows, params: MixtureParameters, layout: MixtureLayout, covariance_type: str, factors: bool = True):
+    """``p(k | observed cells)`` (n, K) and the Gaussian block's conditionals (or
+    ``None``); without ``factors`` (a point imputation), possibly only their
+    ``log_prob`` and ``filled`` (:class:`_Filled`, from the compiled kernel)."""
     weighted = torch.log(params.weights)
     levels = layout.family_log_prob(rows, params.families)
     weighted = weighted if levels is None else weighted + levels
     conditionals = None
     if layout.n_gaussian:
         g = rows[:, :layout.n_gaussian]
-        conditionals = gaussian_conditionals(g, params.means, params.covariances, covariance_type)
+        if not factors and _kernel_applies(g, covariance_type) and has_nan(g):
+            log_prob, _, _, filled, _ = _kernel_conditionals(g, params.means, params.covariances, accumulate=False)
+            conditionals = _Filled(log_prob.to(g.dtype), filled.to(g.dtype))
+        else:
+            conditionals = gaussian_conditionals(g, params.means, params.covariances, covariance_type)
         weighted = conditionals.log_prob + weighted
     return torch.softmax(weighted.expand(rows.shape[0], -1), dim=1), conditionals
 
@@ -1835,7 +1888,7 @@ def impute_point(
     ``r_k (1 - pi_kj)``); a level's mode (its median when ordinal) and a count's mean
     of ``sum_k r_k p_kj``. Observed cells come back as well (callers keep their own).
     """
-    resp, conditionals = posterior or _posterior(rows, params, layout, covariance_type)
+    resp, conditionals = posterior or _posterior(rows, params, layout, covariance_type, factors=False)
     out = X.clone()
     if conditionals is not None:
         filled = conditionals.filled
@@ -2155,7 +2208,7 @@ class LevelPosteriorMixin:
         point is read off its level probabilities (the family's own mixture of them gave
         the same numbers, in a sixth of the pooled imputation's time on Adult)."""
         rows, params, center = self._evaluation(X)
-        resp, conditionals = _posterior(rows, params, self._layout, self.covariance_type)
+        resp, conditionals = _posterior(rows, params, self._layout, self.covariance_type, factors=False)
         levels = self._levels_given(resp, columns, rows)
         point = impute_point(X, rows, params, center, self._layout, self.covariance_type, (resp, conditionals),
                              dict(zip(columns, levels)))

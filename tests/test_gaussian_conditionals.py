@@ -137,3 +137,96 @@ def test_row_products_are_the_matrix_products_and_each_rows_own(width):
     torch.testing.assert_close(got, torch.einsum("nkab,nkb->nka", A, v), rtol=1e-13, atol=1e-13)
     for rows in (slice(0, 1), slice(7, 30), [4, 2]):
         assert torch.equal(_row_apply(A[rows], v[rows]), got[rows])
+
+
+# --------------------------------------------------------------- compiled kernel
+
+
+def _kernel_problem(seed, d, k, n=40):
+    X, mu, S = _problem(seed, d, k, n)
+    rng = np.random.RandomState(seed + 100)
+    offset = rng.normal(size=(n, k))
+    if k > 1:
+        offset[::7, 0] = -np.inf  # a component a row's other blocks rule out (a level it never had)
+    return X, mu, S, offset
+
+
+@pytest.mark.parametrize("seed,d,k", [(0, 1, 2), (1, 2, 1), (2, 5, 3), (3, 8, 2), (4, 13, 2), (9, 12, 16)])
+def test_kernel_equals_the_brute_force_conditionals(seed, d, k):
+    """Each row's log N(x_o), E[x_m | x_o], responsibilities, and sum_i r_ik Cov[x_m | x_o, k],
+    against the per-row brute force (both of the kernel's blocks: few and many missing)."""
+    from skgenerative import _kernels
+
+    if not _kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    X, mu, S, offset = _kernel_problem(seed, d, k)
+    log_prob, filled, cov = _brute(X, mu, S)
+    got_log_prob, norm, resp, got_filled, weighted = _kernels.incomplete_rows(X, mu, S, offset)
+    np.testing.assert_allclose(got_log_prob, log_prob, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got_filled, filled, rtol=0, atol=1e-10)
+    joint = offset + log_prob
+    want_norm = np.logaddexp.reduce(joint, axis=1)
+    np.testing.assert_allclose(norm, want_norm, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(resp, np.exp(joint - want_norm[:, None]), rtol=0, atol=1e-12)
+    assert k == 1 or (resp[::7, 0] == 0).all()
+    np.testing.assert_allclose(weighted, np.einsum("nk,nkde->kde", resp, cov), rtol=0, atol=1e-9)
+    # without the weighted sums: the same numbers, none formed
+    again = _kernels.incomplete_rows(X, mu, S, offset, accumulate=False)
+    for a, b in zip(again[:4], (got_log_prob, norm, resp, got_filled)):
+        np.testing.assert_array_equal(a, b)
+    assert again[4] is None
+
+
+def test_kernel_rows_do_not_depend_on_the_other_rows():
+    from skgenerative import _kernels
+
+    if not _kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    X, mu, S, offset = _kernel_problem(6, 9, 2, n=60)
+    whole = _kernels.incomplete_rows(X, mu, S, offset)
+    for rows in (slice(0, 7), slice(20, 60), [5, 1, 33]):
+        part = _kernels.incomplete_rows(X[rows], mu, S, offset[rows])
+        for a, b in zip(part[:4], whole[:4]):
+            np.testing.assert_array_equal(a, b[rows])
+
+
+def test_kernel_refuses_a_covariance_or_block_that_is_not_positive_definite():
+    """None from the kernel; the E-step raises the mixture's covariance error, as the torch code does."""
+    from skgenerative import _kernels
+    from skgenerative.mixture import MixtureParameters, mixture_statistics
+
+    if not _kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    X, mu, S, _ = _kernel_problem(7, 4, 2)
+    bad = S.copy()
+    bad[1] = np.diag([1.0, 1.0, -1.0, 1.0])
+    assert _kernels.incomplete_rows(X, mu, bad) is None
+    params = MixtureParameters(torch.tensor([0.5, 0.5], dtype=torch.float64), torch.as_tensor(mu),
+                               torch.as_tensor(bad), torch.zeros(2, 4, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        mixture_statistics(torch.as_tensor(X[2:]), params, "full")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_kernel_and_torch_e_steps_give_the_same_fit(monkeypatch):
+    """A fit with missing entries, its scores and its imputations: the compiled E-step and
+    the torch one agree (float64 throughout: to rounding)."""
+    import skgenerative.mixture as mixture
+    from skgenerative import GaussianMixtureDensity, _kernels
+
+    if not _kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(300, 6)) @ rng.normal(size=(6, 6))
+    X[150:] += 4.0
+    X[rng.uniform(size=X.shape) < 0.4] = np.nan
+    out, calls, kernel = {}, [], _kernels.incomplete_rows
+    monkeypatch.setattr(_kernels, "incomplete_rows", lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    for use in (True, False):
+        monkeypatch.setattr(mixture, "_use_kernel", use)
+        model = GaussianMixtureDensity(3, random_state=0, dtype="float64", max_iter=30).fit(X)
+        out[use] = (model.means_, model.covariances_, model.score_samples(X), model.impute(X))
+        assert bool(calls) == use  # the E-step, the scores and the imputation each took the kernel
+        calls.clear()
+    for a, b in zip(out[True], out[False]):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-8)
