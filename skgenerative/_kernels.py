@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import threading
 
 import numpy as np
 
@@ -26,6 +27,7 @@ import numpy as np
 #: file), at the first call: ``import skgenerative`` does not pay for it.
 AVAILABLE = importlib.util.find_spec("numba") is not None
 _compiled = None
+_compiling = threading.Lock()  # threads of a dask worker may reach the first call together
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -231,14 +233,15 @@ def _kernel():
     """The compiled :func:`_incomplete_rows` (its helpers compiled first: it calls them
     as the module's globals)."""
     global _compiled, _cholesky, _forward, _lower_inverse
-    if _compiled is None:
-        from numba import njit
+    with _compiling:
+        if _compiled is None:
+            from numba import njit
 
-        def jit(function):
-            return njit(cache=True, nogil=True, error_model="numpy")(function)
+            def jit(function):  # numpy's error model: 0 / 0 is NaN, as in torch, not an exception
+                return njit(cache=True, nogil=True, error_model="numpy")(function)
 
-        _cholesky, _forward, _lower_inverse = jit(_cholesky), jit(_forward), jit(_lower_inverse)
-        _compiled = jit(_incomplete_rows)
+            _cholesky, _forward, _lower_inverse = jit(_cholesky), jit(_forward), jit(_lower_inverse)
+            _compiled = jit(_incomplete_rows)
     return _compiled
 
 

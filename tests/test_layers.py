@@ -12,7 +12,7 @@ import skgenerative
 
 PACKAGE = pathlib.Path(skgenerative.__file__).parent
 LAYERS = [
-    {"_torch", "_progress", "_png", "_explain", "_marginals", "distributions"},
+    {"_torch", "_progress", "_png", "_explain", "_marginals", "_kernels", "distributions"},
     {"_schema", "_level_groups", "nn", "flows"},
     {"_sources"},
     {"base", "_em", "_training"},
