@@ -229,6 +229,55 @@ def _incomplete_rows(X, means, covariances, offset, accumulate, log_prob, norm, 
     return -1
 
 
+def _incomplete_rows_diagonal(X, means, variances, offset, norm, resp, sx, sxx):
+    """:func:`_incomplete_rows` for diagonal covariances ``variances`` (K, D): the observed
+    entries are scored alone and the missing ones keep their component's mean and
+    variance, so the kernel adds the statistics themselves: ``sx`` (K, D) ``sum_i r_ik
+    x^_ik`` and ``sxx`` (K, D) ``sum_i r_ik (x^_ik^2 + Var[x_m | k])`` (float64)."""
+    n, d = X.shape
+    k_count = means.shape[0]
+    inverse = np.empty((k_count, d))
+    log_norm = np.empty((k_count, d))
+    weighted_log_prob = np.empty(k_count)
+    for k in range(k_count):
+        for j in range(d):
+            inverse[k, j] = 1.0 / variances[k, j]
+            log_norm[k, j] = math.log(2.0 * math.pi * variances[k, j])
+    for i in range(n):
+        for k in range(k_count):
+            t = 0.0
+            for j in range(d):
+                x = X[i, j]
+                if not math.isnan(x):
+                    r = x - means[k, j]
+                    t += r * r * inverse[k, j] + log_norm[k, j]
+            weighted_log_prob[k] = offset[i, k] - 0.5 * t
+        top = -math.inf
+        for k in range(k_count):
+            if weighted_log_prob[k] > top:
+                top = weighted_log_prob[k]
+        if not math.isfinite(top):
+            top = 0.0
+        total = 0.0
+        for k in range(k_count):
+            e = math.exp(weighted_log_prob[k] - top)
+            resp[i, k] = e
+            total += e
+        norm[i] = top + math.log(total)
+        for k in range(k_count):
+            w = resp[i, k] / total
+            resp[i, k] = w
+            for j in range(d):
+                x = X[i, j]
+                if math.isnan(x):
+                    x = means[k, j]
+                    sxx[k, j] += w * (x * x + variances[k, j])
+                else:
+                    sxx[k, j] += w * x * x
+                sx[k, j] += w * x
+    return -1
+
+
 def _kernel():
     """The compiled :func:`_incomplete_rows` (its helpers compiled first: it calls them
     as the module's globals)."""
@@ -241,7 +290,7 @@ def _kernel():
                 return njit(cache=True, nogil=True, error_model="numpy")(function)
 
             _cholesky, _forward, _lower_inverse = jit(_cholesky), jit(_forward), jit(_lower_inverse)
-            _compiled = jit(_incomplete_rows)
+            _compiled = {"full": jit(_incomplete_rows), "diag": jit(_incomplete_rows_diagonal)}
     return _compiled
 
 
@@ -259,7 +308,7 @@ def incomplete_rows(X: np.ndarray, means: np.ndarray, covariances: np.ndarray, o
     resp = np.empty((n, k))
     filled = np.empty((n, k, d))
     weighted = np.zeros((k, d, d) if accumulate else (0, 0, 0))
-    failed = _kernel()(
+    failed = _kernel()["full"](
         np.ascontiguousarray(X, dtype=np.float64), np.ascontiguousarray(means, dtype=np.float64),
         np.ascontiguousarray(covariances, dtype=np.float64),
         np.ascontiguousarray(np.broadcast_to(offset, (n, k)), dtype=np.float64), accumulate,
@@ -267,3 +316,20 @@ def incomplete_rows(X: np.ndarray, means: np.ndarray, covariances: np.ndarray, o
     if failed != -1:
         return None
     return log_prob, norm, resp, filled, weighted if accumulate else None
+
+
+def incomplete_rows_diagonal(X: np.ndarray, means: np.ndarray, variances: np.ndarray,
+                             offset: np.ndarray | None = None):
+    """:func:`_incomplete_rows_diagonal` on float64 copies: ``(norm (n,), resp (n, K), sx
+    (K, D), sxx (K, D))``."""
+    n, d = X.shape
+    k = means.shape[0]
+    offset = np.zeros(k) if offset is None else offset
+    norm = np.empty(n)
+    resp = np.empty((n, k))
+    sx = np.zeros((k, d))
+    sxx = np.zeros((k, d))
+    _kernel()["diag"](np.ascontiguousarray(X, dtype=np.float64), np.ascontiguousarray(means, dtype=np.float64),
+                      np.ascontiguousarray(variances, dtype=np.float64),
+                      np.ascontiguousarray(np.broadcast_to(offset, (n, k)), dtype=np.float64), norm, resp, sx, sxx)
+    return norm, resp, sx, sxx

@@ -1283,8 +1283,9 @@ def mixture_statistics(
             # every row incomplete (the E-step's pieces of them): read in place, not copied
             rows = None if bool(incomplete.all()) else incomplete
             part_offset = offset[incomplete] if offset.dim() == 2 and rows is not None else offset
-            if _kernel_applies(X, covariance_type):
-                norm, resp, moments = _kernel_statistics(X if rows is None else X[rows], params, part_offset)
+            if _kernel_applies(X, covariance_type, ("full", "diag", "spherical")):
+                norm, resp, moments = _kernel_statistics(X if rows is None else X[rows], params, part_offset,
+                                                         covariance_type)
             else:
                 conditionals = gaussian_conditionals(X if rows is None else X[rows], params.means,
                                                      params.covariances, covariance_type)
@@ -1326,8 +1327,8 @@ def mixture_statistics(
 _use_kernel = _kernels.AVAILABLE
 
 
-def _kernel_applies(X: torch.Tensor, covariance_type: str) -> bool:
-    return _use_kernel and covariance_type == "full" and X.device.type == "cpu"
+def _kernel_applies(X: torch.Tensor, covariance_type: str, kinds=("full",)) -> bool:
+    return _use_kernel and covariance_type in kinds and X.device.type == "cpu"
 
 
 def _kernel_conditionals(X: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor,
@@ -1343,11 +1344,18 @@ def _kernel_conditionals(X: torch.Tensor, means: torch.Tensor, covariances: torc
     return tuple(None if a is None else torch.from_numpy(a) for a in out)
 
 
-def _kernel_statistics(X: torch.Tensor, params: MixtureParameters, offset: torch.Tensor) -> tuple:
+def _kernel_statistics(X: torch.Tensor, params: MixtureParameters, offset: torch.Tensor,
+                       covariance_type: str = "full") -> tuple:
     """``(norm, resp, {"sx", "sxx"})`` of rows with missing entries from the compiled
     kernel: the numbers of :func:`gaussian_conditionals`, :func:`normalised_responsibilities`
     and :meth:`GaussianConditionals.weighted_second_moments`, formed in float64 row by
     row (``resp`` in ``X``'s dtype)."""
+    if covariance_type != "full":  # diagonal: the statistics themselves
+        k, d = params.means.shape
+        variances = params.covariances if covariance_type == "diag" else params.covariances[:, None].expand(k, d)
+        norm, resp, sx, sxx = (torch.from_numpy(a) for a in _kernels.incomplete_rows_diagonal(
+            *(t.detach().double().numpy() for t in (X, params.means, variances, offset))))
+        return norm, resp.to(X.dtype), {"sx": sx, "sxx": sxx}
     _, norm, resp, filled, weighted = _kernel_conditionals(X, params.means, params.covariances, offset)
     moments = {"sx": torch.einsum("nk,nkd->kd", resp, filled),
                "sxx": torch.einsum("nk,nkd,nke->kde", resp, filled, filled) + weighted}

@@ -230,3 +230,36 @@ def test_kernel_and_torch_e_steps_give_the_same_fit(monkeypatch):
         calls.clear()
     for a, b in zip(out[True], out[False]):
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-8)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_kernel_e_step_equals_the_torch_e_step(monkeypatch, covariance_type):
+    """mixture_statistics of rows with missing entries (and complete ones): the compiled
+    kernels' statistics are the torch code's."""
+    import skgenerative.mixture as mixture
+    from skgenerative import _kernels
+    from skgenerative.mixture import MixtureParameters, mixture_statistics
+
+    if not _kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    X, mu, S, offset = _kernel_problem(11, 6, 3, n=80)
+    cov = {"full": S, "diag": np.diagonal(S, axis1=1, axis2=2).copy(),
+           "spherical": np.diagonal(S, axis1=1, axis2=2).mean(1)}[covariance_type]
+    weights = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+    chol = torch.linalg.cholesky(torch.linalg.inv(torch.as_tensor(S)))
+    prec_chol = {"full": chol, "diag": 1 / torch.as_tensor(cov).sqrt(),
+                 "spherical": 1 / torch.as_tensor(cov).sqrt()}[covariance_type]
+    params = MixtureParameters(weights, torch.as_tensor(mu), torch.as_tensor(cov), prec_chol)
+    out, calls = {}, []
+    for name in ("incomplete_rows", "incomplete_rows_diagonal"):
+        kernel = getattr(_kernels, name)
+        monkeypatch.setattr(_kernels, name, lambda *a, kernel=kernel, **k: calls.append(1) or kernel(*a, **k))
+    for use in (True, False):
+        monkeypatch.setattr(mixture, "_use_kernel", use)
+        out[use] = mixture_statistics(torch.as_tensor(X), params, covariance_type)
+        assert bool(calls) == use
+        calls.clear()
+    assert out[True].keys() == out[False].keys()
+    for key in out[True]:
+        torch.testing.assert_close(torch.as_tensor(out[True][key]).double(), torch.as_tensor(out[False][key]).double(),
+                                   rtol=1e-12, atol=1e-10)
