@@ -699,12 +699,12 @@ class GenerativeImputer(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     0.996 / 1.124, error 0.297 / 0.353 vs 0.307 / 0.372, rank 0.108 / 0.116 vs
     0.123 / 0.136; Wine NRMSE 0.639 / 0.757 vs 0.647 / 0.811, error 0.008 / 0.033 vs
     0.011 / 0.059. Timed against that missForest in one process, alternating (seed
-    0, medians of 3 runs, load 1.0 to 1.1), missForest's fit + impute takes 6.1x to
-    7.1x / 5.1x to 5.7x ours on Adult and 5.0x to 5.2x / 2.6x to 2.7x on Wine at one
-    thread, 6.7-7.8x / 5.6-6.7x / 5.8-6.4x / 3.1-3.5x at default threads (two runs of
-    the same code; at its published default, 100 trees, 10 iterations: 16x to 42x;
-    it beats ours on Wine 20%'s NRMSE only, 0.6365 against 0.6386). On Wine 50% the
-    EM over about a missingness pattern per row is most of the time (``missing.rst``).
+    0, medians of 3 runs, load 1.0), missForest's fit + impute takes 9.9x / 8.4x
+    ours on Adult and 11.0x / 6.8x on Wine at one thread, 10.3x / 8.6x / 11.2x / 6.8x
+    at default threads (at its published default, 100 trees, 10 iterations: 39x to
+    73x; it beats ours on Wine 20%'s NRMSE only, 0.6365 against 0.6386). The EM over
+    about a missingness pattern per row is most of the time; on the CPU it runs in a
+    compiled kernel (``missing.rst``).
     ``VariationalAutoencoder`` imputed both tables about as well, several times
     slower. Under 50 rows the default is the single ``GaussianMixtureDensity(16,
     covariance_prior=2, tol=1e-2)`` with the same zero-inflated columns; a dask
