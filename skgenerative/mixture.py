@@ -1321,9 +1321,10 @@ def mixture_statistics(
     return total
 
 
-#: whether the E-step of full covariances on CPU rows with missing entries runs the
-#: compiled kernel (:mod:`skgenerative._kernels`) where numba is there; tests turn it off
-#: to compare it with the torch code
+#: whether CPU rows with missing entries go through the compiled kernels
+#: (:mod:`skgenerative._kernels`) where numba is there: the E-step of full, diagonal and
+#: spherical covariances, and the scores and point imputations of full ones; tests
+#: turn it off to compare them with the torch code
 _use_kernel = _kernels.AVAILABLE
 
 
@@ -1331,14 +1332,15 @@ def _kernel_applies(X: torch.Tensor, covariance_type: str, kinds=("full",)) -> b
     return _use_kernel and covariance_type in kinds and X.device.type == "cpu"
 
 
+def _float64_array(t: torch.Tensor) -> np.ndarray:
+    return t.detach().double().numpy()
+
+
 def _kernel_conditionals(X: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor,
                          offset: torch.Tensor | None = None, accumulate: bool = True) -> tuple:
     """:func:`skgenerative._kernels.incomplete_rows` on tensors (float64 tensors back)."""
-    def array(t):
-        return t.detach().double().numpy()
-
-    out = _kernels.incomplete_rows(array(X), array(means), array(covariances),
-                                   None if offset is None else array(offset), accumulate)
+    out = _kernels.incomplete_rows(_float64_array(X), _float64_array(means), _float64_array(covariances),
+                                   None if offset is None else _float64_array(offset), accumulate)
     if out is None:
         raise ValueError(_COVARIANCE_ERROR.format(extra=""))
     return tuple(None if a is None else torch.from_numpy(a) for a in out)
@@ -1354,7 +1356,7 @@ def _kernel_statistics(X: torch.Tensor, params: MixtureParameters, offset: torch
         k, d = params.means.shape
         variances = params.covariances if covariance_type == "diag" else params.covariances[:, None].expand(k, d)
         norm, resp, sx, sxx = (torch.from_numpy(a) for a in _kernels.incomplete_rows_diagonal(
-            *(t.detach().double().numpy() for t in (X, params.means, variances, offset))))
+            *(_float64_array(t) for t in (X, params.means, variances, offset))))
         return norm, resp.to(X.dtype), {"sx": sx, "sxx": sxx}
     _, norm, resp, filled, weighted = _kernel_conditionals(X, params.means, params.covariances, offset)
     moments = {"sx": torch.einsum("nk,nkd->kd", resp, filled),
