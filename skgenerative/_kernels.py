@@ -74,6 +74,25 @@ def _lower_inverse(L, p, out):
             out[i, c] = t / L[i, i]
 
 
+def _normalise(weighted, resp):
+    """``resp <- exp(w - norm)`` and ``norm = log sum_k exp(w_k)`` of one row's ``w`` (K,), as
+    :func:`skgenerative.mixture.normalised_responsibilities` forms them (one exponential
+    an entry; a row every component rules out gives NaN)."""
+    top = -math.inf
+    for k in range(weighted.shape[0]):
+        if weighted[k] > top:
+            top = weighted[k]
+    if not math.isfinite(top):
+        top = 0.0
+    total = 0.0
+    for k in range(weighted.shape[0]):
+        resp[k] = math.exp(weighted[k] - top)
+        total += resp[k]
+    for k in range(weighted.shape[0]):
+        resp[k] /= total
+    return top + math.log(total)
+
+
 def _incomplete_rows(X, means, covariances, offset, accumulate, log_prob, norm, resp, filled, weighted):
     """Every component's Gaussian given each row's observed entries, in one pass.
 
@@ -203,23 +222,9 @@ def _incomplete_rows(X, means, covariances, offset, accumulate, log_prob, norm, 
                         C[a, b] = t
             log_prob[i, k] = -0.5 * (o * _LOG_2PI + logdet + quad)
             weighted_log_prob[k] = offset[i, k] + log_prob[i, k]
-        top = -math.inf
-        for k in range(k_count):
-            if weighted_log_prob[k] > top:
-                top = weighted_log_prob[k]
-        if not math.isfinite(top):
-            top = 0.0
-        total = 0.0
-        for k in range(k_count):
-            e = math.exp(weighted_log_prob[k] - top)
-            resp[i, k] = e
-            total += e
-        norm[i] = top + math.log(total)
-        for k in range(k_count):
-            w = resp[i, k] / total
-            resp[i, k] = w
-            if not accumulate:
-                continue
+        norm[i] = _normalise(weighted_log_prob, resp[i])
+        for k in range(k_count if accumulate else 0):
+            w = resp[i, k]
             C = conditional[k]
             for a in range(m):  # missing in increasing order: the lower triangle of weighted
                 for b in range(a + 1):
@@ -254,21 +259,9 @@ def _incomplete_rows_diagonal(X, means, variances, offset, norm, resp, sx, sxx):
                     r = x - means[k, j]
                     t += r * r * inverse[k, j] + log_norm[k, j]
             weighted_log_prob[k] = offset[i, k] - 0.5 * t
-        top = -math.inf
+        norm[i] = _normalise(weighted_log_prob, resp[i])
         for k in range(k_count):
-            if weighted_log_prob[k] > top:
-                top = weighted_log_prob[k]
-        if not math.isfinite(top):
-            top = 0.0
-        total = 0.0
-        for k in range(k_count):
-            e = math.exp(weighted_log_prob[k] - top)
-            resp[i, k] = e
-            total += e
-        norm[i] = top + math.log(total)
-        for k in range(k_count):
-            w = resp[i, k] / total
-            resp[i, k] = w
+            w = resp[i, k]
             for j in range(d):
                 x = X[i, j]
                 if math.isnan(x):
@@ -283,7 +276,7 @@ def _incomplete_rows_diagonal(X, means, variances, offset, norm, resp, sx, sxx):
 def _kernel():
     """The compiled :func:`_incomplete_rows` (its helpers compiled first: it calls them
     as the module's globals)."""
-    global _compiled, _cholesky, _forward, _lower_inverse
+    global _compiled, _cholesky, _forward, _lower_inverse, _normalise
     with _compiling:
         if _compiled is None:
             from numba import njit
@@ -291,7 +284,8 @@ def _kernel():
             def jit(function):  # numpy's error model: 0 / 0 is NaN, as in torch, not an exception
                 return njit(cache=True, nogil=True, error_model="numpy")(function)
 
-            _cholesky, _forward, _lower_inverse = jit(_cholesky), jit(_forward), jit(_lower_inverse)
+            _cholesky, _forward, _lower_inverse, _normalise = (jit(f) for f in (_cholesky, _forward, _lower_inverse,
+                                                                                 _normalise))
             _compiled = {"full": jit(_incomplete_rows), "diag": jit(_incomplete_rows_diagonal)}
     return _compiled
 
