@@ -310,9 +310,21 @@ def estimate_gaussian_parameters(
 
 
 def covariances_from_precision_cholesky(precisions_chol: torch.Tensor, covariance_type: str) -> torch.Tensor:
-    """``Sigma = (P P^T)^{-1}`` from precision Cholesky factors (``1 / P^2`` for diag, spherical)."""
+    """``Sigma = (P P^T)^{-1}`` from precision Cholesky factors (``1 / P^2`` for diag, spherical).
+
+    ``P`` is triangular (upper from :func:`compute_precision_cholesky`, lower from a
+    ``precisions_init``) and is inverted by substitution, not by ``torch.linalg.inv``:
+    torch 2.13's CPU build runs batched LU factorisations (``inv``, ``solve``, ``slogdet``)
+    of blocks about 160 columns and wider into an MKL error and a hang once
+    ``torch.set_num_threads`` has been called with 2 or more, which
+    :func:`~skgenerative._torch.adaptive_threads` does when the machine's load changes.
+    """
     if covariance_type in ("full", "tied"):
-        inv = torch.linalg.inv(precisions_chol)
+        upper = bool(torch.equal(precisions_chol, precisions_chol.triu()))
+        if not upper and not bool(torch.equal(precisions_chol, precisions_chol.tril())):
+            precisions_chol = torch.linalg.cholesky(precisions_chol @ precisions_chol.transpose(-1, -2))
+        eye = torch.eye(precisions_chol.shape[-1], dtype=precisions_chol.dtype, device=precisions_chol.device)
+        inv = torch.linalg.solve_triangular(precisions_chol, eye.expand_as(precisions_chol), upper=upper)
         return inv.transpose(-1, -2) @ inv
     return 1.0 / precisions_chol.square()
 

@@ -119,7 +119,11 @@ def ppca_posterior(X: torch.Tensor, mean: torch.Tensor, W: torch.Tensor, noise_v
     log_lik = -0.5 * (
         n_obs * math.log(2 * math.pi) + (n_obs - q) * math.log(noise_variance) + log_det + maha
     )
-    return log_lik, z, torch.cholesky_inverse(chol)
+    # M^{-1} = L^{-T} L^{-1} by substitution: torch.cholesky_inverse of a batch of blocks
+    # about 200 wide hangs after torch.set_num_threads (mixture.covariances_from_precision_cholesky)
+    eye = torch.eye(q, dtype=X.dtype, device=X.device).expand_as(chol)
+    inv_chol = torch.linalg.solve_triangular(chol, eye, upper=False)
+    return log_lik, z, inv_chol.transpose(-1, -2) @ inv_chol
 
 
 class PPCAParameters(NamedTuple):
@@ -192,7 +196,15 @@ def ppca_m_step(statistics: dict, params: PPCAParameters, min_noise: float = 0.0
     shift = s["residual"] / count
     moments = s["latent_moments"]
     rhs = s["residual_latent"] + (moments @ W.unsqueeze(2)).squeeze(2) - shift.unsqueeze(1) * s["latent"]
-    W_new = torch.linalg.solve(moments + s["latent_covariance"], rhs.unsqueeze(2)).squeeze(2)
+    # the systems are positive definite: Cholesky, not torch.linalg.solve's LU, which hangs
+    # on a batch of blocks about 160 wide after torch.set_num_threads
+    # (mixture.covariances_from_precision_cholesky); LU only where a block is singular
+    system = moments + s["latent_covariance"]
+    chol, info = torch.linalg.cholesky_ex(system)
+    if bool((info != 0).any()):
+        W_new = torch.linalg.solve(system, rhs.unsqueeze(2)).squeeze(2)
+    else:
+        W_new = torch.cholesky_solve(rhs.unsqueeze(2), chol).squeeze(2)
     step = W_new - W
     residual = (
         s["squared_residual"]

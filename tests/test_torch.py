@@ -184,3 +184,54 @@ def test_two_fits_in_two_python_threads_keep_each_others_thread_counts(monkeypat
         np.testing.assert_array_equal(scores["second"], expected)
     finally:
         torch.set_num_threads(before)
+
+
+# torch 2.13's CPU build runs batched LU factorisations (torch.linalg.inv, solve, slogdet,
+# cholesky_inverse) of blocks from about 160 columns into an MKL error ("Parameter 6 was
+# incorrect on entry to DLASWP") and a hang once torch.set_num_threads(2 or more) has
+# been called, as adaptive_threads does when the load changes. The models' paths that
+# had them (a mixture's covariances from its precision factors, PPCA's posterior and
+# M-step) now use Cholesky factors and substitution; this runs them at such widths, in a
+# child process so that a hang fails the test instead of the suite.
+_WIDE_AFTER_SET_NUM_THREADS = """
+import warnings
+import numpy as np, torch
+torch.set_num_threads(2)
+from skgenerative import GaussianMixtureDensity
+from skgenerative.ppca import PPCAParameters, ppca_m_step, ppca_posterior, ppca_statistics
+warnings.simplefilter("ignore")
+rng = np.random.RandomState(0)
+X = rng.normal(size=(240, 200)) @ rng.normal(size=(200, 200)) * 0.1
+X[rng.uniform(size=X.shape) < 0.1] = np.nan
+GaussianMixtureDensity(2, random_state=0, max_iter=2).fit(X)
+Xt = torch.as_tensor(X[:4, :])
+q = 170
+params = PPCAParameters(torch.zeros(200, dtype=torch.float64), torch.as_tensor(rng.normal(size=(200, q))), 1.0)
+ppca_posterior(Xt, *params)
+ppca_m_step(ppca_statistics(torch.as_tensor(X), params), params)
+print("done")
+"""
+
+
+def test_wide_blocks_do_not_hang_after_set_num_threads():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _WIDE_AFTER_SET_NUM_THREADS], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("done"), out.stderr[-2000:]
+    assert "MKL ERROR" not in out.stderr
+
+
+@pytest.mark.parametrize("shape", ["upper", "lower", "general"])
+def test_covariances_from_precision_factors_of_either_triangle(shape):
+    """Sigma = (P P^T)^{-1} whichever triangle P is (compute_precision_cholesky's upper,
+    a precisions_init's lower; any other P through a Cholesky of P P^T)."""
+    from skgenerative.mixture import covariances_from_precision_cholesky
+
+    rng = np.random.RandomState(3)
+    A = rng.normal(size=(3, 6, 6))
+    P = {"upper": np.triu(A) + 3 * np.eye(6), "lower": np.tril(A) + 3 * np.eye(6), "general": A + 3 * np.eye(6)}[shape]
+    want = np.linalg.inv(P @ P.transpose(0, 2, 1))
+    got = covariances_from_precision_cholesky(torch.as_tensor(P), "full").numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
