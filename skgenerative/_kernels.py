@@ -12,7 +12,7 @@ dozen (rows, components, columns) tensors for them; their kernel adds the statis
 directly (32 diagonal components on Wine at 50%: 15 ms to 4.3 ms an E-step).
 
 They are used on the CPU where numba imports; elsewhere (a GPU, or numba absent) the
-torch code does the same arithmetic (:data:`AVAILABLE`; ``skgenerative.mixture``'s
+torch code does the same arithmetic (:func:`usable`; ``skgenerative.mixture``'s
 ``_use_kernel`` turns them off for tests that compare both).
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import threading
+import warnings
 
 import numpy as np
 
@@ -30,6 +31,26 @@ import numpy as np
 AVAILABLE = importlib.util.find_spec("numba") is not None
 _compiled = None
 _compiling = threading.Lock()  # threads of a dask worker may reach the first call together
+_imports = None  # whether numba imported (tried once): None before the first try
+
+
+def usable() -> bool:
+    """Whether the kernels can run here: numba is installed and imports. An installed
+    numba that does not import (one built for another NumPy, say) warns once and
+    leaves the torch code to do the work, instead of failing the fit."""
+    global _imports
+    if _imports is None:
+        with _compiling:
+            if _imports is None:
+                try:
+                    import numba  # noqa: F401
+                    _imports = True
+                except Exception as error:  # ImportError, or numba's own check of NumPy's version
+                    warnings.warn(f"numba does not import ({type(error).__name__}: {error}); skgenerative's "
+                                  "E-step of rows with missing entries runs in torch instead", RuntimeWarning,
+                                  stacklevel=2)
+                    _imports = False
+    return _imports
 
 _LOG_2PI = math.log(2.0 * math.pi)
 

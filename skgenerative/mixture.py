@@ -1341,7 +1341,7 @@ _use_kernel = _kernels.AVAILABLE
 
 
 def _kernel_applies(X: torch.Tensor, covariance_type: str, kinds=("full",)) -> bool:
-    return _use_kernel and covariance_type in kinds and X.device.type == "cpu"
+    return _use_kernel and covariance_type in kinds and X.device.type == "cpu" and _kernels.usable()
 
 
 def _float64_array(t: torch.Tensor) -> np.ndarray:

@@ -263,3 +263,25 @@ def test_kernel_e_step_equals_the_torch_e_step(monkeypatch, covariance_type):
     for key in out[True]:
         torch.testing.assert_close(torch.as_tensor(out[True][key]).double(), torch.as_tensor(out[False][key]).double(),
                                    rtol=1e-12, atol=1e-10)
+
+
+def test_a_numba_that_does_not_import_leaves_the_torch_code_with_a_warning(monkeypatch):
+    """numba installed but broken (built for another NumPy): one warning, and the fit is
+    the torch code's, not an ImportError in the middle of it."""
+    import sys
+
+    import skgenerative.mixture as mixture
+    from skgenerative import GaussianMixtureDensity, _kernels
+
+    rng = np.random.RandomState(2)
+    X = rng.normal(size=(200, 4)) @ rng.normal(size=(4, 4))
+    X[rng.uniform(size=X.shape) < 0.3] = np.nan
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
+    monkeypatch.setattr(_kernels, "_imports", None)
+    with pytest.warns(RuntimeWarning, match="numba does not import"):
+        broken = GaussianMixtureDensity(2, random_state=0, dtype="float64").fit(X)
+    assert _kernels._imports is False
+    monkeypatch.setattr(mixture, "_use_kernel", False)
+    torch_fit = GaussianMixtureDensity(2, random_state=0, dtype="float64").fit(X)
+    np.testing.assert_array_equal(broken.means_, torch_fit.means_)
+    np.testing.assert_array_equal(broken.score_samples(X), torch_fit.score_samples(X))
