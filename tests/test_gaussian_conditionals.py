@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from skgenerative._kernels import AVAILABLE as KERNEL_AVAILABLE
 from skgenerative.mixture import gaussian_conditionals
 
 ROUTES = [None, "precision", "covariance"]
@@ -140,6 +141,8 @@ def test_row_products_are_the_matrix_products_and_each_rows_own(width):
 
 
 # --------------------------------------------------------------- compiled kernel
+# numba is a dependency; only a platform without its wheels lacks it (the torch code runs there)
+needs_numba = pytest.mark.skipif(not KERNEL_AVAILABLE, reason="numba is not installed")
 
 
 def _kernel_problem(seed, d, k, n=40):
@@ -151,14 +154,13 @@ def _kernel_problem(seed, d, k, n=40):
     return X, mu, S, offset
 
 
+@needs_numba
 @pytest.mark.parametrize("seed,d,k", [(0, 1, 2), (1, 2, 1), (2, 5, 3), (3, 8, 2), (4, 13, 2), (9, 12, 16)])
 def test_kernel_equals_the_brute_force_conditionals(seed, d, k):
     """Each row's log N(x_o), E[x_m | x_o], responsibilities, and sum_i r_ik Cov[x_m | x_o, k],
     against the per-row brute force (both of the kernel's blocks: few and many missing)."""
     from skgenerative import _kernels
 
-    if not _kernels.AVAILABLE:
-        pytest.skip("numba is not installed")
     X, mu, S, offset = _kernel_problem(seed, d, k)
     log_prob, filled, cov = _brute(X, mu, S)
     got_log_prob, norm, resp, got_filled, weighted = _kernels.incomplete_rows(X, mu, S, offset)
@@ -177,11 +179,10 @@ def test_kernel_equals_the_brute_force_conditionals(seed, d, k):
     assert again[4] is None
 
 
+@needs_numba
 def test_kernel_rows_do_not_depend_on_the_other_rows():
     from skgenerative import _kernels
 
-    if not _kernels.AVAILABLE:
-        pytest.skip("numba is not installed")
     X, mu, S, offset = _kernel_problem(6, 9, 2, n=60)
     whole = _kernels.incomplete_rows(X, mu, S, offset)
     for rows in (slice(0, 7), slice(20, 60), [5, 1, 33]):
@@ -190,13 +191,12 @@ def test_kernel_rows_do_not_depend_on_the_other_rows():
             np.testing.assert_array_equal(a, b[rows])
 
 
+@needs_numba
 def test_kernel_refuses_a_covariance_or_block_that_is_not_positive_definite():
     """None from the kernel; the E-step raises the mixture's covariance error, as the torch code does."""
     from skgenerative import _kernels
     from skgenerative.mixture import MixtureParameters, mixture_statistics
 
-    if not _kernels.AVAILABLE:
-        pytest.skip("numba is not installed")
     X, mu, S, _ = _kernel_problem(7, 4, 2)
     bad = S.copy()
     bad[1] = np.diag([1.0, 1.0, -1.0, 1.0])
@@ -207,6 +207,7 @@ def test_kernel_refuses_a_covariance_or_block_that_is_not_positive_definite():
         mixture_statistics(torch.as_tensor(X[2:]), params, "full")
 
 
+@needs_numba
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_kernel_and_torch_e_steps_give_the_same_fit(monkeypatch):
     """A fit with missing entries, its scores and its imputations: the compiled E-step and
@@ -214,8 +215,6 @@ def test_kernel_and_torch_e_steps_give_the_same_fit(monkeypatch):
     import skgenerative.mixture as mixture
     from skgenerative import GaussianMixtureDensity, _kernels
 
-    if not _kernels.AVAILABLE:
-        pytest.skip("numba is not installed")
     rng = np.random.RandomState(1)
     X = rng.normal(size=(300, 6)) @ rng.normal(size=(6, 6))
     X[150:] += 4.0
@@ -232,6 +231,7 @@ def test_kernel_and_torch_e_steps_give_the_same_fit(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-8)
 
 
+@needs_numba
 @pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
 def test_kernel_e_step_equals_the_torch_e_step(monkeypatch, covariance_type):
     """mixture_statistics of rows with missing entries (and complete ones): the compiled
@@ -240,8 +240,6 @@ def test_kernel_e_step_equals_the_torch_e_step(monkeypatch, covariance_type):
     from skgenerative import _kernels
     from skgenerative.mixture import MixtureParameters, mixture_statistics
 
-    if not _kernels.AVAILABLE:
-        pytest.skip("numba is not installed")
     X, mu, S, offset = _kernel_problem(11, 6, 3, n=80)
     cov = {"full": S, "diag": np.diagonal(S, axis1=1, axis2=2).copy(),
            "spherical": np.diagonal(S, axis1=1, axis2=2).mean(1)}[covariance_type]
